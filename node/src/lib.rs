@@ -1,1 +1,20 @@
-//! placeholder
+//! The Skein node: a device's side of Skein.
+//!
+//! - [`profile`] keeps the device's keys and saved session on disk.
+//! - [`tracker_client`] speaks the control plane to a tracker.
+//! - [`session`] logs in and resumes, saving rotated tokens.
+//! - [`daemon`] keeps the session alive and serves the [`control`] socket.
+//! - [`cli`] is the `skein` command line; [`json`] fixes its output shapes.
+
+pub mod cli;
+pub mod control;
+pub mod daemon;
+pub mod json;
+pub mod profile;
+pub mod session;
+pub mod tracker_client;
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

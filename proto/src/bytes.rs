@@ -17,6 +17,13 @@ macro_rules! fixed_bytes {
                 write!(f, "{}({})", stringify!($name), self.to_hex())
             }
         }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
     };
     ($(#[$meta:meta])* secret $name:ident, $len:expr) => {
         fixed_bytes!(@common $(#[$meta])* $name, $len);
@@ -39,7 +46,7 @@ macro_rules! fixed_bytes {
             /// Parses from a lowercase or uppercase hex string.
             pub fn from_hex(s: &str) -> Option<Self> {
                 let s = s.trim();
-                if s.len() != $len * 2 || !s.is_ascii() {
+                if s.len() != $len * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return None;
                 }
                 let mut out = [0u8; $len];
@@ -56,12 +63,6 @@ macro_rules! fixed_bytes {
                     s.push_str(&format!("{b:02x}"));
                 }
                 s
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.to_hex())
             }
         }
 
@@ -119,8 +120,8 @@ fixed_bytes!(
     64
 );
 fixed_bytes!(
-    /// A bearer session token. Only its BLAKE3 hash is stored by trackers,
-    /// and `Debug` never prints it.
+    /// A bearer session token. Only its BLAKE3 hash is stored by trackers;
+    /// it has no `Display` and its `Debug` never prints it.
     secret SessionToken,
     32
 );

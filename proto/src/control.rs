@@ -529,3 +529,48 @@ pub enum AdminResponse {
         count: u32,
     },
 }
+
+/// The request id of an encoded [`ClientFrame::Request`], read without
+/// decoding the request itself. A tracker uses it to answer
+/// [`ErrorCode::Unsupported`](crate::ErrorCode::Unsupported) to a request
+/// variant it does not know, instead of dropping the connection.
+pub fn peek_request_id(payload: &[u8]) -> Option<u32> {
+    // Variant index 1 (`Request`), then the id; both are varints, which
+    // postcard also accepts in overlong form.
+    let (tag, rest) = read_varint_u32(payload)?;
+    if tag != 1 {
+        return None;
+    }
+    read_varint_u32(rest).map(|(id, _)| id)
+}
+
+/// Reads a LEB128 `u32` of at most 5 bytes, as postcard decodes it.
+fn read_varint_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().take(5).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((u32::try_from(v).ok()?, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_finds_the_id_of_requests_only() {
+        for id in [0u32, 1, 127, 128, 300, u32::MAX] {
+            let bytes =
+                crate::frame::encode_payload(&ClientFrame::Request { id, req: Request::Logout }).expect("encode");
+            assert_eq!(peek_request_id(&bytes), Some(id));
+        }
+        let hello = ClientFrame::Hello(Hello { min_version: 1, max_version: 1, agent: "x".into() });
+        let bytes = crate::frame::encode_payload(&hello).expect("encode");
+        assert_eq!(peek_request_id(&bytes), None);
+        assert_eq!(peek_request_id(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), None);
+        assert_eq!(peek_request_id(&[]), None);
+    }
+}

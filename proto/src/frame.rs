@@ -35,8 +35,7 @@ pub enum FrameError {
 /// Encodes `msg` as a complete frame (header plus payload).
 pub fn encode_frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut out = vec![0u8; FRAME_HEADER_LEN];
-    let mut out = postcard::to_extend(msg, std::mem::take(&mut out))
-        .map_err(|e| FrameError::Encode(e.to_string()))?;
+    let mut out = postcard::to_extend(msg, std::mem::take(&mut out)).map_err(|e| FrameError::Encode(e.to_string()))?;
     let len = out.len() - FRAME_HEADER_LEN;
     if len > max {
         return Err(FrameError::TooLarge { len, max });
@@ -81,46 +80,47 @@ pub fn check_header(header: [u8; FRAME_HEADER_LEN], max: usize) -> Result<usize,
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Start of the unconsumed bytes in `buf`; consumed bytes are dropped on
+    /// the next push, so each byte is moved at most once.
+    start: usize,
     max: usize,
 }
 
 impl FrameDecoder {
     /// A decoder that accepts payloads up to `max` bytes.
     pub fn new(max: usize) -> Self {
-        Self { buf: Vec::new(), max }
+        Self { buf: Vec::new(), start: 0, max }
+    }
+
+    /// The header of the next frame, if it has arrived.
+    fn header(&self) -> Option<[u8; FRAME_HEADER_LEN]> {
+        self.buf.get(self.start..self.start + FRAME_HEADER_LEN).and_then(|h| h.try_into().ok())
     }
 
     /// Appends received bytes. Fails as soon as a header announces an
     /// oversized frame; the decoder is then unusable, as the stream is.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= FRAME_HEADER_LEN {
-            let mut header = [0u8; FRAME_HEADER_LEN];
-            header.copy_from_slice(&self.buf[..FRAME_HEADER_LEN]);
+        if let Some(header) = self.header() {
             check_header(header, self.max)?;
         }
         Ok(())
     }
 
-    /// Takes the next complete payload, if one has fully arrived.
+    /// Takes the next complete payload, if one has fully arrived. A payload
+    /// that has fully arrived is returned even if a bad header follows it;
+    /// the next call reports that header.
     pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if self.buf.len() < FRAME_HEADER_LEN {
-            return Ok(None);
-        }
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        header.copy_from_slice(&self.buf[..FRAME_HEADER_LEN]);
+        let Some(header) = self.header() else { return Ok(None) };
         let len = check_header(header, self.max)?;
-        if self.buf.len() < FRAME_HEADER_LEN + len {
+        let body = self.start + FRAME_HEADER_LEN;
+        if self.buf.len() < body + len {
             return Ok(None);
         }
-        let payload = self.buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec();
-        self.buf.drain(..FRAME_HEADER_LEN + len);
-        // Validate the next header early so oversize frames fail fast.
-        if self.buf.len() >= FRAME_HEADER_LEN {
-            let mut next = [0u8; FRAME_HEADER_LEN];
-            next.copy_from_slice(&self.buf[..FRAME_HEADER_LEN]);
-            check_header(next, self.max)?;
-        }
+        let payload = self.buf[body..body + len].to_vec();
+        self.start = body + len;
         Ok(Some(payload))
     }
 
@@ -134,7 +134,7 @@ impl FrameDecoder {
 
     /// Bytes buffered but not yet returned.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 }
 

@@ -40,9 +40,7 @@ pub fn valid_user_name(name: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_USER_NAME
         && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// Checks a department path: `/`-separated non-empty segments without control
@@ -51,9 +49,7 @@ pub fn valid_dept_path(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= MAX_DEPT_PATH
         && path.split('/').count() <= MAX_DEPT_DEPTH
-        && path
-            .split('/')
-            .all(|seg| !seg.trim().is_empty() && seg.trim() == seg && !seg.chars().any(char::is_control))
+        && path.split('/').all(|seg| !seg.trim().is_empty() && seg.trim() == seg && !seg.chars().any(char::is_control))
 }
 
 #[cfg(test)]

@@ -1,1 +1,167 @@
-//! placeholder
+//! Shared pieces of Skein's end-to-end tests: logging setup, the paths of
+//! the real binaries, a child-process wrapper that reads JSON event lines,
+//! and a UDP proxy that can go silent to simulate a vanished client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UdpSocket;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub use skein_tracker::test_utils::{TestTracker, wait_for};
+
+/// Installs the rustls provider and a test log subscriber (once).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// Path of a workspace binary (`skein`, `skein-tracker`), built by
+/// `cargo test --workspace` alongside the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Runs `skein` with a profile and returns (exit ok, stdout, stderr).
+pub async fn skein(profile: &Path, args: &[&str], password: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(bin("skein"));
+    cmd.arg("--profile").arg(profile).args(args).stdin(Stdio::null()).kill_on_drop(true);
+    match password {
+        Some(p) => cmd.env("SKEIN_PASSWORD", p),
+        None => cmd.env_remove("SKEIN_PASSWORD"),
+    };
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("skein finished in time")
+        .expect("run skein");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running child process whose standard output lines are collected.
+#[derive(Debug)]
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Every line seen so far.
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    /// Spawns `program args` with extra environment.
+    pub fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line satisfying `pred`, panicking after `timeout`.
+    pub async fn wait_line(&mut self, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!("process ended before printing {what}; output so far: {:#?}", self.seen),
+                Err(_) => panic!("timed out waiting for {what}; output so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash or power loss would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A UDP relay between clients and a server that can be told to drop
+/// everything, so a client seems to vanish without saying goodbye.
+#[derive(Debug, Clone)]
+pub struct UdpProxy {
+    /// Where clients should send.
+    pub addr: SocketAddr,
+    silent: Arc<AtomicBool>,
+}
+
+impl UdpProxy {
+    /// Starts a proxy for one client towards `server`.
+    pub async fn start(server: SocketAddr) -> UdpProxy {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy back"));
+        let addr = front.local_addr().expect("proxy address");
+        let silent = Arc::new(AtomicBool::new(false));
+        let client: Arc<tokio::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+        {
+            let (front, back, silent, client) = (front.clone(), back.clone(), silent.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().await = Some(from);
+                    if !silent.load(Ordering::Relaxed) {
+                        let _ = back.send_to(&buf[..n], server).await;
+                    }
+                }
+            });
+        }
+        {
+            let silent = silent.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                    let to = *client.lock().await;
+                    if let (Some(to), false) = (to, silent.load(Ordering::Relaxed)) {
+                        let _ = front.send_to(&buf[..n], to).await;
+                    }
+                }
+            });
+        }
+        UdpProxy { addr, silent }
+    }
+
+    /// Drops all traffic from now on.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,1 +1,33 @@
-//! placeholder
+//! The Skein tracker: login, presence, the organisation directory and
+//! connection brokering for Skein nodes.
+//!
+//! - [`server`] starts and stops a tracker ([`Tracker::start`]).
+//! - [`connection`] serves one client; [`requests`] answers its requests.
+//! - [`hub`] owns live sessions and [`presence`]; [`throttle`] limits failed logins.
+//! - [`store`] keeps users, sessions, devices and the mailbox in SQLite or PostgreSQL.
+//! - [`admin`] holds the administrator operations; [`admin_watch`] applies
+//!   changes made by other processes to live sessions.
+//! - [`init`] prepares a data directory on first run; [`cli`] is the command line.
+
+pub mod admin;
+pub mod admin_watch;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod init;
+pub mod org;
+pub mod presence;
+pub mod requests;
+pub mod server;
+pub mod state;
+pub mod store;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
+pub mod throttle;
+pub mod tls;
+
+pub use config::TrackerConfig;
+pub use server::{RunningTracker, Tracker};

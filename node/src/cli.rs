@@ -1,0 +1,290 @@
+//! The `skein` command line.
+//!
+//! Commands talk to the profile's running daemon over its control socket
+//! when there is one, and otherwise open a short session of their own
+//! (resuming the saved token, which never makes the user appear online).
+//! `--json` prints one JSON document on standard output; failures exit
+//! non-zero with a one-line `error:` on standard error.
+
+use crate::control::{self, ControlReply, ControlRequest};
+use crate::daemon;
+use crate::json;
+use crate::profile::Profile;
+use crate::session::{self, parse_status};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use skein_proto::control::{DirectoryQuery, Request, Response, Subscription};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// Skein: enterprise messaging, peer to peer.
+#[derive(Debug, Parser)]
+#[command(name = "skein", version)]
+pub struct Cli {
+    /// Profile directory holding this device's keys and session.
+    #[arg(long, global = true, env = "SKEIN_PROFILE")]
+    profile: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Log in; the password comes from SKEIN_PASSWORD or standard input.
+    Login {
+        /// Tracker address, HOST:PORT.
+        #[arg(long)]
+        tracker: String,
+        /// The organisation CA certificate (the tracker's ca.pem).
+        #[arg(long)]
+        ca: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Run the node: stay connected, show as present, print JSON events.
+    Daemon,
+    /// Show everyone's presence.
+    Presence {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set your status (needs a running daemon to take effect).
+    Status {
+        /// online, away or busy.
+        status: String,
+        /// A short note, such as "in a meeting".
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Search the organisation directory.
+    Directory {
+        /// Text to match against names, titles and e-mail addresses.
+        query: Option<String>,
+        /// Only this department and its sub-departments.
+        #[arg(long)]
+        dept: Option<String>,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the department tree.
+    Departments {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log out: revoke this device's session (and stop its daemon).
+    Logout,
+}
+
+/// Logs to standard error; `RUST_LOG` selects what (default: warnings).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn default_profile() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".skein/default")
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("SKEIN_PASSWORD") {
+        return Ok(p);
+    }
+    let pw = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if pw.is_empty() {
+        bail!("no password given: set SKEIN_PASSWORD or pass it on standard input");
+    }
+    Ok(pw)
+}
+
+/// Asks the daemon, if one runs. `Ok(None)`: no daemon.
+async fn ask_daemon(profile: &Profile, req: ControlRequest) -> anyhow::Result<Option<Value>> {
+    match control::call(&profile.socket_path(), &req).await? {
+        None => Ok(None),
+        Some(ControlReply { ok: true, data, .. }) => Ok(Some(data)),
+        Some(ControlReply { error, code, .. }) => {
+            bail!("{} ({})", error.unwrap_or_else(|| "the daemon refused".into()), code.unwrap_or_default())
+        }
+    }
+}
+
+/// One request over a short-lived session of our own.
+async fn one_shot(profile: &Profile, req: Request) -> anyhow::Result<Response> {
+    let conn = session::resume(profile).await?;
+    let resp = conn.client.request(req).await;
+    conn.client.close();
+    Ok(resp?)
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let profile = Profile::new(cli.profile.unwrap_or_else(default_profile));
+    match cli.command {
+        Command::Login { tracker, ca, user } => {
+            let password = read_password()?;
+            let conn = session::login(&profile, &tracker, &ca, &user, password).await?;
+            conn.client.close();
+            let s = &conn.saved;
+            println!(
+                "Logged in as {} to {} ({}) on tracker {}; profile {}",
+                s.user,
+                s.org,
+                if s.admin { "administrator" } else { "member" },
+                s.tracker,
+                profile.dir().display()
+            );
+            Ok(())
+        }
+        Command::Daemon => {
+            let stop = CancellationToken::new();
+            let signal_stop = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                signal_stop.cancel();
+            });
+            daemon::run(profile, stop).await?;
+            Ok(())
+        }
+        Command::Presence { json } => {
+            let entries = match ask_daemon(&profile, ControlRequest::Presence).await? {
+                Some(v) => v,
+                None => match one_shot(&profile, Request::SubscribePresence(Subscription::All)).await? {
+                    Response::PresenceSnapshot(list) => Value::Array(list.iter().map(json::presence).collect()),
+                    other => bail!("unexpected answer from the tracker: {other:?}"),
+                },
+            };
+            if json {
+                println!("{entries}");
+            } else {
+                let now = crate::now_ms();
+                for e in entries.as_array().into_iter().flatten() {
+                    let status = e["status"].as_str().unwrap_or("?");
+                    let when = if status == "offline" {
+                        json::ago(e["last_seen_ms"].as_u64().unwrap_or(0), now)
+                    } else {
+                        String::new()
+                    };
+                    let note = e["note"].as_str().map(|n| format!("\"{n}\"")).unwrap_or_default();
+                    println!("{:<20} {:<8} {} {}", e["user"].as_str().unwrap_or("?"), status, when, note);
+                }
+            }
+            Ok(())
+        }
+        Command::Status { status, note } => {
+            let st = parse_status(&status).map_err(anyhow::Error::msg)?;
+            match ask_daemon(&profile, ControlRequest::Status { status: st.as_str().into(), note }).await? {
+                Some(_) => println!("Status set to {}", st.as_str()),
+                None => {
+                    let mut s = profile.session()?;
+                    s.status = st.as_str().to_owned();
+                    profile.save_session(&s)?;
+                    println!(
+                        "Status {} saved; it takes effect when `skein --profile {} daemon` runs",
+                        st.as_str(),
+                        profile.dir().display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Directory { query, dept, json } => {
+            let users =
+                match ask_daemon(&profile, ControlRequest::Directory { query: query.clone(), dept: dept.clone() })
+                    .await?
+                {
+                    Some(v) => v,
+                    None => {
+                        let q = DirectoryQuery { text: query, department: dept, offset: 0, limit: 500 };
+                        match one_shot(&profile, Request::Directory(q)).await? {
+                            Response::Directory(page) => Value::Array(page.users.iter().map(json::user).collect()),
+                            other => bail!("unexpected answer from the tracker: {other:?}"),
+                        }
+                    }
+                };
+            if json {
+                println!("{users}");
+            } else {
+                for u in users.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<20} {:<28} {:<24} {:<20} {}",
+                        u["name"].as_str().unwrap_or("?"),
+                        u["display_name"].as_str().unwrap_or(""),
+                        u["department"].as_str().unwrap_or("-"),
+                        u["title"].as_str().unwrap_or("-"),
+                        u["status"].as_str().unwrap_or("?"),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Departments { json } => {
+            let depts = match ask_daemon(&profile, ControlRequest::Departments).await? {
+                Some(v) => v,
+                None => match one_shot(&profile, Request::Departments).await? {
+                    Response::Departments(d) => Value::Array(
+                        d.iter().map(|d| json!({"path": d.path, "parent": d.parent, "members": d.members})).collect(),
+                    ),
+                    other => bail!("unexpected answer from the tracker: {other:?}"),
+                },
+            };
+            if json {
+                println!("{depts}");
+            } else {
+                for d in depts.as_array().into_iter().flatten() {
+                    let path = d["path"].as_str().unwrap_or("?");
+                    let depth = path.matches('/').count();
+                    println!("{}{} ({})", "  ".repeat(depth), path.rsplit('/').next().unwrap_or(path), d["members"]);
+                }
+            }
+            Ok(())
+        }
+        Command::Logout => {
+            if ask_daemon(&profile, ControlRequest::Logout).await?.is_none() {
+                let user = profile.session()?.user;
+                match session::resume(&profile).await {
+                    Ok(conn) => {
+                        let r = conn.client.request(Request::Logout).await;
+                        conn.client.close();
+                        r?;
+                    }
+                    // Already ended on the tracker: forgetting it locally is all that is left.
+                    Err(e) if e.code().is_some() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                profile.clear_session()?;
+                println!("Logged out {user}");
+            } else {
+                println!("Logged out; the daemon has stopped");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The daemon's control socket: a Unix socket in the profile directory that
+//! carries one JSON request line and one JSON reply line per connection.
+//!
+//! Only the profile's owner can reach it: the profile directory is 0700 and
+//! the socket is made 0600.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// Longest request line accepted.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Requests the CLI sends to a running daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// Who we are and where we are connected.
+    Info,
+    /// Everyone's presence.
+    Presence,
+    /// Set our status.
+    Status {
+        /// `online`, `away` or `busy`.
+        status: String,
+        /// Optional note.
+        note: Option<String>,
+    },
+    /// Search the directory.
+    Directory {
+        /// Search text.
+        query: Option<String>,
+        /// Department filter.
+        dept: Option<String>,
+    },
+    /// List departments.
+    Departments,
+    /// Log out and stop the daemon.
+    Logout,
+}
+
+/// A daemon's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlReply {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The result.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Machine-readable error code on failure.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// What failed and what to do, on failure.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl ControlReply {
+    /// A success.
+    pub fn ok(data: serde_json::Value) -> Self {
+        Self { ok: true, data, code: None, error: None }
+    }
+
+    /// A failure.
+    pub fn err(code: &str, message: impl Into<String>) -> Self {
+        Self { ok: false, data: serde_json::Value::Null, code: Some(code.to_owned()), error: Some(message.into()) }
+    }
+}
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The socket exists but the exchange failed.
+    #[error("the daemon's control socket {path} failed: {reason}")]
+    Broken {
+        /// Socket path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Sends a request to the daemon at `socket`. `Ok(None)` means no daemon is running.
+pub async fn call(socket: &Path, req: &ControlRequest) -> Result<Option<ControlReply>, ControlError> {
+    let broken = |reason: String| ControlError::Broken { path: socket.display().to_string(), reason };
+    let stream = match UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(broken(e.to_string())),
+    };
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(req).map_err(|e| broken(e.to_string()))?;
+    line.push(b'\n');
+    w.write_all(&line).await.map_err(|e| broken(e.to_string()))?;
+    let mut reply = String::new();
+    BufReader::new(r).take(MAX_LINE as u64 * 64).read_line(&mut reply).await.map_err(|e| broken(e.to_string()))?;
+    if reply.is_empty() {
+        return Err(broken("the daemon closed the connection without answering".into()));
+    }
+    serde_json::from_str(&reply).map(Some).map_err(|e| broken(format!("unreadable reply: {e}")))
+}

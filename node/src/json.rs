@@ -1,0 +1,66 @@
+//! JSON shapes of the CLI's `--json` output and the daemon's event lines.
+//! Scripts outside the project read these; field names are stable.
+
+use serde_json::{Value, json};
+use skein_proto::control::{PresenceEntry, UserEntry};
+
+/// One user's presence.
+pub fn presence(e: &PresenceEntry) -> Value {
+    json!({
+        "user": e.user,
+        "status": e.status.as_str(),
+        "note": e.note,
+        "last_seen_ms": e.last_seen_ms,
+        "devices": e.devices,
+    })
+}
+
+/// A presence-change event line.
+pub fn presence_event(e: &PresenceEntry) -> Value {
+    let mut v = presence(e);
+    v["type"] = json!("presence");
+    v
+}
+
+/// A directory entry.
+pub fn user(u: &UserEntry) -> Value {
+    json!({
+        "name": u.name,
+        "display_name": u.display_name,
+        "department": u.department,
+        "title": u.title,
+        "email": u.email,
+        "phone": u.phone,
+        "disabled": u.disabled,
+        "status": u.status.as_str(),
+        "last_seen_ms": u.last_seen_ms,
+    })
+}
+
+/// "3 min ago" style rendering of a last-seen time for people.
+pub fn ago(last_seen_ms: u64, now_ms: u64) -> String {
+    if last_seen_ms == 0 {
+        return "never".into();
+    }
+    let s = now_ms.saturating_sub(last_seen_ms) / 1000;
+    match s {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ago_reads_naturally() {
+        assert_eq!(ago(0, 5), "never");
+        assert_eq!(ago(1_000, 30_000), "just now");
+        assert_eq!(ago(0 + 1, 1 + 180_000), "3 min ago");
+        assert_eq!(ago(1, 1 + 7_200_000), "2 h ago");
+        assert_eq!(ago(1, 1 + 3 * 86_400_000), "3 d ago");
+    }
+}

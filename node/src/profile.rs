@@ -1,0 +1,322 @@
+//! A node's profile directory: the device's keys and the saved session.
+//!
+//! ```text
+//! PROFILE/device.key     libp2p ed25519 keypair (protobuf encoding), 0600
+//! PROFILE/x25519.key     X25519 secret for sealed mail, 0600
+//! PROFILE/device.json    device id and name
+//! PROFILE/ca.pem         the organisation CA this profile trusts
+//! PROFILE/session.json   tracker address, user, session token, certificate, 0600
+//! PROFILE/control.sock   the daemon's control socket, while it runs
+//! ```
+//!
+//! Secrets are written to a temporary file created 0600 and renamed into
+//! place, so a crash never leaves a half-written or world-readable key.
+
+use libp2p_identity::{Keypair, PeerId};
+use serde::{Deserialize, Serialize};
+use skein_proto::bytes::{DeviceId, PublicKey, SessionToken};
+use skein_proto::control::DeviceHello;
+use skein_proto::device::DeviceCert;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Why a profile could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// "read" or "write".
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file's contents are not what they should be.
+    #[error("{path} is corrupt ({reason}); remove the profile directory and log in again")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No session saved yet.
+    #[error("not logged in: run `skein --profile {0} login --tracker HOST:PORT --ca FILE --user NAME` first")]
+    NotLoggedIn(PathBuf),
+}
+
+/// The device's identity, created on first use.
+#[derive(Clone)]
+pub struct DeviceIdentity {
+    /// Random device identifier.
+    pub device_id: DeviceId,
+    /// Human name (the host name).
+    pub name: String,
+    /// libp2p keypair; its PeerId names the device on the mesh.
+    pub keypair: Keypair,
+    /// X25519 secret for opening sealed mail.
+    pub x25519: x25519_dalek::StaticSecret,
+}
+
+impl std::fmt::Debug for DeviceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceIdentity")
+            .field("device_id", &self.device_id)
+            .field("name", &self.name)
+            .field("peer_id", &self.peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceIdentity {
+    /// The device's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.keypair.public().to_peer_id()
+    }
+
+    /// The X25519 public key.
+    pub fn x25519_public(&self) -> PublicKey {
+        PublicKey(x25519_dalek::PublicKey::from(&self.x25519).to_bytes())
+    }
+
+    /// How the device introduces itself at login.
+    pub fn hello(&self) -> DeviceHello {
+        DeviceHello {
+            device_id: self.device_id,
+            name: self.name.clone(),
+            peer_id: self.peer_id().to_bytes(),
+            x25519: self.x25519_public(),
+        }
+    }
+}
+
+/// What `session.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedSession {
+    /// Tracker `HOST:PORT`.
+    pub tracker: String,
+    /// The user.
+    pub user: String,
+    /// Session token (hex).
+    pub token: String,
+    /// Token expiry, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Organisation name.
+    pub org: String,
+    /// Whether the user is an administrator.
+    pub admin: bool,
+    /// The organisation's device-certificate key (hex).
+    pub org_signing_key: String,
+    /// This device's certificate (hex of its postcard encoding).
+    pub device_cert: String,
+    /// Status the daemon sets when it starts.
+    #[serde(default = "default_status")]
+    pub status: String,
+}
+
+fn default_status() -> String {
+    "online".into()
+}
+
+impl SavedSession {
+    /// The token.
+    pub fn token(&self) -> Option<SessionToken> {
+        SessionToken::from_hex(&self.token)
+    }
+
+    /// Records a new token and certificate after login or resume.
+    pub fn update(&mut self, s: &skein_proto::control::Session) {
+        self.token = s.token.to_hex();
+        self.expires_at_ms = s.expires_at_ms;
+        self.admin = s.admin;
+        self.org = s.device_cert.body.org.clone();
+        self.org_signing_key = s.org_signing_key.to_hex();
+        self.device_cert = hex::encode(skein_proto::frame::encode_payload(&s.device_cert).unwrap_or_default());
+    }
+
+    /// The decoded device certificate.
+    pub fn cert(&self) -> Option<DeviceCert> {
+        let bytes = hex::decode(&self.device_cert).ok()?;
+        skein_proto::frame::decode_payload(&bytes).ok()
+    }
+}
+
+/// A profile directory.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    dir: PathBuf,
+}
+
+impl Profile {
+    /// A profile at `dir` (not created until something is saved).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The CA copy this profile trusts.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The daemon's control socket.
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    fn session_path(&self) -> PathBuf {
+        self.dir.join("session.json")
+    }
+
+    /// Creates the directory (0700) if needed.
+    pub fn create(&self) -> Result<(), ProfileError> {
+        use std::os::unix::fs::DirBuilderExt;
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|source| ProfileError::Io {
+            action: "create",
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// Loads the device identity, creating it on first use.
+    pub fn device(&self) -> Result<DeviceIdentity, ProfileError> {
+        self.create()?;
+        let key_path = self.dir.join("device.key");
+        let x_path = self.dir.join("x25519.key");
+        let meta_path = self.dir.join("device.json");
+        if !key_path.exists() {
+            let keypair = Keypair::generate_ed25519();
+            let enc = keypair
+                .to_protobuf_encoding()
+                .map_err(|e| ProfileError::Corrupt { path: key_path.clone(), reason: e.to_string() })?;
+            write_atomic(&key_path, &enc, true)?;
+            let secret = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+            write_atomic(&x_path, secret.as_bytes(), true)?;
+            let mut id = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+            let meta = serde_json::json!({ "device_id": hex::encode(id), "name": host_name() });
+            write_atomic(&meta_path, meta.to_string().as_bytes(), false)?;
+        }
+        let enc = read(&key_path)?;
+        let keypair = Keypair::from_protobuf_encoding(&enc)
+            .map_err(|e| ProfileError::Corrupt { path: key_path.clone(), reason: e.to_string() })?;
+        let x = read(&x_path)?;
+        let x: [u8; 32] = x
+            .try_into()
+            .map_err(|_| ProfileError::Corrupt { path: x_path.clone(), reason: "not a 32-byte key".into() })?;
+        let meta: serde_json::Value = serde_json::from_slice(&read(&meta_path)?)
+            .map_err(|e| ProfileError::Corrupt { path: meta_path.clone(), reason: e.to_string() })?;
+        let device_id = meta["device_id"]
+            .as_str()
+            .and_then(DeviceId::from_hex)
+            .ok_or_else(|| ProfileError::Corrupt { path: meta_path.clone(), reason: "no valid device_id".into() })?;
+        let name = meta["name"].as_str().unwrap_or("device").to_owned();
+        Ok(DeviceIdentity { device_id, name, keypair, x25519: x25519_dalek::StaticSecret::from(x) })
+    }
+
+    /// The saved session.
+    pub fn session(&self) -> Result<SavedSession, ProfileError> {
+        let path = self.session_path();
+        if !path.exists() {
+            return Err(ProfileError::NotLoggedIn(self.dir.clone()));
+        }
+        serde_json::from_slice(&read(&path)?).map_err(|e| ProfileError::Corrupt { path, reason: e.to_string() })
+    }
+
+    /// Saves the session (0600, atomically).
+    pub fn save_session(&self, s: &SavedSession) -> Result<(), ProfileError> {
+        self.create()?;
+        let text = serde_json::to_vec_pretty(s)
+            .map_err(|e| ProfileError::Corrupt { path: self.session_path(), reason: e.to_string() })?;
+        write_atomic(&self.session_path(), &text, true)
+    }
+
+    /// Forgets the session.
+    pub fn clear_session(&self) -> Result<(), ProfileError> {
+        match std::fs::remove_file(self.session_path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ProfileError::Io { action: "remove", path: self.session_path(), source }),
+        }
+    }
+
+    /// Copies the CA file into the profile.
+    pub fn save_ca(&self, pem: &[u8]) -> Result<(), ProfileError> {
+        self.create()?;
+        write_atomic(&self.ca_path(), pem, false)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ProfileError> {
+    std::fs::read(path).map_err(|source| ProfileError::Io { action: "read", path: path.to_owned(), source })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), ProfileError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let io = |source| ProfileError::Io { action: "write", path: path.to_owned(), source };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "device".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn device_identity_is_created_once_with_private_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Profile::new(dir.path().join("p"));
+        let a = p.device().expect("create");
+        let b = p.device().expect("reload");
+        assert_eq!(a.device_id, b.device_id);
+        assert_eq!(a.peer_id(), b.peer_id());
+        assert_eq!(a.x25519_public(), b.x25519_public());
+        for f in ["device.key", "x25519.key"] {
+            let mode = std::fs::metadata(p.dir().join(f)).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+
+    #[test]
+    fn missing_session_says_how_to_log_in_and_corruption_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Profile::new(dir.path());
+        let e = p.session().expect_err("no session").to_string();
+        assert!(e.contains("login"), "{e}");
+        std::fs::write(dir.path().join("session.json"), "{not json").expect("write");
+        let e = p.session().expect_err("corrupt").to_string();
+        assert!(e.contains("session.json"), "{e}");
+        std::fs::write(dir.path().join("device.key"), "junk").expect("write");
+        std::fs::write(dir.path().join("x25519.key"), [0u8; 32]).expect("write");
+        std::fs::write(dir.path().join("device.json"), "{}").expect("write");
+        let e = p.device().expect_err("corrupt key").to_string();
+        assert!(e.contains("device.key"), "{e}");
+    }
+}

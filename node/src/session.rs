@@ -1,0 +1,143 @@
+//! Logging in and resuming: turns a profile into a live tracker session,
+//! saving the rotated token every time.
+
+use crate::profile::{Profile, ProfileError, SavedSession};
+use crate::tracker_client::{ClientError, TrackerClient, TrackerTarget};
+use skein_proto::control::{Event, Login, PresenceStatus, Request, Response, Resume, Session};
+use skein_proto::{ErrorBody, ErrorCode};
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// Software name sent in the hello.
+pub const AGENT: &str = concat!("skein/", env!("CARGO_PKG_VERSION"));
+
+/// Why a session could not be established.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The profile is missing or corrupt.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// Talking to the tracker failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The tracker answered with something unexpected.
+    #[error("unexpected answer from the tracker: {0}")]
+    Unexpected(String),
+}
+
+impl SessionError {
+    /// The tracker's error code, if it refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Client(c) => c.body().map(|b| b.code),
+            _ => None,
+        }
+    }
+
+    /// True if retrying later may succeed (tracker down or busy), false if
+    /// the user must act (log in again, fix the CA file...).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Client(ClientError::Unreachable { .. } | ClientError::Closed | ClientError::Timeout(_)) => true,
+            Self::Client(ClientError::Refused(b)) => {
+                matches!(b.code, ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Throttled)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A live session: the client, its events, and the saved state.
+#[derive(Debug)]
+pub struct Connected {
+    /// The tracker connection.
+    pub client: TrackerClient,
+    /// Events pushed by the tracker.
+    pub events: mpsc::Receiver<Event>,
+    /// The profile's saved session, already updated.
+    pub saved: SavedSession,
+}
+
+/// Password login. Copies `ca` into the profile and saves the session.
+pub async fn login(
+    profile: &Profile,
+    tracker: &str,
+    ca: &Path,
+    user: &str,
+    password: String,
+) -> Result<Connected, SessionError> {
+    // Validate the CA file before copying it anywhere.
+    skein_certs::rustls_io::load_certs(ca).map_err(ClientError::from)?;
+    let pem = std::fs::read(ca).map_err(|source| ProfileError::Io { action: "read", path: ca.to_owned(), source })?;
+    let device = profile.device()?;
+    let target = TrackerTarget::new(tracker, ca);
+    let (client, events) = TrackerClient::connect(&target, AGENT).await?;
+    let resp = client
+        .request(Request::Login(Login { user: user.trim().to_lowercase(), password, device: device.hello() }))
+        .await?;
+    let session = expect_session(resp)?;
+    profile.save_ca(&pem)?;
+    let mut saved = SavedSession {
+        tracker: tracker.to_owned(),
+        user: session.user.name.clone(),
+        token: String::new(),
+        expires_at_ms: 0,
+        org: String::new(),
+        admin: false,
+        org_signing_key: String::new(),
+        device_cert: String::new(),
+        status: profile.session().map(|s| s.status).unwrap_or_else(|_| "online".into()),
+    };
+    saved.update(&session);
+    profile.save_session(&saved)?;
+    Ok(Connected { client, events, saved })
+}
+
+/// Resumes the saved session, rotating and saving its token.
+pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
+    let mut saved = profile.session()?;
+    let token = saved.token().ok_or_else(|| ProfileError::Corrupt {
+        path: profile.dir().join("session.json"),
+        reason: "the token is not valid hex".into(),
+    })?;
+    let device = profile.device()?;
+    let target = TrackerTarget::new(saved.tracker.clone(), profile.ca_path());
+    let (client, events) = TrackerClient::connect(&target, AGENT).await?;
+    let resp = match client.request(Request::Resume(Resume { token, device: device.hello() })).await {
+        Ok(r) => r,
+        Err(ClientError::Refused(b)) if matches!(b.code, ErrorCode::SessionExpired | ErrorCode::SessionRevoked) => {
+            return Err(ClientError::Refused(ErrorBody {
+                message: format!(
+                    "{}: run `skein --profile {} login --tracker {} --ca FILE --user {}`",
+                    b.message,
+                    profile.dir().display(),
+                    saved.tracker,
+                    saved.user
+                ),
+                ..b
+            })
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let session = expect_session(resp)?;
+    saved.update(&session);
+    profile.save_session(&saved)?;
+    Ok(Connected { client, events, saved })
+}
+
+fn expect_session(resp: Response) -> Result<Box<Session>, SessionError> {
+    match resp {
+        Response::Session(s) => Ok(s),
+        other => Err(SessionError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Parses a presence status word, naming the valid ones on failure.
+pub fn parse_status(s: &str) -> Result<PresenceStatus, String> {
+    match PresenceStatus::parse(s) {
+        Some(PresenceStatus::Offline) | None => Err(format!("unknown status {s:?}: use online, away or busy")),
+        Some(st) => Ok(st),
+    }
+}

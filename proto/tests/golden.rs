@@ -1,0 +1,489 @@
+//! Golden bytes for every control-plane message and every enum variant.
+//!
+//! postcard encodes enums by variant index and structs by field order, so any
+//! reordering, removal or type change alters these bytes. A failing test here
+//! means the wire format changed: append new variants and fields instead, and
+//! add a golden entry for each. The exhaustive `*_index` matches stop
+//! compiling when a variant is added, as a reminder to pin it here.
+
+use serde::{Serialize, de::DeserializeOwned};
+use skein_proto::bytes::{DeviceId, MailId, PublicKey, SessionToken, Signature};
+use skein_proto::control::*;
+use skein_proto::device::{DEVICE_CERT_DOMAIN, DeviceCert, DeviceCertBody};
+use skein_proto::frame::{decode_payload, encode_frame, encode_payload};
+use skein_proto::limits::MAX_CONTROL_FRAME;
+use skein_proto::{ErrorBody, ErrorCode, FrameDecoder};
+use std::fmt::Debug;
+
+/// Encodes `value`, compares with the pinned `hex`, and decodes `hex` back.
+#[track_caller]
+fn golden<T>(value: T, hex: &str)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let bytes = encode_payload(&value).expect("encode");
+    assert_eq!(hex::encode(&bytes), hex, "encoding of {value:?} changed");
+    let decoded: T = decode_payload(&hex::decode(hex).expect("valid hex")).expect("decode");
+    assert_eq!(decoded, value);
+}
+
+/// Pins a table listing every variant of an enum once, in declaration order:
+/// position `i` must hold variant `i`, whose encoding starts with byte `i`.
+#[track_caller]
+fn golden_variants<T>(table: Vec<(T, &str)>, index: fn(&T) -> usize)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    for (i, (value, hex)) in table.into_iter().enumerate() {
+        assert_eq!(index(&value), i, "table out of order at {value:?}");
+        assert_eq!(hex.get(..2), Some(format!("{i:02x}").as_str()), "{value:?}");
+        golden(value, hex);
+    }
+}
+
+// ---- fixtures -------------------------------------------------------------
+
+fn device_id() -> DeviceId {
+    DeviceId([0xd1; 16])
+}
+
+fn x25519() -> PublicKey {
+    PublicKey([0x25; 32])
+}
+
+fn peer_id() -> Vec<u8> {
+    vec![0x00, 0x24, 0x08, 0x01]
+}
+
+fn cert_body() -> DeviceCertBody {
+    DeviceCertBody {
+        version: 1,
+        serial: 300,
+        org: "acme".into(),
+        user: "alice".into(),
+        device_id: device_id(),
+        peer_id: peer_id(),
+        x25519: x25519(),
+        issued_at_ms: 1_700_000_000_000,
+        expires_at_ms: 1_731_536_000_000,
+    }
+}
+
+fn cert() -> DeviceCert {
+    DeviceCert { body: cert_body(), signature: Signature([0x51; 64]) }
+}
+
+fn device_hello() -> DeviceHello {
+    DeviceHello { device_id: device_id(), name: "laptop".into(), peer_id: peer_id(), x25519: x25519() }
+}
+
+fn user_entry() -> UserEntry {
+    UserEntry {
+        name: "alice".into(),
+        display_name: "Alice Ng".into(),
+        department: Some("Eng/Backend".into()),
+        title: None,
+        email: Some("a@acme.example".into()),
+        phone: None,
+        disabled: false,
+        status: PresenceStatus::Online,
+        last_seen_ms: 1_700_000_000_000,
+    }
+}
+
+fn presence_entry() -> PresenceEntry {
+    PresenceEntry {
+        user: "bob".into(),
+        status: PresenceStatus::Busy,
+        note: Some("in a meeting".into()),
+        last_seen_ms: 0,
+        devices: 2,
+    }
+}
+
+fn addresses() -> Addresses {
+    Addresses {
+        listen: vec!["/ip4/10.0.0.2/udp/4001/quic-v1".into()],
+        observed: vec![],
+        relayed: vec!["/p2p-circuit".into()],
+    }
+}
+
+fn throttled() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Throttled, "slow down").retry_after(1500)
+}
+
+// ---- exhaustive variant indices -------------------------------------------
+
+fn client_frame_index(v: &ClientFrame) -> usize {
+    match v {
+        ClientFrame::Hello(_) => 0,
+        ClientFrame::Request { .. } => 1,
+    }
+}
+
+fn server_frame_index(v: &ServerFrame) -> usize {
+    match v {
+        ServerFrame::Welcome(_) => 0,
+        ServerFrame::Reject(_) => 1,
+        ServerFrame::Response { .. } => 2,
+        ServerFrame::Event(_) => 3,
+    }
+}
+
+fn request_index(v: &Request) -> usize {
+    match v {
+        Request::Login(_) => 0,
+        Request::Resume(_) => 1,
+        Request::Logout => 2,
+        Request::SetPresence(_) => 3,
+        Request::SubscribePresence(_) => 4,
+        Request::UnsubscribePresence => 5,
+        Request::Directory(_) => 6,
+        Request::Departments => 7,
+        Request::LookupPeer { .. } => 8,
+        Request::ReportAddresses(_) => 9,
+        Request::MailboxPut(_) => 10,
+        Request::MailboxFetch { .. } => 11,
+        Request::MailboxAck { .. } => 12,
+        Request::Admin(_) => 13,
+        Request::Ping { .. } => 14,
+        Request::ChangePassword { .. } => 15,
+    }
+}
+
+fn response_index(v: &Response) -> usize {
+    match v {
+        Response::Ok => 0,
+        Response::Session(_) => 1,
+        Response::PresenceSnapshot(_) => 2,
+        Response::Directory(_) => 3,
+        Response::Departments(_) => 4,
+        Response::Peer(_) => 5,
+        Response::MailboxStored { .. } => 6,
+        Response::Mail(_) => 7,
+        Response::MailboxAcked { .. } => 8,
+        Response::Admin(_) => 9,
+        Response::Pong { .. } => 10,
+    }
+}
+
+fn event_index(v: &Event) -> usize {
+    match v {
+        Event::Presence(_) => 0,
+        Event::SessionEnded(_) => 1,
+        Event::MailWaiting { .. } => 2,
+        Event::ShuttingDown { .. } => 3,
+    }
+}
+
+fn admin_request_index(v: &AdminRequest) -> usize {
+    match v {
+        AdminRequest::AddUser(_) => 0,
+        AdminRequest::SetDisabled { .. } => 1,
+        AdminRequest::SetPassword { .. } => 2,
+        AdminRequest::AddDepartment { .. } => 3,
+        AdminRequest::RevokeDevice { .. } => 4,
+    }
+}
+
+fn admin_response_index(v: &AdminResponse) -> usize {
+    match v {
+        AdminResponse::Done => 0,
+        AdminResponse::SessionsEnded { .. } => 1,
+    }
+}
+
+fn presence_status_index(v: &PresenceStatus) -> usize {
+    *v as usize
+}
+
+fn subscription_index(v: &Subscription) -> usize {
+    match v {
+        Subscription::All => 0,
+        Subscription::Users(_) => 1,
+    }
+}
+
+fn error_code_index(v: &ErrorCode) -> usize {
+    *v as usize
+}
+
+// ---- tests ----------------------------------------------------------------
+
+#[test]
+fn frames() {
+    golden_variants(
+        vec![
+            (
+                ClientFrame::Hello(Hello { min_version: 1, max_version: 2, agent: "skein/0.1.0".into() }),
+                "0001020b736b65696e2f302e312e30",
+            ),
+            (ClientFrame::Request { id: 7, req: Request::Ping { nonce: 42 } }, "01070e2a"),
+        ],
+        client_frame_index,
+    );
+    golden_variants(
+        vec![
+            (
+                ServerFrame::Welcome(Welcome {
+                    version: 1,
+                    org: "acme".into(),
+                    tracker_id: "t1".into(),
+                    server_time_ms: 1_700_000_000_000,
+                    idle_timeout_ms: 30_000,
+                }),
+                "00010461636d6502743180d095ffbc31b0ea01",
+            ),
+            (ServerFrame::Reject(ErrorBody::new(ErrorCode::UnsupportedVersion, "need v1")), "0101076e65656420763100"),
+            (ServerFrame::Response { id: 300, result: Ok(Response::Ok) }, "02ac020000"),
+            (ServerFrame::Event(Event::MailWaiting { count: 3 }), "030203"),
+        ],
+        server_frame_index,
+    );
+    // `Result` is Ok = 0, Err = 1.
+    golden(ServerFrame::Response { id: 1, result: Err(throttled()) }, "0201010509736c6f7720646f776e01dc0b");
+}
+
+#[test]
+fn requests() {
+    golden_variants(
+        vec![
+            (
+                Request::Login(Login { user: "alice".into(), password: "hunter22".into(), device: device_hello() }),
+                "0005616c6963650868756e746572323210d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f700400240801202525252525252525252525252525252525252525252525252525252525252525",
+            ),
+            (
+                Request::Resume(Resume { token: SessionToken([0x70; 32]), device: device_hello() }),
+                "0120707070707070707070707070707070707070707070707070707070707070707010d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f700400240801202525252525252525252525252525252525252525252525252525252525252525",
+            ),
+            (Request::Logout, "02"),
+            (
+                Request::SetPresence(SetPresence { status: PresenceStatus::Away, note: Some("lunch".into()) }),
+                "030201056c756e6368",
+            ),
+            (Request::SubscribePresence(Subscription::All), "0400"),
+            (Request::UnsubscribePresence, "05"),
+            (
+                Request::Directory(DirectoryQuery {
+                    text: Some("ng".into()),
+                    department: None,
+                    offset: 100,
+                    limit: 50,
+                }),
+                "0601026e67006432",
+            ),
+            (Request::Departments, "07"),
+            (Request::LookupPeer { user: "bob".into() }, "0803626f62"),
+            (
+                Request::ReportAddresses(addresses()),
+                "09011e2f6970342f31302e302e302e322f7564702f343030312f717569632d763100010c2f7032702d63697263756974",
+            ),
+            (
+                Request::MailboxPut(MailboxPut {
+                    to_user: "bob".into(),
+                    items: vec![SealedItem { id: MailId([0x4d; 16]), to_device: device_id(), sealed: vec![1, 2, 3] }],
+                }),
+                "0a03626f6201104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d10d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103010203",
+            ),
+            (Request::MailboxFetch { limit: 64 }, "0b40"),
+            (
+                Request::MailboxAck { ids: vec![MailId([0x4d; 16]), MailId([0x4e; 16])] },
+                "0c02104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d104e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e",
+            ),
+            (Request::Admin(AdminRequest::AddDepartment { path: "Eng".into() }), "0d0303456e67"),
+            (Request::Ping { nonce: u64::MAX }, "0effffffffffffffffff01"),
+            (
+                Request::ChangePassword { old: "old-pass".into(), new: "new-pass".into() },
+                "0f086f6c642d70617373086e65772d70617373",
+            ),
+        ],
+        request_index,
+    );
+}
+
+#[test]
+fn responses() {
+    golden_variants(
+        vec![
+            (Response::Ok, "00"),
+            (
+                Response::Session(Box::new(Session {
+                    token: SessionToken([0x70; 32]),
+                    expires_at_ms: 1_700_086_400_000,
+                    user: user_entry(),
+                    admin: true,
+                    device_cert: cert(),
+                    org_signing_key: PublicKey([0x0a; 32]),
+                })),
+                "012070707070707070707070707070707070707070707070707070707070707070708088afa8bd3105616c69636508416c696365204e67010b456e672f4261636b656e6400010e614061636d652e6578616d706c6500000180d095ffbc310101ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151200a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a",
+            ),
+            (Response::PresenceSnapshot(vec![presence_entry()]), "020103626f6203010c696e2061206d656574696e670002"),
+            (
+                Response::Directory(DirectoryPage { users: vec![user_entry()], total: 1234 }),
+                "030105616c69636508416c696365204e67010b456e672f4261636b656e6400010e614061636d652e6578616d706c6500000180d095ffbc31d209",
+            ),
+            (
+                Response::Departments(vec![
+                    Department { path: "Eng".into(), parent: None, members: 0 },
+                    Department { path: "Eng/Backend".into(), parent: Some("Eng".into()), members: 12 },
+                ]),
+                "040203456e6700000b456e672f4261636b656e640103456e670c",
+            ),
+            (
+                Response::Peer(PeerInfo {
+                    user: "alice".into(),
+                    online: vec![DeviceInfo {
+                        device_id: device_id(),
+                        name: "laptop".into(),
+                        cert: cert(),
+                        addresses: addresses(),
+                        status: PresenceStatus::Online,
+                    }],
+                    known: vec![cert()],
+                }),
+                "0505616c6963650110d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f7001ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151011e2f6970342f31302e302e302e322f7564702f343030312f717569632d763100010c2f7032702d63697263756974010101ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
+            ),
+            (Response::MailboxStored { stored: 2 }, "0602"),
+            (
+                Response::Mail(vec![MailItem {
+                    id: MailId([0x4d; 16]),
+                    from_user: "bob".into(),
+                    sealed: vec![0xca, 0xfe],
+                    stored_at_ms: 1_700_000_000_123,
+                }]),
+                "0701104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d03626f6202cafefbd095ffbc31",
+            ),
+            (Response::MailboxAcked { removed: 1 }, "0801"),
+            (Response::Admin(AdminResponse::Done), "0900"),
+            (Response::Pong { nonce: 42, server_time_ms: 1_700_000_000_000 }, "0a2a80d095ffbc31"),
+        ],
+        response_index,
+    );
+}
+
+#[test]
+fn events() {
+    golden_variants(
+        vec![
+            (Event::Presence(presence_entry()), "0003626f6203010c696e2061206d656574696e670002"),
+            (
+                Event::SessionEnded(ErrorBody::new(ErrorCode::SessionRevoked, "logged out elsewhere")),
+                "0107146c6f67676564206f757420656c7365776865726500",
+            ),
+            (Event::MailWaiting { count: 128 }, "028001"),
+            (Event::ShuttingDown { reconnect_after_ms: 5000 }, "038827"),
+        ],
+        event_index,
+    );
+}
+
+#[test]
+fn admin() {
+    golden_variants(
+        vec![
+            (
+                AdminRequest::AddUser(NewUser {
+                    name: "carol".into(),
+                    display_name: "Carol".into(),
+                    password: "correct horse".into(),
+                    department: Some("Eng".into()),
+                    title: Some("SRE".into()),
+                    email: None,
+                    phone: Some("+1 555".into()),
+                    admin: false,
+                }),
+                "00056361726f6c054361726f6c0d636f727265637420686f7273650103456e6701035352450001062b312035353500",
+            ),
+            (AdminRequest::SetDisabled { user: "carol".into(), disabled: true }, "01056361726f6c01"),
+            (
+                AdminRequest::SetPassword { user: "carol".into(), password: "new secret".into() },
+                "02056361726f6c0a6e657720736563726574",
+            ),
+            (AdminRequest::AddDepartment { path: "Eng/Backend".into() }, "030b456e672f4261636b656e64"),
+            (
+                AdminRequest::RevokeDevice { user: "carol".into(), device_id: device_id() },
+                "04056361726f6c10d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1",
+            ),
+        ],
+        admin_request_index,
+    );
+    golden_variants(
+        vec![(AdminResponse::Done, "00"), (AdminResponse::SessionsEnded { count: 3 }, "0103")],
+        admin_response_index,
+    );
+}
+
+#[test]
+fn small_enums() {
+    golden_variants(
+        vec![
+            (PresenceStatus::Offline, "00"),
+            (PresenceStatus::Online, "01"),
+            (PresenceStatus::Away, "02"),
+            (PresenceStatus::Busy, "03"),
+        ],
+        presence_status_index,
+    );
+    golden_variants(
+        vec![
+            (Subscription::All, "00"),
+            (Subscription::Users(vec!["alice".into(), "bob".into()]), "010205616c69636503626f62"),
+        ],
+        subscription_index,
+    );
+    use ErrorCode::*;
+    let codes = [
+        Malformed,
+        UnsupportedVersion,
+        NotAuthenticated,
+        BadCredentials,
+        AccountDisabled,
+        Throttled,
+        SessionExpired,
+        SessionRevoked,
+        NotFound,
+        PermissionDenied,
+        MailboxFull,
+        TooLarge,
+        Conflict,
+        InvalidInput,
+        Unsupported,
+        Unavailable,
+        Internal,
+    ];
+    let hex = ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "0a", "0b", "0c", "0d", "0e", "0f", "10"];
+    golden_variants(codes.into_iter().zip(hex).collect(), error_code_index);
+    golden(throttled(), "0509736c6f7720646f776e01dc0b");
+    golden(ErrorBody::new(Internal, String::new()), "100000");
+}
+
+#[test]
+fn device_cert() {
+    golden(
+        cert_body(),
+        "01ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb232",
+    );
+    golden(
+        cert(),
+        "01ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
+    );
+    let signing = cert_body().signing_bytes();
+    assert_eq!(
+        hex::encode(&signing),
+        "736b65696e2f6465766963652d636572742f76310001ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb232"
+    );
+    assert!(signing.starts_with(DEVICE_CERT_DOMAIN));
+    assert_eq!(signing[DEVICE_CERT_DOMAIN.len()..], encode_payload(&cert_body()).expect("encode")[..]);
+}
+
+#[test]
+fn whole_frame() {
+    let hello = ClientFrame::Hello(Hello { min_version: 1, max_version: 1, agent: "skein/0.1.0".into() });
+    let frame = encode_frame(&hello, MAX_CONTROL_FRAME).expect("encode");
+    assert_eq!(hex::encode(&frame), "0000000f0001010b736b65696e2f302e312e30");
+    let mut decoder = FrameDecoder::new(MAX_CONTROL_FRAME);
+    decoder.push(&frame).expect("push");
+    assert_eq!(decoder.next_message::<ClientFrame>().expect("decode"), Some(hello));
+    assert_eq!(decoder.buffered(), 0);
+}

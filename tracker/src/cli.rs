@@ -1,0 +1,429 @@
+//! The `skein-tracker` command line: `run` and the admin commands.
+//!
+//! Configuration layers, lowest precedence first: built-in defaults, the
+//! TOML file (`--config`, or `DATA/tracker.toml` if present),
+//! `SKEIN_TRACKER_*` environment variables, then flags. Admin commands work
+//! on the store directly, so they also work while a tracker is running.
+
+use crate::admin;
+use crate::config::{FileConfig, TrackerConfig};
+use crate::init::ensure_initialised;
+use crate::server::Tracker;
+use crate::store::Store;
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use skein_proto::control::NewUser;
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The Skein tracker: login, presence, directory and connection brokering.
+#[derive(Debug, Parser)]
+#[command(name = "skein-tracker", version)]
+pub struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Data directory (certificates, keys, SQLite database).
+    #[arg(long, global = true, env = "SKEIN_TRACKER_DATA")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (default: DATA/tracker.toml if it exists).
+    #[arg(long, global = true, env = "SKEIN_TRACKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Store URL: sqlite://PATH or postgres://USER:PASS@HOST/DB (default: SQLite in DATA).
+    #[arg(long, global = true, env = "SKEIN_TRACKER_DATABASE")]
+    database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Initialise the data directory on first run, then serve until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage departments.
+    #[command(subcommand)]
+    Dept(DeptCmd),
+    /// Print the organisation CA certificate (PEM) that nodes must trust.
+    ExportCa {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Control-plane UDP address [default: 0.0.0.0:7400].
+    #[arg(long, env = "SKEIN_TRACKER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Relay UDP address [default: 0.0.0.0:7401].
+    #[arg(long, env = "SKEIN_TRACKER_RELAY_LISTEN")]
+    relay_listen: Option<SocketAddr>,
+    /// DNS name or IP that nodes use to reach this tracker; added to the
+    /// certificate when the data directory is first initialised. Repeatable.
+    #[arg(long = "public-addr", env = "SKEIN_TRACKER_PUBLIC_ADDR", value_delimiter = ',')]
+    public_addrs: Vec<String>,
+    /// Organisation name, used when the data directory is first initialised.
+    #[arg(long, env = "SKEIN_TRACKER_ORG")]
+    org: Option<String>,
+    /// Seconds of silence after which a client is marked offline.
+    #[arg(long, env = "SKEIN_TRACKER_IDLE_TIMEOUT")]
+    idle_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Add a user; the password comes from SKEIN_PASSWORD or standard input.
+    Add {
+        /// Login name (lowercase letters, digits, '.', '-', '_').
+        name: String,
+        /// Full name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Department path, such as Engineering/Backend (created if missing).
+        #[arg(long)]
+        dept: Option<String>,
+        /// Job title.
+        #[arg(long)]
+        title: Option<String>,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Phone number.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Disable a user and end their sessions.
+    Disable {
+        /// The user.
+        name: String,
+    },
+    /// Re-enable a disabled user.
+    Enable {
+        /// The user.
+        name: String,
+    },
+    /// Set a user's password (SKEIN_PASSWORD or standard input) and end their sessions.
+    Passwd {
+        /// The user.
+        name: String,
+    },
+    /// List users.
+    List {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeptCmd {
+    /// Add a department (and any missing parents).
+    Add {
+        /// Path such as Engineering/Backend.
+        path: String,
+    },
+    /// List departments.
+    List {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Logs to standard error; `RUST_LOG` selects what (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// The default data directory: `$XDG_DATA_HOME/skein-tracker`, else
+/// `~/.local/share/skein-tracker`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("skein-tracker");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/skein-tracker")
+}
+
+fn load_config(common: &Common) -> anyhow::Result<TrackerConfig> {
+    let data = common.data.clone().unwrap_or_else(default_data_dir);
+    let mut cfg = TrackerConfig::new(&data);
+    let file = match &common.config {
+        Some(p) => Some(p.clone()),
+        None => Some(data.join("tracker.toml")).filter(|p| p.exists()),
+    };
+    if let Some(p) = file {
+        cfg = FileConfig::load(&p).map_err(anyhow::Error::msg)?.apply(cfg);
+    }
+    if let Some(db) = &common.database {
+        cfg.database = Some(db.clone());
+    }
+    Ok(cfg)
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = load_config(&cli.common)?;
+    match cli.command {
+        Command::Run(args) => {
+            if let Some(v) = args.listen {
+                cfg.listen = v;
+            }
+            if let Some(v) = args.relay_listen {
+                cfg.relay_listen = v;
+            }
+            if !args.public_addrs.is_empty() {
+                cfg.public_addrs = args.public_addrs;
+            }
+            if let Some(v) = args.org {
+                cfg.org = v;
+            }
+            if let Some(v) = args.idle_timeout_secs {
+                cfg.idle_timeout = std::time::Duration::from_secs(v.max(1));
+            }
+            serve(cfg).await
+        }
+        Command::User(cmd) => user(cfg, cmd).await,
+        Command::Dept(cmd) => dept(cfg, cmd).await,
+        Command::ExportCa { out } => {
+            let path = cfg.ca_cert_path();
+            let pem = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read CA certificate {}; has `skein-tracker run` initialised this data directory?",
+                    path.display()
+                )
+            })?;
+            match out {
+                Some(o) => std::fs::write(&o, pem).with_context(|| format!("cannot write {}", o.display()))?,
+                None => print!("{pem}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
+    let report = ensure_initialised(&cfg).await?;
+    let dir = cfg.data_dir.display();
+    if report.created_ca {
+        println!("Created the organisation CA: {}", cfg.ca_cert_path().display());
+    }
+    if let Some(names) = &report.issued_cert {
+        println!("Issued the tracker certificate for: {}", names.join(", "));
+    }
+    if let Some(pw) = &report.admin_password {
+        println!("Created administrator account `admin` with one-time password: {pw}");
+        println!("  (shown only now; change it with `skein-tracker user passwd admin --data {dir}`)");
+    }
+    let running = Tracker::start(cfg.clone()).await?;
+    let port = running.local_addr().port();
+    println!("Tracker serving on UDP {} (data in {dir}, store {})", running.local_addr(), redact(&cfg.database_url()));
+    println!("Add a user:  SKEIN_PASSWORD=... skein-tracker user add alice --data {dir}");
+    println!(
+        "Log in:      SKEIN_PASSWORD=... skein --profile ~/.skein/alice login --tracker 127.0.0.1:{port} --ca {} --user alice",
+        cfg.ca_cert_path().display()
+    );
+    running.run_until(shutdown_signal()).await;
+    println!("Tracker stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn open_store(cfg: &TrackerConfig) -> anyhow::Result<Store> {
+    if cfg.database.is_none() && !cfg.data_dir.join("tracker.db").exists() {
+        bail!(
+            "no tracker data in {}; start the tracker once with `skein-tracker run --data {}`, or pass --data or --database",
+            cfg.data_dir.display(),
+            cfg.data_dir.display()
+        );
+    }
+    Ok(Store::open(&cfg.database_url()).await?)
+}
+
+/// Reads a password from `SKEIN_PASSWORD`, or standard input (prompting
+/// without echo on a terminal).
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("SKEIN_PASSWORD") {
+        return Ok(p);
+    }
+    let pw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt)?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if pw.is_empty() {
+        bail!("no password given: set SKEIN_PASSWORD or pass it on standard input");
+    }
+    Ok(pw)
+}
+
+async fn user(cfg: TrackerConfig, cmd: UserCmd) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let result = user_inner(&cfg, &store, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn user_inner(cfg: &TrackerConfig, store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::Add { name, display_name, dept, title, email, phone, admin } => {
+            admin::check_user_name(&name)?;
+            if store.user_by_name(&name).await?.is_some() {
+                bail!("user {name} already exists");
+            }
+            let password = read_password(&format!("Password for {name}: "))?;
+            let new = NewUser {
+                name: name.clone(),
+                display_name: display_name.unwrap_or_default(),
+                password,
+                department: dept,
+                title,
+                email,
+                phone,
+                admin,
+            };
+            let u = admin::add_user(store, new, &cfg.password_cost).await?;
+            println!("Added user {} ({}){}", u.name, u.display_name, if u.admin { ", administrator" } else { "" });
+        }
+        UserCmd::Disable { name } => {
+            admin::set_disabled(store, &name, true).await?;
+            println!("Disabled {name}; their sessions end within seconds.");
+        }
+        UserCmd::Enable { name } => {
+            admin::set_disabled(store, &name, false).await?;
+            println!("Enabled {name}.");
+        }
+        UserCmd::Passwd { name } => {
+            admin::check_user_name(&name)?;
+            if store.user_by_name(&name).await?.is_none() {
+                bail!("no user named {name}");
+            }
+            let password = read_password(&format!("New password for {name}: "))?;
+            admin::set_password(store, &name, password, &cfg.password_cost).await?;
+            println!("Password of {name} changed; their sessions were ended.");
+        }
+        UserCmd::List { json } => {
+            let users = store.list_users().await?;
+            if json {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "name": u.name, "display_name": u.display_name, "department": u.department,
+                            "title": u.title, "email": u.email, "phone": u.phone,
+                            "admin": u.admin, "disabled": u.disabled, "last_seen_ms": u.last_seen_ms,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for u in users {
+                    let flags = [(u.admin, "admin"), (u.disabled, "disabled")]
+                        .iter()
+                        .filter(|(on, _)| *on)
+                        .map(|(_, f)| *f)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    println!(
+                        "{:<20} {:<28} {:<24} {}",
+                        u.name,
+                        u.display_name,
+                        u.department.as_deref().unwrap_or("-"),
+                        flags
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn dept(cfg: TrackerConfig, cmd: DeptCmd) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let result = async {
+        match cmd {
+            DeptCmd::Add { path } => {
+                admin::add_department(&store, &path).await?;
+                println!("Added department {path}");
+            }
+            DeptCmd::List { json } => {
+                let depts = store.list_departments().await?;
+                if json {
+                    let list: Vec<_> = depts
+                        .iter()
+                        .map(|d| serde_json::json!({"path": d.path, "parent": d.parent_path, "members": d.members}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else {
+                    for d in depts {
+                        let depth = d.path.matches('/').count();
+                        let leaf = d.path.rsplit('/').next().unwrap_or(&d.path);
+                        println!("{}{} ({})", "  ".repeat(depth), leaf, d.members);
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(redact("postgres://skein:secret@db/skein"), "postgres://skein:***@db/skein");
+        assert_eq!(redact("sqlite:///x/tracker.db"), "sqlite:///x/tracker.db");
+    }
+}

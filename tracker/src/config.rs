@@ -1,0 +1,293 @@
+//! Tracker configuration as one struct with defaults and builder setters.
+//!
+//! The binary maps a TOML file, `SKEIN_TRACKER_*` environment variables and
+//! flags onto it, in that order of precedence from lowest (see `cli.rs`).
+
+use crate::auth::PasswordCost;
+use crate::throttle::ThrottlePolicy;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default control-plane UDP port.
+pub const DEFAULT_CONTROL_PORT: u16 = 7400;
+/// Default relay UDP port.
+pub const DEFAULT_RELAY_PORT: u16 = 7401;
+
+/// Mailbox limits per recipient.
+#[derive(Debug, Clone)]
+pub struct MailboxLimits {
+    /// Items waiting per device.
+    pub max_items_per_device: i64,
+    /// Bytes waiting per user, over all devices.
+    pub max_bytes_per_user: i64,
+    /// Items older than this are deleted.
+    pub max_age: Duration,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> Self {
+        Self {
+            max_items_per_device: 10_000,
+            max_bytes_per_user: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
+/// Everything a tracker needs to run.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Directory holding certificates, keys and the SQLite database.
+    pub data_dir: PathBuf,
+    /// Control-plane UDP address.
+    pub listen: SocketAddr,
+    /// Relay UDP address.
+    pub relay_listen: SocketAddr,
+    /// Extra DNS names or IPs for the tracker certificate, used at first initialisation.
+    pub public_addrs: Vec<String>,
+    /// Store URL; `None` means SQLite at `DATA/tracker.db`.
+    pub database: Option<String>,
+    /// Organisation name, used at first initialisation.
+    pub org: String,
+    /// This tracker's identifier among redundant trackers.
+    pub tracker_id: String,
+    /// Session token lifetime; each resume extends it.
+    pub session_ttl: Duration,
+    /// Device certificate lifetime.
+    pub device_cert_ttl: Duration,
+    /// A client silent this long is disconnected and marked offline.
+    pub idle_timeout: Duration,
+    /// Most concurrent client connections.
+    pub max_connections: usize,
+    /// Throttling per account.
+    pub account_throttle: ThrottlePolicy,
+    /// Throttling per source address (more lenient: offices share NAT addresses).
+    pub address_throttle: ThrottlePolicy,
+    /// Mailbox limits.
+    pub mailbox: MailboxLimits,
+    /// argon2id cost.
+    pub password_cost: PasswordCost,
+    /// How often to look for admin changes made by other processes.
+    pub admin_poll: Duration,
+    /// Outgoing frames queued per connection before it is dropped as too slow.
+    pub send_queue: usize,
+}
+
+impl TrackerConfig {
+    /// Defaults for a tracker keeping its state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_CONTROL_PORT)),
+            relay_listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_RELAY_PORT)),
+            public_addrs: Vec::new(),
+            database: None,
+            org: "Skein".into(),
+            tracker_id: default_tracker_id(),
+            session_ttl: Duration::from_secs(30 * 86400),
+            device_cert_ttl: Duration::from_secs(7 * 86400),
+            idle_timeout: Duration::from_secs(15),
+            max_connections: 50_000,
+            account_throttle: ThrottlePolicy::default(),
+            address_throttle: ThrottlePolicy {
+                free_failures: 30,
+                max_delay: Duration::from_secs(60),
+                ..ThrottlePolicy::default()
+            },
+            mailbox: MailboxLimits::default(),
+            password_cost: PasswordCost::default(),
+            admin_poll: Duration::from_secs(1),
+            send_queue: 1024,
+        }
+    }
+
+    /// Sets the control-plane address.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Sets the relay address.
+    pub fn relay_listen(mut self, addr: SocketAddr) -> Self {
+        self.relay_listen = addr;
+        self
+    }
+
+    /// Sets the store URL.
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(url.into());
+        self
+    }
+
+    /// Sets the idle timeout.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// Sets the session lifetime.
+    pub fn session_ttl(mut self, t: Duration) -> Self {
+        self.session_ttl = t;
+        self
+    }
+
+    /// Sets the password hashing cost.
+    pub fn password_cost(mut self, cost: PasswordCost) -> Self {
+        self.password_cost = cost;
+        self
+    }
+
+    /// Sets the mailbox limits.
+    pub fn mailbox(mut self, limits: MailboxLimits) -> Self {
+        self.mailbox = limits;
+        self
+    }
+
+    /// Sets the account throttling policy.
+    pub fn account_throttle(mut self, p: ThrottlePolicy) -> Self {
+        self.account_throttle = p;
+        self
+    }
+
+    /// The store URL in force.
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| sqlite_url(&self.data_dir))
+    }
+
+    /// Path of the CA certificate.
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+
+    /// Path of the CA private key.
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.data_dir.join("ca.key")
+    }
+
+    /// Path of the tracker certificate.
+    pub fn tracker_cert_path(&self) -> PathBuf {
+        self.data_dir.join("tracker.pem")
+    }
+
+    /// Path of the tracker private key.
+    pub fn tracker_key_path(&self) -> PathBuf {
+        self.data_dir.join("tracker.key")
+    }
+}
+
+/// The SQLite URL for a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("tracker.db").display())
+}
+
+fn default_tracker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    if host.is_empty() { "tracker".into() } else { host }
+}
+
+/// The TOML file's shape: every key optional, durations in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Control-plane address.
+    pub listen: Option<SocketAddr>,
+    /// Relay address.
+    pub relay_listen: Option<SocketAddr>,
+    /// Extra certificate names.
+    pub public_addrs: Option<Vec<String>>,
+    /// Store URL.
+    pub database: Option<String>,
+    /// Organisation name.
+    pub org: Option<String>,
+    /// Tracker identifier.
+    pub tracker_id: Option<String>,
+    /// Session lifetime in seconds.
+    pub session_ttl_secs: Option<u64>,
+    /// Device certificate lifetime in seconds.
+    pub device_cert_ttl_secs: Option<u64>,
+    /// Idle timeout in seconds.
+    pub idle_timeout_secs: Option<u64>,
+    /// Most concurrent connections.
+    pub max_connections: Option<usize>,
+    /// Mailbox items per device.
+    pub mailbox_max_items: Option<i64>,
+    /// Mailbox bytes per user.
+    pub mailbox_max_bytes: Option<i64>,
+    /// Mailbox item age limit in days.
+    pub mailbox_max_age_days: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file; errors name the file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config file {} is invalid: {}", path.display(), e.message()))
+    }
+
+    /// Applies the keys that are set onto `cfg`.
+    pub fn apply(self, mut cfg: TrackerConfig) -> TrackerConfig {
+        let secs = Duration::from_secs;
+        if let Some(v) = self.listen {
+            cfg.listen = v;
+        }
+        if let Some(v) = self.relay_listen {
+            cfg.relay_listen = v;
+        }
+        if let Some(v) = self.public_addrs {
+            cfg.public_addrs = v;
+        }
+        if let Some(v) = self.database {
+            cfg.database = Some(v);
+        }
+        if let Some(v) = self.org {
+            cfg.org = v;
+        }
+        if let Some(v) = self.tracker_id {
+            cfg.tracker_id = v;
+        }
+        if let Some(v) = self.session_ttl_secs {
+            cfg.session_ttl = secs(v);
+        }
+        if let Some(v) = self.device_cert_ttl_secs {
+            cfg.device_cert_ttl = secs(v);
+        }
+        if let Some(v) = self.idle_timeout_secs {
+            cfg.idle_timeout = secs(v.max(1));
+        }
+        if let Some(v) = self.max_connections {
+            cfg.max_connections = v;
+        }
+        if let Some(v) = self.mailbox_max_items {
+            cfg.mailbox.max_items_per_device = v;
+        }
+        if let Some(v) = self.mailbox_max_bytes {
+            cfg.mailbox.max_bytes_per_user = v;
+        }
+        if let Some(v) = self.mailbox_max_age_days {
+            cfg.mailbox.max_age = secs(v * 86400);
+        }
+        cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:9000\"\nidle_timeout_secs = 5\n").expect("write");
+        let cfg = FileConfig::load(&p).expect("load").apply(TrackerConfig::new("/d"));
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.relay_listen.port(), DEFAULT_RELAY_PORT);
+        std::fs::write(&p, "lisen = 1\n").expect("write");
+        let err = FileConfig::load(&p).expect_err("typo must fail");
+        assert!(err.contains("t.toml") && err.contains("lisen"), "{err}");
+    }
+}

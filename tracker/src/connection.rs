@@ -1,0 +1,204 @@
+//! One client connection: version handshake, then requests in order and
+//! events as they come, on one bidirectional QUIC stream.
+//!
+//! A writer task owns the send half and drains the connection's bounded
+//! outgoing queue; the hub pushes events into the same queue. A malformed
+//! frame ends this connection only (with a `Reject` saying why); every other
+//! client is unaffected.
+
+use crate::clock::now_ms;
+use crate::requests::{self, ConnCtx};
+use crate::state::State;
+use skein_proto::control::{ClientFrame, Event, Hello, ServerFrame, Welcome, peek_request_id};
+use skein_proto::frame::{FrameError, decode_payload};
+use skein_proto::io::{FrameIoError, write_frame};
+use skein_proto::limits::MAX_CONTROL_FRAME;
+use skein_proto::{ErrorBody, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// QUIC application close codes.
+pub mod close {
+    /// Normal end (logout, shutdown).
+    pub const DONE: u32 = 0;
+    /// The client broke the protocol.
+    pub const PROTOCOL: u32 = 1;
+    /// The session was ended by the tracker (revoked, disabled, expired, slow).
+    pub const ENDED: u32 = 2;
+}
+
+/// Serves one accepted connection until it closes, fails or `shutdown` fires.
+pub async fn serve(state: Arc<State>, conn: quinn::Connection, shutdown: CancellationToken) {
+    let id = state.next_conn_id();
+    let remote = conn.remote_address();
+    let span = tracing::info_span!("conn", id, %remote, user = tracing::field::Empty);
+    async move {
+        let code = match serve_inner(&state, &conn, id, &shutdown).await {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended");
+                close::PROTOCOL
+            }
+        };
+        if let Some((user_id, seen)) = state.hub.unregister(id).await {
+            if let Err(e) = state.store.set_last_seen(user_id, seen as i64).await {
+                tracing::warn!(error = %e, "could not record last-seen time");
+            }
+        }
+        conn.close(code.into(), b"");
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_inner(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    id: u64,
+    shutdown: &CancellationToken,
+) -> Result<u32, FrameIoError> {
+    let (mut send, mut recv) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        _ => return Ok(close::PROTOCOL),
+    };
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_payload(&mut recv)).await {
+        Ok(Ok(Some(p))) => decode_payload::<ClientFrame>(&p),
+        _ => return Ok(close::PROTOCOL),
+    };
+    let hello: Hello = match hello {
+        Ok(ClientFrame::Hello(h)) => h,
+        Ok(_) | Err(_) => {
+            let reject = ErrorBody::new(ErrorCode::Malformed, "the first frame must be a hello");
+            write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
+            let _ = send.finish();
+            return Ok(close::PROTOCOL);
+        }
+    };
+    let version = PROTOCOL_VERSION.min(hello.max_version);
+    if version < MIN_PROTOCOL_VERSION.max(hello.min_version) {
+        let reject = ErrorBody::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "this tracker speaks protocol {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}, the client {}-{}; upgrade the older side",
+                hello.min_version, hello.max_version
+            ),
+        );
+        write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
+        let _ = send.finish();
+        return Ok(close::PROTOCOL);
+    }
+    tracing::debug!(agent = %hello.agent, version, "hello");
+    let welcome = Welcome {
+        version,
+        org: state.org.name.clone(),
+        tracker_id: state.config.tracker_id.clone(),
+        server_time_ms: now_ms(),
+        idle_timeout_ms: u32::try_from(state.config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
+    };
+    write_frame(&mut send, &ServerFrame::Welcome(welcome), MAX_CONTROL_FRAME).await?;
+
+    let (out, mut out_rx) = mpsc::channel::<ServerFrame>(state.config.send_queue);
+    let end = CancellationToken::new();
+    let writer_end = end.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            if let Err(e) = write_frame(&mut send, &frame, MAX_CONTROL_FRAME).await {
+                tracing::debug!(error = %e, "write failed");
+                writer_end.cancel();
+                break;
+            }
+        }
+        let _ = send.finish();
+    });
+    let mut ctx = ConnCtx { id, remote: conn.remote_address(), session: None, out, end: end.clone() };
+    let code = request_loop(state, &mut ctx, &mut recv, shutdown).await;
+    let ctx_end = ctx.end.clone();
+    drop(ctx);
+    // Let queued frames (the last response, a session-ended notice) go out.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    ctx_end.cancel();
+    code
+}
+
+async fn request_loop(
+    state: &Arc<State>,
+    ctx: &mut ConnCtx,
+    recv: &mut quinn::RecvStream,
+    shutdown: &CancellationToken,
+) -> Result<u32, FrameIoError> {
+    loop {
+        let expiry = ctx.session.as_ref().map(|s| s.expires_at_ms.saturating_sub(now_ms()));
+        let expiry_sleep = tokio::time::sleep(Duration::from_millis(expiry.unwrap_or(u64::MAX / 4)));
+        let payload = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = ctx.out.try_send(ServerFrame::Event(Event::ShuttingDown { reconnect_after_ms: 1000 }));
+                return Ok(close::DONE);
+            }
+            _ = ctx.end.cancelled() => return Ok(close::ENDED),
+            _ = expiry_sleep, if expiry.is_some() => {
+                let reason = ErrorBody::new(ErrorCode::SessionExpired, "your session has expired; log in again with your password");
+                let _ = ctx.out.try_send(ServerFrame::Event(Event::SessionEnded(reason)));
+                return Ok(close::ENDED);
+            }
+            p = read_payload(recv) => p?,
+        };
+        let Some(payload) = payload else { return Ok(close::DONE) };
+        let (id, req) = match decode_payload::<ClientFrame>(&payload) {
+            Ok(ClientFrame::Request { id, req }) => (id, req),
+            Ok(ClientFrame::Hello(_)) => {
+                return protocol_error(ctx, "hello may only be sent once").await;
+            }
+            Err(e) => match peek_request_id(&payload) {
+                // A well-formed request header around a request we don't know.
+                Some(id) if matches!(e, FrameError::Payload(_)) => {
+                    let err = ErrorBody::new(
+                        ErrorCode::Unsupported,
+                        "this tracker does not support that request; upgrade the tracker",
+                    );
+                    if ctx.out.send(ServerFrame::Response { id, result: Err(err) }).await.is_err() {
+                        return Ok(close::DONE);
+                    }
+                    continue;
+                }
+                _ => return protocol_error(ctx, &format!("undecodable frame: {e}")).await,
+            },
+        };
+        let result = requests::handle(state, ctx, req).await;
+        if let Some(s) = &ctx.session {
+            tracing::Span::current().record("user", s.live.user.as_str());
+        }
+        if ctx.out.send(ServerFrame::Response { id, result }).await.is_err() {
+            return Ok(close::DONE);
+        }
+    }
+}
+
+async fn protocol_error(ctx: &ConnCtx, why: &str) -> Result<u32, FrameIoError> {
+    tracing::info!(why, "closing connection for a protocol error");
+    let _ = ctx.out.send(ServerFrame::Reject(ErrorBody::new(ErrorCode::Malformed, why))).await;
+    Ok(close::PROTOCOL)
+}
+
+/// Reads one frame's payload, checking the header before allocating.
+async fn read_payload(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, FrameIoError> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < header.len() {
+        match recv.read(&mut header[got..]).await {
+            Ok(Some(n)) => got += n,
+            Ok(None) if got == 0 => return Ok(None),
+            Ok(None) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+            Err(e) => return Err(std::io::Error::other(e).into()),
+        }
+    }
+    let len = skein_proto::frame::check_header(header, MAX_CONTROL_FRAME)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(std::io::Error::other)?;
+    Ok(Some(body))
+}

@@ -1,0 +1,285 @@
+//! The hub: one task that owns the live-session registry and the
+//! [`PresenceBook`], and delivers presence and mailbox events.
+//!
+//! Connection tasks hold a cloneable [`Hub`] handle and send it commands;
+//! anything that needs an answer carries a oneshot. Pushes to a connection
+//! go into that connection's bounded outgoing queue; a connection whose queue
+//! is full is too slow to keep up and is closed rather than buffered forever.
+
+use crate::presence::{ConnId, PresenceBook, Push};
+use skein_proto::ErrorBody;
+use skein_proto::bytes::DeviceId;
+use skein_proto::control::{Addresses, Event, PresenceEntry, PresenceStatus, ServerFrame, Subscription};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// A connection's identity once it has logged in.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// Store id of the user.
+    pub user_id: i64,
+    /// User name.
+    pub user: String,
+    /// The device.
+    pub device_id: DeviceId,
+    /// Hash of the session token in use.
+    pub token_hash: [u8; 32],
+    /// When this connection logged in, ms since the Unix epoch.
+    pub started_ms: u64,
+}
+
+/// What a registered connection looks like from the hub.
+#[derive(Debug)]
+struct Live {
+    session: LiveSession,
+    out: mpsc::Sender<ServerFrame>,
+    /// Cancelled to end the connection; the reason is queued first.
+    end: CancellationToken,
+    addresses: Addresses,
+}
+
+/// An online device as peer lookup returns it.
+#[derive(Debug, Clone)]
+pub struct OnlineDevice {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its presence.
+    pub status: PresenceStatus,
+    /// Its reported addresses.
+    pub addresses: Addresses,
+}
+
+/// Which sessions to end.
+#[derive(Debug, Clone)]
+pub enum SessionFilter {
+    /// Every session of a user.
+    User(i64),
+    /// Every session of one device.
+    Device(i64, DeviceId),
+    /// The session using this token hash.
+    Token([u8; 32]),
+}
+
+enum Command {
+    Register { conn: ConnId, session: LiveSession, out: mpsc::Sender<ServerFrame>, end: CancellationToken },
+    Unregister { conn: ConnId, reply: oneshot::Sender<Option<(i64, u64)>> },
+    SetStatus { conn: ConnId, status: PresenceStatus, note: Option<String> },
+    Subscribe { conn: ConnId, sub: Subscription, reply: oneshot::Sender<Vec<PresenceEntry>> },
+    Unsubscribe { conn: ConnId },
+    Entries { users: Vec<String>, reply: oneshot::Sender<Vec<PresenceEntry>> },
+    SetAddresses { conn: ConnId, addresses: Addresses },
+    Online { user: String, reply: oneshot::Sender<Vec<OnlineDevice>> },
+    End { filter: SessionFilter, before_ms: u64, reason: ErrorBody, reply: oneshot::Sender<u32> },
+    MailWaiting { user_id: i64, device: DeviceId, count: u32 },
+    Broadcast { event: Event },
+    Count { reply: oneshot::Sender<usize> },
+}
+
+/// Handle to the hub task.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("hub command")
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::clock::now_ms()
+}
+
+impl Hub {
+    /// Starts the hub task; it ends when every handle is dropped.
+    pub fn spawn(queue: usize) -> (Hub, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let task = tokio::spawn(run(rx));
+        (Hub { tx }, task)
+    }
+
+    async fn send(&self, cmd: Command) {
+        // The hub only stops at shutdown, when nobody is waiting any more.
+        let _ = self.tx.send(cmd).await;
+    }
+
+    /// Registers a logged-in connection.
+    pub async fn register(
+        &self,
+        conn: ConnId,
+        session: LiveSession,
+        out: mpsc::Sender<ServerFrame>,
+        end: CancellationToken,
+    ) {
+        self.send(Command::Register { conn, session, out, end }).await;
+    }
+
+    /// Removes a connection; returns the user id and the time it was last
+    /// seen if it was visible.
+    pub async fn unregister(&self, conn: ConnId) -> Option<(i64, u64)> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Unregister { conn, reply }).await;
+        rx.await.ok().flatten()
+    }
+
+    /// Sets a connection's presence.
+    pub async fn set_status(&self, conn: ConnId, status: PresenceStatus, note: Option<String>) {
+        self.send(Command::SetStatus { conn, status, note }).await;
+    }
+
+    /// Subscribes a connection; returns the snapshot.
+    pub async fn subscribe(&self, conn: ConnId, sub: Subscription) -> Vec<PresenceEntry> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Subscribe { conn, sub, reply }).await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops a connection's presence pushes.
+    pub async fn unsubscribe(&self, conn: ConnId) {
+        self.send(Command::Unsubscribe { conn }).await;
+    }
+
+    /// Current presence of these users.
+    pub async fn entries(&self, users: Vec<String>) -> Vec<PresenceEntry> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Entries { users, reply }).await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// Records the addresses a connection's node reported.
+    pub async fn set_addresses(&self, conn: ConnId, addresses: Addresses) {
+        self.send(Command::SetAddresses { conn, addresses }).await;
+    }
+
+    /// Devices of `user` that are connected and reachable.
+    pub async fn online(&self, user: &str) -> Vec<OnlineDevice> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Online { user: user.to_owned(), reply }).await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// Ends matching sessions that started no later than `before_ms`,
+    /// telling each why; returns how many.
+    pub async fn end_sessions(&self, filter: SessionFilter, before_ms: u64, reason: ErrorBody) -> u32 {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::End { filter, before_ms, reason, reply }).await;
+        rx.await.unwrap_or(0)
+    }
+
+    /// Tells a device's connections that mail is waiting.
+    pub async fn mail_waiting(&self, user_id: i64, device: DeviceId, count: u32) {
+        self.send(Command::MailWaiting { user_id, device, count }).await;
+    }
+
+    /// Sends an event to every connection.
+    pub async fn broadcast(&self, event: Event) {
+        self.send(Command::Broadcast { event }).await;
+    }
+
+    /// Logged-in connections.
+    pub async fn connection_count(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Count { reply }).await;
+        rx.await.unwrap_or(0)
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Command>) {
+    let mut book = PresenceBook::new();
+    let mut live: HashMap<ConnId, Live> = HashMap::new();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Register { conn, session, out, end } => {
+                book.connect(conn, &session.user);
+                live.insert(conn, Live { session, out, end, addresses: Addresses::default() });
+            }
+            Command::Unregister { conn, reply } => {
+                let visible = book.is_visible(conn);
+                let now = now_ms();
+                let pushes = book.disconnect(conn, now);
+                deliver(&live, pushes);
+                let gone = live.remove(&conn);
+                let _ = reply.send(gone.filter(|_| visible).map(|l| (l.session.user_id, now)));
+            }
+            Command::SetStatus { conn, status, note } => {
+                let pushes = book.set_status(conn, status, note, now_ms());
+                deliver(&live, pushes);
+            }
+            Command::Subscribe { conn, sub, reply } => {
+                let _ = reply.send(book.subscribe(conn, sub));
+            }
+            Command::Unsubscribe { conn } => book.unsubscribe(conn),
+            Command::Entries { users, reply } => {
+                let _ = reply.send(users.iter().map(|u| book.entry(u)).collect());
+            }
+            Command::SetAddresses { conn, addresses } => {
+                if let Some(l) = live.get_mut(&conn) {
+                    l.addresses = addresses;
+                }
+            }
+            Command::Online { user, reply } => {
+                let devices = book
+                    .connections_of(&user)
+                    .into_iter()
+                    .filter_map(|c| live.get(&c).map(|l| (c, l)))
+                    .filter(|(_, l)| {
+                        !l.addresses.listen.is_empty()
+                            || !l.addresses.relayed.is_empty()
+                            || !l.addresses.observed.is_empty()
+                    })
+                    .map(|(c, l)| OnlineDevice {
+                        device_id: l.session.device_id,
+                        status: if book.is_visible(c) { book.entry(&user).status } else { PresenceStatus::Offline },
+                        addresses: l.addresses.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(devices);
+            }
+            Command::End { filter, before_ms, reason, reply } => {
+                let mut n = 0u32;
+                for l in live.values() {
+                    let s = &l.session;
+                    let hit = match &filter {
+                        SessionFilter::User(u) => s.user_id == *u,
+                        SessionFilter::Device(u, d) => s.user_id == *u && s.device_id == *d,
+                        SessionFilter::Token(t) => s.token_hash == *t,
+                    };
+                    if hit && s.started_ms <= before_ms && !l.end.is_cancelled() {
+                        let _ = l.out.try_send(ServerFrame::Event(Event::SessionEnded(reason.clone())));
+                        l.end.cancel();
+                        n += 1;
+                    }
+                }
+                let _ = reply.send(n);
+            }
+            Command::MailWaiting { user_id, device, count } => {
+                for l in live.values().filter(|l| l.session.user_id == user_id && l.session.device_id == device) {
+                    if l.out.try_send(ServerFrame::Event(Event::MailWaiting { count })).is_err() {
+                        l.end.cancel();
+                    }
+                }
+            }
+            Command::Broadcast { event } => {
+                for l in live.values() {
+                    let _ = l.out.try_send(ServerFrame::Event(event.clone()));
+                }
+            }
+            Command::Count { reply } => {
+                let _ = reply.send(live.len());
+            }
+        }
+    }
+}
+
+fn deliver(live: &HashMap<ConnId, Live>, pushes: Vec<Push>) {
+    for p in pushes {
+        if let Some(l) = live.get(&p.to) {
+            if l.out.try_send(ServerFrame::Event(Event::Presence(p.entry))).is_err() && !l.end.is_cancelled() {
+                tracing::warn!(conn = p.to, user = %l.session.user, "closing a connection too slow to take presence updates");
+                l.end.cancel();
+            }
+        }
+    }
+}

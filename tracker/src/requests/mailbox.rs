@@ -1,0 +1,101 @@
+//! The offline mailbox: sealed items wait here for a device that is away.
+//! The tracker stores ciphertext only, within per-recipient limits.
+
+use super::{ConnCtx, store_error};
+use crate::clock::now_ms;
+use crate::state::State;
+use crate::store::{MailRecord, MailboxLimits as StoreLimits};
+use skein_proto::bytes::{DeviceId, MailId};
+use skein_proto::control::{MailItem, MailboxPut, Response};
+use skein_proto::limits::{MAX_MAIL_BATCH, MAX_SEALED_ITEM};
+use skein_proto::{ErrorBody, ErrorCode};
+use std::collections::HashSet;
+
+fn limits(state: &State) -> StoreLimits {
+    StoreLimits {
+        max_items_per_device: state.config.mailbox.max_items_per_device,
+        max_bytes_per_user: state.config.mailbox.max_bytes_per_user,
+    }
+}
+
+/// Stores sealed items for the recipient's devices.
+pub async fn put(state: &State, ctx: &mut ConnCtx, put: MailboxPut) -> Result<Response, ErrorBody> {
+    let sender = ctx.authed()?.live.clone();
+    if put.items.is_empty() || put.items.len() > MAX_MAIL_BATCH {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            format!("send between 1 and {MAX_MAIL_BATCH} mailbox items at a time"),
+        ));
+    }
+    if let Some(big) = put.items.iter().find(|i| i.sealed.len() > MAX_SEALED_ITEM) {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("mailbox item {} is {} bytes; the limit is {MAX_SEALED_ITEM}", big.id, big.sealed.len()),
+        ));
+    }
+    let to = state
+        .store
+        .user_by_name(&put.to_user)
+        .await
+        .map_err(store_error)?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no user named {}", put.to_user)))?;
+    let devices: HashSet<[u8; 16]> =
+        state.store.devices_of(to.id, false).await.map_err(store_error)?.into_iter().map(|d| d.device_id).collect();
+    if let Some(bad) = put.items.iter().find(|i| !devices.contains(&i.to_device.0)) {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            format!("{} has no device {}; look the user up again", put.to_user, bad.to_device),
+        ));
+    }
+    let now = now_ms() as i64;
+    let records: Vec<MailRecord> = put
+        .items
+        .iter()
+        .map(|i| MailRecord {
+            id: i.id.0,
+            to_user_id: to.id,
+            to_device: i.to_device.0,
+            from_user_id: sender.user_id,
+            from_user: sender.user.clone(),
+            sealed: i.sealed.clone(),
+            stored_at_ms: now,
+        })
+        .collect();
+    let stored = state.store.mailbox_put(&records, limits(state)).await.map_err(store_error)?;
+    let targets: HashSet<[u8; 16]> = put.items.iter().map(|i| i.to_device.0).collect();
+    for d in targets {
+        let count = state.store.mailbox_count(to.id, d).await.map_err(store_error)?;
+        state.hub.mail_waiting(to.id, DeviceId(d), u32::try_from(count).unwrap_or(u32::MAX)).await;
+    }
+    Ok(Response::MailboxStored { stored })
+}
+
+/// Takes waiting items for this device, oldest first. Items stay until acked.
+pub async fn fetch(state: &State, ctx: &mut ConnCtx, limit: u32) -> Result<Response, ErrorBody> {
+    let me = ctx.authed()?.live.clone();
+    let limit = i64::from(limit.clamp(1, MAX_MAIL_BATCH as u32));
+    let items = state.store.mailbox_fetch(me.user_id, me.device_id.0, limit).await.map_err(store_error)?;
+    Ok(Response::Mail(
+        items
+            .into_iter()
+            .map(|r| MailItem {
+                id: MailId(r.id),
+                from_user: r.from_user,
+                sealed: r.sealed,
+                stored_at_ms: u64::try_from(r.stored_at_ms).unwrap_or(0),
+            })
+            .collect(),
+    ))
+}
+
+/// Deletes items this device has safely stored.
+pub async fn ack(state: &State, ctx: &mut ConnCtx, ids: Vec<MailId>) -> Result<Response, ErrorBody> {
+    let me = ctx.authed()?.live.clone();
+    if ids.len() > MAX_MAIL_BATCH {
+        return Err(ErrorBody::new(ErrorCode::TooLarge, format!("ack at most {MAX_MAIL_BATCH} items at a time")));
+    }
+    let ids: Vec<[u8; 16]> = ids.into_iter().map(|i| i.0).collect();
+    let removed = state.store.mailbox_ack(me.user_id, me.device_id.0, &ids).await.map_err(store_error)?;
+    Ok(Response::MailboxAcked { removed: u32::try_from(removed).unwrap_or(u32::MAX) })
+}

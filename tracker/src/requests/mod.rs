@@ -1,0 +1,92 @@
+//! Request handlers: one file per group of related requests. Each handler
+//! takes the shared [`State`] and the connection's [`ConnCtx`] and returns
+//! the response or an [`ErrorBody`] saying what failed and what to do.
+
+mod admin;
+mod directory;
+mod mailbox;
+mod presence;
+mod session;
+
+use crate::hub::LiveSession;
+use crate::presence::ConnId;
+use crate::state::State;
+use crate::store::StoreError;
+use skein_proto::control::{Request, Response, ServerFrame};
+use skein_proto::{ErrorBody, ErrorCode};
+use std::net::SocketAddr;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A logged-in connection's session.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// What the hub knows of it.
+    pub live: LiveSession,
+    /// Whether the user is an administrator.
+    pub admin: bool,
+    /// When the token expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// One connection's context.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// Connection id.
+    pub id: ConnId,
+    /// Peer address.
+    pub remote: SocketAddr,
+    /// Set once logged in.
+    pub session: Option<Authed>,
+    /// The connection's outgoing queue.
+    pub out: mpsc::Sender<ServerFrame>,
+    /// Cancelled to end the connection.
+    pub end: CancellationToken,
+}
+
+impl ConnCtx {
+    /// The session, or `NotAuthenticated`.
+    pub fn authed(&self) -> Result<&Authed, ErrorBody> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| ErrorBody::new(ErrorCode::NotAuthenticated, "log in first: this request needs a session"))
+    }
+}
+
+/// Handles one request.
+pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Response, ErrorBody> {
+    match req {
+        Request::Ping { nonce } => Ok(Response::Pong { nonce, server_time_ms: crate::clock::now_ms() }),
+        Request::Login(login) => session::login(state, ctx, login).await,
+        Request::Resume(resume) => session::resume(state, ctx, resume).await,
+        Request::Logout => session::logout(state, ctx).await,
+        Request::ChangePassword { old, new } => session::change_password(state, ctx, old, new).await,
+        Request::SetPresence(p) => presence::set(state, ctx, p).await,
+        Request::SubscribePresence(sub) => presence::subscribe(state, ctx, sub).await,
+        Request::UnsubscribePresence => presence::unsubscribe(state, ctx).await,
+        Request::Directory(q) => directory::search(state, ctx, q).await,
+        Request::Departments => directory::departments(state, ctx).await,
+        Request::LookupPeer { user } => directory::lookup(state, ctx, &user).await,
+        Request::ReportAddresses(a) => directory::report_addresses(state, ctx, a).await,
+        Request::MailboxPut(put) => mailbox::put(state, ctx, put).await,
+        Request::MailboxFetch { limit } => mailbox::fetch(state, ctx, limit).await,
+        Request::MailboxAck { ids } => mailbox::ack(state, ctx, ids).await,
+        Request::Admin(a) => admin::handle(state, ctx, a).await,
+    }
+}
+
+/// Maps a store failure to an answer; internal details go to the log only.
+pub fn store_error(e: StoreError) -> ErrorBody {
+    match e {
+        StoreError::Conflict(m) => ErrorBody::new(ErrorCode::Conflict, m),
+        StoreError::NotFound(m) => ErrorBody::new(ErrorCode::NotFound, m),
+        e @ StoreError::MailboxFull { .. } => ErrorBody::new(ErrorCode::MailboxFull, e.to_string()),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                "the tracker's database failed; try again, and tell an administrator if it persists",
+            )
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Login, resume, logout and password change.
+//!
+//! A successful login or resume issues a fresh device certificate, records
+//! the device, and registers the connection with the hub. Resume rotates the
+//! token: the old one stops working the moment the new one is handed out.
+
+use super::{Authed, ConnCtx, store_error};
+use crate::auth::{check_password_policy, hash_password, new_token, token_hash, verify_password};
+use crate::clock::now_ms;
+use crate::hub::{LiveSession, SessionFilter};
+use crate::state::State;
+use crate::store::{DeviceRecord, SessionRecord, UserRecord};
+use skein_proto::control::{DeviceHello, Login, PresenceStatus, Response, Resume, Session, UserEntry};
+use skein_proto::device::DeviceCertBody;
+use skein_proto::limits::{MAX_PASSWORD, MAX_TEXT_FIELD, valid_user_name};
+use skein_proto::{ErrorBody, ErrorCode};
+use std::time::Instant;
+
+const MAX_PEER_ID: usize = 128;
+
+fn bad_credentials() -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadCredentials, "wrong user name or password")
+}
+
+fn throttled(wait: std::time::Duration) -> ErrorBody {
+    let ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+    ErrorBody::new(ErrorCode::Throttled, format!("too many failed logins; try again in {} s", wait.as_secs().max(1)))
+        .retry_after(ms)
+}
+
+fn check_device(d: &DeviceHello) -> Result<(), ErrorBody> {
+    if d.peer_id.is_empty() || d.peer_id.len() > MAX_PEER_ID {
+        return Err(ErrorBody::new(ErrorCode::InvalidInput, "device peer id is empty or too long"));
+    }
+    if d.name.len() > MAX_TEXT_FIELD {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            format!("device name is longer than {MAX_TEXT_FIELD} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Password login.
+pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Response, ErrorBody> {
+    if ctx.session.is_some() {
+        return Err(ErrorBody::new(ErrorCode::Conflict, "this connection is already logged in"));
+    }
+    check_device(&login.device)?;
+    let ip = ctx.remote.ip();
+    let name = login.user.trim().to_lowercase();
+    let now = Instant::now();
+    state
+        .with_throttles(|t| {
+            t.addresses.check(&ip, now)?;
+            t.accounts.check(&name, now)
+        })
+        .map_err(throttled)?;
+    if !valid_user_name(&name) || login.password.len() > MAX_PASSWORD {
+        state.with_throttles(|t| t.addresses.fail(&ip, now));
+        return Err(bad_credentials());
+    }
+    let user = state.store.user_by_name(&name).await.map_err(store_error)?;
+    let ok = verify_password(login.password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => {
+            state.with_throttles(|t| {
+                t.addresses.fail(&ip, now);
+                t.accounts.fail(&name, now);
+            });
+            tracing::info!(user = %name, remote = %ctx.remote, "failed login");
+            return Err(bad_credentials());
+        }
+    };
+    state.with_throttles(|t| t.accounts.succeed(&name));
+    if user.disabled {
+        return Err(ErrorBody::new(
+            ErrorCode::AccountDisabled,
+            format!("account {name} is disabled; ask an administrator"),
+        ));
+    }
+    let token = new_token();
+    let now_ms = now_ms();
+    let expires = now_ms + state.config.session_ttl.as_millis() as u64;
+    check_device_not_revoked(state, &user, &login.device).await?;
+    state
+        .store
+        .create_session(SessionRecord {
+            token_hash: token_hash(&token),
+            user_id: user.id,
+            device_id: login.device.device_id.0,
+            created_at_ms: now_ms as i64,
+            expires_at_ms: expires as i64,
+            revoked: false,
+        })
+        .await
+        .map_err(store_error)?;
+    tracing::info!(user = %name, device = %login.device.device_id, remote = %ctx.remote, "logged in");
+    establish(state, ctx, user, login.device, token, expires).await
+}
+
+/// Token resume with rotation.
+pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<Response, ErrorBody> {
+    if ctx.session.is_some() {
+        return Err(ErrorBody::new(ErrorCode::Conflict, "this connection is already logged in"));
+    }
+    check_device(&resume.device)?;
+    let ip = ctx.remote.ip();
+    let now = Instant::now();
+    state.with_throttles(|t| t.addresses.check(&ip, now)).map_err(throttled)?;
+    let old = token_hash(&resume.token);
+    let now_ms = now_ms();
+    let revoked =
+        || ErrorBody::new(ErrorCode::SessionRevoked, "this session was ended; log in again with your password");
+    let Some(sess) = state.store.session_by_hash(&old).await.map_err(store_error)? else {
+        state.with_throttles(|t| t.addresses.fail(&ip, now));
+        return Err(revoked());
+    };
+    if sess.revoked {
+        return Err(revoked());
+    }
+    if sess.expires_at_ms <= now_ms as i64 {
+        return Err(ErrorBody::new(
+            ErrorCode::SessionExpired,
+            "your session has expired; log in again with your password",
+        ));
+    }
+    if sess.device_id != resume.device.device_id.0 {
+        return Err(ErrorBody::new(ErrorCode::SessionRevoked, "this session belongs to another device; log in again"));
+    }
+    let Some(user) = state.store.user_by_id(sess.user_id).await.map_err(store_error)? else {
+        return Err(revoked());
+    };
+    if user.disabled {
+        return Err(ErrorBody::new(
+            ErrorCode::AccountDisabled,
+            format!("account {} is disabled; ask an administrator", user.name),
+        ));
+    }
+    check_device_not_revoked(state, &user, &resume.device).await?;
+    let token = new_token();
+    let expires = now_ms + state.config.session_ttl.as_millis() as u64;
+    let rotated = state
+        .store
+        .rotate_session(&old, &token_hash(&token), expires as i64, now_ms as i64)
+        .await
+        .map_err(store_error)?;
+    if !rotated {
+        return Err(revoked());
+    }
+    establish(state, ctx, user, resume.device, token, expires).await
+}
+
+async fn check_device_not_revoked(state: &State, user: &UserRecord, device: &DeviceHello) -> Result<(), ErrorBody> {
+    let known = state.store.device(user.id, device.device_id.0).await.map_err(store_error)?;
+    if known.is_some_and(|d| d.revoked) || state.store.is_peer_revoked(&device.peer_id).await.map_err(store_error)? {
+        return Err(ErrorBody::new(
+            ErrorCode::PermissionDenied,
+            "this device was revoked by an administrator; use a new profile",
+        ));
+    }
+    Ok(())
+}
+
+async fn establish(
+    state: &State,
+    ctx: &mut ConnCtx,
+    user: UserRecord,
+    device: DeviceHello,
+    token: skein_proto::bytes::SessionToken,
+    expires: u64,
+) -> Result<Response, ErrorBody> {
+    let now = now_ms();
+    let serial = state.store.next_serial().await.map_err(store_error)?;
+    let cert_expires = now + state.config.device_cert_ttl.as_millis() as u64;
+    let cert = state.org.signing.sign(DeviceCertBody {
+        version: 1,
+        serial,
+        org: state.org.name.clone(),
+        user: user.name.clone(),
+        device_id: device.device_id,
+        peer_id: device.peer_id.clone(),
+        x25519: device.x25519,
+        issued_at_ms: now,
+        expires_at_ms: cert_expires,
+    });
+    let cert_bytes =
+        skein_proto::frame::encode_payload(&cert).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    state
+        .store
+        .upsert_device(DeviceRecord {
+            user_id: user.id,
+            device_id: device.device_id.0,
+            name: device.name.clone(),
+            peer_id: device.peer_id.clone(),
+            x25519: device.x25519.0,
+            cert: cert_bytes,
+            cert_expires_at_ms: cert_expires as i64,
+            revoked: false,
+            last_seen_ms: now as i64,
+        })
+        .await
+        .map_err(store_error)?;
+    let live = LiveSession {
+        user_id: user.id,
+        user: user.name.clone(),
+        device_id: device.device_id,
+        token_hash: token_hash(&token),
+        started_ms: now,
+    };
+    state.hub.register(ctx.id, live.clone(), ctx.out.clone(), ctx.end.clone()).await;
+    ctx.session = Some(Authed { live, admin: user.admin, expires_at_ms: expires });
+    let presence = state.hub.entries(vec![user.name.clone()]).await;
+    let entry = user_entry(&user, presence.first().map(|p| (p.status, p.last_seen_ms)));
+    Ok(Response::Session(Box::new(Session {
+        token,
+        expires_at_ms: expires,
+        user: entry,
+        admin: user.admin,
+        device_cert: cert,
+        org_signing_key: state.org.public,
+    })))
+}
+
+/// The directory view of a user record with live presence merged in.
+pub fn user_entry(u: &UserRecord, presence: Option<(PresenceStatus, u64)>) -> UserEntry {
+    let (status, live_seen) = presence.unwrap_or((PresenceStatus::Offline, 0));
+    UserEntry {
+        name: u.name.clone(),
+        display_name: u.display_name.clone(),
+        department: u.department.clone(),
+        title: u.title.clone(),
+        email: u.email.clone(),
+        phone: u.phone.clone(),
+        disabled: u.disabled,
+        status,
+        last_seen_ms: live_seen.max(u.last_seen_ms.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)),
+    }
+}
+
+/// Ends this session and revokes its token.
+pub async fn logout(state: &State, ctx: &mut ConnCtx) -> Result<Response, ErrorBody> {
+    let authed = ctx.authed()?.clone();
+    state.store.revoke_session(&authed.live.token_hash).await.map_err(store_error)?;
+    state
+        .hub
+        .end_sessions(
+            SessionFilter::Token(authed.live.token_hash),
+            u64::MAX,
+            ErrorBody::new(ErrorCode::SessionRevoked, "logged out"),
+        )
+        .await;
+    tracing::info!(user = %authed.live.user, "logged out");
+    Ok(Response::Ok)
+}
+
+/// Changes the own password, given the current one.
+pub async fn change_password(
+    state: &State,
+    ctx: &mut ConnCtx,
+    old: String,
+    new: String,
+) -> Result<Response, ErrorBody> {
+    let authed = ctx.authed()?.clone();
+    let user = state
+        .store
+        .user_by_id(authed.live.user_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "your account no longer exists"))?;
+    let ok = verify_password(old, Some(user.password_hash.clone()))
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    if !ok {
+        return Err(ErrorBody::new(ErrorCode::BadCredentials, "the current password is wrong"));
+    }
+    check_password_policy(&new).map_err(|m| ErrorBody::new(ErrorCode::InvalidInput, m))?;
+    let hash = hash_password(new, state.config.password_cost.clone())
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    state.store.set_password_hash(&user.name, &hash).await.map_err(store_error)?;
+    Ok(Response::Ok)
+}

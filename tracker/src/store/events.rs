@@ -1,0 +1,86 @@
+//! Admin events: an append-only log through which a running tracker learns
+//! about changes another process (the admin CLI) made to the same database,
+//! such as a disabled user or a revoked device. The tracker polls
+//! [`Store::events_since`] with the last sequence number it has seen.
+//!
+//! Sequence numbers become visible in order: on PostgreSQL, where a
+//! `BIGSERIAL`-style value is allocated before commit, writers take a table
+//! lock so a reader can never see event N+1 while N is still uncommitted
+//! (and then skip N forever). SQLite serialises writers anyway.
+
+use super::{Backend, Store, StoreError, fixed};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// One admin event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminEvent {
+    /// Position in the log, increasing.
+    pub seq: i64,
+    /// What happened, such as `user_disabled`.
+    pub kind: String,
+    /// The user concerned.
+    pub user_id: i64,
+    /// The device concerned, if any.
+    pub device_id: Option<[u8; 16]>,
+    /// When it happened, ms since the Unix epoch.
+    pub at_ms: i64,
+}
+
+impl Store {
+    /// Appends an event and returns its sequence number.
+    pub async fn record_event(
+        &self,
+        kind: &str,
+        user_id: i64,
+        device_id: Option<[u8; 16]>,
+        at_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("LOCK TABLE admin_events IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let seq = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO admin_events (kind, user_id, device_id, at_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
+        )
+        .bind(kind)
+        .bind(user_id)
+        .bind(device_id.map(|d| d.to_vec()))
+        .bind(at_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Events after `seq`, oldest first, at most `limit`.
+    pub async fn events_since(&self, seq: i64, limit: i64) -> Result<Vec<AdminEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, user_id, device_id, at_ms FROM admin_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(limit.max(0))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The newest event's sequence number, or 0 if there are none. A
+    /// tracker starts polling from here.
+    pub async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let seq =
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM admin_events").fetch_one(self.pool()).await?;
+        Ok(seq.unwrap_or(0))
+    }
+}
+
+fn event_from_row(row: &AnyRow) -> Result<AdminEvent, StoreError> {
+    let device_id: Option<Vec<u8>> = row.try_get("device_id")?;
+    Ok(AdminEvent {
+        seq: row.try_get("seq")?,
+        kind: row.try_get("kind")?,
+        user_id: row.try_get("user_id")?,
+        device_id: device_id.map(|d| fixed(d, "event device id")).transpose()?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}

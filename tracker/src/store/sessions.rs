@@ -1,0 +1,155 @@
+//! Login sessions. Only the 32-byte BLAKE3 hash of a bearer token is
+//! stored; rotation swaps one hash for another atomically, so a token can
+//! be resumed at most once.
+
+use super::{Store, StoreError, fixed, flag};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// BLAKE3 hash of the bearer token.
+    pub token_hash: [u8; 32],
+    /// The logged-in user.
+    pub user_id: i64,
+    /// The device the session belongs to.
+    pub device_id: [u8; 16],
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: i64,
+    /// Expiry time, ms since the Unix epoch.
+    pub expires_at_ms: i64,
+    /// Revoked sessions cannot be used or rotated.
+    pub revoked: bool,
+}
+
+impl SessionRecord {
+    /// Whether the session may be used at `now_ms`.
+    pub fn is_usable(&self, now_ms: i64) -> bool {
+        !self.revoked && now_ms < self.expires_at_ms
+    }
+}
+
+impl Store {
+    /// Stores a new session. Fails with [`StoreError::Conflict`] if the
+    /// token hash is already stored.
+    pub async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, device_id, created_at_ms, expires_at_ms, revoked) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&session.token_hash[..])
+        .bind(session.user_id)
+        .bind(&session.device_id[..])
+        .bind(session.created_at_ms)
+        .bind(session.expires_at_ms)
+        .bind(i64::from(session.revoked))
+        .execute(self.pool())
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, || "session token already exists".into()))?;
+        Ok(())
+    }
+
+    /// The session with this token hash, usable or not.
+    pub async fn session_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_hash, user_id, device_id, created_at_ms, expires_at_ms, revoked \
+             FROM sessions WHERE token_hash = $1",
+        )
+        .bind(&token_hash[..])
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Replaces the session `old_hash` with `new_hash` (same user and
+    /// device, created at `now_ms`, expiring at `new_expires_ms`).
+    ///
+    /// Atomic: returns `false` and changes nothing unless the old session
+    /// exists, is not revoked and has not expired at `now_ms`. The old
+    /// session is revoked, so a second rotation of it fails.
+    pub async fn rotate_session(
+        &self,
+        old_hash: &[u8; 32],
+        new_hash: &[u8; 32],
+        new_expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let old = sqlx::query(
+            "UPDATE sessions SET revoked = 1 \
+             WHERE token_hash = $1 AND revoked = 0 AND expires_at_ms > $2 \
+             RETURNING user_id, device_id",
+        )
+        .bind(&old_hash[..])
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        let user_id: i64 = old.try_get("user_id")?;
+        let device_id: Vec<u8> = old.try_get("device_id")?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, device_id, created_at_ms, expires_at_ms, revoked) \
+             VALUES ($1, $2, $3, $4, $5, 0)",
+        )
+        .bind(&new_hash[..])
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now_ms)
+        .bind(new_expires_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, || "session token already exists".into()))?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes one session. Returns whether it existed.
+    pub async fn revoke_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = $1")
+            .bind(&token_hash[..])
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes every live session of a user; returns how many.
+    pub async fn revoke_user_sessions(&self, user_id: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = $1 AND revoked = 0")
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Revokes every live session of one device of a user; returns how many.
+    pub async fn revoke_device_sessions(&self, user_id: i64, device_id: [u8; 16]) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = $1 AND device_id = $2 AND revoked = 0")
+            .bind(user_id)
+            .bind(&device_id[..])
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes sessions that expired at or before `now_ms`, revoked or not;
+    /// returns how many.
+    pub async fn purge_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1").bind(now_ms).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        token_hash: fixed(row.try_get("token_hash")?, "session token hash")?,
+        user_id: row.try_get("user_id")?,
+        device_id: fixed(row.try_get("device_id")?, "session device id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        revoked: flag(row.try_get("revoked")?),
+    })
+}

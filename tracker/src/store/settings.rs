@@ -1,0 +1,29 @@
+//! Organisation-wide key/value settings, such as the org signing key and
+//! the organisation's name. Values are opaque bytes.
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// The value stored under `key`, if any.
+    pub async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = sqlx::query_scalar::<_, Vec<u8>>("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(value)
+    }
+
+    /// Stores `value` under `key` unless a value is already there, and
+    /// returns whichever value is stored afterwards. When several processes
+    /// race to create, say, the org signing key, all of them get the winner's.
+    pub async fn put_setting_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(self.pool())
+            .await?;
+        self.get_setting(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("setting {key} vanished right after it was stored")))
+    }
+}

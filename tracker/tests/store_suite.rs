@@ -1,0 +1,729 @@
+//! The tracker store's behaviour, written once and run against SQLite (a
+//! file in a temporary directory) and PostgreSQL (a fresh database per
+//! test on the server named by `SKEIN_TEST_POSTGRES_URL`, dropped at the
+//! end). Without that variable the PostgreSQL tests print a notice and pass.
+//!
+//! Each `case_*` function is one behaviour; `store_cases!` turns it into
+//! `sqlite::case_*` and `postgres::case_*` tests.
+
+#![allow(clippy::unwrap_used)]
+
+use skein_tracker::store::{
+    CODE_VERSION, DeviceRecord, MailRecord, MailboxLimits, NewUserRecord, SessionRecord, Store, StoreError, UserRecord,
+};
+use sqlx::Connection;
+use std::collections::BTreeSet;
+use std::future::Future;
+
+const PG_ENV: &str = "SKEIN_TEST_POSTGRES_URL";
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// Generates one test per backend for each case. Cases listed under
+/// `store` take an opened [`Store`]; cases under `url` take the URL of a
+/// fresh, empty database and open it themselves.
+macro_rules! store_cases {
+    (store: [$($case:ident),* $(,)?], url: [$($url_case:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::with_sqlite(|url| super::with_store(url, super::$case)).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $url_case() {
+                    super::with_sqlite(super::$url_case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::with_postgres(|url| super::with_store(url, super::$case)).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $url_case() {
+                    super::with_postgres(super::$url_case).await;
+                }
+            )*
+        }
+    };
+}
+
+store_cases! {
+    store: [
+        case_settings_race_safe,
+        case_department_tree,
+        case_users_crud,
+        case_user_search,
+        case_sessions,
+        case_devices,
+        case_next_serial_concurrent,
+        case_events_ordering,
+        case_mailbox,
+        case_mailbox_quota_concurrent,
+    ],
+    url: [
+        case_migrations_idempotent,
+        case_concurrent_open,
+        case_refuses_newer_schema,
+    ],
+}
+
+/// Opens the store at `url` and runs `case` with it.
+async fn with_store<F, Fut>(url: String, case: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let store = Store::open(&url).await.unwrap();
+    case(store.clone()).await;
+    store.close().await;
+}
+
+/// Runs `body` with the URL of a SQLite file in a fresh temporary directory.
+async fn with_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tracker.db").display());
+    body(url).await;
+}
+
+/// Runs `body` with the URL of a fresh PostgreSQL database, dropping the
+/// database afterwards even if `body` panics.
+async fn with_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Ok(admin_url) = std::env::var(PG_ENV) else {
+        eprintln!("skipping PostgreSQL store tests: set {PG_ENV}");
+        return;
+    };
+    // sqlx may build a rustls client config (sslmode=prefer); pick the
+    // provider explicitly, as the binaries do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let name = format!("skein_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::postgres::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+
+    let outcome = tokio::spawn(body(with_database(&admin_url, &name))).await;
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{db}?{query}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+fn new_user(name: &str, display_name: &str, department: Option<&str>) -> NewUserRecord {
+    NewUserRecord {
+        name: name.into(),
+        display_name: display_name.into(),
+        password_hash: format!("$argon2id$fake${name}"),
+        department: department.map(Into::into),
+        title: None,
+        email: Some(format!("{name}@example.com")),
+        phone: None,
+        admin: false,
+    }
+}
+
+async fn add(store: &Store, name: &str) -> UserRecord {
+    store.add_user(new_user(name, name, None)).await.unwrap()
+}
+
+fn names(users: &[UserRecord]) -> Vec<&str> {
+    users.iter().map(|u| u.name.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Migrations
+// ---------------------------------------------------------------------------
+
+async fn case_migrations_idempotent(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    add(&store, "alice").await;
+    store.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.user_by_name("alice").await.unwrap().unwrap().name, "alice");
+    assert_eq!(store.count_users().await.unwrap(), 1);
+    // The serial counter row is created once, not per open.
+    assert_eq!(store.next_serial().await.unwrap(), 1);
+    store.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.next_serial().await.unwrap(), 2);
+    store.close().await;
+}
+
+async fn case_concurrent_open(url: String) {
+    // Spawn all first (collect), then await: a lazy iterator would run them one by one.
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.unwrap().unwrap());
+    }
+    add(&stores[0], "alice").await;
+    assert!(stores[3].user_by_name("alice").await.unwrap().is_some());
+    for store in stores {
+        store.close().await;
+    }
+}
+
+async fn case_refuses_newer_schema(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    store.close().await;
+
+    // Pretend a newer tracker applied migration 999.
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(999_i64)
+    .bind("from the future")
+    .bind(true)
+    .bind(vec![0_u8; 48])
+    .bind(0_i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    match Store::open(&url).await {
+        Err(StoreError::TooNew { db_version, code_version }) => {
+            assert_eq!(db_version, 999);
+            assert_eq!(code_version, CODE_VERSION);
+        }
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Settings, departments, users
+// ---------------------------------------------------------------------------
+
+async fn case_settings_race_safe(store: Store) {
+    assert_eq!(store.get_setting("org_name").await.unwrap(), None);
+    // Spawn all first (collect), then await: a lazy iterator would run them one by one.
+    let racers: Vec<_> = (0..10_u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_setting_if_absent("org_key", &[i; 32]).await.unwrap() })
+        })
+        .collect();
+    let mut winners = BTreeSet::new();
+    for racer in racers {
+        winners.insert(racer.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "every racer must see the same winner");
+    let stored = store.get_setting("org_key").await.unwrap().unwrap();
+    assert!(winners.contains(&stored));
+    assert_eq!(store.put_setting_if_absent("org_key", b"late").await.unwrap(), stored);
+}
+
+async fn case_department_tree(store: Store) {
+    let storage = store.add_department("Eng/Backend/Storage").await.unwrap();
+    assert_eq!(storage.path, "Eng/Backend/Storage");
+    assert_eq!(storage.parent_path.as_deref(), Some("Eng/Backend"));
+    assert_eq!(storage.members, 0);
+
+    // Parents were created silently; the exact path conflicts.
+    assert!(matches!(store.add_department("Eng/Backend/Storage").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.add_department("Eng").await, Err(StoreError::Conflict(_))));
+    store.add_department("Eng/Frontend").await.unwrap();
+    store.add_department("Engineering").await.unwrap();
+    assert!(matches!(store.add_department("Eng//x").await, Err(StoreError::InvalidInput(_))));
+    assert!(matches!(store.add_department("").await, Err(StoreError::InvalidInput(_))));
+
+    store.add_user(new_user("ann", "Ann", Some("Eng/Backend"))).await.unwrap();
+    store.add_user(new_user("ben", "Ben", Some("Eng/Backend"))).await.unwrap();
+    // A user's new department is created on the way.
+    store.add_user(new_user("cat", "Cat", Some("Sales/EMEA"))).await.unwrap();
+    store.set_disabled("ben", true).await.unwrap();
+
+    let list = store.list_departments().await.unwrap();
+    let paths: Vec<(&str, Option<&str>, i64)> =
+        list.iter().map(|d| (d.path.as_str(), d.parent_path.as_deref(), d.members)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("Eng", None, 0),
+            ("Eng/Backend", Some("Eng"), 1),
+            ("Eng/Backend/Storage", Some("Eng/Backend"), 0),
+            ("Eng/Frontend", Some("Eng"), 0),
+            ("Engineering", None, 0),
+            ("Sales", None, 0),
+            ("Sales/EMEA", Some("Sales"), 1),
+        ]
+    );
+    let backend = store.department_by_path("Eng/Backend").await.unwrap().unwrap();
+    assert_eq!(backend.members, 1);
+    assert!(store.department_by_path("Nope").await.unwrap().is_none());
+}
+
+async fn case_users_crud(store: Store) {
+    let mut new = new_user("alice", "Alice Liddell", Some("Eng"));
+    new.title = Some("Engineer".into());
+    new.phone = Some("+1 555".into());
+    new.admin = true;
+    let alice = store.add_user(new).await.unwrap();
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.display_name, "Alice Liddell");
+    assert_eq!(alice.department.as_deref(), Some("Eng"));
+    assert_eq!(alice.title.as_deref(), Some("Engineer"));
+    assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(alice.phone.as_deref(), Some("+1 555"));
+    assert!(alice.admin);
+    assert!(!alice.disabled);
+    assert_eq!(alice.last_seen_ms, None);
+    assert!(alice.created_at_ms > 0);
+    assert_eq!(store.user_by_id(alice.id).await.unwrap(), Some(alice.clone()));
+
+    match store.add_user(new_user("alice", "Other", None)).await {
+        Err(StoreError::Conflict(msg)) => assert_eq!(msg, "user alice already exists"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+    match store.set_password_hash("bob", "x").await {
+        Err(StoreError::NotFound(msg)) => assert_eq!(msg, "no user named bob"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(store.set_disabled("bob", true).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_last_seen(9_999, 1).await, Err(StoreError::NotFound(_))));
+
+    store.set_password_hash("alice", "$argon2id$new").await.unwrap();
+    store.set_disabled("alice", true).await.unwrap();
+    store.set_last_seen(alice.id, 1_700_000_000_000).await.unwrap();
+    let changed = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(changed.password_hash, "$argon2id$new");
+    assert!(changed.disabled);
+    assert_eq!(changed.last_seen_ms, Some(1_700_000_000_000));
+    store.set_disabled("alice", false).await.unwrap();
+    assert!(!store.user_by_name("alice").await.unwrap().unwrap().disabled);
+
+    add(&store, "carol").await;
+    add(&store, "bob").await;
+    assert_eq!(names(&store.list_users().await.unwrap()), ["alice", "bob", "carol"]);
+    assert_eq!(store.count_users().await.unwrap(), 3);
+    // The password hash never shows in Debug output.
+    assert!(!format!("{changed:?}").contains("argon2"));
+}
+
+async fn case_user_search(store: Store) {
+    store.add_user(new_user("alice", "Alice Smith", Some("Eng/Backend"))).await.unwrap();
+    store.add_user(new_user("bob", "Bob 100% Real", Some("Eng"))).await.unwrap();
+    store.add_user(new_user("under_score", "Under Score", Some("Engineering"))).await.unwrap();
+    store.add_user(new_user("underxscore", "Underx Score", Some("R_D"))).await.unwrap();
+    store.add_user(new_user("dave", "Dave", Some("RxD/Lab"))).await.unwrap();
+    let mut eve = new_user("eve", "Eve SMITH", Some("Eng/Backend/Storage"));
+    eve.title = Some("Storage Lead".into());
+    store.add_user(eve).await.unwrap();
+    store.add_user(new_user("zed", "Zed Smith", None)).await.unwrap();
+    store.set_disabled("zed", true).await.unwrap();
+
+    let search = |text: Option<&'static str>, dept: Option<&'static str>, disabled: bool| {
+        let store = store.clone();
+        async move {
+            let (users, total) = store.search_users(text, dept, disabled, 0, 100).await.unwrap();
+            assert_eq!(total, users.len() as i64);
+            users.into_iter().map(|u| u.name).collect::<Vec<_>>()
+        }
+    };
+
+    // Case-insensitive over name, display name, title and e-mail.
+    assert_eq!(search(Some("SMITH"), None, false).await, ["alice", "eve"]);
+    assert_eq!(search(Some("smith"), None, true).await, ["alice", "eve", "zed"]);
+    assert_eq!(search(Some("storage lead"), None, false).await, ["eve"]);
+    assert_eq!(search(Some("BOB@EXAMPLE"), None, false).await, ["bob"]);
+    // `%` and `_` are literal.
+    assert_eq!(search(Some("%"), None, false).await, ["bob"]);
+    assert_eq!(search(Some("under_"), None, false).await, ["under_score"]);
+    assert_eq!(search(Some("_"), None, false).await, ["under_score"]);
+    // Blank text means no text filter.
+    assert_eq!(search(Some("  "), None, false).await.len(), 6);
+
+    // Department filter includes sub-departments but not name prefixes.
+    assert_eq!(search(None, Some("Eng"), false).await, ["alice", "bob", "eve"]);
+    assert_eq!(search(None, Some("Eng/Backend"), false).await, ["alice", "eve"]);
+    assert_eq!(search(None, Some("R_D"), false).await, ["underxscore"]);
+    assert_eq!(search(Some("smith"), Some("Eng/Backend/Storage"), false).await, ["eve"]);
+    assert!(search(None, Some("Nope"), true).await.is_empty());
+
+    // Pagination reports the full total.
+    let (page, total) = store.search_users(None, None, true, 2, 3).await.unwrap();
+    assert_eq!(total, 7);
+    assert_eq!(names(&page), ["dave", "eve", "under_score"]);
+    let (page, total) = store.search_users(None, None, false, 5, 10).await.unwrap();
+    assert_eq!(total, 6);
+    assert_eq!(names(&page), ["underxscore"]);
+}
+
+// ---------------------------------------------------------------------------
+// Sessions and devices
+// ---------------------------------------------------------------------------
+
+fn session(user_id: i64, token: u8, device: u8, expires_at_ms: i64) -> SessionRecord {
+    SessionRecord {
+        token_hash: *blake3::hash(&[token]).as_bytes(),
+        user_id,
+        device_id: [device; 16],
+        created_at_ms: 1_000,
+        expires_at_ms,
+        revoked: false,
+    }
+}
+
+async fn case_sessions(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    let s1 = session(alice.id, 1, 1, 10_000);
+    store.create_session(s1.clone()).await.unwrap();
+    assert_eq!(store.session_by_hash(&s1.token_hash).await.unwrap(), Some(s1.clone()));
+    assert!(matches!(store.create_session(s1.clone()).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.session_by_hash(&[9; 32]).await.unwrap(), None);
+
+    // Rotation: the new session takes over, the old one is unusable.
+    let new_hash = *blake3::hash(b"rotated").as_bytes();
+    assert!(store.rotate_session(&s1.token_hash, &new_hash, 20_000, 5_000).await.unwrap());
+    let old = store.session_by_hash(&s1.token_hash).await.unwrap().unwrap();
+    assert!(old.revoked && !old.is_usable(5_000));
+    let new = store.session_by_hash(&new_hash).await.unwrap().unwrap();
+    assert_eq!(
+        (new.user_id, new.device_id, new.created_at_ms, new.expires_at_ms),
+        (alice.id, s1.device_id, 5_000, 20_000)
+    );
+    assert!(new.is_usable(5_000));
+    let again = *blake3::hash(b"again").as_bytes();
+    assert!(!store.rotate_session(&s1.token_hash, &again, 20_000, 5_000).await.unwrap());
+    assert_eq!(store.session_by_hash(&again).await.unwrap(), None);
+
+    // An expired session cannot rotate.
+    let s2 = session(alice.id, 2, 2, 6_000);
+    store.create_session(s2.clone()).await.unwrap();
+    assert!(!store.rotate_session(&s2.token_hash, &again, 20_000, 6_000).await.unwrap());
+    assert_eq!(store.session_by_hash(&again).await.unwrap(), None);
+    assert!(!store.session_by_hash(&s2.token_hash).await.unwrap().unwrap().revoked);
+
+    // Revocation: one, per device, per user.
+    let s3 = session(alice.id, 3, 2, 30_000);
+    let s4 = session(alice.id, 4, 3, 30_000);
+    let s5 = session(bob.id, 5, 2, 30_000);
+    for s in [&s3, &s4, &s5] {
+        store.create_session(s.clone()).await.unwrap();
+    }
+    assert!(store.revoke_session(&s4.token_hash).await.unwrap());
+    assert!(!store.revoke_session(&[7; 32]).await.unwrap());
+    assert_eq!(store.revoke_device_sessions(alice.id, [2; 16]).await.unwrap(), 2); // s2, s3
+    assert!(store.session_by_hash(&s5.token_hash).await.unwrap().unwrap().is_usable(7_000));
+    assert_eq!(store.revoke_user_sessions(alice.id).await.unwrap(), 1); // the rotated one
+    assert_eq!(store.revoke_user_sessions(alice.id).await.unwrap(), 0);
+    assert!(!store.session_by_hash(&new_hash).await.unwrap().unwrap().is_usable(7_000));
+
+    // Purge removes everything expired by then, revoked or not.
+    assert_eq!(store.purge_expired_sessions(10_000).await.unwrap(), 2); // s1, s2
+    assert_eq!(store.session_by_hash(&s1.token_hash).await.unwrap(), None);
+    assert!(store.session_by_hash(&s3.token_hash).await.unwrap().is_some());
+    assert_eq!(store.purge_expired_sessions(30_000).await.unwrap(), 4);
+}
+
+fn device(user_id: i64, id: u8, peer: &[u8]) -> DeviceRecord {
+    DeviceRecord {
+        user_id,
+        device_id: [id; 16],
+        name: format!("laptop {id}"),
+        peer_id: peer.to_vec(),
+        x25519: [id; 32],
+        cert: vec![0xC0, id],
+        cert_expires_at_ms: 90_000,
+        revoked: false,
+        last_seen_ms: 1_000,
+    }
+}
+
+async fn case_devices(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    let d1 = device(alice.id, 1, b"peer-1");
+    let d2 = device(alice.id, 2, b"peer-2");
+    store.upsert_device(d1.clone()).await.unwrap();
+    store.upsert_device(d2.clone()).await.unwrap();
+    store.upsert_device(device(bob.id, 1, b"peer-b")).await.unwrap();
+    assert_eq!(store.device(alice.id, [1; 16]).await.unwrap(), Some(d1.clone()));
+    assert_eq!(store.device(alice.id, [9; 16]).await.unwrap(), None);
+
+    // Upsert updates in place.
+    let renewed = DeviceRecord {
+        name: "renamed".into(),
+        cert: vec![1, 2, 3],
+        cert_expires_at_ms: 190_000,
+        last_seen_ms: 5_000,
+        ..d1.clone()
+    };
+    store.upsert_device(renewed.clone()).await.unwrap();
+    assert_eq!(store.devices_of(alice.id, false).await.unwrap(), vec![renewed.clone(), d2.clone()]);
+
+    // Revocation is visible, sticky, and scoped to the device.
+    assert!(!store.is_peer_revoked(b"peer-2").await.unwrap());
+    assert!(store.revoke_device(alice.id, [2; 16]).await.unwrap());
+    assert!(store.revoke_device(alice.id, [2; 16]).await.unwrap());
+    assert!(!store.revoke_device(alice.id, [9; 16]).await.unwrap());
+    assert!(store.is_peer_revoked(b"peer-2").await.unwrap());
+    assert!(!store.is_peer_revoked(b"peer-1").await.unwrap());
+    assert!(!store.is_peer_revoked(b"unknown").await.unwrap());
+    assert!(matches!(store.upsert_device(d2.clone()).await, Err(StoreError::Conflict(_))));
+    assert!(store.device(alice.id, [2; 16]).await.unwrap().unwrap().revoked);
+    assert_eq!(store.devices_of(alice.id, false).await.unwrap(), vec![renewed.clone()]);
+    assert_eq!(store.devices_of(alice.id, true).await.unwrap().len(), 2);
+    assert_eq!(store.devices_of(bob.id, false).await.unwrap().len(), 1);
+}
+
+async fn case_next_serial_concurrent(store: Store) {
+    let first = store.next_serial().await.unwrap();
+    assert_eq!(first, 1);
+    // Spawn all first (collect), then await: a lazy iterator would run them one by one.
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.next_serial().await.unwrap() })
+        })
+        .collect();
+    let mut serials = Vec::new();
+    for caller in callers {
+        serials.push(caller.await.unwrap());
+    }
+    let unique: BTreeSet<u64> = serials.iter().copied().collect();
+    assert_eq!(unique.len(), 20, "serials must be unique: {serials:?}");
+    assert_eq!(unique.into_iter().collect::<Vec<_>>(), (2..=21).collect::<Vec<u64>>());
+    assert_eq!(store.next_serial().await.unwrap(), 22);
+}
+
+async fn case_events_ordering(store: Store) {
+    assert_eq!(store.last_event_seq().await.unwrap(), 0);
+    assert!(store.events_since(0, 10).await.unwrap().is_empty());
+    let a = store.record_event("user_disabled", 7, None, 100).await.unwrap();
+    let b = store.record_event("device_revoked", 7, Some([3; 16]), 200).await.unwrap();
+    let c = store.record_event("password_changed", 8, None, 150).await.unwrap();
+    assert!(a < b && b < c);
+    assert_eq!(store.last_event_seq().await.unwrap(), c);
+
+    let all = store.events_since(0, 10).await.unwrap();
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["user_disabled", "device_revoked", "password_changed"]);
+    assert_eq!(all[1].device_id, Some([3; 16]));
+    assert_eq!((all[1].user_id, all[1].at_ms), (7, 200));
+    assert_eq!(all[0].device_id, None);
+    assert_eq!(store.events_since(a, 10).await.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [b, c]);
+    assert_eq!(store.events_since(0, 2).await.unwrap().len(), 2);
+    assert!(store.events_since(c, 10).await.unwrap().is_empty());
+
+    // Concurrent writers still produce a gap-free, increasing log.
+    // Spawn all first (collect), then await: a lazy iterator would run them one by one.
+    let writers: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_event("burst", i, None, 300).await.unwrap() })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let burst = store.events_since(c, 100).await.unwrap();
+    assert_eq!(burst.len(), 10);
+    assert!(burst.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+// ---------------------------------------------------------------------------
+// Mailbox
+// ---------------------------------------------------------------------------
+
+fn mail(id: u8, to: &UserRecord, device: u8, from: &UserRecord, size: usize, at: i64) -> MailRecord {
+    MailRecord {
+        id: [id; 16],
+        to_user_id: to.id,
+        to_device: [device; 16],
+        from_user_id: from.id,
+        from_user: String::new(),
+        sealed: vec![id; size],
+        stored_at_ms: at,
+    }
+}
+
+async fn case_mailbox(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    let roomy = MailboxLimits { max_items_per_device: 100, max_bytes_per_user: 1_000_000 };
+
+    // Store time orders first, then insertion order (items 3 and 1 tie).
+    let batch =
+        [mail(2, &bob, 1, &alice, 10, 200), mail(3, &bob, 1, &alice, 10, 100), mail(1, &bob, 1, &alice, 10, 100)];
+    assert_eq!(store.mailbox_put(&batch, roomy).await.unwrap(), 3);
+    assert_eq!(store.mailbox_put(&[mail(4, &bob, 2, &alice, 10, 50)], roomy).await.unwrap(), 1);
+    let fetched = store.mailbox_fetch(bob.id, [1; 16], 10).await.unwrap();
+    assert_eq!(fetched.iter().map(|m| m.id[0]).collect::<Vec<_>>(), [3, 1, 2]);
+    assert!(fetched.iter().all(|m| m.from_user == "alice" && m.from_user_id == alice.id));
+    assert_eq!(fetched[0].sealed, vec![3; 10]);
+    assert_eq!(fetched[0].stored_at_ms, 100);
+    assert_eq!(store.mailbox_fetch(bob.id, [1; 16], 2).await.unwrap().len(), 2);
+
+    // Duplicates (same recipient device and id) are ignored, also within a batch.
+    let dup = [mail(2, &bob, 1, &alice, 10, 300), mail(5, &bob, 1, &alice, 10, 300), mail(5, &bob, 1, &alice, 10, 300)];
+    assert_eq!(store.mailbox_put(&dup, roomy).await.unwrap(), 1);
+    assert_eq!(store.mailbox_count(bob.id, [1; 16]).await.unwrap(), 4);
+    // The same id for another device is a different item.
+    assert_eq!(store.mailbox_put(&[mail(2, &bob, 2, &alice, 10, 300)], roomy).await.unwrap(), 1);
+
+    // Over a limit: nothing from the batch is stored.
+    let five_per_device = MailboxLimits { max_items_per_device: 5, max_bytes_per_user: 1_000_000 };
+    let too_many = [mail(6, &bob, 1, &alice, 10, 400), mail(7, &bob, 1, &alice, 10, 400)];
+    match store.mailbox_put(&too_many, five_per_device).await {
+        Err(StoreError::MailboxFull { user, .. }) => assert_eq!(user, "bob"),
+        other => panic!("expected MailboxFull, got {other:?}"),
+    }
+    assert_eq!(store.mailbox_count(bob.id, [1; 16]).await.unwrap(), 4);
+    assert_eq!(store.mailbox_put(&too_many[..1], five_per_device).await.unwrap(), 1);
+    let small_user = MailboxLimits { max_items_per_device: 100, max_bytes_per_user: 100 };
+    let mixed = [mail(8, &alice, 1, &bob, 10, 400), mail(9, &bob, 3, &alice, 40, 400)];
+    assert!(matches!(store.mailbox_put(&mixed, small_user).await, Err(StoreError::MailboxFull { .. })));
+    assert_eq!(store.mailbox_count(alice.id, [1; 16]).await.unwrap(), 0, "the put must be all-or-nothing");
+
+    // Ack removes only the named items of that device.
+    assert_eq!(store.mailbox_ack(bob.id, [1; 16], &[[3; 16], [1; 16], [42; 16]]).await.unwrap(), 2);
+    assert_eq!(store.mailbox_ack(bob.id, [1; 16], &[[3; 16]]).await.unwrap(), 0);
+    assert_eq!(store.mailbox_count(bob.id, [1; 16]).await.unwrap(), 3);
+    assert_eq!(store.mailbox_count(bob.id, [2; 16]).await.unwrap(), 2);
+
+    // Purge by age.
+    assert_eq!(store.mailbox_purge_older_than(250).await.unwrap(), 2); // bob/1 #2 (200), bob/2 #4 (50)
+    assert_eq!(
+        store.mailbox_fetch(bob.id, [1; 16], 10).await.unwrap().iter().map(|m| m.id[0]).collect::<Vec<_>>(),
+        [5, 6]
+    );
+    assert_eq!(
+        store.mailbox_fetch(bob.id, [2; 16], 10).await.unwrap().iter().map(|m| m.id[0]).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+async fn case_mailbox_quota_concurrent(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    let limits = MailboxLimits { max_items_per_device: 3, max_bytes_per_user: 1_000_000 };
+    // Open all pooled connections first, so the puts below really overlap.
+    let warmups: Vec<_> = (0..40)
+        .map(|_| {
+            let store = store.clone();
+            let bob_id = bob.id;
+            tokio::spawn(async move { store.mailbox_count(bob_id, [1; 16]).await.unwrap() })
+        })
+        .collect();
+    for warmup in warmups {
+        warmup.await.unwrap();
+    }
+    // Many puts racing for few slots: the quota must still hold.
+    // Spawn all first (collect), then await: a lazy iterator would run them one by one.
+    let puts: Vec<_> = (0..40_u8)
+        .map(|i| {
+            let store = store.clone();
+            let items = [mail(i, &bob, 1, &alice, 10, 100), mail(i, &bob, 2, &alice, 10, 100)];
+            tokio::spawn(async move { store.mailbox_put(&items, limits).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for put in puts {
+        match put.await.unwrap() {
+            Ok(n) => stored += n,
+            Err(StoreError::MailboxFull { .. }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(stored, 6);
+    assert_eq!(store.mailbox_count(bob.id, [1; 16]).await.unwrap(), 3);
+    assert_eq!(store.mailbox_count(bob.id, [2; 16]).await.unwrap(), 3);
+}
+
+// ---------------------------------------------------------------------------
+// Backend-independent
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn open_errors_never_show_passwords() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Store::open("postgres://skein:hunter2@127.0.0.1:1/skein").await {
+        Err(err @ StoreError::Open { .. }) => {
+            let StoreError::Open { url_redacted, .. } = &err else { unreachable!() };
+            assert_eq!(url_redacted, "postgres://skein:***@127.0.0.1:1/skein");
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+        }
+        other => panic!("expected Open, got {other:?}"),
+    }
+    match Store::open("mysql://root:hunter2@localhost/db").await {
+        Err(err @ StoreError::UnsupportedUrl { .. }) => assert!(!err.to_string().contains("hunter2")),
+        other => panic!("expected UnsupportedUrl, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_is_wal_and_shared_with_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tracker.db").display());
+    let tracker = Store::open(&url).await.unwrap();
+    // A second store on the same file stands in for the admin CLI process.
+    let cli = Store::open(&url).await.unwrap();
+
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    pool.close().await;
+
+    let seen = tracker.last_event_seq().await.unwrap();
+    let alice = add(&cli, "alice").await;
+    // Writers in both "processes" at once wait for each other instead of failing.
+    let (a, b) =
+        tokio::join!(cli.set_disabled("alice", true), tracker.record_event("tracker_side", alice.id, None, 1),);
+    a.unwrap();
+    b.unwrap();
+    let seq = cli.record_event("user_disabled", alice.id, None, 2).await.unwrap();
+    let events = tracker.events_since(seen, 10).await.unwrap();
+    assert_eq!(events.last().map(|e| e.seq), Some(seq));
+    assert!(tracker.user_by_name("alice").await.unwrap().unwrap().disabled);
+    tracker.close().await;
+    cli.close().await;
+}
