@@ -59,7 +59,7 @@ mod tests {
     fn ago_reads_naturally() {
         assert_eq!(ago(0, 5), "never");
         assert_eq!(ago(1_000, 30_000), "just now");
-        assert_eq!(ago(0 + 1, 1 + 180_000), "3 min ago");
+        assert_eq!(ago(1, 1 + 180_000), "3 min ago");
         assert_eq!(ago(1, 1 + 7_200_000), "2 h ago");
         assert_eq!(ago(1, 1 + 3 * 86_400_000), "3 d ago");
     }

@@ -45,10 +45,10 @@ pub async fn serve(state: Arc<State>, conn: quinn::Connection, shutdown: Cancell
                 close::PROTOCOL
             }
         };
-        if let Some((user_id, seen)) = state.hub.unregister(id).await {
-            if let Err(e) = state.store.set_last_seen(user_id, seen as i64).await {
-                tracing::warn!(error = %e, "could not record last-seen time");
-            }
+        if let Some((user_id, seen)) = state.hub.unregister(id).await
+            && let Err(e) = state.store.set_last_seen(user_id, seen as i64).await
+        {
+            tracing::warn!(error = %e, "could not record last-seen time");
         }
         conn.close(code.into(), b"");
     }

@@ -275,11 +275,12 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
 
 fn deliver(live: &HashMap<ConnId, Live>, pushes: Vec<Push>) {
     for p in pushes {
-        if let Some(l) = live.get(&p.to) {
-            if l.out.try_send(ServerFrame::Event(Event::Presence(p.entry))).is_err() && !l.end.is_cancelled() {
-                tracing::warn!(conn = p.to, user = %l.session.user, "closing a connection too slow to take presence updates");
-                l.end.cancel();
-            }
+        if let Some(l) = live.get(&p.to)
+            && l.out.try_send(ServerFrame::Event(Event::Presence(p.entry))).is_err()
+            && !l.end.is_cancelled()
+        {
+            tracing::warn!(conn = p.to, user = %l.session.user, "closing a connection too slow to take presence updates");
+            l.end.cancel();
         }
     }
 }

@@ -25,13 +25,13 @@ pub async fn set(state: &State, ctx: &mut ConnCtx, p: SetPresence) -> Result<Res
 /// from the store for those the tracker has not seen since it started.
 pub async fn subscribe(state: &State, ctx: &mut ConnCtx, sub: Subscription) -> Result<Response, ErrorBody> {
     ctx.authed()?;
-    if let Subscription::Users(u) = &sub {
-        if u.len() > MAX_SUBSCRIBE_USERS {
-            return Err(ErrorBody::new(
-                ErrorCode::TooLarge,
-                format!("subscribe to at most {MAX_SUBSCRIBE_USERS} users, or to all"),
-            ));
-        }
+    if let Subscription::Users(u) = &sub
+        && u.len() > MAX_SUBSCRIBE_USERS
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("subscribe to at most {MAX_SUBSCRIBE_USERS} users, or to all"),
+        ));
     }
     let all = matches!(sub, Subscription::All);
     let live = state.hub.subscribe(ctx.id, sub).await;
