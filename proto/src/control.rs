@@ -126,6 +126,8 @@ pub enum Request {
         /// New password.
         new: String,
     },
+    /// Where this tracker's relay listens. Answered by [`Response::Relay`].
+    RelayInfo,
 }
 
 /// Answers to requests.
@@ -164,6 +166,20 @@ pub enum Response {
         /// Tracker clock, milliseconds since the Unix epoch.
         server_time_ms: u64,
     },
+    /// Answer to [`Request::RelayInfo`].
+    Relay(RelayInfo),
+}
+
+/// How to reach a tracker's relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayInfo {
+    /// The relay's libp2p PeerId (binary form).
+    pub peer_id: Vec<u8>,
+    /// The relay's UDP port, on the same host as the control plane unless
+    /// `addrs` says otherwise.
+    pub port: u16,
+    /// Explicit relay multiaddrs (without `/p2p/`), from the tracker's public addresses.
+    pub addrs: Vec<String>,
 }
 
 /// Pushed by the tracker without a request.

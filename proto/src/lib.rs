@@ -24,6 +24,7 @@ pub mod frame;
 #[cfg(feature = "tokio")]
 pub mod io;
 pub mod limits;
+pub mod peer;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{FrameDecoder, FrameError};

@@ -103,7 +103,7 @@ fn presence_entry() -> PresenceEntry {
 
 fn addresses() -> Addresses {
     Addresses {
-        listen: vec!["/ip4/10.0.0.2/udp/4001/quic-v1".into()],
+        listen: vec!["/ip4/198.18.0.2/udp/4001/quic-v1".into()],
         observed: vec![],
         relayed: vec!["/p2p-circuit".into()],
     }
@@ -149,6 +149,7 @@ fn request_index(v: &Request) -> usize {
         Request::Admin(_) => 13,
         Request::Ping { .. } => 14,
         Request::ChangePassword { .. } => 15,
+        Request::RelayInfo => 16,
     }
 }
 
@@ -165,6 +166,7 @@ fn response_index(v: &Response) -> usize {
         Response::MailboxAcked { .. } => 8,
         Response::Admin(_) => 9,
         Response::Pong { .. } => 10,
+        Response::Relay(_) => 11,
     }
 }
 
@@ -277,7 +279,7 @@ fn requests() {
             (Request::LookupPeer { user: "bob".into() }, "0803626f62"),
             (
                 Request::ReportAddresses(addresses()),
-                "09011e2f6970342f31302e302e302e322f7564702f343030312f717569632d763100010c2f7032702d63697263756974",
+                "0901202f6970342f3139382e31382e302e322f7564702f343030312f717569632d763100010c2f7032702d63697263756974",
             ),
             (
                 Request::MailboxPut(MailboxPut {
@@ -297,6 +299,7 @@ fn requests() {
                 Request::ChangePassword { old: "old-pass".into(), new: "new-pass".into() },
                 "0f086f6c642d70617373086e65772d70617373",
             ),
+            (Request::RelayInfo, "10"),
         ],
         request_index,
     );
@@ -342,7 +345,7 @@ fn responses() {
                     }],
                     known: vec![cert()],
                 }),
-                "0505616c6963650110d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f7001ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151011e2f6970342f31302e302e302e322f7564702f343030312f717569632d763100010c2f7032702d63697263756974010101ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
+                "0505616c6963650110d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f7001ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb232405151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515101202f6970342f3139382e31382e302e322f7564702f343030312f717569632d763100010c2f7032702d63697263756974010101ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
             ),
             (Response::MailboxStored { stored: 2 }, "0602"),
             (
@@ -357,6 +360,14 @@ fn responses() {
             (Response::MailboxAcked { removed: 1 }, "0801"),
             (Response::Admin(AdminResponse::Done), "0900"),
             (Response::Pong { nonce: 42, server_time_ms: 1_700_000_000_000 }, "0a2a80d095ffbc31"),
+            (
+                Response::Relay(RelayInfo {
+                    peer_id: peer_id(),
+                    port: 7401,
+                    addrs: vec!["/ip4/198.18.0.1/udp/7401/quic-v1".into()],
+                }),
+                "0b0400240801e93901202f6970342f3139382e31382e302e312f7564702f373430312f717569632d7631",
+            ),
         ],
         response_index,
     );

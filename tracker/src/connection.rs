@@ -45,11 +45,6 @@ pub async fn serve(state: Arc<State>, conn: quinn::Connection, shutdown: Cancell
                 close::PROTOCOL
             }
         };
-        if let Some((user_id, seen)) = state.hub.unregister(id).await
-            && let Err(e) = state.store.set_last_seen(user_id, seen as i64).await
-        {
-            tracing::warn!(error = %e, "could not record last-seen time");
-        }
         conn.close(code.into(), b"");
     }
     .instrument(span)
@@ -117,11 +112,17 @@ async fn serve_inner(
     });
     let mut ctx = ConnCtx { id, remote: conn.remote_address(), session: None, out, end: end.clone() };
     let code = request_loop(state, &mut ctx, &mut recv, shutdown).await;
-    let ctx_end = ctx.end.clone();
     drop(ctx);
-    // Let queued frames (the last response, a session-ended notice) go out.
+    // Leaving the hub drops its copy of the outgoing queue and tells
+    // subscribers at once; then queued frames (the last response, a
+    // session-ended notice) get a moment to go out.
+    if let Some((user_id, seen)) = state.hub.unregister(id).await
+        && let Err(e) = state.store.set_last_seen(user_id, seen as i64).await
+    {
+        tracing::warn!(error = %e, "could not record last-seen time");
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    ctx_end.cancel();
+    end.cancel();
     code
 }
 

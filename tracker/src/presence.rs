@@ -270,7 +270,8 @@ mod tests {
         b.connect(1, "alice");
         let all = b.subscribe(1, Subscription::All);
         let names: Vec<_> = all.iter().map(|e| (e.user.as_str(), e.status)).collect();
-        assert_eq!(names, vec![("bob", Online), ("carol", Offline)]);
+        // Alice is connected but invisible: listed, as offline.
+        assert_eq!(names, vec![("alice", Offline), ("bob", Online), ("carol", Offline)]);
         let some = b.subscribe(1, Subscription::Users(vec!["dave".into()]));
         assert_eq!(some[0].status, Offline);
         assert!(b.set_status(2, Busy, None, 2).is_empty(), "resubscribing replaced the All subscription");

@@ -72,6 +72,10 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::MailboxFetch { limit } => mailbox::fetch(state, ctx, limit).await,
         Request::MailboxAck { ids } => mailbox::ack(state, ctx, ids).await,
         Request::Admin(a) => admin::handle(state, ctx, a).await,
+        Request::RelayInfo => {
+            ctx.authed()?;
+            Err(ErrorBody::new(ErrorCode::Unavailable, "this tracker runs no relay"))
+        }
     }
 }
 

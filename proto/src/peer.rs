@@ -1,0 +1,124 @@
+//! The peer protocols between nodes, carried on libp2p streams.
+//!
+//! Every peer connection starts with [`PeerRequest::Hello`]: both sides
+//! present their device certificates, and a peer whose certificate does not
+//! verify gets nothing else. Chat messages and receipts follow as requests,
+//! each answered once. The same [`ChatMessage`] travels sealed through the
+//! tracker mailbox when its recipient is offline ([`SealedPayload`]).
+//!
+//! As everywhere in this crate, variants are appended only; groups, file
+//! offers, reactions and call signalling arrive as new variants.
+
+use crate::bytes::{DeviceId, MailId};
+use crate::device::DeviceCert;
+use crate::error::ErrorBody;
+use serde::{Deserialize, Serialize};
+
+/// libp2p protocol name of the Skein peer protocol.
+pub const PEER_PROTOCOL: &str = "/skein/peer/1";
+/// Largest peer-protocol frame, in bytes.
+pub const MAX_PEER_FRAME: usize = 1024 * 1024;
+/// Longest text message, in bytes.
+pub const MAX_TEXT: usize = 64 * 1024;
+
+/// A request from one node to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Introduce this device; answered by [`PeerResponse::Hello`].
+    Hello(PeerHello),
+    /// Deliver a message; answered by [`PeerResponse::Stored`] once it is in
+    /// the receiver's history.
+    Deliver(ChatMessage),
+    /// Report that messages were delivered or read.
+    Receipt(Receipt),
+}
+
+/// An answer to a [`PeerRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// The answering device's introduction.
+    Hello(PeerHello),
+    /// The message is stored (or was already: delivery is idempotent).
+    Stored {
+        /// The message.
+        id: MailId,
+    },
+    /// Done.
+    Ok,
+    /// Refused, with why.
+    Refused(ErrorBody),
+}
+
+/// A device's introduction on a peer connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHello {
+    /// Issued by the organisation; binds user, device and PeerId.
+    pub cert: DeviceCert,
+    /// Software and version, for diagnostics.
+    pub agent: String,
+}
+
+/// Which conversation a message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Conversation {
+    /// A one-to-one conversation between `from_user` and `to_user`.
+    Direct,
+}
+
+/// What a message says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// Plain text (UTF-8, at most [`MAX_TEXT`] bytes).
+    Text(String),
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Unique id chosen by the sender; receivers deduplicate on it.
+    pub id: MailId,
+    /// The sending user.
+    pub from_user: String,
+    /// The sending device.
+    pub from_device: DeviceId,
+    /// The addressed user (for a copy synced to the sender's own devices,
+    /// still the original recipient).
+    pub to_user: String,
+    /// The conversation.
+    pub conversation: Conversation,
+    /// When the sender wrote it, ms since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// The content.
+    pub body: MessageBody,
+}
+
+/// Kinds of receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptKind {
+    /// Stored on a device of the recipient.
+    Delivered,
+    /// Seen by the recipient.
+    Read,
+}
+
+/// A receipt for messages of one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The messages.
+    pub ids: Vec<MailId>,
+    /// What happened to them.
+    pub kind: ReceiptKind,
+    /// Who delivered or read them.
+    pub by_user: String,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// What a sealed mailbox item contains once opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SealedPayload {
+    /// A message for an offline device.
+    Message(ChatMessage),
+    /// A receipt for an offline device.
+    Receipt(Receipt),
+}
