@@ -9,8 +9,10 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod history;
 pub mod json;
 pub mod profile;
+pub mod seal;
 pub mod session;
 pub mod tracker_client;
 

@@ -1,0 +1,95 @@
+//! Conversations: which conversation a message belongs to, the list with
+//! unread counts, and marking a conversation read.
+
+use super::{History, HistoryError, db_time, fixed, stored_time};
+use skein_proto::bytes::MailId;
+use skein_proto::peer::{ChatMessage, Conversation};
+use sqlx::Row;
+
+/// One conversation in the list, as [`History::conversations`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    /// For a direct conversation, the other user's name.
+    pub id: String,
+    /// Time of the latest message, ms since the Unix epoch.
+    pub last_at_ms: u64,
+    /// Incoming messages not yet read.
+    pub unread: u64,
+    /// Text of the latest message, if it has text.
+    pub last_text: Option<String>,
+}
+
+/// The id of the conversation `msg` belongs to, from the point of view of
+/// the user `me`.
+///
+/// A direct conversation is named after the other user: the sender of a
+/// message to me, the recipient of a message from me (including a copy of
+/// my own message synced from another of my devices).
+pub fn conversation_of(me: &str, msg: &ChatMessage) -> String {
+    match msg.conversation {
+        Conversation::Direct => {
+            if msg.from_user == me {
+                msg.to_user.clone()
+            } else {
+                msg.from_user.clone()
+            }
+        }
+    }
+}
+
+impl History {
+    /// All conversations, the most recently active first.
+    pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, HistoryError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.last_at_ms, c.unread, \
+                    (SELECT m.text FROM messages m WHERE m.conversation = c.id ORDER BY m.seq DESC LIMIT 1) \
+                        AS last_text \
+             FROM conversations c ORDER BY c.last_at_ms DESC, c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let unread: i64 = row.try_get("unread")?;
+                Ok(ConversationSummary {
+                    id: row.try_get("id")?,
+                    last_at_ms: stored_time(row.try_get("last_at_ms")?, "last_at_ms")?,
+                    unread: u64::try_from(unread)
+                        .map_err(|_| HistoryError::Corrupt(format!("unread count is negative ({unread})")))?,
+                    last_text: row.try_get("last_text")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks every unread incoming message of `conversation` read at
+    /// `at_ms` and zeroes its unread count, atomically. Returns the
+    /// messages marked, oldest first, with their senders, so the caller can
+    /// send read receipts.
+    pub async fn mark_read(&self, conversation: &str, at_ms: u64) -> Result<Vec<(MailId, String)>, HistoryError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET state = 'read', read_at_ms = $2 \
+             WHERE conversation = $1 AND outgoing = 0 AND state = 'received' \
+             RETURNING seq, id, from_user",
+        )
+        .bind(conversation)
+        .bind(db_time(at_ms))
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET unread = 0 WHERE id = $1").bind(conversation).execute(&mut *tx).await?;
+        tx.commit().await?;
+
+        let mut marked = rows
+            .iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                let id = MailId(fixed(row.try_get("id")?, "message id")?);
+                Ok((seq, id, row.try_get::<String, _>("from_user")?))
+            })
+            .collect::<Result<Vec<_>, HistoryError>>()?;
+        // RETURNING gives no order guarantee.
+        marked.sort_by_key(|(seq, _, _)| *seq);
+        Ok(marked.into_iter().map(|(_, id, from)| (id, from)).collect())
+    }
+}

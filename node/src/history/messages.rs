@@ -1,0 +1,341 @@
+//! Messages: storing sent and received messages exactly once, moving an
+//! outgoing message's state forward, and reading messages back.
+//!
+//! States, as stored in the `state` column:
+//!
+//! ```text
+//! outgoing: queued ──▶ sent ──▶ delivered ──▶ read
+//!              └────────┴──▶ failed ──┘ (a later receipt still counts)
+//! incoming: received ──▶ read
+//! ```
+//!
+//! A copy of one of my own messages synced from my other device is stored
+//! as outgoing in state `sent`: it shows as mine, is never resent from this
+//! device, and later receipts move it on.
+
+use super::conversations::conversation_of;
+use super::{History, HistoryError, db_time, delivery_path, fixed, now_db, stored_time};
+use skein_proto::bytes::{DeviceId, MailId};
+use skein_proto::frame::{decode_payload, encode_payload};
+use skein_proto::peer::{ChatMessage, Conversation, MessageBody};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+/// The state of a message this user sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutState {
+    /// Written, not yet handed to the recipient or a mailbox.
+    Queued,
+    /// Handed to the recipient's device or to a tracker mailbox.
+    Sent,
+    /// Stored on a device of the recipient.
+    Delivered,
+    /// Seen by the recipient.
+    Read,
+    /// Given up on.
+    Failed,
+}
+
+impl OutState {
+    /// The name stored in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutState::Queued => "queued",
+            OutState::Sent => "sent",
+            OutState::Delivered => "delivered",
+            OutState::Read => "read",
+            OutState::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored state name.
+    pub fn parse(name: &str) -> Option<OutState> {
+        [OutState::Queued, OutState::Sent, OutState::Delivered, OutState::Read, OutState::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
+    /// The states a message may move to `self` from. States only move
+    /// forward; `failed` is reachable from `queued` and `sent`, and a
+    /// delivered or read receipt still moves a failed message on.
+    pub fn allowed_from(self) -> &'static [OutState] {
+        use OutState::*;
+        match self {
+            Queued => &[],
+            Sent => &[Queued],
+            Delivered => &[Queued, Sent, Failed],
+            Read => &[Queued, Sent, Delivered, Failed],
+            Failed => &[Queued, Sent],
+        }
+    }
+}
+
+/// One message as stored in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Position in the history: increases with every stored message.
+    pub seq: i64,
+    /// The sender's message id.
+    pub id: MailId,
+    /// The conversation (see [`conversation_of`]).
+    pub conversation: String,
+    /// The sending user.
+    pub from_user: String,
+    /// The sending device.
+    pub from_device: DeviceId,
+    /// The addressed user.
+    pub to_user: String,
+    /// When the sender wrote it.
+    pub sent_at_ms: u64,
+    /// When this device stored it.
+    pub stored_at_ms: u64,
+    /// The content.
+    pub body: MessageBody,
+    /// Whether this user sent it.
+    pub outgoing: bool,
+    /// `queued`, `sent`, `delivered`, `read` or `failed` when outgoing;
+    /// `received` or `read` when incoming.
+    pub state: String,
+    /// When the recipient stored it (outgoing).
+    pub delivered_at_ms: Option<u64>,
+    /// When it was read: by the recipient (outgoing) or by this user.
+    pub read_at_ms: Option<u64>,
+    /// How it travelled: `direct`, `relayed` or `mailbox`.
+    pub path: Option<String>,
+}
+
+impl StoredMessage {
+    /// The wire message, to send (or resend) exactly as first written.
+    pub fn to_chat_message(&self) -> ChatMessage {
+        ChatMessage {
+            id: self.id,
+            from_user: self.from_user.clone(),
+            from_device: self.from_device,
+            to_user: self.to_user.clone(),
+            conversation: Conversation::Direct,
+            sent_at_ms: self.sent_at_ms,
+            body: self.body.clone(),
+        }
+    }
+
+    /// The state of an outgoing message; `None` for an incoming one.
+    pub fn out_state(&self) -> Option<OutState> {
+        if self.outgoing { OutState::parse(&self.state) } else { None }
+    }
+}
+
+/// `SELECT`s the columns [`from_row`] reads from `messages`, followed by
+/// the given clauses, as one static SQL string.
+macro_rules! select_messages {
+    ($clauses:literal) => {
+        concat!(
+            "SELECT seq, id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, body, ",
+            "outgoing, state, delivered_at_ms, read_at_ms, path FROM messages ",
+            $clauses
+        )
+    };
+}
+
+impl History {
+    /// Stores a message that arrived at this device over `path` (`direct`,
+    /// `relayed` or `mailbox`), for the user `me`.
+    ///
+    /// Returns `false`, changing nothing, if a message with its id is
+    /// already stored; otherwise stores it and, unless it is a copy of my
+    /// own message, counts it unread. Atomic, and safe under concurrent
+    /// calls with the same id: exactly one of them returns `true`.
+    pub async fn insert_incoming(&self, me: &str, msg: &ChatMessage, path: &str) -> Result<bool, HistoryError> {
+        let path = delivery_path(path)?;
+        if msg.from_user == me {
+            self.insert(me, msg, true, OutState::Sent.as_str(), Some(path), false).await
+        } else {
+            self.insert(me, msg, false, "received", Some(path), true).await
+        }
+    }
+
+    /// Stores a message the user `me` wrote, in `state`. Returns `false`,
+    /// changing nothing, if its id is already stored.
+    pub async fn insert_outgoing(&self, me: &str, msg: &ChatMessage, state: OutState) -> Result<bool, HistoryError> {
+        if msg.from_user != me {
+            return Err(HistoryError::InvalidInput(format!(
+                "an outgoing message must be from {me:?}, not {:?}",
+                msg.from_user
+            )));
+        }
+        self.insert(me, msg, true, state.as_str(), None, false).await
+    }
+
+    /// Stores one message and updates its conversation, in one transaction.
+    async fn insert(
+        &self,
+        me: &str,
+        msg: &ChatMessage,
+        outgoing: bool,
+        state: &str,
+        path: Option<&str>,
+        unread: bool,
+    ) -> Result<bool, HistoryError> {
+        let conversation = conversation_of(me, msg);
+        let body = encode_payload(&msg.body).map_err(|e| HistoryError::InvalidInput(e.to_string()))?;
+        let text = match &msg.body {
+            MessageBody::Text(text) => Some(text.as_str()),
+        };
+        let now = now_db();
+        // The conversation's activity time is the sender's, but never in
+        // our future, so a skewed clock cannot pin it to the top.
+        let activity = db_time(msg.sent_at_ms).min(now);
+        let delivered_at = (outgoing && matches!(state, "delivered" | "read")).then_some(now);
+        let read_at = (outgoing && state == "read").then_some(now);
+
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, kind, last_at_ms, unread) VALUES ($1, 'direct', $2, 0) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&conversation)
+        .bind(activity)
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, \
+                                   body, text, outgoing, state, delivered_at_ms, read_at_ms, path) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(msg.id.0.to_vec())
+        .bind(&conversation)
+        .bind(&msg.from_user)
+        .bind(msg.from_device.0.to_vec())
+        .bind(&msg.to_user)
+        .bind(db_time(msg.sent_at_ms))
+        .bind(now)
+        .bind(body)
+        .bind(text)
+        .bind(i64::from(outgoing))
+        .bind(state)
+        .bind(delivered_at)
+        .bind(read_at)
+        .bind(path)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE conversations SET last_at_ms = MAX(last_at_ms, $2), unread = unread + $3 WHERE id = $1")
+            .bind(&conversation)
+            .bind(activity)
+            .bind(i64::from(unread))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves an outgoing message to `state` at `at_ms`, recording how it
+    /// travelled if `path` is given. States only move forward (see
+    /// [`OutState::allowed_from`]); returns whether the message changed.
+    /// Reaching `delivered` or `read` stamps `delivered_at_ms`, reaching
+    /// `read` stamps `read_at_ms`.
+    pub async fn set_outgoing_state(
+        &self,
+        id: MailId,
+        state: OutState,
+        at_ms: u64,
+        path: Option<&str>,
+    ) -> Result<bool, HistoryError> {
+        let path = path.map(delivery_path).transpose()?;
+        let from = state.allowed_from();
+        let Some(first) = from.first() else {
+            return Ok(false);
+        };
+        // Four placeholders for the allowed previous states, padded with
+        // repeats of the first.
+        let from_at = |i: usize| from.get(i).unwrap_or(first).as_str();
+        let to_delivered = matches!(state, OutState::Delivered | OutState::Read);
+        let to_read = state == OutState::Read;
+        let changed = sqlx::query(
+            "UPDATE messages SET state = $2, \
+                 delivered_at_ms = CASE WHEN $3 THEN COALESCE(delivered_at_ms, $5) ELSE delivered_at_ms END, \
+                 read_at_ms = CASE WHEN $4 THEN COALESCE(read_at_ms, $5) ELSE read_at_ms END, \
+                 path = COALESCE($6, path) \
+             WHERE id = $1 AND outgoing = 1 AND state IN ($7, $8, $9, $10)",
+        )
+        .bind(id.0.to_vec())
+        .bind(state.as_str())
+        .bind(to_delivered)
+        .bind(to_read)
+        .bind(db_time(at_ms))
+        .bind(path)
+        .bind(from_at(0))
+        .bind(from_at(1))
+        .bind(from_at(2))
+        .bind(from_at(3))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Up to `limit` messages of `conversation` older than `before_seq` (or
+    /// the newest, without it), oldest first. Page back by passing the
+    /// first returned `seq` as the next `before_seq`.
+    pub async fn messages(
+        &self,
+        conversation: &str,
+        limit: u32,
+        before_seq: Option<i64>,
+    ) -> Result<Vec<StoredMessage>, HistoryError> {
+        let sql = select_messages!("WHERE conversation = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+        let rows = sqlx::query(sql)
+            .bind(conversation)
+            .bind(before_seq.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut messages = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    /// Outgoing messages still queued, oldest first: to send after a
+    /// restart, each as its [`StoredMessage::to_chat_message`].
+    pub async fn unsent(&self) -> Result<Vec<StoredMessage>, HistoryError> {
+        let sql = select_messages!("WHERE outgoing = 1 AND state = 'queued' ORDER BY seq");
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The message with `id`, if stored.
+    pub async fn get(&self, id: MailId) -> Result<Option<StoredMessage>, HistoryError> {
+        let sql = select_messages!("WHERE id = $1");
+        let row = sqlx::query(sql).bind(id.0.to_vec()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+}
+
+/// Decodes one row selected with `select_messages!`.
+fn from_row(row: &SqliteRow) -> Result<StoredMessage, HistoryError> {
+    let body: Vec<u8> = row.try_get("body")?;
+    let optional_time = |column: &str| -> Result<Option<u64>, HistoryError> {
+        row.try_get::<Option<i64>, _>(column)?.map(|ms| stored_time(ms, column)).transpose()
+    };
+    Ok(StoredMessage {
+        seq: row.try_get("seq")?,
+        id: MailId(fixed(row.try_get("id")?, "message id")?),
+        conversation: row.try_get("conversation")?,
+        from_user: row.try_get("from_user")?,
+        from_device: DeviceId(fixed(row.try_get("from_device")?, "sending device id")?),
+        to_user: row.try_get("to_user")?,
+        sent_at_ms: stored_time(row.try_get("sent_at_ms")?, "sent_at_ms")?,
+        stored_at_ms: stored_time(row.try_get("stored_at_ms")?, "stored_at_ms")?,
+        body: decode_payload(&body).map_err(|e| HistoryError::Corrupt(format!("message body: {e}")))?,
+        outgoing: row.try_get::<i64, _>("outgoing")? != 0,
+        state: row.try_get("state")?,
+        delivered_at_ms: optional_time("delivered_at_ms")?,
+        read_at_ms: optional_time("read_at_ms")?,
+        path: row.try_get("path")?,
+    })
+}

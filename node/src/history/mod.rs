@@ -1,0 +1,186 @@
+//! The node's local message history, in SQLite (`PROFILE/history.db`).
+//!
+//! [`History`] owns a small sqlx [`SqlitePool`] over one file, private to
+//! the user (mode 0600), in WAL mode so the daemon and a CLI command can
+//! read while the other writes. Writes take SQLite's write lock up front
+//! (`BEGIN IMMEDIATE`) and wait on a busy timeout rather than failing
+//! halfway. The schema is versioned ([`migrate`]).
+//!
+//! - [`messages`](History::messages) stores sent and received messages;
+//!   a message id is stored at most once, so a redelivered message is seen
+//!   by the user exactly once.
+//! - [`conversations`](History::conversations) lists conversations with
+//!   their unread counts; [`conversation_of`] names a message's
+//!   conversation.
+//!
+//! Times are milliseconds since the Unix epoch. Values above `i64::MAX`
+//! (only a broken or hostile sender's clock) are stored as `i64::MAX`.
+
+mod conversations;
+mod error;
+mod messages;
+mod migrate;
+#[cfg(test)]
+mod tests;
+
+pub use conversations::{ConversationSummary, conversation_of};
+pub use error::HistoryError;
+pub use messages::{OutState, StoredMessage};
+pub use migrate::CODE_VERSION;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a write waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an operation waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most pooled connections (SQLite has one writer at a time anyway).
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How a message reached this device, as stored in its `path` column.
+pub const DELIVERY_PATHS: [&str; 3] = ["direct", "relayed", "mailbox"];
+
+/// A handle to the local history. Cheap to clone; clones share one pool.
+#[derive(Debug, Clone)]
+pub struct History {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl History {
+    /// Opens the history file at `path`, creating it (and its directory) if
+    /// missing, and brings its schema up to date.
+    ///
+    /// Safe to call from several processes at once: the journal-mode switch
+    /// is retried and migrations run under SQLite's write lock.
+    pub async fn open(path: &Path) -> Result<History, HistoryError> {
+        create_private_file(path).await?;
+        let open_err = |source| HistoryError::Open { path: path.to_owned(), source };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+
+        // Prepare on a dedicated connection so a failure cannot leave a
+        // pooled connection inside a transaction.
+        let mut conn = SqliteConnection::connect_with(&options).await.map_err(open_err)?;
+        let prepared = match enable_wal(&mut conn).await {
+            Ok(()) => migrate::run(&mut conn, path).await,
+            Err(e) => Err(open_err(e)),
+        };
+        let _ = conn.close().await;
+        prepared?;
+
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        Ok(History { pool, path: path.to_owned() })
+    }
+
+    /// The history file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every pooled connection; later operations fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a transaction holding SQLite's write lock (waiting up to the
+    /// busy timeout for it), so it cannot fail later on lock upgrade.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// Creates `path` (and its parent directories) if missing, readable and
+/// writable by the user only, and tightens the mode of an existing file.
+async fn create_private_file(path: &Path) -> Result<(), HistoryError> {
+    let create_err = |source| HistoryError::Create { path: path.to_owned(), source };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(parent).await.map_err(create_err)?;
+    }
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let file = options.open(path).await.map_err(create_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).await.map_err(create_err)?;
+    }
+    drop(file);
+    Ok(())
+}
+
+/// Switches the file to WAL journaling (a persistent setting).
+///
+/// Changing the journal mode needs an exclusive lock that SQLite's busy
+/// timeout does not wait for, so retry for a bounded time when two
+/// processes create the file at once.
+async fn enable_wal(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    const ATTEMPTS: u32 = 50;
+    let mut attempt = 0;
+    loop {
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL").fetch_one(&mut *conn).await {
+            Ok(mode) => {
+                if !mode.eq_ignore_ascii_case("wal") {
+                    tracing::warn!(%mode, "history database is not in WAL mode");
+                }
+                return Ok(());
+            }
+            Err(e) if is_busy(&e) && attempt < ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether an error is SQLite's `SQLITE_BUSY` (any extended variant).
+fn is_busy(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
+}
+
+/// Checks a delivery path against [`DELIVERY_PATHS`].
+fn delivery_path(path: &str) -> Result<&str, HistoryError> {
+    if DELIVERY_PATHS.contains(&path) {
+        Ok(path)
+    } else {
+        Err(HistoryError::InvalidInput(format!("unknown delivery path {path:?}: expected one of {DELIVERY_PATHS:?}")))
+    }
+}
+
+/// A time for the database, saturating at `i64::MAX`.
+fn db_time(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A stored time, which must not be negative.
+fn stored_time(ms: i64, what: &str) -> Result<u64, HistoryError> {
+    u64::try_from(ms).map_err(|_| HistoryError::Corrupt(format!("{what} is negative ({ms})")))
+}
+
+/// Now, for the database.
+fn now_db() -> i64 {
+    db_time(crate::now_ms())
+}
+
+/// Converts a stored blob into a fixed-size array.
+fn fixed<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N], HistoryError> {
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| HistoryError::Corrupt(format!("{what} has {len} bytes, expected {N}")))
+}
