@@ -44,8 +44,48 @@ enum Command {
         #[arg(long)]
         user: String,
     },
-    /// Run the node: stay connected, show as present, print JSON events.
-    Daemon,
+    /// Run the node: stay connected, show as present, exchange messages, print JSON events.
+    Daemon {
+        /// UDP address for peer connections (default: all interfaces, random port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Reach peers only through the tracker's relay: no direct dialing or
+        /// hole punching. For testing the relayed path and for locked-down networks.
+        #[arg(long)]
+        relay_only: bool,
+    },
+    /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
+    Send {
+        /// Recipient user.
+        user: String,
+        /// The message.
+        text: String,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the conversation with a user.
+    History {
+        /// The other user.
+        user: String,
+        /// How many of the latest messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show connected peers and how each is reached.
+    Peers {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark the conversation with a user read (the sender sees a read receipt).
+    Read {
+        /// The other user.
+        user: String,
+    },
     /// Show everyone's presence.
     Presence {
         /// One JSON document on standard output.
@@ -121,6 +161,26 @@ async fn ask_daemon(profile: &Profile, req: ControlRequest) -> anyhow::Result<Op
     }
 }
 
+/// Asks the daemon, failing with how to start it when none runs.
+async fn need_daemon(profile: &Profile, req: ControlRequest) -> anyhow::Result<Value> {
+    match ask_daemon(profile, req).await? {
+        Some(v) => Ok(v),
+        None => bail!(
+            "no daemon is running for this profile: start it with `skein --profile {} daemon`",
+            profile.dir().display()
+        ),
+    }
+}
+
+fn quic_multiaddr(addr: std::net::SocketAddr) -> libp2p::Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
+        std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
+    };
+    libp2p::Multiaddr::empty().with(ip).with(Protocol::Udp(addr.port())).with(Protocol::QuicV1)
+}
+
 /// One request over a short-lived session of our own.
 async fn one_shot(profile: &Profile, req: Request) -> anyhow::Result<Response> {
     let conn = session::resume(profile).await?;
@@ -148,14 +208,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Daemon => {
+        Command::Daemon { listen, relay_only } => {
             let stop = CancellationToken::new();
             let signal_stop = stop.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 signal_stop.cancel();
             });
-            daemon::run(profile, stop).await?;
+            let mut options = daemon::DaemonOptions { relay_only, ..Default::default() };
+            if let Some(addr) = listen {
+                options.listen.push(quic_multiaddr(addr));
+            }
+            daemon::run(profile, options, stop).await?;
+            Ok(())
+        }
+        Command::Send { user, text, json } => {
+            let v = need_daemon(&profile, ControlRequest::Send { to: user, text }).await?;
+            if json {
+                println!("{v}");
+            } else {
+                println!("{}", v["path"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }
+        Command::History { user, limit, json } => {
+            let me = profile.session()?.user;
+            let history = crate::history::History::open(&profile.dir().join("history.db")).await?;
+            let msgs = history.messages(&user, limit, None).await?;
+            history.close().await;
+            if json {
+                let list: Vec<Value> = msgs.iter().map(|m| json::stored_message(&me, m)).collect();
+                println!("{}", Value::Array(list));
+            } else {
+                for m in &msgs {
+                    let skein_proto::peer::MessageBody::Text(t) = &m.body;
+                    let state = if m.outgoing { format!(" [{}]", m.state) } else { String::new() };
+                    println!("{} {}: {}{}", json::clock(m.sent_at_ms), m.from_user, t, state);
+                }
+            }
+            Ok(())
+        }
+        Command::Peers { json } => {
+            let v = need_daemon(&profile, ControlRequest::Peers).await?;
+            if json {
+                println!("{v}");
+            } else {
+                for p in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16} {:<8} {:<50} {}",
+                        p["user"].as_str().unwrap_or("?"),
+                        p["path"].as_str().unwrap_or("?"),
+                        p["remote"].as_str().unwrap_or("?"),
+                        p["rtt_ms"].as_f64().map(|r| format!("{r:.1} ms")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Read { user } => {
+            let v = need_daemon(&profile, ControlRequest::Read { user: user.clone() }).await?;
+            println!("Marked {} message(s) from {user} read", v["read"]);
             Ok(())
         }
         Command::Presence { json } => {

@@ -38,6 +38,20 @@ pub enum ControlRequest {
     Departments,
     /// Log out and stop the daemon.
     Logout,
+    /// Send a text message; answered once delivered or queued.
+    Send {
+        /// Recipient user.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// Verified peers and their paths.
+    Peers,
+    /// Mark a conversation read and tell the sender.
+    Read {
+        /// The other user.
+        user: String,
+    },
 }
 
 /// A daemon's answer.

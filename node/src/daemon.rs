@@ -1,28 +1,35 @@
-//! `skein daemon`: keeps this device's tracker session alive, shows the
-//! user as present, prints one JSON event per line, and answers the CLI on
-//! the control socket.
+//! `skein daemon`: the running node.
 //!
-//! The daemon survives tracker restarts: when the connection drops it prints
-//! a `disconnected` event and resumes with backoff (1 s doubling to 30 s).
-//! Errors the user must fix (revoked session, disabled account) end it with
-//! a non-zero exit.
+//! It keeps this device's tracker session alive (resuming with backoff when
+//! the tracker goes away), shows the user as present, runs the peer mesh,
+//! delivers and receives messages, prints one JSON event per line, and
+//! answers the CLI on the control socket. Errors the user must fix (revoked
+//! session, disabled account) end it with a non-zero exit.
 
 use crate::control::{ControlReply, ControlRequest, MAX_LINE};
-use crate::json;
-use crate::profile::Profile;
+use crate::delivery::Sender;
+use crate::history::{History, OutState};
+use crate::mesh::{Mesh, MeshConfig, MeshEvent, PeerSummary};
+use crate::profile::{DeviceIdentity, Profile};
 use crate::session::{Connected, SessionError, parse_status, resume};
 use crate::tracker_client::TrackerClient;
+use crate::{inbox, json};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
 use skein_proto::ErrorCode;
+use skein_proto::bytes::{MailId, PublicKey};
 use skein_proto::control::{
-    DirectoryQuery, Event, PresenceEntry, PresenceStatus, Request, Response, SetPresence, Subscription,
+    Addresses, DirectoryQuery, Event, PresenceEntry, PresenceStatus, Request, Response, SetPresence, Subscription,
 };
-use std::collections::BTreeMap;
+use skein_proto::peer::{ChatMessage, Conversation, MessageBody, Receipt, ReceiptKind};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Why the daemon stopped.
@@ -48,6 +55,18 @@ pub enum DaemonError {
         /// Why.
         reason: String,
     },
+    /// Local state could not be opened.
+    #[error("{0}")]
+    Local(String),
+}
+
+/// How the daemon runs.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Peer listen addresses; empty means all interfaces, random port.
+    pub listen: Vec<Multiaddr>,
+    /// Connect to peers through the relay only (no direct dialing, no hole punching).
+    pub relay_only: bool,
 }
 
 /// Prints one event line to standard output.
@@ -63,13 +82,38 @@ struct ControlCall {
 }
 
 /// Runs the daemon until `stop` fires or the session ends for good.
-pub async fn run(profile: Profile, stop: CancellationToken) -> Result<(), DaemonError> {
-    profile.session().map_err(SessionError::from)?;
-    let (calls_tx, mut calls) = mpsc::channel::<ControlCall>(64);
+pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationToken) -> Result<(), DaemonError> {
+    let saved = profile.session().map_err(SessionError::from)?;
+    let device = profile.device().map_err(SessionError::from)?;
+    let cert = saved
+        .cert()
+        .ok_or_else(|| DaemonError::Local("the saved device certificate is unreadable; log in again".into()))?;
+    let org_key = PublicKey::from_hex(&saved.org_signing_key)
+        .ok_or_else(|| DaemonError::Local("the saved organisation key is unreadable; log in again".into()))?;
+    let history =
+        History::open(&profile.dir().join("history.db")).await.map_err(|e| DaemonError::Local(e.to_string()))?;
+    let mut config = MeshConfig { direct: !options.relay_only, ..MeshConfig::default() };
+    if !options.listen.is_empty() {
+        config.listen = options.listen.clone();
+    }
+    let (mesh, mesh_events) =
+        Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
+    let (calls_tx, calls) = mpsc::channel::<ControlCall>(64);
     let socket = profile.socket_path();
     let listener = bind_socket(&socket).await?;
     let accept = tokio::spawn(accept_loop(listener, calls_tx));
-    let result = serve(&profile, &stop, &mut calls).await;
+    let node = Node {
+        profile,
+        device,
+        me: saved.user.clone(),
+        history,
+        mesh,
+        tracker: None,
+        presence: BTreeMap::new(),
+        addresses: Addresses::default(),
+        relay: None,
+    };
+    let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
     let _ = std::fs::remove_file(&socket);
     result
@@ -117,192 +161,404 @@ async fn accept_loop(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
     }
 }
 
-/// The daemon's view while connected.
-struct Live {
-    client: TrackerClient,
+struct Node {
+    profile: Profile,
+    device: DeviceIdentity,
+    me: String,
+    history: History,
+    mesh: Mesh,
+    tracker: Option<TrackerClient>,
     presence: BTreeMap<String, PresenceEntry>,
-    user: String,
+    addresses: Addresses,
+    relay: Option<Multiaddr>,
 }
 
-async fn serve(
-    profile: &Profile,
-    stop: &CancellationToken,
-    calls: &mut mpsc::Receiver<ControlCall>,
-) -> Result<(), DaemonError> {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let connected = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return Ok(()),
-            c = resume(profile) => c,
-        };
-        let conn = match connected {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => {
-                emit(
-                    json!({"type": "disconnected", "reason": e.to_string(), "retry_in_ms": backoff.as_millis() as u64}),
-                );
-                if wait_or_answer(stop, calls, backoff).await {
-                    return Ok(());
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        backoff = Duration::from_secs(1);
-        match connected_loop(profile, conn, stop, calls).await? {
-            Outcome::Stop => return Ok(()),
-            Outcome::Reconnect(reason) => {
-                emit(json!({"type": "disconnected", "reason": reason, "retry_in_ms": backoff.as_millis() as u64}));
-                if wait_or_answer(stop, calls, backoff).await {
-                    return Ok(());
-                }
-            }
+fn peer_json(s: &PeerSummary) -> Value {
+    json!({
+        "user": s.user, "device": s.device.to_hex(), "peer_id": s.peer.to_string(), "path": s.path.as_str(),
+        "remote": s.remote, "rtt_ms": s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+    })
+}
+
+impl Node {
+    fn sender(&self) -> Sender {
+        Sender {
+            me: self.me.clone(),
+            device: self.device.device_id,
+            tracker: self.tracker.clone(),
+            mesh: self.mesh.clone(),
+            history: self.history.clone(),
         }
     }
-}
 
-/// Waits `delay` while answering control calls as "not connected".
-/// Returns true if the daemon should stop.
-async fn wait_or_answer(stop: &CancellationToken, calls: &mut mpsc::Receiver<ControlCall>, delay: Duration) -> bool {
-    let sleep = tokio::time::sleep(delay);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return true,
-            _ = &mut sleep => return false,
-            Some(call) = calls.recv() => {
-                let _ = call.reply.send(ControlReply::err("unavailable", "the daemon is not connected to the tracker; it is retrying"));
-            }
-        }
-    }
-}
-
-enum Outcome {
-    Stop,
-    Reconnect(String),
-}
-
-async fn connected_loop(
-    profile: &Profile,
-    conn: Connected,
-    stop: &CancellationToken,
-    calls: &mut mpsc::Receiver<ControlCall>,
-) -> Result<Outcome, DaemonError> {
-    let Connected { client, mut events, saved } = conn;
-    let status = parse_status(&saved.status).unwrap_or(PresenceStatus::Online);
-    let setup = async {
-        client.request(Request::SetPresence(SetPresence { status, note: None })).await?;
-        client.request(Request::SubscribePresence(Subscription::All)).await
-    };
-    let snapshot = match setup.await {
-        Ok(Response::PresenceSnapshot(s)) => s,
-        Ok(_) => Vec::new(),
-        Err(e) => return Ok(Outcome::Reconnect(e.to_string())),
-    };
-    emit(json!({
-        "type": "connected", "user": saved.user, "tracker": saved.tracker,
-        "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
-    }));
-    let mut live = Live {
-        presence: snapshot.into_iter().map(|e| (e.user.clone(), e)).collect(),
-        client,
-        user: saved.user.clone(),
-    };
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                live.client.close();
-                return Ok(Outcome::Stop);
-            }
-            ev = events.recv() => match ev {
-                Some(Event::Presence(e)) => {
-                    emit(json::presence_event(&e));
-                    live.presence.insert(e.user.clone(), e);
-                }
-                Some(Event::SessionEnded(body)) => {
-                    emit(json!({"type": "session_ended", "code": body.code.as_str(), "message": body.message}));
-                    if matches!(body.code, ErrorCode::AccountDisabled | ErrorCode::SessionRevoked | ErrorCode::PermissionDenied) {
-                        return Err(DaemonError::Ended { code: body.code, message: body.message });
+    async fn serve(
+        mut self,
+        stop: CancellationToken,
+        mut calls: mpsc::Receiver<ControlCall>,
+        mut mesh_events: mpsc::Receiver<MeshEvent>,
+    ) -> Result<(), DaemonError> {
+        let mut backoff = Duration::from_secs(1);
+        let mut next_attempt = Instant::now();
+        let mut tracker_events: Option<mpsc::Receiver<Event>> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    if let Some(c) = &self.tracker {
+                        c.close();
                     }
-                    return Ok(Outcome::Reconnect(body.message));
+                    return Ok(());
                 }
-                Some(Event::MailWaiting { count }) => emit(json!({"type": "mail_waiting", "count": count})),
-                Some(Event::ShuttingDown { reconnect_after_ms }) => {
-                    emit(json!({"type": "tracker_shutting_down", "reconnect_after_ms": reconnect_after_ms}));
+                _ = tokio::time::sleep_until(next_attempt), if self.tracker.is_none() => {
+                    match resume(&self.profile).await {
+                        Ok(conn) => {
+                            backoff = Duration::from_secs(1);
+                            tracker_events = Some(self.connected(conn).await);
+                        }
+                        Err(e) if e.is_transient() => {
+                            emit(json!({"type": "disconnected", "reason": e.to_string(), "retry_in_ms": backoff.as_millis() as u64}));
+                            next_attempt = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                None => return Ok(Outcome::Reconnect(live.client.closed().await)),
-            },
-            Some(call) = calls.recv() => {
-                if let Some(outcome) = answer(profile, &mut live, call).await {
-                    return Ok(outcome);
+                ev = next_event(&mut tracker_events) => match ev {
+                    Some(ev) => self.tracker_event(ev)?,
+                    None => {
+                        tracker_events = None;
+                        let reason = match self.tracker.take() {
+                            Some(c) => c.closed().await,
+                            None => String::new(),
+                        };
+                        emit(json!({"type": "disconnected", "reason": reason, "retry_in_ms": backoff.as_millis() as u64}));
+                        next_attempt = Instant::now() + backoff;
+                    }
+                },
+                Some(ev) = mesh_events.recv() => self.mesh_event(ev),
+                Some(call) = calls.recv() => {
+                    if self.answer(call).await {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
-}
 
-async fn answer(profile: &Profile, live: &mut Live, call: ControlCall) -> Option<Outcome> {
-    let reply_err = |e: crate::tracker_client::ClientError| {
-        let code = e.body().map_or("unavailable", |b| b.code.as_str());
-        ControlReply::err(code, e.to_string())
-    };
-    let (reply, outcome) = match call.req {
-        ControlRequest::Info => (
-            ControlReply::ok(json!({
-                "user": live.user, "tracker": live.client.remote_addr().to_string(),
-                "tracker_id": live.client.welcome().tracker_id, "org": live.client.welcome().org,
+    async fn connected(&mut self, conn: Connected) -> mpsc::Receiver<Event> {
+        let Connected { client, events, saved } = conn;
+        if let (Some(cert), Some(key)) = (saved.cert(), PublicKey::from_hex(&saved.org_signing_key)) {
+            self.mesh.set_identity(cert, key).await;
+        }
+        let status = parse_status(&saved.status).unwrap_or(PresenceStatus::Online);
+        let _ = client.request(Request::SetPresence(SetPresence { status, note: None })).await;
+        if let Ok(Response::PresenceSnapshot(s)) = client.request(Request::SubscribePresence(Subscription::All)).await {
+            self.presence = s.into_iter().map(|e| (e.user.clone(), e)).collect();
+        }
+        match client.request(Request::RelayInfo).await {
+            Ok(Response::Relay(info)) => {
+                if let Some(addr) = relay_addr(&info, &client) {
+                    self.relay = Some(addr.clone());
+                    self.mesh.listen_relay(addr).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!(error = %e, "the tracker offers no relay"),
+        }
+        let _ = client.request(Request::ReportAddresses(self.addresses.clone())).await;
+        emit(json!({
+            "type": "connected", "user": saved.user, "tracker": saved.tracker,
+            "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
+            "peer_id": self.mesh.peer_id().to_string(),
+        }));
+        self.tracker = Some(client);
+        self.spawn_catch_up();
+        events
+    }
+
+    /// Takes waiting mail, then resends whatever is still queued.
+    fn spawn_catch_up(&self) {
+        let Some(client) = &self.tracker else { return };
+        let (client, history, me, device) =
+            (client.clone(), self.history.clone(), self.me.clone(), self.device.clone());
+        let sender = self.sender();
+        tokio::spawn(async move {
+            match inbox::drain_mailbox(&client, &history, &me, device.device_id, &device.x25519).await {
+                Ok((events, fresh)) => {
+                    for ev in events {
+                        emit(ev);
+                    }
+                    send_delivered_receipts(&sender, fresh).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not take the mailbox"),
+            }
+            if let Ok(unsent) = history.unsent().await {
+                for m in unsent {
+                    let msg = m.to_chat_message();
+                    match sender.send_message(&msg).await {
+                        Ok(o) => {
+                            emit(json!({"type": "sent", "id": msg.id.to_hex(), "to": msg.to_user, "path": o.as_str()}))
+                        }
+                        Err(e) => tracing::info!(error = %e, "queued message still undeliverable"),
+                    }
+                }
+            }
+        });
+    }
+
+    fn tracker_event(&mut self, ev: Event) -> Result<(), DaemonError> {
+        match ev {
+            Event::Presence(e) => {
+                emit(json::presence_event(&e));
+                self.presence.insert(e.user.clone(), e);
+            }
+            Event::SessionEnded(body) => {
+                emit(json!({"type": "session_ended", "code": body.code.as_str(), "message": body.message}));
+                if matches!(
+                    body.code,
+                    ErrorCode::AccountDisabled | ErrorCode::SessionRevoked | ErrorCode::PermissionDenied
+                ) {
+                    return Err(DaemonError::Ended { code: body.code, message: body.message });
+                }
+            }
+            Event::MailWaiting { count } => {
+                emit(json!({"type": "mail_waiting", "count": count}));
+                self.spawn_catch_up();
+            }
+            Event::ShuttingDown { reconnect_after_ms } => {
+                emit(json!({"type": "tracker_shutting_down", "reconnect_after_ms": reconnect_after_ms}));
+            }
+        }
+        Ok(())
+    }
+
+    fn mesh_event(&mut self, ev: MeshEvent) {
+        match ev {
+            MeshEvent::Addresses { listen, observed, relayed } => {
+                self.addresses = Addresses { listen, observed, relayed };
+                self.addresses.listen.truncate(skein_proto::limits::MAX_ADDRS);
+                self.addresses.observed.truncate(skein_proto::limits::MAX_ADDRS);
+                self.addresses.relayed.truncate(skein_proto::limits::MAX_ADDRS);
+                if let Some(c) = &self.tracker {
+                    let (c, a) = (c.clone(), self.addresses.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = c.request(Request::ReportAddresses(a)).await {
+                            tracing::info!(error = %e, "could not report addresses");
+                        }
+                    });
+                }
+            }
+            MeshEvent::PeerVerified(s) => {
+                let mut v = peer_json(&s);
+                v["type"] = json!("peer_connected");
+                emit(v);
+            }
+            MeshEvent::PathChanged(s) => {
+                let mut v = peer_json(&s);
+                v["type"] = json!("path");
+                emit(v);
+            }
+            MeshEvent::PeerLeft { peer, user } => {
+                emit(json!({"type": "peer_left", "user": user, "peer_id": peer.to_string()}))
+            }
+            MeshEvent::PeerRefused { peer, reason } => {
+                emit(json!({"type": "peer_refused", "peer_id": peer.to_string(), "reason": reason}));
+            }
+            MeshEvent::RelayLost { reason } => {
+                emit(json!({"type": "relay_lost", "reason": reason}));
+                if let (Some(addr), true) = (self.relay.clone(), self.tracker.is_some()) {
+                    let mesh = self.mesh.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        mesh.listen_relay(addr).await;
+                    });
+                }
+            }
+            MeshEvent::Request { from, path, req, reply, .. } => {
+                let (history, me) = (self.history.clone(), self.me.clone());
+                tokio::spawn(async move {
+                    let (resp, ev) = inbox::handle_peer(&history, &me, &from, path.as_str(), req).await;
+                    if let Some(ev) = ev {
+                        emit(ev);
+                    }
+                    let _ = reply.send(resp);
+                });
+            }
+        }
+    }
+
+    /// Answers one control call. Returns true if the daemon should stop.
+    async fn answer(&mut self, call: ControlCall) -> bool {
+        let not_connected =
+            || ControlReply::err("unavailable", "the daemon is not connected to the tracker; it is retrying");
+        let reply_err = |e: crate::tracker_client::ClientError| {
+            let code = e.body().map_or("unavailable", |b| b.code.as_str());
+            ControlReply::err(code, e.to_string())
+        };
+        let client = self.tracker.clone();
+        let mut stop = false;
+        let reply = match call.req {
+            ControlRequest::Info => json_ok(json!({
+                "user": self.me, "connected": client.is_some(), "peer_id": self.mesh.peer_id().to_string(),
+                "tracker": client.as_ref().map(|c| c.remote_addr().to_string()),
+                "addresses": {"listen": self.addresses.listen, "observed": self.addresses.observed, "relayed": self.addresses.relayed},
             })),
-            None,
-        ),
-        ControlRequest::Presence => {
-            (ControlReply::ok(Value::Array(live.presence.values().map(json::presence).collect())), None)
-        }
-        ControlRequest::Status { status, note } => match parse_status(&status) {
-            Err(m) => (ControlReply::err("invalid_input", m), None),
-            Ok(st) => match live.client.request(Request::SetPresence(SetPresence { status: st, note })).await {
-                Ok(_) => {
-                    if let Ok(mut s) = profile.session() {
-                        s.status = st.as_str().to_owned();
-                        let _ = profile.save_session(&s);
+            ControlRequest::Presence => json_ok(Value::Array(self.presence.values().map(json::presence).collect())),
+            ControlRequest::Status { status, note } => match (parse_status(&status), client) {
+                (Err(m), _) => ControlReply::err("invalid_input", m),
+                (Ok(_), None) => not_connected(),
+                (Ok(st), Some(c)) => match c.request(Request::SetPresence(SetPresence { status: st, note })).await {
+                    Ok(_) => {
+                        if let Ok(mut s) = self.profile.session() {
+                            s.status = st.as_str().to_owned();
+                            let _ = self.profile.save_session(&s);
+                        }
+                        json_ok(json!({"status": st.as_str()}))
                     }
-                    (ControlReply::ok(json!({"status": st.as_str()})), None)
-                }
-                Err(e) => (reply_err(e), None),
+                    Err(e) => reply_err(e),
+                },
             },
-        },
-        ControlRequest::Directory { query, dept } => {
-            let q = DirectoryQuery { text: query, department: dept, offset: 0, limit: 500 };
-            match live.client.request(Request::Directory(q)).await {
-                Ok(Response::Directory(page)) => {
-                    (ControlReply::ok(Value::Array(page.users.iter().map(json::user).collect())), None)
+            ControlRequest::Directory { query, dept } => match client {
+                None => not_connected(),
+                Some(c) => {
+                    let q = DirectoryQuery { text: query, department: dept, offset: 0, limit: 500 };
+                    match c.request(Request::Directory(q)).await {
+                        Ok(Response::Directory(page)) => {
+                            json_ok(Value::Array(page.users.iter().map(json::user).collect()))
+                        }
+                        Ok(other) => ControlReply::err("internal", format!("unexpected answer {other:?}")),
+                        Err(e) => reply_err(e),
+                    }
                 }
-                Ok(other) => (ControlReply::err("internal", format!("unexpected answer {other:?}")), None),
-                Err(e) => (reply_err(e), None),
+            },
+            ControlRequest::Departments => match client {
+                None => not_connected(),
+                Some(c) => match c.request(Request::Departments).await {
+                    Ok(Response::Departments(d)) => json_ok(Value::Array(
+                        d.iter().map(|d| json!({"path": d.path, "parent": d.parent, "members": d.members})).collect(),
+                    )),
+                    Ok(other) => ControlReply::err("internal", format!("unexpected answer {other:?}")),
+                    Err(e) => reply_err(e),
+                },
+            },
+            ControlRequest::Logout => {
+                stop = true;
+                let _ = self.profile.clear_session();
+                match client {
+                    Some(c) => match c.request(Request::Logout).await {
+                        Ok(_) => json_ok(json!({"logged_out": self.me})),
+                        Err(e) => reply_err(e),
+                    },
+                    None => json_ok(json!({"logged_out": self.me})),
+                }
             }
+            ControlRequest::Peers => json_ok(Value::Array(self.mesh.peers().await.iter().map(peer_json).collect())),
+            ControlRequest::Send { to, text } => {
+                // Answered from a task: delivery may take a while and the loop must keep running.
+                self.spawn_send(to, text, call.reply);
+                return false;
+            }
+            ControlRequest::Read { user } => match self.history.mark_read(&user, crate::now_ms()).await {
+                Err(e) => ControlReply::err("internal", e.to_string()),
+                Ok(read) => {
+                    let mut by_sender: HashMap<String, Vec<MailId>> = HashMap::new();
+                    for (id, from) in &read {
+                        by_sender.entry(from.clone()).or_default().push(*id);
+                    }
+                    let sender = self.sender();
+                    let me = self.me.clone();
+                    tokio::spawn(async move {
+                        for (from, ids) in by_sender {
+                            let r =
+                                Receipt { ids, kind: ReceiptKind::Read, by_user: me.clone(), at_ms: crate::now_ms() };
+                            if let Err(e) = sender.send_receipt(&from, r).await {
+                                tracing::info!(error = %e, "read receipt not sent");
+                            }
+                        }
+                    });
+                    json_ok(json!({"read": read.len()}))
+                }
+            },
+        };
+        let _ = call.reply.send(reply);
+        stop
+    }
+
+    fn spawn_send(&self, to: String, text: String, reply: oneshot::Sender<ControlReply>) {
+        let to = to.trim().to_lowercase();
+        if !skein_proto::limits::valid_user_name(&to) {
+            let _ = reply.send(ControlReply::err("invalid_input", format!("{to:?} is not a user name")));
+            return;
         }
-        ControlRequest::Departments => match live.client.request(Request::Departments).await {
-            Ok(Response::Departments(d)) => (
-                ControlReply::ok(Value::Array(
-                    d.iter().map(|d| json!({"path": d.path, "parent": d.parent, "members": d.members})).collect(),
-                )),
-                None,
-            ),
-            Ok(other) => (ControlReply::err("internal", format!("unexpected answer {other:?}")), None),
-            Err(e) => (reply_err(e), None),
-        },
-        ControlRequest::Logout => {
-            let r = live.client.request(Request::Logout).await;
-            let _ = profile.clear_session();
-            match r {
-                Ok(_) => (ControlReply::ok(json!({"logged_out": live.user})), Some(Outcome::Stop)),
-                Err(e) => (reply_err(e), Some(Outcome::Stop)),
+        if text.is_empty() || text.len() > skein_proto::peer::MAX_TEXT {
+            let msg = format!("the message must be 1 to {} bytes", skein_proto::peer::MAX_TEXT);
+            let _ = reply.send(ControlReply::err("invalid_input", msg));
+            return;
+        }
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+        let msg = ChatMessage {
+            id: MailId(id),
+            from_user: self.me.clone(),
+            from_device: self.device.device_id,
+            to_user: to,
+            conversation: Conversation::Direct,
+            sent_at_ms: crate::now_ms(),
+            body: MessageBody::Text(text),
+        };
+        let sender = self.sender();
+        tokio::spawn(async move {
+            if let Err(e) = sender.history.insert_outgoing(&sender.me, &msg, OutState::Queued).await {
+                let _ = reply.send(ControlReply::err("internal", e.to_string()));
+                return;
             }
+            let r = match sender.send_message(&msg).await {
+                Ok(o) => json_ok(json!({"id": msg.id.to_hex(), "path": o.as_str()})),
+                Err(e) => ControlReply::err("unavailable", e),
+            };
+            let _ = reply.send(r);
+        });
+    }
+}
+
+async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn json_ok(v: Value) -> ControlReply {
+    ControlReply::ok(v)
+}
+
+async fn send_delivered_receipts(sender: &Sender, msgs: Vec<ChatMessage>) {
+    let mut by_sender: HashMap<String, Vec<MailId>> = HashMap::new();
+    for m in msgs {
+        by_sender.entry(m.from_user).or_default().push(m.id);
+    }
+    for (from, ids) in by_sender {
+        let r = Receipt { ids, kind: ReceiptKind::Delivered, by_user: sender.me.clone(), at_ms: crate::now_ms() };
+        if let Err(e) = sender.send_receipt(&from, r).await {
+            tracing::info!(error = %e, "delivery receipt not sent");
+        }
+    }
+}
+
+/// The relay's address: an explicit one from the tracker, or the tracker's
+/// own host with the relay port.
+fn relay_addr(info: &skein_proto::control::RelayInfo, client: &TrackerClient) -> Option<Multiaddr> {
+    let peer = libp2p::PeerId::from_bytes(&info.peer_id).ok()?;
+    let base: Multiaddr = match info.addrs.iter().find_map(|a| a.parse::<Multiaddr>().ok()) {
+        Some(a) => a,
+        None => {
+            let ip = client.remote_addr().ip();
+            let proto = match ip {
+                std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
+                std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
+            };
+            Multiaddr::empty().with(proto).with(Protocol::Udp(info.port)).with(Protocol::QuicV1)
         }
     };
-    let _ = call.reply.send(reply);
-    outcome
+    Some(base.with(Protocol::P2p(peer)))
 }

@@ -37,6 +37,30 @@ pub fn user(u: &UserEntry) -> Value {
     })
 }
 
+/// A stored message for `history --json`.
+pub fn stored_message(me: &str, m: &crate::history::StoredMessage) -> Value {
+    let skein_proto::peer::MessageBody::Text(text) = &m.body;
+    let _ = me;
+    json!({
+        "id": m.id.to_hex(),
+        "from": m.from_user,
+        "to": m.to_user,
+        "text": text,
+        "sent_at_ms": m.sent_at_ms,
+        "outgoing": m.outgoing,
+        "state": m.state,
+        "path": m.path,
+        "delivered_at_ms": m.delivered_at_ms,
+        "read_at_ms": m.read_at_ms,
+    })
+}
+
+/// `HH:MM:SS` (UTC) of a timestamp, for the plain-text history.
+pub fn clock(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
 /// "3 min ago" style rendering of a last-seen time for people.
 pub fn ago(last_seen_ms: u64, now_ms: u64) -> String {
     if last_seen_ms == 0 {

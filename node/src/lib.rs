@@ -9,8 +9,11 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod delivery;
 pub mod history;
+pub mod inbox;
 pub mod json;
+pub mod mesh;
 pub mod profile;
 pub mod seal;
 pub mod session;

@@ -110,6 +110,23 @@ impl Proc {
         }
     }
 
+    /// Waits for a line satisfying `pred` among lines not yet seen.
+    pub async fn wait_next(&mut self, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!("process ended before printing {what}; output so far: {:#?}", self.seen),
+                Err(_) => panic!("timed out waiting for {what}; output so far: {:#?}", self.seen),
+            }
+        }
+    }
+
     /// Kills the process with SIGKILL, as a crash or power loss would.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

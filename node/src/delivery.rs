@@ -1,0 +1,213 @@
+//! Sending: messages and receipts to every device of a user.
+//!
+//! Online devices (as the tracker's lookup reports them) are dialled on all
+//! their addresses at once and sent the message directly; devices that are
+//! offline, or that cannot be reached in time, get it sealed to their X25519
+//! key through the tracker mailbox. Without a tracker connection, peers that
+//! are already connected still get messages; everything else stays queued
+//! in the local history and is retried when the tracker is back.
+
+use crate::history::{History, OutState};
+use crate::mesh::{Mesh, Path};
+use crate::seal;
+use crate::tracker_client::TrackerClient;
+use libp2p::{Multiaddr, PeerId};
+use skein_proto::bytes::{DeviceId, MailId};
+use skein_proto::control::{MailboxPut, PeerInfo, Request, Response, SealedItem};
+use skein_proto::device::DeviceCert;
+use skein_proto::peer::{ChatMessage, PeerRequest, PeerResponse, Receipt, SealedPayload};
+
+/// What a send achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored by at least one device over a direct connection.
+    Direct,
+    /// Stored by at least one device, through a relay only.
+    Relayed,
+    /// Waiting: sealed in the tracker mailbox, or kept locally until the
+    /// tracker or the recipient is reachable.
+    Queued,
+}
+
+impl Outcome {
+    /// `direct`, `relayed` or `queued`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+            Self::Queued => "queued",
+        }
+    }
+}
+
+/// What sending needs.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// The local user.
+    pub me: String,
+    /// This device.
+    pub device: DeviceId,
+    /// The tracker, when connected.
+    pub tracker: Option<TrackerClient>,
+    /// The mesh.
+    pub mesh: Mesh,
+    /// Local history.
+    pub history: History,
+}
+
+/// The additional data bound into a sealed item: its id and recipient device.
+pub fn seal_aad(id: &MailId, device: &DeviceId) -> Vec<u8> {
+    let mut aad = id.0.to_vec();
+    aad.extend_from_slice(&device.0);
+    aad
+}
+
+fn addrs_of(info: &skein_proto::control::DeviceInfo) -> Vec<Multiaddr> {
+    let a = &info.addresses;
+    a.listen.iter().chain(a.observed.iter()).chain(a.relayed.iter()).filter_map(|s| s.parse().ok()).collect()
+}
+
+impl Sender {
+    async fn lookup(&self, user: &str) -> Option<PeerInfo> {
+        let client = self.tracker.as_ref()?;
+        match client.request(Request::LookupPeer { user: user.to_owned() }).await {
+            Ok(Response::Peer(p)) => Some(p),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::info!(%user, error = %e, "lookup failed");
+                None
+            }
+        }
+    }
+
+    /// Delivers `payload` to every device of `user` except this one.
+    /// Returns the best path reached, or `Queued`, or an error when the
+    /// message could go nowhere at all.
+    async fn fan_out(
+        &self,
+        user: &str,
+        id: MailId,
+        direct: PeerRequest,
+        sealed: SealedPayload,
+    ) -> Result<Outcome, String> {
+        let my_peer = self.mesh.peer_id();
+        let Some(info) = self.lookup(user).await else {
+            // No tracker: use peers we already know.
+            let mut best = None;
+            for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
+                if let Ok(PeerResponse::Stored { .. } | PeerResponse::Ok) =
+                    self.mesh.request(p.peer, direct.clone()).await
+                {
+                    best = better(best, p.path);
+                }
+            }
+            return Ok(best.map_or(Outcome::Queued, outcome_of));
+        };
+        let mut best: Option<Path> = None;
+        let mut reached: Vec<DeviceId> = vec![self.device];
+        for dev in &info.online {
+            if dev.device_id == self.device {
+                continue;
+            }
+            let Ok(peer) = PeerId::from_bytes(&dev.cert.body.peer_id) else { continue };
+            let sent = async {
+                let summary = self.mesh.connect(peer, addrs_of(dev)).await.map_err(|e| e.to_string())?;
+                match self.mesh.request(peer, direct.clone()).await.map_err(|e| e.to_string())? {
+                    PeerResponse::Stored { .. } | PeerResponse::Ok => Ok(summary.path),
+                    PeerResponse::Refused(b) => Err(b.message),
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            };
+            match sent.await {
+                Ok(path) => {
+                    best = better(best, path);
+                    reached.push(dev.device_id);
+                }
+                Err(e) => {
+                    tracing::info!(%user, device = %dev.device_id, error = %e, "direct delivery failed; using the mailbox")
+                }
+            }
+        }
+        let rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
+        if !rest.is_empty() {
+            self.mailbox(user, id, &sealed, &rest).await?;
+        }
+        match best {
+            Some(p) => Ok(outcome_of(p)),
+            None if !rest.is_empty() => Ok(Outcome::Queued),
+            None if info.known.iter().all(|c| c.body.device_id == self.device) => {
+                Err(format!("{user} has not logged in on any device yet; the message is kept and sent when they do"))
+            }
+            None => Ok(Outcome::Queued),
+        }
+    }
+
+    async fn mailbox(
+        &self,
+        user: &str,
+        id: MailId,
+        payload: &SealedPayload,
+        devices: &[&DeviceCert],
+    ) -> Result<(), String> {
+        let client = self.tracker.as_ref().ok_or("the tracker is unreachable")?;
+        let mut items = Vec::new();
+        for c in devices {
+            let sealed = seal::seal_payload(&c.body.x25519, payload, &seal_aad(&id, &c.body.device_id))
+                .map_err(|e| e.to_string())?;
+            items.push(SealedItem { id, to_device: c.body.device_id, sealed });
+        }
+        match client.request(Request::MailboxPut(MailboxPut { to_user: user.to_owned(), items })).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Sends a stored outgoing message to its recipient and to this user's
+    /// other devices, and records the outcome in the history.
+    pub async fn send_message(&self, msg: &ChatMessage) -> Result<Outcome, String> {
+        let out = self
+            .fan_out(&msg.to_user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()))
+            .await;
+        let now = crate::now_ms();
+        match out {
+            Ok(Outcome::Direct) | Ok(Outcome::Relayed) => {
+                let path = out.as_ref().map(|o| o.as_str()).unwrap_or("direct");
+                let _ = self.history.set_outgoing_state(msg.id, OutState::Delivered, now, Some(path)).await;
+            }
+            Ok(Outcome::Queued) if self.tracker.is_some() => {
+                let _ = self.history.set_outgoing_state(msg.id, OutState::Sent, now, Some("mailbox")).await;
+            }
+            _ => {}
+        }
+        // Copies for this user's other devices, so every device shows the conversation.
+        if msg.to_user != self.me {
+            let sync =
+                self.fan_out(&self.me, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()));
+            if let Err(e) = sync.await {
+                tracing::debug!(error = %e, "no other own device to sync to");
+            }
+        }
+        out
+    }
+
+    /// Sends a receipt to every device of `user`.
+    pub async fn send_receipt(&self, user: &str, receipt: Receipt) -> Result<Outcome, String> {
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+        self.fan_out(user, MailId(id), PeerRequest::Receipt(receipt.clone()), SealedPayload::Receipt(receipt)).await
+    }
+}
+
+fn better(a: Option<Path>, b: Path) -> Option<Path> {
+    match (a, b) {
+        (Some(Path::Direct), _) | (_, Path::Direct) => Some(Path::Direct),
+        _ => Some(Path::Relayed),
+    }
+}
+
+fn outcome_of(p: Path) -> Outcome {
+    match p {
+        Path::Direct => Outcome::Direct,
+        Path::Relayed => Outcome::Relayed,
+    }
+}

@@ -1,0 +1,74 @@
+//! The node's libp2p behaviour and swarm construction.
+//!
+//! QUIC only. Relay client for reservations and relayed dials, DCUtR to
+//! upgrade relayed connections to direct ones (off in relay-only mode),
+//! identify for observed addresses, ping for round-trip times, and the Skein
+//! peer protocol as request-response.
+
+use super::codec::{PROTOCOL, PeerCodec};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Swarm, SwarmBuilder, dcutr, identify, identity, noise, ping, relay, yamux};
+use std::time::Duration;
+
+/// Everything a node speaks on the mesh.
+#[allow(missing_debug_implementations)]
+#[derive(NetworkBehaviour)]
+pub struct NodeBehaviour {
+    /// Relay v2 client.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching; `None` in relay-only mode.
+    pub dcutr: Toggle<dcutr::Behaviour>,
+    /// Identify: tells us our observed address.
+    pub identify: identify::Behaviour,
+    /// Ping: round-trip times.
+    pub ping: ping::Behaviour,
+    /// The Skein peer protocol.
+    pub peer: request_response::Behaviour<PeerCodec>,
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the peer network: {0}")]
+pub struct BuildError(pub String);
+
+/// Builds the swarm. With `direct == false`, DCUtR is off and identify
+/// caches no peer addresses, so peers connect through the relay only.
+pub fn build(key: identity::Keypair, direct: bool, agent: &str) -> Result<Swarm<NodeBehaviour>, BuildError> {
+    let agent = agent.to_owned();
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_quic_config(|mut c| {
+            c.max_idle_timeout = 30_000;
+            c.keep_alive_interval = Duration::from_secs(10);
+            c
+        })
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
+            let local = key.public().to_peer_id();
+            let mut id_cfg = identify::Config::new("/skein/1".into(), key.public()).with_agent_version(agent);
+            if !direct {
+                id_cfg = id_cfg.with_cache_size(0);
+            }
+            NodeBehaviour {
+                relay_client,
+                dcutr: Toggle::from(direct.then(|| dcutr::Behaviour::new(local))),
+                identify: identify::Behaviour::new(id_cfg),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                peer: request_response::Behaviour::with_codec(
+                    PeerCodec,
+                    [(PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(15)),
+                ),
+            }
+        })
+        .map_err(|e| BuildError(e.to_string()))?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(300))
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
+        .build();
+    Ok(swarm)
+}

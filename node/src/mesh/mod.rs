@@ -1,0 +1,603 @@
+//! The peer mesh: one task that owns the libp2p swarm.
+//!
+//! Callers hold a cloneable [`Mesh`] handle and send commands; the task
+//! reports [`MeshEvent`]s on a bounded channel. The mesh enforces the hello
+//! rule: the dialing side presents its device certificate first, the other
+//! side verifies it (organisation signature, expiry, PeerId binding) before
+//! answering with its own, and a peer that has not passed the hello gets no
+//! answer but a refusal. Once a direct connection to a verified peer exists,
+//! relayed connections to it are closed, so later traffic takes the direct
+//! path.
+
+pub mod behaviour;
+pub mod codec;
+mod state;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
+use skein_proto::bytes::{DeviceId, PublicKey};
+use skein_proto::device::DeviceCert;
+use skein_proto::peer::{PeerHello, PeerRequest, PeerResponse};
+use skein_proto::{ErrorBody, ErrorCode};
+use state::Peers;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+use behaviour::{NodeBehaviour, NodeBehaviourEvent};
+pub use state::{Path, PeerSummary, Verified};
+
+/// How the mesh runs.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Where to listen for peers (QUIC multiaddrs).
+    pub listen: Vec<Multiaddr>,
+    /// `false` disables direct dialing and hole punching: every peer
+    /// connection goes through the relay. For tests and locked-down networks.
+    pub direct: bool,
+    /// Software name for identify and hellos.
+    pub agent: String,
+    /// How long [`Mesh::connect`] waits for a verified connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".parse().unwrap_or_else(|_| Multiaddr::empty())],
+            direct: true,
+            agent: crate::session::AGENT.to_owned(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the mesh reports.
+#[derive(Debug)]
+pub enum MeshEvent {
+    /// Our reachable addresses changed.
+    Addresses {
+        /// Interface addresses.
+        listen: Vec<String>,
+        /// Addresses peers observed (NAT mappings).
+        observed: Vec<String>,
+        /// Relayed addresses.
+        relayed: Vec<String>,
+    },
+    /// A peer passed the hello.
+    PeerVerified(PeerSummary),
+    /// A verified peer's path changed (a relayed connection became direct).
+    PathChanged(PeerSummary),
+    /// The last connection to a verified peer closed.
+    PeerLeft {
+        /// The peer.
+        peer: PeerId,
+        /// Its user.
+        user: String,
+    },
+    /// A peer failed the hello and was disconnected.
+    PeerRefused {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The relay reservation ended; ask again with [`Mesh::listen_relay`].
+    RelayLost {
+        /// Why.
+        reason: String,
+    },
+    /// A verified peer asks something; answer on `reply`.
+    Request {
+        /// Who asks.
+        from: Verified,
+        /// The peer.
+        peer: PeerId,
+        /// The path it arrived on.
+        path: Path,
+        /// The request.
+        req: PeerRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<PeerResponse>,
+    },
+}
+
+/// Why a mesh operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    /// No verified connection could be made in time.
+    #[error("could not reach the peer: {0}")]
+    Unreachable(String),
+    /// The peer refused our hello.
+    #[error("the peer refused us: {0}")]
+    Refused(String),
+    /// The request failed in flight.
+    #[error("the request failed: {0}")]
+    Failed(String),
+    /// The mesh task has stopped.
+    #[error("the peer network is not running")]
+    Stopped,
+}
+
+enum Command {
+    SetIdentity { cert: DeviceCert, org_key: PublicKey },
+    ListenRelay { addr: Multiaddr },
+    Connect { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<PeerSummary, MeshError>> },
+    Request { peer: PeerId, req: PeerRequest, reply: oneshot::Sender<Result<PeerResponse, MeshError>> },
+    Peers { reply: oneshot::Sender<Vec<PeerSummary>> },
+}
+
+/// Handle to the mesh task.
+#[derive(Debug, Clone)]
+pub struct Mesh {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mesh command")
+    }
+}
+
+impl Mesh {
+    /// Starts the mesh with this device's key and certificate.
+    pub fn start(
+        keypair: libp2p::identity::Keypair,
+        cert: DeviceCert,
+        org_key: PublicKey,
+        config: MeshConfig,
+    ) -> Result<(Mesh, mpsc::Receiver<MeshEvent>), behaviour::BuildError> {
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = behaviour::build(keypair, config.direct, &config.agent)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| behaviour::BuildError(format!("cannot listen on {addr}: {e}")))?;
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let actor = Actor::new(swarm, cert, org_key, config, events_tx);
+        tokio::spawn(actor.run(rx));
+        Ok((Mesh { tx, peer_id }, events_rx))
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Replaces the certificate presented to peers (after a re-login).
+    pub async fn set_identity(&self, cert: DeviceCert, org_key: PublicKey) {
+        let _ = self.tx.send(Command::SetIdentity { cert, org_key }).await;
+    }
+
+    /// Reserves a slot on a relay (`/ip4/../udp/../quic-v1/p2p/RELAY`).
+    pub async fn listen_relay(&self, addr: Multiaddr) {
+        let _ = self.tx.send(Command::ListenRelay { addr }).await;
+    }
+
+    /// Connects to a peer over any of `addrs` and waits until it passes the hello.
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<PeerSummary, MeshError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Connect { peer, addrs, reply }).await.map_err(|_| MeshError::Stopped)?;
+        rx.await.map_err(|_| MeshError::Stopped)?
+    }
+
+    /// Sends a request to a verified peer.
+    pub async fn request(&self, peer: PeerId, req: PeerRequest) -> Result<PeerResponse, MeshError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| MeshError::Stopped)?;
+        rx.await.map_err(|_| MeshError::Stopped)?
+    }
+
+    /// Verified peers with their paths and round-trip times.
+    pub async fn peers(&self) -> Vec<PeerSummary> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Peers { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+enum Outbound {
+    Hello(PeerId),
+    User(oneshot::Sender<Result<PeerResponse, MeshError>>),
+}
+
+type Answer = Pin<Box<dyn std::future::Future<Output = (ResponseChannel<PeerResponse>, Option<PeerResponse>)> + Send>>;
+
+struct Actor {
+    swarm: Swarm<NodeBehaviour>,
+    cert: DeviceCert,
+    org_key: PublicKey,
+    config: MeshConfig,
+    events: mpsc::Sender<MeshEvent>,
+    peers: Peers,
+    outbound: HashMap<OutboundRequestId, Outbound>,
+    waiting: HashMap<PeerId, Vec<(Instant, oneshot::Sender<Result<PeerSummary, MeshError>>)>>,
+    answers: FuturesUnordered<Answer>,
+    relay: Option<(ListenerId, PeerId, Multiaddr)>,
+    listen: HashSet<Multiaddr>,
+    observed: Vec<Multiaddr>,
+    relayed: HashSet<Multiaddr>,
+}
+
+impl Actor {
+    fn new(
+        swarm: Swarm<NodeBehaviour>,
+        cert: DeviceCert,
+        org_key: PublicKey,
+        config: MeshConfig,
+        events: mpsc::Sender<MeshEvent>,
+    ) -> Self {
+        Self {
+            swarm,
+            cert,
+            org_key,
+            config,
+            events,
+            peers: Peers::default(),
+            outbound: HashMap::new(),
+            waiting: HashMap::new(),
+            answers: FuturesUnordered::new(),
+            relay: None,
+            listen: HashSet::new(),
+            observed: Vec::new(),
+            relayed: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => return,
+                },
+                ev = self.swarm.select_next_some() => self.swarm_event(ev).await,
+                Some((channel, answer)) = self.answers.next(), if !self.answers.is_empty() => {
+                    let resp = answer.unwrap_or_else(|| refused(ErrorCode::Internal, "the node could not answer"));
+                    let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
+                }
+                _ = tick.tick() => self.expire_waits(),
+            }
+        }
+    }
+
+    fn emit(&self, ev: MeshEvent) {
+        if self.events.try_send(ev).is_err() {
+            tracing::warn!("mesh event queue full; dropping an event");
+        }
+    }
+
+    fn hello(&self) -> PeerHello {
+        PeerHello { cert: self.cert.clone(), agent: self.config.agent.clone() }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetIdentity { cert, org_key } => {
+                self.cert = cert;
+                self.org_key = org_key;
+            }
+            Command::ListenRelay { addr } => self.listen_relay(addr),
+            Command::Connect { peer, addrs, reply } => {
+                if let Some(s) = self.peers.summary(&peer) {
+                    let _ = reply.send(Ok(s));
+                    return;
+                }
+                self.waiting.entry(peer).or_default().push((Instant::now() + self.config.connect_timeout, reply));
+                if !self.peers.is_connected(&peer) {
+                    let addrs: Vec<Multiaddr> = addrs
+                        .into_iter()
+                        .filter(|a| self.config.direct || a.iter().any(|p| p == Protocol::P2pCircuit))
+                        .collect();
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        tracing::debug!(%peer, error = %e, "dial not started");
+                    }
+                }
+            }
+            Command::Request { peer, req, reply } => {
+                if !self.peers.is_verified(&peer) {
+                    let _ = reply.send(Err(MeshError::Unreachable("no verified connection to that peer".into())));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
+                self.outbound.insert(id, Outbound::User(reply));
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers.summaries());
+            }
+        }
+    }
+
+    fn listen_relay(&mut self, addr: Multiaddr) {
+        let Some(Protocol::P2p(relay_peer)) = addr.iter().last() else {
+            tracing::warn!(%addr, "relay address lacks /p2p/<relay id>");
+            return;
+        };
+        if let Some((id, _, old)) = self.relay.take() {
+            if old == addr {
+                self.relay = Some((id, relay_peer, old));
+                return;
+            }
+            self.swarm.remove_listener(id);
+        }
+        match self.swarm.listen_on(addr.clone().with(Protocol::P2pCircuit)) {
+            Ok(id) => self.relay = Some((id, relay_peer, addr)),
+            Err(e) => self.emit(MeshEvent::RelayLost { reason: format!("cannot use relay {addr}: {e}") }),
+        }
+    }
+
+    fn relay_peer(&self) -> Option<PeerId> {
+        self.relay.as_ref().map(|(_, p, _)| *p)
+    }
+
+    fn addresses_changed(&self) {
+        let list = |s: &mut dyn Iterator<Item = &Multiaddr>| {
+            let mut v: Vec<String> = s.map(ToString::to_string).collect();
+            v.sort();
+            v
+        };
+        self.emit(MeshEvent::Addresses {
+            listen: list(&mut self.listen.iter()),
+            observed: list(&mut self.observed.iter()),
+            relayed: list(&mut self.relayed.iter()),
+        });
+    }
+
+    fn expire_waits(&mut self) {
+        let now = Instant::now();
+        for (peer, list) in self.waiting.iter_mut() {
+            let (late, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|(deadline, _)| *deadline <= now);
+            *list = keep;
+            for (_, reply) in late {
+                let why = if self.peers.is_connected(peer) {
+                    "the peer did not complete the hello"
+                } else {
+                    "no address answered"
+                };
+                let _ = reply.send(Err(MeshError::Unreachable(why.into())));
+            }
+        }
+        self.waiting.retain(|_, l| !l.is_empty());
+    }
+
+    fn resolve_waits(&mut self, peer: &PeerId, result: Result<PeerSummary, MeshError>) {
+        for (_, reply) in self.waiting.remove(peer).unwrap_or_default() {
+            let _ = reply.send(result.clone());
+        }
+    }
+
+    fn verify(&self, peer: &PeerId, hello: &PeerHello) -> Result<Verified, String> {
+        let now = crate::now_ms();
+        let body = skein_certs::verify_device_cert(&self.org_key, &hello.cert, now).map_err(|e| e.to_string())?;
+        if body.peer_id != peer.to_bytes() {
+            return Err("the certificate belongs to another PeerId".into());
+        }
+        Ok(Verified { user: body.user.clone(), device: body.device_id, cert: hello.cert.clone() })
+    }
+
+    fn verified(&mut self, peer: PeerId, v: Verified) {
+        let first = !self.peers.is_verified(&peer);
+        self.peers.verify(peer, v);
+        if let Some(s) = self.peers.summary(&peer) {
+            if first {
+                self.emit(MeshEvent::PeerVerified(s.clone()));
+            }
+            self.resolve_waits(&peer, Ok(s));
+        }
+        self.prefer_direct(peer);
+    }
+
+    fn refuse(&mut self, peer: PeerId, reason: String) {
+        tracing::info!(%peer, %reason, "peer failed the hello");
+        self.emit(MeshEvent::PeerRefused { peer, reason: reason.clone() });
+        self.resolve_waits(&peer, Err(MeshError::Refused(reason)));
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Closes relayed connections to a verified peer that also has a direct one.
+    fn prefer_direct(&mut self, peer: PeerId) {
+        let relayed = self.peers.relayed_connections_if_direct(&peer);
+        for id in relayed {
+            self.swarm.close_connection(id);
+        }
+    }
+
+    async fn swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) || is_relayed(&address) {
+                    self.relayed.insert(address);
+                } else {
+                    self.listen.insert(address);
+                }
+                self.addresses_changed();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.relayed.remove(&address);
+                self.listen.remove(&address);
+                self.addresses_changed();
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) {
+                    self.relay = None;
+                    self.relayed.clear();
+                    self.addresses_changed();
+                    let reason = match reason {
+                        Ok(()) => "the relay closed the reservation".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    self.emit(MeshEvent::RelayLost { reason });
+                }
+            }
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                let usable = !is_relayed(&address)
+                    && matches!(address.iter().next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)))
+                    && !self.observed.contains(&address);
+                if usable {
+                    self.observed.push(address);
+                    if self.observed.len() > 8 {
+                        self.observed.remove(0);
+                    }
+                    self.addresses_changed();
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                if Some(peer_id) == self.relay_peer() {
+                    return;
+                }
+                let remote = endpoint.get_remote_address().clone();
+                let before = self.peers.summary(&peer_id).map(|s| s.path);
+                self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed());
+                if endpoint.is_dialer() && !self.peers.is_verified(&peer_id) && !self.peers.hello_in_flight(&peer_id) {
+                    let hello = self.hello();
+                    let id = self.swarm.behaviour_mut().peer.send_request(&peer_id, PeerRequest::Hello(hello));
+                    self.peers.set_hello_in_flight(peer_id, true);
+                    self.outbound.insert(id, Outbound::Hello(peer_id));
+                }
+                if self.peers.is_verified(&peer_id) {
+                    self.prefer_direct(peer_id);
+                    if let Some(s) = self.peers.summary(&peer_id) {
+                        if before != Some(s.path) {
+                            self.emit(MeshEvent::PathChanged(s));
+                        }
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
+                let before = self.peers.summary(&peer_id);
+                self.peers.disconnected(peer_id, connection_id);
+                match (before, self.peers.summary(&peer_id)) {
+                    (Some(b), None) => self.emit(MeshEvent::PeerLeft { peer: peer_id, user: b.user }),
+                    (Some(b), Some(a)) if a.path != b.path => self.emit(MeshEvent::PathChanged(a)),
+                    _ => {}
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                if !self.peers.is_connected(&peer) {
+                    self.resolve_waits(&peer, Err(MeshError::Unreachable(error.to_string())));
+                }
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Peer(ev)) => self.peer_event(ev),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                self.peers.set_rtt(peer, rtt);
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received { .. })) => {}
+            _ => {}
+        }
+    }
+
+    fn peer_event(&mut self, ev: request_response::Event<PeerRequest, PeerResponse>) {
+        match ev {
+            request_response::Event::Message { peer, message, connection_id } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.inbound(peer, connection_id, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => match self.outbound.remove(&request_id)
+                {
+                    Some(Outbound::Hello(p)) => {
+                        self.peers.set_hello_in_flight(p, false);
+                        match response {
+                            PeerResponse::Hello(h) => match self.verify(&p, &h) {
+                                Ok(v) => self.verified(p, v),
+                                Err(why) => self.refuse(p, why),
+                            },
+                            PeerResponse::Refused(b) => {
+                                self.emit(MeshEvent::PeerRefused { peer: p, reason: b.message.clone() });
+                                self.resolve_waits(&p, Err(MeshError::Refused(b.message)));
+                            }
+                            other => self.refuse(p, format!("unexpected answer to hello: {other:?}")),
+                        }
+                    }
+                    Some(Outbound::User(reply)) => {
+                        let _ = reply.send(Ok(response));
+                    }
+                    None => {}
+                },
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                match self.outbound.remove(&request_id) {
+                    Some(Outbound::Hello(p)) => {
+                        self.peers.set_hello_in_flight(p, false);
+                        tracing::debug!(%peer, %error, "hello failed");
+                    }
+                    Some(Outbound::User(reply)) => {
+                        let _ = reply.send(Err(MeshError::Failed(error.to_string())));
+                    }
+                    None => {}
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound peer request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn inbound(
+        &mut self,
+        peer: PeerId,
+        conn: libp2p::swarm::ConnectionId,
+        req: PeerRequest,
+        channel: ResponseChannel<PeerResponse>,
+    ) {
+        match req {
+            PeerRequest::Hello(h) => match self.verify(&peer, &h) {
+                Ok(v) => {
+                    let mine = PeerResponse::Hello(self.hello());
+                    let _ = self.swarm.behaviour_mut().peer.send_response(channel, mine);
+                    self.verified(peer, v);
+                }
+                Err(why) => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .peer
+                        .send_response(channel, refused(ErrorCode::PermissionDenied, &why));
+                    self.refuse(peer, why);
+                }
+            },
+            other => {
+                let Some(from) = self.peers.verified(&peer).cloned() else {
+                    let resp = refused(ErrorCode::NotAuthenticated, "present a device certificate first");
+                    let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
+                    return;
+                };
+                let path = self.peers.path_of_connection(&peer, conn);
+                let (reply, rx) = oneshot::channel();
+                self.emit(MeshEvent::Request { from, peer, path, req: other, reply });
+                self.answers.push(Box::pin(async move { (channel, rx.await.ok()) }));
+            }
+        }
+    }
+}
+
+fn refused(code: ErrorCode, why: &str) -> PeerResponse {
+    PeerResponse::Refused(ErrorBody::new(code, why))
+}
+
+fn is_relayed(a: &Multiaddr) -> bool {
+    a.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+/// A device id for display.
+pub fn device_hex(d: &DeviceId) -> String {
+    d.to_hex()
+}

@@ -1,0 +1,164 @@
+//! Bookkeeping of peer connections, free of IO: which connections each peer
+//! has, whether they are relayed, who passed the hello, and round-trip times.
+
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+use skein_proto::bytes::DeviceId;
+use skein_proto::device::DeviceCert;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How a peer is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// A direct QUIC connection (LAN or hole-punched).
+    Direct,
+    /// Through a tracker's relay.
+    Relayed,
+}
+
+impl Path {
+    /// `direct` or `relayed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+        }
+    }
+}
+
+/// A peer that passed the hello.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Its user.
+    pub user: String,
+    /// Its device.
+    pub device: DeviceId,
+    /// Its certificate.
+    pub cert: DeviceCert,
+}
+
+/// A verified peer as `skein peers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its user.
+    pub user: String,
+    /// Its device.
+    pub device: DeviceId,
+    /// Direct or relayed.
+    pub path: Path,
+    /// Remote address of the preferred connection.
+    pub remote: String,
+    /// Latest round-trip time.
+    pub rtt: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    conns: HashMap<ConnectionId, (Multiaddr, bool)>,
+    verified: Option<Verified>,
+    hello_in_flight: bool,
+    rtt: Option<Duration>,
+}
+
+/// All peers.
+#[derive(Debug, Default)]
+pub struct Peers {
+    peers: HashMap<PeerId, PeerState>,
+}
+
+impl Peers {
+    /// Records a new connection.
+    pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr, relayed: bool) {
+        self.peers.entry(peer).or_default().conns.insert(id, (remote, relayed));
+    }
+
+    /// Forgets a closed connection; the peer is forgotten with its last one.
+    pub fn disconnected(&mut self, peer: PeerId, id: ConnectionId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.conns.remove(&id);
+            if p.conns.is_empty() {
+                self.peers.remove(&peer);
+            }
+        }
+    }
+
+    /// Whether any connection to `peer` is open.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| !p.conns.is_empty())
+    }
+
+    /// Marks `peer` verified (if still connected).
+    pub fn verify(&mut self, peer: PeerId, v: Verified) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.verified = Some(v);
+        }
+    }
+
+    /// Whether `peer` passed the hello.
+    pub fn is_verified(&self, peer: &PeerId) -> bool {
+        self.verified(peer).is_some()
+    }
+
+    /// The verified identity of `peer`.
+    pub fn verified(&self, peer: &PeerId) -> Option<&Verified> {
+        self.peers.get(peer).and_then(|p| p.verified.as_ref())
+    }
+
+    /// Whether our hello to `peer` awaits an answer.
+    pub fn hello_in_flight(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.hello_in_flight)
+    }
+
+    /// Records that a hello is (or is no longer) awaiting an answer.
+    pub fn set_hello_in_flight(&mut self, peer: PeerId, on: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.hello_in_flight = on;
+        }
+    }
+
+    /// Records a round-trip time.
+    pub fn set_rtt(&mut self, peer: PeerId, rtt: Duration) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.rtt = Some(rtt);
+        }
+    }
+
+    /// The path of one connection (relayed if unknown).
+    pub fn path_of_connection(&self, peer: &PeerId, id: ConnectionId) -> Path {
+        match self.peers.get(peer).and_then(|p| p.conns.get(&id)) {
+            Some((_, false)) => Path::Direct,
+            _ => Path::Relayed,
+        }
+    }
+
+    /// Relayed connections to close because a direct one exists.
+    pub fn relayed_connections_if_direct(&self, peer: &PeerId) -> Vec<ConnectionId> {
+        let Some(p) = self.peers.get(peer) else { return Vec::new() };
+        if !p.conns.values().any(|(_, relayed)| !relayed) {
+            return Vec::new();
+        }
+        p.conns.iter().filter(|(_, (_, relayed))| *relayed).map(|(id, _)| *id).collect()
+    }
+
+    /// A verified peer's summary.
+    pub fn summary(&self, peer: &PeerId) -> Option<PeerSummary> {
+        let p = self.peers.get(peer)?;
+        let v = p.verified.as_ref()?;
+        let direct = p.conns.values().find(|(_, relayed)| !relayed);
+        let (remote, path) = match direct {
+            Some((addr, _)) => (addr.to_string(), Path::Direct),
+            None => (p.conns.values().next().map(|(a, _)| a.to_string()).unwrap_or_default(), Path::Relayed),
+        };
+        Some(PeerSummary { peer: *peer, user: v.user.clone(), device: v.device, path, remote, rtt: p.rtt })
+    }
+
+    /// Every verified peer, by user then PeerId.
+    pub fn summaries(&self) -> Vec<PeerSummary> {
+        let mut v: Vec<PeerSummary> = self.peers.keys().filter_map(|p| self.summary(p)).collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user).then(a.peer.cmp(&b.peer)));
+        v
+    }
+}

@@ -1,0 +1,211 @@
+//! One-to-one messaging end to end with real `skein daemon` processes and a
+//! real tracker: direct delivery with acknowledgement, the offline mailbox
+//! with exactly-once delivery in order, several devices per user, read
+//! receipts, and a tracker restart in the middle of a conversation.
+
+use serde_json::Value;
+use skein_node::profile::Profile;
+use skein_node::session;
+use skein_tests::{Proc, TestTracker, bin, init, skein};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+const T: Duration = Duration::from_secs(30);
+
+async fn profile(t: &TestTracker, dir: &Path, name: &str, user: &str) -> PathBuf {
+    let p = dir.join(name);
+    let c = session::login(&Profile::new(&p), &t.address(), &t.ca_path(), user, PW.into()).await.expect("login");
+    c.client.close();
+    p
+}
+
+fn daemon(profile: &Path) -> Proc {
+    let p = profile.to_str().expect("utf-8");
+    Proc::spawn(&bin("skein"), &["--profile", p, "daemon", "--listen", "127.0.0.1:0"], &[("RUST_LOG", "warn")])
+}
+
+async fn connected(d: &mut Proc) {
+    d.wait_line(T, "the daemon to connect", |l| l.contains("\"type\":\"connected\"")).await;
+}
+
+fn is_message(line: &str, from: &str, text: &str) -> bool {
+    serde_json::from_str::<Value>(line).is_ok_and(|v| v["type"] == "message" && v["from"] == from && v["text"] == text)
+}
+
+async fn send(from: &Path, to: &str, text: &str) -> String {
+    let (ok, out, err) = skein(from, &["send", to, text], None).await;
+    assert!(ok, "send {text:?} failed: {err}");
+    out.trim().to_owned()
+}
+
+async fn history(p: &Path, with: &str) -> Vec<Value> {
+    let (ok, out, err) = skein(p, &["history", with, "--json"], None).await;
+    assert!(ok, "history: {err}");
+    serde_json::from_str::<Value>(&out).expect("history JSON").as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn direct_delivery_offline_mailbox_devices_and_receipts() {
+    init();
+    let t = TestTracker::start().await;
+    t.add_user("alice", PW).await;
+    t.add_user("bob", PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pa = profile(&t, dir.path(), "alice", "alice").await;
+    let pb = profile(&t, dir.path(), "bob", "bob").await;
+
+    let mut alice = daemon(&pa);
+    let mut bob = daemon(&pb);
+    connected(&mut alice).await;
+    connected(&mut bob).await;
+
+    // Wait until bob's addresses are known to the tracker, then send.
+    let mut path = String::new();
+    for _ in 0..50 {
+        path = send(&pa, "bob", "hi").await;
+        if path != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "direct", "same-host peers talk directly");
+    bob.wait_line(T, "bob to print alice's message", |l| is_message(l, "alice", "hi")).await;
+
+    let (ok, out, err) = skein(&pa, &["peers", "--json"], None).await;
+    assert!(ok, "{err}");
+    let peers: Value = serde_json::from_str(&out).expect("peers JSON");
+    let bob_peer =
+        peers.as_array().and_then(|a| a.iter().find(|p| p["user"] == "bob")).cloned().expect("bob is a peer");
+    assert_eq!(bob_peer["path"], "direct");
+
+    // Bob answers; both histories agree.
+    assert_eq!(send(&pb, "alice", "hello alice").await, "direct");
+    alice.wait_line(T, "alice to get bob's answer", |l| is_message(l, "bob", "hello alice")).await;
+    let h = history(&pa, "bob").await;
+    let texts: Vec<&str> = h.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.ends_with(&["hi", "hello alice"]), "{texts:?}");
+
+    // Bob goes away; three messages wait in the mailbox, sealed.
+    bob.kill().await;
+    for text in ["one", "two", "three"] {
+        assert_eq!(send(&pa, "bob", text).await, "queued", "bob is offline");
+    }
+    let store = t.store().await;
+    let bob_id = store.user_by_name("bob").await.expect("store").expect("bob").id;
+    let bob_dev = Profile::new(&pb).device().expect("device").device_id.0;
+    let waiting = store.mailbox_fetch(bob_id, bob_dev, 10).await.expect("mailbox");
+    assert_eq!(waiting.len(), 3);
+    for item in &waiting {
+        for plain in [&b"one"[..], b"two", b"three", b"alice"] {
+            assert!(!item.sealed.windows(plain.len()).any(|w| w == plain), "the mailbox holds only ciphertext");
+        }
+    }
+
+    // Bob comes back: all three arrive once, in order.
+    let mut bob = daemon(&pb);
+    connected(&mut bob).await;
+    bob.wait_line(T, "the third queued message", |l| is_message(l, "alice", "three")).await;
+    let got: Vec<String> = bob
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "message")
+        .filter_map(|v| v["text"].as_str().map(String::from))
+        .collect();
+    assert_eq!(got, vec!["one", "two", "three"], "in order, once");
+    skein_tests::wait_for(T, "the mailbox to empty", || {
+        let store = store.clone();
+        async move { store.mailbox_count(bob_id, bob_dev).await.ok().filter(|n| *n == 0) }
+    })
+    .await;
+    let h = history(&pb, "alice").await;
+    assert_eq!(h.iter().filter(|m| m["text"] == "two").count(), 1, "exactly once in history");
+
+    // Delivered receipts reach alice for the queued messages; then a read receipt.
+    skein_tests::wait_for(T, "alice to see the queued messages delivered", || {
+        let pa = pa.clone();
+        async move {
+            let h = history(&pa, "bob").await;
+            h.iter().filter(|m| m["text"] == "three").all(|m| m["state"] == "delivered").then_some(())
+        }
+    })
+    .await;
+    let (ok, _, err) = skein(&pb, &["read", "alice"], None).await;
+    assert!(ok, "{err}");
+    skein_tests::wait_for(T, "alice to see bob read them", || {
+        let pa = pa.clone();
+        async move {
+            let h = history(&pa, "bob").await;
+            h.iter().filter(|m| m["text"] == "three").all(|m| m["state"] == "read").then_some(())
+        }
+    })
+    .await;
+
+    // A second device for bob: both devices get the next message.
+    let pb2 = profile(&t, dir.path(), "bob-laptop", "bob").await;
+    let mut bob2 = daemon(&pb2);
+    connected(&mut bob2).await;
+    let mut path = String::new();
+    for _ in 0..50 {
+        // Until alice can reach both devices directly.
+        let (_, out, _) = skein(&pa, &["peers", "--json"], None).await;
+        let n = serde_json::from_str::<Value>(&out).ok().and_then(|v| v.as_array().map(|a| a.len())).unwrap_or(0);
+        if n >= 1 {
+            path = send(&pa, "bob", "to both").await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "direct");
+    bob.wait_line(T, "bob's first device", |l| is_message(l, "alice", "to both")).await;
+    bob2.wait_line(T, "bob's second device", |l| is_message(l, "alice", "to both")).await;
+
+    // What bob sends from one device shows in the other's history.
+    assert_eq!(send(&pb, "alice", "from my desktop").await, "direct");
+    alice.wait_line(T, "alice gets it", |l| is_message(l, "bob", "from my desktop")).await;
+    skein_tests::wait_for(T, "bob's laptop to have the copy", || {
+        let pb2 = pb2.clone();
+        async move { history(&pb2, "alice").await.iter().any(|m| m["text"] == "from my desktop").then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_sent_during_a_tracker_outage_arrive_after_it() {
+    init();
+    let mut t = TestTracker::start().await;
+    t.add_user("alice", PW).await;
+    t.add_user("bob", PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pa = profile(&t, dir.path(), "alice", "alice").await;
+    let pb = profile(&t, dir.path(), "bob", "bob").await;
+    let mut alice = daemon(&pa);
+    let mut bob = daemon(&pb);
+    connected(&mut alice).await;
+    connected(&mut bob).await;
+    let mut path = String::new();
+    for _ in 0..50 {
+        path = send(&pa, "bob", "before").await;
+        if path != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "direct");
+    bob.wait_line(T, "the first message", |l| is_message(l, "alice", "before")).await;
+
+    t.stop().await;
+    alice.wait_line(T, "alice to notice the outage", |l| l.contains("\"type\":\"disconnected\"")).await;
+    // Bob is still a connected peer: the message goes straight to him.
+    assert_eq!(send(&pa, "bob", "during").await, "direct");
+    bob.wait_line(T, "the message sent during the outage", |l| is_message(l, "alice", "during")).await;
+
+    t.restart().await;
+    alice.wait_next(T, "alice to reconnect", |l| l.contains("\"type\":\"connected\"")).await;
+    assert_eq!(send(&pa, "bob", "after").await, "direct");
+    bob.wait_line(T, "the message after the restart", |l| is_message(l, "alice", "after")).await;
+    let h = history(&pb, "alice").await;
+    let texts: Vec<&str> = h.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, vec!["before", "during", "after"], "each exactly once");
+}
