@@ -484,6 +484,9 @@ impl Actor {
             SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
                 let before = self.peers.summary(&peer_id);
                 self.peers.disconnected(peer_id, connection_id);
+                if !self.peers.is_connected(&peer_id) && before.is_none() {
+                    self.resolve_waits(&peer_id, Err(MeshError::Unreachable("the peer closed the connection".into())));
+                }
                 match (before, self.peers.summary(&peer_id)) {
                     (Some(b), None) => self.emit(MeshEvent::PeerLeft { peer: peer_id, user: b.user }),
                     (Some(b), Some(a)) if a.path != b.path => self.emit(MeshEvent::PathChanged(a)),
