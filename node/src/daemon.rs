@@ -92,7 +92,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         .ok_or_else(|| DaemonError::Local("the saved organisation key is unreadable; log in again".into()))?;
     let history =
         History::open(&profile.dir().join("history.db")).await.map_err(|e| DaemonError::Local(e.to_string()))?;
-    let mut config = MeshConfig { direct: !options.relay_only, ..MeshConfig::default() };
+    let mut config = MeshConfig { direct: !options.relay_only, confirm: true, ..MeshConfig::default() };
     if !options.listen.is_empty() {
         config.listen = options.listen.clone();
     }
@@ -374,6 +374,16 @@ impl Node {
                     });
                 }
             }
+            MeshEvent::Confirm { peer, verified, reply } => {
+                let client = self.tracker.clone();
+                tokio::spawn(async move {
+                    let ok = confirm_device(client, &verified).await;
+                    if !ok {
+                        tracing::info!(%peer, user = %verified.user, "refusing a revoked device");
+                    }
+                    let _ = reply.send(ok);
+                });
+            }
             MeshEvent::Request { from, path, req, reply, .. } => {
                 let (history, me) = (self.history.clone(), self.me.clone());
                 tokio::spawn(async move {
@@ -530,6 +540,23 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
 
 fn json_ok(v: Value) -> ControlReply {
     ControlReply::ok(v)
+}
+
+/// Asks the tracker whether a peer's device is still valid. Without a
+/// tracker, the organisation's signature is all there is to go on.
+async fn confirm_device(client: Option<TrackerClient>, v: &crate::mesh::Verified) -> bool {
+    let Some(client) = client else { return true };
+    match client.request(Request::LookupPeer { user: v.user.clone() }).await {
+        Ok(Response::Peer(info)) => {
+            info.known.iter().any(|c| c.body.device_id == v.device && c.body.peer_id == v.cert.body.peer_id)
+        }
+        Ok(_) => true,
+        Err(e) => match e.body() {
+            // The user is gone or disabled.
+            Some(b) if b.code == ErrorCode::NotFound => false,
+            _ => true,
+        },
+    }
 }
 
 async fn send_delivered_receipts(sender: &Sender, msgs: Vec<ChatMessage>) {

@@ -112,6 +112,9 @@ impl Sender {
             let Ok(peer) = PeerId::from_bytes(&dev.cert.body.peer_id) else { continue };
             let sent = async {
                 let summary = self.mesh.connect(peer, addrs_of(dev)).await.map_err(|e| e.to_string())?;
+                if summary.user != user {
+                    return Err(format!("the device answering for {user} has a certificate for {}", summary.user));
+                }
                 match self.mesh.request(peer, direct.clone()).await.map_err(|e| e.to_string())? {
                     PeerResponse::Stored { .. } | PeerResponse::Ok => Ok(summary.path),
                     PeerResponse::Refused(b) => Err(b.message),

@@ -162,3 +162,63 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
     let (r, ()) = tokio::join!(send, answer);
     assert!(matches!(r, Ok(PeerResponse::Refused(ref b)) if b.code == ErrorCode::PermissionDenied), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_by_a_running_node() {
+    init();
+    let t = TestTracker::start().await;
+    t.add_user("alice", PW).await;
+    t.add_user("bob", PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pa = dir.path().join("alice");
+    session::login(&Profile::new(&pa), &t.address(), &t.ca_path(), "alice", PW.into())
+        .await
+        .expect("alice")
+        .client
+        .close();
+    let mut alice = skein_tests::Proc::spawn(
+        &skein_tests::bin("skein"),
+        &["--profile", pa.to_str().expect("utf-8"), "daemon", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    alice.wait_line(Duration::from_secs(30), "alice connected", |l| l.contains("\"type\":\"connected\"")).await;
+
+    let pb = Profile::new(dir.path().join("bob"));
+    let bob = session::login(&pb, &t.address(), &t.ca_path(), "bob", PW.into()).await.expect("bob");
+    let org_key = PublicKey::from_hex(&bob.saved.org_signing_key).expect("org key");
+    let alice_info = skein_tests::wait_for(Duration::from_secs(20), "alice's addresses", || {
+        let c = bob.client.clone();
+        async move {
+            match c.request(skein_proto::control::Request::LookupPeer { user: "alice".into() }).await {
+                Ok(skein_proto::control::Response::Peer(p)) if !p.online.is_empty() => Some(p),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let dev = &alice_info.online[0];
+    let alice_peer = PeerId::from_bytes(&dev.cert.body.peer_id).expect("peer id");
+    let addrs: Vec<Multiaddr> = dev.addresses.listen.iter().filter_map(|a| a.parse().ok()).collect();
+
+    // Before revocation bob is accepted...
+    let (bob_mesh, _ev) =
+        Mesh::start(pb.device().expect("device").keypair, bob.saved.cert().expect("cert"), org_key, config())
+            .expect("mesh");
+    bob_mesh.connect(alice_peer, addrs.clone()).await.expect("bob is accepted while his device is valid");
+    drop(bob_mesh);
+
+    // ...after it, the same certificate (still unexpired) gets nothing.
+    let store = t.store().await;
+    let device = pb.device().expect("device").device_id.0;
+    skein_tracker::admin::revoke_device(&store, "bob", device).await.expect("revoke");
+    let (bob_mesh, _ev) =
+        Mesh::start(pb.device().expect("device").keypair, bob.saved.cert().expect("cert"), org_key, config())
+            .expect("mesh");
+    let r = bob_mesh.connect(alice_peer, addrs).await;
+    assert!(matches!(r, Err(MeshError::Refused(_) | MeshError::Unreachable(_))), "{r:?}");
+    alice
+        .wait_next(Duration::from_secs(10), "alice to refuse bob", |l| {
+            l.contains("peer_refused") && l.contains("revoked")
+        })
+        .await;
+}

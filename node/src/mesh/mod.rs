@@ -46,6 +46,9 @@ pub struct MeshConfig {
     pub agent: String,
     /// How long [`Mesh::connect`] waits for a verified connection.
     pub connect_timeout: Duration,
+    /// Ask the owner ([`MeshEvent::Confirm`]) before accepting a peer whose
+    /// certificate verified, so revoked devices can be refused.
+    pub confirm: bool,
 }
 
 impl Default for MeshConfig {
@@ -55,6 +58,7 @@ impl Default for MeshConfig {
             direct: true,
             agent: crate::session::AGENT.to_owned(),
             connect_timeout: Duration::from_secs(10),
+            confirm: false,
         }
     }
 }
@@ -88,6 +92,16 @@ pub enum MeshEvent {
         peer: PeerId,
         /// Why.
         reason: String,
+    },
+    /// A peer's certificate verified; answer whether it is still valid
+    /// (not revoked). Only with [`MeshConfig::confirm`].
+    Confirm {
+        /// The peer.
+        peer: PeerId,
+        /// Who it claims to be.
+        verified: Verified,
+        /// `true` to accept.
+        reply: oneshot::Sender<bool>,
     },
     /// The relay reservation ended; ask again with [`Mesh::listen_relay`].
     RelayLost {
@@ -215,6 +229,8 @@ enum Outbound {
 }
 
 type Answer = Pin<Box<dyn std::future::Future<Output = (ResponseChannel<PeerResponse>, Option<PeerResponse>)> + Send>>;
+type Confirmation =
+    Pin<Box<dyn std::future::Future<Output = (PeerId, Option<ResponseChannel<PeerResponse>>, Verified, bool)> + Send>>;
 
 struct Actor {
     swarm: Swarm<NodeBehaviour>,
@@ -226,6 +242,7 @@ struct Actor {
     outbound: HashMap<OutboundRequestId, Outbound>,
     waiting: HashMap<PeerId, Vec<(Instant, oneshot::Sender<Result<PeerSummary, MeshError>>)>>,
     answers: FuturesUnordered<Answer>,
+    confirmations: FuturesUnordered<Confirmation>,
     relay: Option<(ListenerId, PeerId, Multiaddr)>,
     listen: HashSet<Multiaddr>,
     observed: Vec<Multiaddr>,
@@ -250,6 +267,7 @@ impl Actor {
             outbound: HashMap::new(),
             waiting: HashMap::new(),
             answers: FuturesUnordered::new(),
+            confirmations: FuturesUnordered::new(),
             relay: None,
             listen: HashSet::new(),
             observed: Vec::new(),
@@ -269,6 +287,9 @@ impl Actor {
                 Some((channel, answer)) = self.answers.next(), if !self.answers.is_empty() => {
                     let resp = answer.unwrap_or_else(|| refused(ErrorCode::Internal, "the node could not answer"));
                     let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
+                }
+                Some((peer, channel, v, ok)) = self.confirmations.next(), if !self.confirmations.is_empty() => {
+                    self.confirmed(peer, channel, v, ok);
                 }
                 _ = tick.tick() => self.expire_waits(),
             }
@@ -391,6 +412,34 @@ impl Actor {
             return Err("the certificate belongs to another PeerId".into());
         }
         Ok(Verified { user: body.user.clone(), device: body.device_id, cert: hello.cert.clone() })
+    }
+
+    /// Accepts a verified peer, after asking the owner when configured to.
+    fn accept(&mut self, peer: PeerId, channel: Option<ResponseChannel<PeerResponse>>, v: Verified) {
+        if !self.config.confirm {
+            self.confirmed(peer, channel, v, true);
+            return;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.emit(MeshEvent::Confirm { peer, verified: v.clone(), reply });
+        self.confirmations.push(Box::pin(async move { (peer, channel, v, rx.await.unwrap_or(false)) }));
+    }
+
+    fn confirmed(&mut self, peer: PeerId, channel: Option<ResponseChannel<PeerResponse>>, v: Verified, ok: bool) {
+        if ok {
+            if let Some(channel) = channel {
+                let mine = PeerResponse::Hello(self.hello());
+                let _ = self.swarm.behaviour_mut().peer.send_response(channel, mine);
+            }
+            self.verified(peer, v);
+        } else {
+            let why = "the device certificate was revoked".to_owned();
+            if let Some(channel) = channel {
+                let _ =
+                    self.swarm.behaviour_mut().peer.send_response(channel, refused(ErrorCode::PermissionDenied, &why));
+            }
+            self.refuse(peer, why);
+        }
     }
 
     fn verified(&mut self, peer: PeerId, v: Verified) {
@@ -519,7 +568,7 @@ impl Actor {
                         self.peers.set_hello_in_flight(p, false);
                         match response {
                             PeerResponse::Hello(h) => match self.verify(&p, &h) {
-                                Ok(v) => self.verified(p, v),
+                                Ok(v) => self.accept(p, None, v),
                                 Err(why) => self.refuse(p, why),
                             },
                             PeerResponse::Refused(b) => {
@@ -563,11 +612,7 @@ impl Actor {
     ) {
         match req {
             PeerRequest::Hello(h) => match self.verify(&peer, &h) {
-                Ok(v) => {
-                    let mine = PeerResponse::Hello(self.hello());
-                    let _ = self.swarm.behaviour_mut().peer.send_response(channel, mine);
-                    self.verified(peer, v);
-                }
+                Ok(v) => self.accept(peer, Some(channel), v),
                 Err(why) => {
                     let _ = self
                         .swarm
