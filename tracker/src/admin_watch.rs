@@ -1,19 +1,22 @@
-//! Follows admin events in the store and ends the affected live sessions.
+//! Follows admin events in the store and ends the affected live sessions
+//! and relay access.
 //!
 //! Admin commands may run in another process (or on another tracker sharing
 //! the database), so the store is the meeting point: this task polls
-//! `admin_events` and tells the hub which sessions to close.
+//! `admin_events`, tells the hub which sessions to close, and takes relay
+//! access away from disabled users' and revoked devices.
 
 use crate::admin::{EVENT_DEVICE_REVOKED, EVENT_SESSIONS_REVOKED, EVENT_USER_DISABLED};
 use crate::hub::{Hub, SessionFilter};
-use crate::store::Store;
+use crate::relay::{self, Relay};
+use crate::store::{AdminEvent, Store};
 use skein_proto::bytes::DeviceId;
 use skein_proto::{ErrorBody, ErrorCode};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Polls for admin events every `every` until `shutdown`.
-pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: CancellationToken) {
+pub async fn run(store: Store, hub: Hub, relay: Relay, every: Duration, shutdown: CancellationToken) {
     let mut seq = match store.last_event_seq().await {
         Ok(s) => s,
         Err(e) => {
@@ -38,6 +41,7 @@ pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: Cancellation
         };
         for ev in events {
             seq = seq.max(ev.seq);
+            revoke_relay_access(&store, &relay, &ev).await;
             let at = u64::try_from(ev.at_ms).unwrap_or(0);
             let (filter, reason) = match ev.kind.as_str() {
                 EVENT_USER_DISABLED => (
@@ -65,5 +69,18 @@ pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: Cancellation
                 tracing::info!(kind = %ev.kind, user_id = ev.user_id, sessions = n, "ended live sessions after admin change");
             }
         }
+    }
+}
+
+/// Disabled users and revoked devices lose the relay at once, not only at
+/// the next allow-list refresh.
+async fn revoke_relay_access(store: &Store, relay: &Relay, ev: &AdminEvent) {
+    let result = match (ev.kind.as_str(), ev.device_id) {
+        (EVENT_USER_DISABLED, _) => relay::sync::revoke_user(store, relay, ev.user_id).await.map(|_| ()),
+        (EVENT_DEVICE_REVOKED, Some(d)) => relay::sync::revoke_device(store, relay, ev.user_id, d).await.map(|_| ()),
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, kind = %ev.kind, user_id = ev.user_id, "could not revoke relay access; the next refresh will");
     }
 }

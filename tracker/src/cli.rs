@@ -231,6 +231,8 @@ async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
     let running = Tracker::start(cfg.clone()).await?;
     let port = running.local_addr().port();
     println!("Tracker serving on UDP {} (data in {dir}, store {})", running.local_addr(), redact(&cfg.database_url()));
+    let relay = running.relay();
+    println!("Relay serving on UDP {} as {}", relay.port(), relay.peer_id());
     println!("Add a user:  SKEIN_PASSWORD=... skein-tracker user add alice --data {dir}");
     println!(
         "Log in:      SKEIN_PASSWORD=... skein --profile ~/.skein/alice login --tracker 127.0.0.1:{port} --ca {} --user alice",

@@ -4,6 +4,7 @@
 //! flags onto it, in that order of precedence from lowest (see `cli.rs`).
 
 use crate::auth::PasswordCost;
+use crate::relay::RelayLimits;
 use crate::throttle::ThrottlePolicy;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct TrackerConfig {
     pub listen: SocketAddr,
     /// Relay UDP address.
     pub relay_listen: SocketAddr,
+    /// What the relay serves: circuit lifetime and size, counts.
+    pub relay: RelayLimits,
     /// Extra DNS names or IPs for the tracker certificate, used at first initialisation.
     pub public_addrs: Vec<String>,
     /// Store URL; `None` means SQLite at `DATA/tracker.db`.
@@ -82,6 +85,7 @@ impl TrackerConfig {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_CONTROL_PORT)),
             relay_listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_RELAY_PORT)),
+            relay: RelayLimits::default(),
             public_addrs: Vec::new(),
             database: None,
             org: "Skein".into(),
@@ -112,6 +116,12 @@ impl TrackerConfig {
     /// Sets the relay address.
     pub fn relay_listen(mut self, addr: SocketAddr) -> Self {
         self.relay_listen = addr;
+        self
+    }
+
+    /// Sets the relay limits.
+    pub fn relay_limits(mut self, limits: RelayLimits) -> Self {
+        self.relay = limits;
         self
     }
 
@@ -175,6 +185,11 @@ impl TrackerConfig {
     pub fn tracker_key_path(&self) -> PathBuf {
         self.data_dir.join("tracker.key")
     }
+
+    /// Path of the relay's libp2p identity.
+    pub fn relay_key_path(&self) -> PathBuf {
+        self.data_dir.join("relay.key")
+    }
 }
 
 /// The SQLite URL for a data directory.
@@ -217,6 +232,16 @@ pub struct FileConfig {
     pub mailbox_max_bytes: Option<i64>,
     /// Mailbox item age limit in days.
     pub mailbox_max_age_days: Option<u64>,
+    /// Longest life of a relayed circuit, in seconds (default 86400).
+    pub relay_max_circuit_secs: Option<u64>,
+    /// Bytes per relayed circuit and direction; 0 = no limit (the default).
+    pub relay_max_circuit_bytes: Option<u64>,
+    /// Relayed circuits open at once (default 10000).
+    pub relay_max_circuits: Option<usize>,
+    /// Relayed circuits per device (default 64).
+    pub relay_max_circuits_per_peer: Option<usize>,
+    /// Relay reservations held at once (default 10000).
+    pub relay_max_reservations: Option<usize>,
 }
 
 impl FileConfig {
@@ -269,6 +294,21 @@ impl FileConfig {
         if let Some(v) = self.mailbox_max_age_days {
             cfg.mailbox.max_age = secs(v * 86400);
         }
+        if let Some(v) = self.relay_max_circuit_secs {
+            cfg.relay.max_circuit_duration = secs(v.max(1));
+        }
+        if let Some(v) = self.relay_max_circuit_bytes {
+            cfg.relay.max_circuit_bytes = v;
+        }
+        if let Some(v) = self.relay_max_circuits {
+            cfg.relay.max_circuits = v;
+        }
+        if let Some(v) = self.relay_max_circuits_per_peer {
+            cfg.relay.max_circuits_per_peer = v;
+        }
+        if let Some(v) = self.relay_max_reservations {
+            cfg.relay.max_reservations = v;
+        }
         cfg
     }
 }
@@ -286,6 +326,12 @@ mod tests {
         assert_eq!(cfg.listen.port(), 9000);
         assert_eq!(cfg.idle_timeout, Duration::from_secs(5));
         assert_eq!(cfg.relay_listen.port(), DEFAULT_RELAY_PORT);
+        assert_eq!(cfg.relay, RelayLimits::default());
+        std::fs::write(&p, "relay_max_circuit_secs = 3600\nrelay_max_circuit_bytes = 1073741824\nrelay_max_circuits = 50\nrelay_max_circuits_per_peer = 4\nrelay_max_reservations = 20\n").expect("write");
+        let cfg = FileConfig::load(&p).expect("load").apply(TrackerConfig::new("/d"));
+        assert_eq!(cfg.relay.max_circuit_duration, Duration::from_secs(3600));
+        assert_eq!(cfg.relay.max_circuit_bytes, 1 << 30);
+        assert_eq!((cfg.relay.max_circuits, cfg.relay.max_circuits_per_peer, cfg.relay.max_reservations), (50, 4, 20));
         std::fs::write(&p, "lisen = 1\n").expect("write");
         let err = FileConfig::load(&p).expect_err("typo must fail");
         assert!(err.contains("t.toml") && err.contains("lisen"), "{err}");

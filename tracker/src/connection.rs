@@ -70,7 +70,7 @@ async fn serve_inner(
         Ok(_) | Err(_) => {
             let reject = ErrorBody::new(ErrorCode::Malformed, "the first frame must be a hello");
             write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
-            let _ = send.finish();
+            finish(&mut send).await;
             return Ok(close::PROTOCOL);
         }
     };
@@ -84,7 +84,7 @@ async fn serve_inner(
             ),
         );
         write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
-        let _ = send.finish();
+        finish(&mut send).await;
         return Ok(close::PROTOCOL);
     }
     tracing::debug!(agent = %hello.agent, version, "hello");
@@ -108,7 +108,11 @@ async fn serve_inner(
                 break;
             }
         }
-        let _ = send.finish();
+        // Wait until the client has everything (a last response, a Reject or
+        // a session-ended notice) before the connection may be closed.
+        if send.finish().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        }
     });
     let mut ctx = ConnCtx { id, remote: conn.remote_address(), session: None, out, end: end.clone() };
     let code = request_loop(state, &mut ctx, &mut recv, shutdown).await;
@@ -177,6 +181,13 @@ async fn request_loop(
         if ctx.out.send(ServerFrame::Response { id, result }).await.is_err() {
             return Ok(close::DONE);
         }
+    }
+}
+
+/// Ends the send side and waits (briefly) until the client has it all.
+async fn finish(send: &mut quinn::SendStream) {
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
     }
 }
 

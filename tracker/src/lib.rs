@@ -4,6 +4,7 @@
 //! - [`server`] starts and stops a tracker ([`Tracker::start`]).
 //! - [`connection`] serves one client; [`requests`] answers its requests.
 //! - [`hub`] owns live sessions and [`presence`]; [`throttle`] limits failed logins.
+//! - [`relay`] runs the libp2p circuit relay for nodes that cannot hole-punch.
 //! - [`store`] keeps users, sessions, devices and the mailbox in SQLite or PostgreSQL.
 //! - [`admin`] holds the administrator operations; [`admin_watch`] applies
 //!   changes made by other processes to live sessions.
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod init;
 pub mod org;
 pub mod presence;
+pub mod relay;
 pub mod requests;
 pub mod server;
 pub mod state;

@@ -1,13 +1,15 @@
 //! Starting and stopping a tracker.
 //!
 //! [`Tracker::start`] opens the store, loads the organisation, binds the
-//! control-plane QUIC endpoint and spawns the accept loop, the hub and the
-//! admin watcher. [`RunningTracker::shutdown`] stops accepting, tells
-//! clients to reconnect elsewhere, drains and returns.
+//! control-plane QUIC endpoint and the relay, and spawns the accept loop,
+//! the hub, the relay with its allow-list refresh, and the admin watcher.
+//! [`RunningTracker::shutdown`] stops accepting, tells clients to reconnect
+//! elsewhere, stops the relay, drains and returns.
 
 use crate::config::TrackerConfig;
 use crate::hub::Hub;
 use crate::org::Org;
+use crate::relay::{self, Relay, RelayError, RelayOptions};
 use crate::state::State;
 use crate::store::Store;
 use crate::{admin_watch, connection, tls};
@@ -30,6 +32,9 @@ pub enum StartError {
     /// Certificates could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The relay could not start (its key, its address).
+    #[error(transparent)]
+    Relay(#[from] RelayError),
     /// The UDP port could not be bound.
     #[error(
         "cannot listen on UDP {addr}: {source}; is another tracker running there? Choose another address with --listen"
@@ -66,14 +71,24 @@ impl Tracker {
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let (relay, relay_task) = Relay::start(RelayOptions {
+            listen: config.relay_listen,
+            public_addrs: config.public_addrs.clone(),
+            limits: config.relay.clone(),
+            keypair: relay::identity::load_or_create(&config.relay_key_path())?,
+            allowed: relay::sync::valid_peers(&store).await?,
+        })
+        .await?;
         let (hub, hub_task) = Hub::spawn(4096);
         let shutdown = CancellationToken::new();
-        let state = Arc::new(State::new(config, store, org, hub.clone()));
+        let state = Arc::new(State::new(config, store, org, hub.clone(), relay.clone()));
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let _ = hub_task.await;
         });
-        tasks.spawn(admin_watch::run(state.store.clone(), hub, state.config.admin_poll, shutdown.clone()));
+        tasks.spawn(relay_task.run(shutdown.clone()));
+        tasks.spawn(relay::sync::run(state.store.clone(), relay.clone(), relay::sync::REFRESH_EVERY, shutdown.clone()));
+        tasks.spawn(admin_watch::run(state.store.clone(), hub, relay, state.config.admin_poll, shutdown.clone()));
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
@@ -85,6 +100,11 @@ impl RunningTracker {
     /// The control-plane address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The relay's handle: its PeerId, port and byte counts.
+    pub fn relay(&self) -> &Relay {
+        &self.state.relay
     }
 
     /// The shared state (for tests and the admin API).

@@ -1,10 +1,11 @@
 //! What every connection task shares: configuration, store, organisation,
-//! the hub handle and the login throttles.
+//! the hub and relay handles and the login throttles.
 
 use crate::config::TrackerConfig;
 use crate::hub::Hub;
 use crate::org::Org;
 use crate::presence::ConnId;
+use crate::relay::Relay;
 use crate::store::Store;
 use crate::throttle::Throttle;
 use std::net::IpAddr;
@@ -32,6 +33,8 @@ pub struct State {
     pub org: Org,
     /// The live-session and presence hub.
     pub hub: Hub,
+    /// The relay.
+    pub relay: Relay,
     /// Login throttles.
     pub throttles: Mutex<Throttles>,
     next_conn: AtomicU64,
@@ -39,12 +42,12 @@ pub struct State {
 
 impl State {
     /// Assembles the shared state.
-    pub fn new(config: TrackerConfig, store: Store, org: Org, hub: Hub) -> Self {
+    pub fn new(config: TrackerConfig, store: Store, org: Org, hub: Hub, relay: Relay) -> Self {
         let throttles = Throttles {
             accounts: Throttle::new(config.account_throttle.clone()),
             addresses: Throttle::new(config.address_throttle.clone()),
         };
-        Self { config, store, org, hub, throttles: Mutex::new(throttles), next_conn: AtomicU64::new(1) }
+        Self { config, store, org, hub, relay, throttles: Mutex::new(throttles), next_conn: AtomicU64::new(1) }
     }
 
     /// A fresh connection id.

@@ -1,5 +1,5 @@
-//! Helpers for tests (feature `test-utils`): a real tracker on
-//! `127.0.0.1:0` in a temporary directory, users made directly in its
+//! Helpers for tests (feature `test-utils`): a real tracker (control plane
+//! and relay) on `127.0.0.1:0` in a temporary directory, users made directly in its
 //! store, and [`wait_for`] to wait on a condition instead of sleeping.
 
 use crate::auth::PasswordCost;
@@ -40,6 +40,7 @@ impl TestTracker {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = TrackerConfig::new(dir.path())
             .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .relay_listen(SocketAddr::from(([127, 0, 0, 1], 0)))
             .idle_timeout(Duration::from_secs(3))
             .password_cost(test_password_cost());
         config.admin_poll = Duration::from_millis(200);

@@ -513,6 +513,21 @@ async fn case_devices(store: Store) {
     assert_eq!(store.devices_of(alice.id, false).await.unwrap(), vec![renewed.clone()]);
     assert_eq!(store.devices_of(alice.id, true).await.unwrap().len(), 2);
     assert_eq!(store.devices_of(bob.id, false).await.unwrap().len(), 1);
+
+    // The relay's allow-list: valid, unrevoked devices of enabled users.
+    let valid = |now| {
+        let store = store.clone();
+        async move { store.valid_peer_ids(now).await.unwrap() }
+    };
+    assert_eq!(valid(80_000).await, vec![b"peer-1".to_vec(), b"peer-b".to_vec()]);
+    assert_eq!(valid(100_000).await, vec![b"peer-1".to_vec()]);
+    assert_eq!(valid(190_000).await, Vec::<Vec<u8>>::new());
+    store.set_disabled("bob", true).await.unwrap();
+    assert_eq!(valid(80_000).await, vec![b"peer-1".to_vec()]);
+    // A PeerId revoked on one device is refused on every device.
+    store.upsert_device(device(bob.id, 3, b"peer-2")).await.unwrap();
+    store.set_disabled("bob", false).await.unwrap();
+    assert_eq!(valid(80_000).await, vec![b"peer-1".to_vec(), b"peer-b".to_vec()]);
 }
 
 async fn case_next_serial_concurrent(store: Store) {

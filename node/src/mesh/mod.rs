@@ -512,7 +512,14 @@ impl Actor {
                 if Some(peer_id) == self.relay_peer() {
                     return;
                 }
-                let remote = endpoint.get_remote_address().clone();
+                // On the listening side of a relayed connection the circuit
+                // (relay address + /p2p-circuit) is the local address.
+                let remote = match &endpoint {
+                    libp2p::core::ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
+                        local_addr.clone()
+                    }
+                    _ => endpoint.get_remote_address().clone(),
+                };
                 let before = self.peers.summary(&peer_id).map(|s| s.path);
                 self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed());
                 if endpoint.is_dialer() && !self.peers.is_verified(&peer_id) && !self.peers.hello_in_flight(&peer_id) {

@@ -1,10 +1,12 @@
 //! Admin requests over the control plane; the operations themselves live in
-//! [`crate::admin`] and are shared with the admin CLI.
+//! [`crate::admin`] and are shared with the admin CLI. Disabling a user or
+//! revoking a device also ends their relay access here, at once.
 
-use super::ConnCtx;
+use super::{ConnCtx, store_error};
 use crate::admin;
 use crate::clock::now_ms;
 use crate::hub::SessionFilter;
+use crate::relay;
 use crate::state::State;
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{AdminRequest, AdminResponse, Response};
@@ -26,6 +28,9 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
         }
         AdminRequest::SetDisabled { user, disabled } => {
             let u = admin::set_disabled(store, &user, disabled).await?;
+            if disabled {
+                relay::sync::revoke_user(store, &state.relay, u.id).await.map_err(store_error)?;
+            }
             disabled.then(|| {
                 (
                     SessionFilter::User(u.id),
@@ -46,6 +51,7 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
         }
         AdminRequest::RevokeDevice { user, device_id } => {
             let u = admin::revoke_device(store, &user, device_id.0).await?;
+            relay::sync::revoke_device(store, &state.relay, u.id, device_id.0).await.map_err(store_error)?;
             Some((
                 SessionFilter::Device(u.id, DeviceId(device_id.0)),
                 ErrorBody::new(ErrorCode::SessionRevoked, "this device was revoked by an administrator"),

@@ -12,7 +12,7 @@ use crate::hub::LiveSession;
 use crate::presence::ConnId;
 use crate::state::State;
 use crate::store::StoreError;
-use skein_proto::control::{Request, Response, ServerFrame};
+use skein_proto::control::{RelayInfo, Request, Response, ServerFrame};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::net::SocketAddr;
 use tokio::sync::mpsc;
@@ -74,9 +74,21 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::Admin(a) => admin::handle(state, ctx, a).await,
         Request::RelayInfo => {
             ctx.authed()?;
-            Err(ErrorBody::new(ErrorCode::Unavailable, "this tracker runs no relay"))
+            Ok(relay_info(state))
         }
     }
+}
+
+/// Where this tracker's relay is: its PeerId, port and the addresses nodes
+/// should dial (IPs first, without `/p2p/`; empty means the control plane's
+/// host at `port`).
+fn relay_info(state: &State) -> Response {
+    let relay = &state.relay;
+    Response::Relay(RelayInfo {
+        peer_id: relay.peer_id().to_bytes(),
+        port: relay.port(),
+        addrs: relay.advertised().iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// Maps a store failure to an answer; internal details go to the log only.

@@ -1,13 +1,15 @@
 //! Login, resume, logout and password change.
 //!
 //! A successful login or resume issues a fresh device certificate, records
-//! the device, and registers the connection with the hub. Resume rotates the
+//! the device, allows its PeerId on the relay, and registers the connection
+//! with the hub. Resume rotates the
 //! token: the old one stops working the moment the new one is handed out.
 
 use super::{Authed, ConnCtx, store_error};
 use crate::auth::{check_password_policy, hash_password, new_token, token_hash, verify_password};
 use crate::clock::now_ms;
 use crate::hub::{LiveSession, SessionFilter};
+use crate::relay;
 use crate::state::State;
 use crate::store::{DeviceRecord, SessionRecord, UserRecord};
 use skein_proto::control::{DeviceHello, Login, PresenceStatus, Response, Resume, Session, UserEntry};
@@ -204,6 +206,8 @@ async fn establish(
         })
         .await
         .map_err(store_error)?;
+    // In force before the client sees its certificate, so it can reserve at once.
+    relay::sync::allow_bytes(&state.relay, &device.peer_id).await;
     let live = LiveSession {
         user_id: user.id,
         user: user.name.clone(),

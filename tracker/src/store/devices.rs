@@ -115,6 +115,22 @@ impl Store {
         Ok(hit.is_some())
     }
 
+    /// The PeerIds (binary) that may use the relay at `now_ms`: devices with
+    /// an unexpired certificate that are not revoked, of enabled users, and
+    /// whose PeerId was never revoked on any device. Each PeerId once.
+    pub async fn valid_peer_ids(&self, now_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT DISTINCT d.peer_id FROM devices d JOIN users u ON u.id = d.user_id \
+             WHERE d.revoked = 0 AND d.cert_expires_at_ms > $1 AND u.disabled = 0 \
+               AND NOT EXISTS (SELECT 1 FROM devices r WHERE r.peer_id = d.peer_id AND r.revoked = 1) \
+             ORDER BY d.peer_id",
+        )
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
     /// The next certificate serial number: 1, 2, 3, … Unique across all
     /// processes sharing the database (a single atomic `UPDATE … RETURNING`).
     pub async fn next_serial(&self) -> Result<u64, StoreError> {

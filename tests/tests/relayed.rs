@@ -1,0 +1,69 @@
+//! Relay fallback on loopback: with direct dialing disabled (`--relay-only`)
+//! two daemons still exchange messages, through the tracker's relay, and
+//! `skein peers` says so.
+
+use serde_json::Value;
+use skein_node::profile::Profile;
+use skein_node::session;
+use skein_tests::{Proc, TestTracker, bin, init, skein};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+const T: Duration = Duration::from_secs(30);
+
+async fn profile(t: &TestTracker, dir: &Path, user: &str) -> PathBuf {
+    let p = dir.join(user);
+    session::login(&Profile::new(&p), &t.address(), &t.ca_path(), user, PW.into()).await.expect("login").client.close();
+    p
+}
+
+fn relay_only_daemon(p: &Path) -> Proc {
+    Proc::spawn(
+        &bin("skein"),
+        &["--profile", p.to_str().expect("utf-8"), "daemon", "--listen", "127.0.0.1:0", "--relay-only"],
+        &[],
+    )
+}
+
+#[tokio::test]
+async fn relay_only_daemons_talk_through_the_tracker_relay() {
+    init();
+    let t = TestTracker::start().await;
+    t.add_user("alice", PW).await;
+    t.add_user("bob", PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pa = profile(&t, dir.path(), "alice").await;
+    let pb = profile(&t, dir.path(), "bob").await;
+    let mut alice = relay_only_daemon(&pa);
+    let mut bob = relay_only_daemon(&pb);
+    alice.wait_line(T, "alice connected", |l| l.contains("\"type\":\"connected\"")).await;
+    bob.wait_line(T, "bob connected", |l| l.contains("\"type\":\"connected\"")).await;
+
+    // Until bob's relayed address is known to the tracker, sends are queued.
+    let mut path = String::new();
+    for _ in 0..100 {
+        let (ok, out, err) = skein(&pa, &["send", "bob", "via the relay"], None).await;
+        assert!(ok, "{err}");
+        path = out.trim().to_owned();
+        if path != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "relayed");
+    bob.wait_line(T, "bob gets the relayed message", |l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|v| v["type"] == "message" && v["text"] == "via the relay" && v["path"] == "relayed")
+    })
+    .await;
+    let (ok, out, err) = skein(&pa, &["peers", "--json"], None).await;
+    assert!(ok, "{err}");
+    let peers: Value = serde_json::from_str(&out).expect("peers JSON");
+    let bob_entry = peers.as_array().and_then(|a| a.iter().find(|p| p["user"] == "bob")).cloned().expect("bob listed");
+    assert_eq!(bob_entry["path"], "relayed");
+    assert!(bob_entry["remote"].as_str().is_some_and(|r| r.contains("p2p-circuit")), "{bob_entry}");
+
+    let stats = t.running().relay().stats().await;
+    assert!(stats.total_relayed_bytes > 0, "the tracker counted the relayed bytes: {stats:?}");
+}
