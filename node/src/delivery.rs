@@ -131,6 +131,18 @@ impl Sender {
                 }
             }
         }
+        // Peers we are still connected to, whose tracker session may be
+        // down for a moment (a tracker restart), are tried directly too.
+        for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
+            if reached.contains(&p.device) {
+                continue;
+            }
+            if let Ok(PeerResponse::Stored { .. } | PeerResponse::Ok) = self.mesh.request(p.peer, direct.clone()).await
+            {
+                best = better(best, p.path);
+                reached.push(p.device);
+            }
+        }
         let rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
         if !rest.is_empty() {
             self.mailbox(user, id, &sealed, &rest).await?;

@@ -95,19 +95,7 @@ impl Proc {
         if let Some(l) = self.seen.iter().find(|l| pred(l)) {
             return l.clone();
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Ok(None) => panic!("process ended before printing {what}; output so far: {:#?}", self.seen),
-                Err(_) => panic!("timed out waiting for {what}; output so far: {:#?}", self.seen),
-            }
-        }
+        self.wait_next(timeout, what, pred).await
     }
 
     /// Waits for a line satisfying `pred` among lines not yet seen.

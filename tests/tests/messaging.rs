@@ -39,6 +39,19 @@ async fn send(from: &Path, to: &str, text: &str) -> String {
     out.trim().to_owned()
 }
 
+/// Sends until the recipient's addresses are known to the tracker (until
+/// then a send is queued), and returns the first path that is not `queued`.
+async fn send_when_reachable(from: &Path, to: &str, text: &str) -> String {
+    for _ in 0..50 {
+        let path = send(from, to, text).await;
+        if path != "queued" {
+            return path;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    "queued".into()
+}
+
 async fn history(p: &Path, with: &str) -> Vec<Value> {
     let (ok, out, err) = skein(p, &["history", with, "--json"], None).await;
     assert!(ok, "history: {err}");
@@ -60,16 +73,7 @@ async fn direct_delivery_offline_mailbox_devices_and_receipts() {
     connected(&mut alice).await;
     connected(&mut bob).await;
 
-    // Wait until bob's addresses are known to the tracker, then send.
-    let mut path = String::new();
-    for _ in 0..50 {
-        path = send(&pa, "bob", "hi").await;
-        if path != "queued" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(path, "direct", "same-host peers talk directly");
+    assert_eq!(send_when_reachable(&pa, "bob", "hi").await, "direct", "same-host peers talk directly");
     bob.wait_line(T, "bob to print alice's message", |l| is_message(l, "alice", "hi")).await;
 
     let (ok, out, err) = skein(&pa, &["peers", "--json"], None).await;
@@ -184,15 +188,7 @@ async fn messages_sent_during_a_tracker_outage_arrive_after_it() {
     let mut bob = daemon(&pb);
     connected(&mut alice).await;
     connected(&mut bob).await;
-    let mut path = String::new();
-    for _ in 0..50 {
-        path = send(&pa, "bob", "before").await;
-        if path != "queued" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(path, "direct");
+    assert_eq!(send_when_reachable(&pa, "bob", "before").await, "direct");
     bob.wait_line(T, "the first message", |l| is_message(l, "alice", "before")).await;
 
     t.stop().await;
@@ -203,6 +199,7 @@ async fn messages_sent_during_a_tracker_outage_arrive_after_it() {
 
     t.restart().await;
     alice.wait_next(T, "alice to reconnect", |l| l.contains("\"type\":\"connected\"")).await;
+    bob.wait_next(T, "bob to reconnect", |l| l.contains("\"type\":\"connected\"")).await;
     assert_eq!(send(&pa, "bob", "after").await, "direct");
     bob.wait_line(T, "the message after the restart", |l| is_message(l, "alice", "after")).await;
     let h = history(&pb, "alice").await;
