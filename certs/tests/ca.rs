@@ -115,11 +115,11 @@ fn save_refuses_to_overwrite_without_force() {
 fn tracker_cert_has_the_sans_and_is_a_server_end_entity() {
     let dir = Dir::new();
     let ca = saved_ca(&dir, "Acme");
-    let tracker = issue(&ca, &dir, &["tracker.acme.example", "10.1.2.3", "fd00::7", "localhost", "127.0.0.1"]);
+    let tracker = issue(&ca, &dir, &["tracker.acme.example", "198.18.1.3", "fd00::7", "localhost", "127.0.0.1"]);
     let infos = show(&tracker).unwrap();
     assert_eq!(infos.len(), 1);
     let info = &infos[0];
-    for san in ["tracker.acme.example", "10.1.2.3", "fd00::7", "localhost", "127.0.0.1"] {
+    for san in ["tracker.acme.example", "198.18.1.3", "fd00::7", "localhost", "127.0.0.1"] {
         assert!(info.sans.iter().any(|s| s == san), "{san} missing from {:?}", info.sans);
     }
     assert!(!info.is_ca);

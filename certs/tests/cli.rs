@@ -58,7 +58,7 @@ fn create_issue_show_verify() {
         "--san",
         "tracker.acme.example",
         "--san",
-        "10.0.0.5",
+        "198.18.0.5",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mode = fs::metadata(out_dir.join("tracker.key")).unwrap().permissions().mode() & 0o777;
@@ -68,7 +68,7 @@ fn create_issue_show_verify() {
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let sans: Vec<&str> = json[0]["sans"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    for san in ["tracker.acme.example", "10.0.0.5", "localhost", "127.0.0.1"] {
+    for san in ["tracker.acme.example", "198.18.0.5", "localhost", "127.0.0.1"] {
         assert!(sans.contains(&san), "{san} not in {sans:?}");
     }
 

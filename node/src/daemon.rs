@@ -524,7 +524,16 @@ impl Node {
             }
             let r = match sender.send_message(&msg).await {
                 Ok(o) => json_ok(json!({"id": msg.id.to_hex(), "path": o.as_str()})),
-                Err(e) => ControlReply::err("unavailable", e),
+                Err(e) => {
+                    // Kept queued and retried later, unless it can never be delivered.
+                    if let crate::delivery::SendError::NoSuchUser(_) = e {
+                        let _ =
+                            sender.history.set_outgoing_state(msg.id, OutState::Failed, crate::now_ms(), None).await;
+                        ControlReply::err("not_found", e.to_string())
+                    } else {
+                        ControlReply::err("unavailable", e.to_string())
+                    }
+                }
             };
             let _ = reply.send(r);
         });

@@ -12,6 +12,7 @@ use crate::mesh::{Mesh, Path};
 use crate::seal;
 use crate::tracker_client::TrackerClient;
 use libp2p::{Multiaddr, PeerId};
+use skein_proto::ErrorCode;
 use skein_proto::bytes::{DeviceId, MailId};
 use skein_proto::control::{MailboxPut, PeerInfo, Request, Response, SealedItem};
 use skein_proto::device::DeviceCert;
@@ -38,6 +39,18 @@ impl Outcome {
             Self::Queued => "queued",
         }
     }
+}
+
+/// Why a send did not reach anyone.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The tracker knows no such user; the message can never be delivered.
+    #[error("{0}")]
+    NoSuchUser(String),
+    /// Nothing could take it now; it stays queued and is retried.
+    #[error("{0}")]
+    NotNow(String),
 }
 
 /// What sending needs.
@@ -68,15 +81,21 @@ fn addrs_of(info: &skein_proto::control::DeviceInfo) -> Vec<Multiaddr> {
 }
 
 impl Sender {
-    async fn lookup(&self, user: &str) -> Option<PeerInfo> {
-        let client = self.tracker.as_ref()?;
+    /// The user's devices. `Ok(None)` when the tracker cannot be asked
+    /// (not connected, or the request failed in transit); an error when the
+    /// tracker answers that there is no such user.
+    async fn lookup(&self, user: &str) -> Result<Option<PeerInfo>, SendError> {
+        let Some(client) = self.tracker.as_ref() else { return Ok(None) };
         match client.request(Request::LookupPeer { user: user.to_owned() }).await {
-            Ok(Response::Peer(p)) => Some(p),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::info!(%user, error = %e, "lookup failed");
-                None
-            }
+            Ok(Response::Peer(p)) => Ok(Some(p)),
+            Ok(_) => Ok(None),
+            Err(e) => match e.body() {
+                Some(b) if b.code == ErrorCode::NotFound => Err(SendError::NoSuchUser(b.message.clone())),
+                _ => {
+                    tracing::info!(%user, error = %e, "lookup failed");
+                    Ok(None)
+                }
+            },
         }
     }
 
@@ -89,9 +108,9 @@ impl Sender {
         id: MailId,
         direct: PeerRequest,
         sealed: SealedPayload,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, SendError> {
         let my_peer = self.mesh.peer_id();
-        let Some(info) = self.lookup(user).await else {
+        let Some(info) = self.lookup(user).await? else {
             // No tracker: use peers we already know.
             let mut best = None;
             for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
@@ -145,14 +164,14 @@ impl Sender {
         }
         let rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
         if !rest.is_empty() {
-            self.mailbox(user, id, &sealed, &rest).await?;
+            self.mailbox(user, id, &sealed, &rest).await.map_err(SendError::NotNow)?;
         }
         match best {
             Some(p) => Ok(outcome_of(p)),
             None if !rest.is_empty() => Ok(Outcome::Queued),
-            None if info.known.iter().all(|c| c.body.device_id == self.device) => {
-                Err(format!("{user} has not logged in on any device yet; the message is kept and sent when they do"))
-            }
+            None if info.known.iter().all(|c| c.body.device_id == self.device) => Err(SendError::NotNow(format!(
+                "{user} has not logged in on any device yet; the message is kept and sent when they do"
+            ))),
             None => Ok(Outcome::Queued),
         }
     }
@@ -179,7 +198,7 @@ impl Sender {
 
     /// Sends a stored outgoing message to its recipient and to this user's
     /// other devices, and records the outcome in the history.
-    pub async fn send_message(&self, msg: &ChatMessage) -> Result<Outcome, String> {
+    pub async fn send_message(&self, msg: &ChatMessage) -> Result<Outcome, SendError> {
         let out = self
             .fan_out(&msg.to_user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()))
             .await;
@@ -206,7 +225,7 @@ impl Sender {
     }
 
     /// Sends a receipt to every device of `user`.
-    pub async fn send_receipt(&self, user: &str, receipt: Receipt) -> Result<Outcome, String> {
+    pub async fn send_receipt(&self, user: &str, receipt: Receipt) -> Result<Outcome, SendError> {
         let mut id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
         self.fan_out(user, MailId(id), PeerRequest::Receipt(receipt.clone()), SealedPayload::Receipt(receipt)).await

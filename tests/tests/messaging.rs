@@ -73,6 +73,8 @@ async fn direct_delivery_offline_mailbox_devices_and_receipts() {
     connected(&mut alice).await;
     connected(&mut bob).await;
 
+    let (ok, _, err) = skein(&pa, &["send", "nobody", "hello?"], None).await;
+    assert!(!ok && err.contains("no user named nobody"), "sending to an unknown user fails: {err}");
     assert_eq!(send_when_reachable(&pa, "bob", "hi").await, "direct", "same-host peers talk directly");
     bob.wait_line(T, "bob to print alice's message", |l| is_message(l, "alice", "hi")).await;
 

@@ -472,14 +472,22 @@ impl Actor {
     async fn swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
         match ev {
             SwarmEvent::NewListenAddr { listener_id, address } => {
-                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) || is_relayed(&address) {
+                if let Some((_, _, relay_addr)) = self.relay.as_ref().filter(|(id, _, _)| *id == listener_id) {
+                    // The relay announces the addresses it knows itself by,
+                    // which may be only loopback; peers reach it where we did.
+                    let me = *self.swarm.local_peer_id();
+                    self.relayed.insert(relay_addr.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(me)));
+                } else if is_relayed(&address) {
                     self.relayed.insert(address);
                 } else {
                     self.listen.insert(address);
                 }
                 self.addresses_changed();
             }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
+            SwarmEvent::ExpiredListenAddr { listener_id, address } => {
+                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) {
+                    self.relayed.clear();
+                }
                 self.relayed.remove(&address);
                 self.listen.remove(&address);
                 self.addresses_changed();

@@ -125,18 +125,18 @@ mod tests {
     #[test]
     fn specific_listen_ip_comes_first_and_names_last() {
         let public = vec!["tracker.example.org".into(), "203.0.113.7".into(), "2001:db8::1".into()];
-        let listen: IpAddr = "10.0.0.5".parse().expect("ip");
+        let listen: IpAddr = "198.18.0.5".parse().expect("ip");
         assert_eq!(
             strings(advertised_addrs(listen, &public, 7401)),
             [
-                "/ip4/10.0.0.5/udp/7401/quic-v1",
+                "/ip4/198.18.0.5/udp/7401/quic-v1",
                 "/ip4/203.0.113.7/udp/7401/quic-v1",
                 "/dns/tracker.example.org/udp/7401/quic-v1"
             ]
         );
         assert_eq!(
             strings(external_addrs(listen, &public, 7401)),
-            ["/ip4/10.0.0.5/udp/7401/quic-v1", "/ip4/203.0.113.7/udp/7401/quic-v1"]
+            ["/ip4/198.18.0.5/udp/7401/quic-v1", "/ip4/203.0.113.7/udp/7401/quic-v1"]
         );
     }
 
