@@ -387,7 +387,7 @@ impl Node {
             MeshEvent::Request { from, path, req, reply, .. } => {
                 let (history, me) = (self.history.clone(), self.me.clone());
                 tokio::spawn(async move {
-                    let (resp, ev) = inbox::handle_peer(&history, &me, &from, path.as_str(), req).await;
+                    let (resp, ev) = inbox::handle_peer(&history, &me, &from, path.as_str(), *req).await;
                     if let Some(ev) = ev {
                         emit(ev);
                     }

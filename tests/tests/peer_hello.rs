@@ -86,7 +86,8 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
     let real_org = OrgSigningKey::from_bytes(&seed).expect("org signing key");
     let now = skein_node::now_ms();
 
-    let cases: Vec<(&str, Box<dyn Fn(&PeerId) -> DeviceCert>)> = vec![
+    type MakeCert<'a> = Box<dyn Fn(&PeerId) -> DeviceCert + 'a>;
+    let cases: Vec<(&str, MakeCert)> = vec![
         (
             "a certificate signed by another organisation",
             Box::new(|p: &PeerId| OrgSigningKey::generate().sign(body("bob", p, now + 3_600_000))),
@@ -149,7 +150,8 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
                     let history = skein_node::history::History::open(&dir.path().join("alice-history.db"))
                         .await
                         .expect("history");
-                    let (resp, ev) = skein_node::inbox::handle_peer(&history, "alice", &from, path.as_str(), req).await;
+                    let (resp, ev) =
+                        skein_node::inbox::handle_peer(&history, "alice", &from, path.as_str(), *req).await;
                     assert!(ev.is_none(), "a spoofed message must not be shown");
                     let _ = reply.send(resp);
                     return;

@@ -99,7 +99,7 @@ pub enum MeshEvent {
         /// The peer.
         peer: PeerId,
         /// Who it claims to be.
-        verified: Verified,
+        verified: Box<Verified>,
         /// `true` to accept.
         reply: oneshot::Sender<bool>,
     },
@@ -111,13 +111,13 @@ pub enum MeshEvent {
     /// A verified peer asks something; answer on `reply`.
     Request {
         /// Who asks.
-        from: Verified,
+        from: Box<Verified>,
         /// The peer.
         peer: PeerId,
         /// The path it arrived on.
         path: Path,
         /// The request.
-        req: PeerRequest,
+        req: Box<PeerRequest>,
         /// Where the answer goes.
         reply: oneshot::Sender<PeerResponse>,
     },
@@ -228,6 +228,8 @@ enum Outbound {
     User(oneshot::Sender<Result<PeerResponse, MeshError>>),
 }
 
+/// A pending [`Mesh::connect`]: its deadline and where the answer goes.
+type Waiter = (Instant, oneshot::Sender<Result<PeerSummary, MeshError>>);
 type Answer = Pin<Box<dyn std::future::Future<Output = (ResponseChannel<PeerResponse>, Option<PeerResponse>)> + Send>>;
 type Confirmation =
     Pin<Box<dyn std::future::Future<Output = (PeerId, Option<ResponseChannel<PeerResponse>>, Verified, bool)> + Send>>;
@@ -240,7 +242,7 @@ struct Actor {
     events: mpsc::Sender<MeshEvent>,
     peers: Peers,
     outbound: HashMap<OutboundRequestId, Outbound>,
-    waiting: HashMap<PeerId, Vec<(Instant, oneshot::Sender<Result<PeerSummary, MeshError>>)>>,
+    waiting: HashMap<PeerId, Vec<Waiter>>,
     answers: FuturesUnordered<Answer>,
     confirmations: FuturesUnordered<Confirmation>,
     relay: Option<(ListenerId, PeerId, Multiaddr)>,
@@ -421,7 +423,7 @@ impl Actor {
             return;
         }
         let (reply, rx) = oneshot::channel();
-        self.emit(MeshEvent::Confirm { peer, verified: v.clone(), reply });
+        self.emit(MeshEvent::Confirm { peer, verified: Box::new(v.clone()), reply });
         self.confirmations.push(Box::pin(async move { (peer, channel, v, rx.await.unwrap_or(false)) }));
     }
 
@@ -492,17 +494,17 @@ impl Actor {
                 self.listen.remove(&address);
                 self.addresses_changed();
             }
-            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
-                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) {
-                    self.relay = None;
-                    self.relayed.clear();
-                    self.addresses_changed();
-                    let reason = match reason {
-                        Ok(()) => "the relay closed the reservation".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    self.emit(MeshEvent::RelayLost { reason });
-                }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. }
+                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) =>
+            {
+                self.relay = None;
+                self.relayed.clear();
+                self.addresses_changed();
+                let reason = match reason {
+                    Ok(()) => "the relay closed the reservation".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                self.emit(MeshEvent::RelayLost { reason });
             }
             SwarmEvent::NewExternalAddrCandidate { address } => {
                 let usable = !is_relayed(&address)
@@ -538,10 +540,10 @@ impl Actor {
                 }
                 if self.peers.is_verified(&peer_id) {
                     self.prefer_direct(peer_id);
-                    if let Some(s) = self.peers.summary(&peer_id) {
-                        if before != Some(s.path) {
-                            self.emit(MeshEvent::PathChanged(s));
-                        }
+                    if let Some(s) = self.peers.summary(&peer_id)
+                        && before != Some(s.path)
+                    {
+                        self.emit(MeshEvent::PathChanged(s));
                     }
                 }
             }
@@ -557,10 +559,10 @@ impl Actor {
                     _ => {}
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
-                if !self.peers.is_connected(&peer) {
-                    self.resolve_waits(&peer, Err(MeshError::Unreachable(error.to_string())));
-                }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
+                if !self.peers.is_connected(&peer) =>
+            {
+                self.resolve_waits(&peer, Err(MeshError::Unreachable(error.to_string())));
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Peer(ev)) => self.peer_event(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
@@ -645,7 +647,7 @@ impl Actor {
                 };
                 let path = self.peers.path_of_connection(&peer, conn);
                 let (reply, rx) = oneshot::channel();
-                self.emit(MeshEvent::Request { from, peer, path, req: other, reply });
+                self.emit(MeshEvent::Request { from: Box::new(from), peer, path, req: Box::new(other), reply });
                 self.answers.push(Box::pin(async move { (channel, rx.await.ok()) }));
             }
         }
