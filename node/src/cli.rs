@@ -14,7 +14,7 @@ use crate::session::{self, parse_status};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use skein_proto::control::{DirectoryQuery, Request, Response, Subscription};
+use skein_proto::control::{AdminRequest, AdminResponse, DirectoryQuery, Request, Response, Subscription};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -119,6 +119,12 @@ enum Command {
     },
     /// Log out: revoke this device's session (and stop its daemon).
     Logout,
+    /// Show what the tracker's relay has carried (administrators only).
+    RelayStats {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Logs to standard error; `RUST_LOG` selects what (default: warnings).
@@ -359,6 +365,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let path = d["path"].as_str().unwrap_or("?");
                     let depth = path.matches('/').count();
                     println!("{}{} ({})", "  ".repeat(depth), path.rsplit('/').next().unwrap_or(path), d["members"]);
+                }
+            }
+            Ok(())
+        }
+        Command::RelayStats { json } => {
+            let stats = match one_shot(&profile, Request::Admin(AdminRequest::RelayStats)).await? {
+                Response::Admin(AdminResponse::RelayStats(s)) => s,
+                other => bail!("unexpected answer from the tracker: {other:?}"),
+            };
+            let peer =
+                |b: &[u8]| libp2p::PeerId::from_bytes(b).map(|p| p.to_string()).unwrap_or_else(|_| hex::encode(b));
+            if json {
+                let peers: Vec<Value> =
+                    stats.peers.iter().map(|p| json!({"peer_id": peer(&p.peer_id), "rx": p.rx, "tx": p.tx})).collect();
+                let v = json!({
+                    "total_relayed_bytes": stats.total_relayed_bytes,
+                    "reservations": stats.reservations,
+                    "circuits": stats.circuits,
+                    "peers": peers,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "relayed {} bytes in total; {} reservations, {} circuits",
+                    stats.total_relayed_bytes, stats.reservations, stats.circuits
+                );
+                for p in &stats.peers {
+                    println!("{:<54} sent {:>12}  received {:>12}", peer(&p.peer_id), p.rx, p.tx);
                 }
             }
             Ok(())

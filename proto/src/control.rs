@@ -489,6 +489,8 @@ pub enum AdminRequest {
         /// The device.
         device_id: DeviceId,
     },
+    /// What this tracker's relay has carried.
+    RelayStats,
 }
 
 impl std::fmt::Debug for AdminRequest {
@@ -503,6 +505,7 @@ impl std::fmt::Debug for AdminRequest {
             Self::RevokeDevice { user, device_id } => {
                 f.debug_struct("RevokeDevice").field("user", user).field("device_id", device_id).finish()
             }
+            Self::RelayStats => f.write_str("RelayStats"),
         }
     }
 }
@@ -544,6 +547,32 @@ pub enum AdminResponse {
         /// How many.
         count: u32,
     },
+    /// Answer to [`AdminRequest::RelayStats`].
+    RelayStats(RelayStats),
+}
+
+/// Traffic through a tracker's relay since it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStats {
+    /// Bytes relayed in total (an upper bound: relay control traffic counts).
+    pub total_relayed_bytes: u64,
+    /// Peers holding a reservation now.
+    pub reservations: u32,
+    /// Circuits open now.
+    pub circuits: u32,
+    /// Per peer, most sent first.
+    pub peers: Vec<RelayPeerBytes>,
+}
+
+/// One peer's relayed traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayPeerBytes {
+    /// The peer's libp2p PeerId (binary form).
+    pub peer_id: Vec<u8>,
+    /// Bytes the peer sent through the relay.
+    pub rx: u64,
+    /// Bytes the peer received through the relay.
+    pub tx: u64,
 }
 
 /// The request id of an encoded [`ClientFrame::Request`], read without

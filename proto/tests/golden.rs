@@ -186,6 +186,7 @@ fn admin_request_index(v: &AdminRequest) -> usize {
         AdminRequest::SetPassword { .. } => 2,
         AdminRequest::AddDepartment { .. } => 3,
         AdminRequest::RevokeDevice { .. } => 4,
+        AdminRequest::RelayStats => 5,
     }
 }
 
@@ -193,6 +194,7 @@ fn admin_response_index(v: &AdminResponse) -> usize {
     match v {
         AdminResponse::Done => 0,
         AdminResponse::SessionsEnded { .. } => 1,
+        AdminResponse::RelayStats(_) => 2,
     }
 }
 
@@ -416,11 +418,24 @@ fn admin() {
                 AdminRequest::RevokeDevice { user: "carol".into(), device_id: device_id() },
                 "04056361726f6c10d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1",
             ),
+            (AdminRequest::RelayStats, "05"),
         ],
         admin_request_index,
     );
     golden_variants(
-        vec![(AdminResponse::Done, "00"), (AdminResponse::SessionsEnded { count: 3 }, "0103")],
+        vec![
+            (AdminResponse::Done, "00"),
+            (AdminResponse::SessionsEnded { count: 3 }, "0103"),
+            (
+                AdminResponse::RelayStats(RelayStats {
+                    total_relayed_bytes: 300,
+                    reservations: 2,
+                    circuits: 1,
+                    peers: vec![RelayPeerBytes { peer_id: peer_id(), rx: 200, tx: 100 }],
+                }),
+                "02ac020201010400240801c80164",
+            ),
+        ],
         admin_response_index,
     );
 }

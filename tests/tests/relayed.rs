@@ -66,4 +66,26 @@ async fn relay_only_daemons_talk_through_the_tracker_relay() {
 
     let stats = t.running().relay().stats().await;
     assert!(stats.total_relayed_bytes > 0, "the tracker counted the relayed bytes: {stats:?}");
+
+    // Administrators read the same counts from outside the tracker process.
+    let (ok, _, err) = skein(&pa, &["relay-stats", "--json"], None).await;
+    assert!(!ok && err.contains("administrator"), "members may not: {err}");
+    let store = t.store().await;
+    let boss = skein_proto::control::NewUser {
+        name: "boss".into(),
+        display_name: "Boss".into(),
+        password: PW.into(),
+        department: None,
+        title: None,
+        email: None,
+        phone: None,
+        admin: true,
+    };
+    skein_tracker::admin::add_user(&store, boss, &t.config.password_cost).await.expect("admin");
+    let pboss = profile(&t, dir.path(), "boss").await;
+    let (ok, out, err) = skein(&pboss, &["relay-stats", "--json"], None).await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("stats JSON");
+    assert!(v["total_relayed_bytes"].as_u64().is_some_and(|n| n >= stats.total_relayed_bytes), "{v}");
+    assert!(v["peers"].as_array().is_some_and(|p| !p.is_empty()), "{v}");
 }

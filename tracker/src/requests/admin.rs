@@ -9,7 +9,7 @@ use crate::hub::SessionFilter;
 use crate::relay;
 use crate::state::State;
 use skein_proto::bytes::DeviceId;
-use skein_proto::control::{AdminRequest, AdminResponse, Response};
+use skein_proto::control::{AdminRequest, AdminResponse, RelayPeerBytes, RelayStats, Response};
 use skein_proto::{ErrorBody, ErrorCode};
 
 /// Runs an admin request for an administrator.
@@ -56,6 +56,20 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
                 SessionFilter::Device(u.id, DeviceId(device_id.0)),
                 ErrorBody::new(ErrorCode::SessionRevoked, "this device was revoked by an administrator"),
             ))
+        }
+        AdminRequest::RelayStats => {
+            let s = state.relay.stats().await;
+            let stats = RelayStats {
+                total_relayed_bytes: s.total_relayed_bytes,
+                reservations: u32::try_from(s.reservations).unwrap_or(u32::MAX),
+                circuits: u32::try_from(s.circuits).unwrap_or(u32::MAX),
+                peers: s
+                    .per_peer
+                    .iter()
+                    .map(|(p, b)| RelayPeerBytes { peer_id: p.to_bytes(), rx: b.rx, tx: b.tx })
+                    .collect(),
+            };
+            return Ok(Response::Admin(AdminResponse::RelayStats(stats)));
         }
     };
     match ended {
