@@ -96,11 +96,13 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
     if !options.listen.is_empty() {
         config.listen = options.listen.clone();
     }
-    let (mesh, mesh_events) =
-        Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
+    // The control socket first: a second daemon for the profile stops here,
+    // before it touches the network.
     let (calls_tx, calls) = mpsc::channel::<ControlCall>(64);
     let socket = profile.socket_path();
     let listener = bind_socket(&socket).await?;
+    let (mesh, mesh_events) =
+        Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
     let accept = tokio::spawn(accept_loop(listener, calls_tx));
     let node = Node {
         profile,

@@ -40,8 +40,10 @@ pub fn build(key: identity::Keypair, direct: bool, agent: &str) -> Result<Swarm<
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_quic_config(|mut c| {
-            c.max_idle_timeout = 30_000;
-            c.keep_alive_interval = Duration::from_secs(10);
+            // A peer that vanishes is noticed within 15 s; keep-alives every
+            // 5 s also keep NAT mappings open.
+            c.max_idle_timeout = 15_000;
+            c.keep_alive_interval = Duration::from_secs(5);
             c
         })
         .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -60,7 +62,9 @@ pub fn build(key: identity::Keypair, direct: bool, agent: &str) -> Result<Swarm<
                 peer: request_response::Behaviour::with_codec(
                     PeerCodec,
                     [(PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(15)),
+                    // Messages and receipts are small: a peer that cannot store one in
+                    // 5 s is treated as away, and the mailbox takes over.
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
                 ),
             }
         })
