@@ -363,6 +363,10 @@ impl Node {
             MeshEvent::PeerLeft { peer, user } => {
                 emit(json!({"type": "peer_left", "user": user, "peer_id": peer.to_string()}))
             }
+            MeshEvent::HolePunch { peer, error } => {
+                let result = if error.is_none() { "direct" } else { "failed" };
+                emit(json!({"type": "hole_punch", "peer_id": peer.to_string(), "result": result, "error": error}));
+            }
             MeshEvent::PeerRefused { peer, reason } => {
                 emit(json!({"type": "peer_refused", "peer_id": peer.to_string(), "reason": reason}));
             }

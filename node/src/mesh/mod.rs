@@ -86,6 +86,13 @@ pub enum MeshEvent {
         /// Its user.
         user: String,
     },
+    /// A hole-punching attempt with a peer ended.
+    HolePunch {
+        /// The peer.
+        peer: PeerId,
+        /// `None` on success (a direct connection exists), else why it failed.
+        error: Option<String>,
+    },
     /// A peer failed the hello and was disconnected.
     PeerRefused {
         /// The peer.
@@ -567,6 +574,16 @@ impl Actor {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Peer(ev)) => self.peer_event(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 self.peers.set_rtt(peer, rtt);
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Dcutr(ev)) => {
+                let error = ev.result.err().map(|e| e.to_string());
+                match &error {
+                    None => tracing::info!(peer = %ev.remote_peer_id, "hole punched: direct connection"),
+                    Some(e) => {
+                        tracing::info!(peer = %ev.remote_peer_id, error = %e, "hole punching failed; staying relayed")
+                    }
+                }
+                self.emit(MeshEvent::HolePunch { peer: ev.remote_peer_id, error });
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received { .. })) => {}
             _ => {}
