@@ -26,6 +26,18 @@ where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
 {
+    match read_payload(r, max).await? {
+        Some(body) => Ok(Some(decode_payload(&body)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one frame's payload without decoding it, for callers that inspect
+/// it first. Returns `Ok(None)` on a clean end of stream between frames.
+pub async fn read_payload<R>(r: &mut R, max: usize) -> Result<Option<Vec<u8>>, FrameIoError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut got = 0;
     while got < FRAME_HEADER_LEN {
@@ -41,7 +53,7 @@ where
     let len = check_header(header, max)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    Ok(Some(decode_payload(&body)?))
+    Ok(Some(body))
 }
 
 /// Writes one message as a frame.

@@ -24,6 +24,36 @@ pub fn init() {
         .try_init();
 }
 
+/// A tracker with these users, all with `password`.
+pub async fn tracker_with_users(users: &[&str], password: &str) -> TestTracker {
+    init();
+    let t = TestTracker::start().await;
+    for u in users {
+        t.add_user(u, password).await;
+    }
+    t
+}
+
+/// Logs `user` in with a profile at `profile_dir`, keeping the session open.
+pub async fn login(t: &TestTracker, profile_dir: &Path, user: &str, password: &str) -> skein_node::session::Connected {
+    let profile = skein_node::profile::Profile::new(profile_dir);
+    skein_node::session::login(&profile, &t.address(), &t.ca_path(), user, password.into()).await.expect("login")
+}
+
+/// Logs `user` in with a profile at `dir/name` for the CLI, and returns its path.
+pub async fn login_profile(t: &TestTracker, dir: &Path, name: &str, user: &str, password: &str) -> PathBuf {
+    let path = dir.join(name);
+    login(t, &path, user, password).await.client.close();
+    path
+}
+
+/// Starts `skein daemon` for a profile on loopback, with extra flags.
+pub fn daemon(profile: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec!["--profile", profile.to_str().expect("utf-8 path"), "daemon", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Proc::spawn(&bin("skein"), &args, &[])
+}
+
 /// Path of a workspace binary (`skein`, `skein-tracker`), built by
 /// `cargo test --workspace` alongside the tests.
 pub fn bin(name: &str) -> PathBuf {

@@ -7,19 +7,10 @@ use skein_node::session::{self, SessionError};
 use skein_node::tracker_client::ClientError;
 use skein_proto::ErrorCode;
 use skein_proto::control::{Event, Request, Response};
-use skein_tests::{TestTracker, init, wait_for};
+use skein_tests::{TestTracker, init, tracker_with_users, wait_for};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
-
-async fn tracker_with_users(users: &[&str]) -> TestTracker {
-    init();
-    let t = TestTracker::start().await;
-    for u in users {
-        t.add_user(u, PW).await;
-    }
-    t
-}
 
 fn refused_code(e: &SessionError) -> Option<ErrorCode> {
     e.code()
@@ -27,7 +18,7 @@ fn refused_code(e: &SessionError) -> Option<ErrorCode> {
 
 #[tokio::test]
 async fn login_then_resume_rotates_the_token() {
-    let t = tracker_with_users(&["alice"]).await;
+    let t = tracker_with_users(&["alice"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Profile::new(dir.path().join("alice"));
     let c = session::login(&p, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect("login");
@@ -55,7 +46,7 @@ async fn login_then_resume_rotates_the_token() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_look_the_same_and_throttle() {
-    let t = tracker_with_users(&["alice", "bob"]).await;
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Profile::new(dir.path().join("x"));
     let e = session::login(&p, &t.address(), &t.ca_path(), "nobody", PW.into()).await.expect_err("unknown user");
@@ -96,7 +87,7 @@ async fn expired_session_must_log_in_again() {
 
 #[tokio::test]
 async fn disabling_a_user_ends_live_sessions_within_seconds() {
-    let t = tracker_with_users(&["alice", "bob"]).await;
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pa = Profile::new(dir.path().join("alice"));
     let pb = Profile::new(dir.path().join("bob"));
@@ -132,7 +123,7 @@ async fn disabling_a_user_ends_live_sessions_within_seconds() {
 
 #[tokio::test]
 async fn wrong_ca_and_unreachable_tracker_are_named() {
-    let t = tracker_with_users(&["alice"]).await;
+    let t = tracker_with_users(&["alice"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Profile::new(dir.path().join("p"));
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 const PW: &str = "correct horse battery";
 
 async fn login(t: &TestTracker, dir: &std::path::Path, user: &str) -> Connected {
-    session::login(&Profile::new(dir.join(user)), &t.address(), &t.ca_path(), user, PW.into()).await.expect("login")
+    skein_tests::login(t, &dir.join(user), user, PW).await
 }
 
 fn refused(r: Result<Response, skein_node::tracker_client::ClientError>) -> ErrorCode {
@@ -29,10 +29,7 @@ fn refused(r: Result<Response, skein_node::tracker_client::ClientError>) -> Erro
 
 #[tokio::test]
 async fn lookup_returns_reported_addresses_and_valid_certificates() {
-    init();
-    let t = TestTracker::start().await;
-    t.add_user("alice", PW).await;
-    t.add_user("bob", PW).await;
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let alice = login(&t, dir.path(), "alice").await;
     let bob = login(&t, dir.path(), "bob").await;

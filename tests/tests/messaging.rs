@@ -5,8 +5,7 @@
 
 use serde_json::Value;
 use skein_node::profile::Profile;
-use skein_node::session;
-use skein_tests::{Proc, TestTracker, bin, init, skein};
+use skein_tests::{Proc, TestTracker, skein, tracker_with_users};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,15 +13,11 @@ const PW: &str = "correct horse battery";
 const T: Duration = Duration::from_secs(30);
 
 async fn profile(t: &TestTracker, dir: &Path, name: &str, user: &str) -> PathBuf {
-    let p = dir.join(name);
-    let c = session::login(&Profile::new(&p), &t.address(), &t.ca_path(), user, PW.into()).await.expect("login");
-    c.client.close();
-    p
+    skein_tests::login_profile(t, dir, name, user, PW).await
 }
 
 fn daemon(profile: &Path) -> Proc {
-    let p = profile.to_str().expect("utf-8");
-    Proc::spawn(&bin("skein"), &["--profile", p, "daemon", "--listen", "127.0.0.1:0"], &[("RUST_LOG", "warn")])
+    skein_tests::daemon(profile, &[])
 }
 
 async fn connected(d: &mut Proc) {
@@ -60,10 +55,7 @@ async fn history(p: &Path, with: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn direct_delivery_offline_mailbox_devices_and_receipts() {
-    init();
-    let t = TestTracker::start().await;
-    t.add_user("alice", PW).await;
-    t.add_user("bob", PW).await;
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pa = profile(&t, dir.path(), "alice", "alice").await;
     let pb = profile(&t, dir.path(), "bob", "bob").await;
@@ -179,10 +171,7 @@ async fn direct_delivery_offline_mailbox_devices_and_receipts() {
 
 #[tokio::test]
 async fn messages_sent_during_a_tracker_outage_arrive_after_it() {
-    init();
-    let mut t = TestTracker::start().await;
-    t.add_user("alice", PW).await;
-    t.add_user("bob", PW).await;
+    let mut t = tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pa = profile(&t, dir.path(), "alice", "alice").await;
     let pb = profile(&t, dir.path(), "bob", "bob").await;

@@ -167,22 +167,10 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
 
 #[tokio::test]
 async fn a_revoked_device_is_refused_by_a_running_node() {
-    init();
-    let t = TestTracker::start().await;
-    t.add_user("alice", PW).await;
-    t.add_user("bob", PW).await;
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let pa = dir.path().join("alice");
-    session::login(&Profile::new(&pa), &t.address(), &t.ca_path(), "alice", PW.into())
-        .await
-        .expect("alice")
-        .client
-        .close();
-    let mut alice = skein_tests::Proc::spawn(
-        &skein_tests::bin("skein"),
-        &["--profile", pa.to_str().expect("utf-8"), "daemon", "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let pa = skein_tests::login_profile(&t, dir.path(), "alice", "alice", PW).await;
+    let mut alice = skein_tests::daemon(&pa, &[]);
     alice.wait_line(Duration::from_secs(30), "alice connected", |l| l.contains("\"type\":\"connected\"")).await;
 
     let pb = Profile::new(dir.path().join("bob"));

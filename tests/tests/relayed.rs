@@ -3,9 +3,7 @@
 //! `skein peers` says so.
 
 use serde_json::Value;
-use skein_node::profile::Profile;
-use skein_node::session;
-use skein_tests::{Proc, TestTracker, bin, init, skein};
+use skein_tests::{Proc, TestTracker, skein};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,25 +11,16 @@ const PW: &str = "correct horse battery";
 const T: Duration = Duration::from_secs(30);
 
 async fn profile(t: &TestTracker, dir: &Path, user: &str) -> PathBuf {
-    let p = dir.join(user);
-    session::login(&Profile::new(&p), &t.address(), &t.ca_path(), user, PW.into()).await.expect("login").client.close();
-    p
+    skein_tests::login_profile(t, dir, user, user, PW).await
 }
 
 fn relay_only_daemon(p: &Path) -> Proc {
-    Proc::spawn(
-        &bin("skein"),
-        &["--profile", p.to_str().expect("utf-8"), "daemon", "--listen", "127.0.0.1:0", "--relay-only"],
-        &[],
-    )
+    skein_tests::daemon(p, &["--relay-only"])
 }
 
 #[tokio::test]
 async fn relay_only_daemons_talk_through_the_tracker_relay() {
-    init();
-    let t = TestTracker::start().await;
-    t.add_user("alice", PW).await;
-    t.add_user("bob", PW).await;
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pa = profile(&t, dir.path(), "alice").await;
     let pb = profile(&t, dir.path(), "bob").await;

@@ -230,7 +230,11 @@ async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
     }
     let running = Tracker::start(cfg.clone()).await?;
     let port = running.local_addr().port();
-    println!("Tracker serving on UDP {} (data in {dir}, store {})", running.local_addr(), redact(&cfg.database_url()));
+    println!(
+        "Tracker serving on UDP {} (data in {dir}, store {})",
+        running.local_addr(),
+        crate::store::redact_url(&cfg.database_url())
+    );
     let relay = running.relay();
     println!("Relay serving on UDP {} as {}", relay.port(), relay.peer_id());
     println!("Add a user:  SKEIN_PASSWORD=... skein-tracker user add alice --data {dir}");
@@ -255,19 +259,6 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -421,7 +412,7 @@ async fn dept(cfg: TrackerConfig, cmd: DeptCmd) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use crate::store::redact_url as redact;
 
     #[test]
     fn redacts_database_passwords() {

@@ -11,7 +11,7 @@ use crate::requests::{self, ConnCtx};
 use crate::state::State;
 use skein_proto::control::{ClientFrame, Event, Hello, ServerFrame, Welcome, peek_request_id};
 use skein_proto::frame::{FrameError, decode_payload};
-use skein_proto::io::{FrameIoError, write_frame};
+use skein_proto::io::{FrameIoError, read_payload, write_frame};
 use skein_proto::limits::MAX_CONTROL_FRAME;
 use skein_proto::{ErrorBody, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use std::sync::Arc;
@@ -61,7 +61,7 @@ async fn serve_inner(
         Ok(Ok(s)) => s,
         _ => return Ok(close::PROTOCOL),
     };
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_payload(&mut recv)).await {
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_payload(&mut recv, MAX_CONTROL_FRAME)).await {
         Ok(Ok(Some(p))) => decode_payload::<ClientFrame>(&p),
         _ => return Ok(close::PROTOCOL),
     };
@@ -108,11 +108,9 @@ async fn serve_inner(
                 break;
             }
         }
-        // Wait until the client has everything (a last response, a Reject or
-        // a session-ended notice) before the connection may be closed.
-        if send.finish().is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
-        }
+        // The client gets everything (a last response, a Reject or a
+        // session-ended notice) before the connection may be closed.
+        finish(&mut send).await;
     });
     let mut ctx = ConnCtx { id, remote: conn.remote_address(), session: None, out, end: end.clone() };
     let code = request_loop(state, &mut ctx, &mut recv, shutdown).await;
@@ -151,7 +149,7 @@ async fn request_loop(
                 let _ = ctx.out.try_send(ServerFrame::Event(Event::SessionEnded(reason)));
                 return Ok(close::ENDED);
             }
-            p = read_payload(recv) => p?,
+            p = read_payload(recv, MAX_CONTROL_FRAME) => p?,
         };
         let Some(payload) = payload else { return Ok(close::DONE) };
         let (id, req) = match decode_payload::<ClientFrame>(&payload) {
@@ -195,22 +193,4 @@ async fn protocol_error(ctx: &ConnCtx, why: &str) -> Result<u32, FrameIoError> {
     tracing::info!(why, "closing connection for a protocol error");
     let _ = ctx.out.send(ServerFrame::Reject(ErrorBody::new(ErrorCode::Malformed, why))).await;
     Ok(close::PROTOCOL)
-}
-
-/// Reads one frame's payload, checking the header before allocating.
-async fn read_payload(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, FrameIoError> {
-    let mut header = [0u8; 4];
-    let mut got = 0;
-    while got < header.len() {
-        match recv.read(&mut header[got..]).await {
-            Ok(Some(n)) => got += n,
-            Ok(None) if got == 0 => return Ok(None),
-            Ok(None) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
-            Err(e) => return Err(std::io::Error::other(e).into()),
-        }
-    }
-    let len = skein_proto::frame::check_header(header, MAX_CONTROL_FRAME)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(std::io::Error::other)?;
-    Ok(Some(body))
 }

@@ -6,6 +6,7 @@
 //! go into that connection's bounded outgoing queue; a connection whose queue
 //! is full is too slow to keep up and is closed rather than buffered forever.
 
+use crate::clock::now_ms;
 use crate::presence::{ConnId, PresenceBook, Push};
 use skein_proto::ErrorBody;
 use skein_proto::bytes::DeviceId;
@@ -72,8 +73,6 @@ enum Command {
     Online { user: String, reply: oneshot::Sender<Vec<OnlineDevice>> },
     End { filter: SessionFilter, before_ms: u64, reason: ErrorBody, reply: oneshot::Sender<u32> },
     MailWaiting { user_id: i64, device: DeviceId, count: u32 },
-    Broadcast { event: Event },
-    Count { reply: oneshot::Sender<usize> },
 }
 
 /// Handle to the hub task.
@@ -86,10 +85,6 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("hub command")
     }
-}
-
-fn now_ms() -> u64 {
-    crate::clock::now_ms()
 }
 
 impl Hub {
@@ -172,18 +167,6 @@ impl Hub {
     pub async fn mail_waiting(&self, user_id: i64, device: DeviceId, count: u32) {
         self.send(Command::MailWaiting { user_id, device, count }).await;
     }
-
-    /// Sends an event to every connection.
-    pub async fn broadcast(&self, event: Event) {
-        self.send(Command::Broadcast { event }).await;
-    }
-
-    /// Logged-in connections.
-    pub async fn connection_count(&self) -> usize {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Count { reply }).await;
-        rx.await.unwrap_or(0)
-    }
 }
 
 async fn run(mut rx: mpsc::Receiver<Command>) {
@@ -260,14 +243,6 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                         l.end.cancel();
                     }
                 }
-            }
-            Command::Broadcast { event } => {
-                for l in live.values() {
-                    let _ = l.out.try_send(ServerFrame::Event(event.clone()));
-                }
-            }
-            Command::Count { reply } => {
-                let _ = reply.send(live.len());
             }
         }
     }

@@ -80,7 +80,7 @@ pub async fn ensure_initialised(config: &TrackerConfig) -> Result<InitReport, In
     let ca = if ca_cert.exists() || ca_key.exists() {
         OrgCa::load(&ca_cert, &ca_key)?
     } else {
-        let ca = OrgCa::generate(&config.org, 3650)?;
+        let ca = OrgCa::generate(&config.org, skein_certs::DEFAULT_CA_VALIDITY_DAYS)?;
         ca.save(&ca_cert, &ca_key, false)?;
         report.created_ca = true;
         ca
@@ -89,8 +89,7 @@ pub async fn ensure_initialised(config: &TrackerConfig) -> Result<InitReport, In
     if !cert.exists() || !key.exists() {
         let names = certificate_names(config);
         let issued = ca.issue_tracker_cert(&names, 825)?;
-        skein_certs::files::write_public(&cert, issued.cert_pem.as_bytes(), true)?;
-        skein_certs::files::write_private(&key, issued.key_pem.as_bytes(), true)?;
+        issued.save(&cert, &key, true)?;
         report.issued_cert = Some(names);
     }
     let store = Store::open(&config.database_url()).await?;

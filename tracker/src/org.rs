@@ -7,7 +7,6 @@
 
 use crate::store::{Store, StoreError};
 use skein_certs::device::OrgSigningKey;
-use skein_proto::bytes::PublicKey;
 
 const NAME_KEY: &str = "org_name";
 const SIGNING_KEY: &str = "org_signing_key";
@@ -19,8 +18,6 @@ pub struct Org {
     pub name: String,
     /// Signs device certificates.
     pub signing: OrgSigningKey,
-    /// Verifies device certificates.
-    pub public: PublicKey,
 }
 
 /// Why the organisation could not be loaded.
@@ -43,7 +40,6 @@ impl Org {
         let fresh = OrgSigningKey::generate();
         let seed = store.put_setting_if_absent(SIGNING_KEY, &fresh.to_bytes()[..]).await?;
         let signing = OrgSigningKey::from_bytes(&seed).map_err(|e| OrgError::CorruptKey(e.to_string()))?;
-        let public = signing.public();
-        Ok(Org { name, signing, public })
+        Ok(Org { name, signing })
     }
 }

@@ -174,11 +174,6 @@ impl PresenceBook {
         self.conns.get(&conn).is_some_and(|c| c.status.is_some())
     }
 
-    /// Connections registered.
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
-    }
-
     fn changed(&mut self, user: &str, before: PresenceEntry, now_ms: u64) -> Vec<Push> {
         let mut after = self.entry(user);
         if after.status != PresenceStatus::Offline {

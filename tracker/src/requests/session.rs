@@ -179,7 +179,7 @@ async fn establish(
     let serial = state.store.next_serial().await.map_err(store_error)?;
     let cert_expires = now + state.config.device_cert_ttl.as_millis() as u64;
     let cert = state.org.signing.sign(DeviceCertBody {
-        version: 1,
+        version: skein_certs::device::DEVICE_CERT_VERSION,
         serial,
         org: state.org.name.clone(),
         user: user.name.clone(),
@@ -225,7 +225,7 @@ async fn establish(
         user: entry,
         admin: user.admin,
         device_cert: cert,
-        org_signing_key: state.org.public,
+        org_signing_key: state.org.signing.public(),
     })))
 }
 

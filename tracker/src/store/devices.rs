@@ -4,7 +4,7 @@
 //! Revocation is sticky: once a device is revoked, [`Store::upsert_device`]
 //! refuses to change it.
 
-use super::{Store, StoreError, fixed, flag, hex, non_negative};
+use super::{Store, StoreError, fixed, flag, non_negative};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -63,7 +63,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "device {} of user {} is revoked",
-                hex(&device.device_id),
+                hex::encode(device.device_id),
                 device.user_id
             )));
         }

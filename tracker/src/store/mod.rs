@@ -245,9 +245,7 @@ fn configure_pooled_sqlite(
 
 /// Milliseconds since the Unix epoch, for `created_at`/`updated_at` stamps.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX)
 }
 
 /// Escapes `\`, `%` and `_` for use in `LIKE … ESCAPE '\'`.
@@ -276,11 +274,6 @@ pub(crate) fn flag(value: i64) -> bool {
 /// Converts a count or id that must not be negative.
 pub(crate) fn non_negative(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} is negative ({value})")))
-}
-
-/// Lowercase hex, for messages that name a device.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
