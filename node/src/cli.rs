@@ -178,15 +178,6 @@ async fn need_daemon(profile: &Profile, req: ControlRequest) -> anyhow::Result<V
     }
 }
 
-fn quic_multiaddr(addr: std::net::SocketAddr) -> libp2p::Multiaddr {
-    use libp2p::multiaddr::Protocol;
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
-        std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
-    };
-    libp2p::Multiaddr::empty().with(ip).with(Protocol::Udp(addr.port())).with(Protocol::QuicV1)
-}
-
 /// One request over a short-lived session of our own.
 async fn one_shot(profile: &Profile, req: Request) -> anyhow::Result<Response> {
     let conn = session::resume(profile).await?;
@@ -223,7 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let mut options = daemon::DaemonOptions { relay_only, ..Default::default() };
             if let Some(addr) = listen {
-                options.listen.push(quic_multiaddr(addr));
+                options.listen.push(crate::mesh::quic_addr(addr));
             }
             daemon::run(profile, options, stop).await?;
             Ok(())
@@ -238,12 +229,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::History { user, limit, json } => {
-            let me = profile.session()?.user;
-            let history = crate::history::History::open(&profile.dir().join("history.db")).await?;
+            profile.session()?;
+            let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
             history.close().await;
             if json {
-                let list: Vec<Value> = msgs.iter().map(|m| json::stored_message(&me, m)).collect();
+                let list: Vec<Value> = msgs.iter().map(json::stored_message).collect();
                 println!("{}", Value::Array(list));
             } else {
                 for m in &msgs {
@@ -352,9 +343,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let depts = match ask_daemon(&profile, ControlRequest::Departments).await? {
                 Some(v) => v,
                 None => match one_shot(&profile, Request::Departments).await? {
-                    Response::Departments(d) => Value::Array(
-                        d.iter().map(|d| json!({"path": d.path, "parent": d.parent, "members": d.members})).collect(),
-                    ),
+                    Response::Departments(d) => Value::Array(d.iter().map(json::department).collect()),
                     other => bail!("unexpected answer from the tracker: {other:?}"),
                 },
             };

@@ -90,8 +90,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         .ok_or_else(|| DaemonError::Local("the saved device certificate is unreadable; log in again".into()))?;
     let org_key = PublicKey::from_hex(&saved.org_signing_key)
         .ok_or_else(|| DaemonError::Local("the saved organisation key is unreadable; log in again".into()))?;
-    let history =
-        History::open(&profile.dir().join("history.db")).await.map_err(|e| DaemonError::Local(e.to_string()))?;
+    let history = History::open(&profile.history_path()).await.map_err(|e| DaemonError::Local(e.to_string()))?;
     let mut config = MeshConfig { direct: !options.relay_only, confirm: true, ..MeshConfig::default() };
     if !options.listen.is_empty() {
         config.listen = options.listen.clone();
@@ -290,7 +289,8 @@ impl Node {
                     for ev in events {
                         emit(ev);
                     }
-                    send_delivered_receipts(&sender, fresh).await;
+                    let delivered = fresh.into_iter().map(|m| (m.id, m.from_user)).collect();
+                    send_receipts(&sender, ReceiptKind::Delivered, delivered).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "could not take the mailbox"),
             }
@@ -414,12 +414,14 @@ impl Node {
         let client = self.tracker.clone();
         let mut stop = false;
         let reply = match call.req {
-            ControlRequest::Info => json_ok(json!({
+            ControlRequest::Info => ControlReply::ok(json!({
                 "user": self.me, "connected": client.is_some(), "peer_id": self.mesh.peer_id().to_string(),
                 "tracker": client.as_ref().map(|c| c.remote_addr().to_string()),
                 "addresses": {"listen": self.addresses.listen, "observed": self.addresses.observed, "relayed": self.addresses.relayed},
             })),
-            ControlRequest::Presence => json_ok(Value::Array(self.presence.values().map(json::presence).collect())),
+            ControlRequest::Presence => {
+                ControlReply::ok(Value::Array(self.presence.values().map(json::presence).collect()))
+            }
             ControlRequest::Status { status, note } => match (parse_status(&status), client) {
                 (Err(m), _) => ControlReply::err("invalid_input", m),
                 (Ok(_), None) => not_connected(),
@@ -429,7 +431,7 @@ impl Node {
                             s.status = st.as_str().to_owned();
                             let _ = self.profile.save_session(&s);
                         }
-                        json_ok(json!({"status": st.as_str()}))
+                        ControlReply::ok(json!({"status": st.as_str()}))
                     }
                     Err(e) => reply_err(e),
                 },
@@ -440,7 +442,7 @@ impl Node {
                     let q = DirectoryQuery { text: query, department: dept, offset: 0, limit: 500 };
                     match c.request(Request::Directory(q)).await {
                         Ok(Response::Directory(page)) => {
-                            json_ok(Value::Array(page.users.iter().map(json::user).collect()))
+                            ControlReply::ok(Value::Array(page.users.iter().map(json::user).collect()))
                         }
                         Ok(other) => ControlReply::err("internal", format!("unexpected answer {other:?}")),
                         Err(e) => reply_err(e),
@@ -450,9 +452,9 @@ impl Node {
             ControlRequest::Departments => match client {
                 None => not_connected(),
                 Some(c) => match c.request(Request::Departments).await {
-                    Ok(Response::Departments(d)) => json_ok(Value::Array(
-                        d.iter().map(|d| json!({"path": d.path, "parent": d.parent, "members": d.members})).collect(),
-                    )),
+                    Ok(Response::Departments(d)) => {
+                        ControlReply::ok(Value::Array(d.iter().map(json::department).collect()))
+                    }
                     Ok(other) => ControlReply::err("internal", format!("unexpected answer {other:?}")),
                     Err(e) => reply_err(e),
                 },
@@ -462,13 +464,15 @@ impl Node {
                 let _ = self.profile.clear_session();
                 match client {
                     Some(c) => match c.request(Request::Logout).await {
-                        Ok(_) => json_ok(json!({"logged_out": self.me})),
+                        Ok(_) => ControlReply::ok(json!({"logged_out": self.me})),
                         Err(e) => reply_err(e),
                     },
-                    None => json_ok(json!({"logged_out": self.me})),
+                    None => ControlReply::ok(json!({"logged_out": self.me})),
                 }
             }
-            ControlRequest::Peers => json_ok(Value::Array(self.mesh.peers().await.iter().map(peer_json).collect())),
+            ControlRequest::Peers => {
+                ControlReply::ok(Value::Array(self.mesh.peers().await.iter().map(peer_json).collect()))
+            }
             ControlRequest::Send { to, text } => {
                 // Answered from a task: delivery may take a while and the loop must keep running.
                 self.spawn_send(to, text, call.reply);
@@ -477,22 +481,10 @@ impl Node {
             ControlRequest::Read { user } => match self.history.mark_read(&user, crate::now_ms()).await {
                 Err(e) => ControlReply::err("internal", e.to_string()),
                 Ok(read) => {
-                    let mut by_sender: HashMap<String, Vec<MailId>> = HashMap::new();
-                    for (id, from) in &read {
-                        by_sender.entry(from.clone()).or_default().push(*id);
-                    }
+                    let count = read.len();
                     let sender = self.sender();
-                    let me = self.me.clone();
-                    tokio::spawn(async move {
-                        for (from, ids) in by_sender {
-                            let r =
-                                Receipt { ids, kind: ReceiptKind::Read, by_user: me.clone(), at_ms: crate::now_ms() };
-                            if let Err(e) = sender.send_receipt(&from, r).await {
-                                tracing::info!(error = %e, "read receipt not sent");
-                            }
-                        }
-                    });
-                    json_ok(json!({"read": read.len()}))
+                    tokio::spawn(async move { send_receipts(&sender, ReceiptKind::Read, read).await });
+                    ControlReply::ok(json!({"read": count}))
                 }
             },
         };
@@ -529,7 +521,7 @@ impl Node {
                 return;
             }
             let r = match sender.send_message(&msg).await {
-                Ok(o) => json_ok(json!({"id": msg.id.to_hex(), "path": o.as_str()})),
+                Ok(o) => ControlReply::ok(json!({"id": msg.id.to_hex(), "path": o.as_str()})),
                 Err(e) => {
                     // Kept queued and retried later, unless it can never be delivered.
                     if let crate::delivery::SendError::NoSuchUser(_) = e {
@@ -553,10 +545,6 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
     }
 }
 
-fn json_ok(v: Value) -> ControlReply {
-    ControlReply::ok(v)
-}
-
 /// Asks the tracker whether a peer's device is still valid. Without a
 /// tracker, the organisation's signature is all there is to go on.
 async fn confirm_device(client: Option<TrackerClient>, v: &crate::mesh::Verified) -> bool {
@@ -574,15 +562,16 @@ async fn confirm_device(client: Option<TrackerClient>, v: &crate::mesh::Verified
     }
 }
 
-async fn send_delivered_receipts(sender: &Sender, msgs: Vec<ChatMessage>) {
+/// Sends one receipt per sender for `messages` (id, sending user).
+async fn send_receipts(sender: &Sender, kind: ReceiptKind, messages: Vec<(MailId, String)>) {
     let mut by_sender: HashMap<String, Vec<MailId>> = HashMap::new();
-    for m in msgs {
-        by_sender.entry(m.from_user).or_default().push(m.id);
+    for (id, from) in messages {
+        by_sender.entry(from).or_default().push(id);
     }
     for (from, ids) in by_sender {
-        let r = Receipt { ids, kind: ReceiptKind::Delivered, by_user: sender.me.clone(), at_ms: crate::now_ms() };
+        let r = Receipt { ids, kind, by_user: sender.me.clone(), at_ms: crate::now_ms() };
         if let Err(e) = sender.send_receipt(&from, r).await {
-            tracing::info!(error = %e, "delivery receipt not sent");
+            tracing::info!(error = %e, ?kind, "receipt not sent");
         }
     }
 }
@@ -593,14 +582,7 @@ fn relay_addr(info: &skein_proto::control::RelayInfo, client: &TrackerClient) ->
     let peer = libp2p::PeerId::from_bytes(&info.peer_id).ok()?;
     let base: Multiaddr = match info.addrs.iter().find_map(|a| a.parse::<Multiaddr>().ok()) {
         Some(a) => a,
-        None => {
-            let ip = client.remote_addr().ip();
-            let proto = match ip {
-                std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
-                std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
-            };
-            Multiaddr::empty().with(proto).with(Protocol::Udp(info.port)).with(Protocol::QuicV1)
-        }
+        None => crate::mesh::quic_addr(std::net::SocketAddr::new(client.remote_addr().ip(), info.port)),
     };
     Some(base.with(Protocol::P2p(peer)))
 }

@@ -109,21 +109,13 @@ impl Sender {
         direct: PeerRequest,
         sealed: SealedPayload,
     ) -> Result<Outcome, SendError> {
-        let my_peer = self.mesh.peer_id();
-        let Some(info) = self.lookup(user).await? else {
-            // No tracker: use peers we already know.
-            let mut best = None;
-            for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
-                if let Ok(PeerResponse::Stored { .. } | PeerResponse::Ok) =
-                    self.mesh.request(p.peer, direct.clone()).await
-                {
-                    best = better(best, p.path);
-                }
-            }
-            return Ok(best.map_or(Outcome::Queued, outcome_of));
-        };
         let mut best: Option<Path> = None;
         let mut reached: Vec<DeviceId> = vec![self.device];
+        let Some(info) = self.lookup(user).await? else {
+            // No tracker: use peers we already know.
+            self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
+            return Ok(best.map_or(Outcome::Queued, outcome_of));
+        };
         for dev in &info.online {
             if dev.device_id == self.device {
                 continue;
@@ -152,16 +144,7 @@ impl Sender {
         }
         // Peers we are still connected to, whose tracker session may be
         // down for a moment (a tracker restart), are tried directly too.
-        for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
-            if reached.contains(&p.device) {
-                continue;
-            }
-            if let Ok(PeerResponse::Stored { .. } | PeerResponse::Ok) = self.mesh.request(p.peer, direct.clone()).await
-            {
-                best = better(best, p.path);
-                reached.push(p.device);
-            }
-        }
+        self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
         let rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
         if !rest.is_empty() {
             self.mailbox(user, id, &sealed, &rest).await.map_err(SendError::NotNow)?;
@@ -173,6 +156,27 @@ impl Sender {
                 "{user} has not logged in on any device yet; the message is kept and sent when they do"
             ))),
             None => Ok(Outcome::Queued),
+        }
+    }
+
+    /// Sends `req` to every verified, connected device of `user` not yet in
+    /// `reached`, recording the ones that took it.
+    async fn to_connected_peers(
+        &self,
+        user: &str,
+        req: &PeerRequest,
+        reached: &mut Vec<DeviceId>,
+        best: &mut Option<Path>,
+    ) {
+        let my_peer = self.mesh.peer_id();
+        for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
+            if reached.contains(&p.device) {
+                continue;
+            }
+            if let Ok(PeerResponse::Stored { .. } | PeerResponse::Ok) = self.mesh.request(p.peer, req.clone()).await {
+                *best = better(*best, p.path);
+                reached.push(p.device);
+            }
         }
     }
 
@@ -204,9 +208,8 @@ impl Sender {
             .await;
         let now = crate::now_ms();
         match out {
-            Ok(Outcome::Direct) | Ok(Outcome::Relayed) => {
-                let path = out.as_ref().map(|o| o.as_str()).unwrap_or("direct");
-                let _ = self.history.set_outgoing_state(msg.id, OutState::Delivered, now, Some(path)).await;
+            Ok(o @ (Outcome::Direct | Outcome::Relayed)) => {
+                let _ = self.history.set_outgoing_state(msg.id, OutState::Delivered, now, Some(o.as_str())).await;
             }
             Ok(Outcome::Queued) if self.tracker.is_some() => {
                 let _ = self.history.set_outgoing_state(msg.id, OutState::Sent, now, Some("mailbox")).await;

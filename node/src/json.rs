@@ -22,6 +22,11 @@ pub fn presence_event(e: &PresenceEntry) -> Value {
     v
 }
 
+/// A department of the tree.
+pub fn department(d: &skein_proto::control::Department) -> Value {
+    json!({"path": d.path, "parent": d.parent, "members": d.members})
+}
+
 /// A directory entry.
 pub fn user(u: &UserEntry) -> Value {
     json!({
@@ -38,9 +43,8 @@ pub fn user(u: &UserEntry) -> Value {
 }
 
 /// A stored message for `history --json`.
-pub fn stored_message(me: &str, m: &crate::history::StoredMessage) -> Value {
+pub fn stored_message(m: &crate::history::StoredMessage) -> Value {
     let skein_proto::peer::MessageBody::Text(text) = &m.body;
-    let _ = me;
     json!({
         "id": m.id.to_hex(),
         "from": m.from_user,

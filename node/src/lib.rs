@@ -19,7 +19,4 @@ pub mod seal;
 pub mod session;
 pub mod tracker_client;
 
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use skein_proto::time::now_ms;

@@ -166,12 +166,18 @@ impl Profile {
         self.dir.join("ca.pem")
     }
 
+    /// The local message history.
+    pub fn history_path(&self) -> PathBuf {
+        self.dir.join("history.db")
+    }
+
     /// The daemon's control socket.
     pub fn socket_path(&self) -> PathBuf {
         self.dir.join("control.sock")
     }
 
-    fn session_path(&self) -> PathBuf {
+    /// The saved session.
+    pub fn session_path(&self) -> PathBuf {
         self.dir.join("session.json")
     }
 

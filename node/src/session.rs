@@ -98,7 +98,7 @@ pub async fn login(
 pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
     let mut saved = profile.session()?;
     let token = saved.token().ok_or_else(|| ProfileError::Corrupt {
-        path: profile.dir().join("session.json"),
+        path: profile.session_path(),
         reason: "the token is not valid hex".into(),
     })?;
     let device = profile.device()?;

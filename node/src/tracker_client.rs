@@ -233,11 +233,6 @@ impl TrackerClient {
         self.connection.remote_address()
     }
 
-    /// Our address as the tracker sees it (for NAT discovery).
-    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
-        self.connection.local_ip()
-    }
-
     /// Sends a request and waits for its answer.
     pub async fn request(&self, req: Request) -> Result<Response, ClientError> {
         let (reply, rx) = oneshot::channel();

@@ -25,6 +25,7 @@ pub mod frame;
 pub mod io;
 pub mod limits;
 pub mod peer;
+pub mod time;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{FrameDecoder, FrameError};

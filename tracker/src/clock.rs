@@ -1,8 +1,3 @@
 //! Wall-clock time as the wire carries it: milliseconds since the Unix epoch.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use skein_proto::time::now_ms;

@@ -18,10 +18,8 @@ pub struct PeerCodec;
 async fn read_msg<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(io: &mut T) -> io::Result<M> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_PEER_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("peer frame of {len} bytes refused")));
-    }
+    let len = skein_proto::frame::check_header(len, MAX_PEER_FRAME)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     skein_proto::frame::decode_payload(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

@@ -20,8 +20,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
-use skein_proto::bytes::{DeviceId, PublicKey};
+use libp2p::{Multiaddr, PeerId, Swarm, ping};
+use skein_proto::bytes::PublicKey;
 use skein_proto::device::DeviceCert;
 use skein_proto::peer::{PeerHello, PeerRequest, PeerResponse};
 use skein_proto::{ErrorBody, ErrorCode};
@@ -292,7 +292,7 @@ impl Actor {
                     Some(c) => self.command(c),
                     None => return,
                 },
-                ev = self.swarm.select_next_some() => self.swarm_event(ev).await,
+                ev = self.swarm.select_next_some() => self.swarm_event(ev),
                 Some((channel, answer)) = self.answers.next(), if !self.answers.is_empty() => {
                     let resp = answer.unwrap_or_else(|| refused(ErrorCode::Internal, "the node could not answer"));
                     let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
@@ -329,10 +329,8 @@ impl Actor {
                 }
                 self.waiting.entry(peer).or_default().push((Instant::now() + self.config.connect_timeout, reply));
                 if !self.peers.is_connected(&peer) {
-                    let addrs: Vec<Multiaddr> = addrs
-                        .into_iter()
-                        .filter(|a| self.config.direct || a.iter().any(|p| p == Protocol::P2pCircuit))
-                        .collect();
+                    let addrs: Vec<Multiaddr> =
+                        addrs.into_iter().filter(|a| self.config.direct || is_relayed(a)).collect();
                     let opts = DialOpts::peer_id(peer)
                         .addresses(addrs)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -478,7 +476,7 @@ impl Actor {
         }
     }
 
-    async fn swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+    fn swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
         match ev {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 if let Some((_, _, relay_addr)) = self.relay.as_ref().filter(|(id, _, _)| *id == listener_id) {
@@ -585,7 +583,6 @@ impl Actor {
                 }
                 self.emit(MeshEvent::HolePunch { peer: ev.remote_peer_id, error });
             }
-            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received { .. })) => {}
             _ => {}
         }
     }
@@ -675,11 +672,15 @@ fn refused(code: ErrorCode, why: &str) -> PeerResponse {
     PeerResponse::Refused(ErrorBody::new(code, why))
 }
 
-fn is_relayed(a: &Multiaddr) -> bool {
-    a.iter().any(|p| p == Protocol::P2pCircuit)
+/// `/ip4|ip6/IP/udp/PORT/quic-v1` for a socket address.
+pub fn quic_addr(addr: std::net::SocketAddr) -> Multiaddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
+        std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
+    };
+    Multiaddr::empty().with(ip).with(Protocol::Udp(addr.port())).with(Protocol::QuicV1)
 }
 
-/// A device id for display.
-pub fn device_hex(d: &DeviceId) -> String {
-    d.to_hex()
+fn is_relayed(a: &Multiaddr) -> bool {
+    a.iter().any(|p| p == Protocol::P2pCircuit)
 }
