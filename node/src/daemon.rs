@@ -266,7 +266,7 @@ impl Node {
             Ok(_) => {}
             Err(e) => tracing::info!(error = %e, "the tracker offers no relay"),
         }
-        let _ = client.request(Request::ReportAddresses(self.addresses.clone())).await;
+        let _ = client.request(Request::ReportAddresses(reportable(&self.addresses, client.remote_addr()))).await;
         emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
             "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
@@ -337,12 +337,18 @@ impl Node {
     fn mesh_event(&mut self, ev: MeshEvent) {
         match ev {
             MeshEvent::Addresses { listen, observed, relayed } => {
-                self.addresses = Addresses { listen, observed, relayed };
-                self.addresses.listen.truncate(skein_proto::limits::MAX_ADDRS);
-                self.addresses.observed.truncate(skein_proto::limits::MAX_ADDRS);
-                self.addresses.relayed.truncate(skein_proto::limits::MAX_ADDRS);
+                if self.addresses.relayed.is_empty()
+                    && let Some(first) = relayed.first()
+                {
+                    emit(json!({"type": "relay_reserved", "address": first}));
+                }
+                let cap = |mut v: Vec<String>| {
+                    v.truncate(skein_proto::limits::MAX_ADDRS);
+                    v
+                };
+                self.addresses = Addresses { listen: cap(listen), observed: cap(observed), relayed: cap(relayed) };
                 if let Some(c) = &self.tracker {
-                    let (c, a) = (c.clone(), self.addresses.clone());
+                    let (c, a) = (c.clone(), reportable(&self.addresses, c.remote_addr()));
                     tokio::spawn(async move {
                         if let Err(e) = c.request(Request::ReportAddresses(a)).await {
                             tracing::info!(error = %e, "could not report addresses");
@@ -536,6 +542,30 @@ impl Node {
             let _ = reply.send(r);
         });
     }
+}
+
+/// The addresses worth telling the tracker: loopback ones only when the
+/// tracker itself is reached over loopback (everyone is on this machine);
+/// elsewhere they would only send peers dialling themselves.
+fn reportable(a: &Addresses, tracker: std::net::SocketAddr) -> Addresses {
+    if tracker.ip().is_loopback() {
+        return a.clone();
+    }
+    let keep = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|s| {
+                !s.parse::<Multiaddr>().is_ok_and(|m| {
+                    m.iter().any(|p| match p {
+                        Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
+                        Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
+                        _ => false,
+                    })
+                })
+            })
+            .cloned()
+            .collect()
+    };
+    Addresses { listen: keep(&a.listen), observed: keep(&a.observed), relayed: a.relayed.clone() }
 }
 
 async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {

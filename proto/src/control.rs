@@ -554,7 +554,8 @@ pub enum AdminResponse {
 /// Traffic through a tracker's relay since it started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayStats {
-    /// Bytes relayed in total (an upper bound: relay control traffic counts).
+    /// Bytes relayed in total: relayed data plus the small reservation and
+    /// circuit set-up messages.
     pub total_relayed_bytes: u64,
     /// Peers holding a reservation now.
     pub reservations: u32,

@@ -11,6 +11,7 @@
 
 pub mod behaviour;
 pub mod codec;
+mod dialing;
 mod state;
 
 use futures::StreamExt;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use behaviour::{NodeBehaviour, NodeBehaviourEvent};
+use dialing::{Dialing, RELAY_HEAD_START, is_relayed};
 pub use state::{Path, PeerSummary, Verified};
 
 /// How the mesh runs.
@@ -256,6 +258,7 @@ struct Actor {
     listen: HashSet<Multiaddr>,
     observed: Vec<Multiaddr>,
     relayed: HashSet<Multiaddr>,
+    dialing: Dialing,
 }
 
 impl Actor {
@@ -281,6 +284,7 @@ impl Actor {
             listen: HashSet::new(),
             observed: Vec::new(),
             relayed: HashSet::new(),
+            dialing: Dialing::default(),
         }
     }
 
@@ -301,6 +305,7 @@ impl Actor {
                     self.confirmed(peer, channel, v, ok);
                 }
                 _ = tick.tick() => self.expire_waits(),
+                _ = sleep_until(self.dialing.next_due()) => self.dial_fallbacks(),
             }
         }
     }
@@ -328,16 +333,15 @@ impl Actor {
                     return;
                 }
                 self.waiting.entry(peer).or_default().push((Instant::now() + self.config.connect_timeout, reply));
-                if !self.peers.is_connected(&peer) {
-                    let addrs: Vec<Multiaddr> =
-                        addrs.into_iter().filter(|a| self.config.direct || is_relayed(a)).collect();
-                    let opts = DialOpts::peer_id(peer)
-                        .addresses(addrs)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    if let Err(e) = self.swarm.dial(opts) {
-                        tracing::debug!(%peer, error = %e, "dial not started");
+                if !self.peers.is_connected(&peer) && !self.dialing.pending(&peer) {
+                    let (now, later) = dialing::plan(addrs, self.config.direct);
+                    if now.is_empty() {
+                        let why = "no usable address is known for that device".into();
+                        self.resolve_waits(&peer, Err(MeshError::Unreachable(why)));
+                        return;
                     }
+                    self.dial(peer, now, PeerCondition::DisconnectedAndNotDialing);
+                    self.dialing.schedule(Instant::now() + RELAY_HEAD_START, peer, later);
                 }
             }
             Command::Request { peer, req, reply } => {
@@ -351,6 +355,39 @@ impl Actor {
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.summaries());
             }
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, condition: PeerCondition) {
+        if addrs.is_empty() {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).condition(condition).build();
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => self.dialing.started(id, peer),
+            Err(e) => tracing::debug!(%peer, error = %e, "dial not started"),
+        }
+    }
+
+    /// Dials the relayed addresses of peers that no direct address answered.
+    fn dial_fallbacks(&mut self) {
+        for (peer, addrs) in self.dialing.due(Instant::now()) {
+            if !self.peers.is_connected(&peer) {
+                tracing::debug!(%peer, "no direct answer yet; dialling through the relay");
+                // Alongside the direct dial, which may still succeed.
+                self.dial(peer, addrs, PeerCondition::Disconnected);
+            }
+        }
+        self.fail_if_unreachable_all();
+    }
+
+    /// Answers waiters of peers with no connection and no attempt left.
+    fn fail_if_unreachable_all(&mut self) {
+        let hopeless: Vec<PeerId> =
+            self.waiting.keys().filter(|p| !self.peers.is_connected(p) && !self.dialing.pending(p)).copied().collect();
+        for peer in hopeless {
+            self.resolve_waits(&peer, Err(MeshError::Unreachable("no address answered".into())));
         }
     }
 
@@ -524,6 +561,8 @@ impl Actor {
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                self.dialing.finished(connection_id);
+                self.dialing.cancel_fallback(&peer_id);
                 if Some(peer_id) == self.relay_peer() {
                     return;
                 }
@@ -564,10 +603,14 @@ impl Actor {
                     _ => {}
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
-                if !self.peers.is_connected(&peer) =>
-            {
-                self.resolve_waits(&peer, Err(MeshError::Unreachable(error.to_string())));
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+                self.dialing.finished(connection_id);
+                if let Some(peer) = peer_id
+                    && !self.peers.is_connected(&peer)
+                    && !self.dialing.pending(&peer)
+                {
+                    self.resolve_waits(&peer, Err(MeshError::Unreachable(error.to_string())));
+                }
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Peer(ev)) => self.peer_event(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
@@ -681,6 +724,10 @@ pub fn quic_addr(addr: std::net::SocketAddr) -> Multiaddr {
     Multiaddr::empty().with(ip).with(Protocol::Udp(addr.port())).with(Protocol::QuicV1)
 }
 
-fn is_relayed(a: &Multiaddr) -> bool {
-    a.iter().any(|p| p == Protocol::P2pCircuit)
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,5 +1,5 @@
-//! Byte counting for the relay: a [`StreamMuxer`] wrapper that counts every
-//! substream byte per peer and in total.
+//! Byte counting for the relay: a [`StreamMuxer`] wrapper that counts the
+//! bytes of relay substreams per peer and in total.
 //!
 //! libp2p's relay has no byte hook (its copy loop keeps a private count), so
 //! the relay's QUIC transport is mapped through [`CountingMuxer`] right after
@@ -8,11 +8,12 @@
 //! is what it sent through the relay and `tx` what it received; the total
 //! relayed is the sum of `rx` over all peers.
 //!
-//! Control traffic on the same connections (identify, ping, the HOP/STOP
-//! handshakes: about 2 KB per connection, plus a few bytes per ping) is
-//! counted too, so the numbers are an upper bound on relayed payload. QUIC's
-//! own packet overhead is not counted.
+//! Only HOP and STOP substreams count (see [`super::sniff`]): the relayed
+//! data plus the small reservation and circuit set-up messages, a few
+//! hundred bytes each. Identify and ping traffic between a node and the
+//! relay is not relayed traffic and is left out, as is QUIC's own overhead.
 
+use super::sniff::{Dir, Sniffer};
 use libp2p::PeerId;
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, SubstreamBox};
 use std::collections::HashMap;
@@ -103,7 +104,7 @@ pub struct CountingMuxer {
 
 impl CountingMuxer {
     fn stream(&self, inner: SubstreamBox) -> CountingStream {
-        CountingStream { inner, peer: self.peer.clone(), total: self.total.clone() }
+        CountingStream { inner, peer: self.peer.clone(), total: self.total.clone(), sniff: Sniffer::default() }
     }
 }
 
@@ -131,12 +132,24 @@ impl StreamMuxer for CountingMuxer {
 }
 
 /// A substream that adds what passes through it to its peer's and the
-/// total counters.
+/// total counters, once it is known to be a relay circuit stream.
 #[derive(Debug)]
 pub struct CountingStream {
     inner: SubstreamBox,
     peer: Arc<Counter>,
     total: Arc<Counter>,
+    sniff: Sniffer,
+}
+
+impl CountingStream {
+    fn count(&mut self, dir: Dir, bytes: &[u8]) {
+        let (rx, tx) = self.sniff.observe(dir, bytes);
+        for (c, n) in [(&self.peer.rx, rx), (&self.total.rx, rx), (&self.peer.tx, tx), (&self.total.tx, tx)] {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl futures::AsyncRead for CountingStream {
@@ -144,8 +157,8 @@ impl futures::AsyncRead for CountingStream {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
-            this.peer.rx.fetch_add(*n as u64, Ordering::Relaxed);
-            this.total.rx.fetch_add(*n as u64, Ordering::Relaxed);
+            let n = *n;
+            this.count(Dir::Rx, &buf[..n]);
         }
         r
     }
@@ -156,8 +169,8 @@ impl futures::AsyncWrite for CountingStream {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
-            this.peer.tx.fetch_add(*n as u64, Ordering::Relaxed);
-            this.total.tx.fetch_add(*n as u64, Ordering::Relaxed);
+            let n = *n;
+            this.count(Dir::Tx, &buf[..n]);
         }
         r
     }

@@ -21,6 +21,7 @@ pub mod addrs;
 pub mod config;
 pub mod counting;
 pub mod identity;
+pub mod sniff;
 pub mod sync;
 
 pub use config::RelayLimits;
