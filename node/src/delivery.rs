@@ -127,9 +127,9 @@ impl Sender {
                     return Err(format!("the device answering for {user} has a certificate for {}", summary.user));
                 }
                 match self.mesh.request(peer, direct.clone()).await.map_err(|e| e.to_string())? {
-                    PeerResponse::Stored { .. } | PeerResponse::Ok => Ok(summary.path),
-                    PeerResponse::Refused(b) => Err(b.message),
-                    other => Err(format!("unexpected answer {other:?}")),
+                    (PeerResponse::Stored { .. } | PeerResponse::Ok, path) => Ok(path),
+                    (PeerResponse::Refused(b), _) => Err(b.message),
+                    (other, _) => Err(format!("unexpected answer {other:?}")),
                 }
             };
             match sent.await {
@@ -173,8 +173,10 @@ impl Sender {
             if reached.contains(&p.device) {
                 continue;
             }
-            if let Ok(PeerResponse::Stored { .. } | PeerResponse::Ok) = self.mesh.request(p.peer, req.clone()).await {
-                *best = better(*best, p.path);
+            if let Ok((PeerResponse::Stored { .. } | PeerResponse::Ok, path)) =
+                self.mesh.request(p.peer, req.clone()).await
+            {
+                *best = better(*best, path);
                 reached.push(p.device);
             }
         }

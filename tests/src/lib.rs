@@ -13,6 +13,8 @@ use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod lab;
+
 pub use skein_tracker::test_utils::{TestTracker, wait_for};
 
 /// Installs the rustls provider and a test log subscriber (once).
@@ -72,15 +74,21 @@ pub fn bin(name: &str) -> PathBuf {
 /// Runs `skein` with a profile and returns (exit ok, stdout, stderr).
 pub async fn skein(profile: &Path, args: &[&str], password: Option<&str>) -> (bool, String, String) {
     let mut cmd = Command::new(bin("skein"));
-    cmd.arg("--profile").arg(profile).args(args).stdin(Stdio::null()).kill_on_drop(true);
+    cmd.arg("--profile").arg(profile).args(args);
     match password {
         Some(p) => cmd.env("SKEIN_PASSWORD", p),
         None => cmd.env_remove("SKEIN_PASSWORD"),
     };
+    output(cmd, "skein").await
+}
+
+/// Runs `cmd` to completion, at most a minute: (exit ok, stdout, stderr).
+pub async fn output(mut cmd: Command, what: &str) -> (bool, String, String) {
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
-        .expect("skein finished in time")
-        .expect("run skein");
+        .unwrap_or_else(|_| panic!("{what} did not finish within a minute"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -143,6 +151,17 @@ impl Proc {
                 Err(_) => panic!("timed out waiting for {what}; output so far: {:#?}", self.seen),
             }
         }
+    }
+
+    /// Collects output lines for `period`; returns how many arrived.
+    pub async fn collect_for(&mut self, period: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + period;
+        let mut n = 0;
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            self.seen.push(line);
+            n += 1;
+        }
+        n
     }
 
     /// Kills the process with SIGKILL, as a crash or power loss would.

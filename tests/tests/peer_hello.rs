@@ -121,7 +121,7 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
             body: MessageBody::Text("let me in".into()),
         };
         let r = mallory.request(alice.peer_id(), PeerRequest::Deliver(msg)).await;
-        assert!(r.is_err() || matches!(r, Ok(PeerResponse::Refused(_))), "{what}: a refused peer got {r:?}");
+        assert!(r.is_err() || matches!(r, Ok((PeerResponse::Refused(_), _))), "{what}: a refused peer got {r:?}");
     }
 
     // A valid certificate for carol cannot carry messages claiming to be from bob.
@@ -162,7 +162,7 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
         }
     };
     let (r, ()) = tokio::join!(send, answer);
-    assert!(matches!(r, Ok(PeerResponse::Refused(ref b)) if b.code == ErrorCode::PermissionDenied), "{r:?}");
+    assert!(matches!(r, Ok((PeerResponse::Refused(ref b), _)) if b.code == ErrorCode::PermissionDenied), "{r:?}");
 }
 
 #[tokio::test]

@@ -34,6 +34,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use dialing::{Dialing, RELAY_HEAD_START, is_relayed};
+
+/// How long a request whose connection closed waits for the peer to be
+/// verified on another connection.
+const RETRY_WAIT: Duration = Duration::from_secs(5);
 pub use state::{Path, PeerSummary, Verified};
 
 /// How the mesh runs.
@@ -154,7 +158,7 @@ enum Command {
     SetIdentity { cert: DeviceCert, org_key: PublicKey },
     ListenRelay { addr: Multiaddr },
     Connect { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<PeerSummary, MeshError>> },
-    Request { peer: PeerId, req: PeerRequest, reply: oneshot::Sender<Result<PeerResponse, MeshError>> },
+    Request { peer: PeerId, req: PeerRequest, reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>> },
     Peers { reply: oneshot::Sender<Vec<PeerSummary>> },
 }
 
@@ -215,8 +219,9 @@ impl Mesh {
         rx.await.map_err(|_| MeshError::Stopped)?
     }
 
-    /// Sends a request to a verified peer.
-    pub async fn request(&self, peer: PeerId, req: PeerRequest) -> Result<PeerResponse, MeshError> {
+    /// Sends a request to a verified peer; returns its answer and the path
+    /// the answer came on.
+    pub async fn request(&self, peer: PeerId, req: PeerRequest) -> Result<(PeerResponse, Path), MeshError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| MeshError::Stopped)?;
         rx.await.map_err(|_| MeshError::Stopped)?
@@ -234,11 +239,21 @@ impl Mesh {
 
 enum Outbound {
     Hello(PeerId),
-    User(oneshot::Sender<Result<PeerResponse, MeshError>>),
+    /// A caller's request; `retry` holds a copy while one more attempt is
+    /// allowed, for when its connection closes under it (a relayed
+    /// connection closed in favour of a new direct one). Peer requests are
+    /// idempotent: messages and receipts carry ids.
+    User {
+        reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
+        retry: Option<PeerRequest>,
+    },
 }
 
 /// A pending [`Mesh::connect`]: its deadline and where the answer goes.
 type Waiter = (Instant, oneshot::Sender<Result<PeerSummary, MeshError>>);
+/// A request whose connection closed under it, waiting for the peer to be
+/// verified again: deadline, peer, request, the error so far, reply.
+type Retry = (Instant, PeerId, PeerRequest, String, oneshot::Sender<Result<(PeerResponse, Path), MeshError>>);
 type Answer = Pin<Box<dyn std::future::Future<Output = (ResponseChannel<PeerResponse>, Option<PeerResponse>)> + Send>>;
 type Confirmation =
     Pin<Box<dyn std::future::Future<Output = (PeerId, Option<ResponseChannel<PeerResponse>>, Verified, bool)> + Send>>;
@@ -259,6 +274,7 @@ struct Actor {
     observed: Vec<Multiaddr>,
     relayed: HashSet<Multiaddr>,
     dialing: Dialing,
+    retries: Vec<Retry>,
 }
 
 impl Actor {
@@ -285,6 +301,7 @@ impl Actor {
             observed: Vec::new(),
             relayed: HashSet::new(),
             dialing: Dialing::default(),
+            retries: Vec::new(),
         }
     }
 
@@ -349,8 +366,8 @@ impl Actor {
                     let _ = reply.send(Err(MeshError::Unreachable("no verified connection to that peer".into())));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
-                self.outbound.insert(id, Outbound::User(reply));
+                let id = self.swarm.behaviour_mut().peer.send_request(&peer, req.clone());
+                self.outbound.insert(id, Outbound::User { reply, retry: Some(req) });
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.summaries());
@@ -428,6 +445,11 @@ impl Actor {
 
     fn expire_waits(&mut self) {
         let now = Instant::now();
+        let (late, keep): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
+        self.retries = keep;
+        for (_, _, _, error, reply) in late {
+            let _ = reply.send(Err(MeshError::Failed(error)));
+        }
         for (peer, list) in self.waiting.iter_mut() {
             let (late, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|(deadline, _)| *deadline <= now);
             *list = keep;
@@ -495,6 +517,12 @@ impl Actor {
             }
             self.resolve_waits(&peer, Ok(s));
         }
+        let (now, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.1 == peer);
+        self.retries = later;
+        for (_, _, req, _, reply) in now {
+            let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
+            self.outbound.insert(id, Outbound::User { reply, retry: None });
+        }
         self.prefer_direct(peer);
     }
 
@@ -503,6 +531,13 @@ impl Actor {
         self.emit(MeshEvent::PeerRefused { peer, reason: reason.clone() });
         self.resolve_waits(&peer, Err(MeshError::Refused(reason)));
         let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn send_hello(&mut self, peer: PeerId) {
+        let hello = self.hello();
+        let id = self.swarm.behaviour_mut().peer.send_request(&peer, PeerRequest::Hello(hello));
+        self.peers.set_hello_in_flight(peer, true);
+        self.outbound.insert(id, Outbound::Hello(peer));
     }
 
     /// Closes relayed connections to a verified peer that also has a direct one.
@@ -576,11 +611,11 @@ impl Actor {
                 };
                 let before = self.peers.summary(&peer_id).map(|s| s.path);
                 self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed());
-                if endpoint.is_dialer() && !self.peers.is_verified(&peer_id) && !self.peers.hello_in_flight(&peer_id) {
-                    let hello = self.hello();
-                    let id = self.swarm.behaviour_mut().peer.send_request(&peer_id, PeerRequest::Hello(hello));
-                    self.peers.set_hello_in_flight(peer_id, true);
-                    self.outbound.insert(id, Outbound::Hello(peer_id));
+                // Both ends say hello on a new connection to an unverified
+                // peer: after a relayed connection gives way to a direct
+                // one, either end may be the one that lost its verification.
+                if !self.peers.is_verified(&peer_id) && !self.peers.hello_in_flight(&peer_id) {
+                    self.send_hello(peer_id);
                 }
                 if self.peers.is_verified(&peer_id) {
                     self.prefer_direct(peer_id);
@@ -652,8 +687,8 @@ impl Actor {
                             other => self.refuse(p, format!("unexpected answer to hello: {other:?}")),
                         }
                     }
-                    Some(Outbound::User(reply)) => {
-                        let _ = reply.send(Ok(response));
+                    Some(Outbound::User { reply, .. }) => {
+                        let _ = reply.send(Ok((response, self.peers.path_of_connection(&peer, connection_id))));
                     }
                     None => {}
                 },
@@ -663,8 +698,27 @@ impl Actor {
                     Some(Outbound::Hello(p)) => {
                         self.peers.set_hello_in_flight(p, false);
                         tracing::debug!(%peer, %error, "hello failed");
+                        // Its connection closed (a relayed one giving way to
+                        // a direct one): say hello on the connection left.
+                        if self.peers.is_connected(&p) && !self.peers.is_verified(&p) {
+                            self.send_hello(p);
+                        }
                     }
-                    Some(Outbound::User(reply)) => {
+                    Some(Outbound::User { reply, retry: Some(req) })
+                        if matches!(error, request_response::OutboundFailure::ConnectionClosed) =>
+                    {
+                        if self.peers.is_verified(&peer) {
+                            tracing::debug!(%peer, "connection closed under a request; sending it again");
+                            let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
+                            self.outbound.insert(id, Outbound::User { reply, retry: None });
+                        } else {
+                            // The new connection may not have passed its hello yet.
+                            tracing::debug!(%peer, "connection closed under a request; waiting for the peer");
+                            let deadline = Instant::now() + RETRY_WAIT;
+                            self.retries.push((deadline, peer, req, error.to_string(), reply));
+                        }
+                    }
+                    Some(Outbound::User { reply, .. }) => {
                         let _ = reply.send(Err(MeshError::Failed(error.to_string())));
                     }
                     None => {}

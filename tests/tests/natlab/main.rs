@@ -1,0 +1,356 @@
+//! The branch-office NAT lab scenarios, with the real `skein-tracker` and
+//! `skein` binaries in network namespaces behind NAT routers.
+//!
+//! 1. same branch: a direct LAN connection, nothing relayed;
+//! 2. cone ↔ cone: the first message at once (relayed), then direct within
+//!    10 s, and 5,000 messages afterwards with almost nothing relayed;
+//! 3. symmetric ↔ cone and symmetric ↔ symmetric: delivered over the relay;
+//! 4. cone ↔ cone with 5 % loss per WAN leg (plus 40 ms delay where the
+//!    kernel has netem): delivered, and still direct;
+//! 5. a tracker crash and restart mid-conversation: everyone reconnects and
+//!    re-reserves, and messages sent during the outage arrive exactly once.
+//!
+//! Each scenario builds its own lab and tears it down, also on failure or
+//! timeout. The run ends with a table of what each scenario reached. Needs
+//! root; as any other user it prints why and skips. Arguments that do not
+//! start with `-` select scenarios by substring (`--exact` for whole names).
+
+mod office;
+
+use futures::StreamExt;
+use office::{Desk, Office, STEP, event};
+use skein_node::control::{ControlRequest, call};
+use skein_tests::lab::Nat;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// What a scenario reached, for the table.
+#[derive(Debug, Default)]
+struct Row {
+    path: String,
+    first_delivery: Option<Duration>,
+    to_direct: Option<Duration>,
+    relayed_bytes: u64,
+    note: String,
+}
+
+type Scenario = fn() -> Pin<Box<dyn Future<Output = Row> + Send>>;
+
+const SCENARIOS: &[(&str, &str, Scenario)] = &[
+    ("same_branch_lan_direct", "1. same branch a1 → a2", || Box::pin(same_branch())),
+    ("cone_to_cone_goes_direct", "2. cone ↔ cone a1 → b1", || Box::pin(cone_to_cone())),
+    ("symmetric_to_cone_relayed", "3a. symmetric ↔ cone", || Box::pin(symmetric(false))),
+    ("symmetric_to_symmetric_relayed", "3b. symmetric ↔ symmetric", || Box::pin(symmetric(true))),
+    ("lossy_cone_to_cone_goes_direct", "4. cone ↔ cone, 5 % loss", || Box::pin(lossy())),
+    ("tracker_restart_exactly_once", "5. tracker restart", || Box::pin(tracker_restart())),
+];
+
+/// Longest a scenario may run, lab set-up included.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _, _) in SCENARIOS {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let mut filters = Vec::new();
+    let mut skip_value = false;
+    for a in &args {
+        if skip_value {
+            skip_value = false;
+        } else if matches!(a.as_str(), "--test-threads" | "--format" | "--color" | "--logfile" | "--skip") {
+            skip_value = true;
+        } else if !a.starts_with('-') {
+            filters.push(a.as_str());
+        }
+    }
+    let selected: Vec<_> = SCENARIOS
+        .iter()
+        .filter(|(name, _, _)| {
+            filters.is_empty() || filters.iter().any(|f| if exact { name == f } else { name.contains(f) })
+        })
+        .collect();
+    if selected.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    if let Some(why) = skein_tests::lab::unavailable() {
+        println!("natlab: {} scenarios skipped: {why}", selected.len());
+        return ExitCode::SUCCESS;
+    }
+    skein_tests::init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let mut results = Vec::new();
+    for (name, title, run) in selected {
+        println!("natlab: {name} ...");
+        let started = Instant::now();
+        let outcome = rt.block_on(async {
+            let task = tokio::spawn(run());
+            let abort = task.abort_handle();
+            match tokio::time::timeout(SCENARIO_LIMIT, task).await {
+                Ok(Ok(row)) => Ok(row),
+                Ok(Err(e)) if e.is_panic() => Err("failed (see the panic above)".to_owned()),
+                Ok(Err(e)) => Err(format!("did not finish: {e}")),
+                Err(_) => {
+                    abort.abort();
+                    Err(format!("timed out after {SCENARIO_LIMIT:?}"))
+                }
+            }
+        });
+        match &outcome {
+            Ok(_) => println!("natlab: {name} ok ({:.1} s)", started.elapsed().as_secs_f64()),
+            Err(e) => println!("natlab: {name} FAILED: {e}"),
+        }
+        results.push((*title, outcome));
+    }
+    // Let aborted scenarios drop their labs before the table.
+    rt.shutdown_timeout(Duration::from_secs(10));
+    print_table(&results);
+    if results.iter().all(|(_, r)| r.is_ok()) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn print_table(results: &[(&str, Result<Row, String>)]) {
+    let ms = |d: Option<Duration>| d.map_or("–".to_owned(), |d| format!("{} ms", d.as_millis()));
+    println!();
+    println!("| scenario | path reached | first delivery | time to direct | bytes relayed | notes |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (title, r) in results {
+        match r {
+            Ok(row) => println!(
+                "| {title} | {} | {} | {} | {} | {} |",
+                row.path,
+                ms(row.first_delivery),
+                ms(row.to_direct),
+                row.relayed_bytes,
+                row.note
+            ),
+            Err(e) => println!("| {title} | FAILED | – | – | – | {e} |"),
+        }
+    }
+    println!();
+}
+
+/// Sends the first message from `from` to `to`, checks it arrived, and
+/// returns the printed path and how long the send took.
+async fn first_message(office: &Office, from: &Desk, to: &mut Desk, text: &str) -> (String, Duration) {
+    let t0 = Instant::now();
+    let path = office.send(from, to, text).await;
+    let took = t0.elapsed();
+    assert_ne!(path, "queued", "the first message must be delivered at once, not queued");
+    let ev = to.receive(text, STEP).await;
+    // The two may differ when a relayed connection gives way to a direct
+    // one while the message is in flight.
+    assert!(ev["path"] == "direct" || ev["path"] == "relayed", "{ev}");
+    (path, took)
+}
+
+/// Sends `n` messages each way and checks they all arrived over `path`.
+async fn chat(office: &Office, a: &mut Desk, b: &mut Desk, n: usize, path: &str) {
+    for i in 0..n {
+        let (ab, ba) = (format!("{} to {} #{i}", a.user, b.user), format!("{} to {} #{i}", b.user, a.user));
+        assert_eq!(office.send(a, b, &ab).await, path);
+        assert_eq!(office.send(b, a, &ba).await, path);
+        assert_eq!(b.receive(&ab, STEP).await["path"], path);
+        assert_eq!(a.receive(&ba, STEP).await["path"], path);
+    }
+}
+
+async fn same_branch() -> Row {
+    let office = Office::open(&["alice", "amy"]).await;
+    let mut alice = office.desk("a1", "alice").await;
+    let mut amy = office.desk("a2", "amy").await;
+    let before = office.relayed_bytes().await;
+    let (path, first) = first_message(&office, &alice, &mut amy, "hello across the desk").await;
+    assert_eq!(path, "direct", "hosts on one LAN talk directly from the first message");
+    let (p, remote) = office.path(&alice, &amy).await.expect("amy is a peer");
+    assert_eq!(p, "direct");
+    assert!(remote.starts_with("/ip4/198.19.1.3/"), "the LAN address is used: {remote}");
+    chat(&office, &mut alice, &mut amy, 10, "direct").await;
+    let relayed = office.relayed_bytes().await - before;
+    assert_eq!(relayed, 0, "the tracker relays nothing for a conversation inside a branch");
+    Row { path, first_delivery: Some(first), to_direct: Some(first), relayed_bytes: relayed, note: String::new() }
+}
+
+async fn cone_to_cone() -> Row {
+    let office = Office::open(&["alice", "bob"]).await;
+    let alice = office.desk("a1", "alice").await;
+    let mut bob = office.desk("b1", "bob").await;
+    let before = office.relayed_bytes().await;
+    let t0 = Instant::now();
+    let (_, first) = first_message(&office, &alice, &mut bob, "hello from branch A").await;
+    let direct_at = office
+        .wait_path(&alice, &bob, "direct", Duration::from_secs(10).saturating_sub(t0.elapsed()))
+        .await
+        .expect("the path becomes direct within 10 s of the first message");
+    let to_direct = direct_at - t0;
+    let (p, remote) = office.path(&bob, &alice).await.expect("alice is bob's peer");
+    assert_eq!(p, "direct", "both ends see the direct path");
+    assert!(remote.starts_with("/ip4/198.18.1.1/"), "bob reaches alice at branch A's public address: {remote}");
+
+    // Afterwards bulk traffic flows directly: 5,000 messages through alice's
+    // control socket, 32 at a time.
+    let mid = office.relayed_bytes().await;
+    let socket = skein_node::profile::Profile::new(&alice.profile).socket_path();
+    let sent: Vec<String> = futures::stream::iter(0..5_000)
+        .map(|i| {
+            let socket = socket.clone();
+            async move {
+                let req = ControlRequest::Send { to: "bob".into(), text: format!("bulk {i}") };
+                let reply = call(&socket, &req).await.expect("control socket").expect("daemon running");
+                assert!(reply.ok, "bulk {i}: {:?}", reply.error);
+                reply.data["path"].as_str().unwrap_or_default().to_owned()
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(sent.iter().all(|p| p == "direct"), "every bulk message went direct");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let bulk = |d: &Desk| {
+        d.daemon
+            .seen
+            .iter()
+            .filter(|l| event(l, "message").is_some_and(|v| v["text"].as_str().is_some_and(|t| t.starts_with("bulk "))))
+            .count()
+    };
+    while bulk(&bob) < 5_000 {
+        assert!(Instant::now() < deadline, "bob received only {} of 5,000 messages", bulk(&bob));
+        bob.settle(Duration::from_millis(200)).await;
+    }
+    let after = office.relayed_bytes().await;
+    assert!(after - mid <= 4_096, "the tracker relayed {} bytes of the bulk traffic", after - mid);
+    Row {
+        path: "direct".into(),
+        first_delivery: Some(first),
+        to_direct: Some(to_direct),
+        relayed_bytes: after - before,
+        note: format!("5,000 messages after the upgrade: {} bytes relayed", after - mid),
+    }
+}
+
+async fn symmetric(both: bool) -> Row {
+    let office = Office::open(&["alice", "bob"]).await;
+    office.lab.nat("ra", Nat::Symmetric);
+    if both {
+        office.lab.nat("rb", Nat::Symmetric);
+    }
+    let mut alice = office.desk("a1", "alice").await;
+    let mut bob = office.desk("b1", "bob").await;
+    let before = office.relayed_bytes().await;
+    let (path, first) = first_message(&office, &alice, &mut bob, "hello through the relay").await;
+    assert_eq!(path, "relayed");
+    // Hole punching is tried and fails; the conversation stays relayed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed =
+        |d: &Desk| d.daemon.seen.iter().any(|l| event(l, "hole_punch").is_some_and(|v| v["result"] == "failed"));
+    while !failed(&alice) && !failed(&bob) {
+        assert!(Instant::now() < deadline, "no hole-punching outcome within a minute");
+        alice.settle(Duration::from_millis(100)).await;
+        bob.settle(Duration::from_millis(100)).await;
+    }
+    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
+        let (p, remote) = office.path(from, to).await.expect("listed as a peer");
+        assert_eq!(p, "relayed");
+        assert!(remote.contains("p2p-circuit"), "{remote}");
+    }
+    chat(&office, &mut alice, &mut bob, 10, "relayed").await;
+    let relayed = office.relayed_bytes().await - before;
+    assert!(relayed > 0, "the relay carried the conversation and counted it");
+    Row {
+        path,
+        first_delivery: Some(first),
+        to_direct: None,
+        relayed_bytes: relayed,
+        note: "hole punching failed, as expected".into(),
+    }
+}
+
+async fn lossy() -> Row {
+    let office = Office::open(&["alice", "bob"]).await;
+    office.lab.loss("ra", 5);
+    office.lab.loss("rb", 5);
+    let delayed = office.lab.delay("ra", 40) && office.lab.delay("rb", 40);
+    if !delayed {
+        println!("natlab: this kernel has no netem (sch_netem); the 40 ms delay part is skipped, loss still applies");
+    }
+    let mut alice = office.desk("a1", "alice").await;
+    let mut bob = office.desk("b1", "bob").await;
+    let before = office.relayed_bytes().await;
+    let t0 = Instant::now();
+    let (_, first) = first_message(&office, &alice, &mut bob, "hello over a lossy line").await;
+    let direct_at = office
+        .wait_path(&alice, &bob, "direct", Duration::from_secs(30))
+        .await
+        .expect("the path becomes direct despite 5 % loss");
+    chat(&office, &mut alice, &mut bob, 10, "direct").await;
+    Row {
+        path: "direct".into(),
+        first_delivery: Some(first),
+        to_direct: Some(direct_at - t0),
+        relayed_bytes: office.relayed_bytes().await - before,
+        note: if delayed {
+            "5 % loss + 40 ms delay per WAN leg".into()
+        } else {
+            "5 % loss per WAN leg; no netem: no delay".into()
+        },
+    }
+}
+
+async fn tracker_restart() -> Row {
+    let mut office = Office::open(&["alice", "amy", "bob"]).await;
+    let mut alice = office.desk("a1", "alice").await;
+    let mut amy = office.desk("a2", "amy").await;
+    let mut bob = office.desk("b1", "bob").await;
+    first_message(&office, &alice, &mut bob, "before the outage").await;
+    office.wait_path(&alice, &bob, "direct", Duration::from_secs(10)).await.expect("alice and bob go direct");
+
+    office.kill_tracker().await;
+    // During the outage: alice and bob keep talking over their direct
+    // connection; bob writes to amy, whom he has never reached, so that
+    // message waits on his device.
+    let during: Vec<String> = (0..3).map(|i| format!("during the outage #{i}")).collect();
+    for t in &during {
+        assert_eq!(office.send(&alice, &bob, t).await, "direct", "connected peers need no tracker");
+    }
+    assert_eq!(office.send(&bob, &amy, "kept until the tracker is back").await, "queued");
+
+    office.start_tracker().await;
+    let restarted = Instant::now();
+    for d in [&mut alice, &mut amy, &mut bob] {
+        d.daemon
+            .wait_next(Duration::from_secs(60), &format!("{} reconnects", d.user), |l| event(l, "connected").is_some())
+            .await;
+        d.daemon
+            .wait_next(STEP, &format!("{} re-reserves on the relay", d.user), |l| event(l, "relay_reserved").is_some())
+            .await;
+    }
+    let ev = amy.receive("kept until the tracker is back", Duration::from_secs(60)).await;
+    let first = restarted.elapsed();
+    for t in &during {
+        bob.receive(t, STEP).await;
+    }
+    chat(&office, &mut alice, &mut bob, 3, "direct").await;
+    // Exactly once: no resend delivers anything a second time.
+    for d in [&mut alice, &mut amy, &mut bob] {
+        d.settle(Duration::from_secs(3)).await;
+    }
+    assert_eq!(amy.times_received("kept until the tracker is back"), 1);
+    for t in during.iter().chain(std::iter::once(&"before the outage".to_owned())) {
+        assert_eq!(bob.times_received(t), 1, "{t:?} arrived once");
+    }
+    let (ok, out, err) = office.skein(&amy, &["history", "bob", "--json"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("kept until the tracker is back").count(), 1, "history holds it once: {out}");
+    Row {
+        path: ev["path"].as_str().unwrap_or_default().to_owned(),
+        first_delivery: Some(first),
+        to_direct: None,
+        relayed_bytes: office.relayed_bytes().await,
+        note: "first delivery: the message queued during the outage, timed from the restart".into(),
+    }
+}

@@ -1,0 +1,202 @@
+//! One company in the NAT lab: a tracker on `t1` (198.18.0.1), users, and
+//! daemons on the branch hosts, all real `skein-tracker` and `skein`
+//! processes inside the lab's namespaces.
+
+use serde_json::Value;
+use skein_tests::lab::Lab;
+use skein_tests::{Proc, bin};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const PW: &str = "correct horse battery";
+pub const TRACKER: &str = "198.18.0.1:7400";
+/// Longest wait for any single step.
+pub const STEP: Duration = Duration::from_secs(30);
+
+/// The tracker, its data and the profiles of the users on each host.
+#[derive(Debug)]
+pub struct Office {
+    pub lab: Lab,
+    pub dir: tempfile::TempDir,
+    pub tracker: Proc,
+    admin: PathBuf,
+}
+
+/// A running daemon for `user` on `host`.
+#[derive(Debug)]
+pub struct Desk {
+    pub user: String,
+    pub host: String,
+    pub profile: PathBuf,
+    pub daemon: Proc,
+}
+
+/// A parsed daemon event line, if it is one of `kind`.
+pub fn event(line: &str, kind: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(line).ok().filter(|v| v["type"] == kind)
+}
+
+impl Office {
+    /// Builds a lab, starts the tracker and adds `users` plus an administrator.
+    pub async fn open(users: &[&str]) -> Office {
+        let lab = Lab::up();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tracker = start_tracker(&lab, dir.path()).await;
+        let mut office = Office { lab, tracker, admin: dir.path().join("admin-profile"), dir };
+        for u in users {
+            office.add_user(u, false).await;
+        }
+        office.add_user("boss", true).await;
+        office.login("t1", "boss", &office.admin.clone()).await;
+        office
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("t1")
+    }
+
+    async fn add_user(&mut self, name: &str, admin: bool) {
+        let data = self.data();
+        let mut args = vec!["user", "add", name, "--data", data.to_str().expect("utf-8")];
+        if admin {
+            args.push("--admin");
+        }
+        let (ok, _, err) = self.lab.output("t1", &bin("skein-tracker"), &args, &[("SKEIN_PASSWORD", PW)]).await;
+        assert!(ok, "user add {name}: {err}");
+    }
+
+    async fn login(&self, host: &str, user: &str, profile: &Path) {
+        let ca = self.data().join("ca.pem");
+        let args = [
+            "--profile",
+            profile.to_str().expect("utf-8"),
+            "login",
+            "--tracker",
+            TRACKER,
+            "--ca",
+            ca.to_str().expect("utf-8"),
+            "--user",
+            user,
+        ];
+        let (ok, _, err) = self.lab.output(host, &bin("skein"), &args, &[("SKEIN_PASSWORD", PW)]).await;
+        assert!(ok, "login {user} on {host}: {err}");
+    }
+
+    /// Logs `user` in on `host` and starts its daemon, waiting until it is
+    /// connected and holds a relay reservation.
+    pub async fn desk(&self, host: &str, user: &str) -> Desk {
+        let profile = self.dir.path().join(format!("{user}-on-{host}"));
+        self.login(host, user, &profile).await;
+        let p = profile.to_str().expect("utf-8").to_owned();
+        let mut daemon =
+            self.lab.spawn(host, &bin("skein"), &["--profile", &p, "daemon"], &[("RUST_LOG", &log_filter())]);
+        daemon.wait_line(STEP, &format!("{user} connected"), |l| event(l, "connected").is_some()).await;
+        daemon.wait_line(STEP, &format!("{user}'s relay reservation"), |l| event(l, "relay_reserved").is_some()).await;
+        Desk { user: user.to_owned(), host: host.to_owned(), profile, daemon }
+    }
+
+    /// Runs `skein ARGS` for `desk` on its host.
+    pub async fn skein(&self, desk: &Desk, args: &[&str]) -> (bool, String, String) {
+        let mut all = vec!["--profile", desk.profile.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        self.lab.output(&desk.host, &bin("skein"), &all, &[]).await
+    }
+
+    /// Sends `text` from `from` to `to` and returns the printed path.
+    pub async fn send(&self, from: &Desk, to: &Desk, text: &str) -> String {
+        let (ok, out, err) = self.skein(from, &["send", &to.user, text]).await;
+        assert!(ok, "{} → {}: {err}", from.user, to.user);
+        out.trim().to_owned()
+    }
+
+    /// The path `from`'s `skein peers --json` shows towards `to`'s user.
+    pub async fn path(&self, from: &Desk, to: &Desk) -> Option<(String, String)> {
+        let (ok, out, err) = self.skein(from, &["peers", "--json"]).await;
+        assert!(ok, "peers: {err}");
+        let peers: Value = serde_json::from_str(&out).expect("peers JSON");
+        peers.as_array()?.iter().find(|p| p["user"] == to.user.as_str()).map(|p| {
+            (p["path"].as_str().unwrap_or_default().to_owned(), p["remote"].as_str().unwrap_or_default().to_owned())
+        })
+    }
+
+    /// Polls `peers` until `from` sees `to` on `want`, for at most `within`.
+    /// Returns when that happened, or `None`.
+    pub async fn wait_path(&self, from: &Desk, to: &Desk, want: &str, within: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.path(from, to).await.is_some_and(|(p, _)| p == want) {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+
+    /// Bytes the tracker's relay has carried since it started.
+    pub async fn relayed_bytes(&self) -> u64 {
+        let admin = self.admin.to_str().expect("utf-8");
+        let (ok, out, err) =
+            self.lab.output("t1", &bin("skein"), &["--profile", admin, "relay-stats", "--json"], &[]).await;
+        assert!(ok, "relay-stats: {err}");
+        let v: Value = serde_json::from_str(&out).expect("relay-stats JSON");
+        v["total_relayed_bytes"].as_u64().expect("total_relayed_bytes")
+    }
+
+    /// Kills the tracker (as a crash would).
+    pub async fn kill_tracker(&mut self) {
+        self.tracker.kill().await;
+    }
+
+    /// Starts the tracker again on the same data and addresses.
+    pub async fn start_tracker(&mut self) {
+        self.tracker = start_tracker(&self.lab, self.dir.path()).await;
+    }
+}
+
+/// Log filter for the lab's processes: `NATLAB_LOG`, default `warn`.
+fn log_filter() -> String {
+    std::env::var("NATLAB_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+async fn start_tracker(lab: &Lab, dir: &Path) -> Proc {
+    let data = dir.join("t1");
+    let args = [
+        "run",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--listen",
+        TRACKER,
+        "--relay-listen",
+        "198.18.0.1:7401",
+        "--public-addr",
+        "198.18.0.1",
+        "--org",
+        "Branch Lab",
+    ];
+    let mut t = lab.spawn("t1", &bin("skein-tracker"), &args, &[("RUST_LOG", &log_filter())]);
+    t.wait_line(STEP, "the tracker's relay", |l| l.starts_with("Relay serving")).await;
+    t
+}
+
+impl Desk {
+    /// Waits for the message `text` to arrive; returns its event.
+    pub async fn receive(&mut self, text: &str, within: Duration) -> Value {
+        let line = self
+            .daemon
+            .wait_line(within, &format!("{} receives {text:?}", self.user), |l| {
+                event(l, "message").is_some_and(|v| v["text"] == text)
+            })
+            .await;
+        serde_json::from_str(&line).expect("event JSON")
+    }
+
+    /// How many times the message `text` arrived so far.
+    pub fn times_received(&self, text: &str) -> usize {
+        self.daemon.seen.iter().filter(|l| event(l, "message").is_some_and(|v| v["text"] == text)).count()
+    }
+
+    /// Collects the daemon's output for `period`.
+    pub async fn settle(&mut self, period: Duration) {
+        self.daemon.collect_for(period).await;
+    }
+}
