@@ -25,9 +25,11 @@ pub enum Outcome {
     Direct,
     /// Stored by at least one device, through a relay only.
     Relayed,
-    /// Waiting: sealed in the tracker mailbox, or kept locally until the
-    /// tracker or the recipient is reachable.
-    Queued,
+    /// Waiting in the tracker mailbox, sealed to each device not reached.
+    Mailbox,
+    /// Kept locally: neither the recipient nor the tracker could take it
+    /// now. It stays queued in the history and is sent again later.
+    Held,
 }
 
 impl Outcome {
@@ -36,7 +38,7 @@ impl Outcome {
         match self {
             Self::Direct => "direct",
             Self::Relayed => "relayed",
-            Self::Queued => "queued",
+            Self::Mailbox | Self::Held => "queued",
         }
     }
 }
@@ -100,7 +102,7 @@ impl Sender {
     }
 
     /// Delivers `payload` to every device of `user` except this one.
-    /// Returns the best path reached, or `Queued`, or an error when the
+    /// Returns the best path reached, or `Mailbox` or `Held`, or an error when the
     /// message could go nowhere at all.
     async fn fan_out(
         &self,
@@ -114,7 +116,7 @@ impl Sender {
         let Some(info) = self.lookup(user).await? else {
             // No tracker: use peers we already know.
             self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
-            return Ok(best.map_or(Outcome::Queued, outcome_of));
+            return Ok(best.map_or(Outcome::Held, outcome_of));
         };
         for dev in &info.online {
             if dev.device_id == self.device {
@@ -151,11 +153,11 @@ impl Sender {
         }
         match best {
             Some(p) => Ok(outcome_of(p)),
-            None if !rest.is_empty() => Ok(Outcome::Queued),
+            None if !rest.is_empty() => Ok(Outcome::Mailbox),
             None if info.known.iter().all(|c| c.body.device_id == self.device) => Err(SendError::NotNow(format!(
                 "{user} has not logged in on any device yet; the message is kept and sent when they do"
             ))),
-            None => Ok(Outcome::Queued),
+            None => Ok(Outcome::Held),
         }
     }
 
@@ -213,7 +215,7 @@ impl Sender {
             Ok(o @ (Outcome::Direct | Outcome::Relayed)) => {
                 let _ = self.history.set_outgoing_state(msg.id, OutState::Delivered, now, Some(o.as_str())).await;
             }
-            Ok(Outcome::Queued) if self.tracker.is_some() => {
+            Ok(Outcome::Mailbox) => {
                 let _ = self.history.set_outgoing_state(msg.id, OutState::Sent, now, Some("mailbox")).await;
             }
             _ => {}
