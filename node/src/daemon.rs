@@ -11,6 +11,7 @@ use crate::delivery::Sender;
 use crate::history::{History, OutState};
 use crate::mesh::{Mesh, MeshConfig, MeshEvent, PeerSummary};
 use crate::profile::{DeviceIdentity, Profile};
+use crate::reporter::AddressReporter;
 use crate::session::{Connected, SessionError, parse_status, resume};
 use crate::tracker_client::TrackerClient;
 use crate::{inbox, json};
@@ -111,7 +112,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         mesh,
         tracker: None,
         presence: BTreeMap::new(),
-        addresses: Addresses::default(),
+        addresses: AddressReporter::default(),
         relay: None,
     };
     let result = node.serve(stop, calls, mesh_events).await;
@@ -170,7 +171,7 @@ struct Node {
     mesh: Mesh,
     tracker: Option<TrackerClient>,
     presence: BTreeMap<String, PresenceEntry>,
-    addresses: Addresses,
+    addresses: AddressReporter,
     relay: Option<Multiaddr>,
 }
 
@@ -228,6 +229,7 @@ impl Node {
                     Some(ev) => self.tracker_event(ev)?,
                     None => {
                         tracker_events = None;
+                        self.addresses.disconnect();
                         let reason = match self.tracker.take() {
                             Some(c) => c.closed().await,
                             None => String::new(),
@@ -266,7 +268,7 @@ impl Node {
             Ok(_) => {}
             Err(e) => tracing::info!(error = %e, "the tracker offers no relay"),
         }
-        let _ = client.request(Request::ReportAddresses(reportable(&self.addresses, client.remote_addr()))).await;
+        self.addresses.connect(client.clone());
         emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
             "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
@@ -337,24 +339,7 @@ impl Node {
     fn mesh_event(&mut self, ev: MeshEvent) {
         match ev {
             MeshEvent::Addresses { listen, observed, relayed } => {
-                if self.addresses.relayed.is_empty()
-                    && let Some(first) = relayed.first()
-                {
-                    emit(json!({"type": "relay_reserved", "address": first}));
-                }
-                let cap = |mut v: Vec<String>| {
-                    v.truncate(skein_proto::limits::MAX_ADDRS);
-                    v
-                };
-                self.addresses = Addresses { listen: cap(listen), observed: cap(observed), relayed: cap(relayed) };
-                if let Some(c) = &self.tracker {
-                    let (c, a) = (c.clone(), reportable(&self.addresses, c.remote_addr()));
-                    tokio::spawn(async move {
-                        if let Err(e) = c.request(Request::ReportAddresses(a)).await {
-                            tracing::info!(error = %e, "could not report addresses");
-                        }
-                    });
-                }
+                self.addresses.set(Addresses { listen, observed, relayed });
             }
             MeshEvent::PeerVerified(s) => {
                 let mut v = peer_json(&s);
@@ -420,11 +405,14 @@ impl Node {
         let client = self.tracker.clone();
         let mut stop = false;
         let reply = match call.req {
-            ControlRequest::Info => ControlReply::ok(json!({
+            ControlRequest::Info => {
+                let addresses = self.addresses.current();
+                ControlReply::ok(json!({
                 "user": self.me, "connected": client.is_some(), "peer_id": self.mesh.peer_id().to_string(),
                 "tracker": client.as_ref().map(|c| c.remote_addr().to_string()),
-                "addresses": {"listen": self.addresses.listen, "observed": self.addresses.observed, "relayed": self.addresses.relayed},
-            })),
+                "addresses": {"listen": addresses.listen, "observed": addresses.observed, "relayed": addresses.relayed},
+                }))
+            }
             ControlRequest::Presence => {
                 ControlReply::ok(Value::Array(self.presence.values().map(json::presence).collect()))
             }
@@ -542,30 +530,6 @@ impl Node {
             let _ = reply.send(r);
         });
     }
-}
-
-/// The addresses worth telling the tracker: loopback ones only when the
-/// tracker itself is reached over loopback (everyone is on this machine);
-/// elsewhere they would only send peers dialling themselves.
-fn reportable(a: &Addresses, tracker: std::net::SocketAddr) -> Addresses {
-    if tracker.ip().is_loopback() {
-        return a.clone();
-    }
-    let keep = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .filter(|s| {
-                !s.parse::<Multiaddr>().is_ok_and(|m| {
-                    m.iter().any(|p| match p {
-                        Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
-                        Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
-                        _ => false,
-                    })
-                })
-            })
-            .cloned()
-            .collect()
-    };
-    Addresses { listen: keep(&a.listen), observed: keep(&a.observed), relayed: a.relayed.clone() }
 }
 
 async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {

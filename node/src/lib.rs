@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod json;
 pub mod mesh;
 pub mod profile;
+pub mod reporter;
 pub mod seal;
 pub mod session;
 pub mod tracker_client;

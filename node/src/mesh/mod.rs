@@ -528,6 +528,7 @@ impl Actor {
 
     fn refuse(&mut self, peer: PeerId, reason: String) {
         tracing::info!(%peer, %reason, "peer failed the hello");
+        self.peers.forget(&peer);
         self.emit(MeshEvent::PeerRefused { peer, reason: reason.clone() });
         self.resolve_waits(&peer, Err(MeshError::Refused(reason)));
         let _ = self.swarm.disconnect_peer_id(peer);

@@ -319,15 +319,13 @@ async fn tracker_restart() -> Row {
     }
     assert_eq!(office.send(&bob, &amy, "kept until the tracker is back").await, "queued");
 
+    let marks = [alice.daemon.seen.len(), amy.daemon.seen.len(), bob.daemon.seen.len()];
     office.start_tracker().await;
     let restarted = Instant::now();
-    for d in [&mut alice, &mut amy, &mut bob] {
-        d.daemon
-            .wait_next(Duration::from_secs(60), &format!("{} reconnects", d.user), |l| event(l, "connected").is_some())
-            .await;
-        d.daemon
-            .wait_next(STEP, &format!("{} re-reserves on the relay", d.user), |l| event(l, "relay_reserved").is_some())
-            .await;
+    for (d, mark) in [&mut alice, &mut amy, &mut bob].into_iter().zip(marks) {
+        let user = d.user.clone();
+        d.wait_since(mark, Duration::from_secs(60), &format!("{user} reconnects"), "connected").await;
+        d.wait_since(mark, STEP, &format!("{user} re-reserves on the relay"), "relay_reserved").await;
     }
     let ev = amy.receive("kept until the tracker is back", Duration::from_secs(60)).await;
     let first = restarted.elapsed();

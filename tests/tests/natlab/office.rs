@@ -195,6 +195,14 @@ impl Desk {
         self.daemon.seen.iter().filter(|l| event(l, "message").is_some_and(|v| v["text"] == text)).count()
     }
 
+    /// Waits for an event of `kind` printed after the first `mark` lines.
+    pub async fn wait_since(&mut self, mark: usize, within: Duration, what: &str, kind: &str) {
+        if self.daemon.seen[mark.min(self.daemon.seen.len())..].iter().any(|l| event(l, kind).is_some()) {
+            return;
+        }
+        self.daemon.wait_next(within, what, |l| event(l, kind).is_some()).await;
+    }
+
     /// Collects the daemon's output for `period`.
     pub async fn settle(&mut self, period: Duration) {
         self.daemon.collect_for(period).await;
