@@ -38,6 +38,13 @@ use dialing::{Dialing, RELAY_HEAD_START, is_relayed};
 /// How long a request whose connection closed waits for the peer to be
 /// verified on another connection.
 const RETRY_WAIT: Duration = Duration::from_secs(5);
+/// How long [`Mesh::connect`] callers keep waiting after the peer's last
+/// connection closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a request from a peer whose hello is under way is kept.
+const HOLD: Duration = Duration::from_secs(5);
+/// Requests kept per unverified peer; more are refused at once.
+const MAX_HELD_PER_PEER: usize = 64;
 pub use state::{Path, PeerSummary, Verified};
 
 /// How the mesh runs.
@@ -254,6 +261,9 @@ type Waiter = (Instant, oneshot::Sender<Result<PeerSummary, MeshError>>);
 /// A request whose connection closed under it, waiting for the peer to be
 /// verified again: deadline, peer, request, the error so far, reply.
 type Retry = (Instant, PeerId, PeerRequest, String, oneshot::Sender<Result<(PeerResponse, Path), MeshError>>);
+/// A request from a peer whose hello has not finished: deadline, peer,
+/// connection, request, answer channel.
+type Held = (Instant, PeerId, libp2p::swarm::ConnectionId, PeerRequest, ResponseChannel<PeerResponse>);
 type Answer = Pin<Box<dyn std::future::Future<Output = (ResponseChannel<PeerResponse>, Option<PeerResponse>)> + Send>>;
 type Confirmation =
     Pin<Box<dyn std::future::Future<Output = (PeerId, Option<ResponseChannel<PeerResponse>>, Verified, bool)> + Send>>;
@@ -275,6 +285,7 @@ struct Actor {
     relayed: HashSet<Multiaddr>,
     dialing: Dialing,
     retries: Vec<Retry>,
+    held: Vec<Held>,
 }
 
 impl Actor {
@@ -302,6 +313,7 @@ impl Actor {
             relayed: HashSet::new(),
             dialing: Dialing::default(),
             retries: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -445,6 +457,12 @@ impl Actor {
 
     fn expire_waits(&mut self) {
         let now = Instant::now();
+        let late: Vec<PeerId> = self.held.iter().filter(|h| h.0 <= now).map(|h| h.1).collect();
+        for peer in late {
+            if !self.peers.is_verified(&peer) {
+                self.release_held(peer);
+            }
+        }
         let (late, keep): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
         self.retries = keep;
         for (_, _, _, error, reply) in late {
@@ -517,6 +535,7 @@ impl Actor {
             }
             self.resolve_waits(&peer, Ok(s));
         }
+        self.release_held(peer);
         let (now, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.1 == peer);
         self.retries = later;
         for (_, _, req, _, reply) in now {
@@ -529,6 +548,7 @@ impl Actor {
     fn refuse(&mut self, peer: PeerId, reason: String) {
         tracing::info!(%peer, %reason, "peer failed the hello");
         self.peers.forget(&peer);
+        self.release_held(peer);
         self.emit(MeshEvent::PeerRefused { peer, reason: reason.clone() });
         self.resolve_waits(&peer, Err(MeshError::Refused(reason)));
         let _ = self.swarm.disconnect_peer_id(peer);
@@ -612,10 +632,14 @@ impl Actor {
                 };
                 let before = self.peers.summary(&peer_id).map(|s| s.path);
                 self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed());
-                // Both ends say hello on a new connection to an unverified
-                // peer: after a relayed connection gives way to a direct
-                // one, either end may be the one that lost its verification.
-                if !self.peers.is_verified(&peer_id) && !self.peers.hello_in_flight(&peer_id) {
+                // The dialer says hello first. So does an end with requests
+                // waiting for this peer (a relayed connection gave way to a
+                // direct one on which it is the listener).
+                let waiting = self.retries.iter().any(|r| r.1 == peer_id) || self.waiting.contains_key(&peer_id);
+                if (endpoint.is_dialer() || waiting)
+                    && !self.peers.is_verified(&peer_id)
+                    && !self.peers.hello_in_flight(&peer_id)
+                {
                     self.send_hello(peer_id);
                 }
                 if self.peers.is_verified(&peer_id) {
@@ -630,8 +654,14 @@ impl Actor {
             SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
                 let before = self.peers.summary(&peer_id);
                 self.peers.disconnected(peer_id, connection_id);
-                if !self.peers.is_connected(&peer_id) && before.is_none() {
-                    self.resolve_waits(&peer_id, Err(MeshError::Unreachable("the peer closed the connection".into())));
+                if !self.peers.is_connected(&peer_id) {
+                    // A connection that replaces this one (hole punching
+                    // makes a direct one as the relayed one closes) has a
+                    // moment to appear before waiters hear the bad news.
+                    let soon = Instant::now() + CLOSE_GRACE;
+                    for (deadline, _) in self.waiting.get_mut(&peer_id).into_iter().flatten() {
+                        *deadline = (*deadline).min(soon);
+                    }
                 }
                 match (before, self.peers.summary(&peer_id)) {
                     (Some(b), None) => self.emit(MeshEvent::PeerLeft { peer: peer_id, user: b.user }),
@@ -717,6 +747,9 @@ impl Actor {
                             tracing::debug!(%peer, "connection closed under a request; waiting for the peer");
                             let deadline = Instant::now() + RETRY_WAIT;
                             self.retries.push((deadline, peer, req, error.to_string(), reply));
+                            if self.peers.is_connected(&peer) && !self.peers.hello_in_flight(&peer) {
+                                self.send_hello(peer);
+                            }
                         }
                     }
                     Some(Outbound::User { reply, .. }) => {
@@ -751,16 +784,62 @@ impl Actor {
                     self.refuse(peer, why);
                 }
             },
-            other => {
-                let Some(from) = self.peers.verified(&peer).cloned() else {
+            other => match self.peers.verified(&peer).cloned() {
+                Some(from) => self.serve(peer, conn, from, other, channel),
+                None => self.hold(peer, conn, other, channel),
+            },
+        }
+    }
+
+    /// Hands a verified peer's request to the owner.
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        conn: libp2p::swarm::ConnectionId,
+        from: Verified,
+        req: PeerRequest,
+        channel: ResponseChannel<PeerResponse>,
+    ) {
+        let path = self.peers.path_of_connection(&peer, conn);
+        let (reply, rx) = oneshot::channel();
+        self.emit(MeshEvent::Request { from: Box::new(from), peer, path, req: Box::new(req), reply });
+        self.answers.push(Box::pin(async move { (channel, rx.await.ok()) }));
+    }
+
+    /// Keeps a request from a peer whose hello is still under way (both
+    /// ends' hellos can be lost when a relayed connection closes in favour
+    /// of a direct one), saying hello first if we have not. Refused when
+    /// the hello fails or does not finish within [`HOLD`].
+    fn hold(
+        &mut self,
+        peer: PeerId,
+        conn: libp2p::swarm::ConnectionId,
+        req: PeerRequest,
+        channel: ResponseChannel<PeerResponse>,
+    ) {
+        let held = self.held.iter().filter(|h| h.1 == peer).count();
+        if !self.peers.is_connected(&peer) || held >= MAX_HELD_PER_PEER {
+            let resp = refused(ErrorCode::NotAuthenticated, "present a device certificate first");
+            let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
+            return;
+        }
+        if !self.peers.hello_in_flight(&peer) {
+            self.send_hello(peer);
+        }
+        self.held.push((Instant::now() + HOLD, peer, conn, req, channel));
+    }
+
+    /// Answers or refuses the held requests of `peer`.
+    fn release_held(&mut self, peer: PeerId) {
+        let (mine, rest): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|h| h.1 == peer);
+        self.held = rest;
+        for (_, _, conn, req, channel) in mine {
+            match self.peers.verified(&peer).cloned() {
+                Some(from) => self.serve(peer, conn, from, req, channel),
+                None => {
                     let resp = refused(ErrorCode::NotAuthenticated, "present a device certificate first");
                     let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
-                    return;
-                };
-                let path = self.peers.path_of_connection(&peer, conn);
-                let (reply, rx) = oneshot::channel();
-                self.emit(MeshEvent::Request { from: Box::new(from), peer, path, req: Box::new(other), reply });
-                self.answers.push(Box::pin(async move { (channel, rx.await.ok()) }));
+                }
             }
         }
     }

@@ -1,21 +1,15 @@
 //! Bookkeeping of peer connections, free of IO: which connections each peer
 //! has, whether they are relayed, who passed the hello, and round-trip times.
 //!
-//! A peer's verification outlives its last connection by [`REMEMBER`]: when
-//! a relayed connection closes just before the direct one that replaces it
-//! is reported, the peer (whose PeerId the transport authenticates on every
-//! connection) is still known, and requests on the new connection are not
-//! refused while a fresh hello is under way.
+//! A peer's verification ends with its last connection: a new connection
+//! says hello again, so a revoked device is checked again.
 
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use skein_proto::bytes::DeviceId;
 use skein_proto::device::DeviceCert;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
-/// How long a peer stays verified after its last connection closed.
-pub const REMEMBER: Duration = Duration::from_secs(10);
+use std::time::Duration;
 
 /// How a peer is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,40 +70,26 @@ struct PeerState {
 #[derive(Debug, Default)]
 pub struct Peers {
     peers: HashMap<PeerId, PeerState>,
-    /// Verified peers whose last connection closed, and when.
-    recent: HashMap<PeerId, (Verified, Instant)>,
 }
 
 impl Peers {
     /// Records a new connection.
     pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr, relayed: bool) {
-        let now = Instant::now();
-        self.recent.retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
-        let recent = self.recent.remove(&peer);
-        let p = self.peers.entry(peer).or_default();
-        if p.verified.is_none() {
-            p.verified = recent.map(|(v, _)| v);
-        }
-        p.conns.insert(id, (remote, relayed));
+        self.peers.entry(peer).or_default().conns.insert(id, (remote, relayed));
     }
 
     /// Forgets a closed connection; the peer is forgotten with its last one.
     pub fn disconnected(&mut self, peer: PeerId, id: ConnectionId) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.conns.remove(&id);
-            if p.conns.is_empty()
-                && let Some(gone) = self.peers.remove(&peer)
-                && let Some(v) = gone.verified
-            {
-                self.recent.insert(peer, (v, Instant::now()));
+            if p.conns.is_empty() {
+                self.peers.remove(&peer);
             }
         }
     }
 
-    /// Forgets a peer's verification, including the remembered one (a
-    /// refused or revoked peer).
+    /// Forgets a peer's verification (a refused or revoked peer).
     pub fn forget(&mut self, peer: &PeerId) {
-        self.recent.remove(peer);
         if let Some(p) = self.peers.get_mut(peer) {
             p.verified = None;
         }
@@ -223,19 +203,21 @@ mod tests {
     }
 
     #[test]
-    fn a_relayed_connection_giving_way_keeps_the_peer_verified() {
+    fn verification_ends_with_the_last_connection() {
         let mut peers = Peers::default();
         let bob = PeerId::random();
         let (relayed, direct) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
         peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true);
         peers.verify(bob, verified("bob"));
-        // The relayed connection closes before the direct one is reported.
-        peers.disconnected(bob, relayed);
-        assert!(!peers.is_connected(&bob) && peers.summary(&bob).is_none());
         peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false);
-        assert!(peers.is_verified(&bob));
         let s = peers.summary(&bob).expect("summary");
         assert_eq!((s.user.as_str(), s.path), ("bob", Path::Direct));
+        assert_eq!(peers.relayed_connections_if_direct(&bob), vec![relayed]);
+        peers.disconnected(bob, relayed);
+        assert!(peers.is_verified(&bob), "still verified over the direct connection");
+        peers.disconnected(bob, direct);
+        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true);
+        assert!(!peers.is_verified(&bob), "a new connection says hello again");
     }
 
     #[test]
