@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub fn unavailable() -> Option<String> {
     let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
     (euid != 0).then(|| {
-        "the NAT lab needs root (network namespaces, veths and nftables); run `sudo scripts/natlab`, \
+        "the NAT lab needs root (network namespaces, veths and nftables); run `scripts/natlab` (it uses sudo), \
          or `.ci/run`, which runs it as root"
             .to_owned()
     })
