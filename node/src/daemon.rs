@@ -113,6 +113,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         tracker: None,
         presence: BTreeMap::new(),
         addresses: AddressReporter::default(),
+        stalled: crate::delivery::Stalled::default(),
         relay: None,
     };
     let result = node.serve(stop, calls, mesh_events).await;
@@ -173,6 +174,7 @@ struct Node {
     presence: BTreeMap<String, PresenceEntry>,
     addresses: AddressReporter,
     relay: Option<Multiaddr>,
+    stalled: crate::delivery::Stalled,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -190,6 +192,7 @@ impl Node {
             tracker: self.tracker.clone(),
             mesh: self.mesh.clone(),
             history: self.history.clone(),
+            stalled: self.stalled.clone(),
         }
     }
 
@@ -269,6 +272,7 @@ impl Node {
             Err(e) => tracing::info!(error = %e, "the tracker offers no relay"),
         }
         self.addresses.connect(client.clone());
+        self.stalled.clear();
         emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
             "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),

@@ -18,6 +18,12 @@ use skein_proto::control::{MailboxPut, PeerInfo, Request, Response, SealedItem};
 use skein_proto::device::DeviceCert;
 use skein_proto::peer::{ChatMessage, PeerRequest, PeerResponse, Receipt, SealedPayload};
 
+/// How long the tracker may take to look up a user one of whose devices
+/// is already connected.
+const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a stall makes later lookups of connected users not wait.
+const STALL_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a send achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -68,6 +74,29 @@ pub struct Sender {
     pub mesh: Mesh,
     /// Local history.
     pub history: History,
+    /// When a lookup last ran out of patience, shared by every send of this
+    /// tracker connection: once the tracker seems gone, sends to connected
+    /// peers stop waiting for it.
+    pub stalled: Stalled,
+}
+
+/// When the tracker last failed to answer a lookup in time.
+#[derive(Debug, Clone, Default)]
+pub struct Stalled(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl Stalled {
+    fn get(&self) -> Option<std::time::Instant> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, at: Option<std::time::Instant>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    /// Forgets the last stall (a new tracker connection).
+    pub fn clear(&self) {
+        self.set(None);
+    }
 }
 
 /// The additional data bound into a sealed item: its id and recipient device.
@@ -86,9 +115,39 @@ impl Sender {
     /// The user's devices. `Ok(None)` when the tracker cannot be asked
     /// (not connected, or the request failed in transit); an error when the
     /// tracker answers that there is no such user.
+    ///
+    /// When a device of `user` is already connected, or `user` is us (copies
+    /// for our other devices are a courtesy), the tracker gets
+    /// [`LOOKUP_PATIENCE`] to answer: a tracker that vanished without a word
+    /// (not yet noticed as gone) must not hold up a conversation that does
+    /// not need it.
     async fn lookup(&self, user: &str) -> Result<Option<PeerInfo>, SendError> {
         let Some(client) = self.tracker.as_ref() else { return Ok(None) };
-        match client.request(Request::LookupPeer { user: user.to_owned() }).await {
+        let ask = client.request(Request::LookupPeer { user: user.to_owned() });
+        let impatient = user == self.me || self.mesh.peers().await.iter().any(|p| p.user == user);
+        let answer = if impatient {
+            // After a recent stall, do not wait at all until it answers again.
+            let patience = match self.stalled.get() {
+                Some(at) if at.elapsed() < STALL_MEMORY => std::time::Duration::ZERO,
+                _ => LOOKUP_PATIENCE,
+            };
+            match tokio::time::timeout(patience, ask).await {
+                Ok(a) => a,
+                Err(_) => {
+                    tracing::info!(%user, "the tracker is slow to answer; delivering to the connected devices");
+                    if patience > std::time::Duration::ZERO {
+                        self.stalled.set(Some(std::time::Instant::now()));
+                    }
+                    return Ok(None);
+                }
+            }
+        } else {
+            ask.await
+        };
+        if answer.is_ok() {
+            self.stalled.clear();
+        }
+        match answer {
             Ok(Response::Peer(p)) => Ok(Some(p)),
             Ok(_) => Ok(None),
             Err(e) => match e.body() {
