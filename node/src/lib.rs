@@ -19,5 +19,6 @@ pub mod reporter;
 pub mod seal;
 pub mod session;
 pub mod tracker_client;
+pub mod transfer;
 
 pub use skein_proto::time::now_ms;

@@ -1,0 +1,13 @@
+//! Peer-to-peer file transfer.
+//!
+//! A file is described by a [`manifest::Manifest`]: its size and the BLAKE3
+//! hash of every fixed-size chunk. The file is addressed by the manifest's
+//! root hash, which travels in the offer; the receiver fetches the manifest,
+//! checks it against the root, then checks every chunk against its hash as
+//! it arrives, so a bad chunk is found at once and fetched again. Which
+//! chunks are already verified is a [`manifest::Have`] set, which is what
+//! makes a transfer resumable after a drop or a restart.
+//!
+//! This module is free of IO apart from hashing a reader.
+
+pub mod manifest;
