@@ -8,6 +8,10 @@
 //! chunks are already verified is a [`manifest::Have`] set, which is what
 //! makes a transfer resumable after a drop or a restart.
 //!
-//! This module is free of IO apart from hashing a reader.
+//! Received files get a [`names::sanitize`]d name in the downloads folder,
+//! never outside it and never over an existing file.
+//!
+//! These modules are free of network IO.
 
 pub mod manifest;
+pub mod names;
