@@ -6,12 +6,14 @@
 //! checks it against the root, then checks every chunk against its hash as
 //! it arrives, so a bad chunk is found at once and fetched again. Which
 //! chunks are already verified is a [`manifest::Have`] set, which is what
-//! makes a transfer resumable after a drop or a restart.
+//! makes a transfer resumable after a drop or a restart; a
+//! [`fetch::Fetch`] plans which chunks to ask for, a window at a time.
 //!
 //! Received files get a [`names::sanitize`]d name in the downloads folder,
 //! never outside it and never over an existing file.
 //!
 //! These modules are free of network IO.
 
+pub mod fetch;
 pub mod manifest;
 pub mod names;
