@@ -189,16 +189,28 @@ impl Have {
         h
     }
 
+    /// Number of chunks in the file.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether a decoded set is well formed (its bit words match its count).
+    pub fn is_consistent(&self) -> bool {
+        self.bits.len() as u64 == self.count.div_ceil(64)
+    }
+
     /// Records chunk `index` as verified; ignores indices past the end.
     pub fn insert(&mut self, index: u64) {
-        if index < self.count {
-            self.bits[(index / 64) as usize] |= 1 << (index % 64);
+        if index < self.count
+            && let Some(w) = self.bits.get_mut((index / 64) as usize)
+        {
+            *w |= 1 << (index % 64);
         }
     }
 
     /// Whether chunk `index` is verified.
     pub fn contains(&self, index: u64) -> bool {
-        index < self.count && self.bits[(index / 64) as usize] & (1 << (index % 64)) != 0
+        index < self.count && self.bits.get((index / 64) as usize).is_some_and(|w| w & (1 << (index % 64)) != 0)
     }
 
     /// Number of verified chunks.
@@ -286,6 +298,16 @@ mod tests {
         assert_eq!(h.bytes(&m), 201);
         assert_eq!(h.missing().collect::<Vec<_>>(), vec![1, 2, 4, 5, 6, 7, 8, 9]);
         assert!(Have::all(m.count()).is_complete());
+    }
+
+    #[test]
+    fn a_malformed_have_record_never_panics() {
+        let bytes = postcard::to_stdvec(&(200u64, Vec::<u64>::new())).expect("encode");
+        let mut h: Have = postcard::from_bytes(&bytes).expect("decodes as a shape");
+        assert!(!h.is_consistent());
+        h.insert(150);
+        assert!(!h.contains(150));
+        assert!(Have::none(200).is_consistent());
     }
 
     proptest! {

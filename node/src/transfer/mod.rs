@@ -17,3 +17,4 @@
 pub mod fetch;
 pub mod manifest;
 pub mod names;
+pub mod partial;
