@@ -539,8 +539,7 @@ impl Actor {
         let (now, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.1 == peer);
         self.retries = later;
         for (_, _, req, _, reply) in now {
-            let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
-            self.outbound.insert(id, Outbound::User { reply, retry: None });
+            self.resend(peer, req, reply);
         }
         self.prefer_direct(peer);
     }
@@ -740,8 +739,7 @@ impl Actor {
                     {
                         if self.peers.is_verified(&peer) {
                             tracing::debug!(%peer, "connection closed under a request; sending it again");
-                            let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
-                            self.outbound.insert(id, Outbound::User { reply, retry: None });
+                            self.resend(peer, req, reply);
                         } else {
                             // The new connection may not have passed its hello yet.
                             tracing::debug!(%peer, "connection closed under a request; waiting for the peer");
@@ -819,14 +817,30 @@ impl Actor {
     ) {
         let held = self.held.iter().filter(|h| h.1 == peer).count();
         if !self.peers.is_connected(&peer) || held >= MAX_HELD_PER_PEER {
-            let resp = refused(ErrorCode::NotAuthenticated, "present a device certificate first");
-            let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
+            self.refuse_unverified(channel);
             return;
         }
         if !self.peers.hello_in_flight(&peer) {
             self.send_hello(peer);
         }
         self.held.push((Instant::now() + HOLD, peer, conn, req, channel));
+    }
+
+    /// Refuses a request from a peer that has not passed the hello.
+    fn refuse_unverified(&mut self, channel: ResponseChannel<PeerResponse>) {
+        let resp = refused(ErrorCode::NotAuthenticated, "present a device certificate first");
+        let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
+    }
+
+    /// Sends a caller's request a second (and last) time.
+    fn resend(
+        &mut self,
+        peer: PeerId,
+        req: PeerRequest,
+        reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
+    ) {
+        let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
+        self.outbound.insert(id, Outbound::User { reply, retry: None });
     }
 
     /// Answers or refuses the held requests of `peer`.
@@ -836,10 +850,7 @@ impl Actor {
         for (_, _, conn, req, channel) in mine {
             match self.peers.verified(&peer).cloned() {
                 Some(from) => self.serve(peer, conn, from, req, channel),
-                None => {
-                    let resp = refused(ErrorCode::NotAuthenticated, "present a device certificate first");
-                    let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
-                }
+                None => self.refuse_unverified(channel),
             }
         }
     }
