@@ -52,6 +52,48 @@ pub enum ControlRequest {
         /// The other user.
         user: String,
     },
+    /// Offer a file; answered once the offer is delivered or queued.
+    SendFile {
+        /// Recipient user.
+        to: String,
+        /// Absolute path of the file.
+        path: String,
+        /// Offer it under this name instead of its own.
+        name: Option<String>,
+    },
+    /// Send an image message: a thumbnail inline, the image on demand.
+    SendImage {
+        /// Recipient user.
+        to: String,
+        /// Absolute path of the image.
+        path: String,
+    },
+    /// Accept a file offer (or resume a failed transfer).
+    Accept {
+        /// The transfer id.
+        id: String,
+        /// Receive into this folder instead of the downloads folder.
+        dir: Option<String>,
+    },
+    /// Decline a file offer, or stop receiving it.
+    Decline {
+        /// The transfer id.
+        id: String,
+    },
+    /// One transfer, or the latest ones.
+    Transfers {
+        /// The transfer id; all when absent.
+        id: Option<String>,
+    },
+    /// React to a message, or take a reaction back.
+    React {
+        /// The message id.
+        id: String,
+        /// An emoji or a `:shortcode:`.
+        emoji: String,
+        /// Take the reaction back.
+        remove: bool,
+    },
 }
 
 /// A daemon's answer.

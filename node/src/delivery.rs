@@ -16,6 +16,7 @@ use skein_proto::ErrorCode;
 use skein_proto::bytes::{DeviceId, MailId};
 use skein_proto::control::{MailboxPut, PeerInfo, Request, Response, SealedItem};
 use skein_proto::device::DeviceCert;
+use skein_proto::file::FileStatus;
 use skein_proto::peer::{ChatMessage, PeerRequest, PeerResponse, Receipt, SealedPayload};
 
 /// How long the tracker may take to look up a user one of whose devices
@@ -106,7 +107,8 @@ pub fn seal_aad(id: &MailId, device: &DeviceId) -> Vec<u8> {
     aad
 }
 
-fn addrs_of(info: &skein_proto::control::DeviceInfo) -> Vec<Multiaddr> {
+/// Every address a device reported, direct ones first.
+pub fn addrs_of(info: &skein_proto::control::DeviceInfo) -> Vec<Multiaddr> {
     let a = &info.addresses;
     a.listen.iter().chain(a.observed.iter()).chain(a.relayed.iter()).filter_map(|s| s.parse().ok()).collect()
 }
@@ -288,6 +290,14 @@ impl Sender {
             }
         }
         out
+    }
+
+    /// Sends a file status to every device of `user` (the file's sender).
+    pub async fn send_file_status(&self, user: &str, status: FileStatus) -> Result<Outcome, SendError> {
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+        self.fan_out(user, MailId(id), PeerRequest::FileStatus(status.clone()), SealedPayload::FileStatus(status))
+            .await
     }
 
     /// Sends a receipt to every device of `user`.

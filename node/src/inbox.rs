@@ -1,164 +1,258 @@
-//! Receiving: messages and receipts from peers and from the mailbox.
+//! Receiving: messages, receipts and file statuses from peers and from the
+//! mailbox.
 //!
-//! A message is stored in the local history before it is acknowledged, and
-//! the history ignores ids it already has, so a retried or duplicated
-//! delivery shows once. Mailbox items are opened with this device's X25519
-//! key and acked only after they are stored.
+//! A message is checked against who sent it and against the limits of its
+//! kind (text length, a file offer's name and size, an image's thumbnail,
+//! a reaction's emoji), then stored in the local history before it is
+//! acknowledged; the history ignores ids it already has, so a retried or
+//! duplicated delivery shows once. A new file offer is handed to the
+//! transfer engine; a reaction is applied to its message. Mailbox items
+//! are opened with this device's X25519 key and acked only after they are
+//! stored.
 
 use crate::delivery::seal_aad;
 use crate::history::{History, OutState, conversation_of};
 use crate::mesh::Verified;
 use crate::seal;
 use crate::tracker_client::TrackerClient;
+use crate::transfer::Transfers;
+use crate::transfer::image::{check_thumbnail, known_format};
+use crate::transfer::manifest::MAX_FILE_SIZE;
 use serde_json::{Value, json};
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Request, Response};
-use skein_proto::peer::{ChatMessage, MessageBody, PeerResponse, Receipt, ReceiptKind, SealedPayload};
+use skein_proto::file::{FileOffer, FileStatus, MAX_FILE_NAME};
+use skein_proto::peer::{ChatMessage, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind, SealedPayload};
 use skein_proto::{ErrorBody, ErrorCode};
 
 /// A message as a daemon event line.
 pub fn message_event(me: &str, msg: &ChatMessage, path: &str) -> Value {
-    let MessageBody::Text(text) = &msg.body;
-    json!({
+    let mut v = json!({
         "type": "message",
         "id": msg.id.to_hex(),
         "from": msg.from_user,
         "to": msg.to_user,
         "conversation": conversation_of(me, msg),
-        "text": text,
         "sent_at_ms": msg.sent_at_ms,
         "path": path,
-    })
+    });
+    crate::json::add_body(&mut v, &msg.body);
+    v
 }
 
-/// Checks a message against who sent it, then stores it.
-/// Returns the answer for the sender and, if the message is new, its event.
-pub async fn accept_message(
-    history: &History,
-    me: &str,
-    sender: &str,
-    msg: &ChatMessage,
-    path: &str,
-) -> (PeerResponse, Option<Value>) {
-    if msg.from_user != sender {
-        let why = format!("message claims to be from {} but the sender is {sender}", msg.from_user);
-        return (PeerResponse::Refused(ErrorBody::new(ErrorCode::PermissionDenied, why)), None);
+/// Where received messages go.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    /// The local history.
+    pub history: History,
+    /// The local user.
+    pub me: String,
+    /// The transfer engine, told about new file offers (none in tests of
+    /// messaging alone).
+    pub transfers: Option<Transfers>,
+}
+
+fn refused(code: ErrorCode, why: impl Into<String>) -> PeerResponse {
+    PeerResponse::Refused(ErrorBody::new(code, why))
+}
+
+fn check_offer(f: &FileOffer) -> Result<(), String> {
+    if f.name.trim().is_empty() || f.name.len() > MAX_FILE_NAME {
+        return Err(format!("a file name must be 1 to {MAX_FILE_NAME} bytes"));
     }
-    if msg.to_user != me && msg.from_user != me {
-        return (
-            PeerResponse::Refused(ErrorBody::new(ErrorCode::InvalidInput, "that message is not for this user")),
-            None,
-        );
+    if f.size > MAX_FILE_SIZE {
+        return Err(format!("a file may be at most {} GiB", MAX_FILE_SIZE >> 30));
     }
-    let MessageBody::Text(t) = &msg.body;
-    if t.len() > skein_proto::peer::MAX_TEXT {
-        return (PeerResponse::Refused(ErrorBody::new(ErrorCode::TooLarge, "message text is too long")), None);
+    Ok(())
+}
+
+/// Checks a message body against its kind's limits.
+async fn check_body(body: &MessageBody) -> Result<(), PeerResponse> {
+    match body {
+        MessageBody::Text(t) if t.len() > skein_proto::peer::MAX_TEXT => {
+            Err(refused(ErrorCode::TooLarge, "message text is too long"))
+        }
+        MessageBody::Text(_) => Ok(()),
+        MessageBody::File(f) => check_offer(f).map_err(|e| refused(ErrorCode::InvalidInput, e)),
+        MessageBody::Image(i) => {
+            check_offer(&i.file).map_err(|e| refused(ErrorCode::InvalidInput, e))?;
+            if !known_format(&i.format) {
+                return Err(refused(ErrorCode::InvalidInput, format!("unknown image format {:?}", i.format)));
+            }
+            let thumb = i.thumbnail.clone();
+            match tokio::task::spawn_blocking(move || check_thumbnail(&thumb)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(refused(ErrorCode::InvalidInput, format!("the image's thumbnail: {e}"))),
+                Err(e) => Err(refused(ErrorCode::Internal, e.to_string())),
+            }
+        }
+        MessageBody::Reaction(r) if crate::emoji::is_emoji(&r.emoji) => Ok(()),
+        MessageBody::Reaction(r) => Err(refused(ErrorCode::InvalidInput, format!("{:?} is not an emoji", r.emoji))),
     }
-    match history.insert_incoming(me, msg, path).await {
-        Ok(true) => (PeerResponse::Stored { id: msg.id }, Some(message_event(me, msg, path))),
-        Ok(false) => (PeerResponse::Stored { id: msg.id }, None),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store an incoming message");
-            (
-                PeerResponse::Refused(ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    "the recipient could not store it; retry",
-                )),
-                None,
-            )
+}
+
+impl Inbox {
+    /// Checks a message against who sent it, then stores it. Returns the
+    /// answer for the sender and, if the message is new, its events.
+    pub async fn message(&self, sender: &str, msg: &ChatMessage, path: &str) -> (PeerResponse, Vec<Value>) {
+        let me = self.me.as_str();
+        if msg.from_user != sender {
+            let why = format!("message claims to be from {} but the sender is {sender}", msg.from_user);
+            return (refused(ErrorCode::PermissionDenied, why), Vec::new());
+        }
+        if msg.to_user != me && msg.from_user != me {
+            return (refused(ErrorCode::InvalidInput, "that message is not for this user"), Vec::new());
+        }
+        if let Err(r) = check_body(&msg.body).await {
+            return (r, Vec::new());
+        }
+        match self.history.insert_incoming(me, msg, path).await {
+            Ok(true) => (PeerResponse::Stored { id: msg.id }, self.stored(msg, path).await),
+            Ok(false) => (PeerResponse::Stored { id: msg.id }, Vec::new()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store an incoming message");
+                (refused(ErrorCode::Unavailable, "the recipient could not store it; retry"), Vec::new())
+            }
         }
     }
-}
 
-/// Applies a receipt for messages we sent. Returns its event.
-pub async fn accept_receipt(history: &History, sender: &str, r: &Receipt) -> (PeerResponse, Option<Value>) {
-    if r.by_user != sender {
-        return (
-            PeerResponse::Refused(ErrorBody::new(ErrorCode::PermissionDenied, "receipt from the wrong user")),
-            None,
-        );
-    }
-    let state = match r.kind {
-        ReceiptKind::Delivered => OutState::Delivered,
-        ReceiptKind::Read => OutState::Read,
-    };
-    let mut changed = Vec::new();
-    for id in r.ids.iter().take(1024) {
-        if let Ok(true) = history.set_outgoing_state(*id, state, r.at_ms, None).await {
-            changed.push(id.to_hex());
-        }
-    }
-    let ev = (!changed.is_empty())
-        .then(|| json!({"type": "receipt", "kind": state.as_str(), "by": r.by_user, "ids": changed}));
-    (PeerResponse::Ok, ev)
-}
-
-/// Handles a peer request from a verified peer.
-pub async fn handle_peer(
-    history: &History,
-    me: &str,
-    from: &Verified,
-    path: &str,
-    req: skein_proto::peer::PeerRequest,
-) -> (PeerResponse, Option<Value>) {
-    use skein_proto::peer::PeerRequest;
-    match req {
-        PeerRequest::Deliver(msg) => accept_message(history, me, &from.user, &msg, path).await,
-        PeerRequest::Receipt(r) => accept_receipt(history, &from.user, &r).await,
-        PeerRequest::Hello(_) => (PeerResponse::Ok, None),
-    }
-}
-
-/// Takes everything waiting in this device's mailbox: opens, stores, acks.
-/// Returns event lines and the newly stored messages (to send delivery receipts).
-pub async fn drain_mailbox(
-    client: &TrackerClient,
-    history: &History,
-    me: &str,
-    device: DeviceId,
-    secret: &x25519_dalek::StaticSecret,
-) -> Result<(Vec<Value>, Vec<ChatMessage>), String> {
-    let mut events = Vec::new();
-    let mut fresh = Vec::new();
-    for _round in 0..1000 {
-        let items = match client.request(Request::MailboxFetch { limit: 64 }).await.map_err(|e| e.to_string())? {
-            Response::Mail(items) => items,
-            other => return Err(format!("unexpected answer {other:?}")),
-        };
-        if items.is_empty() {
-            break;
-        }
-        let mut ack = Vec::new();
-        for item in items {
-            match seal::open_payload(secret, &item.sealed, &seal_aad(&item.id, &device)) {
-                Ok(SealedPayload::Message(msg)) => {
-                    let (resp, ev) = accept_message(history, me, &item.from_user, &msg, "mailbox").await;
-                    if matches!(resp, PeerResponse::Refused(ref b) if b.code == ErrorCode::Unavailable) {
-                        // Not stored: leave it in the mailbox for the next attempt.
-                        continue;
-                    }
-                    if let Some(ev) = ev {
-                        events.push(ev);
-                        if msg.from_user != me {
-                            fresh.push(msg);
-                        }
-                    }
+    /// What a newly stored message sets off, as events.
+    async fn stored(&self, msg: &ChatMessage, path: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        match &msg.body {
+            MessageBody::Reaction(r) => {
+                match self.history.apply_reaction(r.target, &msg.from_user, &r.emoji, !r.remove, msg.sent_at_ms).await {
+                    Ok(true) => events.push(json!({
+                        "type": "reaction", "id": r.target.to_hex(), "by": msg.from_user, "emoji": r.emoji,
+                        "removed": r.remove,
+                    })),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot store a reaction"),
                 }
-                Ok(SealedPayload::Receipt(r)) => {
-                    if let (_, Some(ev)) = accept_receipt(history, &item.from_user, &r).await {
-                        events.push(ev);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(id = %item.id, from = %item.from_user, error = %e, "dropping a mailbox item this device cannot open")
+                return events;
+            }
+            MessageBody::Text(_) => events.push(message_event(&self.me, msg, path)),
+            MessageBody::File(f) => {
+                events.push(message_event(&self.me, msg, path));
+                if let Some(ev) = self.offered(msg, f, false).await {
+                    events.push(ev);
                 }
             }
-            ack.push(item.id);
+            MessageBody::Image(i) => {
+                events.push(message_event(&self.me, msg, path));
+                if let Some(ev) = self.offered(msg, &i.file, true).await {
+                    events.push(ev);
+                }
+            }
         }
-        if ack.is_empty() {
-            break;
-        }
-        client.request(Request::MailboxAck { ids: ack }).await.map_err(|e| e.to_string())?;
+        events
     }
-    Ok((events, fresh))
+
+    async fn offered(&self, msg: &ChatMessage, f: &FileOffer, image: bool) -> Option<Value> {
+        self.transfers.as_ref()?.offered(msg, f, image).await
+    }
+
+    /// Applies a receipt for messages we sent. Returns its event.
+    pub async fn receipt(&self, sender: &str, r: &Receipt) -> (PeerResponse, Option<Value>) {
+        if r.by_user != sender {
+            return (refused(ErrorCode::PermissionDenied, "receipt from the wrong user"), None);
+        }
+        let state = match r.kind {
+            ReceiptKind::Delivered => OutState::Delivered,
+            ReceiptKind::Read => OutState::Read,
+        };
+        let mut changed = Vec::new();
+        for id in r.ids.iter().take(1024) {
+            if let Ok(true) = self.history.set_outgoing_state(*id, state, r.at_ms, None).await {
+                changed.push(id.to_hex());
+            }
+        }
+        let ev = (!changed.is_empty())
+            .then(|| json!({"type": "receipt", "kind": state.as_str(), "by": r.by_user, "ids": changed}));
+        (PeerResponse::Ok, ev)
+    }
+
+    /// Applies a recipient's report on a file we offered. Returns its event.
+    pub async fn file_status(&self, sender: &str, st: &FileStatus) -> (PeerResponse, Option<Value>) {
+        if st.by_user != sender {
+            return (refused(ErrorCode::PermissionDenied, "file status from the wrong user"), None);
+        }
+        let ev = match &self.transfers {
+            Some(t) => t.status(sender, st).await,
+            None => None,
+        };
+        (PeerResponse::Ok, ev)
+    }
+
+    /// Handles a peer request from a verified peer.
+    pub async fn handle_peer(&self, from: &Verified, path: &str, req: PeerRequest) -> (PeerResponse, Vec<Value>) {
+        match req {
+            PeerRequest::Deliver(msg) => self.message(&from.user, &msg, path).await,
+            PeerRequest::Receipt(r) => {
+                let (resp, ev) = self.receipt(&from.user, &r).await;
+                (resp, ev.into_iter().collect())
+            }
+            PeerRequest::FileStatus(st) => {
+                let (resp, ev) = self.file_status(&from.user, &st).await;
+                (resp, ev.into_iter().collect())
+            }
+            PeerRequest::Hello(_) => (PeerResponse::Ok, Vec::new()),
+        }
+    }
+
+    /// Takes everything waiting in this device's mailbox: opens, stores, acks.
+    /// Returns event lines and the newly stored messages (to send delivery receipts).
+    pub async fn drain_mailbox(
+        &self,
+        client: &TrackerClient,
+        device: DeviceId,
+        secret: &x25519_dalek::StaticSecret,
+    ) -> Result<(Vec<Value>, Vec<ChatMessage>), String> {
+        let mut events = Vec::new();
+        let mut fresh = Vec::new();
+        for _round in 0..1000 {
+            let items = match client.request(Request::MailboxFetch { limit: 64 }).await.map_err(|e| e.to_string())? {
+                Response::Mail(items) => items,
+                other => return Err(format!("unexpected answer {other:?}")),
+            };
+            if items.is_empty() {
+                break;
+            }
+            let mut ack = Vec::new();
+            for item in items {
+                match seal::open_payload(secret, &item.sealed, &seal_aad(&item.id, &device)) {
+                    Ok(SealedPayload::Message(msg)) => {
+                        let (resp, evs) = self.message(&item.from_user, &msg, "mailbox").await;
+                        if matches!(resp, PeerResponse::Refused(ref b) if b.code == ErrorCode::Unavailable) {
+                            // Not stored: leave it in the mailbox for the next attempt.
+                            continue;
+                        }
+                        if !evs.is_empty() && msg.from_user != self.me {
+                            fresh.push(msg);
+                        }
+                        events.extend(evs);
+                    }
+                    Ok(SealedPayload::Receipt(r)) => {
+                        if let (_, Some(ev)) = self.receipt(&item.from_user, &r).await {
+                            events.push(ev);
+                        }
+                    }
+                    Ok(SealedPayload::FileStatus(st)) => {
+                        if let (_, Some(ev)) = self.file_status(&item.from_user, &st).await {
+                            events.push(ev);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(id = %item.id, from = %item.from_user, error = %e, "dropping a mailbox item this device cannot open")
+                    }
+                }
+                ack.push(item.id);
+            }
+            if ack.is_empty() {
+                break;
+            }
+            client.request(Request::MailboxAck { ids: ack }).await.map_err(|e| e.to_string())?;
+        }
+        Ok((events, fresh))
+    }
 }

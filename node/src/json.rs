@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 use skein_proto::control::{PresenceEntry, UserEntry};
+use skein_proto::file::FileOffer;
+use skein_proto::peer::MessageBody;
 
 /// One user's presence.
 pub fn presence(e: &PresenceEntry) -> Value {
@@ -42,21 +44,69 @@ pub fn user(u: &UserEntry) -> Value {
     })
 }
 
-/// A stored message for `history --json`.
-pub fn stored_message(m: &crate::history::StoredMessage) -> Value {
-    let skein_proto::peer::MessageBody::Text(text) = &m.body;
-    json!({
+/// Adds a message body's fields: `text` for text; `text` (null) and a
+/// `file` or `image` object for offers; `reaction` for a reaction.
+pub fn add_body(v: &mut Value, body: &MessageBody) {
+    use base64::Engine;
+    let offer = |f: &FileOffer| json!({"name": f.name, "size": f.size, "root": f.root.to_hex()});
+    match body {
+        MessageBody::Text(t) => v["text"] = json!(t),
+        MessageBody::File(f) => {
+            v["text"] = Value::Null;
+            v["file"] = offer(f);
+        }
+        MessageBody::Image(i) => {
+            v["text"] = Value::Null;
+            let mut img = offer(&i.file);
+            img["format"] = json!(i.format);
+            img["width"] = json!(i.width);
+            img["height"] = json!(i.height);
+            img["thumbnail_jpeg_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(&i.thumbnail));
+            v["image"] = img;
+        }
+        MessageBody::Reaction(r) => {
+            v["text"] = Value::Null;
+            v["reaction"] = json!({"to": r.target.to_hex(), "emoji": r.emoji, "removed": r.remove});
+        }
+    }
+}
+
+/// A one-line rendering of a message body for people.
+pub fn body_line(body: &MessageBody) -> String {
+    match body {
+        MessageBody::Text(t) => t.clone(),
+        MessageBody::File(f) => format!("[file] {} ({})", f.name, crate::transfer::disk::human(f.size)),
+        MessageBody::Image(i) => {
+            format!("[image] {} {}×{} ({})", i.file.name, i.width, i.height, crate::transfer::disk::human(i.file.size))
+        }
+        MessageBody::Reaction(r) => format!("[{} {}]", if r.remove { "took back" } else { "reacted" }, r.emoji),
+    }
+}
+
+/// A stored message for `history --json`, with its reactions as
+/// (emoji, user) pairs: `"reactions": {"👍": ["bob"]}`.
+pub fn stored_message(m: &crate::history::StoredMessage, reactions: &[(String, String)]) -> Value {
+    let mut by_emoji = serde_json::Map::new();
+    for (emoji, user) in reactions {
+        let users = by_emoji.entry(emoji.clone()).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = users {
+            list.push(json!(user));
+        }
+    }
+    let mut v = json!({
         "id": m.id.to_hex(),
         "from": m.from_user,
         "to": m.to_user,
-        "text": text,
         "sent_at_ms": m.sent_at_ms,
         "outgoing": m.outgoing,
         "state": m.state,
         "path": m.path,
         "delivered_at_ms": m.delivered_at_ms,
         "read_at_ms": m.read_at_ms,
-    })
+        "reactions": by_emoji,
+    });
+    add_body(&mut v, &m.body);
+    v
 }
 
 /// `HH:MM:SS` (UTC) of a timestamp, for the plain-text history.

@@ -4,12 +4,16 @@
 //! - [`tracker_client`] speaks the control plane to a tracker.
 //! - [`session`] logs in and resumes, saving rotated tokens.
 //! - [`daemon`] keeps the session alive and serves the [`control`] socket.
+//! - [`mesh`] is the peer network; [`delivery`] sends and [`inbox`] receives
+//!   messages, receipts and file statuses; [`transfer`] moves files.
+//! - [`emoji`] expands `:shortcodes:` and checks reactions.
 //! - [`cli`] is the `skein` command line; [`json`] fixes its output shapes.
 
 pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod delivery;
+pub mod emoji;
 pub mod history;
 pub mod inbox;
 pub mod json;

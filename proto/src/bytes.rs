@@ -115,6 +115,11 @@ fixed_bytes!(
     32
 );
 fixed_bytes!(
+    /// A BLAKE3 content hash: the root that addresses a file.
+    ContentHash,
+    32
+);
+fixed_bytes!(
     /// An ed25519 signature.
     Signature,
     64

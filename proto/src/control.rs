@@ -128,6 +128,8 @@ pub enum Request {
     },
     /// Where this tracker's relay listens. Answered by [`Response::Relay`].
     RelayInfo,
+    /// The organisation's rules for nodes. Answered by [`Response::Policy`].
+    Policy,
 }
 
 /// Answers to requests.
@@ -168,6 +170,15 @@ pub enum Response {
     },
     /// Answer to [`Request::RelayInfo`].
     Relay(RelayInfo),
+    /// Answer to [`Request::Policy`].
+    Policy(OrgPolicy),
+}
+
+/// Rules the organisation sets for its nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPolicy {
+    /// Largest file a user may send or receive, in bytes.
+    pub max_file_size: u64,
 }
 
 /// How to reach a tracker's relay.

@@ -20,6 +20,7 @@ pub mod bytes;
 pub mod control;
 pub mod device;
 pub mod error;
+pub mod file;
 pub mod frame;
 #[cfg(feature = "tokio")]
 pub mod io;

@@ -12,6 +12,7 @@
 use crate::bytes::{DeviceId, MailId};
 use crate::device::DeviceCert;
 use crate::error::ErrorBody;
+use crate::file::{FileOffer, FileStatus, ImageMessage, Reaction};
 use serde::{Deserialize, Serialize};
 
 /// libp2p protocol name of the Skein peer protocol.
@@ -31,6 +32,8 @@ pub enum PeerRequest {
     Deliver(ChatMessage),
     /// Report that messages were delivered or read.
     Receipt(Receipt),
+    /// Report what became of a file offer; answered by [`PeerResponse::Ok`].
+    FileStatus(FileStatus),
 }
 
 /// An answer to a [`PeerRequest`].
@@ -70,6 +73,12 @@ pub enum Conversation {
 pub enum MessageBody {
     /// Plain text (UTF-8, at most [`MAX_TEXT`] bytes).
     Text(String),
+    /// A file offer; the content is fetched over [`crate::file::FILE_PROTOCOL`].
+    File(FileOffer),
+    /// An image: a thumbnail inline, the full image as a file offer.
+    Image(ImageMessage),
+    /// A reaction to an earlier message.
+    Reaction(Reaction),
 }
 
 /// One chat message.
@@ -121,4 +130,6 @@ pub enum SealedPayload {
     Message(ChatMessage),
     /// A receipt for an offline device.
     Receipt(Receipt),
+    /// A file status for an offline device.
+    FileStatus(FileStatus),
 }

@@ -150,6 +150,7 @@ fn request_index(v: &Request) -> usize {
         Request::Ping { .. } => 14,
         Request::ChangePassword { .. } => 15,
         Request::RelayInfo => 16,
+        Request::Policy => 17,
     }
 }
 
@@ -167,6 +168,7 @@ fn response_index(v: &Response) -> usize {
         Response::Admin(_) => 9,
         Response::Pong { .. } => 10,
         Response::Relay(_) => 11,
+        Response::Policy(_) => 12,
     }
 }
 
@@ -302,6 +304,7 @@ fn requests() {
                 "0f086f6c642d70617373086e65772d70617373",
             ),
             (Request::RelayInfo, "10"),
+            (Request::Policy, "11"),
         ],
         request_index,
     );
@@ -370,6 +373,7 @@ fn responses() {
                 }),
                 "0b0400240801e93901202f6970342f3139382e31382e302e312f7564702f373430312f717569632d7631",
             ),
+            (Response::Policy(OrgPolicy { max_file_size: 1 << 30 }), "0c8080808004"),
         ],
         response_index,
     );

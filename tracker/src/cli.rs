@@ -76,6 +76,9 @@ struct RunArgs {
     /// Seconds of silence after which a client is marked offline.
     #[arg(long, env = "SKEIN_TRACKER_IDLE_TIMEOUT")]
     idle_timeout_secs: Option<u64>,
+    /// Largest file users may send each other, in MiB [default: 4096].
+    #[arg(long, env = "SKEIN_TRACKER_MAX_FILE_MIB")]
+    max_file_size_mib: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +196,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(v) = args.idle_timeout_secs {
                 cfg.idle_timeout = std::time::Duration::from_secs(v.max(1));
+            }
+            if let Some(v) = args.max_file_size_mib {
+                cfg.max_file_size = crate::config::mib(v);
             }
             serve(cfg).await
         }

@@ -76,6 +76,9 @@ pub struct TrackerConfig {
     pub admin_poll: Duration,
     /// Outgoing frames queued per connection before it is dropped as too slow.
     pub send_queue: usize,
+    /// Largest file users may send each other, in bytes (the org's policy;
+    /// nodes enforce it on both ends).
+    pub max_file_size: u64,
 }
 
 impl TrackerConfig {
@@ -104,6 +107,7 @@ impl TrackerConfig {
             password_cost: PasswordCost::default(),
             admin_poll: Duration::from_secs(1),
             send_queue: 1024,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
     }
 
@@ -197,6 +201,14 @@ pub fn sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("tracker.db").display())
 }
 
+/// The default largest file users may send each other: 4 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
+
+/// `v` MiB in bytes, saturating.
+pub fn mib(v: u64) -> u64 {
+    v.saturating_mul(1 << 20)
+}
+
 fn default_tracker_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     if host.is_empty() { "tracker".into() } else { host }
@@ -242,6 +254,8 @@ pub struct FileConfig {
     pub relay_max_circuits_per_peer: Option<usize>,
     /// Relay reservations held at once (default 10000).
     pub relay_max_reservations: Option<usize>,
+    /// Largest file users may send, in MiB (default 4096).
+    pub max_file_size_mib: Option<u64>,
 }
 
 impl FileConfig {
@@ -284,6 +298,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_connections {
             cfg.max_connections = v;
+        }
+        if let Some(v) = self.max_file_size_mib {
+            cfg.max_file_size = mib(v);
         }
         if let Some(v) = self.mailbox_max_items {
             cfg.mailbox.max_items_per_device = v;

@@ -177,9 +177,14 @@ impl History {
     ) -> Result<bool, HistoryError> {
         let conversation = conversation_of(me, msg);
         let body = encode_payload(&msg.body).map_err(|e| HistoryError::InvalidInput(e.to_string()))?;
-        let text = match &msg.body {
-            MessageBody::Text(text) => Some(text.as_str()),
+        let (text, kind) = match &msg.body {
+            MessageBody::Text(text) => (Some(text.as_str()), "text"),
+            MessageBody::File(f) => (Some(f.name.as_str()), "file"),
+            MessageBody::Image(i) => (Some(i.file.name.as_str()), "image"),
+            MessageBody::Reaction(_) => (None, "reaction"),
         };
+        // A reaction is shown on its message, never counted as unread.
+        let unread = unread && kind != "reaction";
         let now = now_db();
         // The conversation's activity time is the sender's, but never in
         // our future, so a skewed clock cannot pin it to the top.
@@ -198,8 +203,8 @@ impl History {
         .await?;
         let inserted = sqlx::query(
             "INSERT INTO messages (id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, \
-                                   body, text, outgoing, state, delivered_at_ms, read_at_ms, path) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                                   body, text, outgoing, state, delivered_at_ms, read_at_ms, path, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(msg.id.0.to_vec())
@@ -216,6 +221,7 @@ impl History {
         .bind(delivered_at)
         .bind(read_at)
         .bind(path)
+        .bind(kind)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -288,7 +294,9 @@ impl History {
         limit: u32,
         before_seq: Option<i64>,
     ) -> Result<Vec<StoredMessage>, HistoryError> {
-        let sql = select_messages!("WHERE conversation = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+        let sql = select_messages!(
+            "WHERE conversation = $1 AND seq < $2 AND kind != 'reaction' ORDER BY seq DESC LIMIT $3"
+        );
         let rows = sqlx::query(sql)
             .bind(conversation)
             .bind(before_seq.unwrap_or(i64::MAX))

@@ -19,11 +19,17 @@ struct Embedded {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Embedded] =
-    &[Embedded { version: 1, description: "init", sql: include_str!("../../migrations/history/0001_init.sql") }];
+const MIGRATIONS: &[Embedded] = &[
+    Embedded { version: 1, description: "init", sql: include_str!("../../migrations/history/0001_init.sql") },
+    Embedded {
+        version: 2,
+        description: "files reactions",
+        sql: include_str!("../../migrations/history/0002_files_reactions.sql"),
+    },
+];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 1;
+pub const CODE_VERSION: i64 = 2;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

@@ -9,6 +9,8 @@
 //! - [`messages`](History::messages) stores sent and received messages;
 //!   a message id is stored at most once, so a redelivered message is seen
 //!   by the user exactly once.
+//! - [`files`](History::files) keeps file offers both ways and how far
+//!   each transfer got; reactions are kept per message, user and emoji.
 //! - [`conversations`](History::conversations) lists conversations with
 //!   their unread counts; [`conversation_of`] names a message's
 //!   conversation.
@@ -18,6 +20,7 @@
 
 mod conversations;
 mod error;
+mod files;
 mod messages;
 mod migrate;
 #[cfg(test)]
@@ -25,6 +28,7 @@ mod tests;
 
 pub use conversations::{ConversationSummary, conversation_of};
 pub use error::HistoryError;
+pub use files::{FileRow, OfferState, TargetRow};
 pub use messages::{OutState, StoredMessage};
 pub use migrate::CODE_VERSION;
 

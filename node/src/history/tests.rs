@@ -241,6 +241,7 @@ async fn messages_page_back_in_chronological_order() {
         page.iter()
             .map(|s| match &s.body {
                 MessageBody::Text(t) => t.clone(),
+                other => panic!("not a text: {other:?}"),
             })
             .collect()
     };

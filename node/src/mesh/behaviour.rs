@@ -2,8 +2,8 @@
 //!
 //! QUIC only. Relay client for reservations and relayed dials, DCUtR to
 //! upgrade relayed connections to direct ones (off in relay-only mode),
-//! identify for observed addresses, ping for round-trip times, and the Skein
-//! peer protocol as request-response.
+//! identify for observed addresses, ping for round-trip times, the Skein
+//! peer protocol as request-response, and raw streams for bulk transfers.
 
 use super::codec::{PROTOCOL, PeerCodec};
 use libp2p::request_response::{self, ProtocolSupport};
@@ -26,6 +26,8 @@ pub struct NodeBehaviour {
     pub ping: ping::Behaviour,
     /// The Skein peer protocol.
     pub peer: request_response::Behaviour<PeerCodec>,
+    /// Raw streams (file content), opened and accepted outside the swarm task.
+    pub streams: libp2p_stream::Behaviour,
 }
 
 /// Why the swarm could not be built.
@@ -66,6 +68,7 @@ pub fn build(key: identity::Keypair, direct: bool, agent: &str) -> Result<Swarm<
                     // 5 s is treated as away, and the mailbox takes over.
                     request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
                 ),
+                streams: libp2p_stream::Behaviour::new(),
             }
         })
         .map_err(|e| BuildError(e.to_string()))?

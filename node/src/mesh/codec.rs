@@ -1,6 +1,7 @@
 //! The peer protocol's request-response codec: one postcard message per
 //! stream direction, behind a 4-byte length that is checked against
-//! [`MAX_PEER_FRAME`] before anything is allocated.
+//! [`MAX_PEER_FRAME`] before anything is allocated. [`read_frame`] and
+//! [`write_frame`] are the same framing for other protocols' streams.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -15,20 +16,30 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new(PEER_PROTOCOL);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PeerCodec;
 
-async fn read_msg<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(io: &mut T) -> io::Result<M> {
+/// Reads one framed postcard message of at most `max` bytes.
+pub async fn read_frame<T: AsyncRead + Unpin, M: DeserializeOwned>(io: &mut T, max: usize) -> io::Result<M> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = skein_proto::frame::check_header(len, MAX_PEER_FRAME)
+    let len = skein_proto::frame::check_header(len, max)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     skein_proto::frame::decode_payload(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Writes one framed postcard message of at most `max` bytes (without flushing).
+pub async fn write_frame<T: AsyncWrite + Unpin, M: Serialize>(io: &mut T, msg: &M, max: usize) -> io::Result<()> {
+    let buf =
+        skein_proto::frame::encode_frame(msg, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    io.write_all(&buf).await
+}
+
+async fn read_msg<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(io: &mut T) -> io::Result<M> {
+    read_frame(io, MAX_PEER_FRAME).await
+}
+
 async fn write_msg<T: AsyncWrite + Unpin + Send, M: Serialize>(io: &mut T, msg: &M) -> io::Result<()> {
-    let buf = skein_proto::frame::encode_frame(msg, MAX_PEER_FRAME)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    io.write_all(&buf).await?;
+    write_frame(io, msg, MAX_PEER_FRAME).await?;
     io.flush().await
 }
 

@@ -170,10 +170,17 @@ enum Command {
 }
 
 /// Handle to the mesh task.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Mesh {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    streams: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh").field("peer_id", &self.peer_id).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -199,9 +206,17 @@ impl Mesh {
         }
         let (tx, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let streams = swarm.behaviour().streams.new_control();
         let actor = Actor::new(swarm, cert, org_key, config, events_tx);
         tokio::spawn(actor.run(rx));
-        Ok((Mesh { tx, peer_id }, events_rx))
+        Ok((Mesh { tx, peer_id, streams }, events_rx))
+    }
+
+    /// Opens and accepts raw streams (bulk content) outside the mesh task.
+    /// A stream's peer must be checked against [`Mesh::peers`]: streams are
+    /// not bound to the hello.
+    pub fn streams(&self) -> libp2p_stream::Control {
+        self.streams.clone()
     }
 
     /// This node's PeerId.

@@ -71,6 +71,11 @@ impl Fetch {
         }
     }
 
+    /// Whether chunk `index` is asked for and not yet recorded.
+    pub fn expects(&self, index: u64) -> bool {
+        self.inflight.contains(&index)
+    }
+
     /// The connection dropped: what was in flight is asked for again.
     pub fn lost(&mut self) {
         self.inflight.clear();

@@ -12,9 +12,19 @@
 //! Received files get a [`names::sanitize`]d name in the downloads folder,
 //! never outside it and never over an existing file.
 //!
-//! These modules are free of network IO.
+//! [`manifest`], [`names`], [`fetch`] and [`disk`] are free of network IO;
+//! [`partial`] is the file on disk; [`serve`] and [`receive`] are the two
+//! ends of one file-fetch stream; [`engine`] ties them to offers, the
+//! history and the mesh. [`image`] makes and checks thumbnails.
 
+pub mod disk;
+pub mod engine;
 pub mod fetch;
+pub mod image;
 pub mod manifest;
 pub mod names;
 pub mod partial;
+pub mod receive;
+pub mod serve;
+
+pub use engine::{TransferOptions, Transfers};

@@ -12,7 +12,7 @@ use crate::hub::LiveSession;
 use crate::presence::ConnId;
 use crate::state::State;
 use crate::store::StoreError;
-use skein_proto::control::{RelayInfo, Request, Response, ServerFrame};
+use skein_proto::control::{OrgPolicy, RelayInfo, Request, Response, ServerFrame};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::net::SocketAddr;
 use tokio::sync::mpsc;
@@ -75,6 +75,10 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::RelayInfo => {
             ctx.authed()?;
             Ok(relay_info(state))
+        }
+        Request::Policy => {
+            ctx.authed()?;
+            Ok(Response::Policy(OrgPolicy { max_file_size: state.config.max_file_size }))
         }
     }
 }

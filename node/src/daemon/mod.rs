@@ -4,7 +4,10 @@
 //! the tracker goes away), shows the user as present, runs the peer mesh,
 //! delivers and receives messages, prints one JSON event per line, and
 //! answers the CLI on the control socket. Errors the user must fix (revoked
-//! session, disabled account) end it with a non-zero exit.
+//! session, disabled account) end it with a non-zero exit. File offers,
+//! image messages and reactions are answered in [`files`].
+
+mod files;
 
 use crate::control::{ControlReply, ControlRequest, MAX_LINE};
 use crate::delivery::Sender;
@@ -14,7 +17,9 @@ use crate::profile::{DeviceIdentity, Profile};
 use crate::reporter::AddressReporter;
 use crate::session::{Connected, SessionError, parse_status, resume};
 use crate::tracker_client::TrackerClient;
-use crate::{inbox, json};
+use crate::inbox::Inbox;
+use crate::json;
+use crate::transfer::{TransferOptions, Transfers};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
@@ -68,6 +73,12 @@ pub struct DaemonOptions {
     pub listen: Vec<Multiaddr>,
     /// Connect to peers through the relay only (no direct dialing, no hole punching).
     pub relay_only: bool,
+    /// Where accepted files go; default `PROFILE/downloads`.
+    pub download_dir: Option<std::path::PathBuf>,
+    /// Accept every file offer from another user of the organisation.
+    pub auto_accept: bool,
+    /// With `auto_accept`, only files up to this many bytes.
+    pub auto_accept_max: Option<u64>,
 }
 
 /// Prints one event line to standard output.
@@ -104,6 +115,23 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
     let (mesh, mesh_events) =
         Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
     let accept = tokio::spawn(accept_loop(listener, calls_tx));
+    let stalled = crate::delivery::Stalled::default();
+    let transfer_options = TransferOptions {
+        download_dir: options.download_dir.clone().unwrap_or_else(|| profile.dir().join("downloads")),
+        auto_accept: options.auto_accept,
+        auto_accept_max: options.auto_accept_max,
+    };
+    let transfers = Transfers::new(
+        saved.user.clone(),
+        device.device_id,
+        history.clone(),
+        mesh.clone(),
+        stalled.clone(),
+        transfer_options,
+        emit,
+    );
+    transfers.serve().map_err(|e| DaemonError::Local(format!("cannot serve files: {e}")))?;
+    transfers.resume_all().await;
     let node = Node {
         profile,
         device,
@@ -113,8 +141,9 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         tracker: None,
         presence: BTreeMap::new(),
         addresses: AddressReporter::default(),
-        stalled: crate::delivery::Stalled::default(),
+        stalled,
         relay: None,
+        transfers,
     };
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
@@ -175,6 +204,7 @@ struct Node {
     addresses: AddressReporter,
     relay: Option<Multiaddr>,
     stalled: crate::delivery::Stalled,
+    transfers: Transfers,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -185,6 +215,10 @@ fn peer_json(s: &PeerSummary) -> Value {
 }
 
 impl Node {
+    fn inbox(&self) -> Inbox {
+        Inbox { history: self.history.clone(), me: self.me.clone(), transfers: Some(self.transfers.clone()) }
+    }
+
     fn sender(&self) -> Sender {
         Sender {
             me: self.me.clone(),
@@ -233,6 +267,7 @@ impl Node {
                     None => {
                         tracker_events = None;
                         self.addresses.disconnect();
+                        self.transfers.set_tracker(None);
                         let reason = match self.tracker.take() {
                             Some(c) => c.closed().await,
                             None => String::new(),
@@ -271,8 +306,14 @@ impl Node {
             Ok(_) => {}
             Err(e) => tracing::info!(error = %e, "the tracker offers no relay"),
         }
+        match client.request(Request::Policy).await {
+            Ok(Response::Policy(p)) => self.transfers.set_max_file_size(p.max_file_size),
+            Ok(_) => {}
+            Err(e) => tracing::info!(error = %e, "the tracker states no file policy; using the built-in limit"),
+        }
         self.addresses.connect(client.clone());
         self.stalled.clear();
+        self.transfers.set_tracker(Some(client.clone()));
         emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
             "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
@@ -286,11 +327,11 @@ impl Node {
     /// Takes waiting mail, then resends whatever is still queued.
     fn spawn_catch_up(&self) {
         let Some(client) = &self.tracker else { return };
-        let (client, history, me, device) =
-            (client.clone(), self.history.clone(), self.me.clone(), self.device.clone());
+        let (client, history, device, inbox) =
+            (client.clone(), self.history.clone(), self.device.clone(), self.inbox());
         let sender = self.sender();
         tokio::spawn(async move {
-            match inbox::drain_mailbox(&client, &history, &me, device.device_id, &device.x25519).await {
+            match inbox.drain_mailbox(&client, device.device_id, &device.x25519).await {
                 Ok((events, fresh)) => {
                     for ev in events {
                         emit(ev);
@@ -346,6 +387,7 @@ impl Node {
                 self.addresses.set(Addresses { listen, observed, relayed });
             }
             MeshEvent::PeerVerified(s) => {
+                self.transfers.peer_verified();
                 let mut v = peer_json(&s);
                 v["type"] = json!("peer_connected");
                 emit(v);
@@ -386,10 +428,10 @@ impl Node {
                 });
             }
             MeshEvent::Request { from, path, req, reply, .. } => {
-                let (history, me) = (self.history.clone(), self.me.clone());
+                let inbox = self.inbox();
                 tokio::spawn(async move {
-                    let (resp, ev) = inbox::handle_peer(&history, &me, &from, path.as_str(), *req).await;
-                    if let Some(ev) = ev {
+                    let (resp, events) = inbox.handle_peer(&from, path.as_str(), *req).await;
+                    for ev in events {
                         emit(ev);
                     }
                     let _ = reply.send(resp);
@@ -476,6 +518,15 @@ impl Node {
                 self.spawn_send(to, text, call.reply);
                 return false;
             }
+            req @ (ControlRequest::SendFile { .. }
+            | ControlRequest::SendImage { .. }
+            | ControlRequest::Accept { .. }
+            | ControlRequest::Decline { .. }
+            | ControlRequest::Transfers { .. }
+            | ControlRequest::React { .. }) => {
+                self.answer_files(req, call.reply);
+                return false;
+            }
             ControlRequest::Read { user } => match self.history.mark_read(&user, crate::now_ms()).await {
                 Err(e) => ControlReply::err("internal", e.to_string()),
                 Ok(read) => {
@@ -491,48 +542,71 @@ impl Node {
     }
 
     fn spawn_send(&self, to: String, text: String, reply: oneshot::Sender<ControlReply>) {
-        let to = to.trim().to_lowercase();
-        if !skein_proto::limits::valid_user_name(&to) {
-            let _ = reply.send(ControlReply::err("invalid_input", format!("{to:?} is not a user name")));
-            return;
-        }
+        let to = match recipient(&to) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reply.send(e);
+                return;
+            }
+        };
+        let text = crate::emoji::expand(&text);
         if text.is_empty() || text.len() > skein_proto::peer::MAX_TEXT {
             let msg = format!("the message must be 1 to {} bytes", skein_proto::peer::MAX_TEXT);
             let _ = reply.send(ControlReply::err("invalid_input", msg));
             return;
         }
+        let msg = self.message(to, MessageBody::Text(text));
+        let sender = self.sender();
+        tokio::spawn(async move {
+            let r = deliver(&sender, &msg).await.map(|path| json!({"id": msg.id.to_hex(), "path": path}));
+            let _ = reply.send(r.map_or_else(|e| e, ControlReply::ok));
+        });
+    }
+
+    /// A new message from this device to `to`.
+    fn message(&self, to: String, body: MessageBody) -> ChatMessage {
         let mut id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-        let msg = ChatMessage {
+        ChatMessage {
             id: MailId(id),
             from_user: self.me.clone(),
             from_device: self.device.device_id,
             to_user: to,
             conversation: Conversation::Direct,
             sent_at_ms: crate::now_ms(),
-            body: MessageBody::Text(text),
-        };
-        let sender = self.sender();
-        tokio::spawn(async move {
-            if let Err(e) = sender.history.insert_outgoing(&sender.me, &msg, OutState::Queued).await {
-                let _ = reply.send(ControlReply::err("internal", e.to_string()));
-                return;
+            body,
+        }
+    }
+}
+
+/// Checks and normalises a recipient's user name.
+fn recipient(to: &str) -> Result<String, ControlReply> {
+    let to = to.trim().to_lowercase();
+    if skein_proto::limits::valid_user_name(&to) {
+        Ok(to)
+    } else {
+        Err(ControlReply::err("invalid_input", format!("{to:?} is not a user name")))
+    }
+}
+
+/// Stores `msg` as queued and sends it. Returns the path it took
+/// (`queued` when it waits), or the reply for a failure. A message to a
+/// user who does not exist is marked failed; anything else stays queued
+/// and is retried.
+async fn deliver(sender: &Sender, msg: &ChatMessage) -> Result<&'static str, ControlReply> {
+    if let Err(e) = sender.history.insert_outgoing(&sender.me, msg, OutState::Queued).await {
+        return Err(ControlReply::err("internal", e.to_string()));
+    }
+    match sender.send_message(msg).await {
+        Ok(o) => Ok(o.as_str()),
+        Err(e) => {
+            if let crate::delivery::SendError::NoSuchUser(_) = e {
+                let _ = sender.history.set_outgoing_state(msg.id, OutState::Failed, crate::now_ms(), None).await;
+                Err(ControlReply::err("not_found", e.to_string()))
+            } else {
+                Err(ControlReply::err("unavailable", e.to_string()))
             }
-            let r = match sender.send_message(&msg).await {
-                Ok(o) => ControlReply::ok(json!({"id": msg.id.to_hex(), "path": o.as_str()})),
-                Err(e) => {
-                    // Kept queued and retried later, unless it can never be delivered.
-                    if let crate::delivery::SendError::NoSuchUser(_) = e {
-                        let _ =
-                            sender.history.set_outgoing_state(msg.id, OutState::Failed, crate::now_ms(), None).await;
-                        ControlReply::err("not_found", e.to_string())
-                    } else {
-                        ControlReply::err("unavailable", e.to_string())
-                    }
-                }
-            };
-            let _ = reply.send(r);
-        });
+        }
     }
 }
 

