@@ -138,3 +138,103 @@ async fn an_auto_accepted_file_arrives_verified_under_a_safe_name() {
     let h: Value = serde_json::from_str(&out).expect("history JSON");
     assert!(h.as_array().expect("list").iter().any(|m| m["file"]["name"] == "report 2026.bin"), "{h}");
 }
+
+/// Runs `skein ARGS` for `profile` in the background, returning the child.
+fn spawn_skein(profile: &Path, args: &[&str]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(skein_tests::bin("skein"));
+    cmd.arg("--profile").arg(profile).args(args).stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+    cmd.spawn().expect("spawn skein")
+}
+
+async fn finished(child: tokio::process::Child) -> (bool, String, String) {
+    let out = tokio::time::timeout(T * 3, child.wait_with_output()).await.expect("skein finished in time").expect("output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn an_offer_waits_for_accept_or_decline() {
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (profile(&t, dir.path(), "alice").await, profile(&t, dir.path(), "bob").await);
+    let _alice = daemon(&pa, &[]).await;
+    let mut bob = daemon(&pb, &[]).await;
+    reach(&pa, "bob").await;
+
+    // Declined: the waiting sender hears so and fails.
+    let src = make_file(dir.path(), "draft.odt", 300_000, 3);
+    let sending = spawn_skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8")]);
+    let offer = bob.wait_line(T, "the first offer", |l| event(l, "file_offer").is_some()).await;
+    let id = event(&offer, "file_offer").expect("offer")["id"].as_str().expect("id").to_owned();
+    assert_eq!(transfer(&pb, &id).await["state"], "offered");
+    let (ok, _, err) = skein(&pb, &["decline", &id], None).await;
+    assert!(ok, "decline: {err}");
+    let (ok, _, err) = finished(sending).await;
+    assert!(!ok && err.contains("declined"), "send-file fails once declined: {err}");
+    let (ok, _, err) = skein(&pb, &["accept", &id], None).await;
+    assert!(!ok && err.contains("declined"), "a declined offer cannot be accepted: {err}");
+
+    // Accepted by hand into a folder of bob's choosing.
+    let (ok, out, err) =
+        skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--name", "final.odt", "--no-wait", "--json"], None).await;
+    assert!(ok, "send-file --no-wait: {err}");
+    let id = serde_json::from_str::<Value>(&out).expect("JSON")["id"].as_str().expect("id").to_owned();
+    bob.wait_line(T, "the second offer", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str())).await;
+    let to = dir.path().join("chosen folder");
+    let (ok, out, err) = skein(&pb, &["accept", &id, "--to", to.to_str().expect("utf-8")], None).await;
+    assert!(ok, "accept: {err}");
+    assert!(out.contains("final.odt"), "{out}");
+    same_bytes(&src, &to.join("final.odt"));
+    let (ok, _, err) = skein(&pb, &["accept", "not-an-id"], None).await;
+    assert!(!ok && err.contains("not a transfer"), "{err}");
+    let (ok, _, err) = skein(&pa, &["send-file", "bob", "/no/such/file"], None).await;
+    assert!(!ok && err.contains("cannot open /no/such/file"), "{err}");
+}
+
+#[tokio::test]
+async fn a_receiver_killed_halfway_resumes_byte_identical() {
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (profile(&t, dir.path(), "alice").await, profile(&t, dir.path(), "bob").await);
+    let downloads = dir.path().join("dl");
+    let dl = downloads.to_str().expect("utf-8").to_owned();
+    let _alice = daemon(&pa, &[]).await;
+    let mut bob = daemon(&pb, &["--download-dir", &dl, "--auto-accept"]).await;
+    reach(&pa, "bob").await;
+
+    let chunks = 192u64;
+    let src = make_file(dir.path(), "big.iso", (chunks as usize) << 20, 4);
+    let sending = spawn_skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--json"]);
+    let halfway = bob
+        .wait_line(T, "progress past a quarter", |l| {
+            event(l, "transfer").is_some_and(|v| v["bytes_done"].as_u64().is_some_and(|d| d >= (chunks << 20) / 4))
+        })
+        .await;
+    bob.kill().await;
+    let at = event(&halfway, "transfer").expect("event")["bytes_done"].as_u64().expect("bytes");
+    assert!(at < chunks << 20, "the receiver was killed before the end ({at} bytes)");
+    assert!(!downloads.join("big.iso").exists(), "an incomplete file never appears under its name");
+
+    // Restarted, it resumes on its own and the sender's command completes.
+    let mut bob = daemon(&pb, &["--download-dir", &dl, "--auto-accept"]).await;
+    let (ok, out, err) = finished(sending).await;
+    assert!(ok, "send-file completes after the receiver restarts: {err}");
+    let done: Value = serde_json::from_str(&out).expect("JSON");
+    same_bytes(&src, &downloads.join("big.iso"));
+    // The sender's counts of the last stream are saved as it ends.
+    let id = done["id"].as_str().expect("id");
+    let mut sent = 0;
+    for _ in 0..50 {
+        sent = transfer(&pa, id).await["devices"][0]["chunks_sent"].as_u64().expect("chunks sent");
+        if sent >= chunks {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent >= chunks, "every chunk was sent: {sent}");
+    eprintln!("resume: {} of {chunks} chunks were sent twice (window {WINDOW})", sent - chunks);
+    assert!(sent - chunks <= WINDOW, "at most one window of chunks was sent twice: {} of {chunks}", sent - chunks);
+    bob.wait_line(T, "completion after the restart", |l| event(l, "transfer").is_some_and(|v| v["state"] == "completed")).await;
+    let left: Vec<_> = std::fs::read_dir(&downloads).expect("dir").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "no temporary files are left: {left:?}");
+}

@@ -37,6 +37,7 @@ CREATE TABLE file_targets (
     error         TEXT,
     chunks_sent   INTEGER NOT NULL DEFAULT 0,
     bytes_sent    INTEGER NOT NULL DEFAULT 0,
+    path          TEXT    CHECK (path IS NULL OR path IN ('direct', 'relayed')),
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (file, device)
 );

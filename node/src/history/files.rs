@@ -103,6 +103,8 @@ pub struct TargetRow {
     pub chunks_sent: u64,
     /// Bytes sent to it, repeats included.
     pub bytes_sent: u64,
+    /// The path of its latest stream.
+    pub path: Option<String>,
 }
 
 const FILE_COLUMNS: &str = "id, outgoing, peer_user, peer_device, name, size, root, image, source, manifest, dir, \
@@ -316,10 +318,26 @@ impl History {
         Ok(())
     }
 
+    /// Records the path of the latest stream to a recipient device.
+    pub async fn set_target_path(&self, file: MailId, device: DeviceId, path: &str) -> Result<(), HistoryError> {
+        sqlx::query(
+            "INSERT INTO file_targets (file, device, state, path, updated_at_ms) VALUES ($1, $2, 'accepted', $3, $4) \
+             ON CONFLICT (file, device) DO UPDATE SET path = excluded.path, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(file.0.to_vec())
+        .bind(device.0.to_vec())
+        .bind(path)
+        .bind(now_db())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The recipient devices of an outgoing offer.
     pub async fn targets(&self, file: MailId) -> Result<Vec<TargetRow>, HistoryError> {
         let rows = sqlx::query(
-            "SELECT device, state, error, chunks_sent, bytes_sent FROM file_targets WHERE file = $1 ORDER BY device",
+            "SELECT device, state, error, chunks_sent, bytes_sent, path FROM file_targets WHERE file = $1 \
+             ORDER BY device",
         )
         .bind(file.0.to_vec())
         .fetch_all(&self.pool)
@@ -332,6 +350,7 @@ impl History {
                     error: row.try_get("error")?,
                     chunks_sent: stored_time(row.try_get("chunks_sent")?, "chunks_sent")?,
                     bytes_sent: stored_time(row.try_get("bytes_sent")?, "bytes_sent")?,
+                    path: row.try_get("path")?,
                 })
             })
             .collect()

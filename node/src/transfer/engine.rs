@@ -82,6 +82,7 @@ struct Inner {
     tracker: Mutex<Option<TrackerClient>>,
     max_file_size: AtomicU64,
     live: Mutex<HashMap<Key, Live>>,
+    sessions: AtomicU64,
     wake: tokio::sync::Notify,
 }
 
@@ -97,13 +98,24 @@ struct Live {
     base: u64,
     /// Stops an incoming fetch.
     cancel: Option<CancellationToken>,
+    /// Outgoing: chunks and bytes sent and not yet saved to the history.
+    unsaved: (u64, u64),
     last_event: Option<Instant>,
     last_save: Instant,
 }
 
 impl Live {
     fn new(done: u64) -> Live {
-        Live { done, path: None, since: Instant::now(), base: done, cancel: None, last_event: None, last_save: Instant::now() }
+        Live {
+            done,
+            path: None,
+            since: Instant::now(),
+            base: done,
+            cancel: None,
+            unsaved: (0, 0),
+            last_event: None,
+            last_save: Instant::now(),
+        }
     }
 
     fn rate(&self) -> f64 {
@@ -139,6 +151,7 @@ impl Transfers {
                 tracker: Mutex::new(None),
                 max_file_size: AtomicU64::new(MAX_FILE_SIZE),
                 live: Mutex::new(HashMap::new()),
+                sessions: AtomicU64::new(0),
                 wake: tokio::sync::Notify::new(),
             }),
         }
@@ -292,24 +305,22 @@ impl Transfers {
         let stream = rd.reunite(wr).expect("halves of one stream");
         let size = source.manifest.size;
         let this = self.clone();
-        let (mut chunks, mut bytes, mut saved) = (0u64, 0u64, Instant::now());
-        let mut sent_total = 0u64;
-        let key = Key::Out(transfer, device);
+        let key = Key::Out(transfer, device, self.inner.sessions.fetch_add(1, Ordering::Relaxed));
         lock(&self.inner.live).insert(key, Live { path: Some(path), ..Live::new(0) });
+        let _ = self.inner.history.set_target_path(transfer, device, path.as_str()).await;
+        let mut sent_total = 0u64;
         let result = serve::serve_file(stream, source, |c, b| {
-            chunks += c;
-            bytes += b;
             sent_total += b;
-            this.outgoing_progress(transfer, key, sent_total.min(size), size);
-            if saved.elapsed() >= SAVE_EVERY {
-                let (h, c, b) = (this.inner.history.clone(), std::mem::take(&mut chunks), std::mem::take(&mut bytes));
+            if let Some((c, b)) = this.outgoing_progress(transfer, key, c, b, sent_total.min(size), size) {
+                let h = this.inner.history.clone();
                 tokio::spawn(async move { h.add_target_sent(transfer, device, c, b).await });
-                saved = Instant::now();
             }
         })
         .await;
-        let _ = self.inner.history.add_target_sent(transfer, device, chunks, bytes).await;
-        lock(&self.inner.live).remove(&key);
+        // What was counted but not yet saved, taken out under the same lock
+        // that `describe` reads it under, so it is never counted twice.
+        let rest = lock(&self.inner.live).remove(&key).map_or((0, 0), |l| l.unsaved);
+        let _ = self.inner.history.add_target_sent(transfer, device, rest.0, rest.1).await;
         if let Err(e) = result {
             tracing::info!(%peer, transfer = %transfer, error = %e, "serving a file stopped");
         }
@@ -337,21 +348,32 @@ impl Transfers {
         Ok((Source { manifest, path: PathBuf::from(source) }, who.device, who.path))
     }
 
-    fn outgoing_progress(&self, transfer: MailId, key: Key, sent: u64, size: u64) {
-        let event = {
+    /// Counts `chunks` and `bytes` more sent on the session `key`; prints
+    /// a progress event when one is due, and returns the counts to save
+    /// when a save is due.
+    fn outgoing_progress(&self, transfer: MailId, key: Key, chunks: u64, bytes: u64, sent: u64, size: u64) -> Option<(u64, u64)> {
+        let (event, save) = {
             let mut live = lock(&self.inner.live);
-            let Some(l) = live.get_mut(&key) else { return };
+            let l = live.get_mut(&key)?;
             l.done = sent;
+            l.unsaved.0 += chunks;
+            l.unsaved.1 += bytes;
+            let save = (l.last_save.elapsed() >= SAVE_EVERY).then(|| {
+                l.last_save = Instant::now();
+                std::mem::take(&mut l.unsaved)
+            });
             let due = l.last_event.is_none_or(|t| t.elapsed() >= EVENT_EVERY) || sent == size;
-            if !due {
-                return;
+            if due {
+                l.last_event = Some(Instant::now());
             }
-            l.last_event = Some(Instant::now());
-            progress_fields(l, size)
+            (due.then(|| progress_fields(l, size)), save)
         };
-        let mut v = json!({"type": "transfer", "id": transfer.to_hex(), "direction": "out", "state": "sending"});
-        merge(&mut v, event);
-        self.emit(v);
+        if let Some(fields) = event {
+            let mut v = json!({"type": "transfer", "id": transfer.to_hex(), "direction": "out", "state": "sending"});
+            merge(&mut v, fields);
+            self.emit(v);
+        }
+        save
     }
 
     /// A recipient device reports on an offer of ours. Returns its event.
@@ -727,18 +749,21 @@ impl Transfers {
             let devices: Vec<Value> = targets
                 .iter()
                 .map(|t| {
-                    let l = live.get(&Key::Out(row.id, t.device));
-                    let sent = if t.state == OfferState::Completed {
-                        row.size
-                    } else {
-                        l.map_or(t.bytes_sent, |l| l.done.max(t.bytes_sent)).min(row.size)
-                    };
+                    let sessions: Vec<&Live> = live
+                        .iter()
+                        .filter(|(k, _)| matches!(k, Key::Out(id, d, _) if *id == row.id && *d == t.device))
+                        .map(|(_, l)| l)
+                        .collect();
+                    let chunks = t.chunks_sent + sessions.iter().map(|l| l.unsaved.0).sum::<u64>();
+                    let bytes = t.bytes_sent + sessions.iter().map(|l| l.unsaved.1).sum::<u64>();
+                    let current = sessions.iter().max_by_key(|l| l.done);
+                    let sent = if t.state == OfferState::Completed { row.size } else { bytes.min(row.size) };
                     if best.as_ref().is_none_or(|(b, _)| sent > *b) {
-                        best = Some((sent, l.map(|l| progress_fields(l, row.size)).unwrap_or(Value::Null)));
+                        best = Some((sent, current.map(|l| progress_fields(l, row.size)).unwrap_or(Value::Null)));
                     }
                     json!({
                         "device": t.device.to_hex(), "state": t.state.as_str(), "error": t.error,
-                        "chunks_sent": t.chunks_sent, "bytes_sent": t.bytes_sent,
+                        "chunks_sent": chunks, "bytes_sent": bytes, "path": t.path,
                     })
                 })
                 .collect();
@@ -746,7 +771,7 @@ impl Transfers {
             v["bytes_done"] = json!(done);
             v["devices"] = Value::Array(devices);
             v["source"] = json!(row.source);
-            v["path"] = json!(null);
+            v["path"] = targets.iter().find_map(|t| t.path.as_deref()).map_or(Value::Null, |p| json!(p));
             if let Some((_, Value::Object(fields))) = best {
                 for (k, f) in fields {
                     if k != "bytes_done" {
@@ -789,7 +814,9 @@ fn no_such(id: MailId) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     In(MailId),
-    Out(MailId, DeviceId),
+    /// One stream serving a transfer to a device (a device may reconnect
+    /// while its old stream is still timing out).
+    Out(MailId, DeviceId, u64),
 }
 
 /// Bytes, rate and ETA fields of a live transfer.
