@@ -15,11 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX) == 0
+}
+
 /// Why the lab cannot run here, or `None` when it can: it needs root for
 /// network namespaces and nftables.
 pub fn unavailable() -> Option<String> {
-    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
-    (euid != 0).then(|| {
+    (!is_root()).then(|| {
         "the NAT lab needs root (network namespaces, veths and nftables); run `scripts/natlab` (it uses sudo), \
          or `.ci/run`, which runs it as root"
             .to_owned()

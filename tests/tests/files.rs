@@ -238,3 +238,110 @@ async fn a_receiver_killed_halfway_resumes_byte_identical() {
     let left: Vec<_> = std::fs::read_dir(&downloads).expect("dir").flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 1, "no temporary files are left: {left:?}");
 }
+
+#[tokio::test]
+async fn an_offer_to_an_offline_user_is_made_when_both_are_online() {
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (profile(&t, dir.path(), "alice").await, profile(&t, dir.path(), "bob").await);
+    let downloads = dir.path().join("dl");
+    let dl = downloads.to_str().expect("utf-8").to_owned();
+    let mut alice = daemon(&pa, &[]).await;
+
+    // Bob has logged in but his device is off: the offer waits in his mailbox.
+    let src = make_file(dir.path(), "minutes.txt", 70_000, 5);
+    let (ok, out, err) = skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--no-wait", "--json"], None).await;
+    assert!(ok, "send-file to an offline user: {err}");
+    let offer: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(offer["path"], "queued");
+    let id = offer["id"].as_str().expect("id").to_owned();
+
+    // Then alice goes offline too, and bob comes online: he sees the offer
+    // but cannot fetch it until alice is back.
+    alice.kill().await;
+    let mut bob = daemon(&pb, &["--download-dir", &dl, "--auto-accept"]).await;
+    bob.wait_line(T, "the offer from the mailbox", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str())).await;
+    bob.wait_line(T, "the fetch waiting for alice", |l| {
+        event(l, "transfer").is_some_and(|v| v["id"] == id.as_str() && v["state"] == "waiting")
+    })
+    .await;
+    assert!(!downloads.join("minutes.txt").exists());
+
+    let _alice = daemon(&pa, &[]).await;
+    bob.wait_line(T, "the transfer once alice is back", |l| {
+        event(l, "transfer").is_some_and(|v| v["id"] == id.as_str() && v["state"] == "completed")
+    })
+    .await;
+    same_bytes(&src, &downloads.join("minutes.txt"));
+    // Alice learns it arrived.
+    for _ in 0..100 {
+        if transfer(&pa, &id).await["state"] == "completed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("alice never learned that bob has the file: {}", transfer(&pa, &id).await);
+}
+
+#[tokio::test]
+async fn the_organisation_size_limit_holds_on_both_ends() {
+    let t = TestTracker::start_with(|mut c| {
+        c.max_file_size = 1 << 20;
+        c
+    })
+    .await;
+    t.add_user("alice", PW).await;
+    t.add_user("bob", PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (profile(&t, dir.path(), "alice").await, profile(&t, dir.path(), "bob").await);
+    let _alice = daemon(&pa, &[]).await;
+    let _bob = daemon(&pb, &[]).await;
+    let big = make_file(dir.path(), "big.bin", (1 << 20) + 1, 6);
+    let (ok, _, err) = skein(&pa, &["send-file", "bob", big.to_str().expect("utf-8")], None).await;
+    assert!(!ok && err.contains("larger than the 1.0 MiB your organisation allows"), "{err}");
+    let small = make_file(dir.path(), "small.bin", 1 << 20, 7);
+    let (ok, _, err) = skein(&pa, &["send-file", "bob", small.to_str().expect("utf-8"), "--no-wait"], None).await;
+    assert!(ok, "a file at the limit may be sent: {err}");
+}
+
+#[tokio::test]
+async fn accepting_checks_the_disk_has_room() {
+    if !skein_tests::lab::is_root() {
+        eprintln!("skipped: mounting a small file system to fill needs root (CI runs it as root)");
+        return;
+    }
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (profile(&t, dir.path(), "alice").await, profile(&t, dir.path(), "bob").await);
+    let small = dir.path().join("small-disk");
+    std::fs::create_dir_all(&small).expect("mount point");
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(mount.success(), "mounting a tmpfs failed");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+
+    let _alice = daemon(&pa, &[]).await;
+    let mut bob = daemon(&pb, &[]).await;
+    reach(&pa, "bob").await;
+    let src = make_file(dir.path(), "video.mp4", 2 << 20, 8);
+    let (ok, out, err) = skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--no-wait", "--json"], None).await;
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(&out).expect("JSON")["id"].as_str().expect("id").to_owned();
+    bob.wait_line(T, "the offer", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str())).await;
+    let (ok, _, err) = skein(&pb, &["accept", &id, "--to", small.to_str().expect("utf-8")], None).await;
+    assert!(!ok && err.contains("not enough disk space"), "{err}");
+    assert_eq!(transfer(&pb, &id).await["state"], "offered", "the offer can still be accepted elsewhere");
+    let elsewhere = dir.path().join("roomy");
+    let (ok, _, err) = skein(&pb, &["accept", &id, "--to", elsewhere.to_str().expect("utf-8")], None).await;
+    assert!(ok, "{err}");
+    same_bytes(&src, &elsewhere.join("video.mp4"));
+}

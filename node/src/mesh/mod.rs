@@ -749,8 +749,12 @@ impl Actor {
                             self.send_hello(p);
                         }
                     }
+                    // A connection giving way to another (relayed to direct)
+                    // can fail a request as closed, as a stream error or as
+                    // a failed negotiation; all are worth one more try.
+                    // A timeout already took its time and is final.
                     Some(Outbound::User { reply, retry: Some(req) })
-                        if matches!(error, request_response::OutboundFailure::ConnectionClosed) =>
+                        if !matches!(error, request_response::OutboundFailure::Timeout) =>
                     {
                         if self.peers.is_verified(&peer) {
                             tracing::debug!(%peer, "connection closed under a request; sending it again");

@@ -153,9 +153,10 @@ impl Office {
     }
 }
 
-/// Log filter for the lab's processes: `NATLAB_LOG`, default `warn`.
+/// Log filter for the lab's processes: `NATLAB_LOG`, by default warnings
+/// plus why a message could not be delivered directly.
 fn log_filter() -> String {
-    std::env::var("NATLAB_LOG").unwrap_or_else(|_| "warn".into())
+    std::env::var("NATLAB_LOG").unwrap_or_else(|_| "warn,skein_node::delivery=info".into())
 }
 
 async fn start_tracker(lab: &Lab, dir: &Path) -> Proc {
