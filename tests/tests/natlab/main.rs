@@ -3,8 +3,10 @@
 //!
 //! 1. same branch: a direct LAN connection, nothing relayed;
 //! 2. cone ↔ cone: the first message at once (relayed), then direct within
-//!    10 s, and 5,000 messages afterwards with almost nothing relayed;
-//! 3. symmetric ↔ cone and symmetric ↔ symmetric: delivered over the relay;
+//!    10 s, and 5,000 messages and a 20 MiB file afterwards with almost
+//!    nothing relayed;
+//! 3. symmetric ↔ cone and symmetric ↔ symmetric: messages and an 8 MiB
+//!    file delivered over the relay;
 //! 4. cone ↔ cone with 5 % loss per WAN leg (plus 40 ms delay where the
 //!    kernel has netem): delivered, and still direct;
 //! 5. a tracker crash and restart mid-conversation: everyone reconnects and
@@ -222,6 +224,9 @@ async fn cone_to_cone() -> Row {
         assert!(Instant::now() < deadline, "bob received only {} of 5,000 messages", bulk(&bob));
         bob.settle(Duration::from_millis(200)).await;
     }
+    let after_messages = office.relayed_bytes().await;
+    let (file, took) = office.send_file(&alice, &bob, "plans.bin", 20).await;
+    assert_eq!(file["path"], "direct", "the file went direct: {file}");
     let after = office.relayed_bytes().await;
     assert!(after - mid <= 4_096, "the tracker relayed {} bytes of the bulk traffic", after - mid);
     Row {
@@ -229,7 +234,12 @@ async fn cone_to_cone() -> Row {
         first_delivery: Some(first),
         to_direct: Some(to_direct),
         relayed_bytes: after - before,
-        note: format!("5,000 messages after the upgrade: {} bytes relayed", after - mid),
+        note: format!(
+            "5,000 messages, then a 20 MiB file direct in {} ms, after the upgrade: {} + {} bytes relayed",
+            took.as_millis(),
+            after_messages - mid,
+            after - after_messages
+        ),
     }
 }
 
@@ -259,14 +269,16 @@ async fn symmetric(both: bool) -> Row {
         assert!(remote.contains("p2p-circuit"), "{remote}");
     }
     chat(&office, &mut alice, &mut bob, 10, "relayed").await;
+    let (file, took) = office.send_file(&alice, &bob, "slides.bin", 8).await;
+    assert_eq!(file["path"], "relayed", "the file went through the relay: {file}");
     let relayed = office.relayed_bytes().await - before;
-    assert!(relayed > 0, "the relay carried the conversation and counted it");
+    assert!(relayed > 8 << 20, "the relay carried the conversation and the file, and counted them: {relayed}");
     Row {
         path,
         first_delivery: Some(first),
         to_direct: None,
         relayed_bytes: relayed,
-        note: "hole punching failed, as expected".into(),
+        note: format!("hole punching failed, as expected; an 8 MiB file went through the relay in {} ms", took.as_millis()),
     }
 }
 

@@ -88,8 +88,9 @@ impl Office {
         let profile = self.dir.path().join(format!("{user}-on-{host}"));
         self.login(host, user, &profile).await;
         let p = profile.to_str().expect("utf-8").to_owned();
-        let mut daemon =
-            self.lab.spawn(host, &bin("skein"), &["--profile", &p, "daemon"], &[("RUST_LOG", &log_filter())]);
+        let downloads = profile.join("downloads");
+        let args = ["--profile", &p, "daemon", "--download-dir", downloads.to_str().expect("utf-8"), "--auto-accept"];
+        let mut daemon = self.lab.spawn(host, &bin("skein"), &args, &[("RUST_LOG", &log_filter())]);
         daemon.wait_line(STEP, &format!("{user} connected"), |l| event(l, "connected").is_some()).await;
         daemon.wait_line(STEP, &format!("{user}'s relay reservation"), |l| event(l, "relay_reserved").is_some()).await;
         Desk { user: user.to_owned(), host: host.to_owned(), profile, daemon }
@@ -100,6 +101,34 @@ impl Office {
         let mut all = vec!["--profile", desk.profile.to_str().expect("utf-8")];
         all.extend_from_slice(args);
         self.lab.output(&desk.host, &bin("skein"), &all, &[]).await
+    }
+
+    /// Sends a file of `mib` MiB named `name` from `from` to `to`, whose
+    /// daemon accepts it, and checks it arrived byte for byte. Returns the
+    /// receiver's view of the transfer and how long `send-file` took.
+    pub async fn send_file(&self, from: &Desk, to: &Desk, name: &str, mib: usize) -> (Value, Duration) {
+        let mut x = 0x2545_f491_4f6c_dd1du64 ^ mib as u64;
+        let data: Vec<u8> = (0..mib << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let src = self.dir.path().join(name);
+        std::fs::write(&src, &data).expect("write the file to send");
+        let t0 = Instant::now();
+        let (ok, out, err) = self.skein(from, &["send-file", &to.user, src.to_str().expect("utf-8"), "--json"]).await;
+        let took = t0.elapsed();
+        assert!(ok, "send-file {name}: {err}");
+        let sent: Value = serde_json::from_str(&out).expect("send-file JSON");
+        assert_eq!(sent["state"], "completed");
+        let got = std::fs::read(to.profile.join("downloads").join(name)).expect("the received file");
+        assert!(got == data, "{name} arrived changed");
+        let (ok, out, err) = self.skein(to, &["transfers", sent["id"].as_str().expect("id"), "--json"]).await;
+        assert!(ok, "transfers: {err}");
+        (serde_json::from_str(&out).expect("transfer JSON"), took)
     }
 
     /// Sends `text` from `from` to `to` and returns the printed path.
