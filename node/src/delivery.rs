@@ -296,8 +296,7 @@ impl Sender {
     pub async fn send_file_status(&self, user: &str, status: FileStatus) -> Result<Outcome, SendError> {
         let mut id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-        self.fan_out(user, MailId(id), PeerRequest::FileStatus(status.clone()), SealedPayload::FileStatus(status))
-            .await
+        self.fan_out(user, MailId(id), PeerRequest::FileStatus(status.clone()), SealedPayload::FileStatus(status)).await
     }
 
     /// Sends a receipt to every device of `user`.

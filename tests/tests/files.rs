@@ -99,19 +99,27 @@ async fn an_auto_accepted_file_arrives_verified_under_a_safe_name() {
     let offer = bob.wait_line(T, "the offer event", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id)).await;
     assert!(offer.contains("report 2026.bin"), "{offer}");
     let last = bob
-        .wait_line(T, "the completion event", |l| event(l, "transfer").is_some_and(|v| v["id"] == id && v["state"] == "completed"))
+        .wait_line(T, "the completion event", |l| {
+            event(l, "transfer").is_some_and(|v| v["id"] == id && v["state"] == "completed")
+        })
         .await;
     let last: Value = serde_json::from_str(&last).expect("event JSON");
     assert_eq!(last["bytes_done"], done["size"]);
     assert!(
-        bob.seen.iter().filter_map(|l| event(l, "transfer")).any(|v| v["rate_bps"].as_u64().is_some() && v["bytes_done"].as_u64().is_some()),
+        bob.seen
+            .iter()
+            .filter_map(|l| event(l, "transfer"))
+            .any(|v| v["rate_bps"].as_u64().is_some() && v["bytes_done"].as_u64().is_some()),
         "progress events carry bytes and rate: {:#?}",
         bob.seen
     );
 
     // Both sides list it.
     let theirs = transfer(&pb, &id).await;
-    assert_eq!((theirs["direction"].as_str(), theirs["peer"].as_str(), theirs["state"].as_str()), (Some("in"), Some("alice"), Some("completed")));
+    assert_eq!(
+        (theirs["direction"].as_str(), theirs["peer"].as_str(), theirs["state"].as_str()),
+        (Some("in"), Some("alice"), Some("completed"))
+    );
     assert_eq!(theirs["path"], "direct");
     assert_eq!(theirs["bytes_done"], theirs["size"]);
     assert_eq!(theirs["name"], "report 2026.bin");
@@ -123,7 +131,8 @@ async fn an_auto_accepted_file_arrives_verified_under_a_safe_name() {
     // A hostile name cannot leave the download folder.
     let evil = make_file(dir.path(), "innocent.txt", 1000, 2);
     let (ok, out, err) =
-        skein(&pa, &["send-file", "bob", evil.to_str().expect("utf-8"), "--name", "../../etc/passwd", "--json"], None).await;
+        skein(&pa, &["send-file", "bob", evil.to_str().expect("utf-8"), "--name", "../../etc/passwd", "--json"], None)
+            .await;
     assert!(ok, "send-file with a hostile name: {err}");
     let v: Value = serde_json::from_str(&out).expect("JSON");
     let theirs = transfer(&pb, v["id"].as_str().expect("id")).await;
@@ -148,8 +157,13 @@ fn spawn_skein(profile: &Path, args: &[&str]) -> tokio::process::Child {
 }
 
 async fn finished(child: tokio::process::Child) -> (bool, String, String) {
-    let out = tokio::time::timeout(T * 3, child.wait_with_output()).await.expect("skein finished in time").expect("output");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out =
+        tokio::time::timeout(T * 3, child.wait_with_output()).await.expect("skein finished in time").expect("output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -175,8 +189,12 @@ async fn an_offer_waits_for_accept_or_decline() {
     assert!(!ok && err.contains("declined"), "a declined offer cannot be accepted: {err}");
 
     // Accepted by hand into a folder of bob's choosing.
-    let (ok, out, err) =
-        skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--name", "final.odt", "--no-wait", "--json"], None).await;
+    let (ok, out, err) = skein(
+        &pa,
+        &["send-file", "bob", src.to_str().expect("utf-8"), "--name", "final.odt", "--no-wait", "--json"],
+        None,
+    )
+    .await;
     assert!(ok, "send-file --no-wait: {err}");
     let id = serde_json::from_str::<Value>(&out).expect("JSON")["id"].as_str().expect("id").to_owned();
     bob.wait_line(T, "the second offer", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str())).await;
@@ -234,7 +252,10 @@ async fn a_receiver_killed_halfway_resumes_byte_identical() {
     assert!(sent >= chunks, "every chunk was sent: {sent}");
     eprintln!("resume: {} of {chunks} chunks were sent twice (window {WINDOW})", sent - chunks);
     assert!(sent - chunks <= WINDOW, "at most one window of chunks was sent twice: {} of {chunks}", sent - chunks);
-    bob.wait_line(T, "completion after the restart", |l| event(l, "transfer").is_some_and(|v| v["state"] == "completed")).await;
+    bob.wait_line(T, "completion after the restart", |l| {
+        event(l, "transfer").is_some_and(|v| v["state"] == "completed")
+    })
+    .await;
     let left: Vec<_> = std::fs::read_dir(&downloads).expect("dir").flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 1, "no temporary files are left: {left:?}");
 }
@@ -250,7 +271,8 @@ async fn an_offer_to_an_offline_user_is_made_when_both_are_online() {
 
     // Bob has logged in but his device is off: the offer waits in his mailbox.
     let src = make_file(dir.path(), "minutes.txt", 70_000, 5);
-    let (ok, out, err) = skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--no-wait", "--json"], None).await;
+    let (ok, out, err) =
+        skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--no-wait", "--json"], None).await;
     assert!(ok, "send-file to an offline user: {err}");
     let offer: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(offer["path"], "queued");
@@ -260,7 +282,8 @@ async fn an_offer_to_an_offline_user_is_made_when_both_are_online() {
     // but cannot fetch it until alice is back.
     alice.kill().await;
     let mut bob = daemon(&pb, &["--download-dir", &dl, "--auto-accept"]).await;
-    bob.wait_line(T, "the offer from the mailbox", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str())).await;
+    bob.wait_line(T, "the offer from the mailbox", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str()))
+        .await;
     bob.wait_line(T, "the fetch waiting for alice", |l| {
         event(l, "transfer").is_some_and(|v| v["id"] == id.as_str() && v["state"] == "waiting")
     })
@@ -333,7 +356,8 @@ async fn accepting_checks_the_disk_has_room() {
     let mut bob = daemon(&pb, &[]).await;
     reach(&pa, "bob").await;
     let src = make_file(dir.path(), "video.mp4", 2 << 20, 8);
-    let (ok, out, err) = skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--no-wait", "--json"], None).await;
+    let (ok, out, err) =
+        skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--no-wait", "--json"], None).await;
     assert!(ok, "{err}");
     let id = serde_json::from_str::<Value>(&out).expect("JSON")["id"].as_str().expect("id").to_owned();
     bob.wait_line(T, "the offer", |l| event(l, "file_offer").is_some_and(|v| v["id"] == id.as_str())).await;

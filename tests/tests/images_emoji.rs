@@ -156,7 +156,8 @@ async fn shortcodes_become_emoji_and_reactions_reach_every_device() {
 
     let sent = send(&pa, "bob", ":thumbsup: ship it :rocket: at 10:30").await;
     let id = sent["id"].as_str().expect("id").to_owned();
-    let got = bob.wait_line(T, "the emoji message", |l| event(l, "message").is_some_and(|v| v["id"] == id.as_str())).await;
+    let got =
+        bob.wait_line(T, "the emoji message", |l| event(l, "message").is_some_and(|v| v["id"] == id.as_str())).await;
     assert_eq!(event(&got, "message").expect("event")["text"], "👍 ship it 🚀 at 10:30");
 
     // Bob reacts; alice's two devices see it, and so does bob's history.

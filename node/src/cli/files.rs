@@ -38,7 +38,11 @@ pub(super) async fn send_file(
         if json {
             println!("{offer}");
         } else {
-            println!("Offered {} to {user} ({}); transfer {id}", offer["name"].as_str().unwrap_or("?"), offer["path"].as_str().unwrap_or("?"));
+            println!(
+                "Offered {} to {user} ({}); transfer {id}",
+                offer["name"].as_str().unwrap_or("?"),
+                offer["path"].as_str().unwrap_or("?")
+            );
         }
         return Ok(());
     }
@@ -49,7 +53,11 @@ pub(super) async fn send_file(
     }
     let end = follow(profile, &id, &format!("to {user}")).await?;
     finish(&end, json, |t| {
-        format!("{user} has {} ({}), verified", t["name"].as_str().unwrap_or("?"), human(t["size"].as_u64().unwrap_or(0)))
+        format!(
+            "{user} has {} ({}), verified",
+            t["name"].as_str().unwrap_or("?"),
+            human(t["size"].as_u64().unwrap_or(0))
+        )
     })
 }
 

@@ -327,7 +327,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let state = if m.outgoing { format!(" [{}]", m.state) } else { String::new() };
                     let r: Vec<String> = r.iter().map(|(e, u)| format!("{e} {u}")).collect();
                     let r = if r.is_empty() { String::new() } else { format!("  ({})", r.join(", ")) };
-                    println!("{} {}: {}{}{}", json::clock(m.sent_at_ms), m.from_user, json::body_line(&m.body), state, r);
+                    println!(
+                        "{} {}: {}{}{}",
+                        json::clock(m.sent_at_ms),
+                        m.from_user,
+                        json::body_line(&m.body),
+                        state,
+                        r
+                    );
                 }
             }
             Ok(())

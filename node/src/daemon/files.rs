@@ -66,7 +66,14 @@ impl Node {
     }
 
     /// Offers the file at `path` to `to` (as an image message with `image`).
-    fn spawn_offer(&self, to: String, path: String, name: Option<String>, image: bool, reply: oneshot::Sender<ControlReply>) {
+    fn spawn_offer(
+        &self,
+        to: String,
+        path: String,
+        name: Option<String>,
+        image: bool,
+        reply: oneshot::Sender<ControlReply>,
+    ) {
         let to = match recipient(&to) {
             Ok(t) => t,
             Err(e) => {
@@ -82,7 +89,8 @@ impl Node {
                 let path = PathBuf::from(&path);
                 let (offer, manifest, source) =
                     transfers.prepare(&path, name).await.map_err(|e| ControlReply::err("invalid_input", e))?;
-                msg.body = if image { image_body(&source, offer.clone()).await? } else { MessageBody::File(offer.clone()) };
+                msg.body =
+                    if image { image_body(&source, offer.clone()).await? } else { MessageBody::File(offer.clone()) };
                 // Recorded before the offer leaves, so a recipient that accepts
                 // at once finds it.
                 transfers
@@ -118,7 +126,9 @@ impl Node {
                     .get(target)
                     .await
                     .map_err(|e| ControlReply::err("internal", e.to_string()))?
-                    .ok_or_else(|| ControlReply::err("not_found", format!("no message {id}; `skein history` shows ids")))?;
+                    .ok_or_else(|| {
+                        ControlReply::err("not_found", format!("no message {id}; `skein history` shows ids"))
+                    })?;
                 if matches!(original.body, MessageBody::Reaction(_)) {
                     return Err(ControlReply::err("invalid_input", "a reaction cannot be reacted to"));
                 }

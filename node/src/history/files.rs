@@ -208,17 +208,16 @@ impl History {
         let mut changed = false;
         // One statement per allowed state keeps the SQL static.
         for f in from {
-            let n = sqlx::query(
-                "UPDATE files SET state = $3, error = $4, updated_at_ms = $5 WHERE id = $1 AND state = $2",
-            )
-            .bind(id.0.to_vec())
-            .bind(f.as_str())
-            .bind(to.as_str())
-            .bind(error)
-            .bind(now_db())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            let n =
+                sqlx::query("UPDATE files SET state = $3, error = $4, updated_at_ms = $5 WHERE id = $1 AND state = $2")
+                    .bind(id.0.to_vec())
+                    .bind(f.as_str())
+                    .bind(to.as_str())
+                    .bind(error)
+                    .bind(now_db())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
             changed |= n == 1;
             if changed {
                 break;
@@ -384,12 +383,11 @@ impl History {
 
     /// The present reactions to `message`: (emoji, user), in emoji then user order.
     pub async fn reactions(&self, message: MailId) -> Result<Vec<(String, String)>, HistoryError> {
-        let rows = sqlx::query(
-            "SELECT emoji, user FROM reactions WHERE message = $1 AND present = 1 ORDER BY emoji, user",
-        )
-        .bind(message.0.to_vec())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT emoji, user FROM reactions WHERE message = $1 AND present = 1 ORDER BY emoji, user")
+                .bind(message.0.to_vec())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(|r| Ok((r.try_get("emoji")?, r.try_get("user")?))).collect()
     }
 }

@@ -294,9 +294,8 @@ impl History {
         limit: u32,
         before_seq: Option<i64>,
     ) -> Result<Vec<StoredMessage>, HistoryError> {
-        let sql = select_messages!(
-            "WHERE conversation = $1 AND seq < $2 AND kind != 'reaction' ORDER BY seq DESC LIMIT $3"
-        );
+        let sql =
+            select_messages!("WHERE conversation = $1 AND seq < $2 AND kind != 'reaction' ORDER BY seq DESC LIMIT $3");
         let rows = sqlx::query(sql)
             .bind(conversation)
             .bind(before_seq.unwrap_or(i64::MAX))

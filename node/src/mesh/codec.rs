@@ -20,8 +20,7 @@ pub struct PeerCodec;
 pub async fn read_frame<T: AsyncRead + Unpin, M: DeserializeOwned>(io: &mut T, max: usize) -> io::Result<M> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = skein_proto::frame::check_header(len, max)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = skein_proto::frame::check_header(len, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     skein_proto::frame::decode_payload(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -29,8 +28,7 @@ pub async fn read_frame<T: AsyncRead + Unpin, M: DeserializeOwned>(io: &mut T, m
 
 /// Writes one framed postcard message of at most `max` bytes (without flushing).
 pub async fn write_frame<T: AsyncWrite + Unpin, M: Serialize>(io: &mut T, msg: &M, max: usize) -> io::Result<()> {
-    let buf =
-        skein_proto::frame::encode_frame(msg, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let buf = skein_proto::frame::encode_frame(msg, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     io.write_all(&buf).await
 }
 

@@ -215,7 +215,8 @@ impl Transfers {
                 human(limit)
             ));
         }
-        let name = name.unwrap_or_else(|| source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let name =
+            name.unwrap_or_else(|| source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         if name.trim().is_empty() || name.len() > MAX_FILE_NAME {
             return Err(format!("the file name must be 1 to {MAX_FILE_NAME} bytes"));
         }
@@ -351,7 +352,15 @@ impl Transfers {
     /// Counts `chunks` and `bytes` more sent on the session `key`; prints
     /// a progress event when one is due, and returns the counts to save
     /// when a save is due.
-    fn outgoing_progress(&self, transfer: MailId, key: Key, chunks: u64, bytes: u64, sent: u64, size: u64) -> Option<(u64, u64)> {
+    fn outgoing_progress(
+        &self,
+        transfer: MailId,
+        key: Key,
+        chunks: u64,
+        bytes: u64,
+        sent: u64,
+        size: u64,
+    ) -> Option<(u64, u64)> {
         let (event, save) = {
             let mut live = lock(&self.inner.live);
             let l = live.get_mut(&key)?;
@@ -480,7 +489,9 @@ impl Transfers {
                 human(limit)
             ));
         }
-        let dir = dir.or_else(|| row.dir.as_ref().map(PathBuf::from)).unwrap_or_else(|| self.inner.options.download_dir.clone());
+        let dir = dir
+            .or_else(|| row.dir.as_ref().map(PathBuf::from))
+            .unwrap_or_else(|| self.inner.options.download_dir.clone());
         receive::prepare_dir(&dir)?;
         let dir = std::fs::canonicalize(&dir).map_err(|e| format!("cannot use {}: {e}", dir.display()))?;
         check_room(&dir, row.size.saturating_sub(row.bytes_done))?;
@@ -616,9 +627,10 @@ impl Transfers {
     async fn attempt(&self, row: &FileRow) -> Result<PathBuf, Attempt> {
         let later = |why: String| Attempt::Later { why, progressed: false };
         let device = row.peer_device.ok_or_else(|| Attempt::Fatal("the offer names no sending device".into()))?;
-        let (peer, addrs) = self.locate(&row.peer_user, device).await.ok_or_else(|| {
-            later(format!("{}'s device that offered the file is not online", row.peer_user))
-        })?;
+        let (peer, addrs) = self
+            .locate(&row.peer_user, device)
+            .await
+            .ok_or_else(|| later(format!("{}'s device that offered the file is not online", row.peer_user)))?;
         let who = self.inner.mesh.connect(peer, addrs).await.map_err(|e| later(e.to_string()))?;
         if who.user != row.peer_user || who.device != device {
             return Err(Attempt::Fatal(format!(
@@ -659,7 +671,9 @@ impl Transfers {
             FetchError::Interrupted(why) => Attempt::Later { why, progressed: last > start },
             FetchError::Refused(b) if b.code == ErrorCode::Unavailable => later(b.message),
             FetchError::Refused(b) => Attempt::Fatal(format!("the sender refused: {}", b.message)),
-            FetchError::Invalid(why) => Attempt::Fatal(format!("the sender sent something other than the offered file: {why}")),
+            FetchError::Invalid(why) => {
+                Attempt::Fatal(format!("the sender sent something other than the offered file: {why}"))
+            }
             FetchError::Local(why) => Attempt::Fatal(why),
         })
     }

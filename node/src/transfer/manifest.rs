@@ -10,6 +10,8 @@ use std::io::Read;
 
 /// Bytes per chunk.
 pub const CHUNK_SIZE: u32 = 1 << 20;
+/// Largest chunk a manifest may name: a receiver holds a few chunks in memory.
+pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
 /// Largest file a manifest may describe (64 GiB: 65,536 chunks, a 2 MiB manifest).
 pub const MAX_FILE_SIZE: u64 = 64 << 30;
 /// Domain tag hashed before the manifest's encoding.
@@ -122,8 +124,11 @@ impl Manifest {
 
     /// Checks the manifest agrees with itself and with the limits.
     pub fn check(&self) -> Result<(), ManifestError> {
-        if self.chunk_size == 0 {
-            return Err(ManifestError::Inconsistent("a chunk size of 0".into()));
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(ManifestError::Inconsistent(format!(
+                "a chunk size of {} bytes (at most {MAX_CHUNK_SIZE})",
+                self.chunk_size
+            )));
         }
         if self.size > MAX_FILE_SIZE {
             return Err(ManifestError::Inconsistent(format!("a size over {} GiB", MAX_FILE_SIZE >> 30)));
@@ -273,9 +278,12 @@ mod tests {
         assert_eq!(Manifest::decode(&other.encode(), &root), Err(ManifestError::WrongRoot));
         assert!(matches!(Manifest::decode(&[0xff; 3], &root), Err(ManifestError::Malformed(_))));
         // Consistent with its own root but lying about its size.
-        let mut liar = m;
+        let mut liar = m.clone();
         liar.size += 4096;
         assert!(matches!(Manifest::decode(&liar.encode(), &liar.root()), Err(ManifestError::Inconsistent(_))));
+        // One 4 GiB "chunk" would have the receiver allocate 4 GiB for it.
+        let greedy = Manifest { size: 1 << 31, chunk_size: u32::MAX, chunks: vec![[0; 32]] };
+        assert!(matches!(Manifest::decode(&greedy.encode(), &greedy.root()), Err(ManifestError::Inconsistent(_))));
     }
 
     #[test]

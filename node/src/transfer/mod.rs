@@ -26,5 +26,7 @@ pub mod names;
 pub mod partial;
 pub mod receive;
 pub mod serve;
+#[cfg(test)]
+mod stream_tests;
 
 pub use engine::{TransferOptions, Transfers};

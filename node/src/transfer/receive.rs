@@ -108,7 +108,9 @@ where
             Manifest::decode(&bytes, &want.root.0).map_err(|e| FetchError::Invalid(e.to_string()))?
         }
         Ok(Ok(FetchReply::Refused(b))) => return Err(FetchError::Refused(b)),
-        Ok(Ok(other)) => return Err(FetchError::Invalid(format!("the sender answered {other:?} instead of a manifest"))),
+        Ok(Ok(other)) => {
+            return Err(FetchError::Invalid(format!("the sender answered {other:?} instead of a manifest")));
+        }
     };
     if manifest.size != want.size {
         return Err(FetchError::Invalid(format!(

@@ -129,7 +129,10 @@ where
 }
 
 fn changed() -> ErrorBody {
-    ErrorBody::new(ErrorCode::Conflict, "the file changed on the sender's device after it was offered; ask for it again")
+    ErrorBody::new(
+        ErrorCode::Conflict,
+        "the file changed on the sender's device after it was offered; ask for it again",
+    )
 }
 
 /// A chunk being read: its bytes, or why they cannot be sent.

@@ -278,7 +278,10 @@ async fn symmetric(both: bool) -> Row {
         first_delivery: Some(first),
         to_direct: None,
         relayed_bytes: relayed,
-        note: format!("hole punching failed, as expected; an 8 MiB file went through the relay in {} ms", took.as_millis()),
+        note: format!(
+            "hole punching failed, as expected; an 8 MiB file went through the relay in {} ms",
+            took.as_millis()
+        ),
     }
 }
 
