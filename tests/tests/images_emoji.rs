@@ -93,6 +93,8 @@ async fn an_image_shows_its_thumbnail_and_the_full_image_comes_on_demand() {
     assert!(ok, "fetching the full image: {err}");
     assert!(out.contains("team photo.png"), "{out}");
     assert_eq!(std::fs::read(downloads.join("team photo.png")).expect("saved"), std::fs::read(&photo).expect("src"));
+    let (ok, out, err) = skein(&pb, &["accept", &id], None).await;
+    assert!(ok && out.contains("team photo.png"), "accepting it again just says where it is: {out} {err}");
 }
 
 #[tokio::test]

@@ -399,13 +399,17 @@ impl Transfers {
             FileState::Failed(why) => (OfferState::Failed, Some(why.as_str())),
         };
         let _ = h.set_target_state(st.transfer, st.by_device, state, error).await;
+        // The offer stands as well as its best recipient device: completed
+        // once one has it all, failed or declined only when none is still
+        // fetching.
         use OfferState::*;
-        let from: &[OfferState] = match state {
-            Completed => &[Offered, Accepted, Declined, Failed],
-            Accepted => &[Offered, Declined, Failed],
-            _ => &[Offered],
-        };
-        let _ = h.set_file_state(st.transfer, from, state, error).await;
+        let targets = h.targets(st.transfer).await.unwrap_or_default();
+        let overall = [Completed, Accepted, Failed, Declined]
+            .into_iter()
+            .find(|s| targets.iter().any(|t| t.state == *s))
+            .unwrap_or(state);
+        let why = targets.iter().find(|t| t.state == overall).and_then(|t| t.error.clone());
+        let _ = h.set_file_state(st.transfer, &[Offered, Accepted, Declined, Failed], overall, why.as_deref()).await;
         let mut v = self.describe(st.transfer).await.ok()?;
         v["type"] = json!("transfer");
         v["device"] = json!(st.by_device.to_hex());
@@ -469,14 +473,8 @@ impl Transfers {
             return Err(format!("{} is a file you offered; only its recipient can accept it", id.to_hex()));
         }
         match row.state {
-            OfferState::Accepted => return self.describe(id).await,
-            OfferState::Completed => {
-                return Err(format!(
-                    "{} was already received: {}",
-                    row.name,
-                    row.saved_path.as_deref().unwrap_or("(moved)")
-                ));
-            }
+            // Already under way, or already here: nothing more to do.
+            OfferState::Accepted | OfferState::Completed => return self.describe(id).await,
             OfferState::Declined => return Err(format!("{} was declined", row.name)),
             OfferState::Offered | OfferState::Failed => {}
         }
