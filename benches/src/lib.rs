@@ -1,5 +1,18 @@
 //! Skein's benchmark harness.
 //!
-//! The benchmarks live under `benches/` and run with `cargo bench -p skein-benches`:
-//! criterion micro-benchmarks of the wire codec (`codec`) today, and
-//! end-to-end scenarios against a raw-QUIC baseline later.
+//! - `skein-bench` (in `src/bin`) runs the end-to-end scenarios, each next
+//!   to its baseline in the same run, and prints a markdown table:
+//!   [`scenarios`] (messages and files between two real daemons, against
+//!   [`rawquic`]) and [`load`] (a tracker under many simulated clients).
+//! - `skein-load` is the load generator on its own.
+//! - `cargo bench -p skein-benches` runs the criterion micro-benchmarks
+//!   (`benches/codec.rs`, `benches/seal.rs`).
+//!
+//! [`cluster`] starts the real `skein-tracker` and `skein` binaries;
+//! [`report`] holds the measurements and the table.
+
+pub mod cluster;
+pub mod load;
+pub mod rawquic;
+pub mod report;
+pub mod scenarios;

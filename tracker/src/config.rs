@@ -256,6 +256,10 @@ pub struct FileConfig {
     pub relay_max_reservations: Option<usize>,
     /// Largest file users may send, in MiB (default 4096).
     pub max_file_size_mib: Option<u64>,
+    /// argon2id memory per password hash, in KiB (default 19456).
+    pub password_memory_kib: Option<u32>,
+    /// argon2id passes per password hash (default 2).
+    pub password_iterations: Option<u32>,
 }
 
 impl FileConfig {
@@ -301,6 +305,13 @@ impl FileConfig {
         }
         if let Some(v) = self.max_file_size_mib {
             cfg.max_file_size = mib(v);
+        }
+        if let Some(v) = self.password_memory_kib {
+            // argon2 needs at least 8 KiB per lane.
+            cfg.password_cost.m_cost = v.max(8 * cfg.password_cost.p_cost.max(1));
+        }
+        if let Some(v) = self.password_iterations {
+            cfg.password_cost.t_cost = v.max(1);
         }
         if let Some(v) = self.mailbox_max_items {
             cfg.mailbox.max_items_per_device = v;
