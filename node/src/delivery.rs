@@ -281,13 +281,17 @@ impl Sender {
             }
             _ => {}
         }
-        // Copies for this user's other devices, so every device shows the conversation.
+        // Copies for this user's other devices, so every device shows the
+        // conversation; the sender does not wait for them.
         if msg.to_user != self.me {
-            let sync =
-                self.fan_out(&self.me, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()));
-            if let Err(e) = sync.await {
-                tracing::debug!(error = %e, "no other own device to sync to");
-            }
+            let (this, msg) = (self.clone(), msg.clone());
+            tokio::spawn(async move {
+                let sync =
+                    this.fan_out(&this.me, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg));
+                if let Err(e) = sync.await {
+                    tracing::debug!(error = %e, "no other own device to sync to");
+                }
+            });
         }
         out
     }

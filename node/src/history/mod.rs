@@ -4,7 +4,9 @@
 //! the user (mode 0600), in WAL mode so the daemon and a CLI command can
 //! read while the other writes. Writes take SQLite's write lock up front
 //! (`BEGIN IMMEDIATE`) and wait on a busy timeout rather than failing
-//! halfway. The schema is versioned ([`migrate`]).
+//! halfway; commits are not flushed to disk one by one (`synchronous =
+//! NORMAL`), which survives a crash of the process but not necessarily a
+//! power cut. The schema is versioned ([`migrate`]).
 //!
 //! - [`messages`](History::messages) stores sent and received messages;
 //!   a message id is stored at most once, so a redelivered message is seen
@@ -63,11 +65,16 @@ impl History {
     pub async fn open(path: &Path) -> Result<History, HistoryError> {
         create_private_file(path).await?;
         let open_err = |source| HistoryError::Open { path: path.to_owned(), source };
+        // In WAL mode, NORMAL syncs at checkpoints rather than on every
+        // commit: a crash of the process loses nothing and the file stays
+        // consistent; only a power cut can lose the last moments. Syncing
+        // every commit cost a disk flush per message sent and received.
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
 
         // Prepare on a dedicated connection so a failure cannot leave a
         // pooled connection inside a transaction.

@@ -1,10 +1,12 @@
 //! The sending side of a file-fetch stream.
 //!
-//! The receiver asks for the manifest, then for chunks. Each chunk is read
-//! from the offered file and checked against the manifest before it is
-//! sent, so a file changed since it was offered is refused by name rather
-//! than sent wrong. The next chunk is read while the current one is being
-//! written to the stream.
+//! The receiver asks for the manifest, then for chunks. The receiver
+//! verifies every chunk; the sender checks the file's size before serving
+//! and checks a chunk against the manifest only when it is asked for again
+//! (the receiver found it bad), so a file changed since it was offered is
+//! refused by name rather than sent wrong over and over, without hashing
+//! every chunk twice. The next chunk is read while the current one is
+//! being written to the stream.
 
 use super::manifest::Manifest;
 use crate::mesh::codec::{read_frame, write_frame};
@@ -87,11 +89,17 @@ where
     // Every chunk twice over, plus slack: a receiver asking for more is broken.
     let mut budget = count.saturating_mul(2).saturating_add(64);
     let mut ahead: Option<(u32, ChunkRead)> = None;
+    let mut sent_once = super::manifest::Have::none(count);
+    let mut read = |i: u32, sent_once: &mut super::manifest::Have| {
+        let again = sent_once.contains(u64::from(i));
+        sent_once.insert(u64::from(i));
+        read_chunk(&file, &manifest, i, again)
+    };
     let result = loop {
         let (index, job) = match ahead.take() {
             Some(a) => a,
             None => match wants.recv().await {
-                Some(Ok(i)) => (i, read_chunk(&file, &manifest, i)),
+                Some(Ok(i)) => (i, read(i, &mut sent_once)),
                 Some(Err(e)) => break Err(ServeError::Stream(e)),
                 None => break Ok(()),
             },
@@ -102,7 +110,7 @@ where
         }
         budget -= 1;
         if let Ok(Ok(next)) = wants.try_recv().map(|r| r.map_err(drop)) {
-            ahead = Some((next, read_chunk(&file, &manifest, next)));
+            ahead = Some((next, read(next, &mut sent_once)));
         }
         let data = match job.await {
             Ok(Ok(d)) => d,
@@ -138,8 +146,9 @@ fn changed() -> ErrorBody {
 /// A chunk being read: its bytes, or why they cannot be sent.
 type ChunkRead = tokio::task::JoinHandle<Result<Vec<u8>, ErrorBody>>;
 
-/// Reads chunk `index` and checks it against the manifest, off the runtime.
-fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u32) -> ChunkRead {
+/// Reads chunk `index` off the runtime, checking it against the manifest
+/// when `verify`.
+fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u32, verify: bool) -> ChunkRead {
     let (file, manifest) = (file.clone(), manifest.clone());
     tokio::task::spawn_blocking(move || {
         let Some((offset, len)) = manifest.chunk_span(u64::from(index)) else {
@@ -147,7 +156,9 @@ fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u32) -> ChunkRe
         };
         let mut buf = vec![0u8; len as usize];
         file.read_exact_at(&mut buf, offset).map_err(|_| changed())?;
-        manifest.verify_chunk(u64::from(index), &buf).map_err(|_| changed())?;
+        if verify {
+            manifest.verify_chunk(u64::from(index), &buf).map_err(|_| changed())?;
+        }
         Ok(buf)
     })
 }
