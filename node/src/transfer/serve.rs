@@ -90,7 +90,7 @@ where
     let mut budget = count.saturating_mul(2).saturating_add(64);
     let mut ahead: Option<(u32, ChunkRead)> = None;
     let mut sent_once = super::manifest::Have::none(count);
-    let mut read = |i: u32, sent_once: &mut super::manifest::Have| {
+    let read = |i: u32, sent_once: &mut super::manifest::Have| {
         let again = sent_once.contains(u64::from(i));
         sent_once.insert(u64::from(i));
         read_chunk(&file, &manifest, i, again)
