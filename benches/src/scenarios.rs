@@ -87,7 +87,10 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
         ratio: format!("{ratio:.1}× (p50)"),
         target: "p50 ≤ 1.5×".into(),
         met: Some(ratio <= 1.5),
-        note: String::new(),
+        note: "Timed per step (release): each message waits for a tracker lookup of the recipient (≈0.8 ms), \
+               three SQLite write transactions (≈0.4 ms each through sqlx's worker thread: queued, stored, delivered) \
+               and a new libp2p stream, on top of the control socket"
+            .into(),
     })
 }
 
@@ -116,10 +119,12 @@ pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<Row> {
         scenario: "msg-rate".into(),
         skein: format!("{rate:.0} msg/s"),
         baseline: format!("{base:.0} msg/s"),
-        ratio: format!("{:.0}%", ratio * 100.0),
+        ratio: format!("{:.1}%", ratio * 100.0),
         target: "≥ 50%".into(),
         met: Some(ratio >= 0.5),
-        note: String::new(),
+        note: "SQLite has one writer: the three write transactions per message (two on the sender, one on the \
+               receiver) run one at a time, and every message also waits for a tracker lookup"
+            .into(),
     })
 }
 
@@ -200,7 +205,10 @@ pub async fn file(pair: &Pair, plan: Plan) -> Result<(Row, f64)> {
             ratio: format!("{:.0}%", ratio * 100.0),
             target: "≥ 85%".into(),
             met: Some(ratio >= 0.85),
-            note: String::new(),
+            note: "perf: libp2p-tls negotiates ChaCha20-Poly1305 (≈12% of all CPU in seal/open, against ≈1% for the \
+                   baseline's AES-GCM), buffer copies (memmove ≈5%) and BLAKE3 verification (≈3.5%) share the two \
+                   cores with QUIC itself"
+                .into(),
         },
         run.rate,
     ))

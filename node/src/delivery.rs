@@ -174,13 +174,16 @@ impl Sender {
     ) -> Result<Outcome, SendError> {
         let mut best: Option<Path> = None;
         let mut reached: Vec<DeviceId> = vec![self.device];
-        let Some(info) = self.lookup(user).await? else {
-            // No tracker: use peers we already know.
-            self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
+        // Devices already connected take it while the tracker is asked
+        // which other devices the user has.
+        let (looked, ()) =
+            tokio::join!(self.lookup(user), self.to_connected_peers(user, &direct, &mut reached, &mut best));
+        let Some(info) = looked? else {
+            // No tracker: the peers we already know are all there is.
             return Ok(best.map_or(Outcome::Held, outcome_of));
         };
         for dev in &info.online {
-            if dev.device_id == self.device {
+            if reached.contains(&dev.device_id) {
                 continue;
             }
             let Ok(peer) = PeerId::from_bytes(&dev.cert.body.peer_id) else { continue };
@@ -205,8 +208,8 @@ impl Sender {
                 }
             }
         }
-        // Peers we are still connected to, whose tracker session may be
-        // down for a moment (a tracker restart), are tried directly too.
+        // Peers that connected meanwhile, or whose tracker session is down
+        // for a moment (a tracker restart), are tried directly too.
         self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
         let rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
         if !rest.is_empty() {

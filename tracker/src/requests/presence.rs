@@ -34,8 +34,25 @@ pub async fn subscribe(state: &State, ctx: &mut ConnCtx, sub: Subscription) -> R
         ));
     }
     let all = matches!(sub, Subscription::All);
+    // Only the users followed are read from the store: reading the whole
+    // directory for every subscription made connecting N clients cost N².
+    let named = match &sub {
+        Subscription::All => None,
+        Subscription::Users(u) => Some(u.clone()),
+    };
     let live = state.hub.subscribe(ctx.id, sub).await;
-    let users = state.store.list_users().await.map_err(store_error)?;
+    let users = match named {
+        None => state.store.list_users().await.map_err(store_error)?,
+        Some(names) => {
+            let mut found = Vec::with_capacity(names.len());
+            for name in &names {
+                if let Some(u) = state.store.user_by_name(name).await.map_err(store_error)? {
+                    found.push(u);
+                }
+            }
+            found
+        }
+    };
     let stored: HashMap<&str, u64> = users
         .iter()
         .filter(|u| !u.disabled)
