@@ -56,6 +56,20 @@ pub fn daemon(profile: &Path, extra: &[&str]) -> Proc {
     Proc::spawn(&bin("skein"), &args, &[])
 }
 
+/// `len` pseudo-random bytes (xorshift, seeded): incompressible test
+/// content that is the same for the same seed.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Path of a workspace binary (`skein`, `skein-tracker`), built by
 /// `cargo test --workspace` alongside the tests.
 pub fn bin(name: &str) -> PathBuf {

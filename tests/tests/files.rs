@@ -31,17 +31,8 @@ fn event(line: &str, kind: &str) -> Option<Value> {
 
 /// A file of `len` pseudo-random bytes.
 fn make_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
     let path = dir.join(name);
-    std::fs::write(&path, data).expect("write test file");
+    std::fs::write(&path, skein_tests::pseudo_random(len, seed)).expect("write test file");
     path
 }
 

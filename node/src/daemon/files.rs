@@ -3,7 +3,7 @@
 //! reacting to a message. Each is answered from its own task, since
 //! hashing a file or reaching a peer takes a while.
 
-use super::{Node, deliver, recipient};
+use super::{Node, Undelivered, deliver, recipient};
 use crate::control::{ControlReply, ControlRequest};
 use crate::transfer::image::{MAX_IMAGE_FILE, thumbnail};
 use serde_json::{Value, json};
@@ -98,10 +98,8 @@ impl Node {
                     .await
                     .map_err(|e| ControlReply::err("internal", e))?;
                 let sent = deliver(&sender, &msg).await;
-                if let Err(ControlReply { code: Some(code), error, .. }) = &sent
-                    && code == "not_found"
-                {
-                    transfers.offer_failed(msg.id, error.as_deref().unwrap_or("no such user")).await;
+                if let Err(Undelivered::NoSuchUser(why)) = &sent {
+                    transfers.offer_failed(msg.id, why).await;
                 }
                 let path = sent?;
                 Ok::<_, ControlReply>(json!({

@@ -559,7 +559,7 @@ impl Node {
         let sender = self.sender();
         tokio::spawn(async move {
             let r = deliver(&sender, &msg).await.map(|path| json!({"id": msg.id.to_hex(), "path": path}));
-            let _ = reply.send(r.map_or_else(|e| e, ControlReply::ok));
+            let _ = reply.send(r.map_or_else(ControlReply::from, ControlReply::ok));
         });
     }
 
@@ -589,24 +589,40 @@ fn recipient(to: &str) -> Result<String, ControlReply> {
     }
 }
 
+/// Why [`deliver`] could not hand a message over.
+enum Undelivered {
+    /// The local history refused it.
+    Local(String),
+    /// There is no such user; the message is marked failed.
+    NoSuchUser(String),
+    /// Nothing could take it now; it stays queued and is retried.
+    NotNow(String),
+}
+
+impl From<Undelivered> for ControlReply {
+    fn from(u: Undelivered) -> ControlReply {
+        match u {
+            Undelivered::Local(e) => ControlReply::err("internal", e),
+            Undelivered::NoSuchUser(e) => ControlReply::err("not_found", e),
+            Undelivered::NotNow(e) => ControlReply::err("unavailable", e),
+        }
+    }
+}
+
 /// Stores `msg` as queued and sends it. Returns the path it took
-/// (`queued` when it waits), or the reply for a failure. A message to a
-/// user who does not exist is marked failed; anything else stays queued
-/// and is retried.
-async fn deliver(sender: &Sender, msg: &ChatMessage) -> Result<&'static str, ControlReply> {
+/// (`queued` when it waits). A message to a user who does not exist is
+/// marked failed; anything else stays queued and is retried.
+async fn deliver(sender: &Sender, msg: &ChatMessage) -> Result<&'static str, Undelivered> {
     if let Err(e) = sender.history.insert_outgoing(&sender.me, msg, OutState::Queued).await {
-        return Err(ControlReply::err("internal", e.to_string()));
+        return Err(Undelivered::Local(e.to_string()));
     }
     match sender.send_message(msg).await {
         Ok(o) => Ok(o.as_str()),
-        Err(e) => {
-            if let crate::delivery::SendError::NoSuchUser(_) = e {
-                let _ = sender.history.set_outgoing_state(msg.id, OutState::Failed, crate::now_ms(), None).await;
-                Err(ControlReply::err("not_found", e.to_string()))
-            } else {
-                Err(ControlReply::err("unavailable", e.to_string()))
-            }
+        Err(e @ crate::delivery::SendError::NoSuchUser(_)) => {
+            let _ = sender.history.set_outgoing_state(msg.id, OutState::Failed, crate::now_ms(), None).await;
+            Err(Undelivered::NoSuchUser(e.to_string()))
         }
+        Err(e) => Err(Undelivered::NotNow(e.to_string())),
     }
 }
 

@@ -90,6 +90,38 @@ pub struct FileRow {
     pub updated_at_ms: u64,
 }
 
+impl FileRow {
+    /// A new offer of `offer` (in the message `id`), exchanged with `peer_user`.
+    pub fn offer(
+        id: MailId,
+        outgoing: bool,
+        peer_user: &str,
+        offer: &skein_proto::file::FileOffer,
+        image: bool,
+    ) -> FileRow {
+        FileRow {
+            id,
+            outgoing,
+            peer_user: peer_user.to_owned(),
+            peer_device: None,
+            name: offer.name.clone(),
+            size: offer.size,
+            root: offer.root,
+            image,
+            source: None,
+            manifest: None,
+            dir: None,
+            saved_path: None,
+            state: OfferState::Offered,
+            error: None,
+            bytes_done: 0,
+            path: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+}
+
 /// One recipient device of an outgoing offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRow {

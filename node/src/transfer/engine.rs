@@ -243,24 +243,9 @@ impl Transfers {
         image: bool,
     ) -> Result<(), String> {
         let row = FileRow {
-            id,
-            outgoing: true,
-            peer_user: to.to_owned(),
-            peer_device: None,
-            name: offer.name.clone(),
-            size: offer.size,
-            root: offer.root,
-            image,
             source: Some(source.display().to_string()),
             manifest: Some(manifest.encode()),
-            dir: None,
-            saved_path: None,
-            state: OfferState::Offered,
-            error: None,
-            bytes_done: 0,
-            path: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            ..FileRow::offer(id, true, to, offer, image)
         };
         self.inner.history.insert_file(&row).await.map(drop).map_err(|e| e.to_string())
     }
@@ -425,24 +410,8 @@ impl Transfers {
             return None;
         }
         let row = FileRow {
-            id: msg.id,
-            outgoing: false,
-            peer_user: msg.from_user.clone(),
             peer_device: Some(msg.from_device),
-            name: offer.name.clone(),
-            size: offer.size,
-            root: offer.root,
-            image,
-            source: None,
-            manifest: None,
-            dir: None,
-            saved_path: None,
-            state: OfferState::Offered,
-            error: None,
-            bytes_done: 0,
-            path: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            ..FileRow::offer(msg.id, false, &msg.from_user, offer, image)
         };
         if !self.inner.history.insert_file(&row).await.ok()? {
             return None;

@@ -307,8 +307,7 @@ fn write_loop(
     }
 }
 
-/// Where a file named `name` is received into `dir`: the folder must exist
-/// (it is created) and be writable.
+/// Creates the folder `dir` that files are received into, if missing.
 pub fn prepare_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the download folder {}: {e}", dir.display()))
 }

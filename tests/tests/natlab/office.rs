@@ -107,15 +107,7 @@ impl Office {
     /// daemon accepts it, and checks it arrived byte for byte. Returns the
     /// receiver's view of the transfer and how long `send-file` took.
     pub async fn send_file(&self, from: &Desk, to: &Desk, name: &str, mib: usize) -> (Value, Duration) {
-        let mut x = 0x2545_f491_4f6c_dd1du64 ^ mib as u64;
-        let data: Vec<u8> = (0..mib << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = skein_tests::pseudo_random(mib << 20, mib as u64);
         let src = self.dir.path().join(name);
         std::fs::write(&src, &data).expect("write the file to send");
         let t0 = Instant::now();
