@@ -4,7 +4,9 @@
 //! - [`echo_rtt`]: 200-byte echoes on one long-lived bidirectional stream;
 //! - [`framed_rate`]: length-prefixed 200-byte messages on one stream, each
 //!   acknowledged by the receiver, pipelined;
-//! - [`bulk`]: one unidirectional stream of N bytes, discarded by the receiver.
+//! - [`bulk`]: one unidirectional stream of N bytes, discarded by the receiver;
+//! - [`connect_rate`]: new connections per second, each with one 200-byte
+//!   request and answer, as a reconnecting client's session resume makes.
 
 use crate::report::Samples;
 use anyhow::{Context, Result};
@@ -150,4 +152,55 @@ pub async fn bulk(bytes: u64) -> Result<f64> {
     let (total, done) = tokio::time::timeout(Duration::from_secs(600), reader).await???;
     anyhow::ensure!(total == bytes, "the baseline received {total} of {bytes} bytes");
     Ok(bytes as f64 / (done - t0).as_secs_f64())
+}
+
+/// New connections per second for `period`: `workers` loops spread over
+/// `endpoints` client endpoints, each connecting, sending `size` bytes on a
+/// bidirectional stream, reading the echo and closing.
+pub async fn connect_rate(period: Duration, workers: usize, endpoints: usize, size: usize) -> Result<f64> {
+    let (server_cfg, client_cfg) = configs()?;
+    let server_ep = Endpoint::server(server_cfg, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = server_ep.local_addr()?;
+    let accept = server_ep.clone();
+    let server = tokio::spawn(async move {
+        while let Some(incoming) = accept.accept().await {
+            tokio::spawn(async move {
+                let conn = incoming.await?;
+                let (mut send, mut recv) = conn.accept_bi().await?;
+                let mut buf = vec![0u8; size];
+                recv.read_exact(&mut buf).await?;
+                send.write_all(&buf).await?;
+                send.finish()?;
+                // The client closes once it has the answer.
+                conn.closed().await;
+                anyhow::Ok(())
+            });
+        }
+    });
+    let mut eps = Vec::new();
+    for _ in 0..endpoints.max(1) {
+        let mut ep = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        ep.set_default_client_config(client_cfg.clone());
+        eps.push(ep);
+    }
+    let rate = crate::load::rate(
+        period,
+        workers,
+        |k, _: &mut Option<()>| {
+            let ep = eps[k % eps.len()].clone();
+            async move {
+                let conn = ep.connect(addr, "localhost")?.await?;
+                let (mut send, mut recv) = conn.open_bi().await?;
+                send.write_all(&vec![0x5au8; size]).await?;
+                let mut back = vec![0u8; size];
+                recv.read_exact(&mut back).await?;
+                conn.close(0u32.into(), b"bye");
+                Ok(())
+            }
+        },
+        vec![Some(()); workers],
+    )
+    .await;
+    server.abort();
+    rate
 }

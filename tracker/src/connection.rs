@@ -22,6 +22,11 @@ use tracing::Instrument;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection's outgoing queue. Frames are boxed: the queue's first block
+/// of slots is allocated with the channel, and boxed slots keep it at a
+/// few hundred bytes for every idle client instead of a few KiB.
+pub type Outgoing = mpsc::Sender<Box<ServerFrame>>;
+
 /// QUIC application close codes.
 pub mod close {
     /// Normal end (logout, shutdown).
@@ -57,47 +62,14 @@ async fn serve_inner(
     id: u64,
     shutdown: &CancellationToken,
 ) -> Result<u32, FrameIoError> {
-    let (mut send, mut recv) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await {
-        Ok(Ok(s)) => s,
-        _ => return Ok(close::PROTOCOL),
+    // Boxed, like each request below: an idle connection's task then holds
+    // only what waiting for the next frame needs, not the largest state any
+    // step ever reaches (a few KiB per connection, times every client).
+    let (mut send, mut recv) = match Box::pin(handshake(state, conn)).await? {
+        Ok(streams) => streams,
+        Err(code) => return Ok(code),
     };
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_payload(&mut recv, MAX_CONTROL_FRAME)).await {
-        Ok(Ok(Some(p))) => decode_payload::<ClientFrame>(&p),
-        _ => return Ok(close::PROTOCOL),
-    };
-    let hello: Hello = match hello {
-        Ok(ClientFrame::Hello(h)) => h,
-        Ok(_) | Err(_) => {
-            let reject = ErrorBody::new(ErrorCode::Malformed, "the first frame must be a hello");
-            write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
-            finish(&mut send).await;
-            return Ok(close::PROTOCOL);
-        }
-    };
-    let version = PROTOCOL_VERSION.min(hello.max_version);
-    if version < MIN_PROTOCOL_VERSION.max(hello.min_version) {
-        let reject = ErrorBody::new(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "this tracker speaks protocol {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}, the client {}-{}; upgrade the older side",
-                hello.min_version, hello.max_version
-            ),
-        );
-        write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
-        finish(&mut send).await;
-        return Ok(close::PROTOCOL);
-    }
-    tracing::debug!(agent = %hello.agent, version, "hello");
-    let welcome = Welcome {
-        version,
-        org: state.org.name.clone(),
-        tracker_id: state.config.tracker_id.clone(),
-        server_time_ms: now_ms(),
-        idle_timeout_ms: u32::try_from(state.config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
-    };
-    write_frame(&mut send, &ServerFrame::Welcome(welcome), MAX_CONTROL_FRAME).await?;
-
-    let (out, mut out_rx) = mpsc::channel::<ServerFrame>(state.config.send_queue);
+    let (out, mut out_rx) = mpsc::channel::<Box<ServerFrame>>(state.config.send_queue);
     let end = CancellationToken::new();
     let writer_end = end.clone();
     let writer = tokio::spawn(async move {
@@ -118,14 +90,67 @@ async fn serve_inner(
     // Leaving the hub drops its copy of the outgoing queue and tells
     // subscribers at once; then queued frames (the last response, a
     // session-ended notice) get a moment to go out.
+    Box::pin(leave_hub(state, id)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    end.cancel();
+    code
+}
+
+/// Takes the connection out of the hub and records when its user was last seen.
+async fn leave_hub(state: &State, id: u64) {
     if let Some((user_id, seen)) = state.hub.unregister(id).await
         && let Err(e) = state.store.set_last_seen(user_id, seen as i64).await
     {
         tracing::warn!(error = %e, "could not record last-seen time");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    end.cancel();
-    code
+}
+
+/// Accepts the control stream and agrees on a protocol version. Returns the
+/// streams, or the close code when the client broke the protocol.
+async fn handshake(
+    state: &State,
+    conn: &quinn::Connection,
+) -> Result<Result<(quinn::SendStream, quinn::RecvStream), u32>, FrameIoError> {
+    let (mut send, mut recv) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        _ => return Ok(Err(close::PROTOCOL)),
+    };
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_payload(&mut recv, MAX_CONTROL_FRAME)).await {
+        Ok(Ok(Some(p))) => decode_payload::<ClientFrame>(&p),
+        _ => return Ok(Err(close::PROTOCOL)),
+    };
+    let hello: Hello = match hello {
+        Ok(ClientFrame::Hello(h)) => h,
+        Ok(_) | Err(_) => {
+            let reject = ErrorBody::new(ErrorCode::Malformed, "the first frame must be a hello");
+            write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
+            finish(&mut send).await;
+            return Ok(Err(close::PROTOCOL));
+        }
+    };
+    let version = PROTOCOL_VERSION.min(hello.max_version);
+    if version < MIN_PROTOCOL_VERSION.max(hello.min_version) {
+        let reject = ErrorBody::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "this tracker speaks protocol {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}, the client {}-{}; upgrade the older side",
+                hello.min_version, hello.max_version
+            ),
+        );
+        write_frame(&mut send, &ServerFrame::Reject(reject), MAX_CONTROL_FRAME).await?;
+        finish(&mut send).await;
+        return Ok(Err(close::PROTOCOL));
+    }
+    tracing::debug!(agent = %hello.agent, version, "hello");
+    let welcome = Welcome {
+        version,
+        org: state.org.name.clone(),
+        tracker_id: state.config.tracker_id.clone(),
+        server_time_ms: now_ms(),
+        idle_timeout_ms: u32::try_from(state.config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
+    };
+    write_frame(&mut send, &ServerFrame::Welcome(welcome), MAX_CONTROL_FRAME).await?;
+    Ok(Ok((send, recv)))
 }
 
 async fn request_loop(
@@ -140,13 +165,13 @@ async fn request_loop(
         let payload = tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                let _ = ctx.out.try_send(ServerFrame::Event(Event::ShuttingDown { reconnect_after_ms: 1000 }));
+                let _ = ctx.out.try_send(Box::new(ServerFrame::Event(Event::ShuttingDown { reconnect_after_ms: 1000 })));
                 return Ok(close::DONE);
             }
             _ = ctx.end.cancelled() => return Ok(close::ENDED),
             _ = expiry_sleep, if expiry.is_some() => {
                 let reason = ErrorBody::new(ErrorCode::SessionExpired, "your session has expired; log in again with your password");
-                let _ = ctx.out.try_send(ServerFrame::Event(Event::SessionEnded(reason)));
+                let _ = ctx.out.try_send(Box::new(ServerFrame::Event(Event::SessionEnded(reason))));
                 return Ok(close::ENDED);
             }
             p = read_payload(recv, MAX_CONTROL_FRAME) => p?,
@@ -164,7 +189,7 @@ async fn request_loop(
                         ErrorCode::Unsupported,
                         "this tracker does not support that request; upgrade the tracker",
                     );
-                    if ctx.out.send(ServerFrame::Response { id, result: Err(err) }).await.is_err() {
+                    if ctx.out.send(Box::new(ServerFrame::Response { id, result: Err(err) })).await.is_err() {
                         return Ok(close::DONE);
                     }
                     continue;
@@ -172,11 +197,11 @@ async fn request_loop(
                 _ => return protocol_error(ctx, &format!("undecodable frame: {e}")).await,
             },
         };
-        let result = requests::handle(state, ctx, req).await;
+        let result = Box::pin(requests::handle(state, ctx, req)).await;
         if let Some(s) = &ctx.session {
             tracing::Span::current().record("user", s.live.user.as_str());
         }
-        if ctx.out.send(ServerFrame::Response { id, result }).await.is_err() {
+        if ctx.out.send(Box::new(ServerFrame::Response { id, result })).await.is_err() {
             return Ok(close::DONE);
         }
     }
@@ -191,6 +216,6 @@ async fn finish(send: &mut quinn::SendStream) {
 
 async fn protocol_error(ctx: &ConnCtx, why: &str) -> Result<u32, FrameIoError> {
     tracing::info!(why, "closing connection for a protocol error");
-    let _ = ctx.out.send(ServerFrame::Reject(ErrorBody::new(ErrorCode::Malformed, why))).await;
+    let _ = ctx.out.send(Box::new(ServerFrame::Reject(ErrorBody::new(ErrorCode::Malformed, why)))).await;
     Ok(close::PROTOCOL)
 }

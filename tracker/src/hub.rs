@@ -7,6 +7,7 @@
 //! is full is too slow to keep up and is closed rather than buffered forever.
 
 use crate::clock::now_ms;
+use crate::connection::Outgoing;
 use crate::presence::{ConnId, PresenceBook, Push};
 use skein_proto::ErrorBody;
 use skein_proto::bytes::DeviceId;
@@ -34,7 +35,7 @@ pub struct LiveSession {
 #[derive(Debug)]
 struct Live {
     session: LiveSession,
-    out: mpsc::Sender<ServerFrame>,
+    out: Outgoing,
     /// Cancelled to end the connection; the reason is queued first.
     end: CancellationToken,
     addresses: Addresses,
@@ -63,7 +64,7 @@ pub enum SessionFilter {
 }
 
 enum Command {
-    Register { conn: ConnId, session: LiveSession, out: mpsc::Sender<ServerFrame>, end: CancellationToken },
+    Register { conn: ConnId, session: LiveSession, out: Outgoing, end: CancellationToken },
     Unregister { conn: ConnId, reply: oneshot::Sender<Option<(i64, u64)>> },
     SetStatus { conn: ConnId, status: PresenceStatus, note: Option<String> },
     Subscribe { conn: ConnId, sub: Subscription, reply: oneshot::Sender<Vec<PresenceEntry>> },
@@ -101,13 +102,7 @@ impl Hub {
     }
 
     /// Registers a logged-in connection.
-    pub async fn register(
-        &self,
-        conn: ConnId,
-        session: LiveSession,
-        out: mpsc::Sender<ServerFrame>,
-        end: CancellationToken,
-    ) {
+    pub async fn register(&self, conn: ConnId, session: LiveSession, out: Outgoing, end: CancellationToken) {
         self.send(Command::Register { conn, session, out, end }).await;
     }
 
@@ -230,7 +225,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                         SessionFilter::Token(t) => s.token_hash == *t,
                     };
                     if hit && s.started_ms <= before_ms && !l.end.is_cancelled() {
-                        let _ = l.out.try_send(ServerFrame::Event(Event::SessionEnded(reason.clone())));
+                        let _ = l.out.try_send(Box::new(ServerFrame::Event(Event::SessionEnded(reason.clone()))));
                         l.end.cancel();
                         n += 1;
                     }
@@ -239,7 +234,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
             }
             Command::MailWaiting { user_id, device, count } => {
                 for l in live.values().filter(|l| l.session.user_id == user_id && l.session.device_id == device) {
-                    if l.out.try_send(ServerFrame::Event(Event::MailWaiting { count })).is_err() {
+                    if l.out.try_send(Box::new(ServerFrame::Event(Event::MailWaiting { count }))).is_err() {
                         l.end.cancel();
                     }
                 }
@@ -251,7 +246,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
 fn deliver(live: &HashMap<ConnId, Live>, pushes: Vec<Push>) {
     for p in pushes {
         if let Some(l) = live.get(&p.to)
-            && l.out.try_send(ServerFrame::Event(Event::Presence(p.entry))).is_err()
+            && l.out.try_send(Box::new(ServerFrame::Event(Event::Presence(p.entry)))).is_err()
             && !l.end.is_cancelled()
         {
             tracing::warn!(conn = p.to, user = %l.session.user, "closing a connection too slow to take presence updates");

@@ -9,7 +9,8 @@
 #![allow(clippy::unwrap_used)]
 
 use skein_tracker::store::{
-    CODE_VERSION, DeviceRecord, MailRecord, MailboxLimits, NewUserRecord, SessionRecord, Store, StoreError, UserRecord,
+    CODE_VERSION, DeviceRecord, MailRecord, MailboxLimits, NewUserRecord, SessionRecord, SessionStart, Store,
+    StoreError, UserRecord,
 };
 use sqlx::Connection;
 use std::collections::BTreeSet;
@@ -64,6 +65,7 @@ store_cases! {
         case_users_crud,
         case_user_search,
         case_sessions,
+        case_session_start,
         case_devices,
         case_next_serial_concurrent,
         case_events_ordering,
@@ -528,6 +530,64 @@ async fn case_devices(store: Store) {
     store.upsert_device(device(bob.id, 3, b"peer-2")).await.unwrap();
     store.set_disabled("bob", false).await.unwrap();
     assert_eq!(valid(80_000).await, vec![b"peer-1".to_vec(), b"peer-b".to_vec()]);
+}
+
+/// A login or resume writes its session, a serial and the device together,
+/// or nothing at all.
+async fn case_session_start(store: Store) {
+    let alice = add(&store, "alice").await;
+    let issue = |user_id: i64, id: u8| {
+        move |serial: u64| {
+            Ok((DeviceRecord { cert: serial.to_be_bytes().to_vec(), ..device(user_id, id, b"peer-s") }, serial))
+        }
+    };
+
+    // A login: the session, serial 1 and the device with its certificate.
+    let s1 = session(alice.id, 1, 4, 10_000);
+    let serial = store.start_session(SessionStart::Create(s1.clone()), issue(alice.id, 4)).await.unwrap();
+    assert_eq!(serial, Some(1));
+    assert_eq!(store.session_by_hash(&s1.token_hash).await.unwrap(), Some(s1.clone()));
+    assert_eq!(store.device(alice.id, [4; 16]).await.unwrap().unwrap().cert, 1u64.to_be_bytes().to_vec());
+
+    // A resume: rotation, serial 2, the device's certificate renewed.
+    let new_hash = *blake3::hash(b"resumed").as_bytes();
+    let rotate = |old: [u8; 32], new: [u8; 32], now_ms| SessionStart::Rotate {
+        old_hash: old,
+        new_hash: new,
+        new_expires_ms: 20_000,
+        now_ms,
+    };
+    let serial = store.start_session(rotate(s1.token_hash, new_hash, 5_000), issue(alice.id, 4)).await.unwrap();
+    assert_eq!(serial, Some(2));
+    assert!(store.session_by_hash(&s1.token_hash).await.unwrap().unwrap().revoked);
+    assert!(store.session_by_hash(&new_hash).await.unwrap().unwrap().is_usable(5_000));
+    assert_eq!(store.device(alice.id, [4; 16]).await.unwrap().unwrap().cert, 2u64.to_be_bytes().to_vec());
+
+    // Resuming a used token changes nothing and uses no serial.
+    let other = *blake3::hash(b"other").as_bytes();
+    let none = store.start_session(rotate(s1.token_hash, other, 5_000), issue(alice.id, 4)).await.unwrap();
+    assert_eq!(none, None);
+    assert_eq!(store.session_by_hash(&other).await.unwrap(), None);
+    assert_eq!(store.next_serial().await.unwrap(), 3);
+
+    // A revoked device: the rotation is rolled back with the device write.
+    assert!(store.revoke_device(alice.id, [4; 16]).await.unwrap());
+    let refused = store.start_session(rotate(new_hash, other, 6_000), issue(alice.id, 4)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(!store.session_by_hash(&new_hash).await.unwrap().unwrap().revoked);
+    assert_eq!(store.session_by_hash(&other).await.unwrap(), None);
+    assert_eq!(store.next_serial().await.unwrap(), 4);
+
+    // A failing certificate step stores nothing either.
+    let s2 = session(alice.id, 2, 5, 10_000);
+    let failed = store
+        .start_session(SessionStart::Create(s2.clone()), |_| {
+            Err::<(DeviceRecord, ()), _>(StoreError::InvalidInput("no certificate".into()))
+        })
+        .await;
+    assert!(matches!(failed, Err(StoreError::InvalidInput(_))), "{failed:?}");
+    assert_eq!(store.session_by_hash(&s2.token_hash).await.unwrap(), None);
+    assert_eq!(store.device(alice.id, [5; 16]).await.unwrap(), None);
 }
 
 async fn case_next_serial_concurrent(store: Store) {

@@ -8,14 +8,14 @@ mod mailbox;
 mod presence;
 mod session;
 
+use crate::connection::Outgoing;
 use crate::hub::LiveSession;
 use crate::presence::ConnId;
 use crate::state::State;
 use crate::store::StoreError;
-use skein_proto::control::{OrgPolicy, RelayInfo, Request, Response, ServerFrame};
+use skein_proto::control::{OrgPolicy, RelayInfo, Request, Response};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::net::SocketAddr;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A logged-in connection's session.
@@ -39,7 +39,7 @@ pub struct ConnCtx {
     /// Set once logged in.
     pub session: Option<Authed>,
     /// The connection's outgoing queue.
-    pub out: mpsc::Sender<ServerFrame>,
+    pub out: Outgoing,
     /// Cancelled to end the connection.
     pub end: CancellationToken,
 }

@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::hub::{LiveSession, SessionFilter};
 use crate::relay;
 use crate::state::State;
-use crate::store::{DeviceRecord, SessionRecord, UserRecord};
+use crate::store::{DeviceRecord, SessionRecord, SessionStart, StoreError, UserRecord};
 use skein_proto::control::{DeviceHello, Login, PresenceStatus, Response, Resume, Session, UserEntry};
 use skein_proto::device::DeviceCertBody;
 use skein_proto::limits::{MAX_PASSWORD, MAX_TEXT_FIELD, valid_user_name};
@@ -22,6 +22,14 @@ const MAX_PEER_ID: usize = 128;
 
 fn bad_credentials() -> ErrorBody {
     ErrorBody::new(ErrorCode::BadCredentials, "wrong user name or password")
+}
+
+fn session_ended() -> ErrorBody {
+    ErrorBody::new(ErrorCode::SessionRevoked, "this session was ended; log in again with your password")
+}
+
+fn device_revoked() -> ErrorBody {
+    ErrorBody::new(ErrorCode::PermissionDenied, "this device was revoked by an administrator; use a new profile")
 }
 
 fn throttled(wait: std::time::Duration) -> ErrorBody {
@@ -88,20 +96,17 @@ pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Res
     let now_ms = now_ms();
     let expires = now_ms + state.config.session_ttl.as_millis() as u64;
     check_device_not_revoked(state, &user, &login.device).await?;
-    state
-        .store
-        .create_session(SessionRecord {
-            token_hash: token_hash(&token),
-            user_id: user.id,
-            device_id: login.device.device_id.0,
-            created_at_ms: now_ms as i64,
-            expires_at_ms: expires as i64,
-            revoked: false,
-        })
-        .await
-        .map_err(store_error)?;
-    tracing::info!(user = %name, device = %login.device.device_id, remote = %ctx.remote, "logged in");
-    establish(state, ctx, user, login.device, token, expires).await
+    let start = SessionStart::Create(SessionRecord {
+        token_hash: token_hash(&token),
+        user_id: user.id,
+        device_id: login.device.device_id.0,
+        created_at_ms: now_ms as i64,
+        expires_at_ms: expires as i64,
+        revoked: false,
+    });
+    let response = establish(state, ctx, user, login.device, start, token, expires).await?;
+    tracing::info!(user = %name, remote = %ctx.remote, "logged in");
+    Ok(response)
 }
 
 /// Token resume with rotation.
@@ -115,8 +120,7 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
     state.with_throttles(|t| t.addresses.check(&ip, now)).map_err(throttled)?;
     let old = token_hash(&resume.token);
     let now_ms = now_ms();
-    let revoked =
-        || ErrorBody::new(ErrorCode::SessionRevoked, "this session was ended; log in again with your password");
+    let revoked = session_ended;
     let Some(sess) = state.store.session_by_hash(&old).await.map_err(store_error)? else {
         state.with_throttles(|t| t.addresses.fail(&ip, now));
         return Err(revoked());
@@ -145,67 +149,67 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
     check_device_not_revoked(state, &user, &resume.device).await?;
     let token = new_token();
     let expires = now_ms + state.config.session_ttl.as_millis() as u64;
-    let rotated = state
-        .store
-        .rotate_session(&old, &token_hash(&token), expires as i64, now_ms as i64)
-        .await
-        .map_err(store_error)?;
-    if !rotated {
-        return Err(revoked());
-    }
-    establish(state, ctx, user, resume.device, token, expires).await
+    let start = SessionStart::Rotate {
+        old_hash: old,
+        new_hash: token_hash(&token),
+        new_expires_ms: expires as i64,
+        now_ms: now_ms as i64,
+    };
+    establish(state, ctx, user, resume.device, start, token, expires).await
 }
 
 async fn check_device_not_revoked(state: &State, user: &UserRecord, device: &DeviceHello) -> Result<(), ErrorBody> {
     let known = state.store.device(user.id, device.device_id.0).await.map_err(store_error)?;
     if known.is_some_and(|d| d.revoked) || state.store.is_peer_revoked(&device.peer_id).await.map_err(store_error)? {
-        return Err(ErrorBody::new(
-            ErrorCode::PermissionDenied,
-            "this device was revoked by an administrator; use a new profile",
-        ));
+        return Err(device_revoked());
     }
     Ok(())
 }
 
+/// Stores the session change, a device certificate and the device record
+/// in one transaction, then registers the connection with the hub.
 async fn establish(
     state: &State,
     ctx: &mut ConnCtx,
     user: UserRecord,
     device: DeviceHello,
+    start: SessionStart,
     token: skein_proto::bytes::SessionToken,
     expires: u64,
 ) -> Result<Response, ErrorBody> {
     let now = now_ms();
-    let serial = state.store.next_serial().await.map_err(store_error)?;
     let cert_expires = now + state.config.device_cert_ttl.as_millis() as u64;
-    let cert = state.org.signing.sign(DeviceCertBody {
-        version: skein_certs::device::DEVICE_CERT_VERSION,
-        serial,
-        org: state.org.name.clone(),
-        user: user.name.clone(),
-        device_id: device.device_id,
-        peer_id: device.peer_id.clone(),
-        x25519: device.x25519,
-        issued_at_ms: now,
-        expires_at_ms: cert_expires,
-    });
-    let cert_bytes =
-        skein_proto::frame::encode_payload(&cert).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-    state
-        .store
-        .upsert_device(DeviceRecord {
+    let issue = |serial| {
+        let cert = state.org.signing.sign(DeviceCertBody {
+            version: skein_certs::device::DEVICE_CERT_VERSION,
+            serial,
+            org: state.org.name.clone(),
+            user: user.name.clone(),
+            device_id: device.device_id,
+            peer_id: device.peer_id.clone(),
+            x25519: device.x25519,
+            issued_at_ms: now,
+            expires_at_ms: cert_expires,
+        });
+        let record = DeviceRecord {
             user_id: user.id,
             device_id: device.device_id.0,
             name: device.name.clone(),
             peer_id: device.peer_id.clone(),
             x25519: device.x25519.0,
-            cert: cert_bytes,
+            cert: skein_proto::frame::encode_payload(&cert)
+                .map_err(|e| StoreError::InvalidInput(format!("the device certificate cannot be encoded: {e}")))?,
             cert_expires_at_ms: cert_expires as i64,
             revoked: false,
             last_seen_ms: now as i64,
-        })
-        .await
-        .map_err(store_error)?;
+        };
+        Ok((record, cert))
+    };
+    let cert = match state.store.start_session(start, issue).await {
+        Ok(Some(cert)) => cert,
+        Ok(None) => return Err(session_ended()),
+        Err(e) => return Err(store_error(e)),
+    };
     // In force before the client sees its certificate, so it can reserve at once.
     relay::sync::allow_bytes(&state.relay, &device.peer_id).await;
     let live = LiveSession {

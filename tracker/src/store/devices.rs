@@ -5,8 +5,8 @@
 //! refuses to change it.
 
 use super::{Store, StoreError, fixed, flag, non_negative};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 /// A device as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,34 +40,8 @@ impl Store {
     /// it exists. Fails with [`StoreError::Conflict`] if the device exists
     /// and is revoked.
     pub async fn upsert_device(&self, device: DeviceRecord) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO devices (user_id, device_id, name, peer_id, x25519, cert, cert_expires_at_ms, revoked, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (user_id, device_id) DO UPDATE SET \
-               name = excluded.name, peer_id = excluded.peer_id, x25519 = excluded.x25519, \
-               cert = excluded.cert, cert_expires_at_ms = excluded.cert_expires_at_ms, \
-               revoked = excluded.revoked, last_seen_ms = excluded.last_seen_ms \
-             WHERE devices.revoked = 0",
-        )
-        .bind(device.user_id)
-        .bind(&device.device_id[..])
-        .bind(&device.name)
-        .bind(&device.peer_id[..])
-        .bind(&device.x25519[..])
-        .bind(&device.cert[..])
-        .bind(device.cert_expires_at_ms)
-        .bind(i64::from(device.revoked))
-        .bind(device.last_seen_ms)
-        .execute(self.pool())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "device {} of user {} is revoked",
-                hex::encode(device.device_id),
-                device.user_id
-            )));
-        }
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        upsert_device_on(&mut conn, &device).await
     }
 
     /// A user's devices, ordered by device id.
@@ -134,14 +108,52 @@ impl Store {
     /// The next certificate serial number: 1, 2, 3, … Unique across all
     /// processes sharing the database (a single atomic `UPDATE … RETURNING`).
     pub async fn next_serial(&self) -> Result<u64, StoreError> {
-        let value = sqlx::query_scalar::<_, i64>(
-            "UPDATE counters SET value = value + 1 WHERE name = 'cert_serial' RETURNING value",
-        )
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("the cert_serial counter row is missing".into()))?;
-        non_negative(value, "certificate serial")
+        let mut conn = self.pool().acquire().await?;
+        next_serial_on(&mut conn).await
     }
+}
+
+/// [`Store::upsert_device`] on one connection (or inside a transaction).
+pub(super) async fn upsert_device_on(conn: &mut AnyConnection, device: &DeviceRecord) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO devices (user_id, device_id, name, peer_id, x25519, cert, cert_expires_at_ms, revoked, last_seen_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (user_id, device_id) DO UPDATE SET \
+           name = excluded.name, peer_id = excluded.peer_id, x25519 = excluded.x25519, \
+           cert = excluded.cert, cert_expires_at_ms = excluded.cert_expires_at_ms, \
+           revoked = excluded.revoked, last_seen_ms = excluded.last_seen_ms \
+         WHERE devices.revoked = 0",
+    )
+    .bind(device.user_id)
+    .bind(&device.device_id[..])
+    .bind(&device.name)
+    .bind(&device.peer_id[..])
+    .bind(&device.x25519[..])
+    .bind(&device.cert[..])
+    .bind(device.cert_expires_at_ms)
+    .bind(i64::from(device.revoked))
+    .bind(device.last_seen_ms)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "device {} of user {} is revoked",
+            hex::encode(device.device_id),
+            device.user_id
+        )));
+    }
+    Ok(())
+}
+
+/// [`Store::next_serial`] on one connection (or inside a transaction).
+pub(super) async fn next_serial_on(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let value = sqlx::query_scalar::<_, i64>(
+        "UPDATE counters SET value = value + 1 WHERE name = 'cert_serial' RETURNING value",
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("the cert_serial counter row is missing".into()))?;
+    non_negative(value, "certificate serial")
 }
 
 fn device_from_row(row: &AnyRow) -> Result<DeviceRecord, StoreError> {

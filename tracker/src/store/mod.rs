@@ -34,7 +34,7 @@ pub use error::{StoreError, redact_url};
 pub use events::AdminEvent;
 pub use mailbox::{MailRecord, MailboxLimits};
 pub use migrate::CODE_VERSION;
-pub use sessions::SessionRecord;
+pub use sessions::{SessionRecord, SessionStart};
 pub use users::{NewUserRecord, UserRecord};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -194,7 +194,7 @@ fn sqlite_url_with_create(url: &str) -> String {
 /// Per-connection SQLite settings (sqlx's defaults, made explicit).
 async fn configure_sqlite(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
     )))
     .execute(&mut *conn)
     .await?;

@@ -2,9 +2,10 @@
 //! stored; rotation swaps one hash for another atomically, so a token can
 //! be resumed at most once.
 
+use super::devices::{DeviceRecord, next_serial_on, upsert_device_on};
 use super::{Store, StoreError, fixed, flag};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,24 +31,31 @@ impl SessionRecord {
     }
 }
 
+/// How a login or resume changes the sessions.
+#[derive(Debug, Clone)]
+pub enum SessionStart {
+    /// A password login: a new session.
+    Create(SessionRecord),
+    /// A resume: the old token's session is revoked and a new one takes
+    /// its place (see [`Store::rotate_session`]).
+    Rotate {
+        /// Hash of the token presented.
+        old_hash: [u8; 32],
+        /// Hash of the token handed out instead.
+        new_hash: [u8; 32],
+        /// When the new session expires, ms since the Unix epoch.
+        new_expires_ms: i64,
+        /// Now, ms since the Unix epoch.
+        now_ms: i64,
+    },
+}
+
 impl Store {
     /// Stores a new session. Fails with [`StoreError::Conflict`] if the
     /// token hash is already stored.
     pub async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, device_id, created_at_ms, expires_at_ms, revoked) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&session.token_hash[..])
-        .bind(session.user_id)
-        .bind(&session.device_id[..])
-        .bind(session.created_at_ms)
-        .bind(session.expires_at_ms)
-        .bind(i64::from(session.revoked))
-        .execute(self.pool())
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || "session token already exists".into()))?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        insert_session(&mut conn, &session).await
     }
 
     /// The session with this token hash, usable or not.
@@ -75,35 +83,36 @@ impl Store {
         new_expires_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let rotation = SessionStart::Rotate { old_hash: *old_hash, new_hash: *new_hash, new_expires_ms, now_ms };
         let mut tx = self.begin_write().await?;
-        let old = sqlx::query(
-            "UPDATE sessions SET revoked = 1 \
-             WHERE token_hash = $1 AND revoked = 0 AND expires_at_ms > $2 \
-             RETURNING user_id, device_id",
-        )
-        .bind(&old_hash[..])
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(old) = old else {
+        if !apply_start(&mut tx, &rotation).await? {
             return Ok(false);
-        };
-        let user_id: i64 = old.try_get("user_id")?;
-        let device_id: Vec<u8> = old.try_get("device_id")?;
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, device_id, created_at_ms, expires_at_ms, revoked) \
-             VALUES ($1, $2, $3, $4, $5, 0)",
-        )
-        .bind(&new_hash[..])
-        .bind(user_id)
-        .bind(device_id)
-        .bind(now_ms)
-        .bind(new_expires_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || "session token already exists".into()))?;
+        }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Everything a login or resume writes, in one transaction (one commit
+    /// to disk instead of three): the session change, a certificate serial
+    /// and the device record that `issue` builds around that serial.
+    ///
+    /// Returns `None`, changing nothing, when a rotation finds the old
+    /// session revoked, expired or gone. Fails with
+    /// [`StoreError::Conflict`] when the device is revoked.
+    pub async fn start_session<T>(
+        &self,
+        start: SessionStart,
+        issue: impl FnOnce(u64) -> Result<(DeviceRecord, T), StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if !apply_start(&mut tx, &start).await? {
+            return Ok(None);
+        }
+        let serial = next_serial_on(&mut tx).await?;
+        let (device, issued) = issue(serial)?;
+        upsert_device_on(&mut tx, &device).await?;
+        tx.commit().await?;
+        Ok(Some(issued))
     }
 
     /// Revokes one session. Returns whether it existed.
@@ -152,4 +161,59 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
         expires_at_ms: row.try_get("expires_at_ms")?,
         revoked: flag(row.try_get("revoked")?),
     })
+}
+
+/// Stores a new session on one connection.
+async fn insert_session(conn: &mut AnyConnection, session: &SessionRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, device_id, created_at_ms, expires_at_ms, revoked) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&session.token_hash[..])
+    .bind(session.user_id)
+    .bind(&session.device_id[..])
+    .bind(session.created_at_ms)
+    .bind(session.expires_at_ms)
+    .bind(i64::from(session.revoked))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::conflict_or_db(e, || "session token already exists".into()))?;
+    Ok(())
+}
+
+/// Applies a session change inside a write transaction; `false` when a
+/// rotation found nothing usable to rotate.
+async fn apply_start(conn: &mut AnyConnection, start: &SessionStart) -> Result<bool, StoreError> {
+    let (old_hash, new_hash, new_expires_ms, now_ms) = match start {
+        SessionStart::Create(session) => {
+            insert_session(conn, session).await?;
+            return Ok(true);
+        }
+        SessionStart::Rotate { old_hash, new_hash, new_expires_ms, now_ms } => {
+            (old_hash, new_hash, *new_expires_ms, *now_ms)
+        }
+    };
+    let old = sqlx::query(
+        "UPDATE sessions SET revoked = 1 \
+         WHERE token_hash = $1 AND revoked = 0 AND expires_at_ms > $2 \
+         RETURNING user_id, device_id",
+    )
+    .bind(&old_hash[..])
+    .bind(now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(old) = old else {
+        return Ok(false);
+    };
+    let device_id: Vec<u8> = old.try_get("device_id")?;
+    let rotated = SessionRecord {
+        token_hash: *new_hash,
+        user_id: old.try_get("user_id")?,
+        device_id: fixed(device_id, "session device id")?,
+        created_at_ms: now_ms,
+        expires_at_ms: new_expires_ms,
+        revoked: false,
+    };
+    insert_session(conn, &rotated).await?;
+    Ok(true)
 }
