@@ -334,9 +334,9 @@ pub async fn tracker_conns(plan: &LoadPlan) -> Result<Vec<Row>> {
         ratio: format!("{:.1} KiB/client", per as f64 / 1024.0),
         target: format!("≥ {target_n} clients; ≤ 32 KiB/client"),
         met: Some(at >= target_n && per <= 32 * 1024),
-        note: "memory grows linearly with clients (the same per client at 1,000 and 10,000): quinn's connection \
-               state and TLS session, the connection's tasks and channels, and the hub's subscription entry; not yet \
-               broken down with a heap profiler"
+        note: "heaptrack of 2,600 live clients: quinn's own per-connection state is most of it (its connection \
+               ≈7.6 KiB, its event channel ≈7.3 KiB, its transmit buffer ≈2.4 KiB); the tracker's tasks and queue \
+               are ≈3 KiB; the rest is allocator overhead (glibc is capped at two arenas)"
             .into(),
     });
     rows.push(Row {

@@ -4,7 +4,8 @@
 //! - [`echo_rtt`]: 200-byte echoes on one long-lived bidirectional stream;
 //! - [`framed_rate`]: length-prefixed 200-byte messages on one stream, each
 //!   acknowledged by the receiver, pipelined;
-//! - [`bulk`]: one unidirectional stream of N bytes, discarded by the receiver;
+//! - [`bulk`]: one unidirectional stream of N bytes, discarded by the
+//!   receiver (the baseline) or written to a file (what disk writing costs);
 //! - [`connect_rate`]: new connections per second, each with one 200-byte
 //!   request and answer, as a reconnecting client's session resume makes.
 
@@ -13,6 +14,8 @@ use anyhow::{Context, Result};
 use quinn::{ClientConfig, Endpoint, ServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,16 +129,28 @@ pub async fn framed_rate(count: usize, size: usize) -> Result<f64> {
     Ok(count as f64 / (done - t0).as_secs_f64())
 }
 
-/// Bytes per second of one unidirectional stream of `bytes`, discarded.
-pub async fn bulk(bytes: u64) -> Result<f64> {
+/// Bytes per second of one unidirectional stream of `bytes`, discarded by
+/// the receiver, or written to `sink` and synced to disk, as a received
+/// file is.
+pub async fn bulk(bytes: u64, sink: Option<&Path>) -> Result<f64> {
     let pair = Pair::connect().await?;
     let server = pair.server.clone();
+    let mut file = match sink {
+        Some(p) => Some(tokio::fs::File::create(p).await.with_context(|| format!("creating {}", p.display()))?),
+        None => None,
+    };
     let reader = tokio::spawn(async move {
         let mut recv = server.accept_uni().await?;
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         while let Some(n) = recv.read(&mut buf).await? {
+            if let Some(f) = file.as_mut() {
+                f.write_all(&buf[..n]).await?;
+            }
             total += n as u64;
+        }
+        if let Some(f) = file.as_mut() {
+            f.sync_all().await?;
         }
         anyhow::Ok((total, Instant::now()))
     });
@@ -150,6 +165,9 @@ pub async fn bulk(bytes: u64) -> Result<f64> {
     }
     send.finish()?;
     let (total, done) = tokio::time::timeout(Duration::from_secs(600), reader).await???;
+    if let Some(p) = sink {
+        let _ = std::fs::remove_file(p);
+    }
     anyhow::ensure!(total == bytes, "the baseline received {total} of {bytes} bytes");
     Ok(bytes as f64 / (done - t0).as_secs_f64())
 }
