@@ -8,6 +8,7 @@
 //! in the local history and is retried when the tracker is back.
 
 use crate::history::{History, OutState};
+use crate::lookups::Lookups;
 use crate::mesh::{Mesh, Path};
 use crate::seal;
 use crate::tracker_client::TrackerClient;
@@ -60,6 +61,10 @@ pub enum SendError {
     /// Nothing could take it now; it stays queued and is retried.
     #[error("{0}")]
     NotNow(String),
+    /// This device could not store it (the message says whether it was
+    /// delivered all the same).
+    #[error("{0}")]
+    Local(String),
 }
 
 /// What sending needs.
@@ -75,29 +80,10 @@ pub struct Sender {
     pub mesh: Mesh,
     /// Local history.
     pub history: History,
-    /// When a lookup last ran out of patience, shared by every send of this
-    /// tracker connection: once the tracker seems gone, sends to connected
-    /// peers stop waiting for it.
-    pub stalled: Stalled,
-}
-
-/// When the tracker last failed to answer a lookup in time.
-#[derive(Debug, Clone, Default)]
-pub struct Stalled(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
-
-impl Stalled {
-    fn get(&self) -> Option<std::time::Instant> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn set(&self, at: Option<std::time::Instant>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
-    }
-
-    /// Forgets the last stall (a new tracker connection).
-    pub fn clear(&self) {
-        self.set(None);
-    }
+    /// Recent lookups and stalls, shared by every send of this tracker
+    /// connection: once the tracker seems gone, sends to connected peers
+    /// stop waiting for it.
+    pub lookups: Lookups,
 }
 
 /// The additional data bound into a sealed item: its id and recipient device.
@@ -125,11 +111,24 @@ impl Sender {
     /// not need it.
     async fn lookup(&self, user: &str) -> Result<Option<PeerInfo>, SendError> {
         let Some(client) = self.tracker.as_ref() else { return Ok(None) };
+        let connected = self.mesh.peers().await;
+        // A recent answer serves only while every device it lists as online
+        // is connected (or is this one): reaching any other device means
+        // dialling the addresses it reported, which may have changed.
+        if let Some(info) = self.lookups.cached(user)
+            && info
+                .online
+                .iter()
+                .all(|d| d.device_id == self.device || connected.iter().any(|p| p.device == d.device_id))
+        {
+            return Ok(Some(info));
+        }
+        let generation = self.lookups.generation();
         let ask = client.request(Request::LookupPeer { user: user.to_owned() });
-        let impatient = user == self.me || self.mesh.peers().await.iter().any(|p| p.user == user);
+        let impatient = user == self.me || connected.iter().any(|p| p.user == user);
         let answer = if impatient {
             // After a recent stall, do not wait at all until it answers again.
-            let patience = match self.stalled.get() {
+            let patience = match self.lookups.stalled() {
                 Some(at) if at.elapsed() < STALL_MEMORY => std::time::Duration::ZERO,
                 _ => LOOKUP_PATIENCE,
             };
@@ -138,7 +137,7 @@ impl Sender {
                 Err(_) => {
                     tracing::info!(%user, "the tracker is slow to answer; delivering to the connected devices");
                     if patience > std::time::Duration::ZERO {
-                        self.stalled.set(Some(std::time::Instant::now()));
+                        self.lookups.set_stalled(Some(std::time::Instant::now()));
                     }
                     return Ok(None);
                 }
@@ -147,10 +146,13 @@ impl Sender {
             ask.await
         };
         if answer.is_ok() {
-            self.stalled.clear();
+            self.lookups.set_stalled(None);
         }
         match answer {
-            Ok(Response::Peer(p)) => Ok(Some(p)),
+            Ok(Response::Peer(p)) => {
+                self.lookups.remember(p.clone(), generation);
+                Ok(Some(p))
+            }
             Ok(_) => Ok(None),
             Err(e) => match e.body() {
                 Some(b) if b.code == ErrorCode::NotFound => Err(SendError::NoSuchUser(b.message.clone())),
@@ -204,6 +206,8 @@ impl Sender {
                     reached.push(dev.device_id);
                 }
                 Err(e) => {
+                    // The tracker's view of this device may be out of date.
+                    self.lookups.forget(user);
                     tracing::info!(%user, device = %dev.device_id, error = %e, "direct delivery failed; using the mailbox")
                 }
             }
@@ -268,12 +272,37 @@ impl Sender {
         }
     }
 
+    /// Stores a new outgoing message as queued while sending it to its
+    /// recipient and this user's other devices, then records the outcome:
+    /// the local write overlaps the network instead of adding to it.
+    pub async fn store_and_send(&self, msg: &ChatMessage) -> Result<Outcome, SendError> {
+        let (stored, out) = tokio::join!(
+            self.history.insert_outgoing(&self.me, msg, OutState::Queued),
+            self.fan_out(&msg.to_user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone())),
+        );
+        if let Err(e) = stored {
+            return Err(SendError::Local(match out {
+                Ok(Outcome::Direct | Outcome::Relayed | Outcome::Mailbox) => {
+                    format!("the message was sent, but this device could not keep a copy in its history: {e}")
+                }
+                _ => format!("the message could not be stored, and was not sent: {e}"),
+            }));
+        }
+        self.record(msg, out).await
+    }
+
     /// Sends a stored outgoing message to its recipient and to this user's
     /// other devices, and records the outcome in the history.
     pub async fn send_message(&self, msg: &ChatMessage) -> Result<Outcome, SendError> {
         let out = self
             .fan_out(&msg.to_user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()))
             .await;
+        self.record(msg, out).await
+    }
+
+    /// Records how a stored message's send went, and copies it to this
+    /// user's other devices.
+    async fn record(&self, msg: &ChatMessage, out: Result<Outcome, SendError>) -> Result<Outcome, SendError> {
         let now = crate::now_ms();
         match out {
             Ok(o @ (Outcome::Direct | Outcome::Relayed)) => {

@@ -17,6 +17,7 @@ pub mod emoji;
 pub mod history;
 pub mod inbox;
 pub mod json;
+pub mod lookups;
 pub mod mesh;
 pub mod profile;
 pub mod reporter;

@@ -115,7 +115,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
     let (mesh, mesh_events) =
         Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
     let accept = tokio::spawn(accept_loop(listener, calls_tx));
-    let stalled = crate::delivery::Stalled::default();
+    let lookups = crate::lookups::Lookups::default();
     let transfer_options = TransferOptions {
         download_dir: options.download_dir.clone().unwrap_or_else(|| profile.dir().join("downloads")),
         auto_accept: options.auto_accept,
@@ -126,7 +126,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         device.device_id,
         history.clone(),
         mesh.clone(),
-        stalled.clone(),
+        lookups.clone(),
         transfer_options,
         emit,
     );
@@ -141,7 +141,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         tracker: None,
         presence: BTreeMap::new(),
         addresses: AddressReporter::default(),
-        stalled,
+        lookups,
         relay: None,
         transfers,
     };
@@ -203,7 +203,7 @@ struct Node {
     presence: BTreeMap<String, PresenceEntry>,
     addresses: AddressReporter,
     relay: Option<Multiaddr>,
-    stalled: crate::delivery::Stalled,
+    lookups: crate::lookups::Lookups,
     transfers: Transfers,
 }
 
@@ -226,7 +226,7 @@ impl Node {
             tracker: self.tracker.clone(),
             mesh: self.mesh.clone(),
             history: self.history.clone(),
-            stalled: self.stalled.clone(),
+            lookups: self.lookups.clone(),
         }
     }
 
@@ -312,7 +312,7 @@ impl Node {
             Err(e) => tracing::info!(error = %e, "the tracker states no file policy; using the built-in limit"),
         }
         self.addresses.connect(client.clone());
-        self.stalled.clear();
+        self.lookups.reset();
         self.transfers.set_tracker(Some(client.clone()));
         emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
@@ -358,6 +358,8 @@ impl Node {
     fn tracker_event(&mut self, ev: Event) -> Result<(), DaemonError> {
         match ev {
             Event::Presence(e) => {
+                // A device came or went: ask the tracker again next time.
+                self.lookups.forget(&e.user);
                 emit(json::presence_event(&e));
                 self.presence.insert(e.user.clone(), e);
             }
@@ -609,15 +611,13 @@ impl From<Undelivered> for ControlReply {
     }
 }
 
-/// Stores `msg` as queued and sends it. Returns the path it took
+/// Stores `msg` as queued while sending it. Returns the path it took
 /// (`queued` when it waits). A message to a user who does not exist is
 /// marked failed; anything else stays queued and is retried.
 async fn deliver(sender: &Sender, msg: &ChatMessage) -> Result<&'static str, Undelivered> {
-    if let Err(e) = sender.history.insert_outgoing(&sender.me, msg, OutState::Queued).await {
-        return Err(Undelivered::Local(e.to_string()));
-    }
-    match sender.send_message(msg).await {
+    match sender.store_and_send(msg).await {
         Ok(o) => Ok(o.as_str()),
+        Err(crate::delivery::SendError::Local(e)) => Err(Undelivered::Local(e)),
         Err(e @ crate::delivery::SendError::NoSuchUser(_)) => {
             let _ = sender.history.set_outgoing_state(msg.id, OutState::Failed, crate::now_ms(), None).await;
             Err(Undelivered::NoSuchUser(e.to_string()))

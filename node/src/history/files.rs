@@ -202,7 +202,7 @@ impl History {
             .bind(&f.path)
             .bind(now)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -247,7 +247,7 @@ impl History {
                     .bind(to.as_str())
                     .bind(error)
                     .bind(now_db())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
             changed |= n == 1;
@@ -268,7 +268,7 @@ impl History {
         .bind(id.0.to_vec())
         .bind(dir)
         .bind(now_db())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -282,7 +282,7 @@ impl History {
             .bind(db_time(bytes_done))
             .bind(now_db())
             .bind(path)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -296,7 +296,7 @@ impl History {
         .bind(id.0.to_vec())
         .bind(saved_path)
         .bind(now_db())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -320,7 +320,7 @@ impl History {
         .bind(state.as_str())
         .bind(error)
         .bind(now_db())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -344,7 +344,7 @@ impl History {
         .bind(db_time(chunks))
         .bind(db_time(bytes))
         .bind(now_db())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -359,7 +359,7 @@ impl History {
         .bind(device.0.to_vec())
         .bind(path)
         .bind(now_db())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -407,7 +407,7 @@ impl History {
         .bind(emoji)
         .bind(i64::from(present))
         .bind(db_time(at_ms))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(n == 1)

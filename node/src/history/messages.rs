@@ -147,9 +147,9 @@ impl History {
     pub async fn insert_incoming(&self, me: &str, msg: &ChatMessage, path: &str) -> Result<bool, HistoryError> {
         let path = delivery_path(path)?;
         if msg.from_user == me {
-            self.insert(me, msg, true, OutState::Sent.as_str(), Some(path), false).await
+            self.insert(me, msg, true, OutState::Sent.as_str(), Some(path)).await
         } else {
-            self.insert(me, msg, false, "received", Some(path), true).await
+            self.insert(me, msg, false, "received", Some(path)).await
         }
     }
 
@@ -162,10 +162,11 @@ impl History {
                 msg.from_user
             )));
         }
-        self.insert(me, msg, true, state.as_str(), None, false).await
+        self.insert(me, msg, true, state.as_str(), None).await
     }
 
-    /// Stores one message and updates its conversation, in one transaction.
+    /// Stores one message; a trigger brings its conversation up to date in
+    /// the same statement (migration 3), unread counts included.
     async fn insert(
         &self,
         me: &str,
@@ -173,7 +174,6 @@ impl History {
         outgoing: bool,
         state: &str,
         path: Option<&str>,
-        unread: bool,
     ) -> Result<bool, HistoryError> {
         let conversation = conversation_of(me, msg);
         let body = encode_payload(&msg.body).map_err(|e| HistoryError::InvalidInput(e.to_string()))?;
@@ -183,24 +183,9 @@ impl History {
             MessageBody::Image(i) => (Some(i.file.name.as_str()), "image"),
             MessageBody::Reaction(_) => (None, "reaction"),
         };
-        // A reaction is shown on its message, never counted as unread.
-        let unread = unread && kind != "reaction";
         let now = now_db();
-        // The conversation's activity time is the sender's, but never in
-        // our future, so a skewed clock cannot pin it to the top.
-        let activity = db_time(msg.sent_at_ms).min(now);
         let delivered_at = (outgoing && matches!(state, "delivered" | "read")).then_some(now);
         let read_at = (outgoing && state == "read").then_some(now);
-
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO conversations (id, kind, last_at_ms, unread) VALUES ($1, 'direct', $2, 0) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&conversation)
-        .bind(activity)
-        .execute(&mut *tx)
-        .await?;
         let inserted = sqlx::query(
             "INSERT INTO messages (id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, \
                                    body, text, outgoing, state, delivered_at_ms, read_at_ms, path, kind) \
@@ -222,22 +207,10 @@ impl History {
         .bind(read_at)
         .bind(path)
         .bind(kind)
-        .execute(&mut *tx)
+        .execute(&self.writer)
         .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query("UPDATE conversations SET last_at_ms = MAX(last_at_ms, $2), unread = unread + $3 WHERE id = $1")
-            .bind(&conversation)
-            .bind(activity)
-            .bind(i64::from(unread))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     /// Moves an outgoing message to `state` at `at_ms`, recording how it
@@ -279,7 +252,7 @@ impl History {
         .bind(from_at(1))
         .bind(from_at(2))
         .bind(from_at(3))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(changed == 1)

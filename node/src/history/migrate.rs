@@ -26,10 +26,15 @@ const MIGRATIONS: &[Embedded] = &[
         description: "files reactions",
         sql: include_str!("../../migrations/history/0002_files_reactions.sql"),
     },
+    Embedded {
+        version: 3,
+        description: "conversation trigger",
+        sql: include_str!("../../migrations/history/0003_conversation_trigger.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 2;
+pub const CODE_VERSION: i64 = 3;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

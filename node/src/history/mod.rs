@@ -52,7 +52,13 @@ pub const DELIVERY_PATHS: [&str; 3] = ["direct", "relayed", "mailbox"];
 /// A handle to the local history. Cheap to clone; clones share one pool.
 #[derive(Debug, Clone)]
 pub struct History {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes, on one connection: SQLite has one writer, and writers queued
+    /// here wait their turn without polling, where pooled writers contending
+    /// for the file's lock sleep in SQLite's busy handler (tens of ms each
+    /// under load).
+    writer: SqlitePool,
     path: PathBuf,
 }
 
@@ -86,13 +92,18 @@ impl History {
         let _ = conn.close().await;
         prepared?;
 
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
-        Ok(History { pool, path: path.to_owned() })
+        // A local file needs no liveness check before each use; the check
+        // is a round trip to the connection's worker thread per query.
+        let pool_of = |connections| {
+            SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.clone())
+        };
+        let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
+        let writer = pool_of(1).await.map_err(open_err)?;
+        Ok(History { pool, writer, path: path.to_owned() })
     }
 
     /// The history file.
@@ -103,12 +114,13 @@ impl History {
     /// Closes every pooled connection; later operations fail.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Starts a transaction holding SQLite's write lock (waiting up to the
     /// busy timeout for it), so it cannot fail later on lock upgrade.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 }
 

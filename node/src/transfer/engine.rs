@@ -18,8 +18,9 @@ use super::manifest::{CHUNK_SIZE, MAX_FILE_SIZE, Manifest};
 use super::names::sanitize;
 use super::receive::{self, FetchError, Want};
 use super::serve::{self, Source};
-use crate::delivery::{Sender, Stalled, addrs_of};
+use crate::delivery::{Sender, addrs_of};
 use crate::history::{FileRow, History, OfferState};
+use crate::lookups::Lookups;
 use crate::mesh::{Mesh, Path as MeshPath};
 use crate::tracker_client::TrackerClient;
 use libp2p::{PeerId, StreamProtocol};
@@ -76,7 +77,7 @@ struct Inner {
     device: DeviceId,
     history: History,
     mesh: Mesh,
-    stalled: Stalled,
+    lookups: Lookups,
     options: TransferOptions,
     emit: Emit,
     tracker: Mutex<Option<TrackerClient>>,
@@ -135,7 +136,7 @@ impl Transfers {
         device: DeviceId,
         history: History,
         mesh: Mesh,
-        stalled: Stalled,
+        lookups: Lookups,
         options: TransferOptions,
         emit: Emit,
     ) -> Transfers {
@@ -145,7 +146,7 @@ impl Transfers {
                 device,
                 history,
                 mesh,
-                stalled,
+                lookups,
                 options,
                 emit,
                 tracker: Mutex::new(None),
@@ -188,7 +189,7 @@ impl Transfers {
             tracker: lock(&self.inner.tracker).clone(),
             mesh: self.inner.mesh.clone(),
             history: self.inner.history.clone(),
-            stalled: self.inner.stalled.clone(),
+            lookups: self.inner.lookups.clone(),
         }
     }
 

@@ -140,7 +140,9 @@ impl Store {
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(config.acquire_timeout);
         if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(configure_pooled_sqlite);
+            // A local file needs no liveness check before each use; the
+            // check is a round trip to the connection's worker thread.
+            pool_options = pool_options.after_connect(configure_pooled_sqlite).test_before_acquire(false);
         }
         let pool = pool_options.connect_with(options).await.map_err(open_err)?;
         Ok(Store { pool, backend })
