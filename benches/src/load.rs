@@ -414,10 +414,10 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
 }
 
 /// Why resumes miss their target (from `perf` of a run; see the README).
-const RESUME_NOTE: &str = "each resume is a new QUIC connection, and the handshake alone (the baseline, same \
-     machine, same load generator) is below 5,000/s on 2 cores shared by client and tracker; the tracker's own \
-     cost is one SQLite transaction synced to disk per resume (rotation, certificate serial and device record \
-     together), one at a time under SQLite's single writer";
+const RESUME_NOTE: &str = "each resume is a new QUIC connection, and the handshake alone (the baseline: same \
+     machine, same load generator) stays far below 5,000/s on 2 cores shared by client and tracker; perf of the \
+     tracker: CPU-bound, spread over thread hand-offs to SQLite's workers (four reads per resume, ≈10%), the TLS \
+     handshake, signing the device certificate and quinn; resumes waiting together share one commit";
 
 /// Runs `workers` loops of `op` for `period`; returns completions per second.
 /// Each worker threads its state from one operation to the next.

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod enrol;
 pub mod hub;
 pub mod init;
 pub mod org;

@@ -2,6 +2,7 @@
 //! the hub and relay handles and the login throttles.
 
 use crate::config::TrackerConfig;
+use crate::enrol::Enrolment;
 use crate::hub::Hub;
 use crate::org::Org;
 use crate::presence::ConnId;
@@ -37,17 +38,30 @@ pub struct State {
     pub relay: Relay,
     /// Login throttles.
     pub throttles: Mutex<Throttles>,
+    /// Stores logins and resumes, several to a commit.
+    pub enrolment: Enrolment,
     next_conn: AtomicU64,
 }
 
 impl State {
-    /// Assembles the shared state.
+    /// Assembles the shared state (and starts the enrolment writer, so
+    /// call it inside the runtime).
     pub fn new(config: TrackerConfig, store: Store, org: Org, hub: Hub, relay: Relay) -> Self {
         let throttles = Throttles {
             accounts: Throttle::new(config.account_throttle.clone()),
             addresses: Throttle::new(config.address_throttle.clone()),
         };
-        Self { config, store, org, hub, relay, throttles: Mutex::new(throttles), next_conn: AtomicU64::new(1) }
+        let enrolment = Enrolment::spawn(store.clone());
+        Self {
+            config,
+            store,
+            org,
+            hub,
+            relay,
+            throttles: Mutex::new(throttles),
+            enrolment,
+            next_conn: AtomicU64::new(1),
+        }
     }
 
     /// A fresh connection id.

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use skein_tracker::store::{
-    CODE_VERSION, DeviceRecord, MailRecord, MailboxLimits, NewUserRecord, SessionRecord, SessionStart, Store,
+    CODE_VERSION, DeviceRecord, Issue, MailRecord, MailboxLimits, NewUserRecord, SessionRecord, SessionStart, Store,
     StoreError, UserRecord,
 };
 use sqlx::Connection;
@@ -588,6 +588,28 @@ async fn case_session_start(store: Store) {
     assert!(matches!(failed, Err(StoreError::InvalidInput(_))), "{failed:?}");
     assert_eq!(store.session_by_hash(&s2.token_hash).await.unwrap(), None);
     assert_eq!(store.device(alice.id, [5; 16]).await.unwrap(), None);
+
+    // Several in one commit: each succeeds or fails on its own, and a
+    // serial taken by one rolled back is handed out again.
+    let (s3, s4) = (session(alice.id, 3, 6, 10_000), session(alice.id, 4, 7, 10_000));
+    let fails: Issue<u64> = Box::new(|_| Err(StoreError::InvalidInput("no certificate".into())));
+    let results = store
+        .start_sessions(vec![
+            (SessionStart::Create(s3.clone()), Box::new(issue(alice.id, 6))),
+            (rotate(s1.token_hash, other, 7_000), Box::new(issue(alice.id, 6))),
+            (SessionStart::Create(s4.clone()), fails),
+            (SessionStart::Create(s2.clone()), Box::new(issue(alice.id, 5))),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(results[..], [Ok(Some(5)), Ok(None), Err(StoreError::InvalidInput(_)), Ok(Some(6))]),
+        "{results:?}"
+    );
+    assert!(store.session_by_hash(&s3.token_hash).await.unwrap().is_some());
+    assert_eq!(store.session_by_hash(&s4.token_hash).await.unwrap(), None);
+    assert_eq!(store.device(alice.id, [7; 16]).await.unwrap(), None);
+    assert_eq!(store.device(alice.id, [5; 16]).await.unwrap().unwrap().cert, 6u64.to_be_bytes().to_vec());
 }
 
 async fn case_next_serial_concurrent(store: Store) {

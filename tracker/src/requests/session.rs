@@ -167,7 +167,8 @@ async fn check_device_not_revoked(state: &State, user: &UserRecord, device: &Dev
 }
 
 /// Stores the session change, a device certificate and the device record
-/// in one transaction, then registers the connection with the hub.
+/// in one transaction (shared with other logins waiting at the same time),
+/// then registers the connection with the hub.
 async fn establish(
     state: &State,
     ctx: &mut ConnCtx,
@@ -179,24 +180,25 @@ async fn establish(
 ) -> Result<Response, ErrorBody> {
     let now = now_ms();
     let cert_expires = now + state.config.device_cert_ttl.as_millis() as u64;
-    let issue = |serial| {
-        let cert = state.org.signing.sign(DeviceCertBody {
+    let (org, hello, user_id, user_name) = (state.org.clone(), device.clone(), user.id, user.name.clone());
+    let issue = move |serial| {
+        let cert = org.signing.sign(DeviceCertBody {
             version: skein_certs::device::DEVICE_CERT_VERSION,
             serial,
-            org: state.org.name.clone(),
-            user: user.name.clone(),
-            device_id: device.device_id,
-            peer_id: device.peer_id.clone(),
-            x25519: device.x25519,
+            org: org.name.clone(),
+            user: user_name,
+            device_id: hello.device_id,
+            peer_id: hello.peer_id.clone(),
+            x25519: hello.x25519,
             issued_at_ms: now,
             expires_at_ms: cert_expires,
         });
         let record = DeviceRecord {
-            user_id: user.id,
-            device_id: device.device_id.0,
-            name: device.name.clone(),
-            peer_id: device.peer_id.clone(),
-            x25519: device.x25519.0,
+            user_id,
+            device_id: hello.device_id.0,
+            name: hello.name,
+            peer_id: hello.peer_id,
+            x25519: hello.x25519.0,
             cert: skein_proto::frame::encode_payload(&cert)
                 .map_err(|e| StoreError::InvalidInput(format!("the device certificate cannot be encoded: {e}")))?,
             cert_expires_at_ms: cert_expires as i64,
@@ -205,7 +207,7 @@ async fn establish(
         };
         Ok((record, cert))
     };
-    let cert = match state.store.start_session(start, issue).await {
+    let cert = match state.enrolment.start(start, Box::new(issue)).await {
         Ok(Some(cert)) => cert,
         Ok(None) => return Err(session_ended()),
         Err(e) => return Err(store_error(e)),

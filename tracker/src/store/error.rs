@@ -61,6 +61,9 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database operation failed")]
     Database(#[from] sqlx::Error),
+    /// A transaction shared with other operations failed as a whole.
+    #[error("the shared transaction failed: {0}")]
+    Shared(String),
 }
 
 impl StoreError {

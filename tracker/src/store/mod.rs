@@ -34,7 +34,7 @@ pub use error::{StoreError, redact_url};
 pub use events::AdminEvent;
 pub use mailbox::{MailRecord, MailboxLimits};
 pub use migrate::CODE_VERSION;
-pub use sessions::{SessionRecord, SessionStart};
+pub use sessions::{Issue, SessionRecord, SessionStart};
 pub use users::{NewUserRecord, UserRecord};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -31,6 +31,10 @@ impl SessionRecord {
     }
 }
 
+/// Builds the device record of a session start (and what the caller wants
+/// back, such as the signed certificate) around its certificate serial.
+pub type Issue<T> = Box<dyn FnOnce(u64) -> Result<(DeviceRecord, T), StoreError> + Send>;
+
 /// How a login or resume changes the sessions.
 #[derive(Debug, Clone)]
 pub enum SessionStart {
@@ -102,17 +106,38 @@ impl Store {
     pub async fn start_session<T>(
         &self,
         start: SessionStart,
-        issue: impl FnOnce(u64) -> Result<(DeviceRecord, T), StoreError>,
+        issue: impl FnOnce(u64) -> Result<(DeviceRecord, T), StoreError> + Send + 'static,
     ) -> Result<Option<T>, StoreError> {
+        let mut results = self.start_sessions(vec![(start, Box::new(issue) as Issue<T>)]).await?;
+        results.pop().unwrap_or(Ok(None))
+    }
+
+    /// Several [`Store::start_session`]s in one transaction, so they share
+    /// one commit to disk. Each runs in a savepoint of its own: one that
+    /// fails or finds nothing to rotate leaves no trace and spoils no other.
+    /// The outer error means the shared commit failed and nothing was
+    /// stored.
+    pub async fn start_sessions<T>(
+        &self,
+        starts: Vec<(SessionStart, Issue<T>)>,
+    ) -> Result<Vec<Result<Option<T>, StoreError>>, StoreError> {
         let mut tx = self.begin_write().await?;
-        if !apply_start(&mut tx, &start).await? {
-            return Ok(None);
+        let mut results = Vec::with_capacity(starts.len());
+        for (start, issue) in starts {
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+            match start_in(&mut savepoint, &start, issue).await {
+                Ok(Some(issued)) => {
+                    savepoint.commit().await?;
+                    results.push(Ok(Some(issued)));
+                }
+                outcome => {
+                    savepoint.rollback().await?;
+                    results.push(outcome);
+                }
+            }
         }
-        let serial = next_serial_on(&mut tx).await?;
-        let (device, issued) = issue(serial)?;
-        upsert_device_on(&mut tx, &device).await?;
         tx.commit().await?;
-        Ok(Some(issued))
+        Ok(results)
     }
 
     /// Revokes one session. Returns whether it existed.
@@ -161,6 +186,17 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
         expires_at_ms: row.try_get("expires_at_ms")?,
         revoked: flag(row.try_get("revoked")?),
     })
+}
+
+/// One session start inside a transaction or savepoint.
+async fn start_in<T>(conn: &mut AnyConnection, start: &SessionStart, issue: Issue<T>) -> Result<Option<T>, StoreError> {
+    if !apply_start(conn, start).await? {
+        return Ok(None);
+    }
+    let serial = next_serial_on(conn).await?;
+    let (device, issued) = issue(serial)?;
+    upsert_device_on(conn, &device).await?;
+    Ok(Some(issued))
 }
 
 /// Stores a new session on one connection.
