@@ -88,7 +88,7 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
         target: "p50 ≤ 1.5×".into(),
         met: Some(ratio <= 1.5),
         note: "timed per step (release): the peer request ≈1.2 ms (a new libp2p stream; the receiver's store \
-               ≈0.4 ms), the sender's store ≈0.4 ms (now overlapping the request), its delivered-state write \
+               ≈0.4 ms), the sender's store ≈0.4 ms (overlapping the request), its delivered-state write \
                ≈0.25 ms and the control socket ≈0.3 ms; each step is several hand-offs between threads (swarm, \
                connection, sqlx worker) on 2 cores shared by both daemons and the harness"
             .into(),
@@ -210,7 +210,7 @@ pub async fn file(pair: &Pair, plan: Plan) -> Result<(Row, f64)> {
             met: Some(ratio >= 0.85),
             note: "perf: the receiver's writes into the page cache take ≈34% of all CPU (this VM touches fresh \
                    memory slowly: dd writes the first GiB at 3.2 GB/s, the next at ≈0.4 GB/s), so raw quinn writing \
-                   to a file (second baseline) loses about half as well; the rest is ChaCha20-Poly1305, which \
+                   to a file (second baseline) pays this too; the rest is ChaCha20-Poly1305, which \
                    libp2p-tls negotiates (≈10%, AES-GCM ≈1% for quinn), reading the file and BLAKE3 (≈3.5%)"
                 .into(),
         },
