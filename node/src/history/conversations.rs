@@ -65,12 +65,12 @@ impl History {
     /// Marks every unread incoming message of `conversation` read at
     /// `at_ms` and zeroes its unread count, atomically. Returns the
     /// messages marked, oldest first, with their senders, so the caller can
-    /// send read receipts.
+    /// send read receipts. Reactions are never unread and get no receipts.
     pub async fn mark_read(&self, conversation: &str, at_ms: u64) -> Result<Vec<(MailId, String)>, HistoryError> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "UPDATE messages SET state = 'read', read_at_ms = $2 \
-             WHERE conversation = $1 AND outgoing = 0 AND state = 'received' \
+             WHERE conversation = $1 AND outgoing = 0 AND state = 'received' AND kind != 'reaction' \
              RETURNING seq, id, from_user",
         )
         .bind(conversation)

@@ -200,6 +200,12 @@ async fn mark_read_returns_unread_incoming_and_zeroes_the_count() {
     history.insert_incoming("alice", &msg(3, "bob", BOB_PHONE, "alice", "two"), "mailbox").await.unwrap();
     history.insert_incoming("alice", &msg(4, "carol", DeviceId([0xc1; 16]), "alice", "other"), "direct").await.unwrap();
     history.insert_incoming("alice", &msg(5, "bob", BOB_PHONE, "alice", "three"), "relayed").await.unwrap();
+    // A reaction is neither unread nor marked read (it gets no receipt).
+    let reaction = ChatMessage {
+        body: MessageBody::Reaction(skein_proto::file::Reaction { target: id(2), emoji: "👍".into(), remove: false }),
+        ..msg(7, "bob", BOB_PHONE, "alice", "")
+    };
+    history.insert_incoming("alice", &reaction, "direct").await.unwrap();
     assert_eq!(summary(&history, "bob").await.unread, 3);
 
     let marked = history.mark_read("bob", 9_000).await.unwrap();
@@ -211,6 +217,7 @@ async fn mark_read_returns_unread_incoming_and_zeroes_the_count() {
         assert_eq!((s.state.as_str(), s.read_at_ms), ("read", Some(9_000)));
     }
     assert_eq!(history.get(id(2)).await.unwrap().unwrap().state, "sent", "own messages untouched");
+    assert_eq!(history.get(id(7)).await.unwrap().unwrap().state, "received", "reactions untouched");
     assert!(history.mark_read("bob", 9_500).await.unwrap().is_empty());
     assert_eq!(history.get(id(1)).await.unwrap().unwrap().read_at_ms, Some(9_000));
     assert!(history.mark_read("nobody", 9_500).await.unwrap().is_empty());
