@@ -424,7 +424,7 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
 /// Why resumes miss their target (from `perf` of a run; see the README).
 const RESUME_NOTE: &str = "each resume is a new QUIC connection, and the handshake alone (the baseline: same \
      machine, same load generator) stays far below 5,000/s on 2 cores shared by client and tracker; perf of the \
-     tracker: CPU-bound, spread over thread hand-offs to SQLite's workers (four reads per resume, ≈10%), the TLS \
+     tracker: CPU-bound, spread over thread hand-offs to SQLite's workers (two reads per resume), the TLS \
      handshake, signing the device certificate and quinn; resumes waiting together share one commit";
 
 /// Runs `workers` loops of `op` for `period`; returns completions per second.

@@ -419,6 +419,9 @@ async fn case_sessions(store: Store) {
     let s1 = session(alice.id, 1, 1, 10_000);
     store.create_session(s1.clone()).await.unwrap();
     assert_eq!(store.session_by_hash(&s1.token_hash).await.unwrap(), Some(s1.clone()));
+    let (joined, user) = store.session_and_user(&s1.token_hash).await.unwrap().unwrap();
+    assert_eq!((joined, user.name), (s1.clone(), "alice".to_string()));
+    assert!(store.session_and_user(&[9; 32]).await.unwrap().is_none());
     assert!(matches!(store.create_session(s1.clone()).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.session_by_hash(&[9; 32]).await.unwrap(), None);
 
@@ -510,6 +513,12 @@ async fn case_devices(store: Store) {
     assert!(store.is_peer_revoked(b"peer-2").await.unwrap());
     assert!(!store.is_peer_revoked(b"peer-1").await.unwrap());
     assert!(!store.is_peer_revoked(b"unknown").await.unwrap());
+    // A login is blocked by its own device being revoked or by its PeerId
+    // revoked on any device.
+    assert!(store.is_device_blocked(alice.id, [2; 16], b"fresh").await.unwrap());
+    assert!(store.is_device_blocked(alice.id, [8; 16], b"peer-2").await.unwrap());
+    assert!(!store.is_device_blocked(alice.id, [1; 16], b"peer-1").await.unwrap());
+    assert!(!store.is_device_blocked(bob.id, [2; 16], b"peer-b").await.unwrap());
     assert!(matches!(store.upsert_device(d2.clone()).await, Err(StoreError::Conflict(_))));
     assert!(store.device(alice.id, [2; 16]).await.unwrap().unwrap().revoked);
     assert_eq!(store.devices_of(alice.id, false).await.unwrap(), vec![renewed.clone()]);

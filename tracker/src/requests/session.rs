@@ -121,7 +121,7 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
     let old = token_hash(&resume.token);
     let now_ms = now_ms();
     let revoked = session_ended;
-    let Some(sess) = state.store.session_by_hash(&old).await.map_err(store_error)? else {
+    let Some((sess, user)) = state.store.session_and_user(&old).await.map_err(store_error)? else {
         state.with_throttles(|t| t.addresses.fail(&ip, now));
         return Err(revoked());
     };
@@ -137,9 +137,6 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
     if sess.device_id != resume.device.device_id.0 {
         return Err(ErrorBody::new(ErrorCode::SessionRevoked, "this session belongs to another device; log in again"));
     }
-    let Some(user) = state.store.user_by_id(sess.user_id).await.map_err(store_error)? else {
-        return Err(revoked());
-    };
     if user.disabled {
         return Err(ErrorBody::new(
             ErrorCode::AccountDisabled,
@@ -159,8 +156,7 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
 }
 
 async fn check_device_not_revoked(state: &State, user: &UserRecord, device: &DeviceHello) -> Result<(), ErrorBody> {
-    let known = state.store.device(user.id, device.device_id.0).await.map_err(store_error)?;
-    if known.is_some_and(|d| d.revoked) || state.store.is_peer_revoked(&device.peer_id).await.map_err(store_error)? {
+    if state.store.is_device_blocked(user.id, device.device_id.0, &device.peer_id).await.map_err(store_error)? {
         return Err(device_revoked());
     }
     Ok(())

@@ -89,6 +89,25 @@ impl Store {
         Ok(hit.is_some())
     }
 
+    /// Whether this device of the user, or any device with this PeerId, is
+    /// revoked: one query for what a login checks before it is let in.
+    pub async fn is_device_blocked(
+        &self,
+        user_id: i64,
+        device_id: [u8; 16],
+        peer_id: &[u8],
+    ) -> Result<bool, StoreError> {
+        let hit = sqlx::query_scalar::<_, i64>(
+            "SELECT 1 FROM devices WHERE revoked = 1 AND ((user_id = $1 AND device_id = $2) OR peer_id = $3) LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(&device_id[..])
+        .bind(peer_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(hit.is_some())
+    }
+
     /// The PeerIds (binary) that may use the relay at `now_ms`: devices with
     /// an unexpired certificate that are not revoked, of enabled users, and
     /// whose PeerId was never revoked on any device. Each PeerId once.

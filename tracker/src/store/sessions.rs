@@ -3,6 +3,7 @@
 //! be resumed at most once.
 
 use super::devices::{DeviceRecord, next_serial_on, upsert_device_on};
+use super::users::{USER_COLUMNS, UserRecord, user_from_row};
 use super::{Store, StoreError, fixed, flag};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -72,6 +73,31 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// The session with this token hash and its user, in one query (what a
+    /// resume needs first); `None` when either is gone.
+    pub async fn session_and_user(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        let sql = format!(
+            "SELECT s.token_hash, s.user_id, s.device_id, s.created_at_ms AS session_created_at_ms, \
+                    s.expires_at_ms, s.revoked, {USER_COLUMNS} \
+             FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN departments d ON d.id = u.dept_id \
+             WHERE s.token_hash = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&token_hash[..]).fetch_optional(self.pool()).await?;
+        let Some(row) = row else { return Ok(None) };
+        let session = SessionRecord {
+            token_hash: fixed(row.try_get("token_hash")?, "session token hash")?,
+            user_id: row.try_get("user_id")?,
+            device_id: fixed(row.try_get("device_id")?, "session device id")?,
+            created_at_ms: row.try_get("session_created_at_ms")?,
+            expires_at_ms: row.try_get("expires_at_ms")?,
+            revoked: flag(row.try_get("revoked")?),
+        };
+        Ok(Some((session, user_from_row(&row)?)))
     }
 
     /// Replaces the session `old_hash` with `new_hash` (same user and

@@ -82,6 +82,9 @@ impl fmt::Debug for UserRecord {
     }
 }
 
+pub(super) const USER_COLUMNS: &str = "u.id, u.name, u.display_name, u.password_hash, d.path AS dept_path, \
+     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms";
+
 const USER_SELECT: &str = "SELECT u.id, u.name, u.display_name, u.password_hash, d.path AS dept_path, \
      u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms \
      FROM users u LEFT JOIN departments d ON d.id = u.dept_id";
@@ -274,7 +277,7 @@ async fn user_where(conn: &mut AnyConnection, condition: &str, arg: Arg) -> Resu
     row.as_ref().map(user_from_row).transpose()
 }
 
-fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
