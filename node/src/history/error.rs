@@ -62,4 +62,7 @@ pub enum HistoryError {
     /// Any other database failure.
     #[error("history database operation failed")]
     Database(#[from] sqlx::Error),
+    /// A statement shared with other operations failed as a whole.
+    #[error("storing in the history failed: {0}")]
+    Shared(String),
 }

@@ -13,6 +13,7 @@
 //! as outgoing in state `sent`: it shows as mine, is never resent from this
 //! device, and later receipts move it on.
 
+use super::batch::NewRow;
 use super::conversations::conversation_of;
 use super::{History, HistoryError, db_time, delivery_path, fixed, now_db, stored_time};
 use skein_proto::bytes::{DeviceId, MailId};
@@ -165,14 +166,15 @@ impl History {
         self.insert(me, msg, true, state.as_str(), None).await
     }
 
-    /// Stores one message; a trigger brings its conversation up to date in
-    /// the same statement (migration 3), unread counts included.
+    /// Stores one message, with others waiting at the same time (see
+    /// `batch`); a trigger brings its conversation up to date in the same
+    /// statement (migration 3), unread counts included.
     async fn insert(
         &self,
         me: &str,
         msg: &ChatMessage,
         outgoing: bool,
-        state: &str,
+        state: &'static str,
         path: Option<&str>,
     ) -> Result<bool, HistoryError> {
         let conversation = conversation_of(me, msg);
@@ -184,33 +186,24 @@ impl History {
             MessageBody::Reaction(_) => (None, "reaction"),
         };
         let now = now_db();
-        let delivered_at = (outgoing && matches!(state, "delivered" | "read")).then_some(now);
-        let read_at = (outgoing && state == "read").then_some(now);
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, \
-                                   body, text, outgoing, state, delivered_at_ms, read_at_ms, path, kind) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(msg.id.0.to_vec())
-        .bind(&conversation)
-        .bind(&msg.from_user)
-        .bind(msg.from_device.0.to_vec())
-        .bind(&msg.to_user)
-        .bind(db_time(msg.sent_at_ms))
-        .bind(now)
-        .bind(body)
-        .bind(text)
-        .bind(i64::from(outgoing))
-        .bind(state)
-        .bind(delivered_at)
-        .bind(read_at)
-        .bind(path)
-        .bind(kind)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
+        let row = NewRow {
+            id: msg.id.0.to_vec(),
+            conversation,
+            from_user: msg.from_user.clone(),
+            from_device: msg.from_device.0.to_vec(),
+            to_user: msg.to_user.clone(),
+            sent_at_ms: db_time(msg.sent_at_ms),
+            stored_at_ms: now,
+            body,
+            text: text.map(str::to_owned),
+            outgoing,
+            state,
+            delivered_at_ms: (outgoing && matches!(state, "delivered" | "read")).then_some(now),
+            read_at_ms: (outgoing && state == "read").then_some(now),
+            path: path.map(str::to_owned),
+            kind,
+        };
+        self.inserter.insert(row).await
     }
 
     /// Moves an outgoing message to `state` at `at_ms`, recording how it

@@ -20,6 +20,7 @@
 //! Times are milliseconds since the Unix epoch. Values above `i64::MAX`
 //! (only a broken or hostile sender's clock) are stored as `i64::MAX`.
 
+mod batch;
 mod conversations;
 mod error;
 mod files;
@@ -59,6 +60,8 @@ pub struct History {
     /// for the file's lock sleep in SQLite's busy handler (tens of ms each
     /// under load).
     writer: SqlitePool,
+    /// New messages, stored many to a statement through `writer`.
+    inserter: batch::Inserter,
     path: PathBuf,
 }
 
@@ -103,7 +106,8 @@ impl History {
         };
         let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
         let writer = pool_of(1).await.map_err(open_err)?;
-        Ok(History { pool, writer, path: path.to_owned() })
+        let inserter = batch::Inserter::spawn(writer.clone());
+        Ok(History { pool, writer, inserter, path: path.to_owned() })
     }
 
     /// The history file.

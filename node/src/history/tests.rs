@@ -422,3 +422,35 @@ async fn a_newer_schema_is_refused() {
     assert!(matches!(err, HistoryError::TooNew { db_version: 99, code_version: super::CODE_VERSION, .. }), "{err:?}");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_are_each_stored_once() {
+    let (_dir, _, history) = fresh().await;
+    // 60 messages from bob, each arriving twice at once (a retry racing the
+    // original), plus 20 of alice's own: they share statements.
+    let mut calls = Vec::new();
+    for n in 1..=60u8 {
+        for _ in 0..2 {
+            let history = history.clone();
+            calls.push(tokio::spawn(async move {
+                history.insert_incoming("alice", &msg(n, "bob", BOB_PHONE, "alice", "hi"), "direct").await.unwrap()
+            }));
+        }
+    }
+    for n in 100..120u8 {
+        let history = history.clone();
+        calls.push(tokio::spawn(async move {
+            history
+                .insert_outgoing("alice", &msg(n, "alice", ALICE_PHONE, "bob", "yo"), OutState::Queued)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut new = 0;
+    for call in calls {
+        new += usize::from(call.await.unwrap());
+    }
+    assert_eq!(new, 80, "each message is new exactly once");
+    assert_eq!(summary(&history, "bob").await.unread, 60);
+    assert_eq!(history.messages("bob", 500, None).await.unwrap().len(), 80);
+}
