@@ -123,9 +123,9 @@ pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<Row> {
         ratio: format!("{:.1}%", ratio * 100.0),
         target: "≥ 50%".into(),
         met: Some(ratio >= 0.5),
-        note: "under load the 2 cores are ≈80% busy, a third of it in the kernel (thread wake-ups, UDP, a \
+        note: "under load the 2 cores are ≈80% busy, ≈35% of all CPU in the kernel (thread wake-ups, UDP, a \
                Unix-socket connection per send); new messages are stored many to a statement, but each still \
-               takes a delivered-state write on the sender, a new libp2p stream and a dozen thread hand-offs"
+               takes a delivered-state write on the sender, a new libp2p stream and thread hand-offs in both daemons"
             .into(),
     })
 }
