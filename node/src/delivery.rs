@@ -1,6 +1,7 @@
 //! Sending: messages and receipts to every device of a user.
 //!
-//! Online devices (as the tracker's lookup reports them) are dialled on all
+//! Online devices (as the tracker's lookup reports them; answers are
+//! remembered between sends, see [`crate::lookups`]) are dialled on all
 //! their addresses at once and sent the message directly; devices that are
 //! offline, or that cannot be reached in time, get it sealed to their X25519
 //! key through the tracker mailbox. Without a tracker connection, peers that
@@ -103,6 +104,9 @@ impl Sender {
     /// The user's devices. `Ok(None)` when the tracker cannot be asked
     /// (not connected, or the request failed in transit); an error when the
     /// tracker answers that there is no such user.
+    ///
+    /// A recent answer is used again while every device it lists as online
+    /// is connected; anything else asks the tracker.
     ///
     /// When a device of `user` is already connected, or `user` is us (copies
     /// for our other devices are a courtesy), the tracker gets
