@@ -50,15 +50,9 @@ impl Enrolment {
 }
 
 async fn run(store: Store, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let (starts, replies): (Vec<_>, Vec<Reply>) = batch.into_iter().map(|j| ((j.start, j.issue), j.reply)).unzip();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (starts, replies): (Vec<_>, Vec<Reply>) = batch.drain(..).map(|j| ((j.start, j.issue), j.reply)).unzip();
         match store.start_sessions(starts).await {
             Ok(results) => {
                 for (result, reply) in results.into_iter().zip(replies) {

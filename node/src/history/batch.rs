@@ -65,17 +65,11 @@ impl Inserter {
 }
 
 async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<(NewRow, Reply)>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match store(&writer, &batch).await {
             Ok(mut new) => {
-                for (row, reply) in batch {
+                for (row, reply) in batch.drain(..) {
                     // The same id twice in one batch: only the first is new.
                     let _ = reply.send(Ok(new.remove(&row.id)));
                 }
@@ -83,7 +77,7 @@ async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<(NewRow, Reply)>) {
             Err(e) => {
                 tracing::error!(error = %e, messages = batch.len(), "cannot store messages");
                 let why = e.to_string();
-                for (_, reply) in batch {
+                for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(why.clone()));
                 }
             }

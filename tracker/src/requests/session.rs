@@ -104,8 +104,9 @@ pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Res
         expires_at_ms: expires as i64,
         revoked: false,
     });
+    let device_id = login.device.device_id;
     let response = establish(state, ctx, user, login.device, start, token, expires).await?;
-    tracing::info!(user = %name, remote = %ctx.remote, "logged in");
+    tracing::info!(user = %name, device = %device_id, remote = %ctx.remote, "logged in");
     Ok(response)
 }
 
@@ -120,13 +121,12 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
     state.with_throttles(|t| t.addresses.check(&ip, now)).map_err(throttled)?;
     let old = token_hash(&resume.token);
     let now_ms = now_ms();
-    let revoked = session_ended;
     let Some((sess, user)) = state.store.session_and_user(&old).await.map_err(store_error)? else {
         state.with_throttles(|t| t.addresses.fail(&ip, now));
-        return Err(revoked());
+        return Err(session_ended());
     };
     if sess.revoked {
-        return Err(revoked());
+        return Err(session_ended());
     }
     if sess.expires_at_ms <= now_ms as i64 {
         return Err(ErrorBody::new(

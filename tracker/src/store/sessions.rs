@@ -89,14 +89,7 @@ impl Store {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&token_hash[..]).fetch_optional(self.pool()).await?;
         let Some(row) = row else { return Ok(None) };
-        let session = SessionRecord {
-            token_hash: fixed(row.try_get("token_hash")?, "session token hash")?,
-            user_id: row.try_get("user_id")?,
-            device_id: fixed(row.try_get("device_id")?, "session device id")?,
-            created_at_ms: row.try_get("session_created_at_ms")?,
-            expires_at_ms: row.try_get("expires_at_ms")?,
-            revoked: flag(row.try_get("revoked")?),
-        };
+        let session = session_columns(&row, "session_created_at_ms")?;
         Ok(Some((session, user_from_row(&row)?)))
     }
 
@@ -204,11 +197,17 @@ impl Store {
 }
 
 fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    session_columns(row, "created_at_ms")
+}
+
+/// A session from its columns, the creation time under `created` (a join
+/// with users, who have a creation time too, renames it).
+fn session_columns(row: &AnyRow, created: &str) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
         token_hash: fixed(row.try_get("token_hash")?, "session token hash")?,
         user_id: row.try_get("user_id")?,
         device_id: fixed(row.try_get("device_id")?, "session device id")?,
-        created_at_ms: row.try_get("created_at_ms")?,
+        created_at_ms: row.try_get(created)?,
         expires_at_ms: row.try_get("expires_at_ms")?,
         revoked: flag(row.try_get("revoked")?),
     })
