@@ -14,12 +14,21 @@
 //! checked again when the file is reopened: every recorded chunk is hashed
 //! against the manifest and one that does not match (lost in a power cut)
 //! is fetched again. The complete file is synced before it is renamed.
+//!
+//! The downloads folder may be shared or writable by others, so no path in
+//! it is trusted: the temporary files are opened with `O_NOFOLLOW` (a
+//! symlink planted at their name is refused, never followed) and must be
+//! regular files with no other links; the `.have.tmp` file is always
+//! created anew (`O_EXCL`); the finished file is moved into place by
+//! [`place_new`], which never replaces an existing entry.
 
 use super::manifest::{Have, Manifest, ManifestError};
-use super::names::unused_path;
+use super::names::place_new;
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a partial file could not be used.
@@ -36,6 +45,18 @@ pub enum PartialError {
         path: String,
         /// Why.
         source: io::Error,
+    },
+    /// A temporary file's name holds a symlink, a special file or a file
+    /// with other links, which could redirect the write elsewhere.
+    #[error(
+        "refusing to write {path}: {what} is in its place; remove it (and check who put it \
+         there), then accept the file again"
+    )]
+    NotOurs {
+        /// Which file.
+        path: String,
+        /// What was found.
+        what: &'static str,
     },
     /// `finish` was called before every chunk arrived.
     #[error("the file is not complete: {have} of {count} chunks are verified")]
@@ -60,7 +81,48 @@ pub struct Partial {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PartialError + '_ {
-    move |source| PartialError::Io { path: path.display().to_string(), source }
+    move |source| {
+        if source.raw_os_error() == Some(Errno::LOOP.raw_os_error()) {
+            PartialError::NotOurs { path: path.display().to_string(), what: "a symbolic link" }
+        } else {
+            PartialError::Io { path: path.display().to_string(), source }
+        }
+    }
+}
+
+/// `open(2)` flags that refuse a symlink in the last path component.
+fn no_follow() -> i32 {
+    OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Checks that `file`, just opened at `path`, is a regular file reachable
+/// only by that name.
+fn check_ours(file: &File, path: &Path) -> Result<(), PartialError> {
+    let meta = file.metadata().map_err(io_err(path))?;
+    let what = if !meta.file_type().is_file() {
+        "something other than a regular file"
+    } else if meta.nlink() != 1 {
+        "a file with other hard links"
+    } else {
+        return Ok(());
+    };
+    Err(PartialError::NotOurs { path: path.display().to_string(), what })
+}
+
+/// Reads the recorded chunk set at `path`, if there is a sound one for a
+/// file of `count` chunks. Never follows a symlink and never reads more
+/// than such a record can hold.
+fn read_have(path: &Path, count: u64) -> Option<Have> {
+    let file = OpenOptions::new().read(true).custom_flags(no_follow()).open(path).ok()?;
+    check_ours(&file, path).ok()?;
+    // Two varints, then one varint of at most 10 bytes per 64 chunks.
+    let limit = 20 + count.div_ceil(64).saturating_mul(10);
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > limit {
+        return None;
+    }
+    postcard::from_bytes::<Have>(&bytes).ok().filter(|h| h.is_consistent() && h.count() == count)
 }
 
 impl Partial {
@@ -70,20 +132,19 @@ impl Partial {
         let root = hex::encode(&manifest.root()[..8]);
         let data_path = dir.join(format!(".{name}.{root}.part"));
         let have_path = dir.join(format!(".{name}.{root}.have"));
+        // Created if missing, resumed if present; never through a symlink.
         let data = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(no_follow())
             .open(&data_path)
             .map_err(io_err(&data_path))?;
+        check_ours(&data, &data_path)?;
         data.set_len(manifest.size).map_err(io_err(&data_path))?;
         // A missing or unreadable record means starting over, never trusting bytes.
-        let recorded = std::fs::read(&have_path)
-            .ok()
-            .and_then(|b| postcard::from_bytes::<Have>(&b).ok())
-            .filter(|h| h.is_consistent() && h.count() == manifest.count())
-            .unwrap_or_else(|| Have::none(manifest.count()));
+        let recorded = read_have(&have_path, manifest.count()).unwrap_or_else(|| Have::none(manifest.count()));
         let have = verified_subset(&data, &manifest, &recorded).map_err(io_err(&data_path))?;
         Ok(Partial { manifest, dir: dir.to_owned(), name: name.to_owned(), data, data_path, have_path, have })
     }
@@ -118,7 +179,21 @@ impl Partial {
     pub fn checkpoint(&self) -> Result<(), PartialError> {
         let bytes = postcard::to_stdvec(&self.have).unwrap_or_default();
         let tmp = self.have_path.with_extension("have.tmp");
-        std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+        // Left over from a crash (or planted): remove the entry itself,
+        // which never touches what a symlink points at.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&tmp)(e)),
+            _ => {}
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(no_follow())
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        file.write_all(&bytes).map_err(io_err(&tmp))?;
+        drop(file);
+        // Replaces the `.have` entry itself, even if it is a symlink.
         std::fs::rename(&tmp, &self.have_path).map_err(io_err(&self.have_path))
     }
 
@@ -129,8 +204,7 @@ impl Partial {
             return Err(PartialError::Incomplete { have: self.have.len(), count: self.manifest.count() });
         }
         self.data.sync_all().map_err(io_err(&self.data_path))?;
-        let target = unused_path(&self.dir, &self.name);
-        std::fs::rename(&self.data_path, &target).map_err(io_err(&target))?;
+        let target = place_new(&self.data_path, &self.dir, &self.name).map_err(io_err(&self.data_path))?;
         let _ = std::fs::remove_file(&self.have_path);
         Ok(target)
     }
@@ -256,5 +330,70 @@ mod tests {
         p.write_chunk(0, b"theirs").expect("chunk");
         assert_eq!(p.finish().expect("finish"), dir.path().join("c (1).txt"));
         assert_eq!(std::fs::read(dir.path().join("c.txt")).expect("read"), b"mine");
+    }
+
+    fn temp_path(dir: &Path, name: &str, m: &Manifest, kind: &str) -> PathBuf {
+        dir.join(format!(".{name}.{}.{kind}", hex::encode(&m.root()[..8])))
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_part_file_is_refused_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let m = Manifest::from_reader(&[7u8; 3000][..], 1000).expect("manifest");
+        std::os::unix::fs::symlink(&victim, temp_path(dir.path(), "e.bin", &m, "part")).expect("symlink");
+        let err = Partial::open(dir.path(), "e.bin", m).expect_err("refused");
+        assert!(matches!(err, PartialError::NotOurs { .. }), "{err:?}");
+        assert!(err.to_string().contains("symbolic link") && err.to_string().contains("remove it"), "{err}");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious", "not truncated or extended");
+    }
+
+    #[test]
+    fn a_hard_link_planted_as_the_part_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let m = Manifest::from_reader(&[7u8; 3000][..], 1000).expect("manifest");
+        std::fs::hard_link(&victim, temp_path(dir.path(), "h.bin", &m, "part")).expect("link");
+        let err = Partial::open(dir.path(), "h.bin", m).expect_err("refused");
+        assert!(matches!(err, PartialError::NotOurs { what: "a file with other hard links", .. }), "{err:?}");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_checkpoint_file_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let data = file(3_000);
+        let m = Manifest::from_reader(&data[..], 1000).expect("manifest");
+        let mut p = Partial::open(dir.path(), "f.bin", m.clone()).expect("open");
+        p.write_chunk(0, chunk(&m, &data, 0)).expect("chunk");
+        std::os::unix::fs::symlink(&victim, temp_path(dir.path(), "f.bin", &m, "have.tmp")).expect("symlink");
+        p.checkpoint().expect("checkpoint");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious", "nothing written through the link");
+        drop(p);
+        let p = Partial::open(dir.path(), "f.bin", m.clone()).expect("reopen");
+        assert_eq!(p.have().missing().collect::<Vec<_>>(), vec![1, 2], "the checkpoint was recorded");
+        // A recorded set reached through a symlink is not trusted.
+        let have = temp_path(dir.path(), "f.bin", &m, "have");
+        std::fs::rename(&have, dir.path().join("elsewhere")).expect("move");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &have).expect("symlink");
+        let p = Partial::open(dir.path(), "f.bin", m).expect("reopen");
+        assert!(p.have().is_empty());
+    }
+
+    #[test]
+    fn a_dangling_symlink_under_the_name_is_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("g.txt");
+        std::os::unix::fs::symlink(dir.path().join("missing"), &link).expect("symlink");
+        let m = Manifest::from_reader(&b"theirs"[..], 1000).expect("manifest");
+        let mut p = Partial::open(dir.path(), "g.txt", m).expect("open");
+        p.write_chunk(0, b"theirs").expect("chunk");
+        assert_eq!(p.finish().expect("finish"), dir.path().join("g (1).txt"));
+        assert!(std::fs::symlink_metadata(&link).expect("still there").file_type().is_symlink());
+        assert!(!dir.path().join("missing").exists());
     }
 }
