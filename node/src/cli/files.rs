@@ -5,7 +5,8 @@
 //! a few times a second, draw a progress bar on a terminal (bytes, rate,
 //! ETA), and exit 0 only once the recipient has the whole file verified.
 
-use super::need_daemon;
+use super::terminal;
+use super::{field, need_daemon};
 use crate::control::ControlRequest;
 use crate::profile::Profile;
 use crate::transfer::disk::human;
@@ -39,23 +40,27 @@ pub(super) async fn send_file(
             println!("{offer}");
         } else {
             println!(
-                "Offered {} to {user} ({}); transfer {id}",
-                offer["name"].as_str().unwrap_or("?"),
-                offer["path"].as_str().unwrap_or("?")
+                "Offered {} to {} ({}); transfer {}",
+                field(&offer, "name", "?"),
+                terminal::line(&user),
+                field(&offer, "path", "?"),
+                terminal::line(&id)
             );
         }
         return Ok(());
     }
     if offer["path"] == "queued" {
         eprintln!(
-            "{user} is not online: the offer waits for them. Waiting for the transfer (Ctrl-C stops waiting; the offer stays)."
+            "{} is not online: the offer waits for them. Waiting for the transfer (Ctrl-C stops waiting; the offer stays).",
+            terminal::line(&user)
         );
     }
-    let end = follow(profile, &id, &format!("to {user}")).await?;
+    let end = follow(profile, &id, &format!("to {}", terminal::line(&user))).await?;
     finish(&end, json, |t| {
         format!(
-            "{user} has {} ({}), verified",
-            t["name"].as_str().unwrap_or("?"),
+            "{} has {} ({}), verified",
+            terminal::line(&user),
+            field(t, "name", "?"),
             human(t["size"].as_u64().unwrap_or(0))
         )
     })
@@ -67,9 +72,10 @@ pub(super) async fn send_image(profile: &Profile, user: String, path: PathBuf, j
         println!("{v}");
     } else {
         println!(
-            "Sent image {} to {user} ({}); the full image is fetched when they open it",
-            v["name"].as_str().unwrap_or("?"),
-            v["path"].as_str().unwrap_or("?")
+            "Sent image {} to {} ({}); the full image is fetched when they open it",
+            field(&v, "name", "?"),
+            terminal::line(&user),
+            field(&v, "path", "?")
         );
     }
     Ok(())
@@ -88,18 +94,18 @@ pub(super) async fn accept(
         if json {
             println!("{t}");
         } else {
-            println!("Accepted {}; receiving it in the background", t["name"].as_str().unwrap_or("?"));
+            println!("Accepted {}; receiving it in the background", field(&t, "name", "?"));
         }
         return Ok(());
     }
-    let from = format!("from {}", t["peer"].as_str().unwrap_or("?"));
+    let from = format!("from {}", field(&t, "peer", "?"));
     let end = follow(profile, &id, &from).await?;
-    finish(&end, json, |t| format!("Saved {}", t["saved_path"].as_str().unwrap_or("?")))
+    finish(&end, json, |t| format!("Saved {}", field(t, "saved_path", "?")))
 }
 
 pub(super) async fn decline(profile: &Profile, id: String) -> anyhow::Result<()> {
     let t = need_daemon(profile, ControlRequest::Decline { id }).await?;
-    println!("Declined {}", t["name"].as_str().unwrap_or("?"));
+    println!("Declined {}", field(&t, "name", "?"));
     Ok(())
 }
 
@@ -117,13 +123,13 @@ pub(super) async fn transfers(profile: &Profile, id: Option<String>, json: bool)
         let arrow = if t["direction"] == "out" { "→" } else { "←" };
         println!(
             "{}  {arrow} {:<12} {:<32} {:>10} / {:<10} {:<10} {}",
-            t["id"].as_str().unwrap_or("?"),
-            t["peer"].as_str().unwrap_or("?"),
-            t["name"].as_str().unwrap_or("?"),
+            field(t, "id", "?"),
+            field(t, "peer", "?"),
+            field(t, "name", "?"),
             human(t["bytes_done"].as_u64().unwrap_or(0)),
             human(t["size"].as_u64().unwrap_or(0)),
-            t["state"].as_str().unwrap_or("?"),
-            t["path"].as_str().or(t["error"].as_str()).unwrap_or(""),
+            field(t, "state", "?"),
+            terminal::line(t["path"].as_str().or(t["error"].as_str()).unwrap_or("")),
         );
     }
     Ok(())
@@ -132,7 +138,7 @@ pub(super) async fn transfers(profile: &Profile, id: Option<String>, json: bool)
 pub(super) async fn react(profile: &Profile, id: String, emoji: String, remove: bool) -> anyhow::Result<()> {
     let v = need_daemon(profile, ControlRequest::React { id, emoji, remove }).await?;
     let verb = if remove { "Took back" } else { "Reacted" };
-    println!("{verb} {} ({})", v["emoji"].as_str().unwrap_or("?"), v["path"].as_str().unwrap_or("?"));
+    println!("{verb} {} ({})", field(&v, "emoji", "?"), field(&v, "path", "?"));
     Ok(())
 }
 
@@ -154,7 +160,7 @@ async fn follow(profile: &Profile, id: &str, whom: &str) -> anyhow::Result<Value
         let state = t["state"].as_str().unwrap_or("?");
         let msg = match (state, t["path"].as_str()) {
             ("offered", _) => format!("waiting {whom}"),
-            (_, Some(path)) => format!("{whom} ({path})"),
+            (_, Some(path)) => format!("{whom} ({})", terminal::line(path)),
             _ => whom.to_owned(),
         };
         bar.set_message(msg);
@@ -165,8 +171,8 @@ async fn follow(profile: &Profile, id: &str, whom: &str) -> anyhow::Result<Value
             }
             "declined" | "failed" => {
                 bar.abandon();
-                let why = t["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
-                bail!("{} was {state}{why}", t["name"].as_str().unwrap_or("the file"));
+                let why = t["error"].as_str().map(|e| format!(": {}", terminal::line(e))).unwrap_or_default();
+                bail!("{} was {state}{why}", field(&t, "name", "the file"));
             }
             _ => tokio::time::sleep(POLL).await,
         }

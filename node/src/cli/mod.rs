@@ -5,9 +5,12 @@
 //! (resuming the saved token, which never makes the user appear online).
 //! `--json` prints one JSON document on standard output; failures exit
 //! non-zero with a one-line `error:` on standard error. File, image and
-//! reaction commands are in [`files`].
+//! reaction commands are in [`files`]. Human-readable output shows text that
+//! other people chose through [`terminal`], so it cannot drive the terminal;
+//! `--json` output is exact.
 
 mod files;
+mod terminal;
 
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::daemon;
@@ -273,8 +276,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = &conn.saved;
             println!(
                 "Logged in as {} to {} ({}) on tracker {}; profile {}",
-                s.user,
-                s.org,
+                terminal::line(&s.user),
+                terminal::line(&s.org),
                 if s.admin { "administrator" } else { "member" },
                 s.tracker,
                 profile.dir().display()
@@ -306,7 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{v}");
             } else {
-                println!("{}", v["path"].as_str().unwrap_or("?"));
+                println!("{}", field(&v, "path", "?"));
             }
             Ok(())
         }
@@ -324,17 +327,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", Value::Array(list));
             } else {
                 for (m, r) in msgs.iter().zip(&reactions) {
-                    let state = if m.outgoing { format!(" [{}]", m.state) } else { String::new() };
-                    let r: Vec<String> = r.iter().map(|(e, u)| format!("{e} {u}")).collect();
-                    let r = if r.is_empty() { String::new() } else { format!("  ({})", r.join(", ")) };
-                    println!(
-                        "{} {}: {}{}{}",
-                        json::clock(m.sent_at_ms),
-                        m.from_user,
-                        json::body_line(&m.body),
-                        state,
-                        r
-                    );
+                    println!("{}", history_line(m, r));
                 }
             }
             Ok(())
@@ -347,9 +340,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for p in v.as_array().into_iter().flatten() {
                     println!(
                         "{:<16} {:<8} {:<50} {}",
-                        p["user"].as_str().unwrap_or("?"),
-                        p["path"].as_str().unwrap_or("?"),
-                        p["remote"].as_str().unwrap_or("?"),
+                        field(p, "user", "?"),
+                        field(p, "path", "?"),
+                        field(p, "remote", "?"),
                         p["rtt_ms"].as_f64().map(|r| format!("{r:.1} ms")).unwrap_or_default()
                     );
                 }
@@ -380,8 +373,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         String::new()
                     };
-                    let note = e["note"].as_str().map(|n| format!("\"{n}\"")).unwrap_or_default();
-                    println!("{:<20} {:<8} {} {}", e["user"].as_str().unwrap_or("?"), status, when, note);
+                    let note = e["note"].as_str().map(|n| format!("\"{}\"", terminal::line(n))).unwrap_or_default();
+                    println!("{:<20} {:<8} {} {}", field(e, "user", "?"), terminal::line(status), when, note);
                 }
             }
             Ok(())
@@ -423,11 +416,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for u in users.as_array().into_iter().flatten() {
                     println!(
                         "{:<20} {:<28} {:<24} {:<20} {}",
-                        u["name"].as_str().unwrap_or("?"),
-                        u["display_name"].as_str().unwrap_or(""),
-                        u["department"].as_str().unwrap_or("-"),
-                        u["title"].as_str().unwrap_or("-"),
-                        u["status"].as_str().unwrap_or("?"),
+                        field(u, "name", "?"),
+                        field(u, "display_name", ""),
+                        field(u, "department", "-"),
+                        field(u, "title", "-"),
+                        field(u, "status", "?"),
                     );
                 }
             }
@@ -445,9 +438,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{depts}");
             } else {
                 for d in depts.as_array().into_iter().flatten() {
-                    let path = d["path"].as_str().unwrap_or("?");
+                    let path = field(d, "path", "?");
                     let depth = path.matches('/').count();
-                    println!("{}{} ({})", "  ".repeat(depth), path.rsplit('/').next().unwrap_or(path), d["members"]);
+                    println!("{}{} ({})", "  ".repeat(depth), path.rsplit('/').next().unwrap_or(&path), d["members"]);
                 }
             }
             Ok(())
@@ -511,6 +504,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `v[key]` as a string for people, with `default` when it is missing.
+fn field<'a>(v: &'a Value, key: &str, default: &'a str) -> std::borrow::Cow<'a, str> {
+    terminal::line(v[key].as_str().unwrap_or(default))
+}
+
+/// One message of `skein history` for people: time, sender, content, state
+/// and reactions, with everything the peer chose escaped.
+fn history_line(m: &crate::history::StoredMessage, reactions: &[(String, String)]) -> String {
+    let state = if m.outgoing { format!(" [{}]", terminal::line(&m.state)) } else { String::new() };
+    let r: Vec<String> =
+        reactions.iter().map(|(e, u)| format!("{} {}", terminal::line(e), terminal::line(u))).collect();
+    let r = if r.is_empty() { String::new() } else { format!("  ({})", r.join(", ")) };
+    let body = json::body_line(&m.body);
+    let body = match &m.body {
+        skein_proto::peer::MessageBody::Text(_) => terminal::text(&body, "    "),
+        _ => terminal::line(&body),
+    };
+    format!("{} {}: {}{}{}", json::clock(m.sent_at_ms), terminal::line(&m.from_user), body, state, r)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
@@ -523,5 +536,59 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::StoredMessage;
+    use skein_proto::bytes::{ContentHash, DeviceId, MailId};
+    use skein_proto::file::FileOffer;
+    use skein_proto::peer::MessageBody;
+
+    fn stored(from_user: &str, body: MessageBody) -> StoredMessage {
+        StoredMessage {
+            seq: 1,
+            id: MailId([1; 16]),
+            conversation: "alice bob".into(),
+            from_user: from_user.into(),
+            from_device: DeviceId([2; 16]),
+            to_user: "alice".into(),
+            sent_at_ms: 45_296_000,
+            stored_at_ms: 45_296_001,
+            body,
+            outgoing: false,
+            state: "received".into(),
+            delivered_at_ms: None,
+            read_at_ms: None,
+            path: Some("direct".into()),
+        }
+    }
+
+    #[test]
+    fn history_shows_escapes_instead_of_sending_them_to_the_terminal() {
+        let text = "hi\u{1b}[2J\u{1b}]0;owned\u{7}\rok\nfake\u{202e}txt.exe";
+        let m = stored("bob\u{1b}[8m", MessageBody::Text(text.into()));
+        let reactions = [("👍\u{9b}31m".to_owned(), "carol\u{2067}".to_owned())];
+        let line = history_line(&m, &reactions);
+        assert_eq!(
+            line,
+            "12:34:56 bob\\x1b[8m: hi\\x1b[2J\\x1b]0;owned\\x07\\x0dok\n    fake\\u{202e}txt.exe  \
+             (👍\\x9b31m carol\\u{2067})"
+        );
+        assert!(!line.chars().any(|c| c.is_control() && c != '\n'), "{line:?}");
+
+        let offer = FileOffer { name: "a\u{202e}fdp.exe\n".into(), size: 10, root: ContentHash([0; 32]) };
+        let line = history_line(&stored("bob", MessageBody::File(offer)), &[]);
+        assert_eq!(line, "12:34:56 bob: [file] a\\u{202e}fdp.exe\\x0a (10 B)");
+    }
+
+    #[test]
+    fn json_history_keeps_the_exact_text() {
+        let text = "hi\u{1b}[2J\n\u{202e}";
+        let v = json::stored_message(&stored("bob\u{7}", MessageBody::Text(text.into())), &[]);
+        assert_eq!(v["text"], text);
+        assert_eq!(v["from"], "bob\u{7}");
     }
 }
