@@ -11,6 +11,11 @@
 //!
 //! Secrets are written to a temporary file created 0600 and renamed into
 //! place, so a crash never leaves a half-written or world-readable key.
+//!
+//! The directory is created 0700. An existing one is used only if it belongs
+//! to this user and no one else can write to it: whoever can write there can
+//! replace the keys, the trusted CA or the session, or plant links that
+//! redirect what the node writes.
 
 use libp2p_identity::{Keypair, PeerId};
 use serde::{Deserialize, Serialize};
@@ -42,6 +47,14 @@ pub enum ProfileError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// The profile directory is not safe to keep this device's keys in.
+    #[error("refusing to use the profile directory {path}: {problem}")]
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong and what to do about it.
+        problem: String,
     },
     /// No session saved yet.
     #[error("not logged in: run `skein --profile {0} login --tracker HOST:PORT --ca FILE --user NAME` first")]
@@ -181,17 +194,26 @@ impl Profile {
         self.dir.join("session.json")
     }
 
-    /// Creates the directory (0700) if needed.
+    /// Creates the directory (0700) if needed. An existing directory must
+    /// belong to this user and be writable by no one else.
     pub fn create(&self) -> Result<(), ProfileError> {
-        use std::os::unix::fs::DirBuilderExt;
-        if self.dir.is_dir() {
-            return Ok(());
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        if !self.dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|source| ProfileError::Io { action: "create", path: self.dir.clone(), source })?;
         }
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|source| ProfileError::Io {
-            action: "create",
+        let meta = std::fs::metadata(&self.dir).map_err(|source| ProfileError::Io {
+            action: "inspect",
             path: self.dir.clone(),
             source,
-        })
+        })?;
+        match unsafe_dir_problem(&self.dir, meta.uid(), meta.mode(), effective_uid()) {
+            None => Ok(()),
+            Some(problem) => Err(ProfileError::UnsafeDir { path: self.dir.clone(), problem }),
+        }
     }
 
     /// Loads the device identity, creating it on first use.
@@ -282,6 +304,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), Prof
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// What makes a directory owned by `owner` with `mode` unsafe for a profile
+/// of the user `me` (when known), as a sentence that says what to do.
+fn unsafe_dir_problem(dir: &Path, owner: u32, mode: u32, me: Option<u32>) -> Option<String> {
+    if let Some(me) = me.filter(|&me| me != owner) {
+        return Some(format!(
+            "it belongs to user id {owner}, not to you (user id {me}), and it holds this device's keys; \
+             use a directory of your own with --profile or SKEIN_PROFILE"
+        ));
+    }
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (false, false) => return None,
+        (true, false) => "its group",
+        (false, true) => "every user",
+        (true, true) => "its group and every user",
+    };
+    Some(format!(
+        "it can be written by {who} (mode {:04o}), who could replace this device's keys or session; \
+         run `chmod go-w {}` and try again",
+        mode & 0o7777,
+        dir.display()
+    ))
+}
+
+/// This process's effective user id, from `/proc/self/status` (`None` where
+/// there is no procfs).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // "Uid:\treal\teffective\tsaved\tfilesystem"
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
@@ -293,7 +346,7 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn device_identity_is_created_once_with_private_keys() {
@@ -324,5 +377,43 @@ mod tests {
         std::fs::write(dir.path().join("device.json"), "{}").expect("write");
         let e = p.device().expect_err("corrupt key").to_string();
         assert!(e.contains("device.key"), "{e}");
+    }
+
+    #[test]
+    fn an_existing_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Profile::new(dir.path().join("shared"));
+        p.create().expect("create");
+        let mode = std::fs::metadata(p.dir()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "a new profile directory is private");
+        for (mode, who) in [(0o770, "its group"), (0o707, "every user"), (0o777, "its group and every user")] {
+            std::fs::set_permissions(p.dir(), std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = p.device().expect_err("refused").to_string();
+            assert!(e.contains(&format!("can be written by {who} (mode 0{mode:o})")), "{e}");
+            assert!(e.contains("chmod go-w") && e.contains(&p.dir().display().to_string()), "{e}");
+            assert!(!p.dir().join("device.key").exists(), "no key was written into it");
+        }
+        // Readable by others is fine: the secrets in it are 0600.
+        std::fs::set_permissions(p.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p.device().expect("accepted");
+    }
+
+    #[test]
+    fn an_existing_directory_of_another_user_is_refused() {
+        let dir = Path::new("/home/shared");
+        let e = unsafe_dir_problem(dir, 1001, 0o40700, Some(1000)).expect("refused");
+        assert!(e.contains("belongs to user id 1001, not to you (user id 1000)") && e.contains("--profile"), "{e}");
+        assert_eq!(unsafe_dir_problem(dir, 1000, 0o40700, Some(1000)), None);
+        assert_eq!(unsafe_dir_problem(dir, 1000, 0o40755, None), None);
+        assert!(unsafe_dir_problem(dir, 1000, 0o41777, None).is_some(), "sticky does not help");
+        // The real thing, where the test may change a directory's owner.
+        let me = effective_uid().expect("procfs");
+        assert_eq!(me, std::fs::metadata("/proc/self").expect("procfs").uid());
+        if me == 0 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            std::os::unix::fs::chown(tmp.path(), Some(65_534), None).expect("chown");
+            let e = Profile::new(tmp.path()).create().expect_err("refused").to_string();
+            assert!(e.contains("belongs to user id 65534, not to you (user id 0)"), "{e}");
+        }
     }
 }
