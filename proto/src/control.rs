@@ -211,6 +211,21 @@ pub enum Event {
         /// Suggested delay before reconnecting.
         reconnect_after_ms: u32,
     },
+    /// A device's access ended (logout, password change or reset, disabled
+    /// account, revoked device): close any peer connection to it and stop
+    /// trusting its certificate. Sent from protocol version 2.
+    DeviceRevoked(RevokedDevice),
+}
+
+/// A device whose certificate no longer counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedDevice {
+    /// Its user.
+    pub user: String,
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its libp2p PeerId (binary multihash form).
+    pub peer_id: Vec<u8>,
 }
 
 /// Describes the device logging in.

@@ -31,8 +31,10 @@ pub mod time;
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{FrameDecoder, FrameError};
 
-/// The control-plane protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The control-plane protocol version this build speaks. Version 2 adds
+/// [`control::Event::DeviceRevoked`], sent only on connections that agreed
+/// on version 2 or later.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest control-plane protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// ALPN identifier of the control plane, negotiated in the TLS handshake.

@@ -178,6 +178,7 @@ fn event_index(v: &Event) -> usize {
         Event::SessionEnded(_) => 1,
         Event::MailWaiting { .. } => 2,
         Event::ShuttingDown { .. } => 3,
+        Event::DeviceRevoked(_) => 4,
     }
 }
 
@@ -390,6 +391,14 @@ fn events() {
             ),
             (Event::MailWaiting { count: 128 }, "028001"),
             (Event::ShuttingDown { reconnect_after_ms: 5000 }, "038827"),
+            (
+                Event::DeviceRevoked(RevokedDevice {
+                    user: "bob".into(),
+                    device_id: DeviceId([7; 16]),
+                    peer_id: vec![0, 2, 0xAB, 0xCD],
+                }),
+                "0403626f621007070707070707070707070707070707040002abcd",
+            ),
         ],
         event_index,
     );

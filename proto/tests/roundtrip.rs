@@ -229,6 +229,9 @@ fn event() -> impl Strategy<Value = Event> {
         error_body().prop_map(Event::SessionEnded),
         any::<u32>().prop_map(|count| Event::MailWaiting { count }),
         any::<u32>().prop_map(|reconnect_after_ms| Event::ShuttingDown { reconnect_after_ms }),
+        (text(), any::<[u8; 16]>(), vec(any::<u8>(), 0..40)).prop_map(|(user, d, peer_id)| Event::DeviceRevoked(
+            RevokedDevice { user, device_id: DeviceId(d), peer_id }
+        )),
     ]
 }
 

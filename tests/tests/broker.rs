@@ -159,7 +159,7 @@ async fn admin_requests_need_an_administrator() {
         phone: None,
         admin: true,
     };
-    skein_tracker::admin::add_user(&store, boss, &t.config.password_cost).await.expect("admin user");
+    skein_tracker::admin::add_user(&store, boss, &t.passwords()).await.expect("admin user");
     let dir = tempfile::tempdir().expect("tempdir");
     let alice = login(&t, dir.path(), "alice").await;
     let boss = login(&t, dir.path(), "boss").await;

@@ -120,7 +120,7 @@ async fn directory_search_and_department_tree() {
             phone: None,
             admin: false,
         };
-        skein_tracker::admin::add_user(&store, new, &t.config.password_cost).await.expect("add");
+        skein_tracker::admin::add_user(&store, new, &t.passwords()).await.expect("add");
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let c =

@@ -317,6 +317,59 @@ async fn disabling_a_user_ends_their_relay_access() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_ends_the_old_devices_reservation_until_it_logs_in_again() {
+    init();
+    let t = TestTracker::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, _) = login(&t, dir.path(), "alice").await;
+    let (_bob, bob_key) = login(&t, dir.path(), "bob").await;
+    let relay = relay_address(&t, &alice).await;
+    let mut b = Peer::spawn(bob_key);
+    let (b_listener, _) = b.reserve(&relay).await.expect("bob's reservation");
+
+    let store = t.store().await;
+    skein_tracker::admin::set_password(&store, "bob", "a brand new password".into(), &t.passwords())
+        .await
+        .expect("reset bob's password");
+    store.close().await;
+    b.wait("bob's relay listener to close", |e| match e {
+        SwarmEvent::ListenerClosed { listener_id, .. } if *listener_id == b_listener => Some(()),
+        _ => None,
+    })
+    .await;
+    b.reserve(&relay).await.expect_err("the old device's certificate no longer opens the relay");
+
+    // With the new password the same device is welcome again.
+    let profile = Profile::new(dir.path().join("bob"));
+    let again = session::login(&profile, &t.address(), &t.ca_path(), "bob", "a brand new password".into())
+        .await
+        .expect("bob logs in with the new password");
+    b.reserve(&relay).await.expect("a fresh login reserves again");
+    again.client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_ends_the_devices_reservation() {
+    init();
+    let t = TestTracker::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, _) = login(&t, dir.path(), "alice").await;
+    let (bob, bob_key) = login(&t, dir.path(), "bob").await;
+    let relay = relay_address(&t, &alice).await;
+    let mut b = Peer::spawn(bob_key);
+    let (b_listener, _) = b.reserve(&relay).await.expect("bob's reservation");
+
+    bob.client.request(Request::Logout).await.expect("bob logs out");
+    b.wait("bob's relay listener to close", |e| match e {
+        SwarmEvent::ListenerClosed { listener_id, .. } if *listener_id == b_listener => Some(()),
+        _ => None,
+    })
+    .await;
+    b.reserve(&relay).await.expect_err("a logged-out device cannot reserve");
+    wait_counts(&t, 0, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_keeps_its_identity_and_stops_with_the_tracker() {
     init();
     let mut t = TestTracker::start().await;

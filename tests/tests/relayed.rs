@@ -70,7 +70,7 @@ async fn relay_only_daemons_talk_through_the_tracker_relay() {
         phone: None,
         admin: true,
     };
-    skein_tracker::admin::add_user(&store, boss, &t.config.password_cost).await.expect("admin");
+    skein_tracker::admin::add_user(&store, boss, &t.passwords()).await.expect("admin");
     let pboss = profile(&t, dir.path(), "boss").await;
     let (ok, out, err) = skein(&pboss, &["relay-stats", "--json"], None).await;
     assert!(ok, "{err}");

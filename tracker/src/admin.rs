@@ -2,13 +2,15 @@
 //! (which work on the store directly, even while a tracker runs) and by
 //! admin requests over the control plane.
 //!
-//! Operations that must end live sessions record an admin event; every
-//! tracker on the store polls those events (see `admin_watch.rs`) and closes
-//! the affected connections within [`crate::config::TrackerConfig::admin_poll`].
+//! Operations that end access record an admin event in the same
+//! transaction; every tracker on the store polls those events (see
+//! `admin_watch.rs`) and closes the affected connections, relay access and
+//! peer connections within [`crate::config::TrackerConfig::admin_poll`].
 
-use crate::auth::{PasswordCost, check_password_policy, hash_password};
+use crate::auth::check_password_policy;
 use crate::clock::now_ms;
-use crate::store::{NewUserRecord, Store, StoreError, UserRecord};
+use crate::passwords::{PasswordError, Passwords};
+use crate::store::{AccessEnd, AdminEvent, DeviceScope, NewUserRecord, Store, StoreError, UserRecord};
 use skein_proto::control::NewUser;
 use skein_proto::limits::{MAX_TEXT_FIELD, valid_dept_path, valid_user_name};
 use skein_proto::{ErrorBody, ErrorCode};
@@ -19,6 +21,17 @@ pub const EVENT_USER_DISABLED: &str = "user_disabled";
 pub const EVENT_SESSIONS_REVOKED: &str = "sessions_revoked";
 /// Event kind: one device was revoked.
 pub const EVENT_DEVICE_REVOKED: &str = "device_revoked";
+/// Event kind: one device logged out.
+pub const EVENT_SIGNED_OUT: &str = "signed_out";
+
+/// What an operation that may end access did.
+#[derive(Debug)]
+pub struct AccessChange {
+    /// The user concerned, as found before the change.
+    pub user: UserRecord,
+    /// The admin event recorded, when access ended.
+    pub event: Option<AdminEvent>,
+}
 
 /// Why an admin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +43,9 @@ pub enum AdminError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Hashing failed.
+    /// Hashing failed or the hasher is busy.
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Password(#[from] PasswordError),
 }
 
 impl From<AdminError> for ErrorBody {
@@ -40,7 +53,7 @@ impl From<AdminError> for ErrorBody {
         match e {
             AdminError::Invalid(m) => ErrorBody::new(ErrorCode::InvalidInput, m),
             AdminError::Store(s) => crate::requests::store_error(s),
-            AdminError::Auth(a) => ErrorBody::new(ErrorCode::Internal, a.to_string()),
+            AdminError::Password(p) => crate::requests::password_error(p),
         }
     }
 }
@@ -80,7 +93,7 @@ pub fn check_dept(path: &str) -> Result<(), AdminError> {
 }
 
 /// Creates a user.
-pub async fn add_user(store: &Store, new: NewUser, cost: &PasswordCost) -> Result<UserRecord, AdminError> {
+pub async fn add_user(store: &Store, new: NewUser, passwords: &Passwords) -> Result<UserRecord, AdminError> {
     check_user_name(&new.name)?;
     check_password_policy(&new.password).map_err(AdminError::Invalid)?;
     let display =
@@ -92,7 +105,7 @@ pub async fn add_user(store: &Store, new: NewUser, cost: &PasswordCost) -> Resul
     if let Some(d) = &new.department {
         check_dept(d)?;
     }
-    let hash = hash_password(new.password, cost.clone()).await?;
+    let hash = passwords.hash(new.password).await?;
     let rec = store
         .add_user(NewUserRecord {
             name: new.name,
@@ -108,32 +121,35 @@ pub async fn add_user(store: &Store, new: NewUser, cost: &PasswordCost) -> Resul
     Ok(rec)
 }
 
-/// Disables or enables a user. Disabling revokes every session and tells
-/// running trackers to close the user's connections.
-pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<UserRecord, AdminError> {
+/// Disables or enables a user. Disabling revokes every session, ends every
+/// device certificate and tells running trackers to close the user's
+/// connections and their peers to drop the user's devices.
+pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<AccessChange, AdminError> {
     let user = find_user(store, name).await?;
-    store.set_disabled(name, disabled).await?;
-    if disabled {
-        store.revoke_user_sessions(user.id).await?;
-        store.record_event(EVENT_USER_DISABLED, user.id, None, now_ms() as i64).await?;
+    if !disabled {
+        store.set_disabled(name, false).await?;
+        return Ok(AccessChange { user, event: None });
     }
-    Ok(user)
+    let mut end = AccessEnd::new(user.id, DeviceScope::All, EVENT_USER_DISABLED, now_ms() as i64);
+    end.disable = true;
+    let event = Some(store.end_access(end).await?);
+    Ok(AccessChange { user, event })
 }
 
-/// Sets a user's password and revokes their sessions.
+/// Sets a user's password (an administrator's reset): every session and
+/// device certificate of the user ends.
 pub async fn set_password(
     store: &Store,
     name: &str,
     password: String,
-    cost: &PasswordCost,
-) -> Result<UserRecord, AdminError> {
+    passwords: &Passwords,
+) -> Result<AccessChange, AdminError> {
     check_password_policy(&password).map_err(AdminError::Invalid)?;
     let user = find_user(store, name).await?;
-    let hash = hash_password(password, cost.clone()).await?;
-    store.set_password_hash(name, &hash).await?;
-    store.revoke_user_sessions(user.id).await?;
-    store.record_event(EVENT_SESSIONS_REVOKED, user.id, None, now_ms() as i64).await?;
-    Ok(user)
+    let mut end = AccessEnd::new(user.id, DeviceScope::All, EVENT_SESSIONS_REVOKED, now_ms() as i64);
+    end.password_hash = Some(passwords.hash(password).await?);
+    let event = Some(store.end_access(end).await?);
+    Ok(AccessChange { user, event })
 }
 
 /// Creates a department and any missing parents.
@@ -143,15 +159,17 @@ pub async fn add_department(store: &Store, path: &str) -> Result<(), AdminError>
     Ok(())
 }
 
-/// Revokes one device: its certificate is refused and its sessions end.
-pub async fn revoke_device(store: &Store, name: &str, device: [u8; 16]) -> Result<UserRecord, AdminError> {
+/// Revokes one device for good: its certificate is refused, its sessions
+/// end and it can never log in again.
+pub async fn revoke_device(store: &Store, name: &str, device: [u8; 16]) -> Result<AccessChange, AdminError> {
     let user = find_user(store, name).await?;
-    if !store.revoke_device(user.id, device).await? {
-        return Err(StoreError::NotFound(format!("user {name} has no device {}", hex::encode(device))).into());
-    }
-    store.revoke_device_sessions(user.id, device).await?;
-    store.record_event(EVENT_DEVICE_REVOKED, user.id, Some(device), now_ms() as i64).await?;
-    Ok(user)
+    let mut end = AccessEnd::new(user.id, DeviceScope::One(device), EVENT_DEVICE_REVOKED, now_ms() as i64);
+    end.revoke_device = true;
+    let event = store.end_access(end).await.map_err(|e| match e {
+        StoreError::NotFound(_) => StoreError::NotFound(format!("user {name} has no device {}", hex::encode(device))),
+        other => other,
+    })?;
+    Ok(AccessChange { user, event: Some(event) })
 }
 
 async fn find_user(store: &Store, name: &str) -> Result<UserRecord, AdminError> {

@@ -1,19 +1,30 @@
-//! Follows admin events in the store and ends the affected live sessions
-//! and relay access.
+//! Follows admin events in the store and ends what they end: live
+//! sessions, relay access and peers' trust in the devices concerned.
 //!
-//! Admin commands may run in another process (or on another tracker sharing
-//! the database), so the store is the meeting point: this task polls
-//! `admin_events`, tells the hub which sessions to close, and takes relay
-//! access away from disabled users' and revoked devices.
+//! Access may end in another process (the admin CLI) or on another tracker
+//! sharing the database, so the store is the meeting point: this task polls
+//! `admin_events` and, for each, reads what the store now says.
+//!
+//! - Live sessions of the user whose tokens the store no longer holds
+//!   unrevoked are told why and closed.
+//! - Devices whose certificate the event ended (its expiry is the event's
+//!   time, see `store/access.rs`), or that are revoked for good, lose the
+//!   relay, and every connected node is told to drop them
+//!   ([`Event::DeviceRevoked`]). A device that has logged in again since
+//!   holds a new certificate and is left alone.
 
-use crate::admin::{EVENT_DEVICE_REVOKED, EVENT_SESSIONS_REVOKED, EVENT_USER_DISABLED};
+use crate::admin::{EVENT_DEVICE_REVOKED, EVENT_SESSIONS_REVOKED, EVENT_SIGNED_OUT, EVENT_USER_DISABLED};
 use crate::hub::{Hub, SessionFilter};
-use crate::relay::{self, Relay};
-use crate::store::{AdminEvent, Store};
+use crate::relay::Relay;
+use crate::store::{AdminEvent, Store, StoreError};
 use skein_proto::bytes::DeviceId;
+use skein_proto::control::{Event, RevokedDevice};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The first protocol version that understands [`Event::DeviceRevoked`].
+const REVOCATION_PROTOCOL: u16 = 2;
 
 /// Polls for admin events every `every` until `shutdown`.
 pub async fn run(store: Store, hub: Hub, relay: Relay, every: Duration, shutdown: CancellationToken) {
@@ -40,47 +51,55 @@ pub async fn run(store: Store, hub: Hub, relay: Relay, every: Duration, shutdown
             }
         };
         for ev in events {
-            seq = seq.max(ev.seq);
-            revoke_relay_access(&store, &relay, &ev).await;
-            let at = u64::try_from(ev.at_ms).unwrap_or(0);
-            let (filter, reason) = match ev.kind.as_str() {
-                EVENT_USER_DISABLED => (
-                    SessionFilter::User(ev.user_id),
-                    ErrorBody::new(ErrorCode::AccountDisabled, "your account was disabled by an administrator"),
-                ),
-                EVENT_SESSIONS_REVOKED => (
-                    SessionFilter::User(ev.user_id),
-                    ErrorBody::new(ErrorCode::SessionRevoked, "your password was changed; log in again"),
-                ),
-                EVENT_DEVICE_REVOKED => match ev.device_id {
-                    Some(d) => (
-                        SessionFilter::Device(ev.user_id, DeviceId(d)),
-                        ErrorBody::new(ErrorCode::SessionRevoked, "this device was revoked by an administrator"),
-                    ),
-                    None => continue,
-                },
-                other => {
-                    tracing::debug!(kind = other, "ignoring unknown admin event");
-                    continue;
+            match apply(&store, &hub, &relay, &ev).await {
+                Ok(_) => seq = seq.max(ev.seq),
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = %ev.kind, user_id = ev.user_id, "acting on an admin event failed; retrying");
+                    break;
                 }
-            };
-            let n = hub.end_sessions(filter, at, reason).await;
-            if n > 0 {
-                tracing::info!(kind = %ev.kind, user_id = ev.user_id, sessions = n, "ended live sessions after admin change");
             }
         }
     }
 }
 
-/// Disabled users and revoked devices lose the relay at once, not only at
-/// the next allow-list refresh.
-async fn revoke_relay_access(store: &Store, relay: &Relay, ev: &AdminEvent) {
-    let result = match (ev.kind.as_str(), ev.device_id) {
-        (EVENT_USER_DISABLED, _) => relay::sync::revoke_user(store, relay, ev.user_id).await.map(|_| ()),
-        (EVENT_DEVICE_REVOKED, Some(d)) => relay::sync::revoke_device(store, relay, ev.user_id, d).await.map(|_| ()),
-        _ => Ok(()),
+/// Why the sessions an event ends were ended, as their users are told.
+fn reason(kind: &str) -> Option<ErrorBody> {
+    Some(match kind {
+        EVENT_USER_DISABLED => {
+            ErrorBody::new(ErrorCode::AccountDisabled, "your account was disabled by an administrator")
+        }
+        EVENT_SESSIONS_REVOKED => ErrorBody::new(ErrorCode::SessionRevoked, "your password was changed; log in again"),
+        EVENT_DEVICE_REVOKED => {
+            ErrorBody::new(ErrorCode::SessionRevoked, "this device was revoked by an administrator")
+        }
+        EVENT_SIGNED_OUT => ErrorBody::new(ErrorCode::SessionRevoked, "logged out"),
+        _ => return None,
+    })
+}
+
+/// Ends what `ev` ended on this tracker; returns how many live sessions
+/// it closed. Acting twice on one event does no harm.
+pub async fn apply(store: &Store, hub: &Hub, relay: &Relay, ev: &AdminEvent) -> Result<u32, StoreError> {
+    let Some(why) = reason(&ev.kind) else {
+        tracing::debug!(kind = %ev.kind, "ignoring unknown admin event");
+        return Ok(0);
     };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, kind = %ev.kind, user_id = ev.user_id, "could not revoke relay access; the next refresh will");
+    let live = store.live_tokens_of(ev.user_id).await?;
+    let n = hub.end_sessions(SessionFilter::UserExcept(ev.user_id, live), u64::MAX, why).await;
+    if n > 0 {
+        tracing::info!(kind = %ev.kind, user_id = ev.user_id, sessions = n, "ended live sessions after an access change");
     }
+    let Some(user) = store.user_by_id(ev.user_id).await? else { return Ok(n) };
+    let ended = store.devices_of(ev.user_id, true).await?.into_iter().filter(|d| {
+        let named = ev.device_id.is_none_or(|id| id == d.device_id);
+        named && (d.cert_expires_at_ms == ev.at_ms || (d.revoked && ev.kind == EVENT_DEVICE_REVOKED))
+    });
+    for d in ended {
+        if let Ok(peer) = libp2p::PeerId::from_bytes(&d.peer_id) {
+            relay.revoke(peer).await;
+        }
+        let gone = RevokedDevice { user: user.name.clone(), device_id: DeviceId(d.device_id), peer_id: d.peer_id };
+        hub.broadcast(Event::DeviceRevoked(gone), REVOCATION_PROTOCOL).await;
+    }
+    Ok(n)
 }

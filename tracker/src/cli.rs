@@ -8,6 +8,7 @@
 use crate::admin;
 use crate::config::{FileConfig, TrackerConfig};
 use crate::init::ensure_initialised;
+use crate::passwords::Passwords;
 use crate::server::Tracker;
 use crate::store::Store;
 use anyhow::{Context, bail};
@@ -328,7 +329,7 @@ async fn user_inner(cfg: &TrackerConfig, store: &Store, cmd: UserCmd) -> anyhow:
                 phone,
                 admin,
             };
-            let u = admin::add_user(store, new, &cfg.password_cost).await?;
+            let u = admin::add_user(store, new, &Passwords::per_core(cfg.password_cost.clone())).await?;
             println!("Added user {} ({}){}", u.name, u.display_name, if u.admin { ", administrator" } else { "" });
         }
         UserCmd::Disable { name } => {
@@ -345,7 +346,7 @@ async fn user_inner(cfg: &TrackerConfig, store: &Store, cmd: UserCmd) -> anyhow:
                 bail!("no user named {name}");
             }
             let password = read_password(&format!("New password for {name}: "))?;
-            admin::set_password(store, &name, password, &cfg.password_cost).await?;
+            admin::set_password(store, &name, password, &Passwords::per_core(cfg.password_cost.clone())).await?;
             println!("Password of {name} changed; their sessions were ended.");
         }
         UserCmd::List { json } => {

@@ -79,6 +79,9 @@ pub struct TrackerConfig {
     /// Largest file users may send each other, in bytes (the org's policy;
     /// nodes enforce it on both ends).
     pub max_file_size: u64,
+    /// Most devices with a valid certificate per user; a login on one more
+    /// is refused until one signs out or is revoked.
+    pub max_devices_per_user: u32,
 }
 
 impl TrackerConfig {
@@ -108,6 +111,7 @@ impl TrackerConfig {
             admin_poll: Duration::from_secs(1),
             send_queue: 1024,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_devices_per_user: 10,
         }
     }
 
@@ -260,6 +264,8 @@ pub struct FileConfig {
     pub password_memory_kib: Option<u32>,
     /// argon2id passes per password hash (default 2).
     pub password_iterations: Option<u32>,
+    /// Most devices with a valid certificate per user (default 10).
+    pub max_devices_per_user: Option<u32>,
 }
 
 impl FileConfig {
@@ -312,6 +318,9 @@ impl FileConfig {
         }
         if let Some(v) = self.password_iterations {
             cfg.password_cost.t_cost = v.max(1);
+        }
+        if let Some(v) = self.max_devices_per_user {
+            cfg.max_devices_per_user = v.max(1);
         }
         if let Some(v) = self.mailbox_max_items {
             cfg.mailbox.max_items_per_device = v;

@@ -65,7 +65,7 @@ async fn serve_inner(
     // Boxed, like each request below: an idle connection's task then holds
     // only what waiting for the next frame needs, not the largest state any
     // step ever reaches (a few KiB per connection, times every client).
-    let (mut send, mut recv) = match Box::pin(handshake(state, conn)).await? {
+    let (mut send, mut recv, protocol) = match Box::pin(handshake(state, conn)).await? {
         Ok(streams) => streams,
         Err(code) => return Ok(code),
     };
@@ -84,7 +84,7 @@ async fn serve_inner(
         // session-ended notice) before the connection may be closed.
         finish(&mut send).await;
     });
-    let mut ctx = ConnCtx { id, remote: conn.remote_address(), session: None, out, end: end.clone() };
+    let mut ctx = ConnCtx { id, remote: conn.remote_address(), protocol, session: None, out, end: end.clone() };
     let code = request_loop(state, &mut ctx, &mut recv, shutdown).await;
     drop(ctx);
     // Leaving the hub drops its copy of the outgoing queue and tells
@@ -106,11 +106,12 @@ async fn leave_hub(state: &State, id: u64) {
 }
 
 /// Accepts the control stream and agrees on a protocol version. Returns the
-/// streams, or the close code when the client broke the protocol.
+/// streams and the version, or the close code when the client broke the
+/// protocol.
 async fn handshake(
     state: &State,
     conn: &quinn::Connection,
-) -> Result<Result<(quinn::SendStream, quinn::RecvStream), u32>, FrameIoError> {
+) -> Result<Result<(quinn::SendStream, quinn::RecvStream, u16), u32>, FrameIoError> {
     let (mut send, mut recv) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         _ => return Ok(Err(close::PROTOCOL)),
@@ -150,7 +151,7 @@ async fn handshake(
         idle_timeout_ms: u32::try_from(state.config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
     };
     write_frame(&mut send, &ServerFrame::Welcome(welcome), MAX_CONTROL_FRAME).await?;
-    Ok(Ok((send, recv)))
+    Ok(Ok((send, recv, version)))
 }
 
 async fn request_loop(

@@ -12,7 +12,7 @@ use crate::presence::{ConnId, PresenceBook, Push};
 use skein_proto::ErrorBody;
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Addresses, Event, PresenceEntry, PresenceStatus, ServerFrame, Subscription};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,8 @@ pub struct LiveSession {
     pub token_hash: [u8; 32],
     /// When this connection logged in, ms since the Unix epoch.
     pub started_ms: u64,
+    /// The control protocol version agreed with the client.
+    pub protocol: u16,
 }
 
 /// What a registered connection looks like from the hub.
@@ -61,6 +63,9 @@ pub enum SessionFilter {
     Device(i64, DeviceId),
     /// The session using this token hash.
     Token([u8; 32]),
+    /// A user's sessions whose tokens are not among these (the ones the
+    /// store still holds unrevoked).
+    UserExcept(i64, HashSet<[u8; 32]>),
 }
 
 enum Command {
@@ -74,6 +79,7 @@ enum Command {
     Online { user: String, reply: oneshot::Sender<Vec<OnlineDevice>> },
     End { filter: SessionFilter, before_ms: u64, reason: ErrorBody, reply: oneshot::Sender<u32> },
     MailWaiting { user_id: i64, device: DeviceId, count: u32 },
+    Broadcast { event: Event, min_protocol: u16 },
 }
 
 /// Handle to the hub task.
@@ -158,6 +164,12 @@ impl Hub {
         rx.await.unwrap_or(0)
     }
 
+    /// Sends `event` to every logged-in connection that speaks
+    /// `min_protocol` or later.
+    pub async fn broadcast(&self, event: Event, min_protocol: u16) {
+        self.send(Command::Broadcast { event, min_protocol }).await;
+    }
+
     /// Tells a device's connections that mail is waiting.
     pub async fn mail_waiting(&self, user_id: i64, device: DeviceId, count: u32) {
         self.send(Command::MailWaiting { user_id, device, count }).await;
@@ -223,6 +235,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                         SessionFilter::User(u) => s.user_id == *u,
                         SessionFilter::Device(u, d) => s.user_id == *u && s.device_id == *d,
                         SessionFilter::Token(t) => s.token_hash == *t,
+                        SessionFilter::UserExcept(u, keep) => s.user_id == *u && !keep.contains(&s.token_hash),
                     };
                     if hit && s.started_ms <= before_ms && !l.end.is_cancelled() {
                         let _ = l.out.try_send(Box::new(ServerFrame::Event(Event::SessionEnded(reason.clone()))));
@@ -231,6 +244,14 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                     }
                 }
                 let _ = reply.send(n);
+            }
+            Command::Broadcast { event, min_protocol } => {
+                for l in live.values().filter(|l| l.session.protocol >= min_protocol) {
+                    if l.out.try_send(Box::new(ServerFrame::Event(event.clone()))).is_err() && !l.end.is_cancelled() {
+                        tracing::warn!(user = %l.session.user, "closing a connection too slow to take a revocation");
+                        l.end.cancel();
+                    }
+                }
             }
             Command::MailWaiting { user_id, device, count } => {
                 for l in live.values().filter(|l| l.session.user_id == user_id && l.session.device_id == device) {

@@ -106,7 +106,7 @@ pub async fn ensure_initialised(config: &TrackerConfig) -> Result<InitReport, In
             phone: None,
             admin: true,
         };
-        match admin::add_user(&store, new, &config.password_cost).await {
+        match admin::add_user(&store, new, &crate::passwords::Passwords::per_core(config.password_cost.clone())).await {
             Ok(_) => report.admin_password = Some(password),
             // Another tracker on the same database won the race.
             Err(admin::AdminError::Store(crate::store::StoreError::Conflict(_))) => {}

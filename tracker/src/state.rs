@@ -1,5 +1,5 @@
 //! What every connection task shares: configuration, store, organisation,
-//! the hub and relay handles and the login throttles.
+//! the hub and relay handles, the login guard and the password hasher.
 
 use crate::config::TrackerConfig;
 use crate::enrol::Enrolment;
@@ -8,20 +8,10 @@ use crate::org::Org;
 use crate::presence::ConnId;
 use crate::relay::Relay;
 use crate::store::Store;
-use crate::throttle::Throttle;
-use std::net::IpAddr;
+use crate::login_guard::LoginGuard;
+use crate::passwords::Passwords;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Failed-login tables. Guarded by a plain mutex: every use is a few
-/// hash-map operations, never held across an await.
-#[derive(Debug)]
-pub struct Throttles {
-    /// Per account name.
-    pub accounts: Throttle<String>,
-    /// Per source address.
-    pub addresses: Throttle<IpAddr>,
-}
 
 /// Shared tracker state.
 #[derive(Debug)]
@@ -36,8 +26,11 @@ pub struct State {
     pub hub: Hub,
     /// The relay.
     pub relay: Relay,
-    /// Login throttles.
-    pub throttles: Mutex<Throttles>,
+    /// Login throttles. A plain mutex: every use is a few hash-map
+    /// operations, never held across an await.
+    pub guard: Mutex<LoginGuard>,
+    /// Password hashing, a few at a time.
+    pub passwords: Passwords,
     /// Stores logins and resumes, several to a commit.
     pub enrolment: Enrolment,
     next_conn: AtomicU64,
@@ -47,10 +40,8 @@ impl State {
     /// Assembles the shared state (and starts the enrolment writer, so
     /// call it inside the runtime).
     pub fn new(config: TrackerConfig, store: Store, org: Org, hub: Hub, relay: Relay) -> Self {
-        let throttles = Throttles {
-            accounts: Throttle::new(config.account_throttle.clone()),
-            addresses: Throttle::new(config.address_throttle.clone()),
-        };
+        let guard = LoginGuard::new(config.account_throttle.clone(), config.address_throttle.clone());
+        let passwords = Passwords::per_core(config.password_cost.clone());
         let enrolment = Enrolment::spawn(store.clone());
         Self {
             config,
@@ -58,7 +49,8 @@ impl State {
             org,
             hub,
             relay,
-            throttles: Mutex::new(throttles),
+            guard: Mutex::new(guard),
+            passwords,
             enrolment,
             next_conn: AtomicU64::new(1),
         }
@@ -69,9 +61,9 @@ impl State {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Runs `f` on the throttles.
-    pub fn with_throttles<R>(&self, f: impl FnOnce(&mut Throttles) -> R) -> R {
-        let mut guard = match self.throttles.lock() {
+    /// Runs `f` on the login guard.
+    pub fn with_guard<R>(&self, f: impl FnOnce(&mut LoginGuard) -> R) -> R {
+        let mut guard = match self.guard.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };

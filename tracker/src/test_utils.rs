@@ -89,8 +89,13 @@ impl TestTracker {
             phone: None,
             admin: false,
         };
-        crate::admin::add_user(&store, new, &self.config.password_cost).await.expect("add user");
+        crate::admin::add_user(&store, new, &self.passwords()).await.expect("add user");
         store.close().await;
+    }
+
+    /// A password hasher at this tracker's cost, as the admin CLI uses.
+    pub fn passwords(&self) -> crate::passwords::Passwords {
+        crate::passwords::Passwords::per_core(self.config.password_cost.clone())
     }
 
     /// Stops the tracker (keeping its data).

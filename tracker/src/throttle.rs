@@ -5,6 +5,11 @@
 //! without penalty; every further failure doubles a lockout delay, from
 //! `base_delay` up to `max_delay`. A success clears the key. The table is
 //! bounded: when full, the entries idle longest are forgotten first.
+//!
+//! An attempt is counted when it starts ([`Throttle::attempt`]), not when
+//! it is found wrong: attempts in flight at the same time cannot all slip
+//! through a check made before any of them failed. A success hands its
+//! count back ([`Throttle::refund`]) or clears the key.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -86,6 +91,31 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
         Some(delay)
     }
 
+    /// Starts an attempt: `Err(wait)` if `key` is locked out at `now`,
+    /// otherwise the attempt is counted as a failure at once (and may lock
+    /// the key for the attempts after it). A success undoes the count with
+    /// [`Throttle::refund`] or [`Throttle::succeed`].
+    pub fn attempt(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
+        self.check(key, now)?;
+        self.fail(key, now);
+        Ok(())
+    }
+
+    /// Hands back the failure counted by a successful [`Throttle::attempt`],
+    /// lifting the lockout if the key is back within its free failures.
+    pub fn refund(&mut self, key: &K) {
+        let free = self.policy.free_failures;
+        if let Some(e) = self.entries.get_mut(key) {
+            e.failures = e.failures.saturating_sub(1);
+            if e.failures <= free {
+                e.locked_until = e.last_failure.min(e.locked_until);
+            }
+            if e.failures == 0 {
+                self.entries.remove(key);
+            }
+        }
+    }
+
     /// Clears `key` after a successful attempt.
     pub fn succeed(&mut self, key: &K) {
         self.entries.remove(key);
@@ -157,6 +187,33 @@ mod tests {
         }
         let later = now + Duration::from_secs(3601);
         assert_eq!(t.fail(&"b", later), None, "the hour-old streak was forgotten");
+    }
+
+    #[test]
+    fn attempts_count_before_their_outcome() {
+        let mut t = Throttle::new(policy());
+        let now = Instant::now();
+        // Parallel attempts: none has failed yet, but each is counted.
+        let admitted = (0..50).filter(|_| t.attempt(&"alice", now).is_ok()).count();
+        assert_eq!(admitted, 6, "the free failures and the one that locks");
+        assert!(t.check(&"alice", now).is_err());
+    }
+
+    #[test]
+    fn refund_hands_back_a_successful_attempt() {
+        let mut t = Throttle::new(policy());
+        let now = Instant::now();
+        for _ in 0..100 {
+            t.attempt(&"office", now).expect("successes never lock");
+            t.refund(&"office");
+        }
+        assert!(t.is_empty());
+        for _ in 0..6 {
+            let _ = t.attempt(&"office", now);
+        }
+        assert!(t.check(&"office", now).is_err());
+        t.refund(&"office");
+        assert!(t.check(&"office", now).is_ok(), "back within the free failures");
     }
 
     #[test]

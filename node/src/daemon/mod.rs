@@ -20,17 +20,19 @@ use crate::reporter::AddressReporter;
 use crate::session::{Connected, SessionError, parse_status, resume};
 use crate::tracker_client::TrackerClient;
 use crate::transfer::{TransferOptions, Transfers};
+use crate::trust::{Answer, Trust};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde_json::{Value, json};
 use skein_proto::ErrorCode;
-use skein_proto::bytes::{MailId, PublicKey};
+use skein_proto::bytes::{DeviceId, MailId, PublicKey};
 use skein_proto::control::{
     Addresses, DirectoryQuery, Event, PresenceEntry, PresenceStatus, Request, Response, SetPresence, Subscription,
 };
 use skein_proto::peer::{ChatMessage, Conversation, MessageBody, Receipt, ReceiptKind};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -144,6 +146,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         lookups,
         relay: None,
         transfers,
+        trust: Arc::default(),
     };
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
@@ -205,6 +208,7 @@ struct Node {
     relay: Option<Multiaddr>,
     lookups: crate::lookups::Lookups,
     transfers: Transfers,
+    trust: Arc<Mutex<Trust>>,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -321,7 +325,23 @@ impl Node {
         }));
         self.tracker = Some(client);
         self.spawn_catch_up();
+        self.spawn_recheck_peers();
         events
+    }
+
+    /// Asks the tracker again about every connected peer: revocations
+    /// pushed while this node was away from the tracker were missed.
+    fn spawn_recheck_peers(&self) {
+        let (client, mesh, trust) = (self.tracker.clone(), self.mesh.clone(), self.trust.clone());
+        tokio::spawn(async move {
+            for p in mesh.peers().await {
+                let answer = confirm_device(client.clone(), &p.user, p.device, &p.peer.to_bytes()).await;
+                if answer == Answer::Invalid {
+                    lock(&trust).revoke(&p.peer);
+                    mesh.revoke(p.peer, format!("{}'s device is no longer valid", p.user)).await;
+                }
+            }
+        });
     }
 
     /// Takes waiting mail, then resends whatever is still queued.
@@ -372,6 +392,16 @@ impl Node {
                     return Err(DaemonError::Ended { code: body.code, message: body.message });
                 }
             }
+            Event::DeviceRevoked(d) => {
+                self.lookups.forget(&d.user);
+                if let Ok(peer) = libp2p::PeerId::from_bytes(&d.peer_id) {
+                    lock(&self.trust).revoke(&peer);
+                    let mesh = self.mesh.clone();
+                    let why = format!("the access of {}'s device ended (signed out, password changed or revoked)", d.user);
+                    tokio::spawn(async move { mesh.revoke(peer, why).await });
+                    emit(json!({"type": "peer_revoked", "user": d.user, "device": d.device_id.to_hex(), "peer_id": peer.to_string()}));
+                }
+            }
             Event::MailWaiting { count } => {
                 emit(json!({"type": "mail_waiting", "count": count}));
                 self.spawn_catch_up();
@@ -420,11 +450,13 @@ impl Node {
                 }
             }
             MeshEvent::Confirm { peer, verified, reply } => {
-                let client = self.tracker.clone();
+                let (client, trust) = (self.tracker.clone(), self.trust.clone());
                 tokio::spawn(async move {
-                    let ok = confirm_device(client, &verified).await;
+                    let answer =
+                        confirm_device(client, &verified.user, verified.device, &verified.cert.body.peer_id).await;
+                    let ok = lock(&trust).decide(peer, answer, std::time::Instant::now());
                     if !ok {
-                        tracing::info!(%peer, user = %verified.user, "refusing a revoked device");
+                        tracing::info!(%peer, user = %verified.user, ?answer, "refusing a device the tracker does not vouch for");
                     }
                     let _ = reply.send(ok);
                 });
@@ -633,21 +665,26 @@ async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
     }
 }
 
-/// Asks the tracker whether a peer's device is still valid. Without a
-/// tracker, the organisation's signature is all there is to go on.
-async fn confirm_device(client: Option<TrackerClient>, v: &crate::mesh::Verified) -> bool {
-    let Some(client) = client else { return true };
-    match client.request(Request::LookupPeer { user: v.user.clone() }).await {
+/// Asks the tracker whether a peer's device is still valid: its user is
+/// enabled and the device holds a current certificate for this PeerId.
+async fn confirm_device(client: Option<TrackerClient>, user: &str, device: DeviceId, peer_id: &[u8]) -> Answer {
+    let Some(client) = client else { return Answer::Unknown };
+    match client.request(Request::LookupPeer { user: user.to_owned() }).await {
         Ok(Response::Peer(info)) => {
-            info.known.iter().any(|c| c.body.device_id == v.device && c.body.peer_id == v.cert.body.peer_id)
+            let known = info.known.iter().any(|c| c.body.device_id == device && c.body.peer_id == peer_id);
+            if known { Answer::Valid } else { Answer::Invalid }
         }
-        Ok(_) => true,
+        Ok(_) => Answer::Unknown,
         Err(e) => match e.body() {
             // The user is gone or disabled.
-            Some(b) if b.code == ErrorCode::NotFound => false,
-            _ => true,
+            Some(b) if b.code == ErrorCode::NotFound => Answer::Invalid,
+            _ => Answer::Unknown,
         },
     }
+}
+
+fn lock(trust: &Mutex<Trust>) -> std::sync::MutexGuard<'_, Trust> {
+    trust.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Sends one receipt per sender for `messages` (id, sending user).

@@ -167,6 +167,7 @@ enum Command {
     Connect { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<PeerSummary, MeshError>> },
     Request { peer: PeerId, req: PeerRequest, reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>> },
     Peers { reply: oneshot::Sender<Vec<PeerSummary>> },
+    Revoke { peer: PeerId, reason: String },
 }
 
 /// Handle to the mesh task.
@@ -247,6 +248,13 @@ impl Mesh {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| MeshError::Stopped)?;
         rx.await.map_err(|_| MeshError::Stopped)?
+    }
+
+    /// Stops trusting a peer whose device's access ended: closes every
+    /// connection to it; it must pass the hello (and the owner's check)
+    /// again to be heard.
+    pub async fn revoke(&self, peer: PeerId, reason: impl Into<String>) {
+        let _ = self.tx.send(Command::Revoke { peer, reason: reason.into() }).await;
     }
 
     /// Verified peers with their paths and round-trip times.
@@ -395,6 +403,11 @@ impl Actor {
                 }
                 let id = self.swarm.behaviour_mut().peer.send_request(&peer, req.clone());
                 self.outbound.insert(id, Outbound::User { reply, retry: Some(req) });
+            }
+            Command::Revoke { peer, reason } => {
+                if self.peers.is_connected(&peer) || self.peers.is_verified(&peer) {
+                    self.refuse(peer, reason);
+                }
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.summaries());

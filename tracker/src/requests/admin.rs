@@ -1,14 +1,11 @@
 //! Admin requests over the control plane; the operations themselves live in
-//! [`crate::admin`] and are shared with the admin CLI. Disabling a user or
-//! revoking a device also ends their relay access here, at once.
+//! [`crate::admin`] and are shared with the admin CLI. What a change ends
+//! (sessions, relay access, peers' trust) ends here at once, not at the
+//! next poll of the admin watch.
 
 use super::{ConnCtx, store_error};
-use crate::admin;
-use crate::clock::now_ms;
-use crate::hub::SessionFilter;
-use crate::relay;
 use crate::state::State;
-use skein_proto::bytes::DeviceId;
+use crate::{admin, admin_watch};
 use skein_proto::control::{AdminRequest, AdminResponse, RelayPeerBytes, RelayStats, Response};
 use skein_proto::{ErrorBody, ErrorCode};
 
@@ -20,43 +17,19 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
     }
     tracing::info!(admin = %authed.live.user, request = ?req, "admin request");
     let store = &state.store;
-    let cost = &state.config.password_cost;
-    let ended = match req {
+    let passwords = &state.passwords;
+    let change = match req {
         AdminRequest::AddUser(new) => {
-            admin::add_user(store, new, cost).await?;
+            admin::add_user(store, new, passwords).await?;
             None
         }
-        AdminRequest::SetDisabled { user, disabled } => {
-            let u = admin::set_disabled(store, &user, disabled).await?;
-            if disabled {
-                relay::sync::revoke_user(store, &state.relay, u.id).await.map_err(store_error)?;
-            }
-            disabled.then(|| {
-                (
-                    SessionFilter::User(u.id),
-                    ErrorBody::new(ErrorCode::AccountDisabled, "your account was disabled by an administrator"),
-                )
-            })
-        }
-        AdminRequest::SetPassword { user, password } => {
-            let u = admin::set_password(store, &user, password, cost).await?;
-            Some((
-                SessionFilter::User(u.id),
-                ErrorBody::new(ErrorCode::SessionRevoked, "your password was changed; log in again"),
-            ))
-        }
+        AdminRequest::SetDisabled { user, disabled } => Some(admin::set_disabled(store, &user, disabled).await?),
+        AdminRequest::SetPassword { user, password } => Some(admin::set_password(store, &user, password, passwords).await?),
         AdminRequest::AddDepartment { path } => {
             admin::add_department(store, &path).await?;
             None
         }
-        AdminRequest::RevokeDevice { user, device_id } => {
-            let u = admin::revoke_device(store, &user, device_id.0).await?;
-            relay::sync::revoke_device(store, &state.relay, u.id, device_id.0).await.map_err(store_error)?;
-            Some((
-                SessionFilter::Device(u.id, DeviceId(device_id.0)),
-                ErrorBody::new(ErrorCode::SessionRevoked, "this device was revoked by an administrator"),
-            ))
-        }
+        AdminRequest::RevokeDevice { user, device_id } => Some(admin::revoke_device(store, &user, device_id.0).await?),
         AdminRequest::RelayStats => {
             let s = state.relay.stats().await;
             let stats = RelayStats {
@@ -72,10 +45,10 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
             return Ok(Response::Admin(AdminResponse::RelayStats(stats)));
         }
     };
-    match ended {
-        // Ending here is immediate; the admin watcher would do it within a poll.
-        Some((filter, reason)) => {
-            let count = state.hub.end_sessions(filter, now_ms(), reason).await;
+    match change.and_then(|c| c.event) {
+        // Acting here is immediate; the admin watch would within a poll.
+        Some(event) => {
+            let count = admin_watch::apply(store, &state.hub, &state.relay, &event).await.map_err(store_error)?;
             Ok(Response::Admin(AdminResponse::SessionsEnded { count }))
         }
         None => Ok(Response::Admin(AdminResponse::Done)),

@@ -36,6 +36,8 @@ pub struct ConnCtx {
     pub id: ConnId,
     /// Peer address.
     pub remote: SocketAddr,
+    /// The control protocol version agreed in the handshake.
+    pub protocol: u16,
     /// Set once logged in.
     pub session: Option<Authed>,
     /// The connection's outgoing queue.
@@ -95,12 +97,22 @@ fn relay_info(state: &State) -> Response {
     })
 }
 
+/// Maps a password-hashing failure to an answer.
+pub fn password_error(e: crate::passwords::PasswordError) -> ErrorBody {
+    match e {
+        crate::passwords::PasswordError::Busy(wait) => ErrorBody::new(ErrorCode::Unavailable, e.to_string())
+            .retry_after(u32::try_from(wait.as_millis()).unwrap_or(u32::MAX)),
+        other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
+    }
+}
+
 /// Maps a store failure to an answer; internal details go to the log only.
 pub fn store_error(e: StoreError) -> ErrorBody {
     match e {
         StoreError::Conflict(m) => ErrorBody::new(ErrorCode::Conflict, m),
         StoreError::NotFound(m) => ErrorBody::new(ErrorCode::NotFound, m),
         e @ StoreError::MailboxFull { .. } => ErrorBody::new(ErrorCode::MailboxFull, e.to_string()),
+        e @ StoreError::TooManyDevices { .. } => ErrorBody::new(ErrorCode::Conflict, e.to_string()),
         other => {
             tracing::error!(error = %other, "store failure");
             ErrorBody::new(

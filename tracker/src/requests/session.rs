@@ -5,13 +5,15 @@
 //! with the hub. Resume rotates the
 //! token: the old one stops working the moment the new one is handed out.
 
-use super::{Authed, ConnCtx, store_error};
-use crate::auth::{check_password_policy, hash_password, new_token, token_hash, verify_password};
+use super::{Authed, ConnCtx, password_error, store_error};
+use crate::admin::{EVENT_SESSIONS_REVOKED, EVENT_SIGNED_OUT};
+use crate::admin_watch;
+use crate::auth::{check_password_policy, new_token, token_hash};
 use crate::clock::now_ms;
-use crate::hub::{LiveSession, SessionFilter};
+use crate::hub::LiveSession;
 use crate::relay;
 use crate::state::State;
-use crate::store::{DeviceRecord, SessionRecord, SessionStart, StoreError, UserRecord};
+use crate::store::{AccessEnd, DeviceRecord, DeviceScope, SessionRecord, SessionStart, StoreError, UserRecord};
 use skein_proto::control::{DeviceHello, Login, PresenceStatus, Response, Resume, Session, UserEntry};
 use skein_proto::device::DeviceCertBody;
 use skein_proto::limits::{MAX_PASSWORD, MAX_TEXT_FIELD, valid_user_name};
@@ -34,8 +36,12 @@ fn device_revoked() -> ErrorBody {
 
 fn throttled(wait: std::time::Duration) -> ErrorBody {
     let ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
-    ErrorBody::new(ErrorCode::Throttled, format!("too many failed logins; try again in {} s", wait.as_secs().max(1)))
-        .retry_after(ms)
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ErrorBody::new(
+        ErrorCode::Throttled,
+        format!("too many failed logins; try again in {secs} s, or from a network you have logged in from before"),
+    )
+    .retry_after(ms)
 }
 
 fn check_device(d: &DeviceHello) -> Result<(), ErrorBody> {
@@ -52,62 +58,71 @@ fn check_device(d: &DeviceHello) -> Result<(), ErrorBody> {
 }
 
 /// Password login.
+///
+/// The attempt is counted against the account and the source network
+/// before the password is checked (see `login_guard.rs`), and the check
+/// waits for a hashing slot (see `passwords.rs`), so a burst of parallel
+/// guesses costs a bounded number of argon2 runs and bounded memory.
 pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Response, ErrorBody> {
     if ctx.session.is_some() {
         return Err(ErrorBody::new(ErrorCode::Conflict, "this connection is already logged in"));
     }
     check_device(&login.device)?;
-    let ip = ctx.remote.ip();
     let name = login.user.trim().to_lowercase();
-    let now = Instant::now();
-    state
-        .with_throttles(|t| {
-            t.addresses.check(&ip, now)?;
-            t.accounts.check(&name, now)
-        })
-        .map_err(throttled)?;
+    let admission = state.with_guard(|g| g.admit(&name, ctx.remote.ip(), Instant::now())).map_err(throttled)?;
     if !valid_user_name(&name) || login.password.len() > MAX_PASSWORD {
-        state.with_throttles(|t| t.addresses.fail(&ip, now));
         return Err(bad_credentials());
     }
     let user = state.store.user_by_name(&name).await.map_err(store_error)?;
-    let ok = verify_password(login.password, user.as_ref().map(|u| u.password_hash.clone()))
+    let ok = state
+        .passwords
+        .verify(login.password, user.as_ref().map(|u| u.password_hash.clone()))
         .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(password_error)?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
-            state.with_throttles(|t| {
-                t.addresses.fail(&ip, now);
-                t.accounts.fail(&name, now);
-            });
             tracing::info!(user = %name, remote = %ctx.remote, "failed login");
             return Err(bad_credentials());
         }
     };
-    state.with_throttles(|t| t.accounts.succeed(&name));
+    state.with_guard(|g| g.succeeded(admission, Instant::now()));
     if user.disabled {
-        return Err(ErrorBody::new(
-            ErrorCode::AccountDisabled,
-            format!("account {name} is disabled; ask an administrator"),
-        ));
+        return Err(account_disabled(&name));
     }
     let token = new_token();
     let now_ms = now_ms();
     let expires = now_ms + state.config.session_ttl.as_millis() as u64;
     check_device_not_revoked(state, &user, &login.device).await?;
-    let start = SessionStart::Create(SessionRecord {
-        token_hash: token_hash(&token),
-        user_id: user.id,
-        device_id: login.device.device_id.0,
-        created_at_ms: now_ms as i64,
-        expires_at_ms: expires as i64,
-        revoked: false,
-    });
+    let start = SessionStart::Login {
+        session: SessionRecord {
+            token_hash: token_hash(&token),
+            user_id: user.id,
+            device_id: login.device.device_id.0,
+            created_at_ms: now_ms as i64,
+            expires_at_ms: expires as i64,
+            revoked: false,
+        },
+        epoch: user.session_epoch,
+        max_devices: state.config.max_devices_per_user,
+    };
     let device_id = login.device.device_id;
-    let response = establish(state, ctx, user, login.device, start, token, expires).await?;
+    let response = establish(state, ctx, user, login.device, start, token, expires).await.map_err(|e| {
+        if e.code == ErrorCode::SessionRevoked {
+            ErrorBody::new(
+                ErrorCode::SessionRevoked,
+                format!("account {name} changed while logging in (password reset or account disabled); log in again"),
+            )
+        } else {
+            e
+        }
+    })?;
     tracing::info!(user = %name, device = %device_id, remote = %ctx.remote, "logged in");
     Ok(response)
+}
+
+fn account_disabled(name: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::AccountDisabled, format!("account {name} is disabled; ask an administrator"))
 }
 
 /// Token resume with rotation.
@@ -116,15 +131,14 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
         return Err(ErrorBody::new(ErrorCode::Conflict, "this connection is already logged in"));
     }
     check_device(&resume.device)?;
-    let ip = ctx.remote.ip();
-    let now = Instant::now();
-    state.with_throttles(|t| t.addresses.check(&ip, now)).map_err(throttled)?;
+    let admission = state.with_guard(|g| g.admit_network(ctx.remote.ip(), Instant::now())).map_err(throttled)?;
     let old = token_hash(&resume.token);
     let now_ms = now_ms();
     let Some((sess, user)) = state.store.session_and_user(&old).await.map_err(store_error)? else {
-        state.with_throttles(|t| t.addresses.fail(&ip, now));
         return Err(session_ended());
     };
+    // A known token, even an ended one, is no guess.
+    state.with_guard(|g| g.succeeded(admission, Instant::now()));
     if sess.revoked {
         return Err(session_ended());
     }
@@ -138,10 +152,7 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
         return Err(ErrorBody::new(ErrorCode::SessionRevoked, "this session belongs to another device; log in again"));
     }
     if user.disabled {
-        return Err(ErrorBody::new(
-            ErrorCode::AccountDisabled,
-            format!("account {} is disabled; ask an administrator", user.name),
-        ));
+        return Err(account_disabled(&user.name));
     }
     check_device_not_revoked(state, &user, &resume.device).await?;
     let token = new_token();
@@ -215,7 +226,8 @@ async fn establish(
         user: user.name.clone(),
         device_id: device.device_id,
         token_hash: token_hash(&token),
-        started_ms: now,
+        started_ms: now_ms(),
+        protocol: ctx.protocol,
     };
     state.hub.register(ctx.id, live.clone(), ctx.out.clone(), ctx.end.clone()).await;
     ctx.session = Some(Authed { live, admin: user.admin, expires_at_ms: expires });
@@ -247,23 +259,23 @@ pub fn user_entry(u: &UserRecord, presence: Option<(PresenceStatus, u64)>) -> Us
     }
 }
 
-/// Ends this session and revokes its token.
+/// Ends this session: its token, and this device's certificate, so that
+/// neither the relay nor its peers accept the device until it logs in
+/// again. Other trackers and the device's peers hear of it through the
+/// admin event this records.
 pub async fn logout(state: &State, ctx: &mut ConnCtx) -> Result<Response, ErrorBody> {
     let authed = ctx.authed()?.clone();
-    state.store.revoke_session(&authed.live.token_hash).await.map_err(store_error)?;
-    state
-        .hub
-        .end_sessions(
-            SessionFilter::Token(authed.live.token_hash),
-            u64::MAX,
-            ErrorBody::new(ErrorCode::SessionRevoked, "logged out"),
-        )
-        .await;
-    tracing::info!(user = %authed.live.user, "logged out");
+    let (user_id, device) = (authed.live.user_id, authed.live.device_id);
+    let end = AccessEnd::new(user_id, DeviceScope::One(device.0), EVENT_SIGNED_OUT, now_ms() as i64);
+    let event = state.store.end_access(end).await.map_err(store_error)?;
+    admin_watch::apply(&state.store, &state.hub, &state.relay, &event).await.map_err(store_error)?;
+    tracing::info!(user = %authed.live.user, device = %device, "logged out");
     Ok(Response::Ok)
 }
 
-/// Changes the own password, given the current one.
+/// Changes the own password, given the current one. Guessing the current
+/// password is throttled like a login; the change ends every other session
+/// and device certificate of the user, and this connection stays.
 pub async fn change_password(
     state: &State,
     ctx: &mut ConnCtx,
@@ -271,22 +283,27 @@ pub async fn change_password(
     new: String,
 ) -> Result<Response, ErrorBody> {
     let authed = ctx.authed()?.clone();
+    check_password_policy(&new).map_err(|m| ErrorBody::new(ErrorCode::InvalidInput, m))?;
     let user = state
         .store
         .user_by_id(authed.live.user_id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "your account no longer exists"))?;
-    let ok = verify_password(old, Some(user.password_hash.clone()))
-        .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-    if !ok {
+    let admission =
+        state.with_guard(|g| g.admit_strict(&user.name, ctx.remote.ip(), Instant::now())).map_err(throttled)?;
+    if old.len() > MAX_PASSWORD
+        || !state.passwords.verify(old, Some(user.password_hash.clone())).await.map_err(password_error)?
+    {
         return Err(ErrorBody::new(ErrorCode::BadCredentials, "the current password is wrong"));
     }
-    check_password_policy(&new).map_err(|m| ErrorBody::new(ErrorCode::InvalidInput, m))?;
-    let hash = hash_password(new, state.config.password_cost.clone())
-        .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-    state.store.set_password_hash(&user.name, &hash).await.map_err(store_error)?;
+    state.with_guard(|g| g.succeeded(admission, Instant::now()));
+    let hash = state.passwords.hash(new).await.map_err(password_error)?;
+    let keep = DeviceScope::AllBut(authed.live.device_id.0);
+    let mut end = AccessEnd::new(user.id, keep, EVENT_SESSIONS_REVOKED, now_ms() as i64);
+    end.password_hash = Some(hash);
+    let event = state.store.end_access(end).await.map_err(store_error)?;
+    let ended = admin_watch::apply(&state.store, &state.hub, &state.relay, &event).await.map_err(store_error)?;
+    tracing::info!(user = %user.name, other_sessions_ended = ended, "password changed");
     Ok(Response::Ok)
 }

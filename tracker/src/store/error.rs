@@ -52,6 +52,14 @@ pub enum StoreError {
         /// Which limit, such as "at most 1000 items per device".
         limit: String,
     },
+    /// The user has as many devices signed in as the organisation allows.
+    #[error(
+        "you already have {limit} devices signed in, the most allowed; sign out on one of them (`skein logout`) or ask an administrator to revoke one"
+    )]
+    TooManyDevices {
+        /// The most devices with a valid certificate per user.
+        limit: u32,
+    },
     /// An argument is malformed, such as an empty department path segment.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -9,7 +9,7 @@
 //! (and then skip N forever). SQLite serialises writers anyway.
 
 use super::{Backend, Store, StoreError, fixed};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use sqlx::any::AnyRow;
 
 /// One admin event.
@@ -37,18 +37,7 @@ impl Store {
         at_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("LOCK TABLE admin_events IN EXCLUSIVE MODE").execute(&mut *tx).await?;
-        }
-        let seq = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO admin_events (kind, user_id, device_id, at_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
-        )
-        .bind(kind)
-        .bind(user_id)
-        .bind(device_id.map(|d| d.to_vec()))
-        .bind(at_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+        let seq = insert_event(&mut tx, self.backend(), kind, user_id, device_id, at_ms).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -83,4 +72,29 @@ fn event_from_row(row: &AnyRow) -> Result<AdminEvent, StoreError> {
         device_id: device_id.map(|d| fixed(d, "event device id")).transpose()?,
         at_ms: row.try_get("at_ms")?,
     })
+}
+
+/// Appends an event inside a write transaction; on PostgreSQL the table
+/// lock it takes is held until that transaction ends.
+pub(super) async fn insert_event(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    kind: &str,
+    user_id: i64,
+    device_id: Option<[u8; 16]>,
+    at_ms: i64,
+) -> Result<i64, StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("LOCK TABLE admin_events IN EXCLUSIVE MODE").execute(&mut *conn).await?;
+    }
+    let seq = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO admin_events (kind, user_id, device_id, at_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
+    )
+    .bind(kind)
+    .bind(user_id)
+    .bind(device_id.map(|d| d.to_vec()))
+    .bind(at_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(seq)
 }

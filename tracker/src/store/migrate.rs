@@ -21,14 +21,18 @@ struct Embedded {
     sql: &'static str,
 }
 
-const SQLITE: &[Embedded] =
-    &[Embedded { version: 1, description: "init", sql: include_str!("../../migrations/sqlite/0001_init.sql") }];
+const SQLITE: &[Embedded] = &[
+    Embedded { version: 1, description: "init", sql: include_str!("../../migrations/sqlite/0001_init.sql") },
+    Embedded { version: 2, description: "trust", sql: include_str!("../../migrations/sqlite/0002_trust.sql") },
+];
 
-const POSTGRES: &[Embedded] =
-    &[Embedded { version: 1, description: "init", sql: include_str!("../../migrations/postgres/0001_init.sql") }];
+const POSTGRES: &[Embedded] = &[
+    Embedded { version: 1, description: "init", sql: include_str!("../../migrations/postgres/0001_init.sql") },
+    Embedded { version: 2, description: "trust", sql: include_str!("../../migrations/postgres/0002_trust.sql") },
+];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 1;
+pub const CODE_VERSION: i64 = 2;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

@@ -18,6 +18,7 @@
 //!
 //! The store takes plain byte arrays and integers, never wire types.
 
+mod access;
 mod departments;
 mod devices;
 mod error;
@@ -28,6 +29,7 @@ mod sessions;
 mod settings;
 mod users;
 
+pub use access::{AccessEnd, DeviceScope};
 pub use departments::DeptRecord;
 pub use devices::DeviceRecord;
 pub use error::{StoreError, redact_url};

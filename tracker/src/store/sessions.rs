@@ -39,8 +39,20 @@ pub type Issue<T> = Box<dyn FnOnce(u64) -> Result<(DeviceRecord, T), StoreError>
 /// How a login or resume changes the sessions.
 #[derive(Debug, Clone)]
 pub enum SessionStart {
-    /// A password login: a new session.
+    /// A new session, stored as it is (no check of the user).
     Create(SessionRecord),
+    /// A password login: a new session, stored only if the user is still
+    /// enabled at the session epoch read before the password was checked,
+    /// and has fewer than `max_devices` other devices with a valid
+    /// certificate.
+    Login {
+        /// The session to store.
+        session: SessionRecord,
+        /// The user's session epoch when the password was checked.
+        epoch: i64,
+        /// Most devices with a valid certificate per user.
+        max_devices: u32,
+    },
     /// A resume: the old token's session is revoked and a new one takes
     /// its place (see [`Store::rotate_session`]).
     Rotate {
@@ -218,6 +230,20 @@ async fn start_in<T>(conn: &mut AnyConnection, start: &SessionStart, issue: Issu
     if !apply_start(conn, start).await? {
         return Ok(None);
     }
+    if let SessionStart::Login { session, max_devices, .. } = start {
+        let others = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM devices \
+             WHERE user_id = $1 AND device_id <> $2 AND revoked = 0 AND cert_expires_at_ms > $3",
+        )
+        .bind(session.user_id)
+        .bind(&session.device_id[..])
+        .bind(session.created_at_ms)
+        .fetch_one(&mut *conn)
+        .await?;
+        if others >= i64::from(*max_devices) {
+            return Err(StoreError::TooManyDevices { limit: *max_devices });
+        }
+    }
     let serial = next_serial_on(conn).await?;
     let (device, issued) = issue(serial)?;
     upsert_device_on(conn, &device).await?;
@@ -242,11 +268,36 @@ async fn insert_session(conn: &mut AnyConnection, session: &SessionRecord) -> Re
     Ok(())
 }
 
+/// Takes the user's row for the rest of the transaction, if the user is
+/// enabled (and at `epoch`, when given). A change that ends the user's
+/// access takes the same row first (see `access.rs`), so one of the two
+/// waits for the other: either this start sees the change and stops, or
+/// the change, coming after, also ends what this start stored.
+async fn hold_user(conn: &mut AnyConnection, user_id: i64, epoch: Option<i64>) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE users SET session_epoch = session_epoch \
+         WHERE id = $1 AND disabled = 0 AND ($2 < 0 OR session_epoch = $2)",
+    )
+    .bind(user_id)
+    .bind(epoch.unwrap_or(-1))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Applies a session change inside a write transaction; `false` when a
-/// rotation found nothing usable to rotate.
+/// rotation found nothing usable to rotate, or a login found its user
+/// changed.
 async fn apply_start(conn: &mut AnyConnection, start: &SessionStart) -> Result<bool, StoreError> {
     let (old_hash, new_hash, new_expires_ms, now_ms) = match start {
         SessionStart::Create(session) => {
+            insert_session(conn, session).await?;
+            return Ok(true);
+        }
+        SessionStart::Login { session, epoch, .. } => {
+            if !hold_user(conn, session.user_id, Some(*epoch)).await? {
+                return Ok(false);
+            }
             insert_session(conn, session).await?;
             return Ok(true);
         }
@@ -254,6 +305,14 @@ async fn apply_start(conn: &mut AnyConnection, start: &SessionStart) -> Result<b
             (old_hash, new_hash, *new_expires_ms, *now_ms)
         }
     };
+    let owner = sqlx::query_scalar::<_, i64>("SELECT user_id FROM sessions WHERE token_hash = $1")
+        .bind(&old_hash[..])
+        .fetch_optional(&mut *conn)
+        .await?;
+    match owner {
+        Some(user_id) if hold_user(conn, user_id, None).await? => {}
+        _ => return Ok(false),
+    }
     let old = sqlx::query(
         "UPDATE sessions SET revoked = 1 \
          WHERE token_hash = $1 AND revoked = 0 AND expires_at_ms > $2 \

@@ -58,6 +58,9 @@ pub struct UserRecord {
     pub updated_at_ms: i64,
     /// Last time any device was connected; `None` if never.
     pub last_seen_ms: Option<i64>,
+    /// Bumped each time all the user's sessions end (a password set, the
+    /// account disabled): a login that read an older one is refused.
+    pub session_epoch: i64,
 }
 
 impl fmt::Debug for NewUserRecord {
@@ -83,11 +86,11 @@ impl fmt::Debug for UserRecord {
 }
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.name, u.display_name, u.password_hash, d.path AS dept_path, \
-     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms";
+     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms, u.session_epoch";
 
 const USER_SELECT: &str = "SELECT u.id, u.name, u.display_name, u.password_hash, d.path AS dept_path, \
-     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms \
-     FROM users u LEFT JOIN departments d ON d.id = u.dept_id";
+     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms, \
+     u.session_epoch FROM users u LEFT JOIN departments d ON d.id = u.dept_id";
 
 /// A bind value for dynamically built queries.
 enum Arg {
@@ -292,5 +295,6 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         last_seen_ms: row.try_get("last_seen_ms")?,
+        session_epoch: row.try_get("session_epoch")?,
     })
 }

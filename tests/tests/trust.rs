@@ -1,0 +1,200 @@
+//! Trust that ends when it should, end to end: parallel password guesses
+//! cost a bounded number of hashes; a password reset ends the old device's
+//! peer connections at once and keeps it out; a password change is
+//! throttled and ends the user's other sessions; a user's devices are
+//! capped.
+
+use skein_node::profile::Profile;
+use skein_node::session::{self, SessionError};
+use skein_proto::ErrorCode;
+use skein_proto::control::{Event, Request, Response};
+use skein_proto::peer::{MessageBody, PeerResponse};
+use skein_tests::{RawDevice, TestTracker, daemon, init, login_profile, tracker_with_users, wait_for};
+use std::time::{Duration, Instant};
+
+const PW: &str = "correct horse battery";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_password_logins_cost_a_bounded_number_of_hashes() {
+    let t = tracker_with_users(&["alice"], PW).await;
+    // The throttle lets one more guess through each time a lockout (1 s,
+    // then 2, 4, ...) runs out while the burst is still arriving.
+    let allowed = |free: u64, since: Instant| free + 1 + (since.elapsed().as_secs_f64() + 1.0).log2().floor() as u64;
+    let start = Instant::now();
+    let state = t.running().state().clone();
+    let free = t.config.account_throttle.free_failures as u64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tries: Vec<_> = (0..200)
+        .map(|i| {
+            let (addr, ca, profile) = (t.address(), t.ca_path(), Profile::new(dir.path().join(format!("p{i}"))));
+            tokio::spawn(async move { session::login(&profile, &addr, &ca, "alice", "not the password".into()).await })
+        })
+        .collect();
+    let (mut wrong, mut throttled) = (0, 0);
+    for attempt in tries {
+        let e = attempt.await.expect("task").map(|_| ()).expect_err("a wrong password never logs in");
+        match e.code() {
+            Some(ErrorCode::BadCredentials) => wrong += 1,
+            Some(ErrorCode::Throttled) => throttled += 1,
+            other => panic!("unexpected answer {other:?}: {e}"),
+        }
+    }
+    let runs = state.passwords.runs();
+    let most = allowed(free, start);
+    assert!(runs <= most, "{runs} argon2 runs for 200 parallel guesses; at most {most} allowed");
+    assert_eq!(wrong as u64, runs, "every hash checked answered a wrong password");
+    assert_eq!(wrong + throttled, 200, "every attempt got an answer");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    assert!(state.passwords.peak() <= cores, "at most one hash per core at a time, saw {}", state.passwords.peak());
+
+    // Guessing across many accounts from one network is bounded too.
+    let before = state.passwords.runs();
+    let start = Instant::now();
+    let tries: Vec<_> = (0..200)
+        .map(|i| {
+            let (addr, ca, profile) = (t.address(), t.ca_path(), Profile::new(dir.path().join(format!("q{i}"))));
+            tokio::spawn(async move { session::login(&profile, &addr, &ca, &format!("user{i}"), "guess".into()).await })
+        })
+        .collect();
+    for attempt in tries {
+        let _ = attempt.await.expect("task");
+    }
+    let network_free = t.config.address_throttle.free_failures as u64;
+    let runs = state.passwords.runs() - before;
+    let most = allowed(network_free, start);
+    assert!(runs <= most, "{runs} hashes for 200 guesses from one address; at most {most} allowed");
+    assert!(state.passwords.peak() <= cores);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_password_reset_the_old_device_is_dropped_by_its_peers_and_kept_out() {
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bob_dir = login_profile(&t, dir.path(), "bob", "bob", PW).await;
+    let mut bob = daemon(&bob_dir, &[]);
+    bob.wait_line(DEADLINE, "bob's daemon connected", |l| l.contains(r#""type":"connected""#)).await;
+    let alice = RawDevice::login(&t, &dir.path().join("alice"), "alice", PW).await;
+    let (_, answers) = alice.deliver("bob", MessageBody::Text("hi".into())).await;
+    assert!(matches!(answers[..], [PeerResponse::Stored { .. }]), "{answers:?}");
+    let Response::Peer(info) = alice.session.client.request(Request::LookupPeer { user: "bob".into() }).await.expect("lookup")
+    else {
+        panic!("expected bob's devices")
+    };
+    let device = &info.online[0];
+    let bob_peer = libp2p::PeerId::from_bytes(&device.cert.body.peer_id).expect("peer id");
+    let bob_addrs: Vec<libp2p::Multiaddr> = device.addresses.listen.iter().filter_map(|a| a.parse().ok()).collect();
+    assert!(alice.mesh.peers().await.iter().any(|p| p.peer == bob_peer));
+
+    // An administrator resets alice's password, from outside the tracker.
+    let store = t.store().await;
+    skein_tracker::admin::set_password(&store, "alice", "a new password".into(), &t.passwords())
+        .await
+        .expect("reset");
+    store.close().await;
+    let reset = Instant::now();
+    bob.wait_line(DEADLINE, "bob told alice's device is revoked", |l| {
+        l.contains(r#""type":"peer_revoked""#) && l.contains(r#""user":"alice""#)
+    })
+    .await;
+    let mesh = alice.mesh.clone();
+    wait_for(Duration::from_secs(2), "bob to close the connection to alice's old device", || {
+        let mesh = mesh.clone();
+        async move { (!mesh.peers().await.iter().any(|p| p.peer == bob_peer)).then_some(()) }
+    })
+    .await;
+    println!("the live connection closed {:?} after the reset", reset.elapsed());
+
+    // The old device cannot come back: bob asks the tracker, which says no.
+    let again = alice.mesh.connect(bob_peer, bob_addrs).await;
+    assert!(again.is_err(), "alice's old device must be refused, got {again:?}");
+    let alice_peer = alice.mesh.peer_id().to_string();
+    bob.wait_line(DEADLINE, "bob refusing alice's old device", |l| {
+        l.contains(r#""type":"peer_refused""#) && l.contains(&alice_peer) && l.contains("revoked")
+    })
+    .await;
+}
+
+fn code(e: &SessionError) -> Option<ErrorCode> {
+    e.code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_password_ends_the_other_sessions_and_guesses_are_throttled() {
+    let t = tracker_with_users(&["alice"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let here = skein_tests::login(&t, &dir.path().join("laptop"), "alice", PW).await;
+    let mut there = skein_tests::login(&t, &dir.path().join("phone"), "alice", PW).await;
+
+    // Wrong current passwords are throttled like logins, even from a
+    // network the account has logged in from.
+    let mut answers = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let change = Request::ChangePassword { old: "a guess".into(), new: "whatever password".into() };
+        match here.client.request(change).await {
+            Err(e) => {
+                let body = e.body().expect("an answer from the tracker");
+                answers.push(body.code);
+                retry_after = body.retry_after_ms;
+            }
+            Ok(r) => panic!("a wrong current password changed it: {r:?}"),
+        }
+    }
+    let free = t.config.account_throttle.free_failures as usize;
+    assert!(answers[..=free].iter().all(|c| *c == ErrorCode::BadCredentials), "{answers:?}");
+    assert_eq!(answers[free + 1..], [ErrorCode::Throttled, ErrorCode::Throttled], "{answers:?}");
+    // After the wait the tracker names, the right password works.
+    tokio::time::sleep(Duration::from_millis(u64::from(retry_after.expect("a retry hint")))).await;
+    let change = Request::ChangePassword { old: PW.into(), new: "the new password".into() };
+    assert_eq!(here.client.request(change).await.expect("change"), Response::Ok);
+
+    let ended = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match there.events.recv().await {
+                Some(Event::SessionEnded(body)) => return body,
+                Some(_) => continue,
+                None => panic!("the phone's connection closed without a reason"),
+            }
+        }
+    })
+    .await
+    .expect("the phone's session ends");
+    assert_eq!(ended.code, ErrorCode::SessionRevoked, "{ended:?}");
+    // The laptop, which changed it, carries on.
+    let pong = here.client.request(Request::Ping { nonce: 7 }).await.expect("still connected");
+    assert!(matches!(pong, Response::Pong { nonce: 7, .. }), "{pong:?}");
+    // The phone's token is dead; its old password too.
+    let phone = Profile::new(dir.path().join("phone"));
+    assert_eq!(code(&session::resume(&phone).await.expect_err("ended")), Some(ErrorCode::SessionRevoked));
+    let old = session::login(&phone, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect_err("old password");
+    assert_eq!(code(&old), Some(ErrorCode::BadCredentials));
+    session::login(&phone, &t.address(), &t.ca_path(), "alice", "the new password".into())
+        .await
+        .expect("the new password works")
+        .client
+        .close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_has_at_most_the_configured_devices_signed_in() {
+    init();
+    let t = TestTracker::start_with(|mut c| {
+        c.max_devices_per_user = 2;
+        c
+    })
+    .await;
+    t.add_user("alice", PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = skein_tests::login(&t, &dir.path().join("one"), "alice", PW).await;
+    skein_tests::login(&t, &dir.path().join("two"), "alice", PW).await.client.close();
+    let third = Profile::new(dir.path().join("three"));
+    let e = session::login(&third, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect_err("over the cap");
+    assert_eq!(code(&e), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("2 devices") && e.to_string().contains("logout"), "{e}");
+    // The same device again is no new device.
+    skein_tests::login(&t, &dir.path().join("two"), "alice", PW).await.client.close();
+    // Signing out on one makes room.
+    assert_eq!(first.client.request(Request::Logout).await.expect("logout"), Response::Ok);
+    session::login(&third, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect("room now").client.close();
+}

@@ -1,0 +1,9 @@
+-- Skein tracker schema, version 2 (PostgreSQL): access that ends when it should.
+-- Keep in step with ../sqlite/0002_trust.sql.
+
+-- Bumped whenever all of a user's sessions end (password set, account
+-- disabled); a login checked against an older epoch is refused.
+ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
+
+-- Per-sender mailbox quotas sum a sender's waiting items.
+CREATE INDEX mailbox_sender ON mailbox (from_user_id);
