@@ -80,10 +80,8 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
         .expect("bob");
     let bob_cert = bob_login.saved.cert().expect("bob's cert");
 
-    // The real organisation key, read from the tracker's store, to mint an expired certificate.
-    let store = t.store().await;
-    let seed = store.get_setting("org_signing_key").await.expect("store").expect("org key");
-    let real_org = OrgSigningKey::from_bytes(&seed).expect("org signing key");
+    // The real organisation key, read from the tracker's data directory, to mint an expired certificate.
+    let real_org = OrgSigningKey::load(&t.config.org_key_path()).expect("org signing key");
     let now = skein_node::now_ms();
 
     type MakeCert<'a> = Box<dyn Fn(&PeerId) -> DeviceCert + 'a>;

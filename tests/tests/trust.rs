@@ -17,7 +17,11 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_password_logins_cost_a_bounded_number_of_hashes() {
-    let t = tracker_with_users(&["alice"], PW).await;
+    init();
+    // 200 handshakes at once on a small machine: no idle time-out may cut
+    // a connection that waits its turn.
+    let t = TestTracker::start_with(|c| c.idle_timeout(Duration::from_secs(60))).await;
+    t.add_user("alice", PW).await;
     // The throttle lets one more guess through each time a lockout (1 s,
     // then 2, 4, ...) runs out while the burst is still arriving.
     let allowed = |free: u64, since: Instant| free + 1 + (since.elapsed().as_secs_f64() + 1.0).log2().floor() as u64;
@@ -197,4 +201,54 @@ async fn a_user_has_at_most_the_configured_devices_signed_in() {
     // Signing out on one makes room.
     assert_eq!(first.client.request(Request::Logout).await.expect("logout"), Response::Ok);
     session::login(&third, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect("room now").client.close();
+}
+
+/// The private keys of a tracker's data directory, as the bytes that would
+/// give them away: the organisation seed, the relay's secret and the DER of
+/// the CA and tracker keys.
+fn key_material(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let mut keys = Vec::new();
+    let org = skein_certs::OrgSigningKey::load(&dir.join("org.key")).expect("org.key beside the CA key");
+    keys.push(("the organisation signing key".to_owned(), org.to_bytes().to_vec()));
+    let relay = std::fs::read(dir.join("relay.key")).expect("relay.key");
+    keys.push(("the relay key".to_owned(), relay[relay.len() - 32..].to_vec()));
+    for name in ["ca.key", "tracker.key"] {
+        let pem = std::fs::read_to_string(dir.join(name)).expect(name);
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(body).expect("PEM body");
+        keys.push((name.to_owned(), der));
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_holds_no_key_material() {
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Logins, devices, certificates and a resume: everything a tracker writes.
+    for user in ["alice", "bob"] {
+        let profile = Profile::new(dir.path().join(user));
+        session::login(&profile, &t.address(), &t.ca_path(), user, PW.into()).await.expect("login").client.close();
+        session::resume(&profile).await.expect("resume").client.close();
+    }
+    let data = t.config.data_dir.clone();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&data).expect("data directory") {
+        let path = entry.expect("entry").path();
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("tracker.db")) {
+            files.push((path.clone(), std::fs::read(&path).expect("database file")));
+        }
+    }
+    assert!(!files.is_empty(), "the SQLite files are in {}", data.display());
+    for (what, key) in key_material(&data) {
+        assert!(key.len() >= 32, "{what} is too short to search for");
+        for (path, bytes) in &files {
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_slice()),
+                "{} holds {what}",
+                path.display()
+            );
+        }
+    }
 }

@@ -184,6 +184,11 @@ impl TrackerConfig {
         self.data_dir.join("ca.key")
     }
 
+    /// Path of the organisation's device-signing key.
+    pub fn org_key_path(&self) -> PathBuf {
+        self.data_dir.join("org.key")
+    }
+
     /// Path of the tracker certificate.
     pub fn tracker_cert_path(&self) -> PathBuf {
         self.data_dir.join("tracker.pem")

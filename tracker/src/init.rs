@@ -93,7 +93,7 @@ pub async fn ensure_initialised(config: &TrackerConfig) -> Result<InitReport, In
         report.issued_cert = Some(names);
     }
     let store = Store::open(&config.database_url()).await?;
-    Org::load_or_init(&store, &config.org).await?;
+    Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
     if store.count_users().await? == 0 {
         let password = generate_password();
         let new = NewUser {

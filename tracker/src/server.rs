@@ -66,7 +66,7 @@ impl Tracker {
     /// initialised (see [`crate::init`]).
     pub async fn start(config: TrackerConfig) -> Result<RunningTracker, StartError> {
         let store = Store::open(&config.database_url()).await?;
-        let org = Org::load_or_init(&store, &config.org).await?;
+        let org = Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
         let server_config = tls::server_config(&config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;

@@ -1,5 +1,6 @@
-//! Organisation-wide key/value settings, such as the org signing key and
-//! the organisation's name. Values are opaque bytes.
+//! Organisation-wide key/value settings, such as the organisation's name
+//! and the public half of its signing key. Values are opaque bytes. No
+//! secret belongs here: anyone with a copy of the database can read them.
 
 use super::{Store, StoreError};
 
@@ -25,5 +26,11 @@ impl Store {
         self.get_setting(key)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("setting {key} vanished right after it was stored")))
+    }
+
+    /// Deletes the value under `key`; returns whether there was one.
+    pub async fn delete_setting(&self, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM settings WHERE key = $1").bind(key).execute(self.pool()).await?;
+        Ok(done.rows_affected() > 0)
     }
 }
