@@ -61,6 +61,8 @@ pub struct Cluster {
     pub tracker: Child,
     /// HOST:PORT of its control plane.
     pub addr: String,
+    /// The tracker's `run` arguments, to start it again.
+    run: Vec<String>,
 }
 
 impl Cluster {
@@ -70,12 +72,28 @@ impl Cluster {
         let data = dir.path().join("tracker");
         let addr = format!("127.0.0.1:{}", free_port()?);
         let relay = format!("127.0.0.1:{}", free_port()?);
+        let mut run: Vec<String> = vec!["run".into(), "--data".into(), data.to_str().context("utf-8 path")?.into()];
+        run.extend(["--listen".into(), addr.clone(), "--relay-listen".into(), relay]);
+        run.extend(extra.iter().map(|e| (*e).to_owned()));
+        let tracker = Self::spawn(&run).await?;
+        Ok(Cluster { dir, tracker, addr, run })
+    }
+
+    async fn spawn(run: &[String]) -> Result<Child> {
         let mut cmd = Command::new(bin("skein-tracker")?);
-        cmd.args(["run", "--data"]).arg(&data).args(["--listen", &addr, "--relay-listen", &relay]).args(extra);
+        cmd.args(run);
         cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut tracker = cmd.kill_on_drop(true).spawn().context("starting skein-tracker")?;
         wait_line(&mut tracker, "the tracker's relay", |l| l.starts_with("Relay serving")).await?;
-        Ok(Cluster { dir, tracker, addr })
+        Ok(tracker)
+    }
+
+    /// Stops the tracker and starts it again on the same data and
+    /// addresses, so it begins with no memory left over from earlier work.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.tracker.kill().await.context("stopping skein-tracker")?;
+        self.tracker = Self::spawn(&self.run).await?;
+        Ok(())
     }
 
     /// The tracker's data directory.

@@ -9,9 +9,12 @@
 //!   (`benches/codec.rs`, `benches/seal.rs`).
 //!
 //! [`cluster`] starts the real `skein-tracker` and `skein` binaries;
-//! [`report`] holds the measurements and the table.
+//! [`report`] holds the measurements and the table; [`cpu`] reads what the
+//! CPU did during a scenario. The harness prints only what it measured in
+//! the run; explanations from profiles taken once are in the README.
 
 pub mod cluster;
+pub mod cpu;
 pub mod load;
 pub mod rawquic;
 pub mod report;

@@ -1,34 +1,52 @@
 //! The load generator: many simulated clients of one tracker from one
 //! process, over a handful of shared QUIC endpoints, with one small task
-//! per client (it reads; QUIC keep-alives keep it connected) and no threads
-//! of their own.
+//! per client (it reads, and pings when asked; QUIC keep-alives keep it
+//! connected) and no threads of their own.
 //!
 //! A simulated client speaks the control plane directly: hello, password
 //! login (or session resume), a presence subscription, then keep-alives.
-//! The tracker's memory is read from `/proc/PID/status` of its process.
+//! A client counts as held only while it answers: right after each memory
+//! reading every client sends the tracker a `Ping` on its connection and
+//! waits for the `Pong`, and the tracker's memory (from `/proc/PID/status`)
+//! is divided by the clients that answered, not by the logins that once
+//! succeeded.
 
 use crate::cluster::{Cluster, PASSWORD};
+use crate::cpu::{self, CpuWatch};
 use crate::report::{Row, Samples, ms};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use quinn::{Endpoint, RecvStream, SendStream};
 use skein_proto::bytes::{DeviceId, PublicKey, SessionToken};
 use skein_proto::control::*;
-use skein_proto::io::{read_frame, write_frame};
+use skein_proto::io::{FrameIoError, read_frame, write_frame};
 use skein_proto::limits::MAX_CONTROL_FRAME;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The user whose presence the fan-out measurement changes.
 const STAR: &str = "star";
-/// Endpoints (UDP sockets) the simulated clients share.
+/// Endpoints (UDP sockets) the simulated clients share, each on its own
+/// loopback address (127.0.0.1, 127.0.0.2, …): an organisation's clients
+/// come from many addresses, and the tracker throttles logins in flight
+/// per address, so the clients spread over these as they would over many.
 const ENDPOINTS: usize = 8;
+/// How long a held client may take to answer a ping before it counts as lost.
+const PING_WAIT: Duration = Duration::from_secs(10);
+/// Pings in flight at once when counting live clients.
+const PINGS_AT_ONCE: usize = 512;
 
-/// A client endpoint trusting the organisation CA at `ca`.
-pub fn endpoint(ca: &Path) -> Result<Endpoint> {
+/// The clients' endpoints, one per loopback address.
+fn endpoints(ca: &Path) -> Result<Vec<Endpoint>> {
+    (0..ENDPOINTS).map(|k| endpoint(ca, [127, 0, 0, 1 + k as u8])).collect()
+}
+
+/// A client endpoint on loopback address `ip` (127.0.0.1 where that cannot
+/// be bound), trusting the organisation CA at `ca`.
+pub fn endpoint(ca: &Path, ip: [u8; 4]) -> Result<Endpoint> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in skein_certs::rustls_io::load_certs(ca)? {
         roots.add(cert)?;
@@ -40,7 +58,8 @@ pub fn endpoint(ca: &Path) -> Result<Endpoint> {
         .with_no_client_auth();
     tls.alpn_protocols = vec![skein_proto::CONTROL_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut ep = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let mut ep = Endpoint::client(SocketAddr::from((ip, 0)))
+        .or_else(|_| Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     // QUIC keep-alives keep idle clients connected, as the tracker's idle
     // timeout is the connection's.
@@ -125,20 +144,82 @@ impl Sim {
     }
 
     /// Stays connected in the background (QUIC keep-alives); events for
-    /// `STAR`'s presence are reported as (client, status, arrival).
-    fn idle(self, index: usize, events: mpsc::UnboundedSender<(usize, PresenceStatus, Instant)>) {
-        let Sim { conn, send, mut recv, .. } = self;
+    /// `STAR`'s presence are reported as (client, status, arrival). The
+    /// returned handle asks the client to ping the tracker.
+    fn idle(self, index: usize, events: mpsc::UnboundedSender<(usize, PresenceStatus, Instant)>) -> Held {
+        let Sim { conn, mut send, recv, mut next, .. } = self;
+        let (ping, mut pings) = mpsc::channel::<oneshot::Sender<()>>(1);
         tokio::spawn(async move {
-            while let Ok(Some(frame)) = read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await {
-                if let ServerFrame::Event(Event::Presence(p)) = frame
-                    && p.user == STAR
-                {
-                    let _ = events.send((index, p.status, Instant::now()));
+            // The read is never cancelled half-way: it owns the stream and
+            // hands it back with each frame.
+            let mut reading = Box::pin(next_frame(recv));
+            let mut waiting: Option<(u32, u64, oneshot::Sender<()>)> = None;
+            loop {
+                tokio::select! {
+                    (recv, frame) = &mut reading => {
+                        match frame {
+                            Ok(Some(ServerFrame::Event(Event::Presence(p)))) if p.user == STAR => {
+                                let _ = events.send((index, p.status, Instant::now()));
+                            }
+                            Ok(Some(ServerFrame::Response { id, result: Ok(Response::Pong { nonce, .. }) }))
+                                if waiting.as_ref().is_some_and(|w| (w.0, w.1) == (id, nonce)) =>
+                            {
+                                if let Some((_, _, answered)) = waiting.take() {
+                                    let _ = answered.send(());
+                                }
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) | Err(_) => break,
+                        }
+                        reading = Box::pin(next_frame(recv));
+                    }
+                    Some(answered) = pings.recv(), if waiting.is_none() => {
+                        let (id, nonce) = (next, rand::random());
+                        next += 1;
+                        let req = ClientFrame::Request { id, req: Request::Ping { nonce } };
+                        if write_frame(&mut send, &req, MAX_CONTROL_FRAME).await.is_err() {
+                            break;
+                        }
+                        waiting = Some((id, nonce, answered));
+                    }
                 }
             }
             drop((conn, send));
         });
+        Held { ping }
     }
+}
+
+/// Reads the next frame, handing the stream back with it.
+async fn next_frame(mut recv: RecvStream) -> (RecvStream, Result<Option<ServerFrame>, FrameIoError>) {
+    let frame = read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await;
+    (recv, frame)
+}
+
+/// A simulated client held connected in the background.
+#[derive(Debug)]
+pub struct Held {
+    ping: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl Held {
+    /// Whether the client still gets an answer from the tracker: it sends a
+    /// `Ping` on its connection and waits up to `within` for the `Pong`.
+    pub async fn answers(&self, within: Duration) -> bool {
+        let (answered, rx) = oneshot::channel();
+        let asked = async { self.ping.send(answered).await.is_ok() && rx.await.is_ok() };
+        tokio::time::timeout(within, asked).await.unwrap_or(false)
+    }
+}
+
+/// Asks every held client to ping the tracker; returns how many answered.
+pub async fn count_live(held: &[Held]) -> usize {
+    futures::stream::iter(held)
+        .map(|h| h.answers(PING_WAIT))
+        .buffer_unordered(PINGS_AT_ONCE)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await
 }
 
 /// The resident memory of process `pid`, in bytes.
@@ -156,26 +237,29 @@ fn user_name(i: usize) -> String {
 /// Creates users `u000000`… through admin sessions, several at a time.
 async fn create_users(eps: &[Endpoint], addr: SocketAddr, count: usize) -> Result<()> {
     let per = count.div_ceil(ENDPOINTS);
-    let jobs = (0..ENDPOINTS).map(|k| {
-        let ep = eps[k % eps.len()].clone();
-        async move {
-            let mut admin = Sim::open(&ep, addr).await?;
-            admin.login("boss").await?;
-            for i in k * per..((k + 1) * per).min(count) {
-                let u = NewUser {
-                    name: user_name(i),
-                    display_name: format!("Load {i}"),
-                    password: PASSWORD.into(),
-                    department: None,
-                    title: None,
-                    email: None,
-                    phone: None,
-                    admin: false,
-                };
-                admin.ask(Request::Admin(AdminRequest::AddUser(u))).await?;
-            }
-            anyhow::Ok(())
+    // One session per endpoint, logged in one after another: the tracker
+    // counts an account's password attempts in flight from new addresses.
+    let mut admins = Vec::new();
+    for ep in eps.iter().take(ENDPOINTS) {
+        let mut admin = Sim::open(ep, addr).await?;
+        admin.login("boss").await?;
+        admins.push(admin);
+    }
+    let jobs = admins.into_iter().enumerate().map(|(k, mut admin)| async move {
+        for i in k * per..((k + 1) * per).min(count) {
+            let u = NewUser {
+                name: user_name(i),
+                display_name: format!("Load {i}"),
+                password: PASSWORD.into(),
+                department: None,
+                title: None,
+                email: None,
+                phone: None,
+                admin: false,
+            };
+            admin.ask(Request::Admin(AdminRequest::AddUser(u))).await?;
         }
+        anyhow::Ok(())
     });
     for r in futures::future::join_all(jobs).await {
         r?;
@@ -195,6 +279,9 @@ pub struct LoadPlan {
     pub subscribers: usize,
     /// How long each login measurement runs.
     pub login_time: Duration,
+    /// How long to keep the clients of the last step connected before
+    /// going on, to attach a profiler to the tracker (zero: not at all).
+    pub hold: Duration,
 }
 
 impl LoadPlan {
@@ -205,17 +292,25 @@ impl LoadPlan {
             beyond: Some((5_000, 20_000)),
             subscribers: 1_000,
             login_time: Duration::from_secs(5),
+            hold: Duration::ZERO,
         }
     }
 
     /// The quick run.
     pub fn quick() -> LoadPlan {
-        LoadPlan { steps: vec![200], beyond: None, subscribers: 100, login_time: Duration::from_secs(1) }
+        LoadPlan {
+            steps: vec![200],
+            beyond: None,
+            subscribers: 100,
+            login_time: Duration::from_secs(1),
+            hold: Duration::ZERO,
+        }
     }
 }
 
 /// Connects clients `from..to`, each logged in and subscribed; the first
-/// `subscribers` follow `STAR`, the rest a colleague.
+/// `subscribers` follow `STAR`, the rest a colleague. Returns the clients
+/// whose login and subscription succeeded.
 async fn connect_clients(
     eps: &[Endpoint],
     addr: SocketAddr,
@@ -223,8 +318,8 @@ async fn connect_clients(
     to: usize,
     subscribers: usize,
     events: &mpsc::UnboundedSender<(usize, PresenceStatus, Instant)>,
-) -> Result<usize> {
-    let results: Vec<Result<()>> = futures::stream::iter(from..to)
+) -> Vec<Held> {
+    let results: Vec<Result<Held>> = futures::stream::iter(from..to)
         .map(|i| {
             let ep = eps[i % eps.len()].clone();
             let events = events.clone();
@@ -233,18 +328,64 @@ async fn connect_clients(
                 sim.login(&user_name(i)).await?;
                 let follow = if i < subscribers { STAR.to_owned() } else { user_name((i + 1) % to.max(1)) };
                 sim.ask(Request::SubscribePresence(Subscription::Users(vec![follow]))).await?;
-                sim.idle(i, events);
-                anyhow::Ok(())
+                anyhow::Ok(sim.idle(i, events))
             }
         })
         .buffer_unordered(128)
         .collect()
         .await;
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-        eprintln!("skein-load: {failed} of {} clients failed to connect; the first: {e:#}", to - from);
+    let mut held = Vec::with_capacity(results.len());
+    let mut failed = 0;
+    for r in results {
+        match r {
+            Ok(h) => held.push(h),
+            Err(e) => {
+                if failed == 0 {
+                    eprintln!("skein-load: a client failed to connect: {e:#}");
+                }
+                failed += 1;
+            }
+        }
     }
-    Ok(to - from - failed)
+    if failed > 0 {
+        eprintln!("skein-load: {failed} of {} clients failed to connect", to - from);
+    }
+    held
+}
+
+/// One memory reading: clients logged in so far, those that answered a
+/// ping right after the tracker's memory was read, and its growth.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    logged_in: usize,
+    live: usize,
+    grown: u64,
+}
+
+impl Reading {
+    /// Reads the tracker's memory, then pings every client.
+    async fn take(pid: u32, base: u64, held: &[Held]) -> Result<Reading> {
+        let grown = rss(pid)?.saturating_sub(base);
+        let live = count_live(held).await;
+        let r = Reading { logged_in: held.len(), live, grown };
+        eprintln!(
+            "skein-load: {} clients logged in, {} answered a ping; tracker RSS +{} KiB, {:.1} KiB per live client",
+            r.logged_in,
+            r.live,
+            r.grown / 1024,
+            r.per_live() / 1024.0
+        );
+        Ok(r)
+    }
+
+    /// Bytes of tracker memory per client that answered.
+    fn per_live(&self) -> f64 {
+        self.grown as f64 / self.live.max(1) as f64
+    }
+
+    fn kib(&self) -> String {
+        format!("{}: {:.1} KiB", self.live, self.per_live() / 1024.0)
+    }
 }
 
 /// Changes `STAR`'s presence `rounds` times and times its arrival at every subscriber.
@@ -276,69 +417,110 @@ async fn fan_out(
     Ok(samples)
 }
 
-/// tracker-conns: clients held, memory per idle client, and presence fan-out.
+/// tracker-conns: clients that stay live (answer a ping), the tracker's
+/// memory per live client, and presence fan-out.
 pub async fn tracker_conns(plan: &LoadPlan) -> Result<Vec<Row>> {
     let cfg = tempfile::NamedTempFile::new()?;
     // Password hashing is not what this measures; logins are.
     std::fs::write(cfg.path(), "password_memory_kib = 64\npassword_iterations = 1\nidle_timeout_secs = 15\n")?;
-    let cluster = Cluster::start(&["--config", cfg.path().to_str().context("utf-8 path")?]).await?;
-    let pid = cluster.tracker.id().context("tracker pid")?;
+    let mut cluster = Cluster::start(&["--config", cfg.path().to_str().context("utf-8 path")?]).await?;
     cluster.admin("boss").await?;
     cluster.user(STAR).await?;
     let addr: SocketAddr = cluster.addr.parse()?;
     let ca = cluster.data().join("ca.pem");
-    let eps: Vec<Endpoint> = (0..ENDPOINTS).map(|_| endpoint(&ca)).collect::<Result<_>>()?;
+    let eps = endpoints(&ca)?;
     let most = plan.beyond.map_or(0, |b| b.1).max(plan.steps.iter().copied().max().unwrap_or(0));
     let t0 = Instant::now();
     create_users(&eps, addr, most).await?;
     eprintln!("skein-load: {most} users created in {:.1} s", t0.elapsed().as_secs_f64());
+    // A fresh tracker process, so memory its allocator kept from creating
+    // the users does not take in the clients' and shrink their share.
+    cluster.restart().await?;
+    let pid = cluster.tracker.id().context("tracker pid")?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut star = Sim::open(&eps[0], addr).await?;
     star.login(STAR).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base = rss(pid)?;
-    let mut connected = 0;
-    let mut rows = Vec::new();
-    let mut per_client = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
+    let mut tried = 0;
+    let mut readings = Vec::new();
     for &n in &plan.steps {
-        connected += connect_clients(&eps, addr, connected, n, plan.subscribers, &tx).await?;
+        held.extend(connect_clients(&eps, addr, tried, n, plan.subscribers, &tx).await);
+        tried = tried.max(n);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let grown = rss(pid)?.saturating_sub(base);
-        per_client.push((connected, grown / connected.max(1) as u64));
-        eprintln!("skein-load: {connected} clients; tracker RSS +{} KiB", grown / 1024);
+        readings.push(Reading::take(pid, base, &held).await?);
     }
-    let subs = plan.subscribers.min(connected);
+    if !plan.hold.is_zero() {
+        eprintln!(
+            "skein-load: holding {} clients for {} s; the tracker is process {pid}",
+            held.len(),
+            plan.hold.as_secs()
+        );
+        tokio::time::sleep(plan.hold).await;
+    }
+    let subs = plan.subscribers.min(held.len());
     let fan = fan_out(&mut star, subs, 5, &mut rx).await?;
-    let mut most_held = connected;
+    let mut end = None;
     if let Some((step, ceiling)) = plan.beyond {
-        while most_held < ceiling {
-            let ok = connect_clients(&eps, addr, most_held, (most_held + step).min(ceiling), subs, &tx).await?;
-            most_held += ok;
-            eprintln!("skein-load: {most_held} clients held");
-            if ok < step {
+        while tried < ceiling {
+            let to = (tried + step).min(ceiling);
+            let more = connect_clients(&eps, addr, tried, to, subs, &tx).await;
+            let short = more.len() < to - tried;
+            held.extend(more);
+            tried = to;
+            eprintln!("skein-load: {} clients logged in (of {tried} tried)", held.len());
+            if short {
                 break;
             }
         }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        end = Some(Reading::take(pid, base, &held).await?);
     }
-    let (at, per) = per_client.last().copied().unwrap_or((0, 0));
-    let steps: Vec<String> = per_client.iter().map(|(n, b)| format!("{n}: {:.1} KiB", *b as f64 / 1024.0)).collect();
     let target_n = plan.steps.iter().copied().max().unwrap_or(0);
-    rows.push(Row {
+    let at = readings.last().copied().unwrap_or(Reading { logged_in: 0, live: 0, grown: 0 });
+    let per = at.per_live();
+    let mut skein = format!(
+        "{} of {} logged-in clients answered a ping; RSS per live client {}",
+        at.live,
+        at.logged_in,
+        readings.iter().map(Reading::kib).collect::<Vec<_>>().join(", ")
+    );
+    let mut measured = format!(
+        "After {} clients logged in and subscribed, {} answered a ping within {} s; the tracker's RSS had grown by \
+         {:.1} MiB, {:.1} KiB per live client",
+        at.logged_in,
+        at.live,
+        PING_WAIT.as_secs(),
+        at.grown as f64 / (1 << 20) as f64,
+        per / 1024.0
+    );
+    if let Some(e) = end {
+        skein.push_str(&format!(
+            "; at the end {} of {} answered (of {tried} tried), {:.1} KiB per live client",
+            e.live,
+            e.logged_in,
+            e.per_live() / 1024.0
+        ));
+        measured.push_str(&format!(
+            "; at the end of the run {} of {} logged-in clients (of {tried} tried) answered a ping, the tracker's \
+             RSS had grown by {:.1} MiB, {:.1} KiB per live client",
+            e.live,
+            e.logged_in,
+            e.grown as f64 / (1 << 20) as f64,
+            e.per_live() / 1024.0
+        ));
+    }
+    let mut rows = vec![Row {
         scenario: "tracker-conns".into(),
-        skein: format!(
-            "{at} clients logged in and subscribed; {most_held} held at most (of {most} tried); RSS per idle client {}",
-            steps.join(", ")
-        ),
+        skein,
         baseline: "–".into(),
-        ratio: format!("{:.1} KiB/client", per as f64 / 1024.0),
-        target: format!("≥ {target_n} clients; ≤ 32 KiB/client"),
-        met: Some(at >= target_n && per <= 32 * 1024),
-        note: "heaptrack of 2,600 live clients: quinn's own per-connection state is most of it (its connection \
-               ≈7.6 KiB, its event channel ≈7.3 KiB, its transmit buffer ≈2.4 KiB); the tracker's tasks and queue \
-               are ≈3 KiB; the rest is allocator overhead (glibc is capped at two arenas)"
-            .into(),
-    });
+        ratio: format!("{:.1} KiB/client", per / 1024.0),
+        target: format!("≥ {target_n} live clients; ≤ 32 KiB/client"),
+        met: Some(at.live >= target_n && per <= 32.0 * 1024.0),
+        measured,
+    }];
     rows.push(Row {
         scenario: "presence fan-out".into(),
         skein: format!("p50 {}, p99 {} to {subs} subscribers", ms(fan.percentile(50.0)), ms(fan.percentile(99.0))),
@@ -346,8 +528,9 @@ pub async fn tracker_conns(plan: &LoadPlan) -> Result<Vec<Row>> {
         ratio: ms(fan.percentile(99.0)),
         target: "p99 ≤ 250 ms".into(),
         met: Some(fan.percentile(99.0) <= Duration::from_millis(250)),
-        note: format!("{} arrivals over 5 changes", fan.len()),
+        measured: format!("{} arrivals over 5 changes", fan.len()),
     });
+    drop(held);
     // Close every client now, so thousands of connections timing out in
     // the background do not share the CPU with the next scenario.
     for ep in &eps {
@@ -364,17 +547,21 @@ pub async fn tracker_conns(plan: &LoadPlan) -> Result<Vec<Row>> {
 /// with the default password cost.
 pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
     let cluster = Cluster::start(&[]).await?;
-    cluster.user("alice").await?;
     let addr: SocketAddr = cluster.addr.parse()?;
-    let eps: Vec<Endpoint> = (0..ENDPOINTS).map(|_| endpoint(&cluster.data().join("ca.pem"))).collect::<Result<_>>()?;
-    // Sessions to resume: one per worker, each resumed over and over.
+    let eps = endpoints(&cluster.data().join("ca.pem"))?;
+    // Sessions to resume: one per worker, each resumed over and over. Each
+    // is a different user's device, as devices are capped per user.
     let workers = 32;
+    let worker_user = |k: usize| format!("device{k:02}");
     let mut sessions = Vec::new();
     for k in 0..workers {
+        cluster.user(&worker_user(k)).await?;
         let mut sim = Sim::open(&eps[k % ENDPOINTS], addr).await?;
-        let token = sim.login("alice").await?;
+        let token = sim.login(&worker_user(k)).await?;
         sessions.push((token, sim.device.clone()));
     }
+    let here = Some(std::process::id());
+    let watch = CpuWatch::start(&[("the tracker", cluster.tracker.id()), ("the load generator", here)]);
     let resumes = rate(
         plan.login_time,
         workers,
@@ -391,24 +578,31 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
         sessions.into_iter().map(Some).collect(),
     )
     .await?;
+    let resume_cpu = watch.finish();
+    // Password logins: each worker logs one user in again and again on one
+    // device of its own.
     let logins = rate(
         plan.login_time,
         4,
-        |k, _: &mut Option<()>| {
+        |k, state: &mut Option<DeviceHello>| {
             let ep = eps[k % ENDPOINTS].clone();
+            let (user, device) = (worker_user(k), state.take().expect("a device"));
             async move {
                 let mut sim = Sim::open(&ep, addr).await?;
-                sim.login("alice").await?;
+                sim.device = device;
+                sim.login(&user).await?;
                 sim.conn.close(0u32.into(), b"bye");
-                Ok(())
+                Ok(sim.device)
             }
         },
-        vec![Some(()); 4],
+        (0..4).map(|_| Some(device())).collect(),
     )
     .await?;
     // The baseline: raw quinn connections, each with one request and
     // answer of a resume's size, with the same workers and endpoints.
+    let watch = CpuWatch::start(&[("the load generator and raw quinn server", here)]);
     let base = crate::rawquic::connect_rate(plan.login_time, workers, ENDPOINTS, 200).await?;
+    let base_cpu = watch.finish();
     let ratio = resumes / base;
     Ok(Row {
         scenario: "tracker-logins".into(),
@@ -417,15 +611,13 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
         ratio: format!("{:.0}% ({resumes:.0}/s)", ratio * 100.0),
         target: "≥ 5,000 resumes/s".into(),
         met: Some(resumes >= 5_000.0),
-        note: RESUME_NOTE.into(),
+        measured: format!(
+            "During the resumes: {}. During the raw QUIC baseline: {}",
+            cpu::describe(resume_cpu),
+            cpu::describe(base_cpu)
+        ),
     })
 }
-
-/// Why resumes miss their target (from `perf` of a run; see the README).
-const RESUME_NOTE: &str = "each resume is a new QUIC connection, and the handshake alone (the baseline: same \
-     machine, same load generator) stays far below 5,000/s on 2 cores shared by client and tracker; perf of the \
-     tracker: CPU-bound, spread over thread hand-offs to SQLite's workers (two reads per resume), the TLS \
-     handshake, signing the device certificate and quinn; resumes waiting together share one commit";
 
 /// Runs `workers` loops of `op` for `period`; returns completions per second.
 /// Each worker threads its state from one operation to the next.

@@ -44,6 +44,11 @@ pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Seconds, for the table.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
 /// Megabytes (10^6) per second, for the table.
 pub fn mbps(bytes_per_sec: f64) -> String {
     format!("{:.0} MB/s", bytes_per_sec / 1e6)
@@ -64,18 +69,21 @@ pub struct Row {
     pub target: String,
     /// Whether the target was met; `None` when there is no target to judge.
     pub met: Option<bool>,
-    /// Why a target was missed (from profiling), or other notes.
-    pub note: String,
+    /// What else this run measured for the row (its parts, the CPU while
+    /// it ran). Only figures from the run itself belong here; explanations
+    /// from profiles taken once live in the README, with how to repeat them.
+    pub measured: String,
 }
 
-/// The table: rows missing their target first, each with its reason.
+/// The table: rows missing their target first, each with what the run
+/// measured beside it; after the table, the same for the other rows.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let missed: Vec<&Row> = rows.iter().filter(|r| r.met == Some(false)).collect();
     if !missed.is_empty() {
-        out.push_str("**Missing their target:**\n\n");
+        out.push_str("**Missing their target** (with what this run measured beside them):\n\n");
         for r in &missed {
-            out.push_str(&format!("- `{}`: {} (target {}). {}\n", r.scenario, r.ratio, r.target, r.note));
+            out.push_str(&format!("- `{}`: {} (target {}). {}\n", r.scenario, r.ratio, r.target, r.measured));
         }
         out.push('\n');
     }
@@ -93,6 +101,13 @@ pub fn table(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {} |\n",
             r.scenario, r.skein, r.baseline, r.ratio, r.target, met
         ));
+    }
+    let others: Vec<&Row> = rows.iter().filter(|r| r.met != Some(false) && !r.measured.is_empty()).collect();
+    if !others.is_empty() {
+        out.push_str("\nAlso measured in this run:\n\n");
+        for r in others {
+            out.push_str(&format!("- `{}`: {}\n", r.scenario, r.measured));
+        }
     }
     out
 }
@@ -114,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn missed_rows_come_first_with_their_reason() {
+    fn missed_rows_come_first_with_what_was_measured() {
         let row = |name: &str, met| Row {
             scenario: name.into(),
             skein: "1".into(),
@@ -122,10 +137,14 @@ mod tests {
             ratio: "0.5×".into(),
             target: "≥ 0.8×".into(),
             met,
-            note: format!("{name} note"),
+            measured: format!("{name} measured"),
         };
         let t = table(&[row("a", Some(true)), row("b", Some(false)), row("c", None)]);
-        assert!(t.starts_with("**Missing their target:**\n\n- `b`: 0.5× (target ≥ 0.8×). b note"), "{t}");
+        assert!(
+            t.starts_with("**Missing their target** (with what this run measured beside them):\n\n- `b`: 0.5× (target ≥ 0.8×). b measured"),
+            "{t}"
+        );
+        assert!(t.ends_with("Also measured in this run:\n\n- `a`: a measured\n- `c`: c measured\n"), "{t}");
         let body: Vec<&str> = t
             .lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| scenario") && !l.starts_with("| ---"))

@@ -1,12 +1,17 @@
 //! `skein-load`: the tracker load generator on its own. It starts a tracker,
 //! creates users, connects simulated clients from this one process (logged
-//! in and subscribed to presence), reports the tracker's memory per idle
-//! client and how fast a presence change reaches subscribers, then measures
-//! resumes and password logins per second.
+//! in and subscribed to presence), pings the tracker from every client to
+//! count those still live, reports the tracker's memory per live client and
+//! how fast a presence change reaches subscribers, then measures resumes
+//! and password logins per second.
 //!
 //! ```text
-//! skein-load [--clients N]... [--up-to N] [--subscribers N]
+//! skein-load [--clients N]... [--up-to N] [--subscribers N] [--hold SECS]
 //! ```
+//!
+//! `--hold` keeps the clients connected that long after the last
+//! `--clients` step, and prints the tracker's process id, so that a
+//! profiler (heaptrack, perf) can be attached to it.
 
 use anyhow::{Context, Result};
 use skein_benches::load::{self, LoadPlan};
@@ -28,8 +33,9 @@ async fn main() -> Result<()> {
                 plan.beyond = (n > 0).then_some((10_000, n));
             }
             "--subscribers" => plan.subscribers = value()?,
+            "--hold" => plan.hold = std::time::Duration::from_secs(value()? as u64),
             "--help" | "-h" => {
-                println!("skein-load [--clients N]... [--up-to N] [--subscribers N]");
+                println!("skein-load [--clients N]... [--up-to N] [--subscribers N] [--hold SECS]");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?}; see --help"),
