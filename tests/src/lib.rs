@@ -49,6 +49,83 @@ pub async fn login_profile(t: &TestTracker, dir: &Path, name: &str, user: &str, 
     path
 }
 
+/// A device of `user` that speaks the peer protocol from the test itself,
+/// with no daemon behind it. It sends what a real node refuses to send (an
+/// offer over the organisation's limit, a broken thumbnail), so a test can
+/// see the receiving daemon's own checks at work.
+#[derive(Debug)]
+pub struct RawDevice {
+    /// The user.
+    pub user: String,
+    /// The device.
+    pub device: skein_proto::bytes::DeviceId,
+    /// Its live tracker session, used to look peers up.
+    pub session: skein_node::session::Connected,
+    /// Its mesh on loopback.
+    pub mesh: skein_node::mesh::Mesh,
+}
+
+impl RawDevice {
+    /// Logs `user` in as a new device with a profile at `profile_dir` and
+    /// starts its mesh. Requests from peers are dropped unanswered.
+    pub async fn login(t: &TestTracker, profile_dir: &Path, user: &str, password: &str) -> RawDevice {
+        let session = login(t, profile_dir, user, password).await;
+        let identity = skein_node::profile::Profile::new(profile_dir).device().expect("device identity");
+        let cert = session.saved.cert().expect("device certificate");
+        let org_key =
+            skein_proto::bytes::PublicKey::from_hex(&session.saved.org_signing_key).expect("organisation key");
+        let config = skein_node::mesh::MeshConfig {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
+            ..skein_node::mesh::MeshConfig::default()
+        };
+        let (mesh, mut events) =
+            skein_node::mesh::Mesh::start(identity.keypair, cert, org_key, config).expect("start the mesh");
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        RawDevice { user: user.to_owned(), device: identity.device_id, session, mesh }
+    }
+
+    /// Sends a message with `body` to every online device of `to`, dialling
+    /// each directly, and returns each device's answer. Waits (at most 30 s)
+    /// until the tracker lists at least one of them with addresses.
+    pub async fn deliver(
+        &self,
+        to: &str,
+        body: skein_proto::peer::MessageBody,
+    ) -> (skein_proto::bytes::MailId, Vec<skein_proto::peer::PeerResponse>) {
+        use skein_proto::control::{Request, Response};
+        let client = self.session.client.clone();
+        let info = wait_for(Duration::from_secs(30), &format!("{to}'s online devices"), || {
+            let (client, to) = (client.clone(), to.to_owned());
+            async move {
+                match client.request(Request::LookupPeer { user: to }).await {
+                    Ok(Response::Peer(p)) if p.online.iter().any(|d| !d.addresses.listen.is_empty()) => Some(p),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        let msg = skein_proto::peer::ChatMessage {
+            id: skein_proto::bytes::MailId(rand::random()),
+            from_user: self.user.clone(),
+            from_device: self.device,
+            to_user: to.to_owned(),
+            conversation: skein_proto::peer::Conversation::Direct,
+            sent_at_ms: skein_node::now_ms(),
+            body,
+        };
+        let mut answers = Vec::new();
+        for d in info.online.iter().filter(|d| !d.addresses.listen.is_empty()) {
+            let peer = libp2p::PeerId::from_bytes(&d.cert.body.peer_id).expect("peer id");
+            let addrs = d.addresses.listen.iter().filter_map(|a| a.parse().ok()).collect();
+            self.mesh.connect(peer, addrs).await.unwrap_or_else(|e| panic!("cannot reach {to}'s device: {e}"));
+            let req = skein_proto::peer::PeerRequest::Deliver(msg.clone());
+            let (answer, _) = self.mesh.request(peer, req).await.unwrap_or_else(|e| panic!("delivery to {to}: {e}"));
+            answers.push(answer);
+        }
+        (msg.id, answers)
+    }
+}
+
 /// Starts `skein daemon` for a profile on loopback, with extra flags.
 pub fn daemon(profile: &Path, extra: &[&str]) -> Proc {
     let mut args = vec!["--profile", profile.to_str().expect("utf-8 path"), "daemon", "--listen", "127.0.0.1:0"];

@@ -87,7 +87,7 @@ async fn expired_session_must_log_in_again() {
 
 #[tokio::test]
 async fn disabling_a_user_ends_live_sessions_within_seconds() {
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    let t = tracker_with_users(&["alice", "bob", "carol"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pa = Profile::new(dir.path().join("alice"));
     let pb = Profile::new(dir.path().join("bob"));
@@ -114,11 +114,22 @@ async fn disabling_a_user_ends_live_sessions_within_seconds() {
     // Alice never noticed.
     assert!(matches!(a.client.request(Request::Ping { nonce: 7 }).await, Ok(Response::Pong { nonce: 7, .. })));
 
-    // Re-enabled, bob logs in again.
+    // Re-enabled, bob logs in again, and the old event does not end the new
+    // session. Proof that the tracker has looked at its events since: a
+    // later event (carol disabled) has taken effect, and bob is still on.
     skein_tracker::admin::set_disabled(&store, "bob", false).await.expect("enable");
     let b = session::login(&pb, &t.address(), &t.ca_path(), "bob", PW.into()).await.expect("bob again");
-    tokio::time::sleep(Duration::from_millis(600)).await; // longer than the admin poll: the old event must not end the new session
-    assert!(b.client.request(Request::Ping { nonce: 2 }).await.is_ok());
+    let pc = Profile::new(dir.path().join("carol"));
+    let c = session::login(&pc, &t.address(), &t.ca_path(), "carol", PW.into()).await.expect("carol");
+    let mut carol_events = c.events;
+    skein_tracker::admin::set_disabled(&store, "carol", true).await.expect("disable carol");
+    let ev = tokio::time::timeout(Duration::from_secs(5), carol_events.recv()).await.expect("carol told in time");
+    assert!(matches!(ev, Some(Event::SessionEnded(ref b)) if b.code == ErrorCode::AccountDisabled), "{ev:?}");
+    let mut bob_events = b.events;
+    while let Ok(ev) = bob_events.try_recv() {
+        assert!(!matches!(ev, Event::SessionEnded(_)), "bob's new session was ended: {ev:?}");
+    }
+    assert!(matches!(b.client.request(Request::Ping { nonce: 2 }).await, Ok(Response::Pong { nonce: 2, .. })));
 }
 
 #[tokio::test]

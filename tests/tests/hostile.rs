@@ -1,6 +1,7 @@
 //! Garbage and hostile clients on the control port: random UDP datagrams,
 //! QUIC connections that send junk frames, oversized frames, or no hello at
-//! all. Each is turned away alone; logged-in clients never notice.
+//! all. Each is turned away alone (silent ones once they time out);
+//! logged-in clients never notice.
 
 use rand::RngCore;
 use skein_node::profile::Profile;
@@ -111,12 +112,29 @@ async fn garbage_never_disturbs_logged_in_clients() {
     let r: Option<ServerFrame> = read_frame(&mut recv, MAX_CONTROL_FRAME).await.expect("reject");
     assert!(matches!(r, Some(ServerFrame::Reject(ref b)) if b.code == ErrorCode::UnsupportedVersion), "{r:?}");
 
-    // 7. Many connections that never say hello are timed out without harm.
+    // 7. Many connections that never say hello are timed out without harm:
+    // each is closed within the idle timeout (3 s here) plus a margin, while
+    // alice's session lives on.
     let mut idle = Vec::new();
     for _ in 0..20 {
         idle.push(raw_connection(&t).await);
     }
     ping(&alice.client, 4).await;
+    let limit = t.config.idle_timeout + Duration::from_secs(5);
+    let ends = tokio::time::timeout(limit, futures::future::join_all(idle.iter().map(|c| c.closed())))
+        .await
+        .unwrap_or_else(|_| panic!("connections that never said hello were still open after {limit:?}"));
+    for end in ends {
+        // Ended by the idle timeout, or by the tracker's own deadline for
+        // the hello (a close with the protocol-error code).
+        let timed_out = match &end {
+            quinn::ConnectionError::TimedOut => true,
+            quinn::ConnectionError::ApplicationClosed(c) => c.error_code == quinn::VarInt::from_u32(1),
+            _ => false,
+        };
+        assert!(timed_out, "a silent connection ends by a time-out: {end:?}");
+    }
+    ping(&alice.client, 5).await;
     let c = session::login(&Profile::new(dir.path().join("again")), &t.address(), &t.ca_path(), "alice", PW.into())
         .await
         .expect("new logins still work");

@@ -1,11 +1,16 @@
 //! Image messages, emoji shortcodes and reactions end to end with real
 //! daemons: a thumbnail that travels inline and shows in the history, the
 //! full image fetched on demand, malformed and decompression-bomb images
-//! refused with a clear error, `:thumbsup:` arriving as 👍, and reactions
+//! refused with a clear error by the sender and, from a sender that skips
+//! that check, by the receiver, `:thumbsup:` arriving as 👍, and reactions
 //! added and taken back on every device of the conversation.
 
 use base64::Engine;
 use serde_json::Value;
+use skein_proto::ErrorCode;
+use skein_proto::bytes::ContentHash;
+use skein_proto::file::{FileOffer, ImageMessage};
+use skein_proto::peer::{MessageBody, PeerResponse};
 use skein_tests::{Proc, TestTracker, skein};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -130,6 +135,68 @@ async fn malformed_and_bomb_images_are_refused_clearly() {
     let (ok, _, err) = skein(&pa, &["transfers"], None).await;
     assert!(ok, "{err}");
     assert!(alice.child.try_wait().expect("status").is_none(), "the daemon is still running");
+}
+
+#[tokio::test]
+async fn a_thumbnail_that_fails_the_receivers_check_is_refused_and_never_shown() {
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pb = profile(&t, dir.path(), "bob", "bob").await;
+    let mut bob = daemon(&pb, &[]).await;
+    // A sender that skips its own image checks, so only bob's daemon stands
+    // between these thumbnails and bob.
+    let mallory = skein_tests::RawDevice::login(&t, &dir.path().join("alice-script"), "alice", PW).await;
+    let image = |name: &str, thumbnail: Vec<u8>| {
+        MessageBody::Image(ImageMessage {
+            file: FileOffer { name: name.into(), size: 5_000, root: ContentHash([3; 32]) },
+            format: "png".into(),
+            width: 64,
+            height: 48,
+            thumbnail,
+        })
+    };
+
+    let good = png(64, 48);
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let cases = [
+        ("truncated.png", good[..good.len() / 2].to_vec(), "damaged or truncated"),
+        ("bomb.png", bomb, "too large to show"),
+        ("notes.png", b"not a picture at all".to_vec(), "not an image Skein can show"),
+    ];
+    let mut refused = Vec::new();
+    for (name, thumbnail, why) in cases {
+        let (id, answers) = mallory.deliver("bob", image(name, thumbnail)).await;
+        assert!(!answers.is_empty());
+        for a in &answers {
+            assert!(
+                matches!(a, PeerResponse::Refused(b) if b.code == ErrorCode::InvalidInput
+                    && b.message.contains("the image's thumbnail") && b.message.contains(why)),
+                "{name}: bob's daemon refuses it, saying why: {a:?}"
+            );
+        }
+        refused.push(id.to_hex());
+    }
+
+    // The same message with a thumbnail that decodes is stored and shown:
+    // the thumbnail was the only thing wrong with the others.
+    let (id, answers) = mallory.deliver("bob", image("fine.png", good)).await;
+    assert!(answers.iter().all(|a| matches!(a, PeerResponse::Stored { .. })), "{answers:?}");
+    let id = id.to_hex();
+    bob.wait_line(T, "the good image", |l| event(l, "message").is_some_and(|v| v["id"] == id.as_str())).await;
+    let h = history(&pb, "alice").await;
+    assert!(h.iter().any(|m| m["id"] == id.as_str()), "the good image is in bob's history");
+    for bad in &refused {
+        assert!(!h.iter().any(|m| m["id"] == bad.as_str()), "a refused image is not in bob's history: {h:?}");
+        assert!(
+            !bob.seen.iter().any(|l| l.contains(bad.as_str())),
+            "bob's daemon printed nothing about a refused image: {:#?}",
+            bob.seen
+        );
+    }
 }
 
 /// CRC-32 as PNG chunks use it.

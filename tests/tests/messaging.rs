@@ -1,7 +1,8 @@
 //! One-to-one messaging end to end with real `skein daemon` processes and a
 //! real tracker: direct delivery with acknowledgement, the offline mailbox
-//! with exactly-once delivery in order, several devices per user, read
-//! receipts, and a tracker restart in the middle of a conversation.
+//! with exactly-once delivery in order, several devices per user reached
+//! directly, read receipts, and a conversation between connected peers that
+//! goes on while the tracker is down and after it restarts.
 
 use serde_json::Value;
 use skein_node::profile::Profile;
@@ -47,6 +48,13 @@ async fn send_when_reachable(from: &Path, to: &str, text: &str) -> String {
     "queued".into()
 }
 
+/// `skein peers --json`: the verified peers with their paths.
+async fn peers(p: &Path) -> Vec<Value> {
+    let (ok, out, err) = skein(p, &["peers", "--json"], None).await;
+    assert!(ok, "peers: {err}");
+    serde_json::from_str::<Value>(&out).expect("peers JSON").as_array().cloned().unwrap_or_default()
+}
+
 async fn history(p: &Path, with: &str) -> Vec<Value> {
     let (ok, out, err) = skein(p, &["history", with, "--json"], None).await;
     assert!(ok, "history: {err}");
@@ -70,11 +78,7 @@ async fn direct_delivery_offline_mailbox_devices_and_receipts() {
     assert_eq!(send_when_reachable(&pa, "bob", "hi").await, "direct", "same-host peers talk directly");
     bob.wait_line(T, "bob to print alice's message", |l| is_message(l, "alice", "hi")).await;
 
-    let (ok, out, err) = skein(&pa, &["peers", "--json"], None).await;
-    assert!(ok, "{err}");
-    let peers: Value = serde_json::from_str(&out).expect("peers JSON");
-    let bob_peer =
-        peers.as_array().and_then(|a| a.iter().find(|p| p["user"] == "bob")).cloned().expect("bob is a peer");
+    let bob_peer = peers(&pa).await.into_iter().find(|p| p["user"] == "bob").expect("bob is a peer");
     assert_eq!(bob_peer["path"], "direct");
 
     // Bob answers; both histories agree.
@@ -140,24 +144,31 @@ async fn direct_delivery_offline_mailbox_devices_and_receipts() {
     })
     .await;
 
-    // A second device for bob: both devices get the next message.
+    // A second device for bob: both devices get the next message directly.
     let pb2 = profile(&t, dir.path(), "bob-laptop", "bob").await;
     let mut bob2 = daemon(&pb2);
     connected(&mut bob2).await;
-    let mut path = String::new();
-    for _ in 0..50 {
-        // Until alice can reach both devices directly.
-        let (_, out, _) = skein(&pa, &["peers", "--json"], None).await;
-        let n = serde_json::from_str::<Value>(&out).ok().and_then(|v| v.as_array().map(|a| a.len())).unwrap_or(0);
-        if n >= 1 {
-            path = send(&pa, "bob", "to both").await;
-            break;
+    let bob_devices = [&pb, &pb2].map(|p| Profile::new(p).device().expect("device").device_id.to_hex());
+    // Until alice has a direct connection to each of bob's devices: every
+    // try sends a ping, which dials each device the tracker lists for bob.
+    let mut tries = 0;
+    skein_tests::wait_for(T, "alice to reach both of bob's devices directly", || {
+        tries += 1;
+        let (pa, bob_devices, text) = (pa.clone(), bob_devices.clone(), format!("ping {tries}"));
+        async move {
+            send(&pa, "bob", &text).await;
+            let peers = peers(&pa).await;
+            let direct = |d: &String| peers.iter().any(|p| p["device"] == d.as_str() && p["path"] == "direct");
+            bob_devices.iter().all(direct).then_some(())
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    })
+    .await;
+    assert_eq!(send(&pa, "bob", "to both").await, "direct");
+    for (who, d) in [("bob's first device", &mut bob), ("bob's second device", &mut bob2)] {
+        let got = d.wait_line(T, who, |l| is_message(l, "alice", "to both")).await;
+        let got: Value = serde_json::from_str(&got).expect("event JSON");
+        assert_eq!(got["path"], "direct", "{who} got it over a direct connection: {got}");
     }
-    assert_eq!(path, "direct");
-    bob.wait_line(T, "bob's first device", |l| is_message(l, "alice", "to both")).await;
-    bob2.wait_line(T, "bob's second device", |l| is_message(l, "alice", "to both")).await;
 
     // What bob sends from one device shows in the other's history.
     assert_eq!(send(&pb, "alice", "from my desktop").await, "direct");
@@ -170,7 +181,7 @@ async fn direct_delivery_offline_mailbox_devices_and_receipts() {
 }
 
 #[tokio::test]
-async fn messages_sent_during_a_tracker_outage_arrive_after_it() {
+async fn a_direct_conversation_goes_on_through_a_tracker_outage_and_after_it() {
     let mut t = tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pa = profile(&t, dir.path(), "alice", "alice").await;
