@@ -21,13 +21,32 @@ pub fn is_root() -> bool {
 }
 
 /// Why the lab cannot run here, or `None` when it can: it needs root for
-/// network namespaces and nftables.
+/// network namespaces and nftables, and the `ip` and `nft` commands.
 pub fn unavailable() -> Option<String> {
-    (!is_root()).then(|| {
-        "the NAT lab needs root (network namespaces, veths and nftables); run `scripts/natlab` (it uses sudo), \
-         or `.ci/run`, which runs it as root"
-            .to_owned()
+    if !is_root() {
+        return Some(
+            "the NAT lab needs root (network namespaces, veths and nftables); run `scripts/natlab` (it uses sudo), \
+             or `scripts/test` as root (as `.ci/run` does)"
+                .to_owned(),
+        );
+    }
+    let missing: Vec<&str> = ["ip", "nft"].into_iter().filter(|c| !on_path(c)).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the NAT lab needs the {} command(s): install iproute2 and nftables (`scripts/natlab` and \
+             `scripts/test` do)",
+            missing.join(" and ")
+        )
     })
+}
+
+/// Whether `command` is an executable file in a directory of `PATH` (or of
+/// the sbin directories, which a non-login root shell may leave out).
+fn on_path(command: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .any(|dir| std::fs::metadata(dir.join(command)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
 }
 
 /// A NAT behaviour for a router.

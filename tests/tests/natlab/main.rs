@@ -13,9 +13,15 @@
 //!    re-reserves, and messages sent during the outage arrive exactly once.
 //!
 //! Each scenario builds its own lab and tears it down, also on failure or
-//! timeout. The run ends with a table of what each scenario reached. Needs
-//! root; as any other user it prints why and skips. Arguments that do not
-//! start with `-` select scenarios by substring (`--exact` for whole names).
+//! timeout. The run ends with a table of what each scenario reached.
+//!
+//! The scenarios need root, iproute2 and nftables, so, like an `#[ignore]`d
+//! test, they are reported as ignored (with the reason) unless asked for
+//! with `--ignored` or `--include-ignored`; asked for where they cannot
+//! run, they fail and say why. `scripts/natlab`, and `scripts/test` as
+//! root, ask for them. The arguments follow libtest's: names select
+//! scenarios by substring (`--exact` for whole names), `--skip NAME` leaves
+//! them out, `--list` lists them.
 
 mod office;
 
@@ -52,38 +58,105 @@ const SCENARIOS: &[(&str, &str, Scenario)] = &[
 /// Longest a scenario may run, lab set-up included.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
 
+/// Why the scenarios are ignored unless asked for.
+const IGNORED: &str =
+    "needs root, iproute2 and nftables: run with --ignored as root (scripts/natlab, or scripts/test as root)";
+
+/// What the command line asks for, in libtest's terms.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Args {
+    /// `--list`: name the selected scenarios, run nothing.
+    list: bool,
+    /// `--exact`: filters and skips match whole names.
+    exact: bool,
+    /// `--ignored` or `--include-ignored`: run the scenarios.
+    run: bool,
+    /// Names (or parts of names) to run; none selects every scenario.
+    filters: Vec<String>,
+    /// `--skip` values: scenarios to leave out.
+    skips: Vec<String>,
+}
+
+impl Args {
+    /// Reads libtest's arguments. Options this harness has no use for are
+    /// accepted and ignored, taking their value along when they have one.
+    fn parse(args: impl IntoIterator<Item = String>) -> Args {
+        let mut out = Args::default();
+        let mut args = args.into_iter();
+        while let Some(a) = args.next() {
+            let (flag, inline) = match a.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (a.clone(), None),
+            };
+            match flag.as_str() {
+                "--list" => out.list = true,
+                "--exact" => out.exact = true,
+                "--ignored" | "--include-ignored" => out.run = true,
+                "--skip" => out.skips.extend(inline.or_else(|| args.next())),
+                "--test-threads" | "--format" | "--color" | "--logfile" | "--shuffle-seed" | "-Z"
+                    if inline.is_none() =>
+                {
+                    args.next();
+                }
+                _ if !a.starts_with('-') => out.filters.push(a),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn matches(&self, name: &str, pattern: &str) -> bool {
+        if self.exact { name == pattern } else { name.contains(pattern) }
+    }
+
+    /// Whether the scenario `name` is selected.
+    fn selects(&self, name: &str) -> bool {
+        (self.filters.is_empty() || self.filters.iter().any(|f| self.matches(name, f)))
+            && !self.skips.iter().any(|s| self.matches(name, s))
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _, _) in SCENARIOS {
+    let args = Args::parse(std::env::args().skip(1));
+    let selected: Vec<_> = SCENARIOS.iter().filter(|(name, _, _)| args.selects(name)).collect();
+    let filtered_out = SCENARIOS.len() - selected.len();
+    if args.list {
+        for (name, _, _) in &selected {
             println!("{name}: test");
         }
         return ExitCode::SUCCESS;
     }
-    let exact = args.iter().any(|a| a == "--exact");
-    let mut filters = Vec::new();
-    let mut skip_value = false;
-    for a in &args {
-        if skip_value {
-            skip_value = false;
-        } else if matches!(a.as_str(), "--test-threads" | "--format" | "--color" | "--logfile" | "--skip") {
-            skip_value = true;
-        } else if !a.starts_with('-') {
-            filters.push(a.as_str());
+    println!();
+    println!("running {} tests", selected.len());
+    if !args.run {
+        for (name, _, _) in &selected {
+            println!("test {name} ... ignored, {IGNORED}");
         }
+        if !selected.is_empty() {
+            println!("natlab: {} scenarios ignored, not run: {IGNORED}", selected.len());
+        }
+        println!();
+        println!(
+            "test result: ok. 0 passed; 0 failed; {} ignored; 0 measured; {filtered_out} filtered out",
+            selected.len()
+        );
+        return ExitCode::SUCCESS;
     }
-    let selected: Vec<_> = SCENARIOS
-        .iter()
-        .filter(|(name, _, _)| {
-            filters.is_empty() || filters.iter().any(|f| if exact { name == f } else { name.contains(f) })
-        })
-        .collect();
     if selected.is_empty() {
+        println!();
+        println!("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; {filtered_out} filtered out");
         return ExitCode::SUCCESS;
     }
     if let Some(why) = skein_tests::lab::unavailable() {
-        println!("natlab: {} scenarios skipped: {why}", selected.len());
-        return ExitCode::SUCCESS;
+        for (name, _, _) in &selected {
+            println!("test {name} ... FAILED");
+        }
+        println!();
+        println!("natlab: the scenarios were asked for (--ignored) but cannot run here: {why}");
+        println!();
+        let n = selected.len();
+        println!("test result: FAILED. 0 passed; {n} failed; 0 ignored; 0 measured; {filtered_out} filtered out");
+        return ExitCode::FAILURE;
     }
     skein_tests::init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -105,15 +178,21 @@ fn main() -> ExitCode {
             }
         });
         match &outcome {
-            Ok(_) => println!("natlab: {name} ok ({:.1} s)", started.elapsed().as_secs_f64()),
-            Err(e) => println!("natlab: {name} FAILED: {e}"),
+            Ok(_) => println!("test {name} ... ok ({:.1} s)", started.elapsed().as_secs_f64()),
+            Err(e) => println!("test {name} ... FAILED: {e}"),
         }
         results.push((*title, outcome));
     }
     // Let aborted scenarios drop their labs before the table.
     rt.shutdown_timeout(Duration::from_secs(10));
     print_table(&results);
-    if results.iter().all(|(_, r)| r.is_ok()) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    println!(
+        "test result: {}. {} passed; {failed} failed; 0 ignored; 0 measured; {filtered_out} filtered out",
+        if failed == 0 { "ok" } else { "FAILED" },
+        results.len() - failed
+    );
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn print_table(results: &[(&str, Result<Row, String>)]) {
@@ -167,15 +246,23 @@ async fn same_branch() -> Row {
     let mut alice = office.desk("a1", "alice").await;
     let mut amy = office.desk("a2", "amy").await;
     let before = office.relayed_bytes().await;
+    let t0 = Instant::now();
     let (path, first) = first_message(&office, &alice, &mut amy, "hello across the desk").await;
     assert_eq!(path, "direct", "hosts on one LAN talk directly from the first message");
+    let direct_at = office.wait_path(&alice, &amy, "direct", STEP).await.expect("alice sees amy on a direct path");
     let (p, remote) = office.path(&alice, &amy).await.expect("amy is a peer");
     assert_eq!(p, "direct");
     assert!(remote.starts_with("/ip4/198.19.1.3/"), "the LAN address is used: {remote}");
     chat(&office, &mut alice, &mut amy, 10, "direct").await;
     let relayed = office.relayed_bytes().await - before;
     assert_eq!(relayed, 0, "the tracker relays nothing for a conversation inside a branch");
-    Row { path, first_delivery: Some(first), to_direct: Some(first), relayed_bytes: relayed, note: String::new() }
+    Row {
+        path,
+        first_delivery: Some(first),
+        to_direct: Some(direct_at - t0),
+        relayed_bytes: relayed,
+        note: String::new(),
+    }
 }
 
 async fn cone_to_cone() -> Row {
@@ -325,9 +412,13 @@ async fn tracker_restart() -> Row {
     let mut alice = office.desk("a1", "alice").await;
     let mut amy = office.desk("a2", "amy").await;
     let mut bob = office.desk("b1", "bob").await;
+    let before = office.relayed_bytes().await;
     first_message(&office, &alice, &mut bob, "before the outage").await;
     office.wait_path(&alice, &bob, "direct", Duration::from_secs(10)).await.expect("alice and bob go direct");
 
+    // The relay's count lives in the tracker's memory and starts again at
+    // zero after the crash: read it just before, and add what comes after.
+    let relayed_before_crash = office.relayed_bytes().await - before;
     office.kill_tracker().await;
     // During the outage: alice and bob keep talking over their direct
     // connection; bob writes to amy, whom he has never reached, so that
@@ -369,14 +460,16 @@ async fn tracker_restart() -> Row {
     let (ok, out, err) = office.skein(&amy, &["history", "bob", "--json"]).await;
     assert!(ok, "{err}");
     assert_eq!(out.matches("kept until the tracker is back").count(), 1, "history holds it once: {out}");
+    let relayed_after_restart = office.relayed_bytes().await;
     Row {
         path: ev["path"].as_str().unwrap_or_default().to_owned(),
         first_delivery: Some(first),
         to_direct: None,
-        relayed_bytes: office.relayed_bytes().await,
+        relayed_bytes: relayed_before_crash + relayed_after_restart,
         note: format!(
             "first delivery: the message queued during the outage, timed from the restart; \
-             3 direct sends during the outage took {} ms",
+             3 direct sends during the outage took {} ms; relayed: {relayed_before_crash} bytes before the crash \
+             + {relayed_after_restart} after the restart",
             outage_sends.as_millis()
         ),
     }
