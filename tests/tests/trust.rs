@@ -15,59 +15,87 @@ use std::time::{Duration, Instant};
 const PW: &str = "correct horse battery";
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// `n` connections to the tracker, each past its hello and ready to log in.
+async fn connections(t: &TestTracker, n: usize) -> Vec<skein_node::tracker_client::TrackerClient> {
+    use skein_node::tracker_client::{TrackerClient, TrackerTarget};
+    let target = TrackerTarget::new(t.address(), t.ca_path());
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (client, events) = TrackerClient::connect(&target, "test").await.expect("connect");
+        drop(events);
+        clients.push(client);
+    }
+    clients
+}
+
+/// A login for `user` from a made-up device.
+fn login_request(user: &str, password: &str) -> Request {
+    use skein_proto::bytes::{DeviceId, PublicKey};
+    use skein_proto::control::{DeviceHello, Login};
+    Request::Login(Login {
+        user: user.into(),
+        password: password.into(),
+        device: DeviceHello {
+            device_id: DeviceId(rand::random()),
+            name: "test".into(),
+            peer_id: libp2p::PeerId::random().to_bytes(),
+            x25519: PublicKey(rand::random()),
+        },
+    })
+}
+
+/// Sends every login at once, one per connection; returns each answer's code.
+async fn all_at_once(clients: &[skein_node::tracker_client::TrackerClient], logins: Vec<Request>) -> Vec<ErrorCode> {
+    let tries = clients.iter().zip(logins).map(|(c, login)| c.request(login));
+    futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(r) => panic!("a wrong password logged in: {r:?}"),
+            Err(e) => e.body().unwrap_or_else(|| panic!("no answer from the tracker: {e}")).code,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_password_logins_cost_a_bounded_number_of_hashes() {
     init();
-    // 200 handshakes at once on a small machine: no idle time-out may cut
-    // a connection that waits its turn.
-    let t = TestTracker::start_with(|c| c.idle_timeout(Duration::from_secs(60))).await;
+    let t = TestTracker::start_with(|mut c| {
+        c.max_strangers_per_network = 1000;
+        c.login_deadline = Duration::from_secs(120);
+        c.idle_timeout(Duration::from_secs(120))
+    })
+    .await;
     t.add_user("alice", PW).await;
     // The throttle lets one more guess through each time a lockout (1 s,
     // then 2, 4, ...) runs out while the burst is still arriving.
     let allowed = |free: u64, since: Instant| free + 1 + (since.elapsed().as_secs_f64() + 1.0).log2().floor() as u64;
-    let start = Instant::now();
     let state = t.running().state().clone();
     let free = t.config.account_throttle.free_failures as u64;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tries: Vec<_> = (0..200)
-        .map(|i| {
-            let (addr, ca, profile) = (t.address(), t.ca_path(), Profile::new(dir.path().join(format!("p{i}"))));
-            tokio::spawn(async move { session::login(&profile, &addr, &ca, "alice", "not the password".into()).await })
-        })
-        .collect();
-    let (mut wrong, mut throttled) = (0, 0);
-    for attempt in tries {
-        let e = attempt.await.expect("task").map(|_| ()).expect_err("a wrong password never logs in");
-        match e.code() {
-            Some(ErrorCode::BadCredentials) => wrong += 1,
-            Some(ErrorCode::Throttled) => throttled += 1,
-            other => panic!("unexpected answer {other:?}: {e}"),
-        }
-    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+
+    // 200 connections ready, then 200 wrong passwords for one account at once.
+    let clients = connections(&t, 200).await;
+    let start = Instant::now();
+    let codes = all_at_once(&clients, (0..200).map(|_| login_request("alice", "not the password")).collect()).await;
     let runs = state.passwords.runs();
     let most = allowed(free, start);
+    let wrong = codes.iter().filter(|c| **c == ErrorCode::BadCredentials).count() as u64;
+    let throttled = codes.iter().filter(|c| **c == ErrorCode::Throttled).count() as u64;
     assert!(runs <= most, "{runs} argon2 runs for 200 parallel guesses; at most {most} allowed");
-    assert_eq!(wrong as u64, runs, "every hash checked answered a wrong password");
-    assert_eq!(wrong + throttled, 200, "every attempt got an answer");
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    assert_eq!(wrong, runs, "every hash checked answered a wrong password");
+    assert_eq!(wrong + throttled, 200, "every attempt was refused or slowed: {codes:?}");
     assert!(state.passwords.peak() <= cores, "at most one hash per core at a time, saw {}", state.passwords.peak());
 
     // Guessing across many accounts from one network is bounded too.
-    let before = state.passwords.runs();
-    let start = Instant::now();
-    let tries: Vec<_> = (0..200)
-        .map(|i| {
-            let (addr, ca, profile) = (t.address(), t.ca_path(), Profile::new(dir.path().join(format!("q{i}"))));
-            tokio::spawn(async move { session::login(&profile, &addr, &ca, &format!("user{i}"), "guess".into()).await })
-        })
-        .collect();
-    for attempt in tries {
-        let _ = attempt.await.expect("task");
-    }
+    let clients = connections(&t, 200).await;
+    let (before, start) = (state.passwords.runs(), Instant::now());
+    let codes = all_at_once(&clients, (0..200).map(|i| login_request(&format!("user{i}"), "guess")).collect()).await;
     let network_free = t.config.address_throttle.free_failures as u64;
     let runs = state.passwords.runs() - before;
     let most = allowed(network_free, start);
     assert!(runs <= most, "{runs} hashes for 200 guesses from one address; at most {most} allowed");
+    assert!(codes.iter().all(|c| matches!(c, ErrorCode::BadCredentials | ErrorCode::Throttled)), "{codes:?}");
     assert!(state.passwords.peak() <= cores);
 }
 
@@ -249,6 +277,80 @@ async fn the_database_holds_no_key_material() {
                 "{} holds {what}",
                 path.display()
             );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_must_log_in_in_time_and_each_network_holds_only_a_few() {
+    use skein_node::tracker_client::{TrackerClient, TrackerTarget};
+    init();
+    let t = TestTracker::start_with(|mut c| {
+        c.max_strangers_per_network = 3;
+        c.login_deadline = Duration::from_secs(1);
+        c.idle_timeout = Duration::from_secs(30);
+        c
+    })
+    .await;
+    t.add_user("alice", PW).await;
+    let target = TrackerTarget::new(t.address(), t.ca_path());
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        waiting.push(TrackerClient::connect(&target, "test").await.expect("a stranger within the share"));
+    }
+    let refused = TrackerClient::connect(&target, "test").await.map(|_| ()).expect_err("a fourth waits for a place");
+    println!("the fourth stranger: {refused}");
+
+    // One that does not log in in time is told so and dropped, which
+    // frees its place.
+    let (_late, mut events) = waiting.remove(0);
+    let told = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match events.recv().await {
+                Some(Event::SessionEnded(body)) => return body,
+                Some(_) => continue,
+                None => panic!("closed without a reason"),
+            }
+        }
+    })
+    .await
+    .expect("the deadline passes");
+    assert_eq!(told.code, ErrorCode::NotAuthenticated, "{told:?}");
+    assert!(told.message.contains("log in within 1 s"), "{told:?}");
+    wait_for(DEADLINE, "a place for a new connection", || {
+        let target = target.clone();
+        async move { TrackerClient::connect(&target, "test").await.ok().map(|_| ()) }
+    })
+    .await;
+    // Logged-in connections do not count against the share.
+    drop(waiting);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut alive = Vec::new();
+    for i in 0..5 {
+        alive.push(skein_tests::login(&t, &dir.path().join(format!("d{i}")), "alice", PW).await);
+    }
+    for c in &alive {
+        assert!(matches!(c.client.request(Request::Ping { nonce: 1 }).await, Ok(Response::Pong { .. })));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_flooding_status_changes_is_slowed() {
+    use skein_proto::control::{PresenceStatus, SetPresence};
+    let t = tracker_with_users(&["alice"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = skein_tests::login(&t, &dir.path().join("alice"), "alice", PW).await;
+    let mut answers = Vec::new();
+    for i in 0..14 {
+        let status = if i % 2 == 0 { PresenceStatus::Away } else { PresenceStatus::Online };
+        let set = Request::SetPresence(SetPresence { status, note: None });
+        answers.push(alice.client.request(set).await.map_err(|e| e.body().map(|b| (b.code, b.retry_after_ms))));
+    }
+    assert!(answers[..10].iter().all(Result::is_ok), "a burst of ten is fine: {answers:?}");
+    for a in &answers[10..] {
+        match a {
+            Err(Some((ErrorCode::Throttled, Some(ms)))) => assert!(*ms > 0 && *ms <= 2000, "{a:?}"),
+            other => panic!("the eleventh change on is slowed, got {other:?}"),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::auth::PasswordCost;
 use crate::relay::RelayLimits;
+use crate::rate::RateLimit;
 use crate::throttle::ThrottlePolicy;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -82,6 +83,13 @@ pub struct TrackerConfig {
     /// Most devices with a valid certificate per user; a login on one more
     /// is refused until one signs out or is revoked.
     pub max_devices_per_user: u32,
+    /// Most connections per source network (IPv4 address, IPv6 /64) that
+    /// have not logged in yet.
+    pub max_strangers_per_network: usize,
+    /// A connection must log in this soon after its hello, or is closed.
+    pub login_deadline: Duration,
+    /// Presence changes per connection: a burst, then a steady rate.
+    pub presence_rate: RateLimit,
 }
 
 impl TrackerConfig {
@@ -112,6 +120,9 @@ impl TrackerConfig {
             send_queue: 1024,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_devices_per_user: 10,
+            max_strangers_per_network: 128,
+            login_deadline: Duration::from_secs(10),
+            presence_rate: RateLimit::new(10, 0.5),
         }
     }
 
@@ -271,6 +282,10 @@ pub struct FileConfig {
     pub password_iterations: Option<u32>,
     /// Most devices with a valid certificate per user (default 10).
     pub max_devices_per_user: Option<u32>,
+    /// Most not-yet-logged-in connections per IPv4 address or IPv6 /64 (default 128).
+    pub max_unauthenticated_per_network: Option<usize>,
+    /// Seconds a connection has to log in after its hello (default 10).
+    pub login_deadline_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -326,6 +341,12 @@ impl FileConfig {
         }
         if let Some(v) = self.max_devices_per_user {
             cfg.max_devices_per_user = v.max(1);
+        }
+        if let Some(v) = self.max_unauthenticated_per_network {
+            cfg.max_strangers_per_network = v.max(1);
+        }
+        if let Some(v) = self.login_deadline_secs {
+            cfg.login_deadline = secs(v.max(1));
         }
         if let Some(v) = self.mailbox_max_items {
             cfg.mailbox.max_items_per_device = v;

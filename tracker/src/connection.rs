@@ -9,6 +9,7 @@
 use crate::clock::now_ms;
 use crate::requests::{self, ConnCtx};
 use crate::state::State;
+use crate::strangers::Slot;
 use skein_proto::control::{ClientFrame, Event, Hello, ServerFrame, Welcome, peek_request_id};
 use skein_proto::frame::{FrameError, decode_payload};
 use skein_proto::io::{FrameIoError, read_payload, write_frame};
@@ -37,13 +38,14 @@ pub mod close {
     pub const ENDED: u32 = 2;
 }
 
-/// Serves one accepted connection until it closes, fails or `shutdown` fires.
-pub async fn serve(state: Arc<State>, conn: quinn::Connection, shutdown: CancellationToken) {
+/// Serves one accepted connection until it closes, fails or `shutdown`
+/// fires. `slot` is its place among connections not logged in yet.
+pub async fn serve(state: Arc<State>, conn: quinn::Connection, slot: Slot, shutdown: CancellationToken) {
     let id = state.next_conn_id();
     let remote = conn.remote_address();
     let span = tracing::info_span!("conn", id, %remote, user = tracing::field::Empty);
     async move {
-        let code = match serve_inner(&state, &conn, id, &shutdown).await {
+        let code = match serve_inner(&state, &conn, id, slot, &shutdown).await {
             Ok(code) => code,
             Err(e) => {
                 tracing::debug!(error = %e, "connection ended");
@@ -60,6 +62,7 @@ async fn serve_inner(
     state: &Arc<State>,
     conn: &quinn::Connection,
     id: u64,
+    slot: Slot,
     shutdown: &CancellationToken,
 ) -> Result<u32, FrameIoError> {
     // Boxed, like each request below: an idle connection's task then holds
@@ -84,7 +87,16 @@ async fn serve_inner(
         // session-ended notice) before the connection may be closed.
         finish(&mut send).await;
     });
-    let mut ctx = ConnCtx { id, remote: conn.remote_address(), protocol, session: None, out, end: end.clone() };
+    let mut ctx = ConnCtx {
+        id,
+        remote: conn.remote_address(),
+        protocol,
+        session: None,
+        stranger: Some(slot),
+        presence_rate: state.config.presence_rate.clone(),
+        out,
+        end: end.clone(),
+    };
     let code = request_loop(state, &mut ctx, &mut recv, shutdown).await;
     drop(ctx);
     // Leaving the hub drops its copy of the outgoing queue and tells
@@ -160,6 +172,7 @@ async fn request_loop(
     recv: &mut quinn::RecvStream,
     shutdown: &CancellationToken,
 ) -> Result<u32, FrameIoError> {
+    let login_by = tokio::time::Instant::now() + state.config.login_deadline;
     loop {
         let expiry = ctx.session.as_ref().map(|s| s.expires_at_ms.saturating_sub(now_ms()));
         let expiry_sleep = tokio::time::sleep(Duration::from_millis(expiry.unwrap_or(u64::MAX / 4)));
@@ -170,6 +183,12 @@ async fn request_loop(
                 return Ok(close::DONE);
             }
             _ = ctx.end.cancelled() => return Ok(close::ENDED),
+            _ = tokio::time::sleep_until(login_by), if ctx.session.is_none() => {
+                let secs = state.config.login_deadline.as_secs();
+                let why = format!("log in within {secs} s of connecting; connect again and log in");
+                let _ = ctx.out.try_send(Box::new(ServerFrame::Reject(ErrorBody::new(ErrorCode::NotAuthenticated, why))));
+                return Ok(close::PROTOCOL);
+            }
             _ = expiry_sleep, if expiry.is_some() => {
                 let reason = ErrorBody::new(ErrorCode::SessionExpired, "your session has expired; log in again with your password");
                 let _ = ctx.out.try_send(Box::new(ServerFrame::Event(Event::SessionEnded(reason))));

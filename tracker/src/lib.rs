@@ -24,11 +24,13 @@ pub mod login_guard;
 pub mod org;
 pub mod passwords;
 pub mod presence;
+pub mod rate;
 pub mod relay;
 pub mod requests;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod strangers;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 pub mod throttle;

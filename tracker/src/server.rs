@@ -162,11 +162,16 @@ async fn accept_loop(endpoint: quinn::Endpoint, state: Arc<State>, shutdown: Can
             incoming.refuse();
             continue;
         }
+        let Some(slot) = state.strangers.admit(incoming.remote_address().ip()) else {
+            tracing::debug!(remote = %incoming.remote_address(), "refusing connection: too many from its network not logged in");
+            incoming.refuse();
+            continue;
+        };
         let state = state.clone();
         let shutdown = shutdown.clone();
         conns.spawn(async move {
             match tokio::time::timeout(Duration::from_secs(10), incoming).await {
-                Ok(Ok(conn)) => connection::serve(state, conn, shutdown).await,
+                Ok(Ok(conn)) => connection::serve(state, conn, slot, shutdown).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "handshake failed"),
                 Err(_) => tracing::debug!("handshake timed out"),
             }

@@ -10,6 +10,8 @@ use crate::relay::Relay;
 use crate::store::Store;
 use crate::login_guard::LoginGuard;
 use crate::passwords::Passwords;
+use crate::strangers::Strangers;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +33,8 @@ pub struct State {
     pub guard: Mutex<LoginGuard>,
     /// Password hashing, a few at a time.
     pub passwords: Passwords,
+    /// Connections not logged in yet, per network.
+    pub strangers: Arc<Strangers>,
     /// Stores logins and resumes, several to a commit.
     pub enrolment: Enrolment,
     next_conn: AtomicU64,
@@ -42,6 +46,7 @@ impl State {
     pub fn new(config: TrackerConfig, store: Store, org: Org, hub: Hub, relay: Relay) -> Self {
         let guard = LoginGuard::new(config.account_throttle.clone(), config.address_throttle.clone());
         let passwords = Passwords::per_core(config.password_cost.clone());
+        let strangers = Strangers::new(config.max_strangers_per_network);
         let enrolment = Enrolment::spawn(store.clone());
         Self {
             config,
@@ -51,6 +56,7 @@ impl State {
             relay,
             guard: Mutex::new(guard),
             passwords,
+            strangers,
             enrolment,
             next_conn: AtomicU64::new(1),
         }

@@ -15,7 +15,9 @@ use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, Transport, connection_limits, identify, ping, quic, relay};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, Transport, allow_block_list, connection_limits, identify, ping, quic, relay,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -31,9 +33,12 @@ const BIND_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Allowed = Arc<RwLock<HashSet<PeerId>>>;
 
-/// The relay's behaviours.
+/// The relay's behaviours. `gate` refuses connections from any PeerId
+/// not on the allow-list (and closes those of a peer taken off it), so a
+/// stranger gets no connection at all, not merely no reservation.
 #[derive(NetworkBehaviour)]
 pub struct RelayBehaviour {
+    gate: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     limits: connection_limits::Behaviour,
     relay: relay::Behaviour,
     identify: identify::Behaviour,
@@ -94,6 +99,7 @@ fn build_swarm(
         })
         .map_err(|e| setup(&e))?
         .with_behaviour(|key| RelayBehaviour {
+            gate: allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(conn_limits),
             relay: relay::Behaviour::new(key.public().to_peer_id(), relay_config(limits, allowed)),
             identify: identify::Behaviour::new(
@@ -153,6 +159,9 @@ impl RelayTask {
         let allowed: Allowed = Arc::new(RwLock::new(options.allowed.clone()));
         let counters = ByteCounters::default();
         let mut swarm = build_swarm(&options, &allowed, &counters)?;
+        for peer in &options.allowed {
+            swarm.behaviour_mut().gate.allow_peer(*peer);
+        }
         let bind_error = |reason: String| RelayError::Bind { addr: options.listen, reason };
         swarm
             .listen_on(addrs::quic_addr(options.listen.ip(), options.listen.port()))
@@ -278,6 +287,7 @@ impl RelayTask {
         match cmd {
             Command::Allow { peer, done } => {
                 self.allowed_mut().insert(peer);
+                self.swarm.behaviour_mut().gate.allow_peer(peer);
                 self.changed.insert(peer, Instant::now());
                 let _ = done.send(());
             }
@@ -316,7 +326,13 @@ impl RelayTask {
                 }
                 keep
             });
-            allowed.extend(valid.into_iter().filter(|p| !changed.contains_key(p)));
+            let added: Vec<PeerId> =
+                valid.into_iter().filter(|p| !changed.contains_key(p) && !allowed.contains(p)).collect();
+            allowed.extend(added.iter().copied());
+            drop(allowed);
+            for peer in added {
+                self.swarm.behaviour_mut().gate.allow_peer(peer);
+            }
         }
         for peer in &dropped {
             tracing::info!(%peer, "relay access ended: no valid device certificate");
@@ -326,6 +342,7 @@ impl RelayTask {
     }
 
     fn disconnect(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().gate.disallow_peer(peer);
         if self.swarm.is_connected(&peer) {
             let _ = self.swarm.disconnect_peer_id(peer);
         }

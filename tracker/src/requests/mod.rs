@@ -40,6 +40,10 @@ pub struct ConnCtx {
     pub protocol: u16,
     /// Set once logged in.
     pub session: Option<Authed>,
+    /// The connection's place among those not logged in; given back at login.
+    pub stranger: Option<crate::strangers::Slot>,
+    /// Presence changes this connection may still make.
+    pub presence_rate: crate::rate::RateLimit,
     /// The connection's outgoing queue.
     pub out: Outgoing,
     /// Cancelled to end the connection.

@@ -16,6 +16,13 @@ pub async fn set(state: &State, ctx: &mut ConnCtx, p: SetPresence) -> Result<Res
             format!("status note must be at most {MAX_TEXT_FIELD} bytes without control characters"),
         ));
     }
+    // Every change is pushed to every subscriber: a flood from one device
+    // would be multiplied by the whole organisation.
+    ctx.presence_rate.take(std::time::Instant::now()).map_err(|wait| {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ErrorBody::new(ErrorCode::Throttled, format!("too many status changes; try again in {secs} s"))
+            .retry_after(u32::try_from(wait.as_millis()).unwrap_or(u32::MAX))
+    })?;
     state.hub.set_status(ctx.id, p.status, p.note).await;
     Ok(Response::Ok)
 }

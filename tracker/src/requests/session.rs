@@ -231,6 +231,7 @@ async fn establish(
     };
     state.hub.register(ctx.id, live.clone(), ctx.out.clone(), ctx.end.clone()).await;
     ctx.session = Some(Authed { live, admin: user.admin, expires_at_ms: expires });
+    ctx.stranger = None;
     let presence = state.hub.entries(vec![user.name.clone()]).await;
     let entry = user_entry(&user, presence.first().map(|p| (p.status, p.last_seen_ms)));
     Ok(Response::Session(Box::new(Session {
