@@ -24,7 +24,7 @@ pub mod reporter;
 pub mod seal;
 pub mod session;
 pub mod tracker_client;
-pub mod trust;
 pub mod transfer;
+pub mod trust;
 
 pub use skein_proto::time::now_ms;

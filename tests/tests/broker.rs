@@ -92,6 +92,7 @@ async fn mailbox_holds_sealed_items_until_acked_and_enforces_limits() {
             max_items_per_device: 3,
             max_bytes_per_user: 1 << 20,
             max_age: Duration::from_secs(3600),
+            sender_share_percent: 100,
         })
     })
     .await;
@@ -141,6 +142,48 @@ async fn mailbox_holds_sealed_items_until_acked_and_enforces_limits() {
         panic!("expected mail")
     };
     assert_eq!(left.iter().map(|i| i.id).collect::<Vec<_>>(), vec![MailId([2; 16])]);
+}
+
+#[tokio::test]
+async fn one_sender_cannot_fill_a_mailbox_for_everyone_else() {
+    init();
+    let t = TestTracker::start_with(|c| {
+        c.mailbox(MailboxLimits {
+            max_items_per_device: 8,
+            max_bytes_per_user: 1 << 20,
+            max_age: Duration::from_secs(3600),
+            sender_share_percent: 25,
+        })
+    })
+    .await;
+    for u in ["alice", "bob", "carol"] {
+        t.add_user(u, PW).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = login(&t, dir.path(), "alice").await;
+    let carol = login(&t, dir.path(), "carol").await;
+    let bob = login(&t, dir.path(), "bob").await;
+    let bob_device = bob.saved.cert().expect("cert").body.device_id;
+    let item = |n: u8| SealedItem { id: MailId([n; 16]), to_device: bob_device, sealed: vec![n; 100] };
+    let put = |items: Vec<SealedItem>| Request::MailboxPut(MailboxPut { to_user: "bob".into(), items });
+
+    assert_eq!(
+        alice.client.request(put(vec![item(1), item(2)])).await.expect("put"),
+        Response::MailboxStored { stored: 2 }
+    );
+    let e = alice.client.request(put(vec![item(3)])).await.expect_err("a quarter of bob's box is alice's most");
+    let body = e.body().expect("an answer");
+    assert_eq!(body.code, ErrorCode::MailboxFull);
+    assert!(body.message.contains("from any one sender"), "{body:?}");
+    // Carol still gets through.
+    assert_eq!(
+        carol.client.request(put(vec![item(4), item(5)])).await.expect("put"),
+        Response::MailboxStored { stored: 2 }
+    );
+    // Once bob takes his mail, alice has room again.
+    let r = bob.client.request(Request::MailboxAck { ids: vec![MailId([1; 16]), MailId([2; 16])] }).await.expect("ack");
+    assert_eq!(r, Response::MailboxAcked { removed: 2 });
+    assert_eq!(alice.client.request(put(vec![item(3)])).await.expect("put"), Response::MailboxStored { stored: 1 });
 }
 
 #[tokio::test]

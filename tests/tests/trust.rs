@@ -109,7 +109,8 @@ async fn after_a_password_reset_the_old_device_is_dropped_by_its_peers_and_kept_
     let alice = RawDevice::login(&t, &dir.path().join("alice"), "alice", PW).await;
     let (_, answers) = alice.deliver("bob", MessageBody::Text("hi".into())).await;
     assert!(matches!(answers[..], [PeerResponse::Stored { .. }]), "{answers:?}");
-    let Response::Peer(info) = alice.session.client.request(Request::LookupPeer { user: "bob".into() }).await.expect("lookup")
+    let Response::Peer(info) =
+        alice.session.client.request(Request::LookupPeer { user: "bob".into() }).await.expect("lookup")
     else {
         panic!("expected bob's devices")
     };
@@ -120,9 +121,7 @@ async fn after_a_password_reset_the_old_device_is_dropped_by_its_peers_and_kept_
 
     // An administrator resets alice's password, from outside the tracker.
     let store = t.store().await;
-    skein_tracker::admin::set_password(&store, "alice", "a new password".into(), &t.passwords())
-        .await
-        .expect("reset");
+    skein_tracker::admin::set_password(&store, "alice", "a new password".into(), &t.passwords()).await.expect("reset");
     store.close().await;
     let reset = Instant::now();
     bob.wait_line(DEADLINE, "bob told alice's device is revoked", |l| {
@@ -272,11 +271,7 @@ async fn the_database_holds_no_key_material() {
     for (what, key) in key_material(&data) {
         assert!(key.len() >= 32, "{what} is too short to search for");
         for (path, bytes) in &files {
-            assert!(
-                !bytes.windows(key.len()).any(|w| w == key.as_slice()),
-                "{} holds {what}",
-                path.display()
-            );
+            assert!(!bytes.windows(key.len()).any(|w| w == key.as_slice()), "{} holds {what}", path.display());
         }
     }
 }

@@ -4,8 +4,8 @@
 //! flags onto it, in that order of precedence from lowest (see `cli.rs`).
 
 use crate::auth::PasswordCost;
-use crate::relay::RelayLimits;
 use crate::rate::RateLimit;
+use crate::relay::RelayLimits;
 use crate::throttle::ThrottlePolicy;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -26,6 +26,9 @@ pub struct MailboxLimits {
     pub max_bytes_per_user: i64,
     /// Items older than this are deleted.
     pub max_age: Duration,
+    /// The share, in percent, of a recipient's mailbox (items per device,
+    /// bytes per user) that one sender may fill.
+    pub sender_share_percent: u32,
 }
 
 impl Default for MailboxLimits {
@@ -34,6 +37,23 @@ impl Default for MailboxLimits {
             max_items_per_device: 10_000,
             max_bytes_per_user: 256 * 1024 * 1024,
             max_age: Duration::from_secs(30 * 86400),
+            sender_share_percent: 25,
+        }
+    }
+}
+
+impl MailboxLimits {
+    /// The limits the store checks for one put.
+    pub fn for_store(&self) -> crate::store::MailboxLimits {
+        let share =
+            |total: i64| (total.saturating_mul(i64::from(self.sender_share_percent.clamp(1, 100))) / 100).max(1);
+        crate::store::MailboxLimits {
+            max_items_per_device: self.max_items_per_device,
+            max_bytes_per_user: self.max_bytes_per_user,
+            sender_share: crate::store::SenderShare {
+                items_per_device: share(self.max_items_per_device),
+                bytes_per_user: share(self.max_bytes_per_user),
+            },
         }
     }
 }
@@ -264,6 +284,8 @@ pub struct FileConfig {
     pub mailbox_max_bytes: Option<i64>,
     /// Mailbox item age limit in days.
     pub mailbox_max_age_days: Option<u64>,
+    /// Percent of a recipient's mailbox one sender may fill (default 25).
+    pub mailbox_sender_share_percent: Option<u32>,
     /// Longest life of a relayed circuit, in seconds (default 86400).
     pub relay_max_circuit_secs: Option<u64>,
     /// Bytes per relayed circuit and direction; 0 = no limit (the default).
@@ -356,6 +378,9 @@ impl FileConfig {
         }
         if let Some(v) = self.mailbox_max_age_days {
             cfg.mailbox.max_age = secs(v * 86400);
+        }
+        if let Some(v) = self.mailbox_sender_share_percent {
+            cfg.mailbox.sender_share_percent = v.clamp(1, 100);
         }
         if let Some(v) = self.relay_max_circuit_secs {
             cfg.relay.max_circuit_duration = secs(v.max(1));

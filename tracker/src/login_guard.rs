@@ -152,9 +152,8 @@ mod tests {
     fn a_64_cannot_dodge_the_network_throttle_by_changing_addresses() {
         let mut g = guard();
         let now = Instant::now();
-        let admitted = (0..100u16)
-            .filter(|i| g.admit(&format!("user{i}"), ip(&format!("2001:db8::{i:x}")), now).is_ok())
-            .count();
+        let admitted =
+            (0..100u16).filter(|i| g.admit(&format!("user{i}"), ip(&format!("2001:db8::{i:x}")), now).is_ok()).count();
         assert_eq!(admitted, 11, "ten free failures and the one that locks, for the whole /64");
     }
 

@@ -79,7 +79,8 @@ impl Passwords {
         self.run(move || match phc {
             Some(phc) => verify_password_blocking(&password, &phc),
             None => {
-                let dummy = dummy.get_or_init(|| hash_password_blocking("not a real password", &cost).unwrap_or_default());
+                let dummy =
+                    dummy.get_or_init(|| hash_password_blocking("not a real password", &cost).unwrap_or_default());
                 let _ = verify_password_blocking(&password, dummy);
                 Ok(false)
             }

@@ -4,12 +4,12 @@
 use crate::config::TrackerConfig;
 use crate::enrol::Enrolment;
 use crate::hub::Hub;
+use crate::login_guard::LoginGuard;
 use crate::org::Org;
+use crate::passwords::Passwords;
 use crate::presence::ConnId;
 use crate::relay::Relay;
 use crate::store::Store;
-use crate::login_guard::LoginGuard;
-use crate::passwords::Passwords;
 use crate::strangers::Strangers;
 use std::sync::Arc;
 use std::sync::Mutex;

@@ -12,8 +12,8 @@
 #![allow(clippy::unwrap_used)]
 
 use skein_tracker::store::{
-    CODE_VERSION, DeviceRecord, Issue, MailRecord, MailboxLimits, NewUserRecord, SessionRecord, SessionStart, Store,
-    StoreError, UserRecord,
+    AccessEnd, CODE_VERSION, DeviceRecord, DeviceScope, Issue, MailRecord, MailboxLimits, NewUserRecord, SenderShare,
+    SessionRecord, SessionStart, Store, StoreError, UserRecord,
 };
 use sqlx::Connection;
 use std::collections::BTreeSet;
@@ -76,6 +76,9 @@ store_cases! {
         case_events_ordering,
         case_mailbox,
         case_mailbox_quota_concurrent,
+        case_mailbox_sender_share,
+        case_access_end,
+        case_login_racing_a_disable,
     ],
     url: [
         case_migrations_idempotent,
@@ -705,7 +708,7 @@ fn mail(id: u8, to: &UserRecord, device: u8, from: &UserRecord, size: usize, at:
 async fn case_mailbox(store: Store) {
     let alice = add(&store, "alice").await;
     let bob = add(&store, "bob").await;
-    let roomy = MailboxLimits { max_items_per_device: 100, max_bytes_per_user: 1_000_000 };
+    let roomy = MailboxLimits { max_items_per_device: 100, max_bytes_per_user: 1_000_000, ..MailboxLimits::default() };
 
     // Store time orders first, then insertion order (items 3 and 1 tie).
     let batch =
@@ -727,7 +730,8 @@ async fn case_mailbox(store: Store) {
     assert_eq!(store.mailbox_put(&[mail(2, &bob, 2, &alice, 10, 300)], roomy).await.unwrap(), 1);
 
     // Over a limit: nothing from the batch is stored.
-    let five_per_device = MailboxLimits { max_items_per_device: 5, max_bytes_per_user: 1_000_000 };
+    let five_per_device =
+        MailboxLimits { max_items_per_device: 5, max_bytes_per_user: 1_000_000, ..MailboxLimits::default() };
     let too_many = [mail(6, &bob, 1, &alice, 10, 400), mail(7, &bob, 1, &alice, 10, 400)];
     match store.mailbox_put(&too_many, five_per_device).await {
         Err(StoreError::MailboxFull { user, .. }) => assert_eq!(user, "bob"),
@@ -735,7 +739,7 @@ async fn case_mailbox(store: Store) {
     }
     assert_eq!(store.mailbox_count(bob.id, [1; 16]).await.unwrap(), 4);
     assert_eq!(store.mailbox_put(&too_many[..1], five_per_device).await.unwrap(), 1);
-    let small_user = MailboxLimits { max_items_per_device: 100, max_bytes_per_user: 100 };
+    let small_user = MailboxLimits { max_items_per_device: 100, max_bytes_per_user: 100, ..MailboxLimits::default() };
     let mixed = [mail(8, &alice, 1, &bob, 10, 400), mail(9, &bob, 3, &alice, 40, 400)];
     assert!(matches!(store.mailbox_put(&mixed, small_user).await, Err(StoreError::MailboxFull { .. })));
     assert_eq!(store.mailbox_count(alice.id, [1; 16]).await.unwrap(), 0, "the put must be all-or-nothing");
@@ -761,7 +765,7 @@ async fn case_mailbox(store: Store) {
 async fn case_mailbox_quota_concurrent(store: Store) {
     let alice = add(&store, "alice").await;
     let bob = add(&store, "bob").await;
-    let limits = MailboxLimits { max_items_per_device: 3, max_bytes_per_user: 1_000_000 };
+    let limits = MailboxLimits { max_items_per_device: 3, max_bytes_per_user: 1_000_000, ..MailboxLimits::default() };
     // Open all pooled connections first, so the puts below really overlap.
     let warmups: Vec<_> = (0..40)
         .map(|_| {
@@ -842,4 +846,139 @@ async fn sqlite_is_wal_and_shared_with_another_process() {
     assert!(tracker.user_by_name("alice").await.unwrap().unwrap().disabled);
     tracker.close().await;
     cli.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// Ending access
+// ---------------------------------------------------------------------------
+
+/// A login as the tracker stores it: checked against `epoch`, capped at ten devices.
+fn login_start(session: SessionRecord, epoch: i64) -> SessionStart {
+    SessionStart::Login { session, epoch, max_devices: 10 }
+}
+
+fn issue_device(user_id: i64, id: u8) -> impl FnOnce(u64) -> Result<(DeviceRecord, u64), StoreError> + Send + 'static {
+    move |serial| Ok((device(user_id, id, &[b'p', id]), serial))
+}
+
+async fn case_access_end(store: Store) {
+    let alice = add(&store, "alice").await;
+    for (token, dev) in [(1, 1), (2, 2), (3, 3)] {
+        let started =
+            store.start_session(login_start(session(alice.id, token, dev, 100_000), 0), issue_device(alice.id, dev));
+        assert!(started.await.unwrap().is_some());
+    }
+    let tokens = |t: &[u8]| t.iter().map(|n| *blake3::hash(&[*n]).as_bytes()).collect::<std::collections::HashSet<_>>();
+
+    // A logout: one device's session and certificate end; no epoch change.
+    let ev = store.end_access(AccessEnd::new(alice.id, DeviceScope::One([1; 16]), "signed_out", 5_000)).await.unwrap();
+    assert_eq!((ev.kind.as_str(), ev.device_id), ("signed_out", Some([1; 16])));
+    assert_eq!(store.live_tokens_of(alice.id).await.unwrap(), tokens(&[2, 3]));
+    assert_eq!(store.device(alice.id, [1; 16]).await.unwrap().unwrap().cert_expires_at_ms, 5_000);
+    assert!(!store.device(alice.id, [1; 16]).await.unwrap().unwrap().revoked, "signed out, not revoked");
+    assert_eq!(store.user_by_id(alice.id).await.unwrap().unwrap().session_epoch, 0);
+
+    // A password change from device 2: every other device ends, the epoch moves.
+    let mut change = AccessEnd::new(alice.id, DeviceScope::AllBut([2; 16]), "sessions_revoked", 6_000);
+    change.password_hash = Some("$argon2id$changed".into());
+    let ev = store.end_access(change).await.unwrap();
+    assert_eq!(ev.device_id, None);
+    assert_eq!(store.live_tokens_of(alice.id).await.unwrap(), tokens(&[2]));
+    let user = store.user_by_id(alice.id).await.unwrap().unwrap();
+    assert_eq!((user.session_epoch, user.password_hash.as_str()), (1, "$argon2id$changed"));
+    assert_eq!(store.device(alice.id, [3; 16]).await.unwrap().unwrap().cert_expires_at_ms, 6_000);
+    assert_eq!(store.device(alice.id, [2; 16]).await.unwrap().unwrap().cert_expires_at_ms, 90_000);
+    assert_eq!(store.device(alice.id, [1; 16]).await.unwrap().unwrap().cert_expires_at_ms, 5_000, "ended earlier");
+
+    // Disabling ends everything; revoking a device is for good.
+    let mut disable = AccessEnd::new(alice.id, DeviceScope::All, "user_disabled", 7_000);
+    disable.disable = true;
+    store.end_access(disable).await.unwrap();
+    assert!(store.live_tokens_of(alice.id).await.unwrap().is_empty());
+    assert!(store.user_by_id(alice.id).await.unwrap().unwrap().disabled);
+    let mut revoke = AccessEnd::new(alice.id, DeviceScope::One([3; 16]), "device_revoked", 8_000);
+    revoke.revoke_device = true;
+    store.end_access(revoke).await.unwrap();
+    assert!(store.device(alice.id, [3; 16]).await.unwrap().unwrap().revoked);
+    let mut missing = AccessEnd::new(alice.id, DeviceScope::One([9; 16]), "device_revoked", 8_000);
+    missing.revoke_device = true;
+    assert!(matches!(store.end_access(missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.end_access(AccessEnd::new(9999, DeviceScope::All, "user_disabled", 1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Events come back in order for every tracker to act on.
+    let kinds: Vec<String> = store.events_since(0, 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["signed_out", "sessions_revoked", "user_disabled", "device_revoked"]);
+}
+
+async fn case_login_racing_a_disable(store: Store) {
+    // A login that checked its password before a disable or reset (epoch
+    // 0) and is stored after it is refused.
+    let alice = add(&store, "alice").await;
+    let mut disable = AccessEnd::new(alice.id, DeviceScope::All, "user_disabled", 2_000);
+    disable.disable = true;
+    store.end_access(disable).await.unwrap();
+    let late = store.start_session(login_start(session(alice.id, 1, 1, 100_000), 0), issue_device(alice.id, 1));
+    assert_eq!(late.await.unwrap(), None, "refused: the account changed while it logged in");
+    assert!(store.session_by_hash(blake3::hash(&[1]).as_bytes()).await.unwrap().is_none());
+
+    // Racing for real, many times over: whichever commits first, no
+    // session started before the reset survives it.
+    let bob = add(&store, "bob").await;
+    for round in 0..20u8 {
+        let epoch = store.user_by_id(bob.id).await.unwrap().unwrap().session_epoch;
+        let s = session(bob.id, 100 + round, 2, 100_000);
+        let login = {
+            let store = store.clone();
+            let s = s.clone();
+            tokio::spawn(async move { store.start_session(login_start(s, epoch), issue_device(bob.id, 2)).await })
+        };
+        let reset = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut end = AccessEnd::new(bob.id, DeviceScope::All, "sessions_revoked", 3_000 + i64::from(round));
+                end.password_hash = Some(format!("$argon2id$round{round}"));
+                store.end_access(end).await
+            })
+        };
+        let (stored, ended) = (login.await.unwrap().unwrap(), reset.await.unwrap());
+        ended.unwrap();
+        let row = store.session_by_hash(&s.token_hash).await.unwrap();
+        match stored {
+            None => assert_eq!(row, None, "round {round}: a refused login stores nothing"),
+            Some(_) => assert!(row.unwrap().revoked, "round {round}: a login stored first is ended by the reset"),
+        }
+        assert!(store.live_tokens_of(bob.id).await.unwrap().is_empty(), "round {round}");
+    }
+}
+
+async fn case_mailbox_sender_share(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    let carol = add(&store, "carol").await;
+    let limits = MailboxLimits {
+        max_items_per_device: 100,
+        max_bytes_per_user: 1_000_000,
+        sender_share: SenderShare { items_per_device: 2, bytes_per_user: 250 },
+    };
+    let item = |from: &UserRecord, n: u8, size: usize| MailRecord {
+        id: [n; 16],
+        to_user_id: bob.id,
+        to_device: [1; 16],
+        from_user_id: from.id,
+        from_user: from.name.clone(),
+        sealed: vec![n; size],
+        stored_at_ms: 1_000,
+    };
+    assert_eq!(store.mailbox_put(&[item(&alice, 1, 10), item(&alice, 2, 10)], limits).await.unwrap(), 2);
+    let full = store.mailbox_put(&[item(&alice, 3, 10)], limits).await;
+    assert!(
+        matches!(&full, Err(StoreError::MailboxFull { user, limit }) if user == "bob" && limit.contains("any one sender")),
+        "{full:?}"
+    );
+    assert_eq!(store.mailbox_count(bob.id, [1; 16]).await.unwrap(), 2, "nothing of the refused put stored");
+    assert_eq!(store.mailbox_put(&[item(&carol, 4, 10)], limits).await.unwrap(), 1, "others still get through");
+    let big = store.mailbox_put(&[MailRecord { to_device: [2; 16], ..item(&carol, 5, 300) }], limits).await;
+    assert!(matches!(big, Err(StoreError::MailboxFull { .. })), "bytes count per sender too: {big:?}");
 }

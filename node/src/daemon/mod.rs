@@ -397,9 +397,12 @@ impl Node {
                 if let Ok(peer) = libp2p::PeerId::from_bytes(&d.peer_id) {
                     lock(&self.trust).revoke(&peer);
                     let mesh = self.mesh.clone();
-                    let why = format!("the access of {}'s device ended (signed out, password changed or revoked)", d.user);
+                    let why =
+                        format!("the access of {}'s device ended (signed out, password changed or revoked)", d.user);
                     tokio::spawn(async move { mesh.revoke(peer, why).await });
-                    emit(json!({"type": "peer_revoked", "user": d.user, "device": d.device_id.to_hex(), "peer_id": peer.to_string()}));
+                    emit(
+                        json!({"type": "peer_revoked", "user": d.user, "device": d.device_id.to_hex(), "peer_id": peer.to_string()}),
+                    );
                 }
             }
             Event::MailWaiting { count } => {

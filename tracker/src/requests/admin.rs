@@ -24,7 +24,9 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
             None
         }
         AdminRequest::SetDisabled { user, disabled } => Some(admin::set_disabled(store, &user, disabled).await?),
-        AdminRequest::SetPassword { user, password } => Some(admin::set_password(store, &user, password, passwords).await?),
+        AdminRequest::SetPassword { user, password } => {
+            Some(admin::set_password(store, &user, password, passwords).await?)
+        }
         AdminRequest::AddDepartment { path } => {
             admin::add_department(store, &path).await?;
             None

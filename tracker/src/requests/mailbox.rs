@@ -1,5 +1,6 @@
 //! The offline mailbox: sealed items wait here for a device that is away.
-//! The tracker stores ciphertext only, within per-recipient limits.
+//! The tracker stores ciphertext only, within per-recipient limits, of
+//! which any one sender may fill only a share.
 
 use super::{ConnCtx, store_error};
 use crate::clock::now_ms;
@@ -12,10 +13,7 @@ use skein_proto::{ErrorBody, ErrorCode};
 use std::collections::HashSet;
 
 fn limits(state: &State) -> StoreLimits {
-    StoreLimits {
-        max_items_per_device: state.config.mailbox.max_items_per_device,
-        max_bytes_per_user: state.config.mailbox.max_bytes_per_user,
-    }
+    state.config.mailbox.for_store()
 }
 
 /// Stores sealed items for the recipient's devices.

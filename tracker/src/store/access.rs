@@ -93,7 +93,9 @@ impl Store {
             }
         }
         let session_sql = match device {
-            Some(_) => format!("UPDATE sessions SET revoked = 1 WHERE user_id = $1 AND revoked = 0 AND device_id {op} $2"),
+            Some(_) => {
+                format!("UPDATE sessions SET revoked = 1 WHERE user_id = $1 AND revoked = 0 AND device_id {op} $2")
+            }
             None => "UPDATE sessions SET revoked = 1 WHERE user_id = $1 AND revoked = 0".to_owned(),
         };
         let cert_sql = match device {
@@ -101,7 +103,9 @@ impl Store {
                 "UPDATE devices SET cert_expires_at_ms = $2 \
                  WHERE user_id = $1 AND cert_expires_at_ms > $2 AND device_id {op} $3"
             ),
-            None => "UPDATE devices SET cert_expires_at_ms = $2 WHERE user_id = $1 AND cert_expires_at_ms > $2".to_owned(),
+            None => {
+                "UPDATE devices SET cert_expires_at_ms = $2 WHERE user_id = $1 AND cert_expires_at_ms > $2".to_owned()
+            }
         };
         let revoke_sessions = sqlx::query(sqlx::AssertSqlSafe(session_sql)).bind(end.user_id);
         let end_certs = sqlx::query(sqlx::AssertSqlSafe(cert_sql)).bind(end.user_id).bind(end.at_ms);
@@ -125,10 +129,11 @@ impl Store {
     /// The token hashes of a user's sessions that are not revoked (expired
     /// or not): what may stay connected after an [`AccessEnd`].
     pub async fn live_tokens_of(&self, user_id: i64) -> Result<HashSet<[u8; 32]>, StoreError> {
-        let rows = sqlx::query_scalar::<_, Vec<u8>>("SELECT token_hash FROM sessions WHERE user_id = $1 AND revoked = 0")
-            .bind(user_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query_scalar::<_, Vec<u8>>("SELECT token_hash FROM sessions WHERE user_id = $1 AND revoked = 0")
+                .bind(user_id)
+                .fetch_all(self.pool())
+                .await?;
         rows.into_iter().map(|h| fixed(h, "session token hash")).collect()
     }
 }

@@ -9,8 +9,8 @@
 //! (and then skip N forever). SQLite serialises writers anyway.
 
 use super::{Backend, Store, StoreError, fixed};
-use sqlx::{AnyConnection, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 /// One admin event.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,11 +39,37 @@ pub struct MailboxLimits {
     /// Most sealed bytes waiting for one user, across their devices (zero
     /// or negative: none).
     pub max_bytes_per_user: i64,
+    /// The share of one recipient's mailbox one sender may fill: at most
+    /// this many items per device and this many bytes per user come from
+    /// any one sender, so one sender cannot fill anyone's mailbox for
+    /// everyone else.
+    pub sender_share: SenderShare,
+}
+
+/// What one sender may hold in one recipient's mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderShare {
+    /// Items waiting for one device from one sender.
+    pub items_per_device: i64,
+    /// Sealed bytes waiting for one user from one sender.
+    pub bytes_per_user: i64,
+}
+
+impl SenderShare {
+    /// A quarter of what the whole mailbox may hold.
+    pub fn quarter_of(max_items_per_device: i64, max_bytes_per_user: i64) -> Self {
+        Self { items_per_device: (max_items_per_device / 4).max(1), bytes_per_user: (max_bytes_per_user / 4).max(1) }
+    }
 }
 
 impl Default for MailboxLimits {
     fn default() -> Self {
-        Self { max_items_per_device: 10_000, max_bytes_per_user: 256 * 1024 * 1024 }
+        let (items, bytes) = (10_000, 256 * 1024 * 1024);
+        Self {
+            max_items_per_device: items,
+            max_bytes_per_user: bytes,
+            sender_share: SenderShare::quarter_of(items, bytes),
+        }
     }
 }
 
@@ -69,6 +95,7 @@ impl Store {
         let mut stored: u32 = 0;
         let mut devices: BTreeSet<(i64, [u8; 16])> = BTreeSet::new();
         let mut users: BTreeSet<i64> = BTreeSet::new();
+        let mut senders: BTreeSet<(i64, i64)> = BTreeSet::new();
         for item in items {
             let size = i64::try_from(item.sealed.len()).unwrap_or(i64::MAX);
             let done = sqlx::query(
@@ -88,6 +115,7 @@ impl Store {
                 stored += 1;
                 devices.insert((item.to_user_id, item.to_device));
                 users.insert(item.to_user_id);
+                senders.insert((item.from_user_id, item.to_user_id));
             }
         }
         for (user_id, device) in &devices {
@@ -117,6 +145,28 @@ impl Store {
                 return Err(StoreError::MailboxFull {
                     user,
                     limit: format!("at most {} bytes per user", limits.max_bytes_per_user),
+                });
+            }
+        }
+        let share = limits.sender_share;
+        for (from, to) in &senders {
+            let (items, bytes) = sqlx::query_as::<_, (i64, i64)>(
+                "SELECT CAST(COALESCE(MAX(n), 0) AS BIGINT), \
+                        CAST(COALESCE((SELECT SUM(size) FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2), 0) AS BIGINT) \
+                 FROM (SELECT COUNT(*) AS n FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2 GROUP BY to_device) per_device",
+            )
+            .bind(*from)
+            .bind(*to)
+            .fetch_one(&mut *tx)
+            .await?;
+            if items > share.items_per_device.max(0) || bytes > share.bytes_per_user.max(0) {
+                let user = user_name(&mut tx, *to).await?;
+                return Err(StoreError::MailboxFull {
+                    user,
+                    limit: format!(
+                        "at most {} items per device and {} bytes from any one sender",
+                        share.items_per_device, share.bytes_per_user
+                    ),
                 });
             }
         }

@@ -34,7 +34,7 @@ pub use departments::DeptRecord;
 pub use devices::DeviceRecord;
 pub use error::{StoreError, redact_url};
 pub use events::AdminEvent;
-pub use mailbox::{MailRecord, MailboxLimits};
+pub use mailbox::{MailRecord, MailboxLimits, SenderShare};
 pub use migrate::CODE_VERSION;
 pub use sessions::{Issue, SessionRecord, SessionStart};
 pub use users::{NewUserRecord, UserRecord};
