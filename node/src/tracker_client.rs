@@ -250,6 +250,14 @@ impl TrackerClient {
         self.connection.close(0u32.into(), b"bye");
     }
 
+    /// Closes the connection and waits (at most `limit`) until the tracker
+    /// has been told, so it marks this device offline at once rather than
+    /// after its idle time-out. For a process about to exit.
+    pub async fn close_and_wait(&self, limit: Duration) {
+        self.close();
+        let _ = tokio::time::timeout(limit, self._endpoint.wait_idle()).await;
+    }
+
     /// Resolves when the connection has ended, with the reason.
     pub async fn closed(&self) -> String {
         self.connection.closed().await.to_string()

@@ -171,8 +171,6 @@ async fn sigint_stops_daemon_and_tracker_cleanly_and_the_data_survives() {
 }
 
 #[tokio::test]
-#[ignore = "fails today: on SIGINT the daemon closes its tracker connection and exits before the close is sent, \
-            so its user stays online until the tracker's idle timeout"]
 async fn a_daemon_stopped_by_sigint_shows_offline_at_once() {
     init();
     let dir = tempfile::tempdir().expect("tempdir");

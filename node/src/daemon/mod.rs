@@ -248,7 +248,7 @@ impl Node {
                 biased;
                 _ = stop.cancelled() => {
                     if let Some(c) = &self.tracker {
-                        c.close();
+                        c.close_and_wait(Duration::from_secs(1)).await;
                     }
                     return Ok(());
                 }
