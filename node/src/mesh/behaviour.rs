@@ -3,19 +3,51 @@
 //! QUIC only. Relay client for reservations and relayed dials, DCUtR to
 //! upgrade relayed connections to direct ones (off in relay-only mode),
 //! identify for observed addresses, ping for round-trip times, the Skein
-//! peer protocol as request-response, and raw streams for bulk transfers.
+//! peer protocol as request-response, raw streams for bulk transfers, and
+//! connection limits so that strangers cannot exhaust a node.
 
 use super::codec::{PROTOCOL, PeerCodec};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{Swarm, SwarmBuilder, dcutr, identify, identity, noise, ping, relay, yamux};
+use libp2p::{Swarm, SwarmBuilder, connection_limits, dcutr, identify, identity, noise, ping, relay, yamux};
 use std::time::Duration;
+
+/// Caps on the connections a node accepts. Connections it dials are not
+/// capped, except by [`ConnectionCaps::per_peer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Connections other peers dialled, established, in all.
+    pub incoming: u32,
+    /// Incoming connections still in their handshake.
+    pub pending_incoming: u32,
+    /// Connections to one peer, either way (a relayed one, a direct one,
+    /// and the spares of simultaneous dials).
+    pub per_peer: u32,
+}
+
+impl Default for ConnectionCaps {
+    fn default() -> Self {
+        Self { incoming: 256, pending_incoming: 32, per_peer: 8 }
+    }
+}
+
+impl ConnectionCaps {
+    fn limits(self) -> connection_limits::ConnectionLimits {
+        connection_limits::ConnectionLimits::default()
+            .with_max_established_incoming(Some(self.incoming))
+            .with_max_pending_incoming(Some(self.pending_incoming))
+            .with_max_established_per_peer(Some(self.per_peer))
+    }
+}
 
 /// Everything a node speaks on the mesh.
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
 pub struct NodeBehaviour {
+    /// Refuses connections beyond [`ConnectionCaps`]; first, so a refused
+    /// connection reaches no other behaviour.
+    pub limits: connection_limits::Behaviour,
     /// Relay v2 client.
     pub relay_client: relay::client::Behaviour,
     /// Hole punching; `None` in relay-only mode.
@@ -37,7 +69,12 @@ pub struct BuildError(pub String);
 
 /// Builds the swarm. With `direct == false`, DCUtR is off and identify
 /// caches no peer addresses, so peers connect through the relay only.
-pub fn build(key: identity::Keypair, direct: bool, agent: &str) -> Result<Swarm<NodeBehaviour>, BuildError> {
+pub fn build(
+    key: identity::Keypair,
+    direct: bool,
+    agent: &str,
+    caps: ConnectionCaps,
+) -> Result<Swarm<NodeBehaviour>, BuildError> {
     let agent = agent.to_owned();
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -57,6 +94,7 @@ pub fn build(key: identity::Keypair, direct: bool, agent: &str) -> Result<Swarm<
                 id_cfg = id_cfg.with_cache_size(0);
             }
             NodeBehaviour {
+                limits: connection_limits::Behaviour::new(caps.limits()),
                 relay_client,
                 dcutr: Toggle::from(direct.then(|| dcutr::Behaviour::new(local))),
                 identify: identify::Behaviour::new(id_cfg),

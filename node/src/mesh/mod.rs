@@ -5,14 +5,23 @@
 //! rule: the dialing side presents its device certificate first, the other
 //! side verifies it (organisation signature, expiry, PeerId binding) before
 //! answering with its own, and a peer that has not passed the hello gets no
-//! answer but a refusal. Once a direct connection to a verified peer exists,
+//! answer but a refusal. Our certificate goes first only on a connection we
+//! dialled (or to a peer we are trying to reach); a peer that dialled us
+//! and asks anything before its hello is told to present first, and its
+//! requests are kept only while its hello is under way, within a small
+//! budget. Strangers are bounded: connections are capped, a connection a
+//! peer dialled is closed when it has not passed the hello within
+//! [`MeshConfig::hello_deadline`], and raw streams are taken only from
+//! verified peers. Once a direct connection to a verified peer exists,
 //! relayed connections to it are closed, so later traffic takes the direct
 //! path.
 
 pub mod behaviour;
 pub mod codec;
 mod dialing;
+mod held;
 mod state;
+mod streams;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -34,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use dialing::{Dialing, RELAY_HEAD_START, is_relayed};
+use held::Held;
 
 /// How long a request whose connection closed waits for the peer to be
 /// verified on another connection.
@@ -43,9 +53,10 @@ const RETRY_WAIT: Duration = Duration::from_secs(5);
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a request from a peer whose hello is under way is kept.
 const HOLD: Duration = Duration::from_secs(5);
-/// Requests kept per unverified peer; more are refused at once.
-const MAX_HELD_PER_PEER: usize = 64;
+pub use behaviour::ConnectionCaps;
+pub use held::HeldBudget;
 pub use state::{Path, PeerSummary, Verified};
+pub use streams::{Streams, VerifiedStreams};
 
 /// How the mesh runs.
 #[derive(Debug, Clone)]
@@ -62,6 +73,13 @@ pub struct MeshConfig {
     /// Ask the owner ([`MeshEvent::Confirm`]) before accepting a peer whose
     /// certificate verified, so revoked devices can be refused.
     pub confirm: bool,
+    /// Caps on the connections other peers open.
+    pub connections: ConnectionCaps,
+    /// How much is kept of requests from peers whose hello is under way.
+    pub held: HeldBudget,
+    /// How long a connection a peer dialled may stay open without the peer
+    /// passing the hello.
+    pub hello_deadline: Duration,
 }
 
 impl Default for MeshConfig {
@@ -72,6 +90,9 @@ impl Default for MeshConfig {
             agent: crate::session::AGENT.to_owned(),
             connect_timeout: Duration::from_secs(10),
             confirm: false,
+            connections: ConnectionCaps::default(),
+            held: HeldBudget::default(),
+            hello_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -168,6 +189,8 @@ enum Command {
     Request { peer: PeerId, req: PeerRequest, reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>> },
     Peers { reply: oneshot::Sender<Vec<PeerSummary>> },
     Revoke { peer: PeerId, reason: String },
+    IsVerified { peer: PeerId, reply: oneshot::Sender<bool> },
+    OrgKey { reply: oneshot::Sender<PublicKey> },
 }
 
 /// Handle to the mesh task.
@@ -199,7 +222,7 @@ impl Mesh {
         config: MeshConfig,
     ) -> Result<(Mesh, mpsc::Receiver<MeshEvent>), behaviour::BuildError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = behaviour::build(keypair, config.direct, &config.agent)?;
+        let mut swarm = behaviour::build(keypair, config.direct, &config.agent, config.connections)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -214,10 +237,17 @@ impl Mesh {
     }
 
     /// Opens and accepts raw streams (bulk content) outside the mesh task.
-    /// A stream's peer must be checked against [`Mesh::peers`]: streams are
-    /// not bound to the hello.
-    pub fn streams(&self) -> libp2p_stream::Control {
-        self.streams.clone()
+    /// Incoming streams are taken only from peers that passed the hello.
+    pub fn streams(&self) -> Streams {
+        Streams::new(self.streams.clone(), self.tx.clone())
+    }
+
+    /// The organisation key that peers' certificates are checked against
+    /// (`None` once the mesh stopped).
+    pub async fn org_key(&self) -> Option<PublicKey> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::OrgKey { reply }).await.ok()?;
+        rx.await.ok()
     }
 
     /// This node's PeerId.
@@ -284,9 +314,9 @@ type Waiter = (Instant, oneshot::Sender<Result<PeerSummary, MeshError>>);
 /// A request whose connection closed under it, waiting for the peer to be
 /// verified again: deadline, peer, request, the error so far, reply.
 type Retry = (Instant, PeerId, PeerRequest, String, oneshot::Sender<Result<(PeerResponse, Path), MeshError>>);
-/// A request from a peer whose hello has not finished: deadline, peer,
-/// connection, request, answer channel.
-type Held = (Instant, PeerId, libp2p::swarm::ConnectionId, PeerRequest, ResponseChannel<PeerResponse>);
+/// A request from a peer whose hello has not finished: connection,
+/// request, answer channel.
+type HeldRequest = (libp2p::swarm::ConnectionId, PeerRequest, ResponseChannel<PeerResponse>);
 type Answer = Pin<Box<dyn std::future::Future<Output = (ResponseChannel<PeerResponse>, Option<PeerResponse>)> + Send>>;
 type Confirmation =
     Pin<Box<dyn std::future::Future<Output = (PeerId, Option<ResponseChannel<PeerResponse>>, Verified, bool)> + Send>>;
@@ -308,7 +338,10 @@ struct Actor {
     relayed: HashSet<Multiaddr>,
     dialing: Dialing,
     retries: Vec<Retry>,
-    held: Vec<Held>,
+    held: Held<HeldRequest>,
+    /// Connections peers dialled that have not passed the hello yet, with
+    /// the deadline for it.
+    strangers: Vec<(Instant, PeerId, libp2p::swarm::ConnectionId)>,
 }
 
 impl Actor {
@@ -319,6 +352,7 @@ impl Actor {
         config: MeshConfig,
         events: mpsc::Sender<MeshEvent>,
     ) -> Self {
+        let held = Held::new(config.held);
         Self {
             swarm,
             cert,
@@ -336,7 +370,8 @@ impl Actor {
             relayed: HashSet::new(),
             dialing: Dialing::default(),
             retries: Vec::new(),
-            held: Vec::new(),
+            held,
+            strangers: Vec::new(),
         }
     }
 
@@ -412,6 +447,12 @@ impl Actor {
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.summaries());
             }
+            Command::IsVerified { peer, reply } => {
+                let _ = reply.send(self.peers.is_verified(&peer));
+            }
+            Command::OrgKey { reply } => {
+                let _ = reply.send(self.org_key);
+            }
         }
     }
 
@@ -485,12 +526,12 @@ impl Actor {
 
     fn expire_waits(&mut self) {
         let now = Instant::now();
-        let late: Vec<PeerId> = self.held.iter().filter(|h| h.0 <= now).map(|h| h.1).collect();
-        for peer in late {
+        for peer in self.held.late(now) {
             if !self.peers.is_verified(&peer) {
                 self.release_held(peer);
             }
         }
+        self.close_strangers(now);
         let (late, keep): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
         self.retries = keep;
         for (_, _, _, error, reply) in late {
@@ -526,18 +567,36 @@ impl Actor {
         Ok(Verified { user: body.user.clone(), device: body.device_id, cert: hello.cert.clone() })
     }
 
+    /// Closes connections peers dialled that did not pass the hello in time.
+    fn close_strangers(&mut self, now: Instant) {
+        if self.strangers.is_empty() {
+            return;
+        }
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.strangers)
+            .into_iter()
+            .filter(|(_, peer, _)| !self.peers.is_verified(peer))
+            .partition(|(deadline, _, _)| *deadline <= now);
+        self.strangers = keep;
+        for (_, peer, conn) in late {
+            tracing::debug!(%peer, "closing a connection whose peer did not pass the hello in time");
+            self.swarm.close_connection(conn);
+        }
+    }
+
     /// Accepts a verified peer, after asking the owner when configured to.
     fn accept(&mut self, peer: PeerId, channel: Option<ResponseChannel<PeerResponse>>, v: Verified) {
         if !self.config.confirm {
             self.confirmed(peer, channel, v, true);
             return;
         }
+        self.peers.set_confirming(peer, true);
         let (reply, rx) = oneshot::channel();
         self.emit(MeshEvent::Confirm { peer, verified: Box::new(v.clone()), reply });
         self.confirmations.push(Box::pin(async move { (peer, channel, v, rx.await.unwrap_or(false)) }));
     }
 
     fn confirmed(&mut self, peer: PeerId, channel: Option<ResponseChannel<PeerResponse>>, v: Verified, ok: bool) {
+        self.peers.set_confirming(peer, false);
         if ok {
             if let Some(channel) = channel {
                 let mine = PeerResponse::Hello(self.hello());
@@ -658,7 +717,11 @@ impl Actor {
                     _ => endpoint.get_remote_address().clone(),
                 };
                 let before = self.peers.summary(&peer_id).map(|s| s.path);
-                self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed());
+                self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed(), endpoint.is_dialer());
+                if !endpoint.is_dialer() && !self.peers.is_verified(&peer_id) {
+                    let deadline = Instant::now() + self.config.hello_deadline;
+                    self.strangers.push((deadline, peer_id, connection_id));
+                }
                 // The dialer says hello first. So does an end with requests
                 // waiting for this peer (a relayed connection gave way to a
                 // direct one on which it is the listener).
@@ -679,6 +742,7 @@ impl Actor {
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
+                self.strangers.retain(|(_, _, c)| *c != connection_id);
                 let before = self.peers.summary(&peer_id);
                 self.peers.disconnected(peer_id, connection_id);
                 if !self.peers.is_connected(&peer_id) {
@@ -743,6 +807,20 @@ impl Actor {
                                 self.resolve_waits(&p, Err(MeshError::Refused(b.message)));
                             }
                             other => self.refuse(p, format!("unexpected answer to hello: {other:?}")),
+                        }
+                    }
+                    Some(Outbound::User { reply, retry: Some(req) })
+                        if not_authenticated(&response) && self.peers.is_connected(&peer) =>
+                    {
+                        // The peer lost our hello while we kept its (a
+                        // relayed connection gave way to a direct one that
+                        // it dialled): present ours, and send again once it
+                        // answers.
+                        tracing::debug!(%peer, "the peer asks for our hello again; sending it, then the request");
+                        let why = "the peer did not accept our hello again".to_owned();
+                        self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
+                        if !self.peers.hello_in_flight(&peer) {
+                            self.send_hello(peer);
                         }
                     }
                     Some(Outbound::User { reply, .. }) => {
@@ -836,10 +914,15 @@ impl Actor {
         self.answers.push(Box::pin(async move { (channel, rx.await.ok()) }));
     }
 
-    /// Keeps a request from a peer whose hello is still under way (both
-    /// ends' hellos can be lost when a relayed connection closes in favour
-    /// of a direct one), saying hello first if we have not. Refused when
-    /// the hello fails or does not finish within [`HOLD`].
+    /// Keeps a request from a peer whose hello is under way: ours is in
+    /// flight, or theirs awaits the owner's confirmation. On a connection
+    /// we dialled, or from a peer we are trying to reach, we say hello
+    /// first if we have not (both ends' hellos can be lost when a relayed
+    /// connection closes in favour of a direct one). A peer that dialled
+    /// us must present first: its request is refused at once, and it says
+    /// hello and sends again (see the `NotAuthenticated` answer in
+    /// `peer_event`). Kept within [`MeshConfig::held`]; refused when the
+    /// hello fails or does not finish within [`HOLD`].
     fn hold(
         &mut self,
         peer: PeerId,
@@ -847,15 +930,31 @@ impl Actor {
         req: PeerRequest,
         channel: ResponseChannel<PeerResponse>,
     ) {
-        let held = self.held.iter().filter(|h| h.1 == peer).count();
-        if !self.peers.is_connected(&peer) || held >= MAX_HELD_PER_PEER {
+        if !self.peers.is_connected(&peer) {
             self.refuse_unverified(channel);
             return;
         }
-        if !self.peers.hello_in_flight(&peer) {
+        let under_way = self.peers.hello_in_flight(&peer) || self.peers.confirming(&peer);
+        let ours = self.peers.dialed(&peer, conn) || self.seeking(&peer);
+        if !under_way && !ours {
+            self.refuse_unverified(channel);
+            return;
+        }
+        let size = postcard::experimental::serialized_size(&req).unwrap_or(skein_proto::peer::MAX_PEER_FRAME);
+        if let Err((why, (_, _, channel))) = self.held.hold(peer, size, Instant::now() + HOLD, (conn, req, channel)) {
+            tracing::debug!(%peer, %why, "refusing a request from a peer whose hello is under way");
+            self.refuse_unverified(channel);
+            return;
+        }
+        if !under_way {
             self.send_hello(peer);
         }
-        self.held.push((Instant::now() + HOLD, peer, conn, req, channel));
+    }
+
+    /// Whether we are trying to reach `peer`: callers wait for it, or
+    /// requests to it wait for its hello.
+    fn seeking(&self, peer: &PeerId) -> bool {
+        self.waiting.contains_key(peer) || self.retries.iter().any(|r| r.1 == *peer)
     }
 
     /// Refuses a request from a peer that has not passed the hello.
@@ -877,9 +976,7 @@ impl Actor {
 
     /// Answers or refuses the held requests of `peer`.
     fn release_held(&mut self, peer: PeerId) {
-        let (mine, rest): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|h| h.1 == peer);
-        self.held = rest;
-        for (_, _, conn, req, channel) in mine {
+        for (conn, req, channel) in self.held.take(&peer) {
             match self.peers.verified(&peer).cloned() {
                 Some(from) => self.serve(peer, conn, from, req, channel),
                 None => self.refuse_unverified(channel),
@@ -890,6 +987,11 @@ impl Actor {
 
 fn refused(code: ErrorCode, why: &str) -> PeerResponse {
     PeerResponse::Refused(ErrorBody::new(code, why))
+}
+
+/// Whether a peer answered that it does not know us (yet): it wants our hello.
+fn not_authenticated(resp: &PeerResponse) -> bool {
+    matches!(resp, PeerResponse::Refused(b) if b.code == ErrorCode::NotAuthenticated)
 }
 
 /// `/ip4|ip6/IP/udp/PORT/quic-v1` for a socket address.

@@ -2,7 +2,10 @@
 //! has, whether they are relayed, who passed the hello, and round-trip times.
 //!
 //! A peer's verification ends with its last connection: a new connection
-//! says hello again, so a revoked device is checked again.
+//! says hello again, so a revoked device is checked again. Each connection
+//! remembers which end dialled it: the dialer presents its certificate
+//! first, so the mesh never presents ours first on a connection the peer
+//! dialled.
 
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
@@ -58,11 +61,22 @@ pub struct PeerSummary {
     pub rtt: Option<Duration>,
 }
 
+/// One connection to a peer.
+#[derive(Debug, Clone)]
+struct Conn {
+    remote: Multiaddr,
+    relayed: bool,
+    /// Whether this end dialled it.
+    dialer: bool,
+}
+
 #[derive(Debug, Default)]
 struct PeerState {
-    conns: HashMap<ConnectionId, (Multiaddr, bool)>,
+    conns: HashMap<ConnectionId, Conn>,
     verified: Option<Verified>,
     hello_in_flight: bool,
+    /// Its hello verified and awaits the owner's confirmation.
+    confirming: bool,
     rtt: Option<Duration>,
 }
 
@@ -73,9 +87,14 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Records a new connection.
-    pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr, relayed: bool) {
-        self.peers.entry(peer).or_default().conns.insert(id, (remote, relayed));
+    /// Records a new connection; `dialer` when this end dialled it.
+    pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr, relayed: bool, dialer: bool) {
+        self.peers.entry(peer).or_default().conns.insert(id, Conn { remote, relayed, dialer });
+    }
+
+    /// Whether this end dialled connection `id` to `peer`.
+    pub fn dialed(&self, peer: &PeerId, id: ConnectionId) -> bool {
+        self.peers.get(peer).and_then(|p| p.conns.get(&id)).is_some_and(|c| c.dialer)
     }
 
     /// Forgets a closed connection; the peer is forgotten with its last one.
@@ -92,6 +111,7 @@ impl Peers {
     pub fn forget(&mut self, peer: &PeerId) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.verified = None;
+            p.confirming = false;
         }
     }
 
@@ -129,6 +149,19 @@ impl Peers {
         }
     }
 
+    /// Whether the peer's hello verified and awaits the owner's confirmation.
+    pub fn confirming(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.confirming)
+    }
+
+    /// Records that the peer's hello awaits (or no longer awaits) the
+    /// owner's confirmation.
+    pub fn set_confirming(&mut self, peer: PeerId, on: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.confirming = on;
+        }
+    }
+
     /// Records a round-trip time.
     pub fn set_rtt(&mut self, peer: PeerId, rtt: Duration) {
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -139,7 +172,7 @@ impl Peers {
     /// The path of one connection (relayed if unknown).
     pub fn path_of_connection(&self, peer: &PeerId, id: ConnectionId) -> Path {
         match self.peers.get(peer).and_then(|p| p.conns.get(&id)) {
-            Some((_, false)) => Path::Direct,
+            Some(c) if !c.relayed => Path::Direct,
             _ => Path::Relayed,
         }
     }
@@ -147,20 +180,20 @@ impl Peers {
     /// Relayed connections to close because a direct one exists.
     pub fn relayed_connections_if_direct(&self, peer: &PeerId) -> Vec<ConnectionId> {
         let Some(p) = self.peers.get(peer) else { return Vec::new() };
-        if !p.conns.values().any(|(_, relayed)| !relayed) {
+        if !p.conns.values().any(|c| !c.relayed) {
             return Vec::new();
         }
-        p.conns.iter().filter(|(_, (_, relayed))| *relayed).map(|(id, _)| *id).collect()
+        p.conns.iter().filter(|(_, c)| c.relayed).map(|(id, _)| *id).collect()
     }
 
     /// A verified peer's summary.
     pub fn summary(&self, peer: &PeerId) -> Option<PeerSummary> {
         let p = self.peers.get(peer)?;
         let v = p.verified.as_ref()?;
-        let direct = p.conns.values().find(|(_, relayed)| !relayed);
+        let direct = p.conns.values().find(|c| !c.relayed);
         let (remote, path) = match direct {
-            Some((addr, _)) => (addr.to_string(), Path::Direct),
-            None => (p.conns.values().next().map(|(a, _)| a.to_string()).unwrap_or_default(), Path::Relayed),
+            Some(c) => (c.remote.to_string(), Path::Direct),
+            None => (p.conns.values().next().map(|c| c.remote.to_string()).unwrap_or_default(), Path::Relayed),
         };
         Some(PeerSummary { peer: *peer, user: v.user.clone(), device: v.device, path, remote, rtt: p.rtt })
     }
@@ -207,16 +240,16 @@ mod tests {
         let mut peers = Peers::default();
         let bob = PeerId::random();
         let (relayed, direct) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
-        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true);
+        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true, false);
         peers.verify(bob, verified("bob"));
-        peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false);
+        peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, true);
         let s = peers.summary(&bob).expect("summary");
         assert_eq!((s.user.as_str(), s.path), ("bob", Path::Direct));
         assert_eq!(peers.relayed_connections_if_direct(&bob), vec![relayed]);
         peers.disconnected(bob, relayed);
         assert!(peers.is_verified(&bob), "still verified over the direct connection");
         peers.disconnected(bob, direct);
-        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true);
+        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true, false);
         assert!(!peers.is_verified(&bob), "a new connection says hello again");
     }
 
@@ -225,11 +258,28 @@ mod tests {
         let mut peers = Peers::default();
         let eve = PeerId::random();
         let c = ConnectionId::new_unchecked(1);
-        peers.connected(eve, c, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false);
+        peers.connected(eve, c, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false);
         peers.verify(eve, verified("eve"));
         peers.forget(&eve);
         peers.disconnected(eve, c);
-        peers.connected(eve, ConnectionId::new_unchecked(2), addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false);
+        peers.connected(eve, ConnectionId::new_unchecked(2), addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false);
         assert!(!peers.is_verified(&eve));
+    }
+
+    #[test]
+    fn each_connection_knows_which_end_dialled_it() {
+        let mut peers = Peers::default();
+        let bob = PeerId::random();
+        let (theirs, ours) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        peers.connected(bob, theirs, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false);
+        peers.connected(bob, ours, addr("/ip4/198.18.2.1/udp/4001/quic-v1"), false, true);
+        assert!(!peers.dialed(&bob, theirs));
+        assert!(peers.dialed(&bob, ours));
+        assert!(!peers.dialed(&bob, ConnectionId::new_unchecked(3)), "an unknown connection is not ours");
+        peers.set_confirming(bob, true);
+        assert!(peers.confirming(&bob));
+        peers.disconnected(bob, theirs);
+        peers.disconnected(bob, ours);
+        assert!(!peers.confirming(&bob), "forgotten with the last connection");
     }
 }
