@@ -6,7 +6,11 @@
 //! a reaction's emoji), then stored in the local history before it is
 //! acknowledged; the history ignores ids it already has, so a retried or
 //! duplicated delivery shows once. A new file offer is handed to the
-//! transfer engine; a reaction is applied to its message. Mailbox items
+//! transfer engine; a reaction is applied to its message. Receipts and
+//! reactions are tied to their message's conversation: a receipt counts only
+//! from the user the message was sent to, a reaction only for a message of
+//! the conversation it comes in, so knowing a message's id is not enough to
+//! mark it read or react to it. Mailbox items
 //! are opened with this device's X25519 key and acked only after they are
 //! stored.
 
@@ -21,7 +25,7 @@ use crate::transfer::manifest::MAX_FILE_SIZE;
 use serde_json::{Value, json};
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Request, Response};
-use skein_proto::file::{FileOffer, FileStatus, MAX_FILE_NAME};
+use skein_proto::file::{FileOffer, FileStatus, MAX_FILE_NAME, Reaction};
 use skein_proto::peer::{ChatMessage, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind, SealedPayload};
 use skein_proto::{ErrorBody, ErrorCode};
 
@@ -106,12 +110,42 @@ impl Inbox {
         if let Err(r) = check_body(&msg.body).await {
             return (r, Vec::new());
         }
+        if let MessageBody::Reaction(r) = &msg.body
+            && let Err(refusal) = self.check_reaction(msg, r).await
+        {
+            return (refusal, Vec::new());
+        }
         match self.history.insert_incoming(me, msg, path).await {
             Ok(true) => (PeerResponse::Stored { id: msg.id }, self.stored(msg, path).await),
             Ok(false) => (PeerResponse::Stored { id: msg.id }, Vec::new()),
             Err(e) => {
                 tracing::error!(error = %e, "cannot store an incoming message");
                 (refused(ErrorCode::Unavailable, "the recipient could not store it; retry"), Vec::new())
+            }
+        }
+    }
+
+    /// Checks that a reaction's target is a message of the conversation the
+    /// reaction comes in, so its sender is one of that message's two users.
+    /// An unknown target is refused like a stranger's: the answer does not
+    /// tell whether the message exists.
+    async fn check_reaction(&self, msg: &ChatMessage, r: &Reaction) -> Result<(), PeerResponse> {
+        let target = match self.history.get(r.target).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the message a reaction is for");
+                return Err(refused(ErrorCode::Unavailable, "the recipient could not check it; retry"));
+            }
+        };
+        match target {
+            Some(t)
+                if t.conversation == conversation_of(&self.me, msg) && !matches!(t.body, MessageBody::Reaction(_)) =>
+            {
+                Ok(())
+            }
+            _ => {
+                tracing::info!(from = %msg.from_user, target = %r.target, "refusing a reaction to a message outside its conversation");
+                Err(refused(ErrorCode::NotFound, "no such message in this conversation"))
             }
         }
     }
@@ -152,7 +186,8 @@ impl Inbox {
         self.transfers.as_ref()?.offered(msg, f, image).await
     }
 
-    /// Applies a receipt for messages we sent. Returns its event.
+    /// Applies a receipt for messages we sent, to those sent to its sender
+    /// only. Returns its event.
     pub async fn receipt(&self, sender: &str, r: &Receipt) -> (PeerResponse, Option<Value>) {
         if r.by_user != sender {
             return (refused(ErrorCode::PermissionDenied, "receipt from the wrong user"), None);
@@ -162,10 +197,25 @@ impl Inbox {
             ReceiptKind::Read => OutState::Read,
         };
         let mut changed = Vec::new();
+        let mut theirs = false;
         for id in r.ids.iter().take(1024) {
-            if let Ok(true) = self.history.set_outgoing_state(*id, state, r.at_ms, None).await {
-                changed.push(id.to_hex());
+            match self.history.apply_receipt(*id, &r.by_user, state, r.at_ms).await {
+                Ok(Some(c)) => {
+                    theirs = true;
+                    if c {
+                        changed.push(id.to_hex());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store a receipt");
+                    return (refused(ErrorCode::Unavailable, "the recipient could not store it; retry"), None);
+                }
             }
+        }
+        if !theirs && !r.ids.is_empty() {
+            tracing::info!(by = %r.by_user, "refusing a receipt for messages not sent to its sender");
+            return (refused(ErrorCode::NotFound, "no such messages were sent to you"), None);
         }
         let ev = (!changed.is_empty())
             .then(|| json!({"type": "receipt", "kind": state.as_str(), "by": r.by_user, "ids": changed}));

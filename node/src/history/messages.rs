@@ -218,6 +218,41 @@ impl History {
         at_ms: u64,
         path: Option<&str>,
     ) -> Result<bool, HistoryError> {
+        self.move_outgoing(id, state, at_ms, path, None).await
+    }
+
+    /// Applies a receipt from `by_user` to the outgoing message `id`, as
+    /// [`History::set_outgoing_state`] does, but only if `by_user` is the
+    /// user the message was sent to: nobody else can mark it delivered or
+    /// read. Returns whether the message changed, or `None` when `id` is not
+    /// a message sent to `by_user` (unknown, incoming, or sent to another).
+    pub async fn apply_receipt(
+        &self,
+        id: MailId,
+        by_user: &str,
+        state: OutState,
+        at_ms: u64,
+    ) -> Result<Option<bool>, HistoryError> {
+        if self.move_outgoing(id, state, at_ms, None, Some(by_user)).await? {
+            return Ok(Some(true));
+        }
+        let theirs = sqlx::query("SELECT 1 FROM messages WHERE id = $1 AND outgoing = 1 AND to_user = $2")
+            .bind(id.0.to_vec())
+            .bind(by_user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(theirs.map(|_| false))
+    }
+
+    /// Moves an outgoing message forward, if sent to `recipient` when given.
+    async fn move_outgoing(
+        &self,
+        id: MailId,
+        state: OutState,
+        at_ms: u64,
+        path: Option<&str>,
+        recipient: Option<&str>,
+    ) -> Result<bool, HistoryError> {
         let path = path.map(delivery_path).transpose()?;
         let from = state.allowed_from();
         let Some(first) = from.first() else {
@@ -233,7 +268,8 @@ impl History {
                  delivered_at_ms = CASE WHEN $3 THEN COALESCE(delivered_at_ms, $5) ELSE delivered_at_ms END, \
                  read_at_ms = CASE WHEN $4 THEN COALESCE(read_at_ms, $5) ELSE read_at_ms END, \
                  path = COALESCE($6, path) \
-             WHERE id = $1 AND outgoing = 1 AND state IN ($7, $8, $9, $10)",
+             WHERE id = $1 AND outgoing = 1 AND state IN ($7, $8, $9, $10) \
+                 AND ($11 IS NULL OR to_user = $11)",
         )
         .bind(id.0.to_vec())
         .bind(state.as_str())
@@ -245,6 +281,7 @@ impl History {
         .bind(from_at(1))
         .bind(from_at(2))
         .bind(from_at(3))
+        .bind(recipient)
         .execute(&self.writer)
         .await?
         .rows_affected();
