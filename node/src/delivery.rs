@@ -4,9 +4,12 @@
 //! remembered between sends, see [`crate::lookups`]) are dialled on all
 //! their addresses at once and sent the message directly; devices that are
 //! offline, or that cannot be reached in time, get it sealed to their X25519
-//! key through the tracker mailbox. Without a tracker connection, peers that
-//! are already connected still get messages; everything else stays queued
-//! in the local history and is retried when the tracker is back.
+//! key through the tracker mailbox. Those keys come from the tracker's
+//! answer, so each certificate is checked first (the organisation's
+//! signature, the intended user, expiry): a tracker cannot have mail sealed
+//! to a key of its choosing. Without a tracker connection, peers that are
+//! already connected still get messages; everything else stays queued in the
+//! local history and is retried when the tracker is back.
 
 use crate::history::{History, OutState};
 use crate::lookups::Lookups;
@@ -15,7 +18,7 @@ use crate::seal;
 use crate::tracker_client::TrackerClient;
 use libp2p::{Multiaddr, PeerId};
 use skein_proto::ErrorCode;
-use skein_proto::bytes::{DeviceId, MailId};
+use skein_proto::bytes::{DeviceId, MailId, PublicKey};
 use skein_proto::control::{MailboxPut, PeerInfo, Request, Response, SealedItem};
 use skein_proto::device::DeviceCert;
 use skein_proto::file::FileStatus;
@@ -92,6 +95,35 @@ pub fn seal_aad(id: &MailId, device: &DeviceId) -> Vec<u8> {
     let mut aad = id.0.to_vec();
     aad.extend_from_slice(&device.0);
     aad
+}
+
+/// The certificates among `certs` that may be sealed to for `user` at
+/// `now_ms`: signed by the organisation key `org_key`, issued to `user`, and
+/// unexpired. Any other is skipped, and logged.
+pub fn sealable<'a>(
+    org_key: &PublicKey,
+    user: &str,
+    certs: impl IntoIterator<Item = &'a DeviceCert>,
+    now_ms: u64,
+) -> Vec<&'a DeviceCert> {
+    let check = |c: &DeviceCert| -> Result<(), String> {
+        let body = skein_certs::verify_device_cert(org_key, c, now_ms).map_err(|e| e.to_string())?;
+        if body.user != user {
+            return Err(format!("it was issued to {:?}", body.user));
+        }
+        Ok(())
+    };
+    certs
+        .into_iter()
+        .filter(|c| match check(c) {
+            Ok(()) => true,
+            Err(why) => {
+                let device = c.body.device_id;
+                tracing::warn!(%user, %device, %why, "not sealing mail to a device certificate the tracker listed");
+                false
+            }
+        })
+        .collect()
 }
 
 /// Every address a device reported, direct ones first.
@@ -219,7 +251,12 @@ impl Sender {
         // Peers that connected meanwhile, or whose tracker session is down
         // for a moment (a tracker restart), are tried directly too.
         self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
-        let rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
+        let mut rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
+        if !rest.is_empty() {
+            let org_key =
+                self.mesh.org_key().await.ok_or_else(|| SendError::NotNow("the peer network stopped".into()))?;
+            rest = sealable(&org_key, user, rest, crate::now_ms());
+        }
         if !rest.is_empty() {
             self.mailbox(user, id, &sealed, &rest).await.map_err(SendError::NotNow)?;
         }
@@ -358,5 +395,54 @@ fn outcome_of(p: Path) -> Outcome {
     match p {
         Path::Direct => Outcome::Direct,
         Path::Relayed => Outcome::Relayed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skein_certs::OrgSigningKey;
+    use skein_proto::device::DeviceCertBody;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn body(user: &str, device: u8, expires_at_ms: u64) -> DeviceCertBody {
+        DeviceCertBody {
+            version: 1,
+            serial: u64::from(device),
+            org: "Skein".into(),
+            user: user.into(),
+            device_id: DeviceId([device; 16]),
+            peer_id: Vec::new(),
+            x25519: PublicKey([device; 32]),
+            issued_at_ms: NOW - 1_000,
+            expires_at_ms,
+        }
+    }
+
+    /// A lookup answer listing one good device of bob's among forged,
+    /// misdirected, expired and tampered certificates: only the good one
+    /// is sealed to.
+    #[test]
+    fn mail_is_sealed_only_to_certificates_the_organisation_signed_for_the_recipient() {
+        let org = OrgSigningKey::generate();
+        let later = NOW + 3_600_000;
+        let mut tampered = org.sign(body("bob", 5, later));
+        tampered.body.x25519 = PublicKey([0xee; 32]);
+        let answer = PeerInfo {
+            user: "bob".into(),
+            online: Vec::new(),
+            known: vec![
+                org.sign(body("bob", 1, later)),
+                OrgSigningKey::generate().sign(body("bob", 2, later)),
+                org.sign(body("carol", 3, later)),
+                org.sign(body("bob", 4, NOW)),
+                tampered,
+            ],
+        };
+        let chosen = sealable(&org.public(), "bob", &answer.known, NOW);
+        let devices: Vec<DeviceId> = chosen.iter().map(|c| c.body.device_id).collect();
+        assert_eq!(devices, vec![DeviceId([1; 16])]);
+        assert!(sealable(&OrgSigningKey::generate().public(), "bob", &answer.known, NOW).is_empty());
     }
 }
