@@ -20,6 +20,7 @@ fn login() -> ClientFrame {
                 name: "alice-laptop".into(),
                 peer_id: vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20].into_iter().chain([0x5a; 32]).collect(),
                 x25519: PublicKey([0x25; 32]),
+                proof: vec![0x5f; 64],
             },
         }),
     }

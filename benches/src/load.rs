@@ -70,15 +70,33 @@ pub fn endpoint(ca: &Path, ip: [u8; 4]) -> Result<Endpoint> {
     Ok(ep)
 }
 
-/// A new device's introduction.
-fn device() -> DeviceHello {
+/// A simulated device: its introduction and the key that proves its PeerId.
+#[derive(Debug, Clone)]
+pub struct Device {
+    hello: DeviceHello,
+    key: libp2p_identity::Keypair,
+}
+
+impl Device {
+    /// Its introduction on the connection whose welcome carried `nonce`.
+    fn hello(&self, nonce: &[u8; 32]) -> DeviceHello {
+        let mut hello = self.hello.clone();
+        hello.proof = self.key.sign(&hello.proof_bytes(nonce)).unwrap_or_default();
+        hello
+    }
+}
+
+/// A new device.
+fn device() -> Device {
     let key = libp2p_identity::Keypair::generate_ed25519();
-    DeviceHello {
+    let hello = DeviceHello {
         device_id: DeviceId(rand::random()),
         name: "load".into(),
         peer_id: key.public().to_peer_id().to_bytes(),
         x25519: PublicKey(rand::random()),
-    }
+        proof: Vec::new(),
+    };
+    Device { hello, key }
 }
 
 /// One simulated client's connection.
@@ -88,7 +106,8 @@ pub struct Sim {
     send: SendStream,
     recv: RecvStream,
     next: u32,
-    device: DeviceHello,
+    nonce: [u8; 32],
+    device: Device,
 }
 
 impl Sim {
@@ -102,11 +121,11 @@ impl Sim {
             agent: "skein-load".into(),
         });
         write_frame(&mut send, &hello, MAX_CONTROL_FRAME).await?;
-        match read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await? {
-            Some(ServerFrame::Welcome(_)) => {}
+        let nonce = match read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await? {
+            Some(ServerFrame::Welcome(w)) => w.nonce,
             other => bail!("expected a welcome, got {other:?}"),
-        }
-        Ok(Sim { conn, send, recv, next: 1, device: device() })
+        };
+        Ok(Sim { conn, send, recv, next: 1, nonce, device: device() })
     }
 
     /// Sends a request and waits for its answer, skipping events.
@@ -127,7 +146,7 @@ impl Sim {
 
     /// Logs in with a password; returns the session token.
     pub async fn login(&mut self, user: &str) -> Result<SessionToken> {
-        let login = Login { user: user.into(), password: PASSWORD.into(), device: self.device.clone() };
+        let login = Login { user: user.into(), password: PASSWORD.into(), device: self.device.hello(&self.nonce) };
         match self.ask(Request::Login(login)).await? {
             Response::Session(s) => Ok(s.token),
             other => bail!("unexpected answer to a login: {other:?}"),
@@ -135,9 +154,10 @@ impl Sim {
     }
 
     /// Resumes a session; returns the rotated token.
-    pub async fn resume(&mut self, token: SessionToken, device: DeviceHello) -> Result<SessionToken> {
-        self.device = device.clone();
-        match self.ask(Request::Resume(Resume { token, device })).await? {
+    pub async fn resume(&mut self, token: SessionToken, device: Device) -> Result<SessionToken> {
+        let hello = device.hello(&self.nonce);
+        self.device = device;
+        match self.ask(Request::Resume(Resume { token, device: hello })).await? {
             Response::Session(s) => Ok(s.token),
             other => bail!("unexpected answer to a resume: {other:?}"),
         }
@@ -565,7 +585,7 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
     let resumes = rate(
         plan.login_time,
         workers,
-        |k, state: &mut Option<(SessionToken, DeviceHello)>| {
+        |k, state: &mut Option<(SessionToken, Device)>| {
             let ep = eps[k % ENDPOINTS].clone();
             let (token, device) = state.take().expect("a session");
             async move {
@@ -584,7 +604,7 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
     let logins = rate(
         plan.login_time,
         4,
-        |k, state: &mut Option<DeviceHello>| {
+        |k, state: &mut Option<Device>| {
             let ep = eps[k % ENDPOINTS].clone();
             let (user, device) = (worker_user(k), state.take().expect("a device"));
             async move {

@@ -12,6 +12,17 @@ use tokio::net::UnixStream;
 /// Longest request line accepted.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// A password on its way to the daemon: never shown in debug output.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
 /// Requests the CLI sends to a running daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -38,6 +49,13 @@ pub enum ControlRequest {
     Departments,
     /// Log out and stop the daemon.
     Logout,
+    /// Change the password (the user's other devices are signed out).
+    ChangePassword {
+        /// The current password.
+        old: Secret,
+        /// The new one.
+        new: Secret,
+    },
     /// Send a text message; answered once delivered or queued.
     Send {
         /// Recipient user.

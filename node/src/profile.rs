@@ -95,14 +95,20 @@ impl DeviceIdentity {
         PublicKey(x25519_dalek::PublicKey::from(&self.x25519).to_bytes())
     }
 
-    /// How the device introduces itself at login.
-    pub fn hello(&self) -> DeviceHello {
-        DeviceHello {
+    /// How the device introduces itself at login, on the connection whose
+    /// welcome carried `nonce`: signed with its libp2p key, which proves
+    /// it holds the PeerId it names.
+    pub fn hello(&self, nonce: &[u8; 32]) -> DeviceHello {
+        let mut hello = DeviceHello {
             device_id: self.device_id,
             name: self.name.clone(),
             peer_id: self.peer_id().to_bytes(),
             x25519: self.x25519_public(),
-        }
+            proof: Vec::new(),
+        };
+        // Signing with an ed25519 key cannot fail; an empty proof is refused.
+        hello.proof = self.keypair.sign(&hello.proof_bytes(nonce)).unwrap_or_default();
+        hello
     }
 }
 

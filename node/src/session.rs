@@ -57,6 +57,9 @@ pub struct Connected {
     pub events: mpsc::Receiver<Event>,
     /// The profile's saved session, already updated.
     pub saved: SavedSession,
+    /// The password is a one-time password: the tracker allows nothing
+    /// but [`Request::ChangePassword`] (or a logout) until it is changed.
+    pub password_change_required: bool,
 }
 
 /// Password login. Copies `ca` into the profile and saves the session.
@@ -74,7 +77,11 @@ pub async fn login(
     let target = TrackerTarget::new(tracker, ca);
     let (client, events) = TrackerClient::connect(&target, AGENT).await?;
     let resp = client
-        .request(Request::Login(Login { user: user.trim().to_lowercase(), password, device: device.hello() }))
+        .request(Request::Login(Login {
+            user: user.trim().to_lowercase(),
+            password,
+            device: device.hello(&client.welcome().nonce),
+        }))
         .await?;
     let session = expect_session(resp)?;
     profile.save_ca(&pem)?;
@@ -91,7 +98,7 @@ pub async fn login(
     };
     saved.update(&session);
     profile.save_session(&saved)?;
-    Ok(Connected { client, events, saved })
+    Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
 }
 
 /// Resumes the saved session, rotating and saving its token.
@@ -104,7 +111,8 @@ pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
     let device = profile.device()?;
     let target = TrackerTarget::new(saved.tracker.clone(), profile.ca_path());
     let (client, events) = TrackerClient::connect(&target, AGENT).await?;
-    let resp = match client.request(Request::Resume(Resume { token, device: device.hello() })).await {
+    let resume = Request::Resume(Resume { token, device: device.hello(&client.welcome().nonce) });
+    let resp = match client.request(resume).await {
         Ok(r) => r,
         Err(ClientError::Refused(b)) if matches!(b.code, ErrorCode::SessionExpired | ErrorCode::SessionRevoked) => {
             return Err(ClientError::Refused(ErrorBody {
@@ -124,7 +132,7 @@ pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
     let session = expect_session(resp)?;
     saved.update(&session);
     profile.save_session(&saved)?;
-    Ok(Connected { client, events, saved })
+    Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
 }
 
 fn expect_session(resp: Response) -> Result<Box<Session>, SessionError> {

@@ -71,6 +71,10 @@ pub struct Welcome {
     pub server_time_ms: u64,
     /// A client silent for longer than this is considered gone.
     pub idle_timeout_ms: u32,
+    /// Fresh random bytes for this connection, which a device signs with
+    /// its libp2p key to prove it holds the PeerId it logs in with (see
+    /// [`DeviceHello::proof_bytes`]). Since protocol 2.
+    pub nonce: [u8; 32],
 }
 
 /// Requests a client may make.
@@ -239,6 +243,26 @@ pub struct DeviceHello {
     pub peer_id: Vec<u8>,
     /// X25519 public key for sealed mail.
     pub x25519: PublicKey,
+    /// The signature, by the libp2p key behind `peer_id`, over
+    /// [`DeviceHello::proof_bytes`] with this connection's
+    /// [`Welcome::nonce`]: a device cannot register another's PeerId.
+    pub proof: Vec<u8>,
+}
+
+impl DeviceHello {
+    /// What a device signs to prove its PeerId on the connection whose
+    /// welcome carried `nonce`: a domain tag, the nonce, and the rest of
+    /// the hello.
+    pub fn proof_bytes(&self, nonce: &[u8; 32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + nonce.len() + self.peer_id.len());
+        out.extend_from_slice(b"skein device proof v1\0");
+        out.extend_from_slice(nonce);
+        out.extend_from_slice(&self.device_id.0);
+        out.extend_from_slice(&(self.peer_id.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.peer_id);
+        out.extend_from_slice(&self.x25519.0);
+        out
+    }
 }
 
 /// Password login.
@@ -286,6 +310,10 @@ pub struct Session {
     pub device_cert: DeviceCert,
     /// The organisation's device-certificate verifying key.
     pub org_signing_key: PublicKey,
+    /// The password is a one-time password: until it is changed
+    /// ([`Request::ChangePassword`]) the session may do nothing else but
+    /// log out (requests answer [`crate::ErrorCode::PasswordChangeRequired`]).
+    pub password_change_required: bool,
 }
 
 /// A presence state.

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A server-side failure; the message says what, without secrets.
     Internal,
+    /// The password is a one-time password: change it before anything else.
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -67,6 +69,7 @@ impl ErrorCode {
             Self::Unsupported => "unsupported",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::PasswordChangeRequired => "password_change_required",
         }
     }
 }

@@ -32,10 +32,12 @@ pub use error::{ErrorBody, ErrorCode};
 pub use frame::{FrameDecoder, FrameError};
 
 /// The control-plane protocol version this build speaks. Version 2 adds
-/// [`control::Event::DeviceRevoked`], sent only on connections that agreed
-/// on version 2 or later.
+/// [`control::Event::DeviceRevoked`], the welcome's nonce and the device's
+/// proof of its PeerId, and one-time passwords that must be changed.
 pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest control-plane protocol version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Version 1 clients cannot prove their PeerId, so they are refused with
+/// a message to upgrade.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// ALPN identifier of the control plane, negotiated in the TLS handshake.
 pub const CONTROL_ALPN: &[u8] = b"skein-control/1";

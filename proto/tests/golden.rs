@@ -74,7 +74,13 @@ fn cert() -> DeviceCert {
 }
 
 fn device_hello() -> DeviceHello {
-    DeviceHello { device_id: device_id(), name: "laptop".into(), peer_id: peer_id(), x25519: x25519() }
+    DeviceHello {
+        device_id: device_id(),
+        name: "laptop".into(),
+        peer_id: peer_id(),
+        x25519: x25519(),
+        proof: vec![0x5f; 3],
+    }
 }
 
 fn user_entry() -> UserEntry {
@@ -239,8 +245,9 @@ fn frames() {
                     tracker_id: "t1".into(),
                     server_time_ms: 1_700_000_000_000,
                     idle_timeout_ms: 30_000,
+                    nonce: [0x4e; 32],
                 }),
-                "00010461636d6502743180d095ffbc31b0ea01",
+                "00010461636d6502743180d095ffbc31b0ea014e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e",
             ),
             (ServerFrame::Reject(ErrorBody::new(ErrorCode::UnsupportedVersion, "need v1")), "0101076e65656420763100"),
             (ServerFrame::Response { id: 300, result: Ok(Response::Ok) }, "02ac020000"),
@@ -258,11 +265,11 @@ fn requests() {
         vec![
             (
                 Request::Login(Login { user: "alice".into(), password: "hunter22".into(), device: device_hello() }),
-                "0005616c6963650868756e746572323210d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f700400240801202525252525252525252525252525252525252525252525252525252525252525",
+                "0005616c6963650868756e746572323210d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f700400240801202525252525252525252525252525252525252525252525252525252525252525035f5f5f",
             ),
             (
                 Request::Resume(Resume { token: SessionToken([0x70; 32]), device: device_hello() }),
-                "0120707070707070707070707070707070707070707070707070707070707070707010d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f700400240801202525252525252525252525252525252525252525252525252525252525252525",
+                "0120707070707070707070707070707070707070707070707070707070707070707010d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1066c6170746f700400240801202525252525252525252525252525252525252525252525252525252525252525035f5f5f",
             ),
             (Request::Logout, "02"),
             (
@@ -324,8 +331,9 @@ fn responses() {
                     admin: true,
                     device_cert: cert(),
                     org_signing_key: PublicKey([0x0a; 32]),
+                    password_change_required: true,
                 })),
-                "012070707070707070707070707070707070707070707070707070707070707070708088afa8bd3105616c69636508416c696365204e67010b456e672f4261636b656e6400010e614061636d652e6578616d706c6500000180d095ffbc310101ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151200a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a",
+                "012070707070707070707070707070707070707070707070707070707070707070708088afa8bd3105616c69636508416c696365204e67010b456e672f4261636b656e6400010e614061636d652e6578616d706c6500000180d095ffbc310101ac020461636d6505616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1040024080120252525252525252525252525252525252525252525252525252525252525252580d095ffbc3180a8dabcb2324051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151200a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a01",
             ),
             (Response::PresenceSnapshot(vec![presence_entry()]), "020103626f6203010c696e2061206d656574696e670002"),
             (
@@ -490,8 +498,10 @@ fn small_enums() {
         Unsupported,
         Unavailable,
         Internal,
+        PasswordChangeRequired,
     ];
-    let hex = ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "0a", "0b", "0c", "0d", "0e", "0f", "10"];
+    let hex =
+        ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "0a", "0b", "0c", "0d", "0e", "0f", "10", "11"];
     golden_variants(codes.into_iter().zip(hex).collect(), error_code_index);
     golden(throttled(), "0509736c6f7720646f776e01dc0b");
     golden(ErrorBody::new(Internal, String::new()), "100000");
@@ -525,4 +535,16 @@ fn whole_frame() {
     decoder.push(&frame).expect("push");
     assert_eq!(decoder.next_message::<ClientFrame>().expect("decode"), Some(hello));
     assert_eq!(decoder.buffered(), 0);
+}
+
+#[test]
+fn device_proof_bytes() {
+    // What a device signs to prove its PeerId: changing it locks every
+    // device out until both ends agree again.
+    let bytes = device_hello().proof_bytes(&[0x4e; 32]);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "736b65696e206465766963652070726f6f66207631004e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4ed1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d100000004002408012525252525252525252525252525252525252525252525252525252525252525"
+    );
 }

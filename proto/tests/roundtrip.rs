@@ -82,6 +82,7 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         Unsupported,
         Unavailable,
         Internal,
+        PasswordChangeRequired,
     ])
 }
 
@@ -103,12 +104,8 @@ fn cert() -> impl Strategy<Value = DeviceCert> {
 }
 
 fn device_hello() -> impl Strategy<Value = DeviceHello> {
-    (device_id(), text(), blob(), public_key()).prop_map(|(device_id, name, peer_id, x25519)| DeviceHello {
-        device_id,
-        name,
-        peer_id,
-        x25519,
-    })
+    (device_id(), text(), blob(), public_key(), blob())
+        .prop_map(|(device_id, name, peer_id, x25519, proof)| DeviceHello { device_id, name, peer_id, x25519, proof })
 }
 
 fn addresses() -> impl Strategy<Value = Addresses> {
@@ -194,9 +191,17 @@ fn request() -> impl Strategy<Value = Request> {
 }
 
 fn response() -> impl Strategy<Value = Response> {
-    let session = (token(), any::<u64>(), user_entry(), any::<bool>(), cert(), public_key()).prop_map(
-        |(token, expires_at_ms, user, admin, device_cert, org_signing_key)| {
-            Response::Session(Box::new(Session { token, expires_at_ms, user, admin, device_cert, org_signing_key }))
+    let session = (token(), any::<u64>(), user_entry(), any::<bool>(), cert(), public_key(), any::<bool>()).prop_map(
+        |(token, expires_at_ms, user, admin, device_cert, org_signing_key, password_change_required)| {
+            Response::Session(Box::new(Session {
+                token,
+                expires_at_ms,
+                user,
+                admin,
+                device_cert,
+                org_signing_key,
+                password_change_required,
+            }))
         },
     );
     let department =
@@ -247,9 +252,9 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
 }
 
 fn server_frame() -> impl Strategy<Value = ServerFrame> {
-    let welcome = (any::<u16>(), text(), text(), any::<u64>(), any::<u32>()).prop_map(
-        |(version, org, tracker_id, server_time_ms, idle_timeout_ms)| {
-            ServerFrame::Welcome(Welcome { version, org, tracker_id, server_time_ms, idle_timeout_ms })
+    let welcome = (any::<u16>(), text(), text(), any::<u64>(), any::<u32>(), any::<[u8; 32]>()).prop_map(
+        |(version, org, tracker_id, server_time_ms, idle_timeout_ms, nonce)| {
+            ServerFrame::Welcome(Welcome { version, org, tracker_id, server_time_ms, idle_timeout_ms, nonce })
         },
     );
     let result = prop_oneof![response().prop_map(Ok), error_body().prop_map(Err)];

@@ -73,7 +73,11 @@ async fn garbage_never_disturbs_logged_in_clients() {
     // 3. A valid hello, then an oversized frame header: the connection ends.
     let conn = raw_connection(&t).await;
     let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    let hello = ClientFrame::Hello(Hello { min_version: 1, max_version: 1, agent: "hostile".into() });
+    let hello = ClientFrame::Hello(Hello {
+        min_version: skein_proto::MIN_PROTOCOL_VERSION,
+        max_version: skein_proto::PROTOCOL_VERSION,
+        agent: "hostile".into(),
+    });
     write_frame(&mut send, &hello, MAX_CONTROL_FRAME).await.expect("hello");
     let welcome: Option<ServerFrame> = read_frame(&mut recv, MAX_CONTROL_FRAME).await.expect("welcome");
     assert!(matches!(welcome, Some(ServerFrame::Welcome(_))));
@@ -111,6 +115,16 @@ async fn garbage_never_disturbs_logged_in_clients() {
     write_frame(&mut send, &future, MAX_CONTROL_FRAME).await.expect("hello");
     let r: Option<ServerFrame> = read_frame(&mut recv, MAX_CONTROL_FRAME).await.expect("reject");
     assert!(matches!(r, Some(ServerFrame::Reject(ref b)) if b.code == ErrorCode::UnsupportedVersion), "{r:?}");
+    // And so is a version 1 client, which cannot prove its PeerId: told to upgrade.
+    let conn = raw_connection(&t).await;
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    let old = ClientFrame::Hello(Hello { min_version: 1, max_version: 1, agent: "skein/0.1.0".into() });
+    write_frame(&mut send, &old, MAX_CONTROL_FRAME).await.expect("hello");
+    let r: Option<ServerFrame> = read_frame(&mut recv, MAX_CONTROL_FRAME).await.expect("reject");
+    assert!(
+        matches!(r, Some(ServerFrame::Reject(ref b)) if b.code == ErrorCode::UnsupportedVersion && b.message.contains("upgrade")),
+        "{r:?}"
+    );
 
     // 7. Many connections that never say hello are timed out without harm:
     // each is closed within the idle timeout (3 s here) plus a margin, while

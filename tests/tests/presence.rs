@@ -51,9 +51,13 @@ async fn presence_changes_are_pushed_and_a_vanished_client_goes_offline() {
     let bob_device = bob_profile.device().expect("device");
     let target = TrackerTarget::new(proxy.addr.to_string(), t.ca_path());
     let (bob, _bob_events) = TrackerClient::connect(&target, "test").await.expect("bob connects");
-    bob.request(Request::Login(Login { user: "bob".into(), password: PW.into(), device: bob_device.hello() }))
-        .await
-        .expect("bob logs in");
+    bob.request(Request::Login(Login {
+        user: "bob".into(),
+        password: PW.into(),
+        device: bob_device.hello(&bob.welcome().nonce),
+    }))
+    .await
+    .expect("bob logs in");
     bob.request(Request::SetPresence(SetPresence { status: PresenceStatus::Online, note: None }))
         .await
         .expect("online");

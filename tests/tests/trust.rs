@@ -28,24 +28,32 @@ async fn connections(t: &TestTracker, n: usize) -> Vec<skein_node::tracker_clien
     clients
 }
 
-/// A login for `user` from a made-up device.
-fn login_request(user: &str, password: &str) -> Request {
+/// A login for `user` from a made-up device, proving its PeerId on the
+/// connection whose welcome carried `nonce`.
+fn login_request(user: &str, password: &str, nonce: &[u8; 32]) -> Request {
     use skein_proto::bytes::{DeviceId, PublicKey};
     use skein_proto::control::{DeviceHello, Login};
-    Request::Login(Login {
-        user: user.into(),
-        password: password.into(),
-        device: DeviceHello {
-            device_id: DeviceId(rand::random()),
-            name: "test".into(),
-            peer_id: libp2p::PeerId::random().to_bytes(),
-            x25519: PublicKey(rand::random()),
-        },
-    })
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let mut device = DeviceHello {
+        device_id: DeviceId(rand::random()),
+        name: "test".into(),
+        peer_id: key.public().to_peer_id().to_bytes(),
+        x25519: PublicKey(rand::random()),
+        proof: Vec::new(),
+    };
+    device.proof = key.sign(&device.proof_bytes(nonce)).expect("sign");
+    Request::Login(Login { user: user.into(), password: password.into(), device })
 }
 
-/// Sends every login at once, one per connection; returns each answer's code.
-async fn all_at_once(clients: &[skein_node::tracker_client::TrackerClient], logins: Vec<Request>) -> Vec<ErrorCode> {
+/// Sends a login at once on every connection, `user(i)` with `password`;
+/// returns each answer's code.
+async fn all_at_once(
+    clients: &[skein_node::tracker_client::TrackerClient],
+    user: impl Fn(usize) -> String,
+    password: &str,
+) -> Vec<ErrorCode> {
+    let logins: Vec<Request> =
+        clients.iter().enumerate().map(|(i, c)| login_request(&user(i), password, &c.welcome().nonce)).collect();
     let tries = clients.iter().zip(logins).map(|(c, login)| c.request(login));
     futures::future::join_all(tries)
         .await
@@ -77,7 +85,7 @@ async fn parallel_wrong_password_logins_cost_a_bounded_number_of_hashes() {
     // 200 connections ready, then 200 wrong passwords for one account at once.
     let clients = connections(&t, 200).await;
     let start = Instant::now();
-    let codes = all_at_once(&clients, (0..200).map(|_| login_request("alice", "not the password")).collect()).await;
+    let codes = all_at_once(&clients, |_| "alice".into(), "not the password").await;
     let runs = state.passwords.runs();
     let most = allowed(free, start);
     let wrong = codes.iter().filter(|c| **c == ErrorCode::BadCredentials).count() as u64;
@@ -90,7 +98,7 @@ async fn parallel_wrong_password_logins_cost_a_bounded_number_of_hashes() {
     // Guessing across many accounts from one network is bounded too.
     let clients = connections(&t, 200).await;
     let (before, start) = (state.passwords.runs(), Instant::now());
-    let codes = all_at_once(&clients, (0..200).map(|i| login_request(&format!("user{i}"), "guess")).collect()).await;
+    let codes = all_at_once(&clients, |i| format!("user{i}"), "guess").await;
     let network_free = t.config.address_throttle.free_failures as u64;
     let runs = state.passwords.runs() - before;
     let most = allowed(network_free, start);
@@ -274,6 +282,65 @@ async fn the_database_holds_no_key_material() {
             assert!(!bytes.windows(key.len()).any(|w| w == key.as_slice()), "{} holds {what}", path.display());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_must_prove_the_peer_id_it_logs_in_with() {
+    let t = tracker_with_users(&["alice", "mallory"], PW).await;
+    let clients = connections(&t, 3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Alice's real device, whose PeerId mallory would like to register.
+    let alice = skein_tests::login(&t, &dir.path().join("alice"), "alice", PW).await;
+    let alice_peer = alice.saved.cert().expect("cert").body.peer_id;
+    let refused = |r: Result<Response, skein_node::tracker_client::ClientError>| {
+        let e = r.expect_err("refused");
+        let b = e.body().expect("an answer").clone();
+        assert_eq!(b.code, ErrorCode::PermissionDenied, "{b:?}");
+        assert!(b.message.contains("prove"), "{b:?}");
+    };
+    // Her PeerId with a proof by another key.
+    let Request::Login(mut login) = login_request("mallory", PW, &clients[0].welcome().nonce) else { unreachable!() };
+    login.device.peer_id = alice_peer.clone();
+    refused(clients[0].request(Request::Login(login)).await);
+    // A proof made for another connection's nonce.
+    let stale = login_request("mallory", PW, &clients[1].welcome().nonce);
+    refused(clients[2].request(stale).await);
+    // No proof at all.
+    let Request::Login(mut bare) = login_request("mallory", PW, &clients[2].welcome().nonce) else { unreachable!() };
+    bare.device.proof.clear();
+    refused(clients[2].request(Request::Login(bare)).await);
+    // A proper one logs in.
+    let good = login_request("mallory", PW, &clients[1].welcome().nonce);
+    assert!(matches!(clients[1].request(good).await, Ok(Response::Session(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_administrators_one_time_password_must_be_changed_first() {
+    init();
+    let t = TestTracker::start().await;
+    // As `skein-tracker run` leaves a new organisation.
+    let store = t.store().await;
+    let boss = store.user_by_name("admin").await.expect("store").expect("the initial administrator");
+    store.set_must_change_password(boss.id, true).await.expect("mark");
+    skein_tracker::admin::set_password(&store, "admin", "one-time password".into(), &t.passwords())
+        .await
+        .expect("a known password");
+    store.set_must_change_password(boss.id, true).await.expect("mark again");
+    store.close().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = skein_tests::login(&t, &dir.path().join("admin"), "admin", "one-time password").await;
+    let Response::Policy(_) = admin.client.request(Request::Policy).await.expect("policy is harmless") else {
+        panic!("expected the policy")
+    };
+    let e = admin.client.request(Request::Departments).await.expect_err("nothing else");
+    let b = e.body().expect("an answer");
+    assert_eq!(b.code, ErrorCode::PasswordChangeRequired, "{b:?}");
+    assert!(b.message.contains("skein passwd"), "{b:?}");
+    let change = Request::ChangePassword { old: "one-time password".into(), new: "the admin's own".into() };
+    assert_eq!(admin.client.request(change).await.expect("change"), Response::Ok);
+    assert!(matches!(admin.client.request(Request::Departments).await, Ok(Response::Departments(_))));
+    let store = t.store().await;
+    assert!(!store.user_by_name("admin").await.expect("store").expect("admin").must_change_password);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,7 +68,8 @@ async fn serve_inner(
     // Boxed, like each request below: an idle connection's task then holds
     // only what waiting for the next frame needs, not the largest state any
     // step ever reaches (a few KiB per connection, times every client).
-    let (mut send, mut recv, protocol) = match Box::pin(handshake(state, conn)).await? {
+    let nonce: [u8; 32] = rand::random();
+    let (mut send, mut recv, protocol) = match Box::pin(handshake(state, conn, nonce)).await? {
         Ok(streams) => streams,
         Err(code) => return Ok(code),
     };
@@ -91,6 +92,7 @@ async fn serve_inner(
         id,
         remote: conn.remote_address(),
         protocol,
+        nonce,
         session: None,
         stranger: Some(slot),
         presence_rate: state.config.presence_rate.clone(),
@@ -123,6 +125,7 @@ async fn leave_hub(state: &State, id: u64) {
 async fn handshake(
     state: &State,
     conn: &quinn::Connection,
+    nonce: [u8; 32],
 ) -> Result<Result<(quinn::SendStream, quinn::RecvStream, u16), u32>, FrameIoError> {
     let (mut send, mut recv) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
@@ -161,6 +164,7 @@ async fn handshake(
         tracker_id: state.config.tracker_id.clone(),
         server_time_ms: now_ms(),
         idle_timeout_ms: u32::try_from(state.config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
+        nonce,
     };
     write_frame(&mut send, &ServerFrame::Welcome(welcome), MAX_CONTROL_FRAME).await?;
     Ok(Ok((send, recv, version)))

@@ -107,7 +107,11 @@ pub async fn ensure_initialised(config: &TrackerConfig) -> Result<InitReport, In
             admin: true,
         };
         match admin::add_user(&store, new, &crate::passwords::Passwords::per_core(config.password_cost.clone())).await {
-            Ok(_) => report.admin_password = Some(password),
+            Ok(user) => {
+                // Printed once on a console: a password its holder must replace.
+                store.set_must_change_password(user.id, true).await?;
+                report.admin_password = Some(password);
+            }
             // Another tracker on the same database won the race.
             Err(admin::AdminError::Store(crate::store::StoreError::Conflict(_))) => {}
             Err(e) => return Err(e.into()),

@@ -198,6 +198,10 @@ enum Command {
     },
     /// Log out: revoke this device's session (and stop its daemon).
     Logout,
+    /// Change your password: the current one from `SKEIN_PASSWORD` (or a
+    /// prompt), the new one from `SKEIN_NEW_PASSWORD` (or a prompt, twice).
+    /// Your other devices are signed out.
+    Passwd,
     /// Show what the tracker's relay has carried (administrators only).
     RelayStats {
         /// One JSON document on standard output.
@@ -233,6 +237,31 @@ fn read_password() -> anyhow::Result<String> {
         bail!("no password given: set SKEIN_PASSWORD or pass it on standard input");
     }
     Ok(pw)
+}
+
+/// The new password for a change: `SKEIN_NEW_PASSWORD`, or asked twice on a
+/// terminal. `why` says why one is needed when neither is there.
+fn read_new_password(why: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("SKEIN_NEW_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{why}: set SKEIN_NEW_PASSWORD to the new password");
+    }
+    let first = rpassword::prompt_password("New password: ")?;
+    let again = rpassword::prompt_password("New password again: ")?;
+    if first != again {
+        bail!("the two new passwords differ; nothing was changed");
+    }
+    Ok(first)
+}
+
+/// Changes the password over a session of our own.
+async fn change_password(conn: &session::Connected, old: String, new: String) -> anyhow::Result<()> {
+    match conn.client.request(Request::ChangePassword { old, new }).await? {
+        Response::Ok => Ok(()),
+        other => bail!("unexpected answer {other:?}"),
+    }
 }
 
 /// Asks the daemon, if one runs. `Ok(None)`: no daemon.
@@ -271,7 +300,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Login { tracker, ca, user } => {
             let password = read_password()?;
-            let conn = session::login(&profile, &tracker, &ca, &user, password).await?;
+            let conn = session::login(&profile, &tracker, &ca, &user, password.clone()).await?;
+            if conn.password_change_required {
+                eprintln!("The password of {user} is a one-time password; choose your own now.");
+                let why =
+                    format!("{user} logged in with a one-time password, which must be changed before anything else");
+                let changed = match read_new_password(&why) {
+                    Ok(new) => change_password(&conn, password, new).await,
+                    Err(e) => Err(e),
+                };
+                conn.client.close();
+                changed.context("the profile is logged in, but until the password is changed (`skein passwd`) the tracker allows nothing else")?;
+                eprintln!("Password changed.");
+            }
             conn.client.close();
             let s = &conn.saved;
             println!(
@@ -481,6 +522,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decline { id } => files::decline(&profile, id).await,
         Command::Transfers { id, json } => files::transfers(&profile, id, json).await,
         Command::React { id, emoji, remove } => files::react(&profile, id, emoji, remove).await,
+        Command::Passwd => {
+            let user = profile.session()?.user;
+            let old = read_password()?;
+            let new = read_new_password("no new password given")?;
+            let request =
+                ControlRequest::ChangePassword { old: control::Secret(old.clone()), new: control::Secret(new.clone()) };
+            if ask_daemon(&profile, request).await?.is_none() {
+                let conn = session::resume(&profile).await?;
+                let changed = change_password(&conn, old, new).await;
+                conn.client.close_and_wait(std::time::Duration::from_secs(1)).await;
+                changed?;
+            }
+            println!("Changed the password of {user}; its other devices were signed out");
+            Ok(())
+        }
         Command::Logout => {
             if ask_daemon(&profile, ControlRequest::Logout).await?.is_none() {
                 let user = profile.session()?.user;

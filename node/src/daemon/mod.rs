@@ -291,7 +291,13 @@ impl Node {
     }
 
     async fn connected(&mut self, conn: Connected) -> mpsc::Receiver<Event> {
-        let Connected { client, events, saved } = conn;
+        let Connected { client, events, saved, password_change_required } = conn;
+        if password_change_required {
+            emit(json!({
+                "type": "password_change_required",
+                "message": "the password is a one-time password; choose your own with `skein passwd` before anything else",
+            }));
+        }
         if let (Some(cert), Some(key)) = (saved.cert(), PublicKey::from_hex(&saved.org_signing_key)) {
             self.mesh.set_identity(cert, key).await;
         }
@@ -533,6 +539,13 @@ impl Node {
                         ControlReply::ok(Value::Array(d.iter().map(json::department).collect()))
                     }
                     Ok(other) => ControlReply::err("internal", format!("unexpected answer {other:?}")),
+                    Err(e) => reply_err(e),
+                },
+            },
+            ControlRequest::ChangePassword { old, new } => match client {
+                None => not_connected(),
+                Some(c) => match c.request(Request::ChangePassword { old: old.0, new: new.0 }).await {
+                    Ok(_) => ControlReply::ok(json!({"changed": true})),
                     Err(e) => reply_err(e),
                 },
             },

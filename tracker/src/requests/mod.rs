@@ -27,6 +27,9 @@ pub struct Authed {
     pub admin: bool,
     /// When the token expires, ms since the Unix epoch.
     pub expires_at_ms: u64,
+    /// The password is a one-time password: only a change (or logout) is
+    /// allowed until it is replaced.
+    pub must_change_password: bool,
 }
 
 /// One connection's context.
@@ -38,6 +41,9 @@ pub struct ConnCtx {
     pub remote: SocketAddr,
     /// The control protocol version agreed in the handshake.
     pub protocol: u16,
+    /// The random bytes of this connection's welcome, which a device signs
+    /// to prove its PeerId.
+    pub nonce: [u8; 32],
     /// Set once logged in.
     pub session: Option<Authed>,
     /// The connection's place among those not logged in; given back at login.
@@ -61,6 +67,24 @@ impl ConnCtx {
 
 /// Handles one request.
 pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Response, ErrorBody> {
+    if let Some(s) = ctx.session.as_ref().filter(|s| s.must_change_password)
+        && !matches!(
+            req,
+            Request::ChangePassword { .. }
+                | Request::Logout
+                | Request::Ping { .. }
+                | Request::Policy
+                | Request::RelayInfo
+        )
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::PasswordChangeRequired,
+            format!(
+                "the password of {} is a one-time password; choose your own first with `skein passwd`",
+                s.live.user
+            ),
+        ));
+    }
     match req {
         Request::Ping { nonce } => Ok(Response::Pong { nonce, server_time_ms: crate::clock::now_ms() }),
         Request::Login(login) => session::login(state, ctx, login).await,

@@ -21,6 +21,19 @@ use skein_proto::{ErrorBody, ErrorCode};
 use std::time::Instant;
 
 const MAX_PEER_ID: usize = 128;
+const MAX_PROOF: usize = 256;
+
+/// Whether `d.proof` is a signature over [`DeviceHello::proof_bytes`] by
+/// the key `d.peer_id` names (an ed25519 PeerId carries its public key).
+fn proves_peer_id(d: &DeviceHello, nonce: &[u8; 32]) -> bool {
+    let Ok(peer) = libp2p::PeerId::from_bytes(&d.peer_id) else { return false };
+    let multihash = peer.as_ref();
+    if multihash.code() != 0 {
+        return false; // not an identity multihash: the key is not inside
+    }
+    let Ok(key) = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()) else { return false };
+    key.to_peer_id() == peer && key.verify(&d.proof_bytes(nonce), &d.proof)
+}
 
 fn bad_credentials() -> ErrorBody {
     ErrorBody::new(ErrorCode::BadCredentials, "wrong user name or password")
@@ -44,9 +57,15 @@ fn throttled(wait: std::time::Duration) -> ErrorBody {
     .retry_after(ms)
 }
 
-fn check_device(d: &DeviceHello) -> Result<(), ErrorBody> {
+fn check_device(d: &DeviceHello, nonce: &[u8; 32]) -> Result<(), ErrorBody> {
     if d.peer_id.is_empty() || d.peer_id.len() > MAX_PEER_ID {
         return Err(ErrorBody::new(ErrorCode::InvalidInput, "device peer id is empty or too long"));
+    }
+    if d.proof.len() > MAX_PROOF || !proves_peer_id(d, nonce) {
+        return Err(ErrorBody::new(
+            ErrorCode::PermissionDenied,
+            "the device did not prove it holds the key of its PeerId; log in again with an up-to-date skein",
+        ));
     }
     if d.name.len() > MAX_TEXT_FIELD {
         return Err(ErrorBody::new(
@@ -67,7 +86,7 @@ pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Res
     if ctx.session.is_some() {
         return Err(ErrorBody::new(ErrorCode::Conflict, "this connection is already logged in"));
     }
-    check_device(&login.device)?;
+    check_device(&login.device, &ctx.nonce)?;
     let name = login.user.trim().to_lowercase();
     let admission = state.with_guard(|g| g.admit(&name, ctx.remote.ip(), Instant::now())).map_err(throttled)?;
     if !valid_user_name(&name) || login.password.len() > MAX_PASSWORD {
@@ -130,7 +149,7 @@ pub async fn resume(state: &State, ctx: &mut ConnCtx, resume: Resume) -> Result<
     if ctx.session.is_some() {
         return Err(ErrorBody::new(ErrorCode::Conflict, "this connection is already logged in"));
     }
-    check_device(&resume.device)?;
+    check_device(&resume.device, &ctx.nonce)?;
     let admission = state.with_guard(|g| g.admit_network(ctx.remote.ip(), Instant::now())).map_err(throttled)?;
     let old = token_hash(&resume.token);
     let now_ms = now_ms();
@@ -230,7 +249,8 @@ async fn establish(
         protocol: ctx.protocol,
     };
     state.hub.register(ctx.id, live.clone(), ctx.out.clone(), ctx.end.clone()).await;
-    ctx.session = Some(Authed { live, admin: user.admin, expires_at_ms: expires });
+    let must_change_password = user.must_change_password;
+    ctx.session = Some(Authed { live, admin: user.admin, expires_at_ms: expires, must_change_password });
     ctx.stranger = None;
     let presence = state.hub.entries(vec![user.name.clone()]).await;
     let entry = user_entry(&user, presence.first().map(|p| (p.status, p.last_seen_ms)));
@@ -241,6 +261,7 @@ async fn establish(
         admin: user.admin,
         device_cert: cert,
         org_signing_key: state.org.signing.public(),
+        password_change_required: must_change_password,
     })))
 }
 
@@ -305,6 +326,9 @@ pub async fn change_password(
     end.password_hash = Some(hash);
     let event = state.store.end_access(end).await.map_err(store_error)?;
     let ended = admin_watch::apply(&state.store, &state.hub, &state.relay, &event).await.map_err(store_error)?;
+    if let Some(s) = ctx.session.as_mut() {
+        s.must_change_password = false;
+    }
     tracing::info!(user = %user.name, other_sessions_ended = ended, "password changed");
     Ok(Response::Ok)
 }

@@ -36,7 +36,8 @@ pub struct AccessEnd {
     pub kind: &'static str,
     /// When, ms since the Unix epoch.
     pub at_ms: i64,
-    /// A new password hash to store with the change.
+    /// A new password hash to store with the change. One the user chose
+    /// clears the mark of a one-time password.
     pub password_hash: Option<String>,
     /// Disable the account.
     pub disable: bool,
@@ -68,7 +69,8 @@ impl Store {
         let user = sqlx::query(
             "UPDATE users SET session_epoch = session_epoch + $1, \
                disabled = CASE WHEN $2 = 1 THEN 1 ELSE disabled END, \
-               password_hash = COALESCE($3, password_hash), updated_at_ms = $4 \
+               password_hash = COALESCE($3, password_hash), updated_at_ms = $4, \
+               must_change_password = CASE WHEN $3 IS NULL THEN must_change_password ELSE 0 END \
              WHERE id = $5",
         )
         .bind(epoch_bump)

@@ -61,6 +61,8 @@ pub struct UserRecord {
     /// Bumped each time all the user's sessions end (a password set, the
     /// account disabled): a login that read an older one is refused.
     pub session_epoch: i64,
+    /// The password is a one-time password that must be changed first.
+    pub must_change_password: bool,
 }
 
 impl fmt::Debug for NewUserRecord {
@@ -86,11 +88,11 @@ impl fmt::Debug for UserRecord {
 }
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.name, u.display_name, u.password_hash, d.path AS dept_path, \
-     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms, u.session_epoch";
+     u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms, u.session_epoch, u.must_change_password";
 
 const USER_SELECT: &str = "SELECT u.id, u.name, u.display_name, u.password_hash, d.path AS dept_path, \
      u.title, u.email, u.phone, u.is_admin, u.disabled, u.created_at_ms, u.updated_at_ms, u.last_seen_ms, \
-     u.session_epoch FROM users u LEFT JOIN departments d ON d.id = u.dept_id";
+     u.session_epoch, u.must_change_password FROM users u LEFT JOIN departments d ON d.id = u.dept_id";
 
 /// A bind value for dynamically built queries.
 enum Arg {
@@ -168,6 +170,20 @@ impl Store {
             .execute(self.pool())
             .await?;
         require_user(done.rows_affected(), name)
+    }
+
+    /// Marks a user's password as one to change before anything else (or
+    /// clears the mark).
+    pub async fn set_must_change_password(&self, user_id: i64, must: bool) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET must_change_password = $1 WHERE id = $2")
+            .bind(i64::from(must))
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no user with id {user_id}")));
+        }
+        Ok(())
     }
 
     /// Records when a user was last connected.
@@ -296,5 +312,6 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
         updated_at_ms: row.try_get("updated_at_ms")?,
         last_seen_ms: row.try_get("last_seen_ms")?,
         session_epoch: row.try_get("session_epoch")?,
+        must_change_password: flag(row.try_get("must_change_password")?),
     })
 }
