@@ -288,7 +288,7 @@ pub struct FileConfig {
     pub mailbox_sender_share_percent: Option<u32>,
     /// Longest life of a relayed circuit, in seconds (default 86400).
     pub relay_max_circuit_secs: Option<u64>,
-    /// Bytes per relayed circuit and direction; 0 = no limit (the default).
+    /// Bytes per relayed circuit, both directions together; 0 = no limit (the default).
     pub relay_max_circuit_bytes: Option<u64>,
     /// Relayed circuits open at once (default 10000).
     pub relay_max_circuits: Option<usize>,
@@ -392,7 +392,7 @@ impl FileConfig {
             cfg.relay.max_circuits = v;
         }
         if let Some(v) = self.relay_max_circuits_per_peer {
-            cfg.relay.max_circuits_per_peer = v;
+            cfg.relay.max_circuits_per_peer = v.max(1);
         }
         if let Some(v) = self.relay_max_reservations {
             cfg.relay.max_reservations = v;

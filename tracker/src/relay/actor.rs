@@ -59,7 +59,9 @@ fn relay_config(limits: &super::RelayLimits, allowed: &Allowed) -> relay::Config
     let (for_reservations, for_circuits) = (allowed.clone(), allowed.clone());
     relay::Config {
         max_reservations: limits.max_reservations,
-        max_reservations_per_peer: limits.max_reservations_per_peer,
+        // libp2p refuses only when a peer already holds more than its
+        // limit, so it lets one more through: ask for one fewer.
+        max_reservations_per_peer: limits.max_reservations_per_peer.saturating_sub(1),
         reservation_duration: limits.reservation_duration,
         // Replaces libp2p's default token buckets: the allow-list is the
         // gate, and the counts above bound the rest.
@@ -67,7 +69,7 @@ fn relay_config(limits: &super::RelayLimits, allowed: &Allowed) -> relay::Config
             is_allowed(&for_reservations, &peer)
         })],
         max_circuits: limits.max_circuits,
-        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_circuits_per_peer: limits.max_circuits_per_peer.saturating_sub(1),
         max_circuit_duration: limits.circuit_duration_clamped(),
         max_circuit_bytes: limits.max_circuit_bytes,
         // Only the source is checked here; the destination needed an

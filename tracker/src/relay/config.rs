@@ -16,16 +16,17 @@ pub struct RelayLimits {
     /// Longest a relayed circuit may live, counted from its start (not an
     /// idle timeout). At most `u32::MAX` seconds; larger values are clamped.
     pub max_circuit_duration: Duration,
-    /// Bytes per circuit and direction before the relay closes it; 0 = no limit.
+    /// Bytes a circuit may carry, both directions together, before the relay
+    /// closes it; 0 = no limit.
     pub max_circuit_bytes: u64,
     /// Reservations held at once, over all devices.
     pub max_reservations: usize,
-    /// Reservations one device may hold at once (libp2p lets one more through).
+    /// Reservations one device may hold at once (at least 1).
     pub max_reservations_per_peer: usize,
     /// Circuits open at once, over all devices.
     pub max_circuits: usize,
-    /// Circuits one device may take part in at once, as source or
-    /// destination (libp2p lets one more through).
+    /// Circuits one device may have open at once as their source (at least
+    /// 1). A destination is bounded by its own reservation and the total.
     pub max_circuits_per_peer: usize,
     /// How long a reservation lasts; clients renew at three quarters of it.
     pub reservation_duration: Duration,
