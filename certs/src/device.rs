@@ -97,6 +97,11 @@ impl OrgSigningKey {
         PublicKey(self.key.verifying_key().to_bytes())
     }
 
+    /// Signs arbitrary bytes (a domain-tagged body) with the organisation key.
+    pub(crate) fn sign_bytes(&self, bytes: &[u8]) -> Signature {
+        Signature(self.key.sign(bytes).to_bytes())
+    }
+
     /// Signs `body` over [`DeviceCertBody::signing_bytes`].
     pub fn sign(&self, body: DeviceCertBody) -> DeviceCert {
         let signature = self.key.sign(&body.signing_bytes());

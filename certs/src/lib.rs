@@ -18,11 +18,13 @@ pub mod ca;
 pub mod device;
 pub mod error;
 pub mod files;
+pub mod group;
 pub mod inspect;
 pub mod rustls_io;
 
 pub use ca::{DEFAULT_CA_VALIDITY_DAYS, DEFAULT_TRACKER_VALIDITY_DAYS, IssuedCert, OrgCa};
 pub use device::{DeviceCertError, OrgSigningKey, verify_device_cert, verify_device_cert_for};
 pub use error::CertError;
+pub use group::{MembershipError, verify_membership};
 pub use inspect::{CertInfo, show, verify_chain};
 pub use rustls_io::{load_certs, load_private_key};

@@ -49,6 +49,13 @@ pub enum ControlRequest {
     Departments,
     /// Log out and stop the daemon.
     Logout,
+    /// A group request for the tracker (`GroupCreate`, `GroupList` or
+    /// `GroupUpdate`), postcard-encoded as hex; answered with the
+    /// tracker's response in the same form, under `"response"`.
+    Group {
+        /// The encoded request.
+        request: String,
+    },
     /// Change the password (the user's other devices are signed out).
     ChangePassword {
         /// The current password.

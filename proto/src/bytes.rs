@@ -110,6 +110,11 @@ fixed_bytes!(
     16
 );
 fixed_bytes!(
+    /// A group's identifier, chosen by the tracker that creates it.
+    GroupId,
+    16
+);
+fixed_bytes!(
     /// A 32-byte public key (ed25519 verifying key or X25519 public key).
     PublicKey,
     32

@@ -10,9 +10,10 @@
 //! that receives a request variant it does not know answers
 //! [`ErrorCode::Unsupported`](crate::ErrorCode::Unsupported) for that id.
 
-use crate::bytes::{DeviceId, MailId, PublicKey, SessionToken};
+use crate::bytes::{DeviceId, GroupId, MailId, PublicKey, SessionToken};
 use crate::device::DeviceCert;
 use crate::error::ErrorBody;
+use crate::group::{GroupEvent, MembershipCert};
 use serde::{Deserialize, Serialize};
 
 /// Frames a client sends.
@@ -134,6 +135,47 @@ pub enum Request {
     RelayInfo,
     /// The organisation's rules for nodes. Answered by [`Response::Policy`].
     Policy,
+    /// Make a group: a discussion group owned by the caller, or with `org`
+    /// an org group (administrators only). Answered by [`Response::Group`].
+    GroupCreate(GroupCreate),
+    /// The current certificates of the caller's groups. Answered by
+    /// [`Response::Groups`].
+    GroupList,
+    /// Change a group; answered by [`Response::Group`] with the new
+    /// certificate, which the group's connected members are also sent
+    /// ([`Event::GroupChanged`]).
+    GroupUpdate {
+        /// The group.
+        group: GroupId,
+        /// The change.
+        update: GroupUpdate,
+    },
+}
+
+/// A new group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreate {
+    /// Display name; need not be unique.
+    pub name: String,
+    /// The other members (the creator is added).
+    pub members: Vec<String>,
+    /// An org group, changed by administrators only.
+    pub org: bool,
+}
+
+/// A change to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupUpdate {
+    /// Invite users (owner, or an administrator for org groups).
+    Add(Vec<String>),
+    /// Remove users (owner, or an administrator for org groups).
+    Remove(Vec<String>),
+    /// Leave it (any member but the owner, who closes it instead).
+    Leave,
+    /// Give it a new name (owner, or an administrator for org groups).
+    Rename(String),
+    /// Close it for good (owner, or an administrator for org groups).
+    Close,
 }
 
 /// Answers to requests.
@@ -176,6 +218,10 @@ pub enum Response {
     Relay(RelayInfo),
     /// Answer to [`Request::Policy`].
     Policy(OrgPolicy),
+    /// Group certificates, newest version each.
+    Groups(Vec<MembershipCert>),
+    /// A group after a change.
+    Group(GroupEvent),
 }
 
 /// Rules the organisation sets for its nodes.
@@ -219,6 +265,8 @@ pub enum Event {
     /// account, revoked device): close any peer connection to it and stop
     /// trusting its certificate. Sent from protocol version 2.
     DeviceRevoked(RevokedDevice),
+    /// A group this user is (or was, until this change) a member of changed.
+    GroupChanged(GroupEvent),
 }
 
 /// A device whose certificate no longer counts.

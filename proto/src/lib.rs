@@ -22,6 +22,7 @@ pub mod device;
 pub mod error;
 pub mod file;
 pub mod frame;
+pub mod group;
 #[cfg(feature = "tokio")]
 pub mod io;
 pub mod limits;

@@ -7,10 +7,11 @@
 //! compiling when a variant is added, as a reminder to pin it here.
 
 use serde::{Serialize, de::DeserializeOwned};
-use skein_proto::bytes::{DeviceId, MailId, PublicKey, SessionToken, Signature};
+use skein_proto::bytes::{DeviceId, GroupId, MailId, PublicKey, SessionToken, Signature};
 use skein_proto::control::*;
 use skein_proto::device::{DEVICE_CERT_DOMAIN, DeviceCert, DeviceCertBody};
 use skein_proto::frame::{decode_payload, encode_frame, encode_payload};
+use skein_proto::group::{GroupChange, GroupEvent, GroupKind, MembershipBody, MembershipCert};
 use skein_proto::limits::MAX_CONTROL_FRAME;
 use skein_proto::{ErrorBody, ErrorCode, FrameDecoder};
 use std::fmt::Debug;
@@ -81,6 +82,27 @@ fn device_hello() -> DeviceHello {
         x25519: x25519(),
         proof: vec![0x5f; 3],
     }
+}
+
+fn membership_cert() -> MembershipCert {
+    MembershipCert {
+        body: MembershipBody {
+            format: 1,
+            org: "acme".into(),
+            group: GroupId([0x67; 16]),
+            version: 3,
+            name: "team".into(),
+            kind: GroupKind::Discussion { owner: "alice".into() },
+            members: vec!["alice".into(), "bob".into()],
+            closed: false,
+            issued_at_ms: 1_700_000_000_000,
+        },
+        signature: Signature([0x51; 64]),
+    }
+}
+
+fn group_event() -> GroupEvent {
+    GroupEvent { actor: "alice".into(), change: GroupChange::Added(vec!["carol".into()]), cert: membership_cert() }
 }
 
 fn user_entry() -> UserEntry {
@@ -157,6 +179,9 @@ fn request_index(v: &Request) -> usize {
         Request::ChangePassword { .. } => 15,
         Request::RelayInfo => 16,
         Request::Policy => 17,
+        Request::GroupCreate(_) => 18,
+        Request::GroupList => 19,
+        Request::GroupUpdate { .. } => 20,
     }
 }
 
@@ -175,6 +200,8 @@ fn response_index(v: &Response) -> usize {
         Response::Pong { .. } => 10,
         Response::Relay(_) => 11,
         Response::Policy(_) => 12,
+        Response::Groups(_) => 13,
+        Response::Group(_) => 14,
     }
 }
 
@@ -185,6 +212,7 @@ fn event_index(v: &Event) -> usize {
         Event::MailWaiting { .. } => 2,
         Event::ShuttingDown { .. } => 3,
         Event::DeviceRevoked(_) => 4,
+        Event::GroupChanged(_) => 5,
     }
 }
 
@@ -313,6 +341,15 @@ fn requests() {
             ),
             (Request::RelayInfo, "10"),
             (Request::Policy, "11"),
+            (
+                Request::GroupCreate(GroupCreate { name: "team".into(), members: vec!["bob".into()], org: false }),
+                "12047465616d0103626f6200",
+            ),
+            (Request::GroupList, "13"),
+            (
+                Request::GroupUpdate { group: GroupId([0x67; 16]), update: GroupUpdate::Add(vec!["carol".into()]) },
+                "1410676767676767676767676767676767670001056361726f6c",
+            ),
         ],
         request_index,
     );
@@ -383,6 +420,14 @@ fn responses() {
                 "0b0400240801e93901202f6970342f3139382e31382e302e312f7564702f373430312f717569632d7631",
             ),
             (Response::Policy(OrgPolicy { max_file_size: 1 << 30 }), "0c8080808004"),
+            (
+                Response::Groups(vec![membership_cert()]),
+                "0d01010461636d65106767676767676767676767676767676703047465616d0205616c6963650205616c69636503626f620080d095ffbc314051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
+            ),
+            (
+                Response::Group(group_event()),
+                "0e05616c6963650101056361726f6c010461636d65106767676767676767676767676767676703047465616d0205616c6963650205616c69636503626f620080d095ffbc314051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
+            ),
         ],
         response_index,
     );
@@ -406,6 +451,10 @@ fn events() {
                     peer_id: vec![0, 2, 0xAB, 0xCD],
                 }),
                 "0403626f621007070707070707070707070707070707040002abcd",
+            ),
+            (
+                Event::GroupChanged(group_event()),
+                "0505616c6963650101056361726f6c010461636d65106767676767676767676767676767676703047465616d0205616c6963650205616c69636503626f620080d095ffbc314051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
             ),
         ],
         event_index,
@@ -546,5 +595,64 @@ fn device_proof_bytes() {
     assert_eq!(
         hex,
         "736b65696e206465766963652070726f6f66207631004e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4ed1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d100000004002408012525252525252525252525252525252525252525252525252525252525252525"
+    );
+}
+
+#[test]
+fn groups() {
+    let update_index = |v: &GroupUpdate| match v {
+        GroupUpdate::Add(_) => 0,
+        GroupUpdate::Remove(_) => 1,
+        GroupUpdate::Leave => 2,
+        GroupUpdate::Rename(_) => 3,
+        GroupUpdate::Close => 4,
+    };
+    golden_variants(
+        vec![
+            (GroupUpdate::Add(vec!["carol".into()]), "0001056361726f6c"),
+            (GroupUpdate::Remove(vec!["bob".into()]), "010103626f62"),
+            (GroupUpdate::Leave, "02"),
+            (GroupUpdate::Rename("ops".into()), "03036f7073"),
+            (GroupUpdate::Close, "04"),
+        ],
+        update_index,
+    );
+    let change_index = |v: &GroupChange| match v {
+        GroupChange::Created => 0,
+        GroupChange::Added(_) => 1,
+        GroupChange::Removed(_) => 2,
+        GroupChange::Left => 3,
+        GroupChange::Renamed { .. } => 4,
+        GroupChange::Closed => 5,
+    };
+    golden_variants(
+        vec![
+            (GroupChange::Created, "00"),
+            (GroupChange::Added(vec!["carol".into()]), "0101056361726f6c"),
+            (GroupChange::Removed(vec!["bob".into()]), "020103626f62"),
+            (GroupChange::Left, "03"),
+            (GroupChange::Renamed { from: "old".into() }, "04036f6c64"),
+            (GroupChange::Closed, "05"),
+        ],
+        change_index,
+    );
+    let kind_index = |v: &GroupKind| match v {
+        GroupKind::Org => 0,
+        GroupKind::Department { .. } => 1,
+        GroupKind::Discussion { .. } => 2,
+    };
+    golden_variants(
+        vec![
+            (GroupKind::Org, "00"),
+            (GroupKind::Department { path: "Eng".into() }, "0103456e67"),
+            (GroupKind::Discussion { owner: "alice".into() }, "0205616c696365"),
+        ],
+        kind_index,
+    );
+    // What the organisation signs for a group: a domain tag, then the body.
+    let signing: String = membership_cert().body.signing_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        signing,
+        "736b65696e2f6d656d626572736869702d636572742f763100010461636d65106767676767676767676767676767676703047465616d0205616c6963650205616c69636503626f620080d095ffbc31"
     );
 }

@@ -6,10 +6,11 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use serde::{Serialize, de::DeserializeOwned};
-use skein_proto::bytes::{DeviceId, MailId, PublicKey, SessionToken, Signature};
+use skein_proto::bytes::{DeviceId, GroupId, MailId, PublicKey, SessionToken, Signature};
 use skein_proto::control::*;
 use skein_proto::device::{DeviceCert, DeviceCertBody};
 use skein_proto::frame::{decode_payload, encode_frame, encode_payload};
+use skein_proto::group::{GroupChange, GroupEvent, GroupKind, MembershipBody, MembershipCert};
 use skein_proto::limits::{FRAME_HEADER_LEN, MAX_CONTROL_FRAME};
 use skein_proto::{ErrorBody, ErrorCode, FrameDecoder, FrameError};
 use std::fmt::Debug;
@@ -187,6 +188,13 @@ fn request() -> impl Strategy<Value = Request> {
         admin_request().prop_map(Request::Admin),
         any::<u64>().prop_map(|nonce| Request::Ping { nonce }),
         (text(), text()).prop_map(|(old, new)| Request::ChangePassword { old, new }),
+        (text(), vec(text(), 0..4), any::<bool>()).prop_map(|(name, members, org)| Request::GroupCreate(GroupCreate {
+            name,
+            members,
+            org
+        })),
+        Just(Request::GroupList),
+        (any::<[u8; 16]>(), group_update()).prop_map(|(g, update)| Request::GroupUpdate { group: GroupId(g), update }),
     ]
 }
 
@@ -225,7 +233,62 @@ fn response() -> impl Strategy<Value = Response> {
         prop_oneof![Just(AdminResponse::Done), any::<u32>().prop_map(|count| AdminResponse::SessionsEnded { count }),]
             .prop_map(Response::Admin),
         (any::<u64>(), any::<u64>()).prop_map(|(nonce, server_time_ms)| Response::Pong { nonce, server_time_ms }),
+        vec(membership_cert(), 0..3).prop_map(Response::Groups),
+        group_event().prop_map(Response::Group),
     ]
+}
+
+fn group_update() -> impl Strategy<Value = GroupUpdate> {
+    prop_oneof![
+        vec(text(), 0..3).prop_map(GroupUpdate::Add),
+        vec(text(), 0..3).prop_map(GroupUpdate::Remove),
+        Just(GroupUpdate::Leave),
+        text().prop_map(GroupUpdate::Rename),
+        Just(GroupUpdate::Close),
+    ]
+}
+
+fn membership_cert() -> impl Strategy<Value = MembershipCert> {
+    let kind = prop_oneof![
+        Just(GroupKind::Org),
+        text().prop_map(|path| GroupKind::Department { path }),
+        text().prop_map(|owner| GroupKind::Discussion { owner }),
+    ];
+    let body = (
+        any::<u8>(),
+        text(),
+        any::<[u8; 16]>(),
+        any::<u64>(),
+        text(),
+        kind,
+        vec(text(), 0..4),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(format, org, g, version, name, kind, members, closed, issued_at_ms)| MembershipBody {
+            format,
+            org,
+            group: GroupId(g),
+            version,
+            name,
+            kind,
+            members,
+            closed,
+            issued_at_ms,
+        });
+    (body, signature()).prop_map(|(body, signature)| MembershipCert { body, signature })
+}
+
+fn group_event() -> impl Strategy<Value = GroupEvent> {
+    let change = prop_oneof![
+        Just(GroupChange::Created),
+        vec(text(), 0..3).prop_map(GroupChange::Added),
+        vec(text(), 0..3).prop_map(GroupChange::Removed),
+        Just(GroupChange::Left),
+        text().prop_map(|from| GroupChange::Renamed { from }),
+        Just(GroupChange::Closed),
+    ];
+    (text(), change, membership_cert()).prop_map(|(actor, change, cert)| GroupEvent { actor, change, cert })
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -237,6 +300,7 @@ fn event() -> impl Strategy<Value = Event> {
         (text(), any::<[u8; 16]>(), vec(any::<u8>(), 0..40)).prop_map(|(user, d, peer_id)| Event::DeviceRevoked(
             RevokedDevice { user, device_id: DeviceId(d), peer_id }
         )),
+        group_event().prop_map(Event::GroupChanged),
     ]
 }
 
@@ -314,7 +378,7 @@ fn concat_frames<T: Serialize>(msgs: &[T]) -> Vec<u8> {
 
 /// How many `Request` variants this build knows (the golden tests pin
 /// each); the first unknown variant index is this.
-const KNOWN_REQUESTS: u8 = 18;
+const KNOWN_REQUESTS: u8 = 21;
 
 proptest! {
     #[test]

@@ -51,6 +51,9 @@ enum Command {
     /// Manage departments.
     #[command(subcommand)]
     Dept(DeptCmd),
+    /// Manage groups (org groups; department groups exist by themselves).
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Print the organisation CA certificate (PEM) that nodes must trust.
     ExportCa {
         /// Write to this file instead of standard output.
@@ -123,6 +126,39 @@ enum UserCmd {
         name: String,
     },
     /// List users.
+    List {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a user to another department (created if missing); the groups
+    /// of the departments left and joined follow.
+    Move {
+        /// The user.
+        name: String,
+        /// The new department, such as Engineering/Backend.
+        #[arg(long, conflicts_with = "no_dept", required_unless_present = "no_dept")]
+        dept: Option<String>,
+        /// Out of every department.
+        #[arg(long)]
+        no_dept: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCmd {
+    /// Make an org group, changed by administrators only.
+    Create {
+        /// Its name; need not be unique.
+        name: String,
+        /// Org groups are the only kind made here (users make discussion groups with `skein group create`).
+        #[arg(long, required = true)]
+        org: bool,
+        /// Members, comma-separated user names.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// List every group.
     List {
         /// One JSON document on standard output.
         #[arg(long)]
@@ -205,6 +241,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user(cfg, cmd).await,
         Command::Dept(cmd) => dept(cfg, cmd).await,
+        Command::Group(cmd) => group(cfg, cmd).await,
         Command::ExportCa { out } => {
             let path = cfg.ca_cert_path();
             let pem = std::fs::read_to_string(&path).with_context(|| {
@@ -332,6 +369,15 @@ async fn user_inner(cfg: &TrackerConfig, store: &Store, cmd: UserCmd) -> anyhow:
             let u = admin::add_user(store, new, &Passwords::per_core(cfg.password_cost.clone())).await?;
             println!("Added user {} ({}){}", u.name, u.display_name, if u.admin { ", administrator" } else { "" });
         }
+        UserCmd::Move { name, dept, no_dept: _ } => {
+            admin::check_user_name(&name)?;
+            if let Some(d) = &dept {
+                admin::check_dept(d)?;
+            }
+            let groups = store.set_user_department(&name, dept.as_deref()).await?;
+            let to = dept.as_deref().unwrap_or("no department");
+            println!("Moved {name} to {to}; {} department group(s) changed", groups.len());
+        }
         UserCmd::Disable { name } => {
             admin::set_disabled(store, &name, true).await?;
             println!("Disabled {name}; their sessions end within seconds.");
@@ -383,6 +429,60 @@ async fn user_inner(cfg: &TrackerConfig, store: &Store, cmd: UserCmd) -> anyhow:
         }
     }
     Ok(())
+}
+
+async fn group(cfg: TrackerConfig, cmd: GroupCmd) -> anyhow::Result<()> {
+    use skein_proto::group::MAX_GROUP_MEMBERS;
+    let store = open_store(&cfg).await?;
+    let result = async {
+        match cmd {
+            GroupCmd::Create { name, org: _, members } => {
+                let name = name.trim();
+                if name.is_empty() || name.len() > skein_proto::group::MAX_GROUP_NAME {
+                    bail!("a group name is 1-{} bytes", skein_proto::group::MAX_GROUP_NAME);
+                }
+                let id: [u8; 16] = rand::random();
+                let now = crate::clock::now_ms() as i64;
+                let g = store.create_group(id, name, None, &members, MAX_GROUP_MEMBERS, now).await?;
+                println!("Made org group {} ({}) with {} members", g.name, hex::encode(g.id), g.members.len());
+            }
+            GroupCmd::List { json } => {
+                let groups = store.all_groups().await?;
+                let kind = |g: &crate::store::GroupRecord| match &g.kind {
+                    crate::store::GroupKindRecord::Org => "org".to_owned(),
+                    crate::store::GroupKindRecord::Department(p) => format!("department {p}"),
+                    crate::store::GroupKindRecord::Discussion(o) => {
+                        format!("discussion of {}", o.as_deref().unwrap_or("a deleted user"))
+                    }
+                };
+                if json {
+                    let list: Vec<_> = groups
+                        .iter()
+                        .map(|g| {
+                            serde_json::json!({"id": hex::encode(g.id), "name": g.name, "kind": kind(g),
+                                "version": g.version, "closed": g.closed, "members": g.members})
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else {
+                    for g in &groups {
+                        let closed = if g.closed { ", closed" } else { "" };
+                        println!(
+                            "{:<24} {}  {}, {} members{closed}",
+                            g.name,
+                            hex::encode(g.id),
+                            kind(g),
+                            g.members.len()
+                        );
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
 }
 
 async fn dept(cfg: TrackerConfig, cmd: DeptCmd) -> anyhow::Result<()> {

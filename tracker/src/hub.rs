@@ -80,6 +80,7 @@ enum Command {
     End { filter: SessionFilter, before_ms: u64, reason: ErrorBody, reply: oneshot::Sender<u32> },
     MailWaiting { user_id: i64, device: DeviceId, count: u32 },
     Broadcast { event: Event, min_protocol: u16 },
+    ToUsers { users: HashSet<String>, event: Event },
 }
 
 /// Handle to the hub task.
@@ -170,6 +171,11 @@ impl Hub {
         self.send(Command::Broadcast { event, min_protocol }).await;
     }
 
+    /// Sends `event` to every logged-in connection of these users.
+    pub async fn to_users(&self, users: HashSet<String>, event: Event) {
+        self.send(Command::ToUsers { users, event }).await;
+    }
+
     /// Tells a device's connections that mail is waiting.
     pub async fn mail_waiting(&self, user_id: i64, device: DeviceId, count: u32) {
         self.send(Command::MailWaiting { user_id, device, count }).await;
@@ -249,6 +255,14 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 for l in live.values().filter(|l| l.session.protocol >= min_protocol) {
                     if l.out.try_send(Box::new(ServerFrame::Event(event.clone()))).is_err() && !l.end.is_cancelled() {
                         tracing::warn!(user = %l.session.user, "closing a connection too slow to take a revocation");
+                        l.end.cancel();
+                    }
+                }
+            }
+            Command::ToUsers { users, event } => {
+                for l in live.values().filter(|l| users.contains(&l.session.user)) {
+                    if l.out.try_send(Box::new(ServerFrame::Event(event.clone()))).is_err() && !l.end.is_cancelled() {
+                        tracing::warn!(user = %l.session.user, "closing a connection too slow to take a group change");
                         l.end.cancel();
                     }
                 }

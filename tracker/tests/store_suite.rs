@@ -12,8 +12,9 @@
 #![allow(clippy::unwrap_used)]
 
 use skein_tracker::store::{
-    AccessEnd, CODE_VERSION, DeviceRecord, DeviceScope, Issue, MailRecord, MailboxLimits, NewUserRecord, SenderShare,
-    SessionRecord, SessionStart, Store, StoreError, UserRecord,
+    AccessEnd, CODE_VERSION, DeviceRecord, DeviceScope, GroupKindRecord, GroupStoreChange, Issue, MailRecord,
+    MailboxLimits, NewUserRecord, SenderShare, SessionRecord, SessionStart, Store, StoreError, UserRecord,
+    department_group_id,
 };
 use sqlx::Connection;
 use std::collections::BTreeSet;
@@ -79,6 +80,8 @@ store_cases! {
         case_mailbox_sender_share,
         case_access_end,
         case_login_racing_a_disable,
+        case_groups,
+        case_department_groups,
     ],
     url: [
         case_migrations_idempotent,
@@ -981,4 +984,83 @@ async fn case_mailbox_sender_share(store: Store) {
     assert_eq!(store.mailbox_put(&[item(&carol, 4, 10)], limits).await.unwrap(), 1, "others still get through");
     let big = store.mailbox_put(&[MailRecord { to_device: [2; 16], ..item(&carol, 5, 300) }], limits).await;
     assert!(matches!(big, Err(StoreError::MailboxFull { .. })), "bytes count per sender too: {big:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------
+
+async fn case_groups(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    add(&store, "carol").await;
+    add(&store, "dave").await;
+    let id = [0x61; 16];
+    let members = vec!["carol".to_owned(), "bob".to_owned()];
+    let g = store.create_group(id, "team", Some(alice.id), &members, 4, 1_000).await.unwrap();
+    assert_eq!(g.members, ["alice", "bob", "carol"], "sorted, the owner included");
+    assert_eq!((g.version, g.kind.clone()), (1, GroupKindRecord::Discussion(Some("alice".into()))));
+    assert_eq!(store.groups_of(bob.id).await.unwrap(), vec![g.clone()]);
+    let unknown = store.create_group([0x62; 16], "x", Some(alice.id), &["zed".to_owned()], 4, 1_000).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(m)) if m.contains("zed")));
+    assert_eq!(store.group([0x62; 16]).await.unwrap(), None, "nothing of a refused group is kept");
+
+    // Every change is a new version.
+    let g = store.change_group(id, GroupStoreChange::Add(vec!["dave".into()]), 4, 2_000).await.unwrap();
+    assert_eq!((g.version, g.members.len()), (2, 4));
+    let too_many = store.change_group(id, GroupStoreChange::Add(vec!["bob".into(), "zed".into()]), 4, 2_000).await;
+    assert!(matches!(too_many, Err(StoreError::NotFound(_))));
+    let g = store.change_group(id, GroupStoreChange::Remove(vec!["bob".into()]), 4, 3_000).await.unwrap();
+    assert_eq!((g.version, g.has_member("bob")), (3, false));
+    assert!(store.groups_of(bob.id).await.unwrap().is_empty());
+    let five = add(&store, "erin").await;
+    let _ = five;
+    let g = store.change_group(id, GroupStoreChange::Add(vec!["erin".into()]), 4, 3_500).await.unwrap();
+    assert_eq!(g.members.len(), 4);
+    let over = store.change_group(id, GroupStoreChange::Add(vec!["bob".into()]), 4, 3_600).await;
+    assert!(matches!(over, Err(StoreError::InvalidInput(m)) if m.contains("at most 4")), "the fifth is refused");
+    assert_eq!(store.group(id).await.unwrap().unwrap().version, 4, "and changes nothing");
+    let g = store.change_group(id, GroupStoreChange::Rename("crew".into()), 4, 4_000).await.unwrap();
+    assert_eq!((g.name.as_str(), g.version), ("crew", 5));
+    let g = store.change_group(id, GroupStoreChange::Close, 4, 5_000).await.unwrap();
+    assert!(g.closed);
+    let closed = store.change_group(id, GroupStoreChange::Rename("again".into()), 4, 6_000).await;
+    assert!(matches!(closed, Err(StoreError::Conflict(m)) if m.contains("closed")));
+    assert!(matches!(store.change_group([9; 16], GroupStoreChange::Close, 4, 1).await, Err(StoreError::NotFound(_))));
+    // Org groups have no owner.
+    let org = store.create_group([0x63; 16], "all hands", None, &["bob".to_owned()], 500, 1).await.unwrap();
+    assert_eq!((org.kind, org.members), (GroupKindRecord::Org, vec!["bob".to_owned()]));
+    assert_eq!(store.all_groups().await.unwrap().len(), 2);
+}
+
+async fn case_department_groups(store: Store) {
+    store.add_department("Eng/Backend").await.unwrap();
+    let eng = department_group_id("Eng");
+    let backend = department_group_id("Eng/Backend");
+    let g = store.group(backend).await.unwrap().expect("a department has its group from the start");
+    assert_eq!(
+        (g.kind, g.name.as_str(), g.members.len()),
+        (GroupKindRecord::Department("Eng/Backend".into()), "Backend", 0)
+    );
+    let alice = store.add_user(new_user("alice", "Alice", Some("Eng/Backend"))).await.unwrap();
+    let before = store.group(eng).await.unwrap().unwrap();
+    assert_eq!(before.members, ["alice"], "a department's group takes in its sub-departments");
+    assert_eq!(store.group(backend).await.unwrap().unwrap().members, ["alice"]);
+    let mine: Vec<[u8; 16]> = store.groups_of(alice.id).await.unwrap().iter().map(|g| g.id).collect();
+    assert_eq!(mine.len(), 2);
+    // A move: the old groups lose her, the new one gains her, all move on a version.
+    let changed = store.set_user_department("alice", Some("Sales")).await.unwrap();
+    let sales = department_group_id("Sales");
+    let mut expected = vec![eng, backend, sales];
+    expected.sort();
+    assert_eq!(changed, expected);
+    assert!(store.group(eng).await.unwrap().unwrap().members.is_empty());
+    assert!(store.group(eng).await.unwrap().unwrap().version > before.version);
+    assert_eq!(store.group(sales).await.unwrap().unwrap().members, ["alice"]);
+    let mine: Vec<[u8; 16]> = store.groups_of(alice.id).await.unwrap().iter().map(|g| g.id).collect();
+    assert_eq!(mine, vec![sales]);
+    // Department groups are not changed by hand.
+    let by_hand = store.change_group(sales, GroupStoreChange::Add(vec!["alice".into()]), 500, 1).await;
+    assert!(matches!(by_hand, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.set_user_department("nobody", None).await, Err(StoreError::NotFound(_))));
 }

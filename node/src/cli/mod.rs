@@ -127,6 +127,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make, list and change groups (see `skein group --help`).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Show the department tree.
     Departments {
         /// One JSON document on standard output.
@@ -292,6 +295,160 @@ async fn one_shot(profile: &Profile, req: Request) -> anyhow::Result<Response> {
     let resp = conn.client.request(req).await;
     conn.client.close();
     Ok(resp?)
+}
+
+/// Group commands. GROUP is `#name` (when only one of your groups has that
+/// name) or a group id.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Make a discussion group that you own, with these members.
+    Create {
+        /// Its name; need not be unique.
+        name: String,
+        /// Other members, comma-separated user names.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+        /// An org group (administrators): changed by administrators only.
+        #[arg(long)]
+        org: bool,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your groups.
+    List {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A group's members.
+    Members {
+        /// The group.
+        group: String,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Invite users (the owner; administrators for org groups).
+    Add {
+        /// The group.
+        group: String,
+        /// The users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove users (the owner; administrators for org groups).
+    Remove {
+        /// The group.
+        group: String,
+        /// The users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Give a group a new name (the owner).
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// Close a group for good (the owner).
+    Close {
+        /// The group.
+        group: String,
+    },
+}
+
+/// A group request, through the daemon when it runs, else over a session
+/// of our own.
+async fn group_request(profile: &Profile, req: Request) -> anyhow::Result<Response> {
+    let encoded = hex::encode(skein_proto::frame::encode_payload(&req)?);
+    match ask_daemon(profile, ControlRequest::Group { request: encoded }).await? {
+        Some(v) => {
+            let hex_response = v["response"].as_str().context("the daemon's answer has no response")?;
+            Ok(skein_proto::frame::decode_payload(&hex::decode(hex_response)?)?)
+        }
+        None => one_shot(profile, req).await,
+    }
+}
+
+/// Your groups, each certificate checked against the organisation's key.
+async fn my_groups(profile: &Profile) -> anyhow::Result<Vec<skein_proto::group::MembershipCert>> {
+    let org_key = skein_proto::bytes::PublicKey::from_hex(&profile.session()?.org_signing_key)
+        .context("the saved organisation key is unreadable; log in again")?;
+    match group_request(profile, Request::GroupList).await? {
+        Response::Groups(certs) => {
+            for c in &certs {
+                skein_certs::verify_membership(&org_key, c)
+                    .with_context(|| format!("the tracker sent group {} with a bad certificate", c.body.group))?;
+            }
+            Ok(certs)
+        }
+        other => bail!("unexpected answer from the tracker: {other:?}"),
+    }
+}
+
+/// Runs a group command.
+async fn run_group(profile: &Profile, cmd: GroupCommand) -> anyhow::Result<()> {
+    use skein_proto::control::{GroupCreate, GroupUpdate};
+    let changed = |resp: Response| -> anyhow::Result<skein_proto::group::GroupEvent> {
+        match resp {
+            Response::Group(ev) => Ok(ev),
+            other => bail!("unexpected answer from the tracker: {other:?}"),
+        }
+    };
+    let (group, update) = match cmd {
+        GroupCommand::Create { name, members, org, json } => {
+            let ev = changed(group_request(profile, Request::GroupCreate(GroupCreate { name, members, org })).await?)?;
+            if json {
+                println!("{}", crate::groups::group(&ev.cert));
+            } else {
+                let b = &ev.cert.body;
+                println!("Made #{} ({}) with {}", terminal::line(&b.name), b.group, b.members.join(", "));
+            }
+            return Ok(());
+        }
+        GroupCommand::List { json } => {
+            let groups = my_groups(profile).await?;
+            if json {
+                println!("{}", Value::Array(groups.iter().map(crate::groups::group).collect()));
+            } else {
+                for g in &groups {
+                    let b = &g.body;
+                    let state = if b.closed { ", closed" } else { "" };
+                    println!("#{:<24} {}  {} members{state}", terminal::line(&b.name), b.group, b.members.len());
+                }
+            }
+            return Ok(());
+        }
+        GroupCommand::Members { group, json } => {
+            let groups = my_groups(profile).await?;
+            let g = crate::groups::resolve(&groups, &group)?;
+            if json {
+                println!("{}", Value::Array(g.body.members.iter().map(|m| json!(m)).collect()));
+            } else {
+                for m in &g.body.members {
+                    println!("{m}");
+                }
+            }
+            return Ok(());
+        }
+        GroupCommand::Add { group, users } => (group, GroupUpdate::Add(users)),
+        GroupCommand::Remove { group, users } => (group, GroupUpdate::Remove(users)),
+        GroupCommand::Leave { group } => (group, GroupUpdate::Leave),
+        GroupCommand::Rename { group, name } => (group, GroupUpdate::Rename(name)),
+        GroupCommand::Close { group } => (group, GroupUpdate::Close),
+    };
+    let groups = my_groups(profile).await?;
+    let id = crate::groups::resolve(&groups, &group)?.body.group;
+    let ev = changed(group_request(profile, Request::GroupUpdate { group: id, update }).await?)?;
+    println!("{}", terminal::line(&crate::groups::describe(&ev.actor, &ev.change)));
+    Ok(())
 }
 
 /// Runs a parsed command line.
@@ -467,6 +624,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Group(cmd) => run_group(&profile, cmd).await,
         Command::Departments { json } => {
             let depts = match ask_daemon(&profile, ControlRequest::Departments).await? {
                 Some(v) => v,

@@ -411,6 +411,11 @@ impl Node {
                     );
                 }
             }
+            Event::GroupChanged(ev) => {
+                let mut v = json!({"type": "group_changed", "text": crate::groups::describe(&ev.actor, &ev.change)});
+                v["group"] = crate::groups::group(&ev.cert);
+                emit(v);
+            }
             Event::MailWaiting { count } => {
                 emit(json!({"type": "mail_waiting", "count": count}));
                 self.spawn_catch_up();
@@ -539,6 +544,17 @@ impl Node {
                         ControlReply::ok(Value::Array(d.iter().map(json::department).collect()))
                     }
                     Ok(other) => ControlReply::err("internal", format!("unexpected answer {other:?}")),
+                    Err(e) => reply_err(e),
+                },
+            },
+            ControlRequest::Group { request } => match (client, decode_group_request(&request)) {
+                (_, Err(m)) => ControlReply::err("malformed", m),
+                (None, _) => not_connected(),
+                (Some(c), Ok(req)) => match c.request(req).await {
+                    Ok(resp) => match skein_proto::frame::encode_payload(&resp) {
+                        Ok(bytes) => ControlReply::ok(json!({"response": hex::encode(bytes)})),
+                        Err(e) => ControlReply::err("internal", e.to_string()),
+                    },
                     Err(e) => reply_err(e),
                 },
             },
@@ -696,6 +712,17 @@ async fn confirm_device(client: Option<TrackerClient>, user: &str, device: Devic
             Some(b) if b.code == ErrorCode::NotFound => Answer::Invalid,
             _ => Answer::Unknown,
         },
+    }
+}
+
+/// A group request from the control socket; anything else is refused, so
+/// the socket cannot be used to log the daemon's session in or out.
+fn decode_group_request(hex_request: &str) -> Result<Request, String> {
+    let bytes = hex::decode(hex_request).map_err(|e| format!("the group request is not hex: {e}"))?;
+    match skein_proto::frame::decode_payload::<Request>(&bytes) {
+        Ok(r @ (Request::GroupCreate(_) | Request::GroupList | Request::GroupUpdate { .. })) => Ok(r),
+        Ok(_) => Err("only group requests pass through the daemon".into()),
+        Err(e) => Err(format!("the group request does not decode: {e}")),
     }
 }
 

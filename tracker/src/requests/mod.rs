@@ -4,6 +4,7 @@
 
 mod admin;
 mod directory;
+pub mod groups;
 mod mailbox;
 mod presence;
 mod session;
@@ -102,6 +103,9 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::MailboxFetch { limit } => mailbox::fetch(state, ctx, limit).await,
         Request::MailboxAck { ids } => mailbox::ack(state, ctx, ids).await,
         Request::Admin(a) => admin::handle(state, ctx, a).await,
+        Request::GroupCreate(c) => groups::create(state, ctx, c).await,
+        Request::GroupList => groups::list(state, ctx).await,
+        Request::GroupUpdate { group, update } => groups::update(state, ctx, group, update).await,
         Request::RelayInfo => {
             ctx.authed()?;
             Ok(relay_info(state))

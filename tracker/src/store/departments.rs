@@ -1,6 +1,7 @@
 //! The department tree. A department is named by its `/`-separated path
 //! (`Engineering/Backend`); each row points at its parent, and missing
-//! parents are created on the way.
+//! parents are created on the way. Each department has a group (see
+//! `groups.rs`), made with it.
 
 use super::{Store, StoreError};
 use sqlx::any::AnyRow;
@@ -43,6 +44,7 @@ impl Store {
         if inserted.is_none() {
             return Err(StoreError::Conflict(format!("department {path} already exists")));
         }
+        super::groups::sync_department_groups(&mut tx, super::now_ms()).await?;
         let record = department_in(&mut tx, path).await?;
         tx.commit().await?;
         record.ok_or_else(|| StoreError::NotFound(format!("no department {path}")))
@@ -98,6 +100,7 @@ pub(super) async fn ensure_path(conn: &mut AnyConnection, path: &str) -> Result<
             .await?;
         parent_id = Some(id);
     }
+    super::groups::sync_department_groups(conn, super::now_ms()).await?;
     parent_id.ok_or_else(|| StoreError::InvalidInput("empty department path".into()))
 }
 

@@ -23,6 +23,7 @@ mod departments;
 mod devices;
 mod error;
 mod events;
+mod groups;
 mod mailbox;
 mod migrate;
 mod sessions;
@@ -34,6 +35,7 @@ pub use departments::DeptRecord;
 pub use devices::DeviceRecord;
 pub use error::{StoreError, redact_url};
 pub use events::AdminEvent;
+pub use groups::{GroupKindRecord, GroupRecord, GroupStoreChange, department_group_id};
 pub use mailbox::{MailRecord, MailboxLimits, SenderShare};
 pub use migrate::CODE_VERSION;
 pub use sessions::{Issue, SessionRecord, SessionStart};
@@ -147,7 +149,25 @@ impl Store {
             pool_options = pool_options.after_connect(configure_pooled_sqlite).test_before_acquire(false);
         }
         let pool = pool_options.connect_with(options).await.map_err(open_err)?;
-        Ok(Store { pool, backend })
+        let store = Store { pool, backend };
+        store.sync_department_groups().await?;
+        Ok(store)
+    }
+
+    /// Gives every department its group (departments made before groups
+    /// existed); a read when there is nothing to do.
+    async fn sync_department_groups(&self) -> Result<(), StoreError> {
+        let missing = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM departments d WHERE NOT EXISTS (SELECT 1 FROM groups g WHERE g.dept_path = d.path)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if missing > 0 {
+            let mut tx = self.begin_write().await?;
+            groups::sync_department_groups(&mut tx, now_ms()).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// The database kind behind this store.

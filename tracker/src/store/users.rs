@@ -131,6 +131,10 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::Conflict(format!("user {} already exists", user.name)))?;
+        if let Some(path) = &user.department {
+            // The department's group (and its parents') gains a member.
+            super::groups::bump_department_groups(&mut tx, path, now).await?;
+        }
         let record = user_where(&mut tx, "u.id = $1", Arg::Int(id)).await?;
         tx.commit().await?;
         record.ok_or_else(|| StoreError::NotFound(format!("no user with id {id}")))

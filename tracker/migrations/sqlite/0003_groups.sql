@@ -1,0 +1,26 @@
+-- Skein tracker schema, version 3 (SQLite): groups.
+-- Keep in step with ../postgres/0003_groups.sql.
+
+-- Org groups (administrators'), department groups (one per department,
+-- whose members are the department's users and its sub-departments'),
+-- and discussion groups (a user's). `version` is bumped by every change;
+-- each version's member list is what the membership certificate signs.
+CREATE TABLE groups (
+    id            BLOB NOT NULL PRIMARY KEY CHECK (length(id) = 16),
+    name          TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('org', 'department', 'discussion')),
+    dept_path     TEXT UNIQUE,
+    owner_id      INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    version       INTEGER NOT NULL,
+    closed        INTEGER NOT NULL DEFAULT 0 CHECK (closed IN (0, 1)),
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+-- Members of org and discussion groups (department groups follow users' departments).
+CREATE TABLE group_members (
+    group_id BLOB NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    user_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX group_members_user ON group_members (user_id);
