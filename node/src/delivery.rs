@@ -27,6 +27,8 @@ use skein_proto::peer::{ChatMessage, PeerRequest, PeerResponse, Receipt, SealedP
 /// How long the tracker may take to look up a user one of whose devices
 /// is already connected.
 const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Members a group message is sent to at once.
+const GROUP_FAN_OUT: usize = 16;
 /// How long a stall makes later lookups of connected users not wait.
 const STALL_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -317,10 +319,14 @@ impl Sender {
     /// recipient and this user's other devices, then records the outcome:
     /// the local write overlaps the network instead of adding to it.
     pub async fn store_and_send(&self, msg: &ChatMessage) -> Result<Outcome, SendError> {
-        let (stored, out) = tokio::join!(
-            self.history.insert_outgoing(&self.me, msg, OutState::Queued),
-            self.fan_out(&msg.to_user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone())),
-        );
+        self.store_and_send_to(msg, std::slice::from_ref(&msg.to_user)).await
+    }
+
+    /// [`Sender::store_and_send`] to several users at once: a group
+    /// message to the group's members.
+    pub async fn store_and_send_to(&self, msg: &ChatMessage, users: &[String]) -> Result<Outcome, SendError> {
+        let (stored, out) =
+            tokio::join!(self.history.insert_outgoing(&self.me, msg, OutState::Queued), self.to_users(msg, users));
         if let Err(e) = stored {
             return Err(SendError::Local(match out {
                 Ok(Outcome::Direct | Outcome::Relayed | Outcome::Mailbox) => {
@@ -335,10 +341,49 @@ impl Sender {
     /// Sends a stored outgoing message to its recipient and to this user's
     /// other devices, and records the outcome in the history.
     pub async fn send_message(&self, msg: &ChatMessage) -> Result<Outcome, SendError> {
-        let out = self
-            .fan_out(&msg.to_user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()))
-            .await;
+        self.send_message_to(msg, std::slice::from_ref(&msg.to_user)).await
+    }
+
+    /// [`Sender::send_message`] to several users at once.
+    pub async fn send_message_to(&self, msg: &ChatMessage, users: &[String]) -> Result<Outcome, SendError> {
+        let out = self.to_users(msg, users).await;
         self.record(msg, out).await
+    }
+
+    /// Delivers `msg` to every device of each of `users` but this user,
+    /// [`GROUP_FAN_OUT`] users at a time, so one slow member holds up no
+    /// one. The best outcome wins; when none is reached, the first error.
+    async fn to_users(&self, msg: &ChatMessage, users: &[String]) -> Result<Outcome, SendError> {
+        use futures::StreamExt;
+        let others: Vec<String> = users.iter().filter(|u| **u != self.me).cloned().collect();
+        if others.is_empty() {
+            // No one else to tell: the sender's own devices get their copy.
+            return Ok(Outcome::Direct);
+        }
+        // Owned futures: each send holds its own copies, none borrows.
+        let sends: Vec<_> =
+            others
+                .into_iter()
+                .map(|u| {
+                    let (this, msg) = (self.clone(), msg.clone());
+                    async move {
+                        this.fan_out(&u, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg)).await
+                    }
+                })
+                .collect();
+        let results: Vec<Result<Outcome, SendError>> =
+            futures::stream::iter(sends).buffer_unordered(GROUP_FAN_OUT).collect().await;
+        let rank = |o: &Outcome| match o {
+            Outcome::Direct => 3,
+            Outcome::Relayed => 2,
+            Outcome::Mailbox => 1,
+            Outcome::Held => 0,
+        };
+        let best = results.iter().filter_map(|r| r.as_ref().ok()).max_by_key(|o| rank(o)).copied();
+        match best {
+            Some(o) => Ok(o),
+            None => results.into_iter().find_map(Result::err).map_or(Ok(Outcome::Held), Err),
+        }
     }
 
     /// Records how a stored message's send went, and copies it to this

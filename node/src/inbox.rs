@@ -15,6 +15,7 @@
 //! stored.
 
 use crate::delivery::seal_aad;
+use crate::group_book::GroupBook;
 use crate::history::{History, OutState, conversation_of};
 use crate::mesh::Verified;
 use crate::seal;
@@ -24,9 +25,13 @@ use crate::transfer::image::{check_thumbnail, known_format};
 use crate::transfer::manifest::MAX_FILE_SIZE;
 use serde_json::{Value, json};
 use skein_proto::bytes::DeviceId;
+use skein_proto::bytes::GroupId;
 use skein_proto::control::{Request, Response};
 use skein_proto::file::{FileOffer, FileStatus, MAX_FILE_NAME, Reaction};
-use skein_proto::peer::{ChatMessage, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind, SealedPayload};
+use skein_proto::peer::{
+    ChatMessage, Conversation, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind, SealedPayload,
+    group_address,
+};
 use skein_proto::{ErrorBody, ErrorCode};
 
 /// A message as a daemon event line.
@@ -54,6 +59,8 @@ pub struct Inbox {
     /// The transfer engine, told about new file offers (none in tests of
     /// messaging alone).
     pub transfers: Option<Transfers>,
+    /// The groups this node knows; group messages are refused without it.
+    pub groups: Option<GroupBook>,
 }
 
 fn refused(code: ErrorCode, why: impl Into<String>) -> PeerResponse {
@@ -104,8 +111,16 @@ impl Inbox {
             let why = format!("message claims to be from {} but the sender is {sender}", msg.from_user);
             return (refused(ErrorCode::PermissionDenied, why), Vec::new());
         }
-        if msg.to_user != me && msg.from_user != me {
-            return (refused(ErrorCode::InvalidInput, "that message is not for this user"), Vec::new());
+        match &msg.conversation {
+            Conversation::Direct if msg.to_user != me && msg.from_user != me => {
+                return (refused(ErrorCode::InvalidInput, "that message is not for this user"), Vec::new());
+            }
+            Conversation::Direct => {}
+            Conversation::Group { group, version } => {
+                if let Err(r) = self.check_group(sender, msg, group, *version).await {
+                    return (r, Vec::new());
+                }
+            }
         }
         if let Err(r) = check_body(&msg.body).await {
             return (r, Vec::new());
@@ -123,6 +138,44 @@ impl Inbox {
                 (refused(ErrorCode::Unavailable, "the recipient could not store it; retry"), Vec::new())
             }
         }
+    }
+
+    /// Takes a group message only from a member, to a member, of an open
+    /// group, under the newest membership certificate known (asking the
+    /// tracker when the message names a newer version).
+    async fn check_group(
+        &self,
+        sender: &str,
+        msg: &ChatMessage,
+        group: &GroupId,
+        version: u64,
+    ) -> Result<(), PeerResponse> {
+        let me = self.me.as_str();
+        if msg.to_user != group_address(group) {
+            return Err(refused(ErrorCode::InvalidInput, "a group message must be addressed to its group"));
+        }
+        let Some(book) = &self.groups else {
+            return Err(refused(ErrorCode::Unsupported, "this node takes no group messages"));
+        };
+        let Some(cert) = book.current(*group, version).await else {
+            tracing::info!(from = %sender, %group, "refusing a message for a group this user is not in");
+            return Err(refused(ErrorCode::NotFound, "this user is in no such group"));
+        };
+        let b = &cert.body;
+        if !b.has_member(sender) {
+            tracing::info!(from = %sender, %group, version = b.version, "refusing a group message from a non-member");
+            return Err(refused(
+                ErrorCode::PermissionDenied,
+                format!("{sender} is not a member of group {} (version {})", b.name, b.version),
+            ));
+        }
+        if !b.has_member(me) {
+            return Err(refused(ErrorCode::NotFound, "this user is no longer in that group"));
+        }
+        if b.closed {
+            return Err(refused(ErrorCode::Conflict, format!("group {} is closed", b.name)));
+        }
+        Ok(())
     }
 
     /// Checks that a reaction's target is a message of the conversation the

@@ -14,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod delivery;
 pub mod emoji;
+pub mod group_book;
 pub mod groups;
 pub mod history;
 pub mod inbox;

@@ -9,7 +9,7 @@
 //! As everywhere in this crate, variants are appended only; groups, file
 //! offers, reactions and call signalling arrive as new variants.
 
-use crate::bytes::{DeviceId, MailId};
+use crate::bytes::{DeviceId, GroupId, MailId};
 use crate::device::DeviceCert;
 use crate::error::ErrorBody;
 use crate::file::{FileOffer, FileStatus, ImageMessage, Reaction};
@@ -66,6 +66,22 @@ pub struct PeerHello {
 pub enum Conversation {
     /// A one-to-one conversation between `from_user` and `to_user`.
     Direct,
+    /// A group's conversation; `to_user` is the group's address
+    /// ([`group_address`]). Receivers take it only from a member under the
+    /// newest membership certificate they know.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The newest version of the group the sender knew: a receiver that
+        /// knows an older one asks the tracker for the newest first.
+        version: u64,
+    },
+}
+
+/// The address of a group's conversation: `#` and the group's id in hex
+/// (user names cannot start with `#`).
+pub fn group_address(group: &GroupId) -> String {
+    format!("#{}", group.to_hex())
 }
 
 /// What a message says.

@@ -147,6 +147,7 @@ fn peer_response_index(v: &PeerResponse) -> usize {
 fn conversation_index(v: &Conversation) -> usize {
     match v {
         Conversation::Direct => 0,
+        Conversation::Group { .. } => 1,
     }
 }
 
@@ -279,7 +280,20 @@ fn message_bodies() {
 
 #[test]
 fn small_enums() {
-    golden_variants(vec![(Conversation::Direct, "00")], conversation_index);
+    golden_variants(
+        vec![
+            (Conversation::Direct, "00"),
+            (
+                Conversation::Group { group: skein_proto::bytes::GroupId([0x67; 16]), version: 300 },
+                "011067676767676767676767676767676767ac02",
+            ),
+        ],
+        conversation_index,
+    );
+    assert_eq!(
+        skein_proto::peer::group_address(&skein_proto::bytes::GroupId([0x67; 16])),
+        "#67676767676767676767676767676767"
+    );
     golden_variants(vec![(ReceiptKind::Delivered, "00"), (ReceiptKind::Read, "01")], receipt_kind_index);
     golden_variants(
         vec![

@@ -106,14 +106,22 @@ fn body() -> impl Strategy<Value = MessageBody> {
     prop_oneof![text().prop_map(MessageBody::Text), offer().prop_map(MessageBody::File), image, reaction]
 }
 
+fn conversation() -> impl Strategy<Value = Conversation> {
+    prop_oneof![
+        Just(Conversation::Direct),
+        (any::<[u8; 16]>(), any::<u64>())
+            .prop_map(|(g, version)| Conversation::Group { group: skein_proto::bytes::GroupId(g), version }),
+    ]
+}
+
 fn message() -> impl Strategy<Value = ChatMessage> {
-    (mail_id(), text(), device_id(), text(), any::<u64>(), body()).prop_map(
-        |(id, from_user, from_device, to_user, sent_at_ms, body)| ChatMessage {
+    (mail_id(), text(), device_id(), text(), conversation(), any::<u64>(), body()).prop_map(
+        |(id, from_user, from_device, to_user, conversation, sent_at_ms, body)| ChatMessage {
             id,
             from_user,
             from_device,
             to_user,
-            conversation: Conversation::Direct,
+            conversation,
             sent_at_ms,
             body,
         },

@@ -142,3 +142,97 @@ async fn a_department_group_follows_a_user_an_administrator_moves() {
     assert!(ok);
     assert_eq!(json(&out), serde_json::json!(["erin", "frank"]));
 }
+
+fn history_texts(out: &str) -> Vec<(String, String)> {
+    json(out)
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| (m["from"].as_str().unwrap_or("").to_owned(), m["text"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() {
+    use skein_proto::peer::{ChatMessage, Conversation, MessageBody, PeerRequest, PeerResponse};
+    let users = ["alice", "bob", "carol", "dave", "erin", "mallory"];
+    let t = tracker_with_users(&users, PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut profiles = std::collections::HashMap::new();
+    for u in users {
+        profiles.insert(u, login_profile(&t, dir.path(), u, u, PW).await);
+    }
+    let p = |u: &str| profiles[u].clone();
+    let (ok, out, err) =
+        skein(&p("alice"), &["group", "create", "team", "--members", "bob,carol,dave,erin", "--json"], None).await;
+    assert!(ok, "{err}");
+    let id = json(&out)["id"].as_str().expect("id").to_owned();
+    let address = format!("#{id}");
+
+    // Alice, bob and carol are online; dave and erin are not.
+    let mut online = Vec::new();
+    for u in ["alice", "bob", "carol"] {
+        let mut d = daemon(&p(u), &[]);
+        d.wait_line(T, &format!("{u} connected"), |l| l.contains(r#""type":"connected""#)).await;
+        online.push(d);
+    }
+    let (ok, out, err) = skein(&p("alice"), &["send", "#team", "hello team"], None).await;
+    assert!(ok, "{err}");
+    assert!(["direct", "relayed"].contains(&out.trim()), "{out}");
+    for d in &mut online[1..] {
+        d.wait_line(T, "the group message", |l| l.contains("hello team") && l.contains(&address)).await;
+    }
+    let (ok, _, err) = skein(&p("bob"), &["send", "#team", "hi alice"], None).await;
+    assert!(ok, "{err}");
+    online[0].wait_line(T, "bob's answer at alice", |l| l.contains("hi alice")).await;
+
+    // The offline members take both from the mailbox when they come.
+    for u in ["dave", "erin"] {
+        let mut d = daemon(&p(u), &[]);
+        d.wait_line(T, &format!("{u} takes the group's mail"), |l| l.contains("hi alice")).await;
+        online.push(d);
+    }
+    let expected = vec![("alice".to_owned(), "hello team".to_owned()), ("bob".to_owned(), "hi alice".to_owned())];
+    for u in ["alice", "bob", "carol", "dave", "erin"] {
+        let (ok, out, err) = skein(&p(u), &["history", "#team", "--json"], None).await;
+        assert!(ok, "{u}: {err}");
+        assert_eq!(history_texts(&out), expected, "{u} holds each message once, in order");
+    }
+
+    // A stranger speaking in the group straight over the peer protocol is refused.
+    let mallory = skein_tests::RawDevice::login(&t, &dir.path().join("mallory-raw"), "mallory", PW).await;
+    let forged = MessageBody::Text("let me in".into());
+    let group = skein_proto::bytes::GroupId::from_hex(&id).expect("id");
+    // A direct message to bob is fine (and connects mallory to bob); the
+    // same device speaking in the group is not.
+    let (_, answers) = mallory.deliver("bob", forged).await;
+    let msg = ChatMessage {
+        id: skein_proto::bytes::MailId(rand::random()),
+        from_user: "mallory".into(),
+        from_device: mallory.device,
+        to_user: address.clone(),
+        conversation: Conversation::Group { group, version: 1 },
+        sent_at_ms: skein_node::now_ms(),
+        body: MessageBody::Text("I am one of you".into()),
+    };
+    let bob_peer = mallory.mesh.peers().await.into_iter().find(|p| p.user == "bob").expect("connected to bob").peer;
+    let (answer, _) = mallory.mesh.request(bob_peer, PeerRequest::Deliver(msg)).await.expect("an answer");
+    assert!(matches!(answers[..], [PeerResponse::Stored { .. }]), "a direct message is fine: {answers:?}");
+    match answer {
+        PeerResponse::Refused(b) => assert!(b.message.contains("mallory is not a member"), "{b:?}"),
+        other => panic!("a non-member's group message must be refused, got {other:?}"),
+    }
+
+    // A removed member gets nothing new, and its own sends are refused.
+    let (ok, _, err) = skein(&p("alice"), &["group", "remove", "#team", "carol"], None).await;
+    assert!(ok, "{err}");
+    online[1].wait_line(T, "bob told carol was removed", |l| l.contains("alice removed carol")).await;
+    let (ok, _, err) = skein(&p("carol"), &["send", &id, "still here?"], None).await;
+    assert!(!ok, "carol is out of the group: {err}");
+    let (ok, _, err) = skein(&p("alice"), &["send", "#team", "after carol"], None).await;
+    assert!(ok, "{err}");
+    online[1].wait_line(T, "bob gets the next one", |l| l.contains("after carol")).await;
+    let (ok, out, _) = skein(&p("carol"), &["history", &id, "--json"], None).await;
+    assert!(ok);
+    assert!(!out.contains("after carol"), "nothing sent after the removal reaches carol: {out}");
+}

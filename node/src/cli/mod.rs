@@ -80,9 +80,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the conversation with a user.
+    /// Show the conversation with a user, or a group (`#name`).
     History {
-        /// The other user.
+        /// The other user, or a group.
         user: String,
         /// How many of the latest messages.
         #[arg(long, default_value_t = 50)]
@@ -513,6 +513,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::History { user, limit, json } => {
             profile.session()?;
+            // A group by id needs no tracker: its history is local, also
+            // after leaving it; `#name` is looked up among the user's groups.
+            let user = if let Some(id) = skein_proto::bytes::GroupId::from_hex(&user) {
+                skein_proto::peer::group_address(&id)
+            } else if user.starts_with('#') {
+                let groups = my_groups(&profile).await?;
+                skein_proto::peer::group_address(&crate::groups::resolve(&groups, &user)?.body.group)
+            } else {
+                user
+            };
             let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
             let mut reactions = Vec::with_capacity(msgs.len());

@@ -11,6 +11,7 @@ mod files;
 
 use crate::control::{ControlReply, ControlRequest, MAX_LINE};
 use crate::delivery::Sender;
+use crate::group_book::GroupBook;
 use crate::history::{History, OutState};
 use crate::inbox::Inbox;
 use crate::json;
@@ -29,7 +30,7 @@ use skein_proto::bytes::{DeviceId, MailId, PublicKey};
 use skein_proto::control::{
     Addresses, DirectoryQuery, Event, PresenceEntry, PresenceStatus, Request, Response, SetPresence, Subscription,
 };
-use skein_proto::peer::{ChatMessage, Conversation, MessageBody, Receipt, ReceiptKind};
+use skein_proto::peer::{ChatMessage, Conversation, MessageBody, Receipt, ReceiptKind, group_address};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -147,7 +148,9 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         relay: None,
         transfers,
         trust: Arc::default(),
+        groups: GroupBook::default(),
     };
+    node.groups.set_org_key(org_key);
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
     let _ = std::fs::remove_file(&socket);
@@ -209,6 +212,7 @@ struct Node {
     lookups: crate::lookups::Lookups,
     transfers: Transfers,
     trust: Arc<Mutex<Trust>>,
+    groups: GroupBook,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -220,7 +224,12 @@ fn peer_json(s: &PeerSummary) -> Value {
 
 impl Node {
     fn inbox(&self) -> Inbox {
-        Inbox { history: self.history.clone(), me: self.me.clone(), transfers: Some(self.transfers.clone()) }
+        Inbox {
+            history: self.history.clone(),
+            me: self.me.clone(),
+            transfers: Some(self.transfers.clone()),
+            groups: Some(self.groups.clone()),
+        }
     }
 
     fn sender(&self) -> Sender {
@@ -271,6 +280,7 @@ impl Node {
                     None => {
                         tracker_events = None;
                         self.addresses.disconnect();
+                        self.groups.set_tracker(None);
                         self.transfers.set_tracker(None);
                         let reason = match self.tracker.take() {
                             Some(c) => c.closed().await,
@@ -322,6 +332,10 @@ impl Node {
             Err(e) => tracing::info!(error = %e, "the tracker states no file policy; using the built-in limit"),
         }
         self.addresses.connect(client.clone());
+        self.groups.set_tracker(Some(client.clone()));
+        if let Some(key) = PublicKey::from_hex(&saved.org_signing_key) {
+            self.groups.set_org_key(key);
+        }
         self.lookups.reset();
         self.transfers.set_tracker(Some(client.clone()));
         emit(json!({
@@ -355,7 +369,7 @@ impl Node {
         let Some(client) = &self.tracker else { return };
         let (client, history, device, inbox) =
             (client.clone(), self.history.clone(), self.device.clone(), self.inbox());
-        let sender = self.sender();
+        let (sender, groups) = (self.sender(), self.groups.clone());
         tokio::spawn(async move {
             match inbox.drain_mailbox(&client, device.device_id, &device.x25519).await {
                 Ok((events, fresh)) => {
@@ -370,7 +384,14 @@ impl Node {
             if let Ok(unsent) = history.unsent().await {
                 for m in unsent {
                     let msg = m.to_chat_message();
-                    match sender.send_message(&msg).await {
+                    let users = match &msg.conversation {
+                        Conversation::Group { group, .. } => match groups.current(*group, 0).await {
+                            Some(cert) => cert.body.members,
+                            None => continue,
+                        },
+                        Conversation::Direct => vec![msg.to_user.clone()],
+                    };
+                    match sender.send_message_to(&msg, &users).await {
                         Ok(o) => {
                             emit(json!({"type": "sent", "id": msg.id.to_hex(), "to": msg.to_user, "path": o.as_str()}))
                         }
@@ -412,6 +433,9 @@ impl Node {
                 }
             }
             Event::GroupChanged(ev) => {
+                if !self.groups.learn(ev.cert.clone()) {
+                    return Ok(());
+                }
                 let mut v = json!({"type": "group_changed", "text": crate::groups::describe(&ev.actor, &ev.change)});
                 v["group"] = crate::groups::group(&ev.cert);
                 emit(v);
@@ -593,14 +617,17 @@ impl Node {
                 self.answer_files(req, call.reply);
                 return false;
             }
-            ControlRequest::Read { user } => match self.history.mark_read(&user, crate::now_ms()).await {
-                Err(e) => ControlReply::err("internal", e.to_string()),
-                Ok(read) => {
-                    let count = read.len();
-                    let sender = self.sender();
-                    tokio::spawn(async move { send_receipts(&sender, ReceiptKind::Read, read).await });
-                    ControlReply::ok(json!({"read": count}))
-                }
+            ControlRequest::Read { user } => match self.conversation_name(&user).await {
+                Err(e) => e,
+                Ok(user) => match self.history.mark_read(&user, crate::now_ms()).await {
+                    Err(e) => ControlReply::err("internal", e.to_string()),
+                    Ok(read) => {
+                        let count = read.len();
+                        let sender = self.sender();
+                        tokio::spawn(async move { send_receipts(&sender, ReceiptKind::Read, read).await });
+                        ControlReply::ok(json!({"read": count}))
+                    }
+                },
             },
         };
         let _ = call.reply.send(reply);
@@ -608,6 +635,34 @@ impl Node {
     }
 
     fn spawn_send(&self, to: String, text: String, reply: oneshot::Sender<ControlReply>) {
+        let text = crate::emoji::expand(&text);
+        if text.is_empty() || text.len() > skein_proto::peer::MAX_TEXT {
+            let msg = format!("the message must be 1 to {} bytes", skein_proto::peer::MAX_TEXT);
+            let _ = reply.send(ControlReply::err("invalid_input", msg));
+            return;
+        }
+        if is_group_spec(&to) {
+            let (groups, sender, me, device) =
+                (self.groups.clone(), self.sender(), self.me.clone(), self.device.device_id);
+            tokio::spawn(async move {
+                let r = async {
+                    let cert = find_group(&groups, &to).await?;
+                    let b = cert.body;
+                    if b.closed {
+                        return Err(ControlReply::err("conflict", format!("group {} is closed", b.name)));
+                    }
+                    if !b.has_member(&me) {
+                        return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
+                    }
+                    let conversation = Conversation::Group { group: b.group, version: b.version };
+                    let msg = new_message(&me, device, group_address(&b.group), conversation, MessageBody::Text(text));
+                    let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
+                    Ok(json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()}))
+                };
+                let _ = reply.send(r.await.map_or_else(|e| e, ControlReply::ok));
+            });
+            return;
+        }
         let to = match recipient(&to) {
             Ok(t) => t,
             Err(e) => {
@@ -615,12 +670,6 @@ impl Node {
                 return;
             }
         };
-        let text = crate::emoji::expand(&text);
-        if text.is_empty() || text.len() > skein_proto::peer::MAX_TEXT {
-            let msg = format!("the message must be 1 to {} bytes", skein_proto::peer::MAX_TEXT);
-            let _ = reply.send(ControlReply::err("invalid_input", msg));
-            return;
-        }
         let msg = self.message(to, MessageBody::Text(text));
         let sender = self.sender();
         tokio::spawn(async move {
@@ -629,20 +678,56 @@ impl Node {
         });
     }
 
+    /// The conversation a CLI argument names: a user, or a group (`#name`
+    /// or its id) as its address.
+    async fn conversation_name(&self, spec: &str) -> Result<String, ControlReply> {
+        if is_group_spec(spec) {
+            return Ok(group_address(&find_group(&self.groups, spec).await?.body.group));
+        }
+        recipient(spec)
+    }
+
     /// A new message from this device to `to`.
     fn message(&self, to: String, body: MessageBody) -> ChatMessage {
-        let mut id = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-        ChatMessage {
-            id: MailId(id),
-            from_user: self.me.clone(),
-            from_device: self.device.device_id,
-            to_user: to,
-            conversation: Conversation::Direct,
-            sent_at_ms: crate::now_ms(),
-            body,
-        }
+        new_message(&self.me, self.device.device_id, to, Conversation::Direct, body)
     }
+}
+
+/// A new message from `me`'s device `device`.
+fn new_message(me: &str, device: DeviceId, to: String, conversation: Conversation, body: MessageBody) -> ChatMessage {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+    ChatMessage {
+        id: MailId(id),
+        from_user: me.to_owned(),
+        from_device: device,
+        to_user: to,
+        conversation,
+        sent_at_ms: crate::now_ms(),
+        body,
+    }
+}
+
+/// Whether a recipient names a group: `#name`, or a group id.
+fn is_group_spec(spec: &str) -> bool {
+    spec.starts_with('#') || skein_proto::bytes::GroupId::from_hex(spec).is_some()
+}
+
+/// The group `spec` names among this user's, asking the tracker when it is
+/// not known yet.
+async fn find_group(groups: &GroupBook, spec: &str) -> Result<skein_proto::group::MembershipCert, ControlReply> {
+    let known = groups.all();
+    let found = match crate::groups::resolve(&known, spec) {
+        Ok(c) => Ok(c.clone()),
+        Err(_) => {
+            groups.refresh().await;
+            crate::groups::resolve(&groups.all(), spec).cloned()
+        }
+    };
+    found.map_err(|e| match e {
+        crate::groups::GroupNameError::Unknown(_) => ControlReply::err("not_found", e.to_string()),
+        other => ControlReply::err("invalid_input", other.to_string()),
+    })
 }
 
 /// Checks and normalises a recipient's user name.
@@ -672,6 +757,15 @@ impl From<Undelivered> for ControlReply {
             Undelivered::NoSuchUser(e) => ControlReply::err("not_found", e),
             Undelivered::NotNow(e) => ControlReply::err("unavailable", e),
         }
+    }
+}
+
+/// [`deliver`] for a group message, to its members.
+async fn deliver_to(sender: &Sender, msg: &ChatMessage, members: &[String]) -> Result<&'static str, Undelivered> {
+    match sender.store_and_send_to(msg, members).await {
+        Ok(o) => Ok(o.as_str()),
+        Err(crate::delivery::SendError::Local(e)) => Err(Undelivered::Local(e)),
+        Err(e) => Err(Undelivered::NotNow(e.to_string())),
     }
 }
 

@@ -24,9 +24,11 @@ pub struct ConversationSummary {
 ///
 /// A direct conversation is named after the other user: the sender of a
 /// message to me, the recipient of a message from me (including a copy of
-/// my own message synced from another of my devices).
+/// my own message synced from another of my devices). A group's is its
+/// address, `#` and its id.
 pub fn conversation_of(me: &str, msg: &ChatMessage) -> String {
-    match msg.conversation {
+    match &msg.conversation {
+        Conversation::Group { group, .. } => skein_proto::peer::group_address(group),
         Conversation::Direct => {
             if msg.from_user == me {
                 msg.to_user.clone()

@@ -113,7 +113,11 @@ impl StoredMessage {
             from_user: self.from_user.clone(),
             from_device: self.from_device,
             to_user: self.to_user.clone(),
-            conversation: Conversation::Direct,
+            conversation: match self.conversation.strip_prefix('#').and_then(skein_proto::bytes::GroupId::from_hex) {
+                // The version is the receivers' to check against the newest they know.
+                Some(group) => Conversation::Group { group, version: 0 },
+                None => Conversation::Direct,
+            },
             sent_at_ms: self.sent_at_ms,
             body: self.body.clone(),
         }
