@@ -2,8 +2,10 @@
 //! checked against the organisation key, learnt from the tracker's group
 //! list at connect and from every pushed change. A group message is taken
 //! only from a member under the newest certificate; one that names a
-//! newer version than this node knows makes it ask the tracker first.
+//! newer version than this node knows makes it ask the tracker first. It
+//! also keeps the node's clock for ordering group messages (see `hlc.rs`).
 
+use crate::hlc::Hlc;
 use crate::tracker_client::TrackerClient;
 use skein_proto::bytes::{GroupId, PublicKey};
 use skein_proto::control::{Request, Response};
@@ -16,6 +18,7 @@ struct Inner {
     certs: HashMap<GroupId, MembershipCert>,
     org_key: Option<PublicKey>,
     tracker: Option<TrackerClient>,
+    clock: Hlc,
 }
 
 /// Shared, cheap to clone.
@@ -27,6 +30,17 @@ pub struct GroupBook {
 impl GroupBook {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A clock reading for a group message sent now.
+    pub fn tick(&self) -> u64 {
+        self.lock().clock.tick(crate::now_ms())
+    }
+
+    /// Takes in the reading of a group message received, so the next one
+    /// sent comes after it.
+    pub fn observe(&self, reading: u64) {
+        self.lock().clock.observe(reading);
     }
 
     /// The organisation key certificates must verify under.

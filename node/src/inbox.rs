@@ -116,9 +116,12 @@ impl Inbox {
                 return (refused(ErrorCode::InvalidInput, "that message is not for this user"), Vec::new());
             }
             Conversation::Direct => {}
-            Conversation::Group { group, version } => {
+            Conversation::Group { group, version, hlc } => {
                 if let Err(r) = self.check_group(sender, msg, group, *version).await {
                     return (r, Vec::new());
+                }
+                if let Some(book) = &self.groups {
+                    book.observe(*hlc);
                 }
             }
         }

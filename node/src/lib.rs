@@ -17,6 +17,7 @@ pub mod emoji;
 pub mod group_book;
 pub mod groups;
 pub mod history;
+pub mod hlc;
 pub mod inbox;
 pub mod json;
 pub mod lookups;

@@ -75,6 +75,9 @@ pub enum Conversation {
         /// The newest version of the group the sender knew: a receiver that
         /// knows an older one asks the tracker for the newest first.
         version: u64,
+        /// The sender's hybrid logical clock reading: every member orders
+        /// the group's messages by (reading, sender, id).
+        hlc: u64,
     },
 }
 

@@ -284,8 +284,8 @@ fn small_enums() {
         vec![
             (Conversation::Direct, "00"),
             (
-                Conversation::Group { group: skein_proto::bytes::GroupId([0x67; 16]), version: 300 },
-                "011067676767676767676767676767676767ac02",
+                Conversation::Group { group: skein_proto::bytes::GroupId([0x67; 16]), version: 300, hlc: 1 << 20 },
+                "011067676767676767676767676767676767ac02808040",
             ),
         ],
         conversation_index,

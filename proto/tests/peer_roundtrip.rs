@@ -109,8 +109,11 @@ fn body() -> impl Strategy<Value = MessageBody> {
 fn conversation() -> impl Strategy<Value = Conversation> {
     prop_oneof![
         Just(Conversation::Direct),
-        (any::<[u8; 16]>(), any::<u64>())
-            .prop_map(|(g, version)| Conversation::Group { group: skein_proto::bytes::GroupId(g), version }),
+        (any::<[u8; 16]>(), any::<u64>(), any::<u64>()).prop_map(|(g, version, hlc)| Conversation::Group {
+            group: skein_proto::bytes::GroupId(g),
+            version,
+            hlc
+        }),
     ]
 }
 

@@ -787,6 +787,7 @@ mod tests {
             delivered_at_ms: None,
             read_at_ms: None,
             path: Some("direct".into()),
+            hlc: 0,
         }
     }
 

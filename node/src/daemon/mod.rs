@@ -654,7 +654,7 @@ impl Node {
                     if !b.has_member(&me) {
                         return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
                     }
-                    let conversation = Conversation::Group { group: b.group, version: b.version };
+                    let conversation = Conversation::Group { group: b.group, version: b.version, hlc: groups.tick() };
                     let msg = new_message(&me, device, group_address(&b.group), conversation, MessageBody::Text(text));
                     let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
                     Ok(json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()}))

@@ -103,6 +103,8 @@ pub struct StoredMessage {
     pub read_at_ms: Option<u64>,
     /// How it travelled: `direct`, `relayed` or `mailbox`.
     pub path: Option<String>,
+    /// For a group message, the sender's clock reading that orders it.
+    pub hlc: u64,
 }
 
 impl StoredMessage {
@@ -115,7 +117,7 @@ impl StoredMessage {
             to_user: self.to_user.clone(),
             conversation: match self.conversation.strip_prefix('#').and_then(skein_proto::bytes::GroupId::from_hex) {
                 // The version is the receivers' to check against the newest they know.
-                Some(group) => Conversation::Group { group, version: 0 },
+                Some(group) => Conversation::Group { group, version: 0, hlc: self.hlc },
                 None => Conversation::Direct,
             },
             sent_at_ms: self.sent_at_ms,
@@ -135,7 +137,7 @@ macro_rules! select_messages {
     ($clauses:literal) => {
         concat!(
             "SELECT seq, id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, body, ",
-            "outgoing, state, delivered_at_ms, read_at_ms, path FROM messages ",
+            "outgoing, state, delivered_at_ms, read_at_ms, path, hlc FROM messages ",
             $clauses
         )
     };
@@ -206,6 +208,10 @@ impl History {
             read_at_ms: (outgoing && state == "read").then_some(now),
             path: path.map(str::to_owned),
             kind,
+            hlc: match &msg.conversation {
+                Conversation::Group { hlc, .. } => i64::try_from(*hlc).unwrap_or(i64::MAX),
+                Conversation::Direct => 0,
+            },
         };
         self.inserter.insert(row).await
     }
@@ -301,8 +307,16 @@ impl History {
         limit: u32,
         before_seq: Option<i64>,
     ) -> Result<Vec<StoredMessage>, HistoryError> {
-        let sql =
-            select_messages!("WHERE conversation = $1 AND seq < $2 AND kind != 'reaction' ORDER BY seq DESC LIMIT $3");
+        // A group's messages are in the order every member sees: by the
+        // sender's clock reading, then sender and id; others as stored.
+        let sql = if conversation.starts_with('#') {
+            select_messages!(
+                "WHERE conversation = $1 AND seq < $2 AND kind != 'reaction' \
+                 ORDER BY hlc DESC, from_user DESC, id DESC LIMIT $3"
+            )
+        } else {
+            select_messages!("WHERE conversation = $1 AND seq < $2 AND kind != 'reaction' ORDER BY seq DESC LIMIT $3")
+        };
         let rows = sqlx::query(sql)
             .bind(conversation)
             .bind(before_seq.unwrap_or(i64::MAX))
@@ -351,5 +365,6 @@ fn from_row(row: &SqliteRow) -> Result<StoredMessage, HistoryError> {
         delivered_at_ms: optional_time("delivered_at_ms")?,
         read_at_ms: optional_time("read_at_ms")?,
         path: row.try_get("path")?,
+        hlc: u64::try_from(row.try_get::<i64, _>("hlc")?).unwrap_or(0),
     })
 }

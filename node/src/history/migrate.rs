@@ -31,10 +31,15 @@ const MIGRATIONS: &[Embedded] = &[
         description: "conversation trigger",
         sql: include_str!("../../migrations/history/0003_conversation_trigger.sql"),
     },
+    Embedded {
+        version: 4,
+        description: "group order",
+        sql: include_str!("../../migrations/history/0004_group_order.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 3;
+pub const CODE_VERSION: i64 = 4;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

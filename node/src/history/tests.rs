@@ -454,3 +454,35 @@ async fn concurrent_stores_are_each_stored_once() {
     assert_eq!(summary(&history, "bob").await.unread, 60);
     assert_eq!(history.messages("bob", 500, None).await.unwrap().len(), 80);
 }
+
+#[tokio::test]
+async fn a_groups_messages_are_in_clock_order_whatever_order_they_arrived_in() {
+    use skein_proto::bytes::GroupId;
+    let group = GroupId([0x67; 16]);
+    let address = skein_proto::peer::group_address(&group);
+    let group_msg = |n: u8, from: &str, hlc: u64| ChatMessage {
+        to_user: address.clone(),
+        conversation: Conversation::Group { group, version: 1, hlc },
+        ..msg(n, from, BOB_PHONE, "", &format!("m{n}"))
+    };
+    // Three members' messages: bob's two, carol's one at the same reading as bob's first.
+    let (b1, c1, b2) = (group_msg(1, "bob", 100), group_msg(2, "carol", 100), group_msg(3, "bob", 200));
+    let texts = |h: Vec<super::StoredMessage>| -> Vec<String> {
+        h.iter().map(|m| if let MessageBody::Text(t) = &m.body { t.clone() } else { String::new() }).collect()
+    };
+    // Alice gets them in one order, dave in another: both show the same.
+    let (_d1, _p1, alice) = fresh().await;
+    for m in [&b2, &c1, &b1] {
+        assert!(alice.insert_incoming("alice", m, "direct").await.unwrap());
+    }
+    let (_d2, _p2, dave) = fresh().await;
+    for m in [&c1, &b1, &b2] {
+        assert!(dave.insert_incoming("dave", m, "mailbox").await.unwrap());
+    }
+    let expected = ["m1", "m2", "m3"].map(String::from).to_vec();
+    assert_eq!(texts(alice.messages(&address, 10, None).await.unwrap()), expected);
+    assert_eq!(texts(dave.messages(&address, 10, None).await.unwrap()), expected);
+    // A resend carries its reading again.
+    let again = alice.get(id(3)).await.unwrap().unwrap().to_chat_message();
+    assert_eq!(again.conversation, Conversation::Group { group, version: 0, hlc: 200 });
+}
