@@ -56,6 +56,27 @@ pub fn group(cert: &MembershipCert) -> Value {
     })
 }
 
+/// The users a text mentions: each `@name` that is a valid user name,
+/// once, in order of first mention.
+pub fn mentions(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices('@') {
+        // A mention starts a word: `a@b` (an address) is none.
+        if text[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let name: String = text[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        let name = name.trim_end_matches(['.', '-']).to_owned();
+        if skein_proto::limits::valid_user_name(&name) && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// A change as its event line shows it: "alice added carol", "bob left".
 pub fn describe(actor: &str, change: &GroupChange) -> String {
     let list = |users: &[String]| users.join(", ");
@@ -105,6 +126,14 @@ mod tests {
             e.to_string().contains(&GroupId([2; 16]).to_hex()) && e.to_string().contains(&GroupId([3; 16]).to_hex())
         );
         assert!(matches!(resolve(&groups, "#nope"), Err(GroupNameError::Unknown(_))));
+    }
+
+    #[test]
+    fn mentions_are_words_that_start_with_an_at_sign() {
+        assert_eq!(mentions("@bob can you look? cc @carol, and @bob again"), ["bob", "carol"]);
+        assert_eq!(mentions("mail alice@example.com"), Vec::<String>::new());
+        assert_eq!(mentions("thanks @dave."), ["dave"]);
+        assert_eq!(mentions("@ nobody @Bob"), Vec::<String>::new());
     }
 
     #[test]

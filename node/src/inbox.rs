@@ -235,7 +235,37 @@ impl Inbox {
                 }
             }
         }
+        self.annotate(msg, &mut events).await;
         events
+    }
+
+    /// Adds to a message's event what a client needs to decide whether to
+    /// notify: whether the conversation is muted, who the text mentions and
+    /// whether that is this user (a mention notifies even when muted), and
+    /// for a group message, the group's name.
+    async fn annotate(&self, msg: &ChatMessage, events: &mut [Value]) {
+        let conversation = conversation_of(&self.me, msg);
+        let muted = self.history.is_muted(&conversation).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read whether a conversation is muted");
+            false
+        });
+        let text = match &msg.body {
+            MessageBody::Text(t) => t.as_str(),
+            _ => "",
+        };
+        let mentions = crate::groups::mentions(text);
+        let group = match (&msg.conversation, &self.groups) {
+            (Conversation::Group { group, .. }, Some(book)) => book.current(*group, 0).await.map(|c| c.body.name),
+            _ => None,
+        };
+        for ev in events.iter_mut().filter(|e| e["type"] == "message") {
+            ev["muted"] = json!(muted);
+            ev["mentions_me"] = json!(mentions.iter().any(|m| *m == self.me));
+            ev["mentions"] = json!(mentions);
+            if let Some(name) = &group {
+                ev["group"] = json!(name);
+            }
+        }
     }
 
     async fn offered(&self, msg: &ChatMessage, f: &FileOffer, image: bool) -> Option<Value> {

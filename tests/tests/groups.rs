@@ -252,3 +252,52 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
     assert!(ok);
     assert!(!out.contains("after carol"), "nothing sent after the removal reaches carol: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_conversation_is_marked_muted_and_a_mention_still_stands_out() {
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, bob) = (
+        login_profile(&t, dir.path(), "alice", "alice", PW).await,
+        login_profile(&t, dir.path(), "bob", "bob", PW).await,
+    );
+    let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
+    assert!(ok, "{err}");
+    let mut bob_daemon = daemon(&bob, &[]);
+    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut alice_daemon = daemon(&alice, &[]);
+    alice_daemon.wait_line(T, "alice connected", |l| l.contains(r#""type":"connected""#)).await;
+    let message = |text: &'static str| move |l: &str| l.contains(r#""type":"message""#) && l.contains(text);
+
+    let (ok, _, err) = skein(&alice, &["send", "#team", "before muting"], None).await;
+    assert!(ok, "{err}");
+    let line = bob_daemon.wait_line(T, "an ordinary message", message("before muting")).await;
+    let v = json(&line);
+    assert_eq!((v["muted"].as_bool(), v["group"].as_str()), (Some(false), Some("team")), "{line}");
+
+    let (ok, out, err) = skein(&bob, &["mute", "#team"], None).await;
+    assert!(ok && out.contains("Muted #team"), "{out}{err}");
+    let (ok, _, err) = skein(&alice, &["send", "#team", "lunch is here"], None).await;
+    assert!(ok, "{err}");
+    let v = json(&bob_daemon.wait_line(T, "a muted message", message("lunch is here")).await);
+    assert_eq!((v["muted"].as_bool(), v["mentions_me"].as_bool()), (Some(true), Some(false)), "{v}");
+    let (ok, _, err) = skein(&alice, &["send", "#team", "@bob the build is red"], None).await;
+    assert!(ok, "{err}");
+    let v = json(&bob_daemon.wait_line(T, "a mention", message("the build is red")).await);
+    assert_eq!((v["muted"].as_bool(), v["mentions_me"].as_bool()), (Some(true), Some(true)), "{v}");
+    assert_eq!(v["mentions"], serde_json::json!(["bob"]));
+
+    // Muting works for one-to-one chats too, and can be undone.
+    let (ok, _, err) = skein(&bob, &["unmute", "#team"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = skein(&bob, &["mute", "alice"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = skein(&alice, &["send", "bob", "direct and muted"], None).await;
+    assert!(ok, "{err}");
+    let v = json(&bob_daemon.wait_line(T, "a muted direct message", message("direct and muted")).await);
+    assert_eq!(v["muted"].as_bool(), Some(true), "{v}");
+    let (ok, _, err) = skein(&alice, &["send", "#team", "unmuted again"], None).await;
+    assert!(ok, "{err}");
+    let v = json(&bob_daemon.wait_line(T, "the group unmuted", message("unmuted again")).await);
+    assert_eq!(v["muted"].as_bool(), Some(false), "{v}");
+}

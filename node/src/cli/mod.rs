@@ -127,6 +127,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mute a conversation: its messages still count unread, but the
+    /// daemon's events say `"muted": true` (a mention of you still notifies).
+    Mute {
+        /// A user, or a group (`#name` or its id).
+        conversation: String,
+    },
+    /// Unmute a conversation.
+    Unmute {
+        /// A user, or a group (`#name` or its id).
+        conversation: String,
+    },
     /// Make, list and change groups (see `skein group --help`).
     #[command(subcommand)]
     Group(GroupCommand),
@@ -393,6 +404,37 @@ async fn my_groups(profile: &Profile) -> anyhow::Result<Vec<skein_proto::group::
     }
 }
 
+/// The conversation a command names: a user's name, or a group's address.
+/// A group by id needs no tracker (its history is local, also after leaving
+/// it); `#name` is looked up among the user's groups.
+async fn conversation_name(profile: &Profile, spec: &str) -> anyhow::Result<String> {
+    if let Some(id) = skein_proto::bytes::GroupId::from_hex(spec) {
+        return Ok(skein_proto::peer::group_address(&id));
+    }
+    if spec.starts_with('#') {
+        let groups = my_groups(profile).await?;
+        return Ok(skein_proto::peer::group_address(&crate::groups::resolve(&groups, spec)?.body.group));
+    }
+    let name = spec.trim().to_lowercase();
+    if !skein_proto::limits::valid_user_name(&name) {
+        bail!("{spec:?} is neither a user name nor a group (#name or a group id)");
+    }
+    Ok(name)
+}
+
+/// Mutes or unmutes a conversation in the local history (the daemon reads
+/// it for every message).
+async fn set_muted(profile: &Profile, spec: &str, muted: bool) -> anyhow::Result<()> {
+    profile.session()?;
+    let conversation = conversation_name(profile, spec).await?;
+    let history = crate::history::History::open(&profile.history_path()).await?;
+    let done = history.set_muted(&conversation, muted).await;
+    history.close().await;
+    done?;
+    println!("{} {spec}", if muted { "Muted" } else { "Unmuted" });
+    Ok(())
+}
+
 /// Runs a group command.
 async fn run_group(profile: &Profile, cmd: GroupCommand) -> anyhow::Result<()> {
     use skein_proto::control::{GroupCreate, GroupUpdate};
@@ -511,18 +553,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Mute { conversation } => set_muted(&profile, &conversation, true).await,
+        Command::Unmute { conversation } => set_muted(&profile, &conversation, false).await,
         Command::History { user, limit, json } => {
             profile.session()?;
-            // A group by id needs no tracker: its history is local, also
-            // after leaving it; `#name` is looked up among the user's groups.
-            let user = if let Some(id) = skein_proto::bytes::GroupId::from_hex(&user) {
-                skein_proto::peer::group_address(&id)
-            } else if user.starts_with('#') {
-                let groups = my_groups(&profile).await?;
-                skein_proto::peer::group_address(&crate::groups::resolve(&groups, &user)?.body.group)
-            } else {
-                user
-            };
+            let user = conversation_name(&profile, &user).await?;
             let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
             let mut reactions = Vec::with_capacity(msgs.len());

@@ -40,6 +40,26 @@ pub fn conversation_of(me: &str, msg: &ChatMessage) -> String {
 }
 
 impl History {
+    /// Mutes or unmutes a conversation (a user's name or a group's address).
+    pub async fn set_muted(&self, conversation: &str, muted: bool) -> Result<(), HistoryError> {
+        let sql = if muted {
+            "INSERT INTO muted_conversations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"
+        } else {
+            "DELETE FROM muted_conversations WHERE id = $1"
+        };
+        sqlx::query(sql).bind(conversation).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Whether a conversation is muted.
+    pub async fn is_muted(&self, conversation: &str) -> Result<bool, HistoryError> {
+        let hit = sqlx::query_scalar::<_, i64>("SELECT 1 FROM muted_conversations WHERE id = $1")
+            .bind(conversation)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(hit.is_some())
+    }
+
     /// All conversations, the most recently active first.
     pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, HistoryError> {
         let rows = sqlx::query(

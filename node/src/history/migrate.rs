@@ -36,10 +36,11 @@ const MIGRATIONS: &[Embedded] = &[
         description: "group order",
         sql: include_str!("../../migrations/history/0004_group_order.sql"),
     },
+    Embedded { version: 5, description: "muted", sql: include_str!("../../migrations/history/0005_muted.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 4;
+pub const CODE_VERSION: i64 = 5;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
