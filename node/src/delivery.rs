@@ -11,7 +11,7 @@
 //! already connected still get messages; everything else stays queued in the
 //! local history and is retried when the tracker is back.
 
-use crate::history::{History, OutState};
+use crate::history::{History, MemberState, OutState};
 use crate::lookups::Lookups;
 use crate::mesh::{Mesh, Path};
 use crate::seal;
@@ -360,17 +360,30 @@ impl Sender {
             // No one else to tell: the sender's own devices get their copy.
             return Ok(Outcome::Direct);
         }
+        // A group message keeps where it stands with each member.
+        let group = matches!(msg.conversation, skein_proto::peer::Conversation::Group { .. });
+        if group && let Err(e) = self.history.members_queued(msg.id, &others).await {
+            tracing::warn!(error = %e, "cannot record a group message's members");
+        }
         // Owned futures: each send holds its own copies, none borrows.
-        let sends: Vec<_> =
-            others
-                .into_iter()
-                .map(|u| {
-                    let (this, msg) = (self.clone(), msg.clone());
-                    async move {
-                        this.fan_out(&u, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg)).await
+        let sends: Vec<_> = others
+            .into_iter()
+            .map(|u| {
+                let (this, msg) = (self.clone(), msg.clone());
+                async move {
+                    let id = msg.id;
+                    let out =
+                        this.fan_out(&u, id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg)).await;
+                    if group && matches!(out, Ok(Outcome::Direct | Outcome::Relayed)) {
+                        let delivered = this.history.move_member(id, &u, MemberState::Delivered, crate::now_ms());
+                        if let Err(e) = delivered.await {
+                            tracing::warn!(error = %e, "cannot record a member's delivery");
+                        }
                     }
-                })
-                .collect();
+                    out
+                }
+            })
+            .collect();
         let results: Vec<Result<Outcome, SendError>> =
             futures::stream::iter(sends).buffer_unordered(GROUP_FAN_OUT).collect().await;
         let rank = |o: &Outcome| match o {

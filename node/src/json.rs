@@ -85,7 +85,11 @@ pub fn body_line(body: &MessageBody) -> String {
 
 /// A stored message for `history --json`, with its reactions as
 /// (emoji, user) pairs: `"reactions": {"👍": ["bob"]}`.
-pub fn stored_message(m: &crate::history::StoredMessage, reactions: &[(String, String)]) -> Value {
+pub fn stored_message(
+    m: &crate::history::StoredMessage,
+    reactions: &[(String, String)],
+    members: &[(String, String)],
+) -> Value {
     let mut by_emoji = serde_json::Map::new();
     for (emoji, user) in reactions {
         let users = by_emoji.entry(emoji.clone()).or_insert_with(|| Value::Array(Vec::new()));
@@ -105,6 +109,11 @@ pub fn stored_message(m: &crate::history::StoredMessage, reactions: &[(String, S
         "read_at_ms": m.read_at_ms,
         "reactions": by_emoji,
     });
+    if !members.is_empty() {
+        // A group message sent from here: where it stands with each member.
+        let states: serde_json::Map<String, Value> = members.iter().map(|(u, s)| (u.clone(), json!(s))).collect();
+        v["members"] = Value::Object(states);
+    }
     add_body(&mut v, &m.body);
     v
 }

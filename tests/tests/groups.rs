@@ -215,6 +215,26 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
     }
     assert!(shown.windows(2).all(|w| w[0] == w[1]), "one order on every member's screen: {shown:?}");
 
+    // Alice sees where her first message stands with each member: delivered
+    // to all (dave and erin told her once they took it from the mailbox),
+    // then read by bob once he reads the group.
+    let alice_p = p("alice");
+    let states = |wanted: serde_json::Value| {
+        let alice_p = alice_p.clone();
+        async move {
+            let (ok, out, _) = skein(&alice_p, &["history", "#team", "--json"], None).await;
+            let v = json(&out);
+            let first = v.as_array().and_then(|l| l.iter().find(|m| m["text"] == "hello team")).cloned();
+            (ok && first.as_ref().is_some_and(|m| m["members"] == wanted)).then_some(())
+        }
+    };
+    let all_delivered = serde_json::json!({"bob": "delivered", "carol": "delivered", "dave": "delivered", "erin": "delivered"});
+    skein_tests::wait_for(T, "every member's delivery", || states(all_delivered.clone())).await;
+    let (ok, _, err) = skein(&p("bob"), &["read", "#team"], None).await;
+    assert!(ok, "{err}");
+    let bob_read = serde_json::json!({"bob": "read", "carol": "delivered", "dave": "delivered", "erin": "delivered"});
+    skein_tests::wait_for(T, "bob's read receipt", || states(bob_read.clone())).await;
+
     // A stranger speaking in the group straight over the peer protocol is refused.
     let mallory = skein_tests::RawDevice::login(&t, &dir.path().join("mallory-raw"), "mallory", PW).await;
     let forged = MessageBody::Text("let me in".into());

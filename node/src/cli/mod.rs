@@ -561,12 +561,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
             let mut reactions = Vec::with_capacity(msgs.len());
+            let mut members = Vec::with_capacity(msgs.len());
             for m in &msgs {
                 reactions.push(history.reactions(m.id).await?);
+                let group_sent = m.outgoing && m.conversation.starts_with('#');
+                members.push(if group_sent { history.member_states(m.id).await? } else { Vec::new() });
             }
             history.close().await;
             if json {
-                let list: Vec<Value> = msgs.iter().zip(&reactions).map(|(m, r)| json::stored_message(m, r)).collect();
+                let list: Vec<Value> = msgs
+                    .iter()
+                    .zip(&reactions)
+                    .zip(&members)
+                    .map(|((m, r), s)| json::stored_message(m, r, s))
+                    .collect();
                 println!("{}", Value::Array(list));
             } else {
                 for (m, r) in msgs.iter().zip(&reactions) {
@@ -847,7 +855,7 @@ mod tests {
     #[test]
     fn json_history_keeps_the_exact_text() {
         let text = "hi\u{1b}[2J\n\u{202e}";
-        let v = json::stored_message(&stored("bob\u{7}", MessageBody::Text(text.into())), &[]);
+        let v = json::stored_message(&stored("bob\u{7}", MessageBody::Text(text.into())), &[], &[]);
         assert_eq!(v["text"], text);
         assert_eq!(v["from"], "bob\u{7}");
     }

@@ -107,6 +107,37 @@ pub struct StoredMessage {
     pub hlc: u64,
 }
 
+/// Where a group message stands with one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// On none of the member's devices yet (it may wait in the mailbox).
+    Queued,
+    /// On at least one of the member's devices.
+    Delivered,
+    /// The member read it.
+    Read,
+}
+
+impl MemberState {
+    /// `queued`, `delivered` or `read`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+        }
+    }
+
+    /// The member state a receipt's state means.
+    fn of(state: OutState) -> Option<Self> {
+        match state {
+            OutState::Delivered => Some(Self::Delivered),
+            OutState::Read => Some(Self::Read),
+            _ => None,
+        }
+    }
+}
+
 impl StoredMessage {
     /// The wire message, to send (or resend) exactly as first written.
     pub fn to_chat_message(&self) -> ChatMessage {
@@ -251,7 +282,69 @@ impl History {
             .bind(by_user)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(theirs.map(|_| false))
+        if theirs.is_some() {
+            return Ok(Some(false));
+        }
+        // A group message: the receipt moves that member's state only.
+        if let Some(member_state) = MemberState::of(state) {
+            if self.move_member(id, by_user, member_state, at_ms).await? {
+                return Ok(Some(true));
+            }
+        }
+        let member = sqlx::query("SELECT 1 FROM member_states WHERE message_id = $1 AND member = $2")
+            .bind(id.0.to_vec())
+            .bind(by_user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(member.map(|_| false))
+    }
+
+    /// Records that a group message sent from here is waiting for these
+    /// members (those already further along keep their state).
+    pub async fn members_queued(&self, id: MailId, members: &[String]) -> Result<(), HistoryError> {
+        for m in members {
+            sqlx::query(
+                "INSERT INTO member_states (message_id, member, state, at_ms) VALUES ($1, $2, 'queued', NULL) \
+                 ON CONFLICT (message_id, member) DO NOTHING",
+            )
+            .bind(id.0.to_vec())
+            .bind(m)
+            .execute(&self.writer)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a member's state for a group message sent from here forward
+    /// (queued, delivered, read; never back). Returns whether it changed.
+    pub async fn move_member(
+        &self,
+        id: MailId,
+        member: &str,
+        state: MemberState,
+        at_ms: u64,
+    ) -> Result<bool, HistoryError> {
+        let done = sqlx::query(
+            "INSERT INTO member_states (message_id, member, state, at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (message_id, member) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms \
+             WHERE member_states.state = 'queued' OR (member_states.state = 'delivered' AND excluded.state = 'read')",
+        )
+        .bind(id.0.to_vec())
+        .bind(member)
+        .bind(state.as_str())
+        .bind(db_time(at_ms))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Each member's state for a group message sent from here, by name.
+    pub async fn member_states(&self, id: MailId) -> Result<Vec<(String, String)>, HistoryError> {
+        let rows = sqlx::query("SELECT member, state FROM member_states WHERE message_id = $1 ORDER BY member")
+            .bind(id.0.to_vec())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("member")?, r.try_get("state")?))).collect()
     }
 
     /// Moves an outgoing message forward, if sent to `recipient` when given.

@@ -37,10 +37,15 @@ const MIGRATIONS: &[Embedded] = &[
         sql: include_str!("../../migrations/history/0004_group_order.sql"),
     },
     Embedded { version: 5, description: "muted", sql: include_str!("../../migrations/history/0005_muted.sql") },
+    Embedded {
+        version: 6,
+        description: "member states",
+        sql: include_str!("../../migrations/history/0006_member_states.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 5;
+pub const CODE_VERSION: i64 = 6;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

@@ -32,7 +32,7 @@ mod tests;
 pub use conversations::{ConversationSummary, conversation_of};
 pub use error::HistoryError;
 pub use files::{FileRow, OfferState, TargetRow};
-pub use messages::{OutState, StoredMessage};
+pub use messages::{MemberState, OutState, StoredMessage};
 pub use migrate::CODE_VERSION;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
