@@ -3,7 +3,9 @@
 //! - `skein-bench` (in `src/bin`) runs the end-to-end scenarios, each next
 //!   to its baseline in the same run, and prints a markdown table:
 //!   [`scenarios`] (messages and files between two real daemons, against
-//!   [`rawquic`]) and [`load`] (a tracker under many simulated clients).
+//!   [`rawquic`]), [`fanout`] (a daemon sending to a group of member
+//!   devices running in the harness) and [`load`] (a tracker under many
+//!   simulated clients).
 //! - `skein-load` is the load generator on its own.
 //! - `cargo bench -p skein-benches` runs the criterion micro-benchmarks
 //!   (`benches/codec.rs`, `benches/seal.rs`).
@@ -15,6 +17,7 @@
 
 pub mod cluster;
 pub mod cpu;
+pub mod fanout;
 pub mod load;
 pub mod rawquic;
 pub mod report;

@@ -40,7 +40,7 @@ const PING_WAIT: Duration = Duration::from_secs(10);
 const PINGS_AT_ONCE: usize = 512;
 
 /// The clients' endpoints, one per loopback address.
-fn endpoints(ca: &Path) -> Result<Vec<Endpoint>> {
+pub(crate) fn endpoints(ca: &Path) -> Result<Vec<Endpoint>> {
     (0..ENDPOINTS).map(|k| endpoint(ca, [127, 0, 0, 1 + k as u8])).collect()
 }
 
@@ -250,12 +250,13 @@ pub fn rss(pid: u32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
-fn user_name(i: usize) -> String {
+/// The name of the `i`th user [`create_users`] makes.
+pub(crate) fn user_name(i: usize) -> String {
     format!("u{i:06}")
 }
 
 /// Creates users `u000000`… through admin sessions, several at a time.
-async fn create_users(eps: &[Endpoint], addr: SocketAddr, count: usize) -> Result<()> {
+pub(crate) async fn create_users(eps: &[Endpoint], addr: SocketAddr, count: usize) -> Result<()> {
     let per = count.div_ceil(ENDPOINTS);
     // One session per endpoint, logged in one after another: the tracker
     // counts an account's password attempts in flight from new addresses.

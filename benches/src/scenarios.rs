@@ -24,13 +24,19 @@ pub struct Plan {
     pub rate_count: usize,
     /// Bytes in the file scenarios.
     pub file_bytes: u64,
+    /// Members of the group besides the sender, each a device of its own.
+    pub group_members: usize,
+    /// Sends to the group timed one at a time.
+    pub group_sends: usize,
 }
 
 impl Plan {
     /// The full run.
-    pub const FULL: Plan = Plan { rtt_count: 2_000, rate_count: 20_000, file_bytes: 1 << 30 };
+    pub const FULL: Plan =
+        Plan { rtt_count: 2_000, rate_count: 20_000, file_bytes: 1 << 30, group_members: 100, group_sends: 200 };
     /// A run of well under a minute, to keep the harness working.
-    pub const QUICK: Plan = Plan { rtt_count: 200, rate_count: 2_000, file_bytes: 64 << 20 };
+    pub const QUICK: Plan =
+        Plan { rtt_count: 200, rate_count: 2_000, file_bytes: 64 << 20, group_members: 10, group_sends: 20 };
 }
 
 const MSG: usize = 200;
@@ -75,7 +81,8 @@ impl Pair {
     }
 }
 
-fn text(i: usize) -> String {
+/// A 200-byte text numbered `i`.
+pub(crate) fn text(i: usize) -> String {
     let mut t = format!("{i:08} ");
     t.extend(std::iter::repeat_n('x', MSG - t.len()));
     t

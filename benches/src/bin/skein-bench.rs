@@ -8,6 +8,7 @@
 //! ```
 
 use anyhow::Result;
+use skein_benches::fanout;
 use skein_benches::load::{self, LoadPlan};
 use skein_benches::report::{Row, table};
 use skein_benches::scenarios::{self, Pair, Plan};
@@ -61,6 +62,10 @@ async fn main() -> Result<()> {
     if let (true, Some(direct)) = (wanted("file-relayed"), direct_rate) {
         rows.push(scenarios::file_relayed(plan, direct).await?);
         eprintln!("skein-bench: file-relayed done");
+    }
+    if wanted("group-fanout") {
+        rows.push(fanout::group_fanout(plan).await?);
+        eprintln!("skein-bench: group-fanout done");
     }
     if wanted("tracker-conns") {
         rows.extend(load::tracker_conns(&load_plan).await?);
