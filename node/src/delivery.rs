@@ -202,6 +202,28 @@ impl Sender {
         }
     }
 
+    /// Several users' devices in one request to the tracker, by user (those
+    /// the tracker left out, or all when it cannot be asked, are looked up
+    /// one by one when sent to).
+    async fn lookup_many(&self, users: &[String]) -> std::collections::HashMap<String, PeerInfo> {
+        let Some(client) = self.tracker.as_ref() else { return Default::default() };
+        let generation = self.lookups.generation();
+        match client.request(Request::LookupPeers { users: users.to_vec() }).await {
+            Ok(Response::Peers(list)) => list
+                .into_iter()
+                .map(|p| {
+                    self.lookups.remember(p.clone(), generation);
+                    (p.user.clone(), p)
+                })
+                .collect(),
+            Ok(_) => Default::default(),
+            Err(e) => {
+                tracing::info!(error = %e, "looking a group's members up failed; asking for each");
+                Default::default()
+            }
+        }
+    }
+
     /// Delivers `payload` to every device of `user` except this one.
     /// Returns the best path reached, or `Mailbox` or `Held`, or an error when the
     /// message could go nowhere at all.
@@ -212,12 +234,30 @@ impl Sender {
         direct: PeerRequest,
         sealed: SealedPayload,
     ) -> Result<Outcome, SendError> {
+        self.fan_out_with(user, id, direct, sealed, None).await
+    }
+
+    /// [`Sender::fan_out`] with the user's devices already looked up (one
+    /// request for a whole group's members).
+    async fn fan_out_with(
+        &self,
+        user: &str,
+        id: MailId,
+        direct: PeerRequest,
+        sealed: SealedPayload,
+        prefetched: Option<PeerInfo>,
+    ) -> Result<Outcome, SendError> {
         let mut best: Option<Path> = None;
         let mut reached: Vec<DeviceId> = vec![self.device];
+        let lookup = async {
+            match prefetched {
+                Some(info) => Ok(Some(info)),
+                None => self.lookup(user).await,
+            }
+        };
         // Devices already connected take it while the tracker is asked
         // which other devices the user has.
-        let (looked, ()) =
-            tokio::join!(self.lookup(user), self.to_connected_peers(user, &direct, &mut reached, &mut best));
+        let (looked, ()) = tokio::join!(lookup, self.to_connected_peers(user, &direct, &mut reached, &mut best));
         let Some(info) = looked? else {
             // No tracker: the peers we already know are all there is.
             return Ok(best.map_or(Outcome::Held, outcome_of));
@@ -360,20 +400,22 @@ impl Sender {
             // No one else to tell: the sender's own devices get their copy.
             return Ok(Outcome::Direct);
         }
-        // A group message keeps where it stands with each member.
+        // A group message keeps where it stands with each member, and its
+        // members' devices are looked up in one request.
         let group = matches!(msg.conversation, skein_proto::peer::Conversation::Group { .. });
         if group && let Err(e) = self.history.members_queued(msg.id, &others).await {
             tracing::warn!(error = %e, "cannot record a group message's members");
         }
+        let mut found = if group { self.lookup_many(&others).await } else { Default::default() };
         // Owned futures: each send holds its own copies, none borrows.
         let sends: Vec<_> = others
             .into_iter()
             .map(|u| {
-                let (this, msg) = (self.clone(), msg.clone());
+                let (this, msg, info) = (self.clone(), msg.clone(), found.remove(&u));
                 async move {
                     let id = msg.id;
-                    let out =
-                        this.fan_out(&u, id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg)).await;
+                    let (direct, sealed) = (PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg));
+                    let out = this.fan_out_with(&u, id, direct, sealed, info).await;
                     if group && matches!(out, Ok(Outcome::Direct | Outcome::Relayed)) {
                         let delivered = this.history.move_member(id, &u, MemberState::Delivered, crate::now_ms());
                         if let Err(e) = delivered.await {

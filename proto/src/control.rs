@@ -150,6 +150,13 @@ pub enum Request {
         /// The change.
         update: GroupUpdate,
     },
+    /// Several users' devices in one request (a group message's members).
+    /// Answered by [`Response::Peers`], which leaves out unknown and
+    /// disabled users.
+    LookupPeers {
+        /// The users, at most [`crate::group::MAX_GROUP_MEMBERS`].
+        users: Vec<String>,
+    },
 }
 
 /// A new group.
@@ -222,6 +229,8 @@ pub enum Response {
     Groups(Vec<MembershipCert>),
     /// A group after a change.
     Group(GroupEvent),
+    /// Several users' devices.
+    Peers(Vec<PeerInfo>),
 }
 
 /// Rules the organisation sets for its nodes.

@@ -182,6 +182,7 @@ fn request_index(v: &Request) -> usize {
         Request::GroupCreate(_) => 18,
         Request::GroupList => 19,
         Request::GroupUpdate { .. } => 20,
+        Request::LookupPeers { .. } => 21,
     }
 }
 
@@ -202,6 +203,7 @@ fn response_index(v: &Response) -> usize {
         Response::Policy(_) => 12,
         Response::Groups(_) => 13,
         Response::Group(_) => 14,
+        Response::Peers(_) => 15,
     }
 }
 
@@ -350,6 +352,7 @@ fn requests() {
                 Request::GroupUpdate { group: GroupId([0x67; 16]), update: GroupUpdate::Add(vec!["carol".into()]) },
                 "1410676767676767676767676767676767670001056361726f6c",
             ),
+            (Request::LookupPeers { users: vec!["bob".into(), "carol".into()] }, "150203626f62056361726f6c"),
         ],
         request_index,
     );
@@ -428,6 +431,7 @@ fn responses() {
                 Response::Group(group_event()),
                 "0e05616c6963650101056361726f6c010461636d65106767676767676767676767676767676703047465616d0205616c6963650205616c69636503626f620080d095ffbc314051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
             ),
+            (Response::Peers(vec![PeerInfo { user: "bob".into(), online: vec![], known: vec![] }]), "0f0103626f620000"),
         ],
         response_index,
     );

@@ -194,6 +194,7 @@ fn request() -> impl Strategy<Value = Request> {
             org
         })),
         Just(Request::GroupList),
+        vec(text(), 0..4).prop_map(|users| Request::LookupPeers { users }),
         (any::<[u8; 16]>(), group_update()).prop_map(|(g, update)| Request::GroupUpdate { group: GroupId(g), update }),
     ]
 }
@@ -214,8 +215,16 @@ fn response() -> impl Strategy<Value = Response> {
     );
     let department =
         (text(), opt_text(), any::<u32>()).prop_map(|(path, parent, members)| Department { path, parent, members });
-    let device_info = (device_id(), text(), cert(), addresses(), presence_status())
-        .prop_map(|(device_id, name, cert, addresses, status)| DeviceInfo { device_id, name, cert, addresses, status });
+    let peer_info = || {
+        let device_info = (device_id(), text(), cert(), addresses(), presence_status()).prop_map(
+            |(device_id, name, cert, addresses, status)| DeviceInfo { device_id, name, cert, addresses, status },
+        );
+        (text(), vec(device_info, 0..2), vec(cert(), 0..2)).prop_map(|(user, online, known)| PeerInfo {
+            user,
+            online,
+            known,
+        })
+    };
     let mail_item = (mail_id(), text(), blob(), any::<u64>())
         .prop_map(|(id, from_user, sealed, stored_at_ms)| MailItem { id, from_user, sealed, stored_at_ms });
     prop_oneof![
@@ -225,8 +234,8 @@ fn response() -> impl Strategy<Value = Response> {
         (vec(user_entry(), 0..3), any::<u32>())
             .prop_map(|(users, total)| Response::Directory(DirectoryPage { users, total })),
         vec(department, 0..3).prop_map(Response::Departments),
-        (text(), vec(device_info, 0..2), vec(cert(), 0..2))
-            .prop_map(|(user, online, known)| Response::Peer(PeerInfo { user, online, known })),
+        peer_info().prop_map(Response::Peer),
+        vec(peer_info(), 0..3).prop_map(Response::Peers),
         any::<u32>().prop_map(|stored| Response::MailboxStored { stored }),
         vec(mail_item, 0..3).prop_map(Response::Mail),
         any::<u32>().prop_map(|removed| Response::MailboxAcked { removed }),
@@ -378,7 +387,7 @@ fn concat_frames<T: Serialize>(msgs: &[T]) -> Vec<u8> {
 
 /// How many `Request` variants this build knows (the golden tests pin
 /// each); the first unknown variant index is this.
-const KNOWN_REQUESTS: u8 = 21;
+const KNOWN_REQUESTS: u8 = 22;
 
 proptest! {
     #[test]

@@ -58,6 +58,17 @@ async fn a_discussion_group_is_made_changed_and_seen_by_its_members() {
         .await;
     let (ok, _, err) = skein(bob, &["group", "remove", "#team", "carol"], None).await;
     assert!(!ok && err.contains("only its owner"), "{err}");
+    // The changes bob's daemon saw are lines of the conversation.
+    let (ok, out, err) = skein(bob, &["history", &id, "--json"], None).await;
+    assert!(ok, "{err}");
+    let lines: Vec<String> = json(&out)
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|m| m["type"] == "event")
+        .map(|m| m["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(lines, ["alice made the group", "alice added dave"], "{out}");
     let (ok, out, err) = skein(carol, &["group", "leave", "#team"], None).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "carol left");
@@ -148,6 +159,7 @@ fn history_texts(out: &str) -> Vec<(String, String)> {
         .as_array()
         .expect("history")
         .iter()
+        .filter(|m| m["type"] != "event")
         .map(|m| (m["from"].as_str().unwrap_or("").to_owned(), m["text"].as_str().unwrap_or("").to_owned()))
         .collect()
 }
@@ -228,7 +240,8 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
             (ok && first.as_ref().is_some_and(|m| m["members"] == wanted)).then_some(())
         }
     };
-    let all_delivered = serde_json::json!({"bob": "delivered", "carol": "delivered", "dave": "delivered", "erin": "delivered"});
+    let all_delivered =
+        serde_json::json!({"bob": "delivered", "carol": "delivered", "dave": "delivered", "erin": "delivered"});
     skein_tests::wait_for(T, "every member's delivery", || states(all_delivered.clone())).await;
     let (ok, _, err) = skein(&p("bob"), &["read", "#team"], None).await;
     assert!(ok, "{err}");
@@ -320,4 +333,24 @@ async fn a_muted_conversation_is_marked_muted_and_a_mention_still_stands_out() {
     assert!(ok, "{err}");
     let v = json(&bob_daemon.wait_line(T, "the group unmuted", message("unmuted again")).await);
     assert_eq!(v["muted"].as_bool(), Some(false), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_members_are_looked_up_in_one_request() {
+    use skein_proto::control::{Request, Response};
+    let t = tracker_with_users(&["alice", "bob", "carol"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = skein_tests::login(&t, &dir.path().join("alice"), "alice", PW).await;
+    skein_tests::login(&t, &dir.path().join("bob"), "bob", PW).await.client.close();
+    let users = vec!["bob".to_owned(), "carol".to_owned(), "nobody".to_owned()];
+    let Response::Peers(found) = alice.client.request(Request::LookupPeers { users }).await.expect("lookup") else {
+        panic!("expected peers")
+    };
+    let names: Vec<&str> = found.iter().map(|p| p.user.as_str()).collect();
+    assert_eq!(names, ["bob", "carol"], "unknown users are left out");
+    assert_eq!(found[0].known.len(), 1, "bob's device, for sealing mail");
+    assert!(found[1].known.is_empty(), "carol never logged in");
+    let too_many = (0..501).map(|i| format!("user{i}")).collect();
+    let e = alice.client.request(Request::LookupPeers { users: too_many }).await.expect_err("too many");
+    assert_eq!(e.body().map(|b| b.code), Some(skein_proto::ErrorCode::TooLarge));
 }

@@ -560,6 +560,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let user = conversation_name(&profile, &user).await?;
             let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
+            // A group's event lines from the first message shown on (all of
+            // them when there is no message yet).
+            let events = if user.starts_with('#') {
+                history.events(&user, msgs.first().map_or(0, |m| m.hlc)).await?
+            } else {
+                Vec::new()
+            };
             let mut reactions = Vec::with_capacity(msgs.len());
             let mut members = Vec::with_capacity(msgs.len());
             for m in &msgs {
@@ -569,16 +576,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             history.close().await;
             if json {
-                let list: Vec<Value> = msgs
+                let mut list: Vec<(u64, Value)> = msgs
                     .iter()
                     .zip(&reactions)
                     .zip(&members)
-                    .map(|((m, r), s)| json::stored_message(m, r, s))
+                    .map(|((m, r), s)| (m.hlc, json::stored_message(m, r, s)))
                     .collect();
-                println!("{}", Value::Array(list));
+                list.extend(events.iter().map(|e| {
+                    let at_ms = crate::hlc::physical_ms(e.hlc);
+                    (e.hlc, json!({"type": "event", "actor": e.actor, "text": e.text, "at_ms": at_ms}))
+                }));
+                // Stable: messages keep the history's order among themselves.
+                list.sort_by_key(|(hlc, _)| *hlc);
+                println!("{}", Value::Array(list.into_iter().map(|(_, v)| v).collect()));
             } else {
-                for (m, r) in msgs.iter().zip(&reactions) {
-                    println!("{}", history_line(m, r));
+                let mut lines: Vec<(u64, String)> =
+                    msgs.iter().zip(&reactions).map(|(m, r)| (m.hlc, history_line(m, r))).collect();
+                lines.extend(events.iter().map(|e| {
+                    let at = json::clock(crate::hlc::physical_ms(e.hlc));
+                    (e.hlc, format!("{at}  -- {}", terminal::line(&e.text)))
+                }));
+                lines.sort_by_key(|(hlc, _)| *hlc);
+                for (_, line) in lines {
+                    println!("{line}");
                 }
             }
             Ok(())

@@ -151,6 +151,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         groups: GroupBook::default(),
     };
     node.groups.set_org_key(org_key);
+    node.transfers.set_groups(node.groups.clone());
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
     let _ = std::fs::remove_file(&socket);
@@ -436,6 +437,23 @@ impl Node {
                 if !self.groups.learn(ev.cert.clone()) {
                     return Ok(());
                 }
+                // The line shows in the conversation, at the change's time
+                // (the same reading on every member's device).
+                let b = &ev.cert.body;
+                let mut id = [0u8; 16];
+                let key = [b.group.0.as_slice(), &b.version.to_be_bytes()].concat();
+                id.copy_from_slice(&blake3::hash(&key).as_bytes()[..16]);
+                let line = crate::history::ConversationEvent {
+                    hlc: b.issued_at_ms << 16,
+                    actor: ev.actor.clone(),
+                    text: crate::groups::describe(&ev.actor, &ev.change),
+                };
+                let (history, conversation) = (self.history.clone(), group_address(&b.group));
+                tokio::spawn(async move {
+                    if let Err(e) = history.add_event(id, &conversation, &line).await {
+                        tracing::warn!(error = %e, "cannot keep a group's event line");
+                    }
+                });
                 let mut v = json!({"type": "group_changed", "text": crate::groups::describe(&ev.actor, &ev.change)});
                 v["group"] = crate::groups::group(&ev.cert);
                 emit(v);

@@ -39,7 +39,60 @@ pub fn conversation_of(me: &str, msg: &ChatMessage) -> String {
     }
 }
 
+/// An event line of a conversation, such as "alice added carol".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationEvent {
+    /// Clock reading that places it among the messages.
+    pub hlc: u64,
+    /// Who made the change.
+    pub actor: String,
+    /// The line.
+    pub text: String,
+}
+
 impl History {
+    /// Keeps an event line of `conversation`; `id` makes a line learnt
+    /// twice kept once. Returns whether it was new.
+    pub async fn add_event(
+        &self,
+        id: [u8; 16],
+        conversation: &str,
+        event: &ConversationEvent,
+    ) -> Result<bool, HistoryError> {
+        let done = sqlx::query(
+            "INSERT INTO conversation_events (id, conversation, hlc, actor, text) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id[..])
+        .bind(conversation)
+        .bind(i64::try_from(event.hlc).unwrap_or(i64::MAX))
+        .bind(&event.actor)
+        .bind(&event.text)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The event lines of `conversation` from clock reading `since` on, oldest first.
+    pub async fn events(&self, conversation: &str, since: u64) -> Result<Vec<ConversationEvent>, HistoryError> {
+        let rows = sqlx::query(
+            "SELECT hlc, actor, text FROM conversation_events WHERE conversation = $1 AND hlc >= $2 ORDER BY hlc, id",
+        )
+        .bind(conversation)
+        .bind(i64::try_from(since).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConversationEvent {
+                    hlc: u64::try_from(r.try_get::<i64, _>("hlc")?).unwrap_or(0),
+                    actor: r.try_get("actor")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+
     /// Mutes or unmutes a conversation (a user's name or a group's address).
     pub async fn set_muted(&self, conversation: &str, muted: bool) -> Result<(), HistoryError> {
         let sql = if muted {

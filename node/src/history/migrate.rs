@@ -42,10 +42,15 @@ const MIGRATIONS: &[Embedded] = &[
         description: "member states",
         sql: include_str!("../../migrations/history/0006_member_states.sql"),
     },
+    Embedded {
+        version: 7,
+        description: "conversation events",
+        sql: include_str!("../../migrations/history/0007_conversation_events.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 6;
+pub const CODE_VERSION: i64 = 7;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

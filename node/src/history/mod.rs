@@ -29,7 +29,7 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 
-pub use conversations::{ConversationSummary, conversation_of};
+pub use conversations::{ConversationEvent, ConversationSummary, conversation_of};
 pub use error::HistoryError;
 pub use files::{FileRow, OfferState, TargetRow};
 pub use messages::{MemberState, OutState, StoredMessage};

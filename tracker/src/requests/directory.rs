@@ -43,13 +43,36 @@ pub async fn departments(state: &State, ctx: &mut ConnCtx) -> Result<Response, E
 /// certificate (for sealing offline mail).
 pub async fn lookup(state: &State, ctx: &mut ConnCtx, name: &str) -> Result<Response, ErrorBody> {
     ctx.authed()?;
-    let user = state
-        .store
-        .user_by_name(name)
-        .await
-        .map_err(store_error)?
-        .filter(|u| !u.disabled)
-        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no user named {name}")))?;
+    peer_info(state, name)
+        .await?
+        .map(Response::Peer)
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no user named {name}")))
+}
+
+/// Several users' devices in one request; unknown and disabled users are
+/// left out.
+pub async fn lookup_many(state: &State, ctx: &mut ConnCtx, users: Vec<String>) -> Result<Response, ErrorBody> {
+    ctx.authed()?;
+    if users.len() > skein_proto::group::MAX_GROUP_MEMBERS {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("look up at most {} users at a time", skein_proto::group::MAX_GROUP_MEMBERS),
+        ));
+    }
+    let mut out = Vec::with_capacity(users.len());
+    for name in users {
+        if let Some(info) = peer_info(state, &name).await? {
+            out.push(info);
+        }
+    }
+    Ok(Response::Peers(out))
+}
+
+/// A user's devices, or `None` for an unknown or disabled user.
+async fn peer_info(state: &State, name: &str) -> Result<Option<PeerInfo>, ErrorBody> {
+    let Some(user) = state.store.user_by_name(name).await.map_err(store_error)?.filter(|u| !u.disabled) else {
+        return Ok(None);
+    };
     let now = now_ms() as i64;
     let mut known: Vec<(DeviceCert, String)> = Vec::new();
     for d in state.store.devices_of(user.id, false).await.map_err(store_error)? {
@@ -72,7 +95,7 @@ pub async fn lookup(state: &State, ctx: &mut ConnCtx, name: &str) -> Result<Resp
         })
         .collect();
     let known = known.into_iter().map(|(c, _)| c).collect();
-    Ok(Response::Peer(PeerInfo { user: user.name, online, known }))
+    Ok(Some(PeerInfo { user: user.name, online, known }))
 }
 
 /// Records where this device can be reached.
