@@ -151,7 +151,6 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         groups: GroupBook::default(),
     };
     node.groups.set_org_key(org_key);
-    node.transfers.set_groups(node.groups.clone());
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
     let _ = std::fs::remove_file(&socket);
