@@ -131,6 +131,8 @@ async fn a_department_group_follows_a_user_an_administrator_moves() {
     assert!(!ok && err.contains("follows the department"), "{err}");
 
     store.close().await;
+    let mut erin_daemon = daemon(&erin, &[]);
+    erin_daemon.wait_line(T, "erin connected", |l| l.contains(r#""type":"connected""#)).await;
     // As an administrator would, with the admin CLI on the tracker's data.
     let admin = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(skein_tests::bin("skein-tracker"));
@@ -140,8 +142,18 @@ async fn a_department_group_follows_a_user_an_administrator_moves() {
     let (ok, out, err) = admin(&["user", "move", "erin", "--dept", "Sales"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("Moved erin to Sales; 3 department group(s) changed"), "{out}");
+    // Running trackers push the changed groups to their members.
+    erin_daemon
+        .wait_line(T, "erin told she joined Sales", |l| l.contains("group_changed") && l.contains("erin joined"))
+        .await;
+    erin_daemon
+        .wait_line(T, "erin told she left Engineering", |l| l.contains("group_changed") && l.contains("erin left"))
+        .await;
     let (ok, out, err) = admin(&["group", "create", "all hands", "--org", "--members", "erin,frank"]).await;
     assert!(ok && out.contains("Made org group all hands"), "{out}{err}");
+    erin_daemon
+        .wait_line(T, "erin told of the org group", |l| l.contains("an administrator made the group"))
+        .await;
     let (ok, out, err) = admin(&["group", "list", "--json"]).await;
     assert!(ok, "{err}");
     let all = json(&out);

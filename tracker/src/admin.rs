@@ -23,6 +23,10 @@ pub const EVENT_SESSIONS_REVOKED: &str = "sessions_revoked";
 pub const EVENT_DEVICE_REVOKED: &str = "device_revoked";
 /// Event kind: one device logged out.
 pub const EVENT_SIGNED_OUT: &str = "signed_out";
+/// Event kind: an org group was made outside a tracker.
+pub const EVENT_GROUP_CREATED: &str = "group_created";
+/// Event kind: a group changed outside a tracker (a department move).
+pub const EVENT_GROUP_CHANGED: &str = "group_changed";
 
 /// What an operation that may end access did.
 #[derive(Debug)]

@@ -13,13 +13,18 @@
 //!   ([`Event::DeviceRevoked`]). A device that has logged in again since
 //!   holds a new certificate and is left alone.
 
-use crate::admin::{EVENT_DEVICE_REVOKED, EVENT_SESSIONS_REVOKED, EVENT_SIGNED_OUT, EVENT_USER_DISABLED};
+use crate::admin::{
+    EVENT_DEVICE_REVOKED, EVENT_GROUP_CREATED, EVENT_SESSIONS_REVOKED, EVENT_SIGNED_OUT, EVENT_USER_DISABLED,
+};
 use crate::hub::{Hub, SessionFilter};
+use crate::org::Org;
 use crate::relay::Relay;
 use crate::store::{AdminEvent, Store, StoreError};
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Event, RevokedDevice};
+use skein_proto::group::{GroupChange, GroupEvent};
 use skein_proto::{ErrorBody, ErrorCode};
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 const REVOCATION_PROTOCOL: u16 = 2;
 
 /// Polls for admin events every `every` until `shutdown`.
-pub async fn run(store: Store, hub: Hub, relay: Relay, every: Duration, shutdown: CancellationToken) {
+pub async fn run(store: Store, org: Org, hub: Hub, relay: Relay, every: Duration, shutdown: CancellationToken) {
     let mut seq = match store.last_event_seq().await {
         Ok(s) => s,
         Err(e) => {
@@ -51,7 +56,11 @@ pub async fn run(store: Store, hub: Hub, relay: Relay, every: Duration, shutdown
             }
         };
         for ev in events {
-            match apply(&store, &hub, &relay, &ev).await {
+            let acted = match ev.group_id {
+                Some(group) => announce_group(&store, &org, &hub, &ev, group).await,
+                None => apply(&store, &hub, &relay, &ev).await,
+            };
+            match acted {
                 Ok(_) => seq = seq.max(ev.seq),
                 Err(e) => {
                     tracing::warn!(error = %e, kind = %ev.kind, user_id = ev.user_id, "acting on an admin event failed; retrying");
@@ -60,6 +69,30 @@ pub async fn run(store: Store, hub: Hub, relay: Relay, every: Duration, shutdown
             }
         }
     }
+}
+
+/// A group changed outside a tracker (the admin CLI made an org group or
+/// moved a user between departments): its members, and the user concerned,
+/// are sent its new certificate.
+async fn announce_group(
+    store: &Store,
+    org: &Org,
+    hub: &Hub,
+    ev: &AdminEvent,
+    group: [u8; 16],
+) -> Result<u32, StoreError> {
+    let Some(g) = store.group(group).await? else { return Ok(0) };
+    let user = store.user_by_id(ev.user_id).await?.map(|u| u.name).unwrap_or_default();
+    let change = match ev.kind.as_str() {
+        EVENT_GROUP_CREATED => GroupChange::Created,
+        _ if g.has_member(&user) => GroupChange::Added(vec![user.clone()]),
+        _ => GroupChange::Removed(vec![user.clone()]),
+    };
+    let actor = if ev.kind == EVENT_GROUP_CREATED { "an administrator".to_owned() } else { String::new() };
+    let event = GroupEvent { actor, change, cert: crate::requests::groups::certify(org, &g) };
+    let users: HashSet<String> = g.members.iter().cloned().chain(std::iter::once(user)).collect();
+    hub.to_users(users, Event::GroupChanged(event)).await;
+    Ok(0)
 }
 
 /// Why the sessions an event ends were ended, as their users are told.

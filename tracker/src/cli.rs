@@ -444,6 +444,11 @@ async fn group(cfg: TrackerConfig, cmd: GroupCmd) -> anyhow::Result<()> {
                 let id: [u8; 16] = rand::random();
                 let now = crate::clock::now_ms() as i64;
                 let g = store.create_group(id, name, None, &members, MAX_GROUP_MEMBERS, now).await?;
+                // Running trackers tell the members.
+                let anyone = store.user_by_name(members.first().map_or("admin", String::as_str)).await?;
+                if let Some(u) = anyone {
+                    store.record_group_event(admin::EVENT_GROUP_CREATED, g.id, u.id, now).await?;
+                }
                 println!("Made org group {} ({}) with {} members", g.name, hex::encode(g.id), g.members.len());
             }
             GroupCmd::List { json } => {

@@ -88,7 +88,8 @@ impl Tracker {
         });
         tasks.spawn(relay_task.run(shutdown.clone()));
         tasks.spawn(relay::sync::run(state.store.clone(), relay.clone(), relay::sync::REFRESH_EVERY, shutdown.clone()));
-        tasks.spawn(admin_watch::run(state.store.clone(), hub, relay, state.config.admin_poll, shutdown.clone()));
+        let org = state.org.clone();
+        tasks.spawn(admin_watch::run(state.store.clone(), org, hub, relay, state.config.admin_poll, shutdown.clone()));
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");

@@ -24,3 +24,7 @@ CREATE TABLE group_members (
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX group_members_user ON group_members (user_id);
+
+-- A group changed outside a tracker (the admin CLI moved a user, made an
+-- org group): every tracker pushes its new certificate to the members.
+ALTER TABLE admin_events ADD COLUMN group_id BLOB CHECK (group_id IS NULL OR length(group_id) = 16);

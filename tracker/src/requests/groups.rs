@@ -49,15 +49,15 @@ fn check_users(users: &[String]) -> Result<Vec<String>, ErrorBody> {
 }
 
 /// The organisation's signed statement of `g` at its current version.
-pub fn certify(state: &State, g: &GroupRecord) -> MembershipCert {
+pub fn certify(org: &crate::org::Org, g: &GroupRecord) -> MembershipCert {
     let kind = match &g.kind {
         GroupKindRecord::Org => GroupKind::Org,
         GroupKindRecord::Department(path) => GroupKind::Department { path: path.clone() },
         GroupKindRecord::Discussion(owner) => GroupKind::Discussion { owner: owner.clone().unwrap_or_default() },
     };
-    state.org.signing.sign_membership(MembershipBody {
+    org.signing.sign_membership(MembershipBody {
         format: MEMBERSHIP_CERT_VERSION,
-        org: state.org.name.clone(),
+        org: org.name.clone(),
         group: GroupId(g.id),
         version: u64::try_from(g.version).unwrap_or(0),
         name: g.name.clone(),
@@ -71,7 +71,7 @@ pub fn certify(state: &State, g: &GroupRecord) -> MembershipCert {
 /// Signs the group's new version and tells its members, and anyone the
 /// change removed.
 async fn announce(state: &State, actor: &str, change: GroupChange, g: &GroupRecord, also: &[String]) -> GroupEvent {
-    let event = GroupEvent { actor: actor.to_owned(), change, cert: certify(state, g) };
+    let event = GroupEvent { actor: actor.to_owned(), change, cert: certify(&state.org, g) };
     let users: HashSet<String> = g.members.iter().chain(also).cloned().collect();
     state.hub.to_users(users, Event::GroupChanged(event.clone())).await;
     event
@@ -100,7 +100,7 @@ pub async fn create(state: &State, ctx: &mut ConnCtx, c: GroupCreate) -> Result<
 pub async fn list(state: &State, ctx: &mut ConnCtx) -> Result<Response, ErrorBody> {
     let me = ctx.authed()?.clone();
     let groups = state.store.groups_of(me.live.user_id).await.map_err(store_error)?;
-    Ok(Response::Groups(groups.iter().map(|g| certify(state, g)).collect()))
+    Ok(Response::Groups(groups.iter().map(|g| certify(&state.org, g)).collect()))
 }
 
 /// Changes a group, if the caller may.

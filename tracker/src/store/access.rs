@@ -125,7 +125,14 @@ impl Store {
         let named = if let DeviceScope::One(d) = end.scope { Some(d) } else { None };
         let seq = insert_event(&mut tx, self.backend(), end.kind, end.user_id, named, end.at_ms).await?;
         tx.commit().await?;
-        Ok(AdminEvent { seq, kind: end.kind.to_owned(), user_id: end.user_id, device_id: named, at_ms: end.at_ms })
+        Ok(AdminEvent {
+            seq,
+            kind: end.kind.to_owned(),
+            user_id: end.user_id,
+            device_id: named,
+            at_ms: end.at_ms,
+            group_id: None,
+        })
     }
 
     /// The token hashes of a user's sessions that are not revoked (expired

@@ -25,6 +25,8 @@ pub struct AdminEvent {
     pub device_id: Option<[u8; 16]>,
     /// When it happened, ms since the Unix epoch.
     pub at_ms: i64,
+    /// The group concerned, for group events.
+    pub group_id: Option<[u8; 16]>,
 }
 
 impl Store {
@@ -42,10 +44,30 @@ impl Store {
         Ok(seq)
     }
 
+    /// Records that a group changed outside a tracker (`kind` is
+    /// `group_created` or `group_changed`; `user_id` the user concerned).
+    pub async fn record_group_event(
+        &self,
+        kind: &str,
+        group: [u8; 16],
+        user_id: i64,
+        at_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let seq = insert_event(&mut tx, self.backend(), kind, user_id, None, at_ms).await?;
+        sqlx::query("UPDATE admin_events SET group_id = $1 WHERE seq = $2")
+            .bind(&group[..])
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
     /// Events after `seq`, oldest first, at most `limit`.
     pub async fn events_since(&self, seq: i64, limit: i64) -> Result<Vec<AdminEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, kind, user_id, device_id, at_ms FROM admin_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, kind, user_id, device_id, at_ms, group_id FROM admin_events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(seq)
         .bind(limit.max(0))
@@ -65,7 +87,9 @@ impl Store {
 
 fn event_from_row(row: &AnyRow) -> Result<AdminEvent, StoreError> {
     let device_id: Option<Vec<u8>> = row.try_get("device_id")?;
+    let group_id: Option<Vec<u8>> = row.try_get("group_id")?;
     Ok(AdminEvent {
+        group_id: group_id.map(|g| fixed(g, "event group id")).transpose()?,
         seq: row.try_get("seq")?,
         kind: row.try_get("kind")?,
         user_id: row.try_get("user_id")?,

@@ -217,13 +217,15 @@ impl Store {
     /// of the department groups whose members changed.
     pub async fn set_user_department(&self, name: &str, path: Option<&str>) -> Result<Vec<[u8; 16]>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let old: Option<String> = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT d.path FROM users u LEFT JOIN departments d ON d.id = u.dept_id WHERE u.name = $1",
+        let row = sqlx::query(
+            "SELECT u.id, d.path FROM users u LEFT JOIN departments d ON d.id = u.dept_id WHERE u.name = $1",
         )
         .bind(name)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("no user named {name}")))?;
+        let user_id: i64 = row.try_get("id")?;
+        let old: Option<String> = row.try_get("path")?;
         let dept_id = match path {
             Some(p) => Some(super::departments::ensure_path(&mut tx, p).await?),
             None => None,
@@ -241,9 +243,19 @@ impl Store {
                 changed.extend(bump_department_groups(&mut tx, p, now).await?);
             }
         }
-        tx.commit().await?;
         changed.sort();
         changed.dedup();
+        // Every tracker pushes the groups' new certificates to their members.
+        for id in &changed {
+            let kind = crate::admin::EVENT_GROUP_CHANGED;
+            let seq = super::events::insert_event(&mut tx, self.backend(), kind, user_id, None, now).await?;
+            sqlx::query("UPDATE admin_events SET group_id = $1 WHERE seq = $2")
+                .bind(&id[..])
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(changed)
     }
 }
