@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(resolve(&groups, "#team").map(|g| g.body.group), Ok(GroupId([1; 16])));
         assert_eq!(resolve(&groups, "team").map(|g| g.body.group), Ok(GroupId([1; 16])));
         assert_eq!(resolve(&groups, &GroupId([3; 16]).to_hex()).map(|g| g.body.group), Ok(GroupId([3; 16])));
-        let e = resolve(&groups, "#ops").unwrap_err();
+        let e = resolve(&groups, "#ops").expect_err("two groups are named ops");
         assert!(
             e.to_string().contains(&GroupId([2; 16]).to_hex()) && e.to_string().contains(&GroupId([3; 16]).to_hex())
         );

@@ -260,7 +260,7 @@ impl Inbox {
         };
         for ev in events.iter_mut().filter(|e| e["type"] == "message") {
             ev["muted"] = json!(muted);
-            ev["mentions_me"] = json!(mentions.iter().any(|m| *m == self.me));
+            ev["mentions_me"] = json!(mentions.contains(&self.me));
             ev["mentions"] = json!(mentions);
             if let Some(name) = &group {
                 ev["group"] = json!(name);

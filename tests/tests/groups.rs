@@ -227,7 +227,7 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
     for d in &mut online[..3] {
         d.wait_line(T, "both at once", |l| l.contains("at once from alice") || l.contains("at once from bob")).await;
     }
-    let first = vec![("alice".to_owned(), "hello team".to_owned()), ("bob".to_owned(), "hi alice".to_owned())];
+    let first = [("alice".to_owned(), "hello team".to_owned()), ("bob".to_owned(), "hi alice".to_owned())];
     let mut shown = Vec::new();
     for u in ["alice", "bob", "carol", "dave", "erin"] {
         let (ok, out, err) = skein(&p(u), &["history", "#team", "--json"], None).await;

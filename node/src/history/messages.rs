@@ -286,10 +286,10 @@ impl History {
             return Ok(Some(false));
         }
         // A group message: the receipt moves that member's state only.
-        if let Some(member_state) = MemberState::of(state) {
-            if self.move_member(id, by_user, member_state, at_ms).await? {
-                return Ok(Some(true));
-            }
+        if let Some(member_state) = MemberState::of(state)
+            && self.move_member(id, by_user, member_state, at_ms).await?
+        {
+            return Ok(Some(true));
         }
         let member = sqlx::query("SELECT 1 FROM member_states WHERE message_id = $1 AND member = $2")
             .bind(id.0.to_vec())
