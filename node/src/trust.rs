@@ -31,11 +31,17 @@ pub enum Answer {
     Unknown,
 }
 
-/// Recent confirmations.
+/// How long a revocation is remembered, so the same one pushed twice (by
+/// the tracker that made it and again by its poll of the store) is acted
+/// on once.
+const REVOCATION_ECHO: Duration = Duration::from_secs(5);
+
+/// Recent confirmations and revocations.
 #[derive(Debug)]
 pub struct Trust {
     grace: Duration,
     confirmed: HashMap<PeerId, Instant>,
+    revoked: HashMap<PeerId, Instant>,
 }
 
 impl Default for Trust {
@@ -47,7 +53,7 @@ impl Default for Trust {
 impl Trust {
     /// An empty table whose confirmations stand for `grace`.
     pub fn new(grace: Duration) -> Self {
-        Self { grace, confirmed: HashMap::new() }
+        Self { grace, confirmed: HashMap::new(), revoked: HashMap::new() }
     }
 
     /// Records the tracker's answer for `peer` and decides whether to
@@ -65,6 +71,8 @@ impl Trust {
                     }
                 }
                 self.confirmed.insert(peer, now);
+                // Valid again: a later revocation is news.
+                self.revoked.remove(&peer);
                 true
             }
             Answer::Invalid => {
@@ -77,9 +85,12 @@ impl Trust {
         }
     }
 
-    /// Forgets `peer` (its device was revoked).
-    pub fn revoke(&mut self, peer: &PeerId) {
+    /// Forgets `peer` (its device was revoked). Returns `false` when the
+    /// same revocation was taken a moment ago (a repeat to ignore).
+    pub fn revoke(&mut self, peer: &PeerId, now: Instant) -> bool {
         self.confirmed.remove(peer);
+        self.revoked.retain(|_, at| now.saturating_duration_since(*at) < REVOCATION_ECHO);
+        self.revoked.insert(*peer, now).is_none()
     }
 }
 
@@ -100,8 +111,11 @@ mod tests {
         assert!(!t.decide(b, Answer::Invalid, now));
         assert!(!t.decide(b, Answer::Unknown, now), "a refusal ends the grace");
         t.decide(a, Answer::Valid, now);
-        t.revoke(&a);
+        assert!(t.revoke(&a, now));
         assert!(!t.decide(a, Answer::Unknown, now), "a revocation ends the grace");
+        assert!(!t.revoke(&a, now + Duration::from_secs(1)), "the same revocation again is a repeat");
+        t.decide(a, Answer::Valid, now + Duration::from_secs(2));
+        assert!(t.revoke(&a, now + Duration::from_secs(3)), "after a new confirmation it is news");
     }
 
     #[test]

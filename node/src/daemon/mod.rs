@@ -357,7 +357,7 @@ impl Node {
             for p in mesh.peers().await {
                 let answer = confirm_device(client.clone(), &p.user, p.device, &p.peer.to_bytes()).await;
                 if answer == Answer::Invalid {
-                    lock(&trust).revoke(&p.peer);
+                    lock(&trust).revoke(&p.peer, std::time::Instant::now());
                     mesh.revoke(p.peer, format!("{}'s device is no longer valid", p.user)).await;
                 }
             }
@@ -422,7 +422,9 @@ impl Node {
             Event::DeviceRevoked(d) => {
                 self.lookups.forget(&d.user);
                 if let Ok(peer) = libp2p::PeerId::from_bytes(&d.peer_id) {
-                    lock(&self.trust).revoke(&peer);
+                    if !lock(&self.trust).revoke(&peer, std::time::Instant::now()) {
+                        return Ok(());
+                    }
                     let mesh = self.mesh.clone();
                     let why =
                         format!("the access of {}'s device ended (signed out, password changed or revoked)", d.user);
