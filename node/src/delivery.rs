@@ -403,10 +403,16 @@ impl Sender {
         // A group message keeps where it stands with each member, and its
         // members' devices are looked up in one request.
         let group = matches!(msg.conversation, skein_proto::peer::Conversation::Group { .. });
-        if group && let Err(e) = self.history.members_queued(msg.id, &others).await {
-            tracing::warn!(error = %e, "cannot record a group message's members");
-        }
-        let mut found = if group { self.lookup_many(&others).await } else { Default::default() };
+        let mut found = if group {
+            let (recorded, found) =
+                tokio::join!(self.history.members_queued(msg.id, &others), self.lookup_many(&others));
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "cannot record a group message's members");
+            }
+            found
+        } else {
+            Default::default()
+        };
         // Owned futures: each send holds its own copies, none borrows.
         let sends: Vec<_> = others
             .into_iter()
@@ -416,18 +422,28 @@ impl Sender {
                     let id = msg.id;
                     let (direct, sealed) = (PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg));
                     let out = this.fan_out_with(&u, id, direct, sealed, info).await;
-                    if group && matches!(out, Ok(Outcome::Direct | Outcome::Relayed)) {
-                        let delivered = this.history.move_member(id, &u, MemberState::Delivered, crate::now_ms());
-                        if let Err(e) = delivered.await {
-                            tracing::warn!(error = %e, "cannot record a member's delivery");
-                        }
-                    }
-                    out
+                    (u, out)
                 }
             })
             .collect();
-        let results: Vec<Result<Outcome, SendError>> =
+        let answered: Vec<(String, Result<Outcome, SendError>)> =
             futures::stream::iter(sends).buffer_unordered(GROUP_FAN_OUT).collect().await;
+        // The members reached are recorded in one statement, off the send's way.
+        if group {
+            let reached: Vec<String> = answered
+                .iter()
+                .filter(|(_, r)| matches!(r, Ok(Outcome::Direct | Outcome::Relayed)))
+                .map(|(u, _)| u.clone())
+                .collect();
+            let (history, id) = (self.history.clone(), msg.id);
+            tokio::spawn(async move {
+                let at = Some(crate::now_ms());
+                if let Err(e) = history.move_members(id, &reached, MemberState::Delivered, at).await {
+                    tracing::warn!(error = %e, "cannot record the members a group message reached");
+                }
+            });
+        }
+        let results: Vec<Result<Outcome, SendError>> = answered.into_iter().map(|(_, r)| r).collect();
         let rank = |o: &Outcome| match o {
             Outcome::Direct => 3,
             Outcome::Relayed => 2,

@@ -302,15 +302,31 @@ impl History {
     /// Records that a group message sent from here is waiting for these
     /// members (those already further along keep their state).
     pub async fn members_queued(&self, id: MailId, members: &[String]) -> Result<(), HistoryError> {
-        for m in members {
-            sqlx::query(
-                "INSERT INTO member_states (message_id, member, state, at_ms) VALUES ($1, $2, 'queued', NULL) \
-                 ON CONFLICT (message_id, member) DO NOTHING",
-            )
-            .bind(id.0.to_vec())
-            .bind(m)
-            .execute(&self.writer)
-            .await?;
+        self.move_members(id, members, MemberState::Queued, None).await
+    }
+
+    /// [`History::move_member`] for several members in one statement
+    /// (500 members at most, well within SQLite's limit of bound values).
+    pub async fn move_members(
+        &self,
+        id: MailId,
+        members: &[String],
+        state: MemberState,
+        at_ms: Option<u64>,
+    ) -> Result<(), HistoryError> {
+        for chunk in members.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO member_states (message_id, member, state, at_ms) ",
+            );
+            q.push_values(chunk, |mut b, m| {
+                b.push_bind(id.0.to_vec()).push_bind(m).push_bind(state.as_str()).push_bind(at_ms.map(db_time));
+            });
+            q.push(
+                " ON CONFLICT (message_id, member) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms \
+                 WHERE (member_states.state = 'queued' AND excluded.state != 'queued') \
+                    OR (member_states.state = 'delivered' AND excluded.state = 'read')",
+            );
+            q.build().execute(&self.writer).await?;
         }
         Ok(())
     }
