@@ -84,7 +84,13 @@ impl Member {
         let book = GroupBook::default();
         book.set_org_key(org_key);
         book.set_tracker(Some(client.clone()));
-        let inbox = Inbox { history: history.clone(), me: user.clone(), transfers: None, groups: Some(book.clone()) };
+        let inbox = Inbox {
+            history: history.clone(),
+            me: user.clone(),
+            transfers: None,
+            groups: Some(book.clone()),
+            gaps: None,
+        };
         let (reported_tx, mut reported) = watch::channel(false);
         let device =
             Device { index, inbox, client: client.clone(), book: book.clone(), arrivals, reported: reported_tx };

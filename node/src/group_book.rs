@@ -19,6 +19,7 @@ struct Inner {
     org_key: Option<PublicKey>,
     tracker: Option<TrackerClient>,
     clock: Hlc,
+    next_seq: HashMap<GroupId, u64>,
 }
 
 /// Shared, cheap to clone.
@@ -35,6 +36,17 @@ impl GroupBook {
     /// A clock reading for a group message sent now.
     pub fn tick(&self) -> u64 {
         self.lock().clock.tick(crate::now_ms())
+    }
+
+    /// The number for this device's next message to `group`: after
+    /// `last_stored` (the highest in the history) and after any number
+    /// handed out before.
+    pub fn claim_seq(&self, group: GroupId, last_stored: u64) -> u64 {
+        let mut inner = self.lock();
+        let next = inner.next_seq.entry(group).or_insert(0);
+        let seq = (*next).max(last_stored + 1);
+        *next = seq + 1;
+        seq
     }
 
     /// Takes in the reading of a group message received, so the next one

@@ -29,8 +29,8 @@ use skein_proto::bytes::GroupId;
 use skein_proto::control::{Request, Response};
 use skein_proto::file::{FileOffer, FileStatus, MAX_FILE_NAME, Reaction};
 use skein_proto::peer::{
-    ChatMessage, Conversation, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind, SealedPayload,
-    group_address,
+    Backfill, ChatMessage, Conversation, MAX_BACKFILL, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind,
+    SealedPayload, group_address,
 };
 use skein_proto::{ErrorBody, ErrorCode};
 
@@ -61,6 +61,18 @@ pub struct Inbox {
     pub transfers: Option<Transfers>,
     /// The groups this node knows; group messages are refused without it.
     pub groups: Option<GroupBook>,
+    /// Where gaps noticed in a device's messages to a group go, to be
+    /// asked for (none: gaps are not filled).
+    pub gaps: Option<tokio::sync::mpsc::Sender<Gap>>,
+}
+
+/// Messages a device sent to a group that never came: ask that device.
+#[derive(Debug, Clone)]
+pub struct Gap {
+    /// The device's user.
+    pub user: String,
+    /// What to ask for.
+    pub backfill: Backfill,
 }
 
 fn refused(code: ErrorCode, why: impl Into<String>) -> PeerResponse {
@@ -116,13 +128,14 @@ impl Inbox {
                 return (refused(ErrorCode::InvalidInput, "that message is not for this user"), Vec::new());
             }
             Conversation::Direct => {}
-            Conversation::Group { group, version, hlc } => {
+            Conversation::Group { group, version, hlc, seq } => {
                 if let Err(r) = self.check_group(sender, msg, group, *version).await {
                     return (r, Vec::new());
                 }
                 if let Some(book) = &self.groups {
                     book.observe(*hlc);
                 }
+                self.notice_gap(msg, *group, *seq).await;
             }
         }
         if let Err(r) = check_body(&msg.body).await {
@@ -179,6 +192,50 @@ impl Inbox {
             return Err(refused(ErrorCode::Conflict, format!("group {} is closed", b.name)));
         }
         Ok(())
+    }
+
+    /// Asks for the messages a device numbered between the last one held
+    /// here and `seq`, if any are missing (none before the first one held:
+    /// a member who joined late was not sent the earlier ones).
+    async fn notice_gap(&self, msg: &ChatMessage, group: GroupId, seq: u64) {
+        let Some(gaps) = &self.gaps else { return };
+        if seq == 0 {
+            return;
+        }
+        let address = group_address(&group);
+        let last = match self.history.max_group_seq(&address, msg.from_device).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a group message for a gap");
+                return;
+            }
+        };
+        if last > 0 && seq > last + 1 {
+            tracing::info!(from = %msg.from_user, %group, missing = seq - last - 1, "asking for group messages that never came");
+            let backfill = Backfill { group, device: msg.from_device, after_seq: last, before_seq: seq };
+            let _ = gaps.try_send(Gap { user: msg.from_user.clone(), backfill });
+        }
+    }
+
+    /// Answers a member asking for a device's messages to a group that it
+    /// never got, from this history (the asker must be a member).
+    async fn backfill(&self, asker: &str, b: &Backfill) -> PeerResponse {
+        let Some(book) = &self.groups else {
+            return refused(ErrorCode::Unsupported, "this node keeps no groups");
+        };
+        match book.current(b.group, 0).await {
+            Some(c) if c.body.has_member(asker) => {}
+            _ => return refused(ErrorCode::NotFound, "no such group of yours here"),
+        }
+        let address = group_address(&b.group);
+        let limit = u32::try_from(MAX_BACKFILL).unwrap_or(u32::MAX);
+        match self.history.group_messages_between(&address, b.device, b.after_seq, b.before_seq, limit).await {
+            Ok(found) => PeerResponse::Messages(found.iter().map(|m| m.to_chat_message()).collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read group messages asked for");
+                refused(ErrorCode::Unavailable, "the history could not be read; retry")
+            }
+        }
     }
 
     /// Checks that a reaction's target is a message of the conversation the
@@ -332,6 +389,7 @@ impl Inbox {
                 let (resp, ev) = self.file_status(&from.user, &st).await;
                 (resp, ev.into_iter().collect())
             }
+            PeerRequest::Backfill(b) => (self.backfill(&from.user, &b).await, Vec::new()),
             PeerRequest::Hello(_) => (PeerResponse::Ok, Vec::new()),
         }
     }

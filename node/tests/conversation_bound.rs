@@ -13,7 +13,7 @@ use skein_proto::peer::{ChatMessage, Conversation, MessageBody, PeerResponse, Re
 async fn alice() -> (tempfile::TempDir, Inbox) {
     let dir = tempfile::tempdir().expect("tempdir");
     let history = History::open(&dir.path().join("history.db")).await.expect("history");
-    (dir, Inbox { history, me: "alice".into(), transfers: None, groups: None })
+    (dir, Inbox { history, me: "alice".into(), transfers: None, groups: None, gaps: None })
 }
 
 fn msg(id: u8, from: &str, to: &str, body: MessageBody) -> ChatMessage {

@@ -34,6 +34,27 @@ pub enum PeerRequest {
     Receipt(Receipt),
     /// Report what became of a file offer; answered by [`PeerResponse::Ok`].
     FileStatus(FileStatus),
+    /// Ask a group member for the messages a device sent to the group
+    /// between two of its sequence numbers (a gap noticed); answered by
+    /// [`PeerResponse::Messages`].
+    Backfill(Backfill),
+}
+
+/// Most messages one [`PeerResponse::Messages`] carries (text messages at
+/// their largest still fit a peer frame).
+pub const MAX_BACKFILL: usize = 12;
+
+/// A gap in one device's messages to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfill {
+    /// The group.
+    pub group: GroupId,
+    /// The device that sent them.
+    pub device: DeviceId,
+    /// The last sequence number held before the gap.
+    pub after_seq: u64,
+    /// The first sequence number held after it.
+    pub before_seq: u64,
 }
 
 /// An answer to a [`PeerRequest`].
@@ -50,6 +71,9 @@ pub enum PeerResponse {
     Ok,
     /// Refused, with why.
     Refused(ErrorBody),
+    /// Messages asked for with [`PeerRequest::Backfill`], oldest first
+    /// (at most [`MAX_BACKFILL`]; ask again after the last for more).
+    Messages(Vec<ChatMessage>),
 }
 
 /// A device's introduction on a peer connection.
@@ -78,6 +102,9 @@ pub enum Conversation {
         /// The sender's hybrid logical clock reading: every member orders
         /// the group's messages by (reading, sender, id).
         hlc: u64,
+        /// The sending device's number for its messages to this group, from
+        /// 1 (0: not known). A member that sees one skipped asks for it.
+        seq: u64,
     },
 }
 

@@ -132,6 +132,7 @@ fn peer_request_index(v: &PeerRequest) -> usize {
         PeerRequest::Deliver(_) => 1,
         PeerRequest::Receipt(_) => 2,
         PeerRequest::FileStatus(_) => 3,
+        PeerRequest::Backfill(_) => 4,
     }
 }
 
@@ -141,6 +142,7 @@ fn peer_response_index(v: &PeerResponse) -> usize {
         PeerResponse::Stored { .. } => 1,
         PeerResponse::Ok => 2,
         PeerResponse::Refused(_) => 3,
+        PeerResponse::Messages(_) => 4,
     }
 }
 
@@ -227,6 +229,15 @@ fn peer_requests() {
                 PeerRequest::FileStatus(file_status(FileState::Completed)),
                 "03104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d03626f6210d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d102fbd095ffbc31",
             ),
+            (
+                PeerRequest::Backfill(Backfill {
+                    group: skein_proto::bytes::GroupId([0x67; 16]),
+                    device: device_id(),
+                    after_seq: 3,
+                    before_seq: 7,
+                }),
+                "04106767676767676767676767676767676710d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d10307",
+            ),
         ],
         peer_request_index,
     );
@@ -246,6 +257,7 @@ fn peer_responses() {
                 PeerResponse::Refused(ErrorBody::new(ErrorCode::PermissionDenied, "say hello first")),
                 "03090f7361792068656c6c6f20666972737400",
             ),
+            (PeerResponse::Messages(vec![message(MessageBody::Text("hi bob".into()))]), "0401104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d05616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103626f620080d095ffbc310006686920626f62"),
         ],
         peer_response_index,
     );
@@ -284,8 +296,13 @@ fn small_enums() {
         vec![
             (Conversation::Direct, "00"),
             (
-                Conversation::Group { group: skein_proto::bytes::GroupId([0x67; 16]), version: 300, hlc: 1 << 20 },
-                "011067676767676767676767676767676767ac02808040",
+                Conversation::Group {
+                    group: skein_proto::bytes::GroupId([0x67; 16]),
+                    version: 300,
+                    hlc: 1 << 20,
+                    seq: 7,
+                },
+                "011067676767676767676767676767676767ac0280804007",
             ),
         ],
         conversation_index,

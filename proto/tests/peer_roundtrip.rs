@@ -109,10 +109,8 @@ fn body() -> impl Strategy<Value = MessageBody> {
 fn conversation() -> impl Strategy<Value = Conversation> {
     prop_oneof![
         Just(Conversation::Direct),
-        (any::<[u8; 16]>(), any::<u64>(), any::<u64>()).prop_map(|(g, version, hlc)| Conversation::Group {
-            group: skein_proto::bytes::GroupId(g),
-            version,
-            hlc
+        (any::<[u8; 16]>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(g, version, hlc, seq)| {
+            Conversation::Group { group: skein_proto::bytes::GroupId(g), version, hlc, seq }
         }),
     ]
 }
@@ -159,6 +157,14 @@ fn peer_request() -> impl Strategy<Value = PeerRequest> {
         message().prop_map(PeerRequest::Deliver),
         receipt().prop_map(PeerRequest::Receipt),
         file_status().prop_map(PeerRequest::FileStatus),
+        (any::<[u8; 16]>(), device_id(), any::<u64>(), any::<u64>()).prop_map(|(g, device, after_seq, before_seq)| {
+            PeerRequest::Backfill(Backfill {
+                group: skein_proto::bytes::GroupId(g),
+                device,
+                after_seq,
+                before_seq,
+            })
+        }),
     ]
 }
 
@@ -168,6 +174,7 @@ fn peer_response() -> impl Strategy<Value = PeerResponse> {
         mail_id().prop_map(|id| PeerResponse::Stored { id }),
         Just(PeerResponse::Ok),
         error_body().prop_map(PeerResponse::Refused),
+        vec(message(), 0..3).prop_map(PeerResponse::Messages),
     ]
 }
 

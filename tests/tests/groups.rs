@@ -151,9 +151,7 @@ async fn a_department_group_follows_a_user_an_administrator_moves() {
         .await;
     let (ok, out, err) = admin(&["group", "create", "all hands", "--org", "--members", "erin,frank"]).await;
     assert!(ok && out.contains("Made org group all hands"), "{out}{err}");
-    erin_daemon
-        .wait_line(T, "erin told of the org group", |l| l.contains("an administrator made the group"))
-        .await;
+    erin_daemon.wait_line(T, "erin told of the org group", |l| l.contains("an administrator made the group")).await;
     let (ok, out, err) = admin(&["group", "list", "--json"]).await;
     assert!(ok, "{err}");
     let all = json(&out);
@@ -272,7 +270,7 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
         from_user: "mallory".into(),
         from_device: mallory.device,
         to_user: address.clone(),
-        conversation: Conversation::Group { group, version: 1, hlc: 1 << 40 },
+        conversation: Conversation::Group { group, version: 1, hlc: 1 << 40, seq: 1 },
         sent_at_ms: skein_node::now_ms(),
         body: MessageBody::Text("I am one of you".into()),
     };
@@ -365,4 +363,46 @@ async fn a_groups_members_are_looked_up_in_one_request() {
     let too_many = (0..501).map(|i| format!("user{i}")).collect();
     let e = alice.client.request(Request::LookupPeers { users: too_many }).await.expect_err("too many");
     assert_eq!(e.body().map(|b| b.code), Some(skein_proto::ErrorCode::TooLarge));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_missed_a_message_asks_its_sender_for_it() {
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, bob) = (
+        login_profile(&t, dir.path(), "alice", "alice", PW).await,
+        login_profile(&t, dir.path(), "bob", "bob", PW).await,
+    );
+    let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
+    assert!(ok, "{err}");
+    let mut alice_daemon = daemon(&alice, &[]);
+    alice_daemon.wait_line(T, "alice connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut bob_daemon = daemon(&bob, &[]);
+    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let (ok, _, err) = skein(&alice, &["send", "#team", "one"], None).await;
+    assert!(ok, "{err}");
+    bob_daemon.wait_line(T, "the first", |l| l.contains(r#""text":"one""#)).await;
+
+    // Bob goes away; the second waits in the mailbox, and is lost there.
+    bob_daemon.kill().await;
+    let (ok, out, err) = skein(&alice, &["send", "#team", "two"], None).await;
+    assert!(ok && out.trim() == "queued", "{out}{err}");
+    let store = t.store().await;
+    let lost = store.mailbox_purge_older_than(skein_node::now_ms() as i64 + 60_000).await.expect("purge");
+    assert_eq!(lost, 1, "the second message was in bob's mailbox");
+    store.close().await;
+
+    // Back, bob gets the third straight from alice, sees that alice's second
+    // never came, and asks her for it.
+    let mut bob_daemon = daemon(&bob, &[]);
+    bob_daemon.wait_line(T, "bob back", |l| l.contains(r#""type":"connected""#)).await;
+    let (ok, _, err) = skein(&alice, &["send", "#team", "three"], None).await;
+    assert!(ok, "{err}");
+    bob_daemon
+        .wait_line(T, "the lost one, from alice herself", |l| l.contains(r#""text":"two""#))
+        .await;
+    let (ok, out, err) = skein(&bob, &["history", "#team", "--json"], None).await;
+    assert!(ok, "{err}");
+    let texts: Vec<String> = history_texts(&out).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["one", "two", "three"], "every message once, in order");
 }

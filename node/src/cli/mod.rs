@@ -851,6 +851,7 @@ mod tests {
             read_at_ms: None,
             path: Some("direct".into()),
             hlc: 0,
+            group_seq: 0,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::control::{ControlReply, ControlRequest, MAX_LINE};
 use crate::delivery::Sender;
 use crate::group_book::GroupBook;
 use crate::history::{History, OutState};
-use crate::inbox::Inbox;
+use crate::inbox::{Gap, Inbox};
 use crate::json;
 use crate::mesh::{Mesh, MeshConfig, MeshEvent, PeerSummary};
 use crate::profile::{DeviceIdentity, Profile};
@@ -135,6 +135,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
     );
     transfers.serve().map_err(|e| DaemonError::Local(format!("cannot serve files: {e}")))?;
     transfers.resume_all().await;
+    let (gaps_tx, gaps_rx) = mpsc::channel(64);
     let node = Node {
         profile,
         device,
@@ -149,8 +150,10 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         transfers,
         trust: Arc::default(),
         groups: GroupBook::default(),
+        gaps: gaps_tx,
     };
     node.groups.set_org_key(org_key);
+    tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox()));
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
     let _ = std::fs::remove_file(&socket);
@@ -213,6 +216,7 @@ struct Node {
     transfers: Transfers,
     trust: Arc<Mutex<Trust>>,
     groups: GroupBook,
+    gaps: mpsc::Sender<Gap>,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -229,6 +233,7 @@ impl Node {
             me: self.me.clone(),
             transfers: Some(self.transfers.clone()),
             groups: Some(self.groups.clone()),
+            gaps: Some(self.gaps.clone()),
         }
     }
 
@@ -673,7 +678,11 @@ impl Node {
                     if !b.has_member(&me) {
                         return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
                     }
-                    let conversation = Conversation::Group { group: b.group, version: b.version, hlc: groups.tick() };
+                    let address = group_address(&b.group);
+                    let last = sender.history.max_group_seq(&address, device).await.unwrap_or(0);
+                    let seq = groups.claim_seq(b.group, last);
+                    let conversation =
+                        Conversation::Group { group: b.group, version: b.version, hlc: groups.tick(), seq };
                     let msg = new_message(&me, device, group_address(&b.group), conversation, MessageBody::Text(text));
                     let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
                     Ok(json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()}))
@@ -724,6 +733,54 @@ fn new_message(me: &str, device: DeviceId, to: String, conversation: Conversatio
         conversation,
         sent_at_ms: crate::now_ms(),
         body,
+    }
+}
+
+/// Asks the device that sent messages to a group which never came here for
+/// them, and stores what it answers (checked like any group message).
+async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox) {
+    use skein_proto::peer::{MAX_BACKFILL, PeerRequest, PeerResponse};
+    while let Some(gap) = gaps.recv().await {
+        let b = gap.backfill;
+        let Some(peer) = mesh.peers().await.into_iter().find(|p| p.device == b.device && p.user == gap.user) else {
+            tracing::info!(user = %gap.user, "the device with missing group messages is not connected; the mailbox may still bring them");
+            continue;
+        };
+        let mut after = b.after_seq;
+        // Bounded: at most this many answers per gap.
+        for _ in 0..64 {
+            let ask = PeerRequest::Backfill(skein_proto::peer::Backfill { after_seq: after, ..b.clone() });
+            let (list, path) = match mesh.request(peer.peer, ask).await {
+                Ok((PeerResponse::Messages(list), path)) => (list, path),
+                Ok((other, _)) => {
+                    tracing::info!(?other, "asking for missing group messages was refused");
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "asking for missing group messages failed");
+                    break;
+                }
+            };
+            let full = list.len() >= MAX_BACKFILL;
+            for m in &list {
+                let seq = match m.conversation {
+                    Conversation::Group { seq, .. }
+                        if m.from_device == b.device && seq > after && seq < b.before_seq =>
+                    {
+                        seq
+                    }
+                    _ => continue,
+                };
+                let (_, events) = inbox.message(&gap.user, m, path.as_str()).await;
+                for ev in events {
+                    emit(ev);
+                }
+                after = after.max(seq);
+            }
+            if !full || after + 1 >= b.before_seq {
+                break;
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashSet;
 use tokio::sync::{mpsc, oneshot};
 
-/// Messages stored by one statement at most (17 values each, well within
+/// Messages stored by one statement at most (18 values each, well within
 /// SQLite's limit of bound values).
 const MAX_BATCH: usize = 64;
 /// Messages waiting for the task at most; more wait for room.
@@ -38,6 +38,7 @@ pub(super) struct NewRow {
     pub path: Option<String>,
     pub kind: &'static str,
     pub hlc: i64,
+    pub group_seq: i64,
 }
 
 type Reply = oneshot::Sender<Result<bool, String>>;
@@ -90,7 +91,7 @@ async fn run(writer: SqlitePool, mut jobs: mpsc::Receiver<(NewRow, Reply)>) {
 async fn store(writer: &SqlitePool, batch: &[(NewRow, Reply)]) -> Result<HashSet<Vec<u8>>, sqlx::Error> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO messages (id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, \
-         body, text, outgoing, state, delivered_at_ms, read_at_ms, path, kind, hlc) ",
+         body, text, outgoing, state, delivered_at_ms, read_at_ms, path, kind, hlc, group_seq) ",
     );
     q.push_values(batch, |mut b, (row, _)| {
         b.push_bind(row.id.clone())
@@ -108,7 +109,8 @@ async fn store(writer: &SqlitePool, batch: &[(NewRow, Reply)]) -> Result<HashSet
             .push_bind(row.read_at_ms)
             .push_bind(row.path.clone())
             .push_bind(row.kind)
-            .push_bind(row.hlc);
+            .push_bind(row.hlc)
+            .push_bind(row.group_seq);
     });
     q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
     let rows = q.build().fetch_all(writer).await?;

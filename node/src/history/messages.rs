@@ -105,6 +105,8 @@ pub struct StoredMessage {
     pub path: Option<String>,
     /// For a group message, the sender's clock reading that orders it.
     pub hlc: u64,
+    /// For a group message, the sending device's number for it.
+    pub group_seq: u64,
 }
 
 /// Where a group message stands with one member.
@@ -148,7 +150,7 @@ impl StoredMessage {
             to_user: self.to_user.clone(),
             conversation: match self.conversation.strip_prefix('#').and_then(skein_proto::bytes::GroupId::from_hex) {
                 // The version is the receivers' to check against the newest they know.
-                Some(group) => Conversation::Group { group, version: 0, hlc: self.hlc },
+                Some(group) => Conversation::Group { group, version: 0, hlc: self.hlc, seq: self.group_seq },
                 None => Conversation::Direct,
             },
             sent_at_ms: self.sent_at_ms,
@@ -168,7 +170,7 @@ macro_rules! select_messages {
     ($clauses:literal) => {
         concat!(
             "SELECT seq, id, conversation, from_user, from_device, to_user, sent_at_ms, stored_at_ms, body, ",
-            "outgoing, state, delivered_at_ms, read_at_ms, path, hlc FROM messages ",
+            "outgoing, state, delivered_at_ms, read_at_ms, path, hlc, group_seq FROM messages ",
             $clauses
         )
     };
@@ -241,6 +243,10 @@ impl History {
             kind,
             hlc: match &msg.conversation {
                 Conversation::Group { hlc, .. } => i64::try_from(*hlc).unwrap_or(i64::MAX),
+                Conversation::Direct => 0,
+            },
+            group_seq: match &msg.conversation {
+                Conversation::Group { seq, .. } => i64::try_from(*seq).unwrap_or(i64::MAX),
                 Conversation::Direct => 0,
             },
         };
@@ -437,6 +443,44 @@ impl History {
         Ok(messages)
     }
 
+    /// The highest number `device` gave a message of `conversation` that is
+    /// held here (0: none).
+    pub async fn max_group_seq(&self, conversation: &str, device: DeviceId) -> Result<u64, HistoryError> {
+        let max = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(group_seq) FROM messages WHERE conversation = $1 AND from_device = $2",
+        )
+        .bind(conversation)
+        .bind(device.0.to_vec())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(max.and_then(|m| u64::try_from(m).ok()).unwrap_or(0))
+    }
+
+    /// The messages of `conversation` from `device` numbered after
+    /// `after` and before `before`, in order, at most `limit`.
+    pub async fn group_messages_between(
+        &self,
+        conversation: &str,
+        device: DeviceId,
+        after: u64,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, HistoryError> {
+        let sql = select_messages!(
+            "WHERE conversation = $1 AND from_device = $2 AND group_seq > $3 AND group_seq < $4 \
+             ORDER BY group_seq LIMIT $5"
+        );
+        let rows = sqlx::query(sql)
+            .bind(conversation)
+            .bind(device.0.to_vec())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(before).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Outgoing messages still queued, oldest first: to send after a
     /// restart, each as its [`StoredMessage::to_chat_message`].
     pub async fn unsent(&self) -> Result<Vec<StoredMessage>, HistoryError> {
@@ -475,5 +519,6 @@ fn from_row(row: &SqliteRow) -> Result<StoredMessage, HistoryError> {
         read_at_ms: optional_time("read_at_ms")?,
         path: row.try_get("path")?,
         hlc: u64::try_from(row.try_get::<i64, _>("hlc")?).unwrap_or(0),
+        group_seq: u64::try_from(row.try_get::<i64, _>("group_seq")?).unwrap_or(0),
     })
 }

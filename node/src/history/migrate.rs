@@ -47,10 +47,11 @@ const MIGRATIONS: &[Embedded] = &[
         description: "conversation events",
         sql: include_str!("../../migrations/history/0007_conversation_events.sql"),
     },
+    Embedded { version: 8, description: "group seq", sql: include_str!("../../migrations/history/0008_group_seq.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 7;
+pub const CODE_VERSION: i64 = 8;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

@@ -462,7 +462,7 @@ async fn a_groups_messages_are_in_clock_order_whatever_order_they_arrived_in() {
     let address = skein_proto::peer::group_address(&group);
     let group_msg = |n: u8, from: &str, hlc: u64| ChatMessage {
         to_user: address.clone(),
-        conversation: Conversation::Group { group, version: 1, hlc },
+        conversation: Conversation::Group { group, version: 1, hlc, seq: u64::from(n) },
         ..msg(n, from, BOB_PHONE, "", &format!("m{n}"))
     };
     // Three members' messages: bob's two, carol's one at the same reading as bob's first.
@@ -484,5 +484,9 @@ async fn a_groups_messages_are_in_clock_order_whatever_order_they_arrived_in() {
     assert_eq!(texts(dave.messages(&address, 10, None).await.unwrap()), expected);
     // A resend carries its reading again.
     let again = alice.get(id(3)).await.unwrap().unwrap().to_chat_message();
-    assert_eq!(again.conversation, Conversation::Group { group, version: 0, hlc: 200 });
+    assert_eq!(again.conversation, Conversation::Group { group, version: 0, hlc: 200, seq: 3 });
+    // What the device numbered after 1 and before 4, in order.
+    let between = alice.group_messages_between(&address, BOB_PHONE, 1, 4, 10).await.unwrap();
+    assert_eq!(between.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id(2), id(3)]);
+    assert_eq!(alice.max_group_seq(&address, BOB_PHONE).await.unwrap(), 3);
 }
