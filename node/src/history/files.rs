@@ -1,6 +1,7 @@
 //! File offers in the history: one row per offer this device sent or
-//! received, the state of each recipient device of an outgoing offer, and
-//! how far a transfer got.
+//! received, the state of each recipient device of an outgoing offer (and,
+//! for a group file received, what this device passed on to each other
+//! member device), and how far a transfer got.
 //!
 //! ```text
 //! incoming: offered ──▶ accepted ──▶ completed
@@ -70,7 +71,7 @@ pub struct FileRow {
     pub image: bool,
     /// Outgoing: the local file served.
     pub source: Option<String>,
-    /// Outgoing: the encoded manifest.
+    /// The encoded manifest: outgoing, and incoming group files once learnt.
     pub manifest: Option<Vec<u8>>,
     /// Incoming: the folder it is received into.
     pub dir: Option<String>,
@@ -272,6 +273,17 @@ impl History {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// Keeps the manifest of an incoming file, once learnt, so the file can
+    /// be served to other members of its group (also after a restart).
+    pub async fn set_file_manifest(&self, id: MailId, manifest: &[u8]) -> Result<(), HistoryError> {
+        sqlx::query("UPDATE files SET manifest = $2 WHERE id = $1 AND outgoing = 0 AND manifest IS NULL")
+            .bind(id.0.to_vec())
+            .bind(manifest)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     /// Records how many bytes of an incoming file are verified and stored,

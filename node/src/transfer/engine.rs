@@ -12,13 +12,18 @@
 //! again, resuming from the chunks already verified on disk, across
 //! restarts of either side. The outcome goes back to the sender as a
 //! [`FileStatus`].
+//!
+//! A file offered to a group is one offer that every member device fetches
+//! from the offering device and from each other ([`group`]).
 
 use super::disk::{check_room, human};
 use super::manifest::{CHUNK_SIZE, MAX_FILE_SIZE, Manifest};
 use super::names::sanitize;
 use super::receive::{self, FetchError, Want};
 use super::serve::{self, Source};
+use super::share::SwarmBook;
 use crate::delivery::{Sender, addrs_of};
+use crate::group_book::GroupBook;
 use crate::history::{FileRow, History, OfferState};
 use crate::lookups::Lookups;
 use crate::mesh::{Mesh, Path as MeshPath};
@@ -45,6 +50,10 @@ const EVENT_EVERY: Duration = Duration::from_millis(500);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between attempts to reach an away sender.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Group-file streams served at once.
+const MAX_SWARM_STREAMS: usize = 64;
+
+mod group;
 
 /// What the receiving side does with offers.
 #[derive(Debug, Clone)]
@@ -85,6 +94,12 @@ struct Inner {
     live: Mutex<HashMap<Key, Live>>,
     sessions: AtomicU64,
     wake: tokio::sync::Notify,
+    /// The groups this node knows; group files are served to members only.
+    groups: Mutex<Option<GroupBook>>,
+    /// What this device knows about group files.
+    swarm: Mutex<SwarmBook>,
+    /// Bounds the group-file streams served at once.
+    swarm_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// A transfer in progress, as last seen.
@@ -154,6 +169,9 @@ impl Transfers {
                 live: Mutex::new(HashMap::new()),
                 sessions: AtomicU64::new(0),
                 wake: tokio::sync::Notify::new(),
+                groups: Mutex::new(None),
+                swarm: Mutex::new(SwarmBook::default()),
+                swarm_streams: Arc::new(tokio::sync::Semaphore::new(MAX_SWARM_STREAMS)),
             }),
         }
     }
@@ -256,8 +274,10 @@ impl Transfers {
         let _ = self.inner.history.set_file_state(id, &[OfferState::Offered], OfferState::Failed, Some(why)).await;
     }
 
-    /// Serves file-fetch streams from verified peers until the mesh stops.
+    /// Serves file-fetch and group-file streams from verified peers until
+    /// the mesh stops.
     pub fn serve(&self) -> Result<(), String> {
+        self.serve_swarm()?;
         let mut incoming = self.inner.mesh.streams().accept(PROTOCOL).map_err(|e| e.to_string())?;
         let this = self.clone();
         tokio::spawn(async move {
@@ -298,7 +318,7 @@ impl Transfers {
         let mut sent_total = 0u64;
         let result = serve::serve_file(stream, source, |c, b| {
             sent_total += b;
-            if let Some((c, b)) = this.outgoing_progress(transfer, key, c, b, sent_total.min(size), size) {
+            if let Some((c, b)) = this.outgoing_progress(transfer, key, c, b, sent_total.min(size), size, true) {
                 let h = this.inner.history.clone();
                 tokio::spawn(async move { h.add_target_sent(transfer, device, c, b).await });
             }
@@ -337,7 +357,10 @@ impl Transfers {
 
     /// Counts `chunks` and `bytes` more sent on the session `key`; prints
     /// a progress event when one is due, and returns the counts to save
-    /// when a save is due.
+    /// when a save is due: taken out of the session with `take`, else left
+    /// in it until [`Transfers::saved_out`] says they are saved (so a
+    /// listing never misses them).
+    #[allow(clippy::too_many_arguments)]
     fn outgoing_progress(
         &self,
         transfer: MailId,
@@ -346,6 +369,7 @@ impl Transfers {
         bytes: u64,
         sent: u64,
         size: u64,
+        take: bool,
     ) -> Option<(u64, u64)> {
         let (event, save) = {
             let mut live = lock(&self.inner.live);
@@ -355,7 +379,7 @@ impl Transfers {
             l.unsaved.1 += bytes;
             let save = (l.last_save.elapsed() >= SAVE_EVERY).then(|| {
                 l.last_save = Instant::now();
-                std::mem::take(&mut l.unsaved)
+                if take { std::mem::take(&mut l.unsaved) } else { l.unsaved }
             });
             let due = l.last_event.is_none_or(|t| t.elapsed() >= EVENT_EVERY) || sent == size;
             if due {
@@ -371,11 +395,27 @@ impl Transfers {
         save
     }
 
+    /// Counts saved to the history by the session `key` are no longer its own.
+    fn saved_out(&self, key: Key, (chunks, bytes): (u64, u64)) {
+        if let Some(l) = lock(&self.inner.live).get_mut(&key) {
+            l.unsaved.0 = l.unsaved.0.saturating_sub(chunks);
+            l.unsaved.1 = l.unsaved.1.saturating_sub(bytes);
+        }
+    }
+
     /// A recipient device reports on an offer of ours. Returns its event.
     pub async fn status(&self, from_user: &str, st: &FileStatus) -> Option<Value> {
         let h = &self.inner.history;
         let row = h.file(st.transfer).await.ok().flatten()?;
-        if !row.outgoing || (row.peer_user != from_user && from_user != self.inner.me) || st.by_user != from_user {
+        if !row.outgoing || st.by_user != from_user {
+            return None;
+        }
+        // From its recipient, this user's other device, or a member of the
+        // group it was offered to.
+        if row.peer_user != from_user
+            && from_user != self.inner.me
+            && !self.member_of_address(&row.peer_user, from_user).await
+        {
             return None;
         }
         let (state, error) = match &st.state {
@@ -542,6 +582,11 @@ impl Transfers {
             if let Some(l) = lock(&this.inner.live).get_mut(&Key::In(id)) {
                 l.cancel = None;
             }
+            // A group file no longer fetched is served no more from its partial file.
+            let finished = matches!(this.inner.history.file(id).await, Ok(Some(r)) if r.state == OfferState::Completed);
+            if !finished {
+                lock(&this.inner.swarm).release(id);
+            }
         });
     }
 
@@ -591,8 +636,12 @@ impl Transfers {
         }
     }
 
-    /// One attempt: find the sender's device, connect, fetch.
+    /// One attempt: find the sender's device, connect, fetch; a group file
+    /// from its members as well.
     async fn attempt(&self, row: &FileRow) -> Result<PathBuf, Attempt> {
+        if let Some(group) = self.group_of(row.id).await {
+            return self.attempt_group(row, group).await;
+        }
         let later = |why: String| Attempt::Later { why, progressed: false };
         let device = row.peer_device.ok_or_else(|| Attempt::Fatal("the offer names no sending device".into()))?;
         let (peer, addrs) = self
@@ -635,15 +684,7 @@ impl Transfers {
         })
         .await;
         let _ = self.inner.history.set_file_progress(row.id, last, None).await;
-        result.map_err(|e| match e {
-            FetchError::Interrupted(why) => Attempt::Later { why, progressed: last > start },
-            FetchError::Refused(b) if b.code == ErrorCode::Unavailable => later(b.message),
-            FetchError::Refused(b) => Attempt::Fatal(format!("the sender refused: {}", b.message)),
-            FetchError::Invalid(why) => {
-                Attempt::Fatal(format!("the sender sent something other than the offered file: {why}"))
-            }
-            FetchError::Local(why) => Attempt::Fatal(why),
-        })
+        result.map_err(|e| Attempt::from_fetch(e, last > start))
     }
 
     /// The peer id and addresses of `user`'s `device`: from the mesh when
@@ -728,6 +769,7 @@ impl Transfers {
             let targets = self.inner.history.targets(row.id).await.map_err(|e| e.to_string())?;
             let live = lock(&self.inner.live);
             let mut best: Option<(u64, Value)> = None;
+            let mut total = (0u64, 0u64);
             let devices: Vec<Value> = targets
                 .iter()
                 .map(|t| {
@@ -738,6 +780,7 @@ impl Transfers {
                         .collect();
                     let chunks = t.chunks_sent + sessions.iter().map(|l| l.unsaved.0).sum::<u64>();
                     let bytes = t.bytes_sent + sessions.iter().map(|l| l.unsaved.1).sum::<u64>();
+                    total = (total.0 + chunks, total.1 + bytes);
                     let current = sessions.iter().max_by_key(|l| l.done);
                     let sent = if t.state == OfferState::Completed { row.size } else { bytes.min(row.size) };
                     if best.as_ref().is_none_or(|(b, _)| sent > *b) {
@@ -752,6 +795,8 @@ impl Transfers {
             let done = if row.state == OfferState::Completed { row.size } else { best.as_ref().map_or(0, |b| b.0) };
             v["bytes_done"] = json!(done);
             v["devices"] = Value::Array(devices);
+            v["chunks_sent"] = json!(total.0);
+            v["bytes_sent"] = json!(total.1);
             v["source"] = json!(row.source);
             v["path"] = targets.iter().find_map(|t| t.path.as_deref()).map_or(Value::Null, |p| json!(p));
             if let Some((_, Value::Object(fields))) = best {
@@ -771,6 +816,15 @@ impl Transfers {
             v["bytes_done"] = json!(done);
             v["path"] = json!(live.as_ref().and_then(|l| l.path).map(MeshPath::as_str).or(row.path.as_deref()));
             v["saved_path"] = json!(row.saved_path);
+            // A group file: what this device passed on to other members.
+            let shared = self.inner.history.targets(row.id).await.map_err(|e| e.to_string())?;
+            if !shared.is_empty() {
+                v["bytes_shared"] = json!(shared.iter().map(|t| t.bytes_sent).sum::<u64>());
+                v["shared"] = shared
+                    .iter()
+                    .map(|t| json!({"device": t.device.to_hex(), "chunks_sent": t.chunks_sent, "bytes_sent": t.bytes_sent}))
+                    .collect();
+            }
             if let (Some(l), OfferState::Accepted) = (&live, row.state) {
                 merge(&mut v, progress_fields(l, row.size));
                 v["bytes_done"] = json!(done);
@@ -786,6 +840,24 @@ enum Attempt {
     Fatal(String),
     /// Try again later.
     Later { why: String, progressed: bool },
+}
+
+impl Attempt {
+    /// What a failed fetch means for the transfer; `progressed` when it
+    /// verified more chunks before failing.
+    fn from_fetch(e: FetchError, progressed: bool) -> Attempt {
+        match e {
+            FetchError::Interrupted(why) => Attempt::Later { why, progressed },
+            FetchError::Refused(b) if b.code == ErrorCode::Unavailable => {
+                Attempt::Later { why: b.message, progressed: false }
+            }
+            FetchError::Refused(b) => Attempt::Fatal(format!("the sender refused: {}", b.message)),
+            FetchError::Invalid(why) => {
+                Attempt::Fatal(format!("the sender sent something other than the offered file: {why}"))
+            }
+            FetchError::Local(why) => Attempt::Fatal(why),
+        }
+    }
 }
 
 fn no_such(id: MailId) -> String {

@@ -213,6 +213,30 @@ impl Have {
         }
     }
 
+    /// Forgets chunk `index` (a peer turned out not to hold it).
+    pub fn remove(&mut self, index: u64) {
+        if let Some(w) = self.bits.get_mut((index / 64) as usize) {
+            *w &= !(1 << (index % 64));
+        }
+    }
+
+    /// The first missing chunk at or after `from`, skipping whole words
+    /// of verified chunks.
+    pub fn next_missing(&self, from: u64) -> Option<u64> {
+        let mut i = from;
+        while i < self.count {
+            let word = self.bits.get((i / 64) as usize).copied().unwrap_or(0);
+            let rest = !word >> (i % 64);
+            if rest == 0 {
+                i = (i / 64 + 1) * 64;
+                continue;
+            }
+            let found = i + u64::from(rest.trailing_zeros());
+            return (found < self.count).then_some(found);
+        }
+        None
+    }
+
     /// Whether chunk `index` is verified.
     pub fn contains(&self, index: u64) -> bool {
         index < self.count && self.bits.get((index / 64) as usize).is_some_and(|w| w & (1 << (index % 64)) != 0)
@@ -319,6 +343,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn next_missing_agrees_with_missing(count in 0u64..300, picks in proptest::collection::vec(0u64..300, 0..300), from in 0u64..310) {
+            let mut h = Have::none(count);
+            for p in picks {
+                h.insert(p);
+            }
+            h.remove(count / 2);
+            prop_assert!(count == 0 || !h.contains(count / 2));
+            let expected = h.missing().find(|i| *i >= from);
+            prop_assert_eq!(h.next_missing(from), expected);
+        }
+
         #[test]
         fn every_chunk_of_any_file_verifies(len in 0usize..5000, chunk in 1u32..700) {
             let file = data(len);

@@ -12,21 +12,32 @@
 //! Received files get a [`names::sanitize`]d name in the downloads folder,
 //! never outside it and never over an existing file.
 //!
-//! [`manifest`], [`names`], [`fetch`] and [`disk`] are free of network IO;
-//! [`partial`] is the file on disk; [`serve`] and [`receive`] are the two
-//! ends of one file-fetch stream; [`engine`] ties them to offers, the
-//! history and the mesh. [`image`] makes and checks thumbnails.
+//! A file offered to a group is fetched by every member device from the
+//! offering device and from each other: [`swarm_wire`] is the group-file
+//! stream, [`swarm`] plans which chunk to ask which member for, [`gather`]
+//! and [`share`] are the receiving and serving ends.
+//!
+//! [`manifest`], [`names`], [`fetch`], [`swarm`] and [`disk`] are free of
+//! network IO; [`partial`] is the file on disk; [`serve`] and [`receive`]
+//! are the two ends of one file-fetch stream; [`engine`] ties them to
+//! offers, the history and the mesh. [`image`] makes and checks thumbnails.
 
 pub mod disk;
 pub mod engine;
 pub mod fetch;
+pub mod gather;
 pub mod image;
 pub mod manifest;
 pub mod names;
 pub mod partial;
 pub mod receive;
 pub mod serve;
+pub mod share;
 #[cfg(test)]
 mod stream_tests;
+pub mod swarm;
+#[cfg(test)]
+mod swarm_tests;
+pub mod swarm_wire;
 
 pub use engine::{TransferOptions, Transfers};

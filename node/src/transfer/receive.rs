@@ -78,14 +78,21 @@ enum Net {
     Failed(String),
 }
 
-enum Written {
+/// What the writer thread reports.
+pub(super) enum Written {
+    /// A chunk failed verification; nothing was written.
     Bad(u64),
+    /// These chunks are written and recorded by a checkpoint.
     Saved(Vec<u64>),
+    /// Writing failed; the writer stopped.
     Failed(PartialError),
 }
 
-enum Job {
+/// What the writer thread is given.
+pub(super) enum Job {
+    /// Verify and write a chunk.
     Chunk(u64, Vec<u8>),
+    /// Checkpoint and move the complete file into place.
     Finish,
 }
 
@@ -189,7 +196,7 @@ where
     }
 }
 
-fn local(e: PartialError) -> FetchError {
+pub(super) fn local(e: PartialError) -> FetchError {
     match e {
         PartialError::Io { path, source } if source.raw_os_error() == Some(28) => FetchError::Local(format!(
             "the disk holding {path} is full; free some space and accept the file again to resume"
@@ -214,7 +221,7 @@ async fn ask<W: AsyncWrite + Unpin>(wr: &mut W, fetch: &mut Fetch) -> Result<(),
 }
 
 /// Bytes in the chunks `have` holds.
-fn bytes_of(m: &Manifest, have: &super::manifest::Have) -> u64 {
+pub(super) fn bytes_of(m: &Manifest, have: &super::manifest::Have) -> u64 {
     let full = have.len() * u64::from(m.chunk_size);
     let last = m.count().checked_sub(1);
     match last {
@@ -249,7 +256,7 @@ async fn read_chunks<R: AsyncRead + Unpin>(mut rd: R, m: Manifest, tx: mpsc::Sen
 }
 
 /// The writer thread: verify, write, checkpoint; finish on request.
-fn write_loop(
+pub(super) fn write_loop(
     mut partial: Partial,
     jobs: std::sync::mpsc::Receiver<Job>,
     out: mpsc::UnboundedSender<Written>,
