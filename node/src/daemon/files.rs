@@ -1,15 +1,16 @@
 //! The daemon's answers about files, images and reactions: offering a file
-//! or an image, accepting or declining an offer, listing transfers, and
+//! or an image (to a user, or to a group as one group message that every
+//! member fetches), accepting or declining an offer, listing transfers, and
 //! reacting to a message. Each is answered from its own task, since
 //! hashing a file or reaching a peer takes a while.
 
-use super::{Node, Undelivered, deliver, recipient};
+use super::{Node, Undelivered, deliver, deliver_to, find_group, is_group_spec, new_message, recipient};
 use crate::control::{ControlReply, ControlRequest};
 use crate::transfer::image::{MAX_IMAGE_FILE, thumbnail};
 use serde_json::{Value, json};
 use skein_proto::bytes::MailId;
 use skein_proto::file::{FileOffer, ImageMessage, Reaction};
-use skein_proto::peer::MessageBody;
+use skein_proto::peer::{ChatMessage, Conversation, MessageBody, group_address};
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
@@ -74,6 +75,10 @@ impl Node {
         image: bool,
         reply: oneshot::Sender<ControlReply>,
     ) {
+        if is_group_spec(&to) {
+            self.spawn_group_offer(to, path, name, image, reply);
+            return;
+        }
         let to = match recipient(&to) {
             Ok(t) => t,
             Err(e) => {
@@ -105,6 +110,62 @@ impl Node {
                 Ok::<_, ControlReply>(json!({
                     "id": msg.id.to_hex(), "path": path, "name": offer.name, "size": offer.size,
                     "root": offer.root.to_hex(), "source": source.display().to_string(),
+                }))
+            }
+            .await;
+            let _ = reply.send(r.map_or_else(|e| e, ControlReply::ok));
+        });
+    }
+
+    /// Offers the file at `path` to the group `spec` names: one group
+    /// message, which every member's devices fetch from this device and
+    /// from each other.
+    fn spawn_group_offer(
+        &self,
+        spec: String,
+        path: String,
+        name: Option<String>,
+        image: bool,
+        reply: oneshot::Sender<ControlReply>,
+    ) {
+        let (groups, sender, transfers) = (self.groups.clone(), self.sender(), self.transfers.clone());
+        let (me, device) = (self.me.clone(), self.device.device_id);
+        tokio::spawn(async move {
+            let r = async {
+                let b = find_group(&groups, &spec).await?.body;
+                if b.closed {
+                    return Err(ControlReply::err("conflict", format!("group {} is closed", b.name)));
+                }
+                if !b.has_member(&me) {
+                    return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
+                }
+                let path = PathBuf::from(&path);
+                let (offer, manifest, source) =
+                    transfers.prepare(&path, name).await.map_err(|e| ControlReply::err("invalid_input", e))?;
+                let body =
+                    if image { image_body(&source, offer.clone()).await? } else { MessageBody::File(offer.clone()) };
+                let address = group_address(&b.group);
+                let mut msg: ChatMessage = new_message(&me, device, address.clone(), Conversation::Direct, body);
+                // Recorded before the offer leaves, so a member that accepts
+                // at once finds it.
+                transfers
+                    .record_outgoing(msg.id, &address, &offer, &manifest, &source, image)
+                    .await
+                    .map_err(|e| ControlReply::err("internal", e))?;
+                // Numbered and stamped as any group message, just before it is
+                // stored, so a failure above leaves no number unused.
+                let last = sender.history.max_group_seq(&address, device).await.unwrap_or(0);
+                let seq = groups.claim_seq(b.group, last);
+                msg.conversation = Conversation::Group { group: b.group, version: b.version, hlc: groups.tick(), seq };
+                let sent = deliver_to(&sender, &msg, &b.members).await;
+                if let Err(Undelivered::Local(why)) = &sent {
+                    transfers.offer_failed(msg.id, why).await;
+                }
+                let path = sent?;
+                Ok::<_, ControlReply>(json!({
+                    "id": msg.id.to_hex(), "path": path, "name": offer.name, "size": offer.size,
+                    "root": offer.root.to_hex(), "source": source.display().to_string(),
+                    "group": b.group.to_hex(),
                 }))
             }
             .await;

@@ -153,6 +153,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         gaps: gaps_tx,
     };
     node.groups.set_org_key(org_key);
+    node.transfers.set_groups(node.groups.clone());
     tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox()));
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
