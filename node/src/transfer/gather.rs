@@ -35,8 +35,14 @@ const MAX_LINKS: usize = 8;
 const STATUS_EVERY: Duration = Duration::from_millis(400);
 /// How often the origin is asked which members hold chunks.
 const ORIGIN_STATUS_EVERY: Duration = Duration::from_secs(1);
-/// How long before a source that failed is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long before a source whose stream broke is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long before a source that could not be opened is tried again,
+/// doubled at each failure (a peer may drop a stream that comes before it
+/// has confirmed this device).
+const REOPEN_AFTER: Duration = Duration::from_millis(250);
+/// Opening failures in a row after which a source counts as unreachable.
+const MAX_OPEN_FAILURES: u32 = 3;
 /// How long a source that refused or lied is left alone.
 const SHUNNED: Duration = Duration::from_secs(600);
 /// Longest time without a chunk arriving.
@@ -167,6 +173,7 @@ pub async fn gather<R: Reach>(
         known.insert(h.device, h);
     }
     let mut blocked: HashMap<DeviceId, Instant> = HashMap::new();
+    let mut failures: HashMap<DeviceId, u32> = HashMap::new();
     let mut origin_refusal: Option<ErrorBody> = None;
     let mut run: Option<Running> = None;
     if let Some(m) = job.manifest {
@@ -314,15 +321,25 @@ pub async fn gather<R: Reach>(
                         links.remove(&device);
                         tracing::debug!(transfer = %job.want.transfer, %device, %why, "a group-file source went away");
                         let shun = refused.as_ref().is_some_and(|b| b.code != ErrorCode::Unavailable);
-                        blocked.insert(device, now + if shun { SHUNNED } else { RETRY_AFTER });
+                        let tries = failures.entry(device).or_insert(0);
+                        *tries = if opened { 0 } else { *tries + 1 };
+                        let wait = match (shun, opened) {
+                            (true, _) => SHUNNED,
+                            (false, true) => RETRY_AFTER,
+                            (false, false) => (REOPEN_AFTER * 2u32.pow((*tries - 1).min(5))).min(RETRY_AFTER * 5),
+                        };
+                        blocked.insert(device, now + wait);
                         if device == origin && shun {
                             origin_refusal = refused;
                         }
                         if let Some(r) = &mut run {
-                            if opened {
-                                r.plan.remove(device);
-                            } else {
+                            // Chunks the origin sent this member are asked of the
+                            // origin again at once only when the member cannot
+                            // be reached; otherwise they wait for it to come back.
+                            if shun || *tries >= MAX_OPEN_FAILURES {
                                 r.plan.unreachable(device);
+                            } else {
+                                r.plan.remove(device);
                             }
                         }
                     }
