@@ -102,3 +102,23 @@ async fn a_reaction_counts_only_within_its_messages_conversation() {
     let (resp, _) = inbox.message("bob", &reaction(22, "bob", "alice", 20), "direct").await;
     assert!(refused(&resp), "{resp:?}");
 }
+
+#[tokio::test]
+async fn a_group_receipt_counts_only_from_a_member_the_message_was_sent_to() {
+    use skein_node::history::MemberState;
+    let (_dir, inbox) = alice().await;
+    let to_group = text(3, "alice", "#67676767676767676767676767676767");
+    inbox.history.insert_outgoing("alice", &to_group, OutState::Sent).await.expect("stored");
+    inbox.history.members_queued(to_group.id, &["bob".to_owned()]).await.expect("members");
+    // Carol was not sent it: her receipt is refused and leaves no trace.
+    let r = Receipt { ids: vec![to_group.id], kind: ReceiptKind::Read, by_user: "carol".into(), at_ms: 5_000 };
+    let (resp, _) = inbox.receipt("carol", &r).await;
+    assert!(refused(&resp), "{resp:?}");
+    assert_eq!(inbox.history.member_states(to_group.id).await.expect("states"), [("bob".to_owned(), "queued".to_owned())]);
+    // Bob's counts.
+    let r = Receipt { ids: vec![to_group.id], kind: ReceiptKind::Read, by_user: "bob".into(), at_ms: 6_000 };
+    assert!(matches!(inbox.receipt("bob", &r).await.0, PeerResponse::Ok));
+    assert_eq!(inbox.history.member_states(to_group.id).await.expect("states"), [("bob".to_owned(), "read".to_owned())]);
+    // States only move forward.
+    assert!(!inbox.history.move_member(to_group.id, "bob", MemberState::Delivered, 7_000).await.expect("move"));
+}

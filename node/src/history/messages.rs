@@ -338,7 +338,9 @@ impl History {
     }
 
     /// Moves a member's state for a group message sent from here forward
-    /// (queued, delivered, read; never back). Returns whether it changed.
+    /// (queued, delivered, read; never back). Only a member the message was
+    /// sent to has a state to move: anyone else's receipt changes nothing.
+    /// Returns whether it changed.
     pub async fn move_member(
         &self,
         id: MailId,
@@ -347,9 +349,9 @@ impl History {
         at_ms: u64,
     ) -> Result<bool, HistoryError> {
         let done = sqlx::query(
-            "INSERT INTO member_states (message_id, member, state, at_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (message_id, member) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms \
-             WHERE member_states.state = 'queued' OR (member_states.state = 'delivered' AND excluded.state = 'read')",
+            "UPDATE member_states SET state = $3, at_ms = $4 \
+             WHERE message_id = $1 AND member = $2 \
+               AND (state = 'queued' AND $3 != 'queued' OR state = 'delivered' AND $3 = 'read')",
         )
         .bind(id.0.to_vec())
         .bind(member)
