@@ -114,11 +114,17 @@ async fn a_group_receipt_counts_only_from_a_member_the_message_was_sent_to() {
     let r = Receipt { ids: vec![to_group.id], kind: ReceiptKind::Read, by_user: "carol".into(), at_ms: 5_000 };
     let (resp, _) = inbox.receipt("carol", &r).await;
     assert!(refused(&resp), "{resp:?}");
-    assert_eq!(inbox.history.member_states(to_group.id).await.expect("states"), [("bob".to_owned(), "queued".to_owned())]);
+    assert_eq!(
+        inbox.history.member_states(to_group.id).await.expect("states"),
+        [("bob".to_owned(), "queued".to_owned())]
+    );
     // Bob's counts.
     let r = Receipt { ids: vec![to_group.id], kind: ReceiptKind::Read, by_user: "bob".into(), at_ms: 6_000 };
     assert!(matches!(inbox.receipt("bob", &r).await.0, PeerResponse::Ok));
-    assert_eq!(inbox.history.member_states(to_group.id).await.expect("states"), [("bob".to_owned(), "read".to_owned())]);
+    assert_eq!(
+        inbox.history.member_states(to_group.id).await.expect("states"),
+        [("bob".to_owned(), "read".to_owned())]
+    );
     // States only move forward.
     assert!(!inbox.history.move_member(to_group.id, "bob", MemberState::Delivered, 7_000).await.expect("move"));
 }

@@ -257,7 +257,10 @@ fn peer_responses() {
                 PeerResponse::Refused(ErrorBody::new(ErrorCode::PermissionDenied, "say hello first")),
                 "03090f7361792068656c6c6f20666972737400",
             ),
-            (PeerResponse::Messages(vec![message(MessageBody::Text("hi bob".into()))]), "0401104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d05616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103626f620080d095ffbc310006686920626f62"),
+            (
+                PeerResponse::Messages(vec![message(MessageBody::Text("hi bob".into()))]),
+                "0401104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d05616c69636510d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103626f620080d095ffbc310006686920626f62",
+            ),
         ],
         peer_response_index,
     );

@@ -158,12 +158,7 @@ fn peer_request() -> impl Strategy<Value = PeerRequest> {
         receipt().prop_map(PeerRequest::Receipt),
         file_status().prop_map(PeerRequest::FileStatus),
         (any::<[u8; 16]>(), device_id(), any::<u64>(), any::<u64>()).prop_map(|(g, device, after_seq, before_seq)| {
-            PeerRequest::Backfill(Backfill {
-                group: skein_proto::bytes::GroupId(g),
-                device,
-                after_seq,
-                before_seq,
-            })
+            PeerRequest::Backfill(Backfill { group: skein_proto::bytes::GroupId(g), device, after_seq, before_seq })
         }),
     ]
 }

@@ -398,9 +398,7 @@ async fn a_member_that_missed_a_message_asks_its_sender_for_it() {
     bob_daemon.wait_line(T, "bob back", |l| l.contains(r#""type":"connected""#)).await;
     let (ok, _, err) = skein(&alice, &["send", "#team", "three"], None).await;
     assert!(ok, "{err}");
-    bob_daemon
-        .wait_line(T, "the lost one, from alice herself", |l| l.contains(r#""text":"two""#))
-        .await;
+    bob_daemon.wait_line(T, "the lost one, from alice herself", |l| l.contains(r#""text":"two""#)).await;
     let (ok, out, err) = skein(&bob, &["history", "#team", "--json"], None).await;
     assert!(ok, "{err}");
     let texts: Vec<String> = history_texts(&out).into_iter().map(|(_, t)| t).collect();

@@ -148,7 +148,13 @@ async fn forged_stolen_and_expired_certificates_are_refused() {
                     let history = skein_node::history::History::open(&dir.path().join("alice-history.db"))
                         .await
                         .expect("history");
-                    let inbox = skein_node::inbox::Inbox { history, me: "alice".into(), transfers: None, groups: None, gaps: None };
+                    let inbox = skein_node::inbox::Inbox {
+                        history,
+                        me: "alice".into(),
+                        transfers: None,
+                        groups: None,
+                        gaps: None,
+                    };
                     let (resp, ev) = inbox.handle_peer(&from, path.as_str(), *req).await;
                     assert!(ev.is_empty(), "a spoofed message must not be shown");
                     let _ = reply.send(resp);

@@ -270,7 +270,9 @@ async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
     }
     if let Some(pw) = &report.admin_password {
         println!("Created administrator account `admin` with one-time password: {pw}");
-        println!("  (shown only now; the first `skein login` as admin asks for a new one, or set one with `skein-tracker user passwd admin --data {dir}`)");
+        println!(
+            "  (shown only now; the first `skein login` as admin asks for a new one, or set one with `skein-tracker user passwd admin --data {dir}`)"
+        );
     }
     let running = Tracker::start(cfg.clone()).await?;
     let port = running.local_addr().port();
