@@ -13,7 +13,7 @@
 use crate::bytes::{DeviceId, GroupId, MailId, PublicKey, SessionToken};
 use crate::device::DeviceCert;
 use crate::error::ErrorBody;
-use crate::group::{GroupEvent, MembershipCert};
+use crate::group::{GroupEvent, LoggedChange, MembershipCert};
 use serde::{Deserialize, Serialize};
 
 /// Frames a client sends.
@@ -157,6 +157,15 @@ pub enum Request {
         /// The users, at most [`crate::group::MAX_GROUP_MEMBERS`].
         users: Vec<String>,
     },
+    /// The newest changes of a group the caller is in, after `after_version`
+    /// (at most [`crate::group::MAX_CHANGES`]). Answered by
+    /// [`Response::GroupChanges`].
+    GroupChanges {
+        /// The group.
+        group: GroupId,
+        /// Changes up to this version are known already.
+        after_version: u64,
+    },
 }
 
 /// A new group.
@@ -231,6 +240,8 @@ pub enum Response {
     Group(GroupEvent),
     /// Several users' devices.
     Peers(Vec<PeerInfo>),
+    /// A group's changes, oldest first.
+    GroupChanges(Vec<LoggedChange>),
 }
 
 /// Rules the organisation sets for its nodes.

@@ -106,6 +106,22 @@ pub enum GroupChange {
     Closed,
 }
 
+/// One change as the group's log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedChange {
+    /// The group's version after it.
+    pub version: u64,
+    /// Who made it (empty when the department tree moved someone).
+    pub actor: String,
+    /// What changed.
+    pub change: GroupChange,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Most changes one [`crate::control::Response::GroupChanges`] carries: the newest.
+pub const MAX_CHANGES: usize = 100;
+
 /// One change and the certificate it produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupEvent {

@@ -11,7 +11,7 @@ use skein_proto::bytes::{DeviceId, GroupId, MailId, PublicKey, SessionToken, Sig
 use skein_proto::control::*;
 use skein_proto::device::{DEVICE_CERT_DOMAIN, DeviceCert, DeviceCertBody};
 use skein_proto::frame::{decode_payload, encode_frame, encode_payload};
-use skein_proto::group::{GroupChange, GroupEvent, GroupKind, MembershipBody, MembershipCert};
+use skein_proto::group::{GroupChange, GroupEvent, GroupKind, LoggedChange, MembershipBody, MembershipCert};
 use skein_proto::limits::MAX_CONTROL_FRAME;
 use skein_proto::{ErrorBody, ErrorCode, FrameDecoder};
 use std::fmt::Debug;
@@ -183,6 +183,7 @@ fn request_index(v: &Request) -> usize {
         Request::GroupList => 19,
         Request::GroupUpdate { .. } => 20,
         Request::LookupPeers { .. } => 21,
+        Request::GroupChanges { .. } => 22,
     }
 }
 
@@ -204,6 +205,7 @@ fn response_index(v: &Response) -> usize {
         Response::Groups(_) => 13,
         Response::Group(_) => 14,
         Response::Peers(_) => 15,
+        Response::GroupChanges(_) => 16,
     }
 }
 
@@ -353,6 +355,10 @@ fn requests() {
                 "1410676767676767676767676767676767670001056361726f6c",
             ),
             (Request::LookupPeers { users: vec!["bob".into(), "carol".into()] }, "150203626f62056361726f6c"),
+            (
+                Request::GroupChanges { group: GroupId([0x67; 16]), after_version: 2 },
+                "16106767676767676767676767676767676702",
+            ),
         ],
         request_index,
     );
@@ -432,6 +438,15 @@ fn responses() {
                 "0e05616c6963650101056361726f6c010461636d65106767676767676767676767676767676703047465616d0205616c6963650205616c69636503626f620080d095ffbc314051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
             ),
             (Response::Peers(vec![PeerInfo { user: "bob".into(), online: vec![], known: vec![] }]), "0f0103626f620000"),
+            (
+                Response::GroupChanges(vec![LoggedChange {
+                    version: 3,
+                    actor: "alice".into(),
+                    change: GroupChange::Left,
+                    at_ms: 1_700_000_000_000,
+                }]),
+                "10010305616c6963650380d095ffbc31",
+            ),
         ],
         response_index,
     );

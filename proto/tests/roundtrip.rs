@@ -10,7 +10,7 @@ use skein_proto::bytes::{DeviceId, GroupId, MailId, PublicKey, SessionToken, Sig
 use skein_proto::control::*;
 use skein_proto::device::{DeviceCert, DeviceCertBody};
 use skein_proto::frame::{decode_payload, encode_frame, encode_payload};
-use skein_proto::group::{GroupChange, GroupEvent, GroupKind, MembershipBody, MembershipCert};
+use skein_proto::group::{GroupChange, GroupEvent, GroupKind, LoggedChange, MembershipBody, MembershipCert};
 use skein_proto::limits::{FRAME_HEADER_LEN, MAX_CONTROL_FRAME};
 use skein_proto::{ErrorBody, ErrorCode, FrameDecoder, FrameError};
 use std::fmt::Debug;
@@ -195,6 +195,8 @@ fn request() -> impl Strategy<Value = Request> {
         })),
         Just(Request::GroupList),
         vec(text(), 0..4).prop_map(|users| Request::LookupPeers { users }),
+        (any::<[u8; 16]>(), any::<u64>())
+            .prop_map(|(g, after_version)| Request::GroupChanges { group: GroupId(g), after_version }),
         (any::<[u8; 16]>(), group_update()).prop_map(|(g, update)| Request::GroupUpdate { group: GroupId(g), update }),
     ]
 }
@@ -236,6 +238,16 @@ fn response() -> impl Strategy<Value = Response> {
         vec(department, 0..3).prop_map(Response::Departments),
         peer_info().prop_map(Response::Peer),
         vec(peer_info(), 0..3).prop_map(Response::Peers),
+        vec(
+            (any::<u64>(), text(), any::<u64>()).prop_map(|(version, actor, at_ms)| LoggedChange {
+                version,
+                actor,
+                change: GroupChange::Left,
+                at_ms
+            }),
+            0..3
+        )
+        .prop_map(Response::GroupChanges),
         any::<u32>().prop_map(|stored| Response::MailboxStored { stored }),
         vec(mail_item, 0..3).prop_map(Response::Mail),
         any::<u32>().prop_map(|removed| Response::MailboxAcked { removed }),
@@ -387,7 +399,7 @@ fn concat_frames<T: Serialize>(msgs: &[T]) -> Vec<u8> {
 
 /// How many `Request` variants this build knows (the golden tests pin
 /// each); the first unknown variant index is this.
-const KNOWN_REQUESTS: u8 = 22;
+const KNOWN_REQUESTS: u8 = 23;
 
 proptest! {
     #[test]

@@ -225,6 +225,17 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
     for d in &mut online[..3] {
         d.wait_line(T, "both at once", |l| l.contains("at once from alice") || l.contains("at once from bob")).await;
     }
+    // Dave was away when the group was made: his device asks the tracker's
+    // log for the line it missed.
+    let dave_p = p("dave");
+    skein_tests::wait_for(T, "dave's line for the group's making", || {
+        let dave_p = dave_p.clone();
+        async move {
+            let (_, out, _) = skein(&dave_p, &["history", "#team", "--json"], None).await;
+            out.contains(r#""text":"alice made the group""#).then_some(())
+        }
+    })
+    .await;
     let first = [("alice".to_owned(), "hello team".to_owned()), ("bob".to_owned(), "hi alice".to_owned())];
     let mut shown = Vec::new();
     for u in ["alice", "bob", "carol", "dave", "erin"] {

@@ -89,6 +89,7 @@ async fn announce_group(
         _ => GroupChange::Removed(vec![user.clone()]),
     };
     let actor = if ev.kind == EVENT_GROUP_CREATED { "an administrator".to_owned() } else { String::new() };
+    crate::requests::groups::log_change(store, &g, &actor, &change).await;
     let event = GroupEvent { actor, change, cert: crate::requests::groups::certify(org, &g) };
     let users: HashSet<String> = g.members.iter().cloned().chain(std::iter::once(user)).collect();
     hub.to_users(users, Event::GroupChanged(event)).await;

@@ -561,9 +561,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let history = crate::history::History::open(&profile.history_path()).await?;
             let msgs = history.messages(&user, limit, None).await?;
             // A group's event lines from the first message shown on (all of
-            // them when there is no message yet).
+            // them when the whole conversation is shown).
+            let whole = msgs.len() < limit as usize;
             let events = if user.starts_with('#') {
-                history.events(&user, msgs.first().map_or(0, |m| m.hlc)).await?
+                let since = if whole { 0 } else { msgs.first().map_or(0, |m| m.hlc) };
+                history.events(&user, since).await?
             } else {
                 Vec::new()
             };

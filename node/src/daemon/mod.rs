@@ -352,7 +352,35 @@ impl Node {
         self.tracker = Some(client);
         self.spawn_catch_up();
         self.spawn_recheck_peers();
+        self.spawn_group_lines();
         events
+    }
+
+    /// Brings the groups' change lines up to date: those made while this
+    /// device was away are asked of the tracker's log (a line already
+    /// kept is kept once).
+    fn spawn_group_lines(&self) {
+        let Some(client) = self.tracker.clone() else { return };
+        let (groups, history) = (self.groups.clone(), self.history.clone());
+        tokio::spawn(async move {
+            groups.refresh().await;
+            for cert in groups.all() {
+                let group = cert.body.group;
+                let ask = Request::GroupChanges { group, after_version: 0 };
+                let Ok(Response::GroupChanges(changes)) = client.request(ask).await else { continue };
+                let conversation = group_address(&group);
+                for c in changes {
+                    let line = crate::history::ConversationEvent {
+                        hlc: c.at_ms << 16,
+                        actor: c.actor.clone(),
+                        text: crate::groups::describe(&c.actor, &c.change),
+                    };
+                    if let Err(e) = history.add_event(change_line_id(&group, c.version), &conversation, &line).await {
+                        tracing::warn!(error = %e, "cannot keep a group's change line");
+                    }
+                }
+            }
+        });
     }
 
     /// Asks the tracker again about every connected peer: revocations
@@ -447,9 +475,7 @@ impl Node {
                 // The line shows in the conversation, at the change's time
                 // (the same reading on every member's device).
                 let b = &ev.cert.body;
-                let mut id = [0u8; 16];
-                let key = [b.group.0.as_slice(), &b.version.to_be_bytes()].concat();
-                id.copy_from_slice(&blake3::hash(&key).as_bytes()[..16]);
+                let id = change_line_id(&b.group, b.version);
                 let line = crate::history::ConversationEvent {
                     hlc: b.issued_at_ms << 16,
                     actor: ev.actor.clone(),
@@ -783,6 +809,15 @@ async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox) {
             }
         }
     }
+}
+
+/// The id of the line for a group's change to `version`: the same on every
+/// device and however the line was learnt, so it is kept once.
+fn change_line_id(group: &skein_proto::bytes::GroupId, version: u64) -> [u8; 16] {
+    let key = [group.0.as_slice(), &version.to_be_bytes()].concat();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&blake3::hash(&key).as_bytes()[..16]);
+    id
 }
 
 /// Whether a recipient names a group: `#name`, or a group id.

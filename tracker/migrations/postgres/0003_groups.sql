@@ -25,6 +25,17 @@ CREATE TABLE group_members (
 );
 CREATE INDEX group_members_user ON group_members (user_id);
 
+-- What each version of a group changed ("alice added carol"), so a
+-- member's device that was away shows the lines it missed.
+CREATE TABLE group_changes (
+    group_id BYTEA   NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    version  BIGINT NOT NULL,
+    actor    TEXT    NOT NULL,
+    change   BYTEA   NOT NULL,
+    at_ms    BIGINT NOT NULL,
+    PRIMARY KEY (group_id, version)
+);
+
 -- A group changed outside a tracker (the admin CLI moved a user, made an
 -- org group): every tracker pushes its new certificate to the members.
 ALTER TABLE admin_events ADD COLUMN group_id BYTEA CHECK (group_id IS NULL OR octet_length(group_id) = 16);

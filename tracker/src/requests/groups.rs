@@ -10,8 +10,8 @@ use crate::store::{GroupKindRecord, GroupRecord, GroupStoreChange};
 use skein_proto::bytes::GroupId;
 use skein_proto::control::{Event, GroupCreate, GroupUpdate, Response};
 use skein_proto::group::{
-    GroupChange, GroupEvent, GroupKind, MAX_GROUP_MEMBERS, MAX_GROUP_NAME, MEMBERSHIP_CERT_VERSION, MembershipBody,
-    MembershipCert,
+    GroupChange, GroupEvent, GroupKind, LoggedChange, MAX_CHANGES, MAX_GROUP_MEMBERS, MAX_GROUP_NAME,
+    MEMBERSHIP_CERT_VERSION, MembershipBody, MembershipCert,
 };
 use skein_proto::limits::valid_user_name;
 use skein_proto::{ErrorBody, ErrorCode};
@@ -68,9 +68,47 @@ pub fn certify(org: &crate::org::Org, g: &GroupRecord) -> MembershipCert {
     })
 }
 
+/// Keeps what a group's new version changed, for members who were away.
+pub async fn log_change(store: &crate::store::Store, g: &GroupRecord, actor: &str, change: &GroupChange) {
+    let logged = match skein_proto::frame::encode_payload(change) {
+        Ok(bytes) => {
+            store.log_group_change(g.id, g.version, actor, &bytes, now_ms() as i64).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = logged {
+        tracing::warn!(error = %e, "could not log a group change");
+    }
+}
+
+/// The newest logged changes of a group the caller is in.
+pub async fn changes(state: &State, ctx: &mut ConnCtx, group: GroupId, after: u64) -> Result<Response, ErrorBody> {
+    let me = ctx.authed()?.clone();
+    let g = state.store.group(group.0).await.map_err(store_error)?;
+    if !g.is_some_and(|g| g.has_member(&me.live.user)) {
+        return Err(ErrorBody::new(ErrorCode::NotFound, format!("you are in no group {group}")));
+    }
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = state.store.group_changes(group.0, after, MAX_CHANGES as i64).await.map_err(store_error)?;
+    let logged = rows
+        .into_iter()
+        .filter_map(|(version, actor, change, at_ms)| {
+            let change = skein_proto::frame::decode_payload::<GroupChange>(&change).ok()?;
+            Some(LoggedChange {
+                version: u64::try_from(version).ok()?,
+                actor,
+                change,
+                at_ms: u64::try_from(at_ms).ok()?,
+            })
+        })
+        .collect();
+    Ok(Response::GroupChanges(logged))
+}
+
 /// Signs the group's new version and tells its members, and anyone the
 /// change removed.
 async fn announce(state: &State, actor: &str, change: GroupChange, g: &GroupRecord, also: &[String]) -> GroupEvent {
+    log_change(&state.store, g, actor, &change).await;
     let event = GroupEvent { actor: actor.to_owned(), change, cert: certify(&state.org, g) };
     let users: HashSet<String> = g.members.iter().chain(also).cloned().collect();
     state.hub.to_users(users, Event::GroupChanged(event.clone())).await;

@@ -107,6 +107,7 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::GroupList => groups::list(state, ctx).await,
         Request::GroupUpdate { group, update } => groups::update(state, ctx, group, update).await,
         Request::LookupPeers { users } => directory::lookup_many(state, ctx, users).await,
+        Request::GroupChanges { group, after_version } => groups::changes(state, ctx, group, after_version).await,
         Request::RelayInfo => {
             ctx.authed()?;
             Ok(relay_info(state))

@@ -112,6 +112,55 @@ impl Store {
         group_in(&mut conn, &id).await
     }
 
+    /// Keeps what version `version` of a group changed (`change` is the
+    /// encoded change); a version logged twice is kept once.
+    pub async fn log_group_change(
+        &self,
+        group: [u8; 16],
+        version: i64,
+        actor: &str,
+        change: &[u8],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_changes (group_id, version, actor, change, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (group_id, version) DO NOTHING",
+        )
+        .bind(&group[..])
+        .bind(version)
+        .bind(actor)
+        .bind(change)
+        .bind(at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` logged changes of a group after `after_version`,
+    /// oldest first: (version, actor, encoded change, at_ms).
+    pub async fn group_changes(
+        &self,
+        group: [u8; 16],
+        after_version: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Vec<u8>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, actor, change, at_ms FROM group_changes WHERE group_id = $1 AND version > $2 \
+             ORDER BY version DESC LIMIT $3",
+        )
+        .bind(&group[..])
+        .bind(after_version)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("actor")?, r.try_get("change")?, r.try_get("at_ms")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// Every group, ordered by name.
     pub async fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
         let mut conn = self.pool().acquire().await?;
