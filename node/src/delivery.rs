@@ -390,11 +390,20 @@ impl Sender {
         self.record(msg, out).await
     }
 
-    /// Delivers `msg` to every device of each of `users` but this user,
-    /// [`GROUP_FAN_OUT`] users at a time, so one slow member holds up no
-    /// one. The best outcome wins; when none is reached, the first error.
+    /// Delivers `msg` to every device of its recipient; a group message to
+    /// every device of each of `users` but this user, [`GROUP_FAN_OUT`]
+    /// users at a time, so one slow member holds up no one (the best
+    /// outcome wins; when none is reached, the first error).
     async fn to_users(&self, msg: &ChatMessage, users: &[String]) -> Result<Outcome, SendError> {
         use futures::StreamExt;
+        if !matches!(msg.conversation, skein_proto::peer::Conversation::Group { .. }) {
+            // One user (perhaps this one: a note to self reaches the other
+            // devices), sent as it always was.
+            let user = users.first().map_or(msg.to_user.as_str(), String::as_str);
+            return self
+                .fan_out(user, msg.id, PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg.clone()))
+                .await;
+        }
         let others: Vec<String> = users.iter().filter(|u| **u != self.me).cloned().collect();
         if others.is_empty() {
             // No one else to tell: the sender's own devices get their copy.
@@ -402,17 +411,11 @@ impl Sender {
         }
         // A group message keeps where it stands with each member, and its
         // members' devices are looked up in one request.
-        let group = matches!(msg.conversation, skein_proto::peer::Conversation::Group { .. });
-        let mut found = if group {
-            let (recorded, found) =
-                tokio::join!(self.history.members_queued(msg.id, &others), self.lookup_many(&others));
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "cannot record a group message's members");
-            }
-            found
-        } else {
-            Default::default()
-        };
+        let (recorded, mut found) =
+            tokio::join!(self.history.members_queued(msg.id, &others), self.lookup_many(&others));
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot record a group message's members");
+        }
         // Owned futures: each send holds its own copies, none borrows.
         let sends: Vec<_> = others
             .into_iter()
@@ -429,20 +432,18 @@ impl Sender {
         let answered: Vec<(String, Result<Outcome, SendError>)> =
             futures::stream::iter(sends).buffer_unordered(GROUP_FAN_OUT).collect().await;
         // The members reached are recorded in one statement, off the send's way.
-        if group {
-            let reached: Vec<String> = answered
-                .iter()
-                .filter(|(_, r)| matches!(r, Ok(Outcome::Direct | Outcome::Relayed)))
-                .map(|(u, _)| u.clone())
-                .collect();
-            let (history, id) = (self.history.clone(), msg.id);
-            tokio::spawn(async move {
-                let at = Some(crate::now_ms());
-                if let Err(e) = history.move_members(id, &reached, MemberState::Delivered, at).await {
-                    tracing::warn!(error = %e, "cannot record the members a group message reached");
-                }
-            });
-        }
+        let reached: Vec<String> = answered
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok(Outcome::Direct | Outcome::Relayed)))
+            .map(|(u, _)| u.clone())
+            .collect();
+        let (history, id) = (self.history.clone(), msg.id);
+        tokio::spawn(async move {
+            let at = Some(crate::now_ms());
+            if let Err(e) = history.move_members(id, &reached, MemberState::Delivered, at).await {
+                tracing::warn!(error = %e, "cannot record the members a group message reached");
+            }
+        });
         let results: Vec<Result<Outcome, SendError>> = answered.into_iter().map(|(_, r)| r).collect();
         let rank = |o: &Outcome| match o {
             Outcome::Direct => 3,

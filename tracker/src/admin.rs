@@ -25,8 +25,7 @@ pub const EVENT_DEVICE_REVOKED: &str = "device_revoked";
 pub const EVENT_SIGNED_OUT: &str = "signed_out";
 /// Event kind: an org group was made outside a tracker.
 pub const EVENT_GROUP_CREATED: &str = "group_created";
-/// Event kind: a group changed outside a tracker (a department move).
-pub const EVENT_GROUP_CHANGED: &str = "group_changed";
+pub use crate::store::EVENT_GROUP_CHANGED;
 
 /// What an operation that may end access did.
 #[derive(Debug)]

@@ -253,18 +253,12 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
             }
             Command::Broadcast { event, min_protocol } => {
                 for l in live.values().filter(|l| l.session.protocol >= min_protocol) {
-                    if l.out.try_send(Box::new(ServerFrame::Event(event.clone()))).is_err() && !l.end.is_cancelled() {
-                        tracing::warn!(user = %l.session.user, "closing a connection too slow to take a revocation");
-                        l.end.cancel();
-                    }
+                    push(l, &event);
                 }
             }
             Command::ToUsers { users, event } => {
                 for l in live.values().filter(|l| users.contains(&l.session.user)) {
-                    if l.out.try_send(Box::new(ServerFrame::Event(event.clone()))).is_err() && !l.end.is_cancelled() {
-                        tracing::warn!(user = %l.session.user, "closing a connection too slow to take a group change");
-                        l.end.cancel();
-                    }
+                    push(l, &event);
                 }
             }
             Command::MailWaiting { user_id, device, count } => {
@@ -275,6 +269,15 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 }
             }
         }
+    }
+}
+
+/// Queues `event` for one connection, closing it when it is too slow to
+/// take it.
+fn push(l: &Live, event: &Event) {
+    if l.out.try_send(Box::new(ServerFrame::Event(event.clone()))).is_err() && !l.end.is_cancelled() {
+        tracing::warn!(user = %l.session.user, "closing a connection too slow to take its events");
+        l.end.cancel();
     }
 }
 

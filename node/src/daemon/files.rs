@@ -4,7 +4,9 @@
 //! reacting to a message. Each is answered from its own task, since
 //! hashing a file or reaching a peer takes a while.
 
-use super::{Node, Undelivered, deliver, deliver_to, find_group, is_group_spec, new_message, recipient};
+use super::{
+    Node, Undelivered, deliver, deliver_to, group_stamp, is_group_spec, new_message, recipient, sendable_group,
+};
 use crate::control::{ControlReply, ControlRequest};
 use crate::transfer::image::{MAX_IMAGE_FILE, thumbnail};
 use serde_json::{Value, json};
@@ -132,13 +134,7 @@ impl Node {
         let (me, device) = (self.me.clone(), self.device.device_id);
         tokio::spawn(async move {
             let r = async {
-                let b = find_group(&groups, &spec).await?.body;
-                if b.closed {
-                    return Err(ControlReply::err("conflict", format!("group {} is closed", b.name)));
-                }
-                if !b.has_member(&me) {
-                    return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
-                }
+                let b = sendable_group(&groups, &spec, &me).await?;
                 let path = PathBuf::from(&path);
                 let (offer, manifest, source) =
                     transfers.prepare(&path, name).await.map_err(|e| ControlReply::err("invalid_input", e))?;
@@ -154,9 +150,7 @@ impl Node {
                     .map_err(|e| ControlReply::err("internal", e))?;
                 // Numbered and stamped as any group message, just before it is
                 // stored, so a failure above leaves no number unused.
-                let last = sender.history.max_group_seq(&address, device).await.unwrap_or(0);
-                let seq = groups.claim_seq(b.group, last);
-                msg.conversation = Conversation::Group { group: b.group, version: b.version, hlc: groups.tick(), seq };
+                msg.conversation = group_stamp(&groups, &sender, &b).await;
                 let sent = deliver_to(&sender, &msg, &b.members).await;
                 if let Err(Undelivered::Local(why)) = &sent {
                     transfers.offer_failed(msg.id, why).await;

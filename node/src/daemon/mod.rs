@@ -697,19 +697,8 @@ impl Node {
                 (self.groups.clone(), self.sender(), self.me.clone(), self.device.device_id);
             tokio::spawn(async move {
                 let r = async {
-                    let cert = find_group(&groups, &to).await?;
-                    let b = cert.body;
-                    if b.closed {
-                        return Err(ControlReply::err("conflict", format!("group {} is closed", b.name)));
-                    }
-                    if !b.has_member(&me) {
-                        return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
-                    }
-                    let address = group_address(&b.group);
-                    let last = sender.history.max_group_seq(&address, device).await.unwrap_or(0);
-                    let seq = groups.claim_seq(b.group, last);
-                    let conversation =
-                        Conversation::Group { group: b.group, version: b.version, hlc: groups.tick(), seq };
+                    let b = sendable_group(&groups, &to, &me).await?;
+                    let conversation = group_stamp(&groups, &sender, &b).await;
                     let msg = new_message(&me, device, group_address(&b.group), conversation, MessageBody::Text(text));
                     let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
                     Ok(json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()}))
@@ -818,6 +807,32 @@ fn change_line_id(group: &skein_proto::bytes::GroupId, version: u64) -> [u8; 16]
     let mut id = [0u8; 16];
     id.copy_from_slice(&blake3::hash(&key).as_bytes()[..16]);
     id
+}
+
+/// The group `spec` names, if `me` may send to it now: a member of an
+/// open group.
+async fn sendable_group(
+    groups: &GroupBook,
+    spec: &str,
+    me: &str,
+) -> Result<skein_proto::group::MembershipBody, ControlReply> {
+    let b = find_group(groups, spec).await?.body;
+    if b.closed {
+        return Err(ControlReply::err("conflict", format!("group {} is closed", b.name)));
+    }
+    if !b.has_member(me) {
+        return Err(ControlReply::err("not_found", format!("you are not in group {}", b.name)));
+    }
+    Ok(b)
+}
+
+/// Where a new group message of this device belongs: the group at its
+/// known version, a clock reading, and the device's next number for it
+/// (claimed now, so call this just before the message is stored).
+async fn group_stamp(groups: &GroupBook, sender: &Sender, b: &skein_proto::group::MembershipBody) -> Conversation {
+    let last = sender.history.max_group_seq(&group_address(&b.group), sender.device).await.unwrap_or(0);
+    let seq = groups.claim_seq(b.group, last);
+    Conversation::Group { group: b.group, version: b.version, hlc: groups.tick(), seq }
 }
 
 /// Whether a recipient names a group: `#name`, or a group id.

@@ -4,8 +4,8 @@
 //! unrevoked certificate whose user is enabled. Logins and resumes allow
 //! their device at once (see `requests/session.rs`); this module loads the
 //! list at start, refreshes it every minute (catching expired certificates
-//! and changes made through other trackers), and revokes the devices of
-//! users and devices an administrator disabled or revoked.
+//! and changes made through other trackers). Devices whose access ends are
+//! taken off at once by the admin watch (`admin_watch.rs`).
 
 use super::{Relay, RelayStopped};
 use crate::clock::now_ms;
@@ -60,33 +60,5 @@ pub async fn allow_bytes(relay: &Relay, peer_id: &[u8]) {
     match parse(peer_id) {
         Some(p) => relay.allow(p).await,
         None => tracing::debug!("device PeerId does not parse; not allowed on the relay"),
-    }
-}
-
-/// Revokes relay access for every device of a user (disabled user).
-/// Returns how many devices were revoked.
-pub async fn revoke_user(store: &Store, relay: &Relay, user_id: i64) -> Result<usize, StoreError> {
-    let peers: Vec<PeerId> = store.devices_of(user_id, true).await?.iter().filter_map(|d| parse(&d.peer_id)).collect();
-    for p in &peers {
-        relay.revoke(*p).await;
-    }
-    Ok(peers.len())
-}
-
-/// Revokes relay access for one device (revoked device). Returns whether
-/// the device is known.
-pub async fn revoke_device(
-    store: &Store,
-    relay: &Relay,
-    user_id: i64,
-    device_id: [u8; 16],
-) -> Result<bool, StoreError> {
-    let Some(d) = store.device(user_id, device_id).await? else { return Ok(false) };
-    match parse(&d.peer_id) {
-        Some(p) => {
-            relay.revoke(p).await;
-            Ok(true)
-        }
-        None => Ok(false),
     }
 }

@@ -10,7 +10,7 @@
 //! change is refused when it is stored), and records the admin event every
 //! tracker acts on (see `admin_watch.rs`).
 
-use super::events::insert_event;
+use super::events::{Concerning, insert_event};
 use super::{AdminEvent, Store, StoreError, fixed};
 use std::collections::HashSet;
 
@@ -123,7 +123,8 @@ impl Store {
         }
         // The event names a device only when it concerns that one alone.
         let named = if let DeviceScope::One(d) = end.scope { Some(d) } else { None };
-        let seq = insert_event(&mut tx, self.backend(), end.kind, end.user_id, named, end.at_ms).await?;
+        let about = Concerning { device: named, group: None };
+        let seq = insert_event(&mut tx, self.backend(), end.kind, end.user_id, about, end.at_ms).await?;
         tx.commit().await?;
         Ok(AdminEvent {
             seq,

@@ -39,7 +39,8 @@ impl Store {
         at_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let seq = insert_event(&mut tx, self.backend(), kind, user_id, device_id, at_ms).await?;
+        let about = Concerning { device: device_id, group: None };
+        let seq = insert_event(&mut tx, self.backend(), kind, user_id, about, at_ms).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -54,12 +55,8 @@ impl Store {
         at_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let seq = insert_event(&mut tx, self.backend(), kind, user_id, None, at_ms).await?;
-        sqlx::query("UPDATE admin_events SET group_id = $1 WHERE seq = $2")
-            .bind(&group[..])
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
+        let about = Concerning { device: None, group: Some(group) };
+        let seq = insert_event(&mut tx, self.backend(), kind, user_id, about, at_ms).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -98,6 +95,18 @@ fn event_from_row(row: &AnyRow) -> Result<AdminEvent, StoreError> {
     })
 }
 
+/// Event kind: a group changed outside a tracker (a department move).
+pub const EVENT_GROUP_CHANGED: &str = "group_changed";
+
+/// What an admin event concerns besides its user.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Concerning {
+    /// One device.
+    pub device: Option<[u8; 16]>,
+    /// One group.
+    pub group: Option<[u8; 16]>,
+}
+
 /// Appends an event inside a write transaction; on PostgreSQL the table
 /// lock it takes is held until that transaction ends.
 pub(super) async fn insert_event(
@@ -105,18 +114,20 @@ pub(super) async fn insert_event(
     backend: Backend,
     kind: &str,
     user_id: i64,
-    device_id: Option<[u8; 16]>,
+    about: Concerning,
     at_ms: i64,
 ) -> Result<i64, StoreError> {
     if backend == Backend::Postgres {
         sqlx::query("LOCK TABLE admin_events IN EXCLUSIVE MODE").execute(&mut *conn).await?;
     }
     let seq = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO admin_events (kind, user_id, device_id, at_ms) VALUES ($1, $2, $3, $4) RETURNING seq",
+        "INSERT INTO admin_events (kind, user_id, device_id, group_id, at_ms) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING seq",
     )
     .bind(kind)
     .bind(user_id)
-    .bind(device_id.map(|d| d.to_vec()))
+    .bind(about.device.map(|d| d.to_vec()))
+    .bind(about.group.map(|g| g.to_vec()))
     .bind(at_ms)
     .fetch_one(&mut *conn)
     .await?;

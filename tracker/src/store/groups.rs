@@ -296,13 +296,9 @@ impl Store {
         changed.dedup();
         // Every tracker pushes the groups' new certificates to their members.
         for id in &changed {
-            let kind = crate::admin::EVENT_GROUP_CHANGED;
-            let seq = super::events::insert_event(&mut tx, self.backend(), kind, user_id, None, now).await?;
-            sqlx::query("UPDATE admin_events SET group_id = $1 WHERE seq = $2")
-                .bind(&id[..])
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
+            let about = super::events::Concerning { device: None, group: Some(*id) };
+            let kind = super::events::EVENT_GROUP_CHANGED;
+            super::events::insert_event(&mut tx, self.backend(), kind, user_id, about, now).await?;
         }
         tx.commit().await?;
         Ok(changed)

@@ -34,7 +34,7 @@ pub use access::{AccessEnd, DeviceScope};
 pub use departments::DeptRecord;
 pub use devices::DeviceRecord;
 pub use error::{StoreError, redact_url};
-pub use events::AdminEvent;
+pub use events::{AdminEvent, EVENT_GROUP_CHANGED};
 pub use groups::{GroupKindRecord, GroupRecord, GroupStoreChange, department_group_id};
 pub use mailbox::{MailRecord, MailboxLimits, SenderShare};
 pub use migrate::CODE_VERSION;
