@@ -166,6 +166,46 @@ pub enum Request {
         /// Changes up to this version are known already.
         after_version: u64,
     },
+    /// Store sealed items in several users' mailboxes at once (a group
+    /// message's offline members), at most
+    /// [`crate::limits::MAX_MAIL_MANY_ITEMS`] items in all. Each user's
+    /// items are stored or refused on their own: one full mailbox spoils
+    /// no one else's. Answered by [`Response::MailboxStoredEach`], one
+    /// entry per put, in order.
+    MailboxPutMany(Vec<MailboxPut>),
+}
+
+impl Request {
+    /// The request's kind, as its variant is named (`"MailboxPut"`): for
+    /// counting and logging, never its contents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Login(_) => "Login",
+            Self::Resume(_) => "Resume",
+            Self::Logout => "Logout",
+            Self::SetPresence(_) => "SetPresence",
+            Self::SubscribePresence(_) => "SubscribePresence",
+            Self::UnsubscribePresence => "UnsubscribePresence",
+            Self::Directory(_) => "Directory",
+            Self::Departments => "Departments",
+            Self::LookupPeer { .. } => "LookupPeer",
+            Self::ReportAddresses(_) => "ReportAddresses",
+            Self::MailboxPut(_) => "MailboxPut",
+            Self::MailboxFetch { .. } => "MailboxFetch",
+            Self::MailboxAck { .. } => "MailboxAck",
+            Self::Admin(_) => "Admin",
+            Self::Ping { .. } => "Ping",
+            Self::ChangePassword { .. } => "ChangePassword",
+            Self::RelayInfo => "RelayInfo",
+            Self::Policy => "Policy",
+            Self::GroupCreate(_) => "GroupCreate",
+            Self::GroupList => "GroupList",
+            Self::GroupUpdate { .. } => "GroupUpdate",
+            Self::LookupPeers { .. } => "LookupPeers",
+            Self::GroupChanges { .. } => "GroupChanges",
+            Self::MailboxPutMany(_) => "MailboxPutMany",
+        }
+    }
 }
 
 /// A new group.
@@ -242,6 +282,9 @@ pub enum Response {
     Peers(Vec<PeerInfo>),
     /// A group's changes, oldest first.
     GroupChanges(Vec<LoggedChange>),
+    /// Answer to [`Request::MailboxPutMany`]: for each put, in order, how
+    /// many items were new, or why that user's items were refused.
+    MailboxStoredEach(Vec<Result<u32, ErrorBody>>),
 }
 
 /// Rules the organisation sets for its nodes.

@@ -32,6 +32,10 @@ pub const MAX_DIRECTORY_PAGE: u32 = 500;
 pub const MAX_SEALED_ITEM: usize = 256 * 1024;
 /// Most items in one mailbox put, fetch or ack.
 pub const MAX_MAIL_BATCH: usize = 64;
+/// Most sealed items in one [`crate::control::Request::MailboxPutMany`],
+/// across all its users (a 500-member group with two devices each fits in
+/// two). The frame limit bounds its bytes as well.
+pub const MAX_MAIL_MANY_ITEMS: usize = 512;
 
 /// Checks a user name: 1–64 bytes of lowercase ASCII letters, digits, `.`, `-`, `_`,
 /// starting with a letter or digit.

@@ -184,6 +184,7 @@ fn request_index(v: &Request) -> usize {
         Request::GroupUpdate { .. } => 20,
         Request::LookupPeers { .. } => 21,
         Request::GroupChanges { .. } => 22,
+        Request::MailboxPutMany(_) => 23,
     }
 }
 
@@ -206,6 +207,7 @@ fn response_index(v: &Response) -> usize {
         Response::Group(_) => 14,
         Response::Peers(_) => 15,
         Response::GroupChanges(_) => 16,
+        Response::MailboxStoredEach(_) => 17,
     }
 }
 
@@ -359,6 +361,13 @@ fn requests() {
                 Request::GroupChanges { group: GroupId([0x67; 16]), after_version: 2 },
                 "16106767676767676767676767676767676702",
             ),
+            (
+                Request::MailboxPutMany(vec![MailboxPut {
+                    to_user: "bob".into(),
+                    items: vec![SealedItem { id: MailId([0x4d; 16]), to_device: device_id(), sealed: vec![1, 2, 3] }],
+                }]),
+                "170103626f6201104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d10d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103010203",
+            ),
         ],
         request_index,
     );
@@ -446,6 +455,10 @@ fn responses() {
                     at_ms: 1_700_000_000_000,
                 }]),
                 "10010305616c6963650380d095ffbc31",
+            ),
+            (
+                Response::MailboxStoredEach(vec![Ok(2), Err(ErrorBody::new(ErrorCode::NotFound, "no user named x"))]),
+                "1102000201080f6e6f2075736572206e616d6564207800",
             ),
         ],
         response_index,

@@ -162,7 +162,7 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
 
 fn request() -> impl Strategy<Value = Request> {
     let sealed_item =
-        (mail_id(), device_id(), blob()).prop_map(|(id, to_device, sealed)| SealedItem { id, to_device, sealed });
+        || (mail_id(), device_id(), blob()).prop_map(|(id, to_device, sealed)| SealedItem { id, to_device, sealed });
     prop_oneof![
         (text(), text(), device_hello()).prop_map(|(user, password, device)| Request::Login(Login {
             user,
@@ -181,8 +181,10 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Departments),
         text().prop_map(|user| Request::LookupPeer { user }),
         addresses().prop_map(Request::ReportAddresses),
-        (text(), vec(sealed_item, 0..3))
+        (text(), vec(sealed_item(), 0..3))
             .prop_map(|(to_user, items)| Request::MailboxPut(MailboxPut { to_user, items })),
+        vec((text(), vec(sealed_item(), 0..3)).prop_map(|(to_user, items)| MailboxPut { to_user, items }), 0..3)
+            .prop_map(Request::MailboxPutMany),
         any::<u32>().prop_map(|limit| Request::MailboxFetch { limit }),
         vec(mail_id(), 0..4).prop_map(|ids| Request::MailboxAck { ids }),
         admin_request().prop_map(Request::Admin),
@@ -249,6 +251,7 @@ fn response() -> impl Strategy<Value = Response> {
         )
         .prop_map(Response::GroupChanges),
         any::<u32>().prop_map(|stored| Response::MailboxStored { stored }),
+        vec(prop_oneof![any::<u32>().prop_map(Ok), error_body().prop_map(Err)], 0..3).prop_map(Response::MailboxStoredEach),
         vec(mail_item, 0..3).prop_map(Response::Mail),
         any::<u32>().prop_map(|removed| Response::MailboxAcked { removed }),
         prop_oneof![Just(AdminResponse::Done), any::<u32>().prop_map(|count| AdminResponse::SessionsEnded { count }),]

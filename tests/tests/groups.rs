@@ -198,9 +198,16 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
         d.wait_line(T, &format!("{u} connected"), |l| l.contains(r#""type":"connected""#)).await;
         online.push(d);
     }
+    let requests = &t.running().state().requests;
+    let (puts, many) = (requests.of("MailboxPut"), requests.of("MailboxPutMany"));
     let (ok, out, err) = skein(&p("alice"), &["send", "#team", "hello team"], None).await;
     assert!(ok, "{err}");
     assert!(["direct", "relayed"].contains(&out.trim()), "{out}");
+    assert_eq!(
+        (requests.of("MailboxPut") - puts, requests.of("MailboxPutMany") - many),
+        (0, 1),
+        "dave's and erin's copies went to the mailbox in one request"
+    );
     for d in &mut online[1..] {
         d.wait_line(T, "the group message", |l| l.contains("hello team") && l.contains(&address)).await;
     }
@@ -374,6 +381,48 @@ async fn a_groups_members_are_looked_up_in_one_request() {
     let too_many = (0..501).map(|i| format!("user{i}")).collect();
     let e = alice.client.request(Request::LookupPeers { users: too_many }).await.expect_err("too many");
     assert_eq!(e.body().map(|b| b.code), Some(skein_proto::ErrorCode::TooLarge));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_users_mail_goes_in_one_request_and_one_bad_user_spoils_no_one_elses() {
+    use skein_proto::ErrorCode;
+    use skein_proto::bytes::MailId;
+    use skein_proto::control::{MailboxPut, Request, Response, SealedItem};
+    let t = tracker_with_users(&["alice", "bob", "carol"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = skein_tests::login(&t, &dir.path().join("alice"), "alice", PW).await;
+    let bob_device = {
+        let bob = skein_tests::login(&t, &dir.path().join("bob"), "bob", PW).await;
+        bob.client.close();
+        bob.saved.cert().expect("cert").body.device_id
+    };
+    let item = |n: u8| SealedItem { id: MailId([n; 16]), to_device: bob_device, sealed: vec![n; 8] };
+    let put = |user: &str, items| MailboxPut { to_user: user.into(), items };
+    let ask = Request::MailboxPutMany(vec![
+        put("bob", vec![item(1)]),
+        put("nobody", vec![item(2)]),
+        put("carol", vec![item(3)]),
+        put("bob", vec![item(4)]),
+    ]);
+    let Response::MailboxStoredEach(answers) = alice.client.request(ask).await.expect("put") else {
+        panic!("expected one answer per put")
+    };
+    let codes: Vec<Result<u32, ErrorCode>> = answers.into_iter().map(|a| a.map_err(|b| b.code)).collect();
+    assert_eq!(
+        codes,
+        [Ok(1), Err(ErrorCode::NotFound), Err(ErrorCode::InvalidInput), Ok(1)],
+        "an unknown user, and a device carol does not have, refuse only those items"
+    );
+    let store = t.store().await;
+    let bob = store.user_by_name("bob").await.expect("read").expect("bob");
+    assert_eq!(store.mailbox_count(bob.id, bob_device.0).await.expect("count"), 2);
+    store.close().await;
+    for bad in
+        [vec![], vec![put("bob", vec![])], vec![put("bob", (0..=255).chain(0..=255).chain([0]).map(item).collect())]]
+    {
+        let e = alice.client.request(Request::MailboxPutMany(bad)).await.expect_err("refused");
+        assert_eq!(e.body().map(|b| b.code), Some(ErrorCode::InvalidInput), "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

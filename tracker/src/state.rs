@@ -37,6 +37,8 @@ pub struct State {
     pub strangers: Arc<Strangers>,
     /// Stores logins and resumes, several to a commit.
     pub enrolment: Enrolment,
+    /// Requests answered, by kind.
+    pub requests: crate::requests::counts::RequestCounts,
     next_conn: AtomicU64,
 }
 
@@ -58,6 +60,7 @@ impl State {
             passwords,
             strangers,
             enrolment,
+            requests: Default::default(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -78,6 +78,7 @@ store_cases! {
         case_mailbox,
         case_mailbox_quota_concurrent,
         case_mailbox_sender_share,
+        case_mailbox_put_each,
         case_access_end,
         case_login_racing_a_disable,
         case_groups,
@@ -984,6 +985,44 @@ async fn case_mailbox_sender_share(store: Store) {
     assert_eq!(store.mailbox_put(&[item(&carol, 4, 10)], limits).await.unwrap(), 1, "others still get through");
     let big = store.mailbox_put(&[MailRecord { to_device: [2; 16], ..item(&carol, 5, 300) }], limits).await;
     assert!(matches!(big, Err(StoreError::MailboxFull { .. })), "bytes count per sender too: {big:?}");
+}
+
+async fn case_mailbox_put_each(store: Store) {
+    let alice = add(&store, "alice").await;
+    let bob = add(&store, "bob").await;
+    let carol = add(&store, "carol").await;
+    let dave = add(&store, "dave").await;
+    let limits = MailboxLimits {
+        max_items_per_device: 100,
+        max_bytes_per_user: 1_000_000,
+        sender_share: SenderShare { items_per_device: 2, bytes_per_user: 10_000 },
+    };
+    let item = |to: &UserRecord, n: u8| MailRecord {
+        id: [n; 16],
+        to_user_id: to.id,
+        to_device: [1; 16],
+        from_user_id: alice.id,
+        from_user: alice.name.clone(),
+        sealed: vec![n; 10],
+        stored_at_ms: 1_000,
+    };
+    // Carol's mailbox already holds alice's share.
+    assert_eq!(store.mailbox_put(&[item(&carol, 1), item(&carol, 2)], limits).await.unwrap(), 2);
+    let puts = vec![
+        vec![item(&bob, 3), MailRecord { to_device: [2; 16], ..item(&bob, 3) }],
+        vec![item(&carol, 4)],
+        vec![item(&dave, 5)],
+        vec![item(&dave, 5)],
+    ];
+    let out = store.mailbox_put_each(&puts, limits).await.unwrap();
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert!(matches!(out[0], Ok(2)), "{out:?}");
+    assert!(matches!(&out[1], Err(StoreError::MailboxFull { user, .. }) if user == "carol"), "{out:?}");
+    assert!(matches!(out[2], Ok(1)), "{out:?}");
+    assert!(matches!(out[3], Ok(0)), "a copy already stored is not stored twice: {out:?}");
+    assert_eq!(store.mailbox_count(bob.id, [2; 16]).await.unwrap(), 1);
+    assert_eq!(store.mailbox_count(carol.id, [1; 16]).await.unwrap(), 2, "nothing of the refused put stored");
+    assert_eq!(store.mailbox_count(dave.id, [1; 16]).await.unwrap(), 1);
 }
 
 // ---------------------------------------------------------------------------

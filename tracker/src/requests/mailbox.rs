@@ -4,11 +4,12 @@
 
 use super::{ConnCtx, store_error};
 use crate::clock::now_ms;
+use crate::hub::LiveSession;
 use crate::state::State;
 use crate::store::{MailRecord, MailboxLimits as StoreLimits};
 use skein_proto::bytes::{DeviceId, MailId};
 use skein_proto::control::{MailItem, MailboxPut, Response};
-use skein_proto::limits::{MAX_MAIL_BATCH, MAX_SEALED_ITEM};
+use skein_proto::limits::{MAX_MAIL_BATCH, MAX_MAIL_MANY_ITEMS, MAX_SEALED_ITEM};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::collections::HashSet;
 
@@ -25,6 +26,57 @@ pub async fn put(state: &State, ctx: &mut ConnCtx, put: MailboxPut) -> Result<Re
             format!("send between 1 and {MAX_MAIL_BATCH} mailbox items at a time"),
         ));
     }
+    let (user_id, records) = records_for(state, &sender, &put).await?;
+    let stored = state.store.mailbox_put(&records, limits(state)).await.map_err(store_error)?;
+    announce(state, user_id, &put).await?;
+    Ok(Response::MailboxStored { stored })
+}
+
+/// Stores sealed items for several users' devices in one transaction,
+/// each user's on their own: an unknown user, a bad item or a full
+/// mailbox refuses that user's items only.
+pub async fn put_many(state: &State, ctx: &mut ConnCtx, puts: Vec<MailboxPut>) -> Result<Response, ErrorBody> {
+    let sender = ctx.authed()?.live.clone();
+    let total: usize = puts.iter().map(|p| p.items.len()).sum();
+    if puts.is_empty() || total > MAX_MAIL_MANY_ITEMS || puts.iter().any(|p| p.items.is_empty()) {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            format!("send between 1 and {MAX_MAIL_MANY_ITEMS} mailbox items at a time, at least one per user"),
+        ));
+    }
+    let mut answers: Vec<Result<u32, ErrorBody>> = Vec::with_capacity(puts.len());
+    let mut accepted: Vec<(usize, i64, Vec<MailRecord>)> = Vec::new();
+    for (i, put) in puts.iter().enumerate() {
+        match records_for(state, &sender, put).await {
+            Ok((user_id, records)) => {
+                accepted.push((i, user_id, records));
+                answers.push(Ok(0));
+            }
+            Err(e) => answers.push(Err(e)),
+        }
+    }
+    let batches: Vec<Vec<MailRecord>> = accepted.iter().map(|(_, _, r)| r.clone()).collect();
+    let outcomes = state.store.mailbox_put_each(&batches, limits(state)).await.map_err(store_error)?;
+    for ((i, user_id, _), outcome) in accepted.into_iter().zip(outcomes) {
+        answers[i] = match outcome {
+            Ok(stored) => {
+                announce(state, user_id, &puts[i]).await?;
+                Ok(stored)
+            }
+            Err(e) => Err(store_error(e)),
+        };
+    }
+    Ok(Response::MailboxStoredEach(answers))
+}
+
+/// Checks one user's items and makes them records: each item within the
+/// size limit, the user known and enabled, each item for one of the
+/// user's devices.
+async fn records_for(
+    state: &State,
+    sender: &LiveSession,
+    put: &MailboxPut,
+) -> Result<(i64, Vec<MailRecord>), ErrorBody> {
     if let Some(big) = put.items.iter().find(|i| i.sealed.len() > MAX_SEALED_ITEM) {
         return Err(ErrorBody::new(
             ErrorCode::TooLarge,
@@ -47,7 +99,7 @@ pub async fn put(state: &State, ctx: &mut ConnCtx, put: MailboxPut) -> Result<Re
         ));
     }
     let now = now_ms() as i64;
-    let records: Vec<MailRecord> = put
+    let records = put
         .items
         .iter()
         .map(|i| MailRecord {
@@ -60,13 +112,17 @@ pub async fn put(state: &State, ctx: &mut ConnCtx, put: MailboxPut) -> Result<Re
             stored_at_ms: now,
         })
         .collect();
-    let stored = state.store.mailbox_put(&records, limits(state)).await.map_err(store_error)?;
+    Ok((to.id, records))
+}
+
+/// Tells each connected device that items came for it, and how many wait.
+async fn announce(state: &State, user_id: i64, put: &MailboxPut) -> Result<(), ErrorBody> {
     let targets: HashSet<[u8; 16]> = put.items.iter().map(|i| i.to_device.0).collect();
     for d in targets {
-        let count = state.store.mailbox_count(to.id, d).await.map_err(store_error)?;
-        state.hub.mail_waiting(to.id, DeviceId(d), u32::try_from(count).unwrap_or(u32::MAX)).await;
+        let count = state.store.mailbox_count(user_id, d).await.map_err(store_error)?;
+        state.hub.mail_waiting(user_id, DeviceId(d), u32::try_from(count).unwrap_or(u32::MAX)).await;
     }
-    Ok(Response::MailboxStored { stored })
+    Ok(())
 }
 
 /// Takes waiting items for this device, oldest first. Items stay until acked.

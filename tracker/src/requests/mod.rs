@@ -3,6 +3,7 @@
 //! the response or an [`ErrorBody`] saying what failed and what to do.
 
 mod admin;
+pub mod counts;
 mod directory;
 pub mod groups;
 mod mailbox;
@@ -68,6 +69,7 @@ impl ConnCtx {
 
 /// Handles one request.
 pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Response, ErrorBody> {
+    state.requests.count(req.kind());
     if let Some(s) = ctx.session.as_ref().filter(|s| s.must_change_password)
         && !matches!(
             req,
@@ -100,6 +102,7 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::LookupPeer { user } => directory::lookup(state, ctx, &user).await,
         Request::ReportAddresses(a) => directory::report_addresses(state, ctx, a).await,
         Request::MailboxPut(put) => mailbox::put(state, ctx, put).await,
+        Request::MailboxPutMany(puts) => mailbox::put_many(state, ctx, puts).await,
         Request::MailboxFetch { limit } => mailbox::fetch(state, ctx, limit).await,
         Request::MailboxAck { ids } => mailbox::ack(state, ctx, ids).await,
         Request::Admin(a) => admin::handle(state, ctx, a).await,

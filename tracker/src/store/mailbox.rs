@@ -80,11 +80,52 @@ impl Store {
     /// push a device or user past `limits`.
     pub async fn mailbox_put(&self, items: &[MailRecord], limits: MailboxLimits) -> Result<u32, StoreError> {
         let mut tx = self.begin_write().await?;
+        self.lock_recipients(&mut tx, items.iter()).await?;
+        let stored = put_in(&mut tx, items, limits).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Several puts in one transaction, each all-or-nothing on its own
+    /// (a savepoint each): one that would overfill a mailbox is refused
+    /// while the others are stored. Returns each put's outcome, in order;
+    /// fails as a whole only when the store itself does.
+    pub async fn mailbox_put_each(
+        &self,
+        puts: &[Vec<MailRecord>],
+        limits: MailboxLimits,
+    ) -> Result<Vec<Result<u32, StoreError>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.lock_recipients(&mut tx, puts.iter().flatten()).await?;
+        let mut results = Vec::with_capacity(puts.len());
+        for items in puts {
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+            match put_in(&mut savepoint, items, limits).await {
+                Ok(stored) => {
+                    savepoint.commit().await?;
+                    results.push(Ok(stored));
+                }
+                Err(e @ StoreError::MailboxFull { .. }) => {
+                    savepoint.rollback().await?;
+                    results.push(Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// On PostgreSQL, serialises puts per recipient so concurrent puts
+    /// cannot both pass the quota check (SQLite's write lock already does
+    /// this). Sorted order keeps two multi-recipient puts from deadlocking.
+    async fn lock_recipients<'a>(
+        &self,
+        tx: &mut AnyConnection,
+        items: impl Iterator<Item = &'a MailRecord>,
+    ) -> Result<(), StoreError> {
         if self.backend() == Backend::Postgres {
-            // Serialise puts per recipient so concurrent puts cannot both
-            // pass the quota check (SQLite's write lock already does this).
-            // Sorted order keeps two multi-recipient puts from deadlocking.
-            let recipients: BTreeSet<i64> = items.iter().map(|i| i.to_user_id).collect();
+            let recipients: BTreeSet<i64> = items.map(|i| i.to_user_id).collect();
             for user_id in recipients {
                 sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
                     .bind(user_id)
@@ -92,86 +133,7 @@ impl Store {
                     .await?;
             }
         }
-        let mut stored: u32 = 0;
-        let mut devices: BTreeSet<(i64, [u8; 16])> = BTreeSet::new();
-        let mut users: BTreeSet<i64> = BTreeSet::new();
-        let mut senders: BTreeSet<(i64, i64)> = BTreeSet::new();
-        for item in items {
-            let size = i64::try_from(item.sealed.len()).unwrap_or(i64::MAX);
-            let done = sqlx::query(
-                "INSERT INTO mailbox (id, to_user_id, to_device, from_user_id, sealed, size, stored_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (to_user_id, to_device, id) DO NOTHING",
-            )
-            .bind(&item.id[..])
-            .bind(item.to_user_id)
-            .bind(&item.to_device[..])
-            .bind(item.from_user_id)
-            .bind(&item.sealed[..])
-            .bind(size)
-            .bind(item.stored_at_ms)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() > 0 {
-                stored += 1;
-                devices.insert((item.to_user_id, item.to_device));
-                users.insert(item.to_user_id);
-                senders.insert((item.from_user_id, item.to_user_id));
-            }
-        }
-        for (user_id, device) in &devices {
-            let count =
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mailbox WHERE to_user_id = $1 AND to_device = $2")
-                    .bind(*user_id)
-                    .bind(&device[..])
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if count > limits.max_items_per_device.max(0) {
-                let user = user_name(&mut tx, *user_id).await?;
-                return Err(StoreError::MailboxFull {
-                    user,
-                    limit: format!("at most {} items per device", limits.max_items_per_device),
-                });
-            }
-        }
-        for user_id in &users {
-            let bytes = sqlx::query_scalar::<_, i64>(
-                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM mailbox WHERE to_user_id = $1",
-            )
-            .bind(*user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if bytes > limits.max_bytes_per_user.max(0) {
-                let user = user_name(&mut tx, *user_id).await?;
-                return Err(StoreError::MailboxFull {
-                    user,
-                    limit: format!("at most {} bytes per user", limits.max_bytes_per_user),
-                });
-            }
-        }
-        let share = limits.sender_share;
-        for (from, to) in &senders {
-            let (items, bytes) = sqlx::query_as::<_, (i64, i64)>(
-                "SELECT CAST(COALESCE(MAX(n), 0) AS BIGINT), \
-                        CAST(COALESCE((SELECT SUM(size) FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2), 0) AS BIGINT) \
-                 FROM (SELECT COUNT(*) AS n FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2 GROUP BY to_device) per_device",
-            )
-            .bind(*from)
-            .bind(*to)
-            .fetch_one(&mut *tx)
-            .await?;
-            if items > share.items_per_device.max(0) || bytes > share.bytes_per_user.max(0) {
-                let user = user_name(&mut tx, *to).await?;
-                return Err(StoreError::MailboxFull {
-                    user,
-                    limit: format!(
-                        "at most {} items per device and {} bytes from any one sender",
-                        share.items_per_device, share.bytes_per_user
-                    ),
-                });
-            }
-        }
-        tx.commit().await?;
-        Ok(stored)
+        Ok(())
     }
 
     /// Up to `limit` items waiting for one device, oldest first.
@@ -235,6 +197,90 @@ async fn user_name(conn: &mut AnyConnection, user_id: i64) -> Result<String, Sto
         .fetch_optional(&mut *conn)
         .await?;
     Ok(name.unwrap_or_else(|| format!("user #{user_id}")))
+}
+
+/// Stores `items` within the caller's transaction, checking the quotas;
+/// the caller rolls back on [`StoreError::MailboxFull`].
+async fn put_in(tx: &mut AnyConnection, items: &[MailRecord], limits: MailboxLimits) -> Result<u32, StoreError> {
+    let mut stored: u32 = 0;
+    let mut devices: BTreeSet<(i64, [u8; 16])> = BTreeSet::new();
+    let mut users: BTreeSet<i64> = BTreeSet::new();
+    let mut senders: BTreeSet<(i64, i64)> = BTreeSet::new();
+    for item in items {
+        let size = i64::try_from(item.sealed.len()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "INSERT INTO mailbox (id, to_user_id, to_device, from_user_id, sealed, size, stored_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (to_user_id, to_device, id) DO NOTHING",
+        )
+        .bind(&item.id[..])
+        .bind(item.to_user_id)
+        .bind(&item.to_device[..])
+        .bind(item.from_user_id)
+        .bind(&item.sealed[..])
+        .bind(size)
+        .bind(item.stored_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            stored += 1;
+            devices.insert((item.to_user_id, item.to_device));
+            users.insert(item.to_user_id);
+            senders.insert((item.from_user_id, item.to_user_id));
+        }
+    }
+    for (user_id, device) in &devices {
+        let count =
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mailbox WHERE to_user_id = $1 AND to_device = $2")
+                .bind(*user_id)
+                .bind(&device[..])
+                .fetch_one(&mut *tx)
+                .await?;
+        if count > limits.max_items_per_device.max(0) {
+            let user = user_name(tx, *user_id).await?;
+            return Err(StoreError::MailboxFull {
+                user,
+                limit: format!("at most {} items per device", limits.max_items_per_device),
+            });
+        }
+    }
+    for user_id in &users {
+        let bytes = sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM mailbox WHERE to_user_id = $1",
+        )
+        .bind(*user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if bytes > limits.max_bytes_per_user.max(0) {
+            let user = user_name(tx, *user_id).await?;
+            return Err(StoreError::MailboxFull {
+                user,
+                limit: format!("at most {} bytes per user", limits.max_bytes_per_user),
+            });
+        }
+    }
+    let share = limits.sender_share;
+    for (from, to) in &senders {
+        let (items, bytes) = sqlx::query_as::<_, (i64, i64)>(
+                "SELECT CAST(COALESCE(MAX(n), 0) AS BIGINT), \
+                        CAST(COALESCE((SELECT SUM(size) FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2), 0) AS BIGINT) \
+                 FROM (SELECT COUNT(*) AS n FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2 GROUP BY to_device) per_device",
+            )
+            .bind(*from)
+            .bind(*to)
+            .fetch_one(&mut *tx)
+            .await?;
+        if items > share.items_per_device.max(0) || bytes > share.bytes_per_user.max(0) {
+            let user = user_name(tx, *to).await?;
+            return Err(StoreError::MailboxFull {
+                user,
+                limit: format!(
+                    "at most {} items per device and {} bytes from any one sender",
+                    share.items_per_device, share.bytes_per_user
+                ),
+            });
+        }
+    }
+    Ok(stored)
 }
 
 fn mail_from_row(row: &AnyRow) -> Result<MailRecord, StoreError> {

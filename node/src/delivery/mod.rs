@@ -11,15 +11,18 @@
 //! already connected still get messages; everything else stays queued in the
 //! local history and is retried when the tracker is back.
 
+mod mailbox;
+
+pub use mailbox::{seal_aad, sealable};
+
 use crate::history::{History, MemberState, OutState};
 use crate::lookups::Lookups;
 use crate::mesh::{Mesh, Path};
-use crate::seal;
 use crate::tracker_client::TrackerClient;
 use libp2p::{Multiaddr, PeerId};
 use skein_proto::ErrorCode;
-use skein_proto::bytes::{DeviceId, MailId, PublicKey};
-use skein_proto::control::{MailboxPut, PeerInfo, Request, Response, SealedItem};
+use skein_proto::bytes::{DeviceId, MailId};
+use skein_proto::control::{MailboxPut, PeerInfo, Request, Response};
 use skein_proto::device::DeviceCert;
 use skein_proto::file::FileStatus;
 use skein_proto::peer::{ChatMessage, PeerRequest, PeerResponse, Receipt, SealedPayload};
@@ -57,6 +60,39 @@ impl Outcome {
     }
 }
 
+/// Where one user's devices stand after direct delivery.
+#[derive(Debug)]
+struct Reached {
+    /// The best path a device took it on, if any did.
+    best: Option<Path>,
+    /// The devices to seal it to in the mailbox (certificates checked);
+    /// `None` when the tracker could not be asked which devices there are.
+    rest: Option<Vec<DeviceCert>>,
+    /// The user has no device but this one.
+    only_this_device: bool,
+}
+
+impl Reached {
+    /// The send's outcome for this user, given how the mailbox put for the
+    /// devices left went (`None`: none was needed or possible).
+    fn settle(&self, user: &str, mailed: Option<Result<(), String>>) -> Result<Outcome, SendError> {
+        let Some(rest) = &self.rest else {
+            return Ok(self.best.map_or(Outcome::Held, outcome_of));
+        };
+        if let Some(Err(e)) = mailed {
+            return Err(SendError::NotNow(e));
+        }
+        match self.best {
+            Some(p) => Ok(outcome_of(p)),
+            None if !rest.is_empty() => Ok(Outcome::Mailbox),
+            None if self.only_this_device => Err(SendError::NotNow(format!(
+                "{user} has not logged in on any device yet; the message is kept and sent when they do"
+            ))),
+            None => Ok(Outcome::Held),
+        }
+    }
+}
+
 /// Why a send did not reach anyone.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -90,42 +126,6 @@ pub struct Sender {
     /// connection: once the tracker seems gone, sends to connected peers
     /// stop waiting for it.
     pub lookups: Lookups,
-}
-
-/// The additional data bound into a sealed item: its id and recipient device.
-pub fn seal_aad(id: &MailId, device: &DeviceId) -> Vec<u8> {
-    let mut aad = id.0.to_vec();
-    aad.extend_from_slice(&device.0);
-    aad
-}
-
-/// The certificates among `certs` that may be sealed to for `user` at
-/// `now_ms`: signed by the organisation key `org_key`, issued to `user`, and
-/// unexpired. Any other is skipped, and logged.
-pub fn sealable<'a>(
-    org_key: &PublicKey,
-    user: &str,
-    certs: impl IntoIterator<Item = &'a DeviceCert>,
-    now_ms: u64,
-) -> Vec<&'a DeviceCert> {
-    let check = |c: &DeviceCert| -> Result<(), String> {
-        let body = skein_certs::verify_device_cert(org_key, c, now_ms).map_err(|e| e.to_string())?;
-        if body.user != user {
-            return Err(format!("it was issued to {:?}", body.user));
-        }
-        Ok(())
-    };
-    certs
-        .into_iter()
-        .filter(|c| match check(c) {
-            Ok(()) => true,
-            Err(why) => {
-                let device = c.body.device_id;
-                tracing::warn!(%user, %device, %why, "not sealing mail to a device certificate the tracker listed");
-                false
-            }
-        })
-        .collect()
 }
 
 /// Every address a device reported, direct ones first.
@@ -247,6 +247,17 @@ impl Sender {
         sealed: SealedPayload,
         prefetched: Option<PeerInfo>,
     ) -> Result<Outcome, SendError> {
+        let reached = self.reach(user, direct, prefetched).await?;
+        let mailed = match &reached.rest {
+            Some(rest) if !rest.is_empty() => Some(self.mailbox(user, id, &sealed, rest).await),
+            _ => None,
+        };
+        reached.settle(user, mailed)
+    }
+
+    /// Delivers `direct` to every device of `user` but this one that can be
+    /// reached now, and says which devices are left for the mailbox.
+    async fn reach(&self, user: &str, direct: PeerRequest, prefetched: Option<PeerInfo>) -> Result<Reached, SendError> {
         let mut best: Option<Path> = None;
         let mut reached: Vec<DeviceId> = vec![self.device];
         let lookup = async {
@@ -260,7 +271,7 @@ impl Sender {
         let (looked, ()) = tokio::join!(lookup, self.to_connected_peers(user, &direct, &mut reached, &mut best));
         let Some(info) = looked? else {
             // No tracker: the peers we already know are all there is.
-            return Ok(best.map_or(Outcome::Held, outcome_of));
+            return Ok(Reached { best, rest: None, only_this_device: false });
         };
         for dev in &info.online {
             if reached.contains(&dev.device_id) {
@@ -299,17 +310,8 @@ impl Sender {
                 self.mesh.org_key().await.ok_or_else(|| SendError::NotNow("the peer network stopped".into()))?;
             rest = sealable(&org_key, user, rest, crate::now_ms());
         }
-        if !rest.is_empty() {
-            self.mailbox(user, id, &sealed, &rest).await.map_err(SendError::NotNow)?;
-        }
-        match best {
-            Some(p) => Ok(outcome_of(p)),
-            None if !rest.is_empty() => Ok(Outcome::Mailbox),
-            None if info.known.iter().all(|c| c.body.device_id == self.device) => Err(SendError::NotNow(format!(
-                "{user} has not logged in on any device yet; the message is kept and sent when they do"
-            ))),
-            None => Ok(Outcome::Held),
-        }
+        let only_this_device = info.known.iter().all(|c| c.body.device_id == self.device);
+        Ok(Reached { best, rest: Some(rest.into_iter().cloned().collect()), only_this_device })
     }
 
     /// Sends `req` to every verified, connected device of `user` not yet in
@@ -340,19 +342,68 @@ impl Sender {
         user: &str,
         id: MailId,
         payload: &SealedPayload,
-        devices: &[&DeviceCert],
+        devices: &[DeviceCert],
     ) -> Result<(), String> {
         let client = self.tracker.as_ref().ok_or("the tracker is unreachable")?;
-        let mut items = Vec::new();
-        for c in devices {
-            let sealed = seal::seal_payload(&c.body.x25519, payload, &seal_aad(&id, &c.body.device_id))
-                .map_err(|e| e.to_string())?;
-            items.push(SealedItem { id, to_device: c.body.device_id, sealed });
-        }
+        let items = mailbox::seal_items(id, payload, devices)?;
         match client.request(Request::MailboxPut(MailboxPut { to_user: user.to_owned(), items })).await {
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Seals `payload` to the devices left in each of `reached`, and stores
+    /// every user's items in the tracker mailbox with one request (more
+    /// only when the tracker's limits say so). Returns each user's outcome.
+    async fn mailbox_many(
+        &self,
+        id: MailId,
+        payload: &SealedPayload,
+        reached: &[(String, Result<Reached, SendError>)],
+    ) -> std::collections::HashMap<String, Result<(), String>> {
+        let mut outcomes = std::collections::HashMap::new();
+        let mut puts = Vec::new();
+        for (user, r) in reached {
+            let Ok(Reached { rest: Some(rest), .. }) = r else { continue };
+            if rest.is_empty() {
+                continue;
+            }
+            match mailbox::seal_items(id, payload, rest) {
+                Ok(items) => puts.push(MailboxPut { to_user: user.clone(), items }),
+                Err(e) => {
+                    outcomes.insert(user.clone(), Err(e));
+                }
+            }
+        }
+        if puts.is_empty() {
+            return outcomes;
+        }
+        let Some(client) = self.tracker.as_ref() else {
+            for p in puts {
+                outcomes.insert(p.to_user, Err("the tracker is unreachable".to_owned()));
+            }
+            return outcomes;
+        };
+        for batch in mailbox::pack(puts) {
+            let users: Vec<String> = batch.iter().map(|p| p.to_user.clone()).collect();
+            match client.request(Request::MailboxPutMany(batch)).await {
+                Ok(Response::MailboxStoredEach(answers)) if answers.len() == users.len() => {
+                    for (user, a) in users.into_iter().zip(answers) {
+                        outcomes.insert(user, a.map(|_| ()).map_err(|b| b.message));
+                    }
+                }
+                other => {
+                    let why = match other {
+                        Err(e) => e.to_string(),
+                        Ok(r) => format!("the tracker answered a mailbox put with {r:?}"),
+                    };
+                    for user in users {
+                        outcomes.insert(user, Err(why.clone()));
+                    }
+                }
+            }
+        }
+        outcomes
     }
 
     /// Stores a new outgoing message as queued while sending it to its
@@ -422,15 +473,22 @@ impl Sender {
             .map(|u| {
                 let (this, msg, info) = (self.clone(), msg.clone(), found.remove(&u));
                 async move {
-                    let id = msg.id;
-                    let (direct, sealed) = (PeerRequest::Deliver(msg.clone()), SealedPayload::Message(msg));
-                    let out = this.fan_out_with(&u, id, direct, sealed, info).await;
-                    (u, out)
+                    let reached = this.reach(&u, PeerRequest::Deliver(msg), info).await;
+                    (u, reached)
                 }
             })
             .collect();
-        let answered: Vec<(String, Result<Outcome, SendError>)> =
+        let reached: Vec<(String, Result<Reached, SendError>)> =
             futures::stream::iter(sends).buffer_unordered(GROUP_FAN_OUT).collect().await;
+        // Every member's offline devices, in one mailbox request.
+        let mut mailed = self.mailbox_many(msg.id, &SealedPayload::Message(msg.clone()), &reached).await;
+        let answered: Vec<(String, Result<Outcome, SendError>)> = reached
+            .into_iter()
+            .map(|(u, r)| {
+                let out = r.and_then(|r| r.settle(&u, mailed.remove(&u)));
+                (u, out)
+            })
+            .collect();
         // The members reached are recorded in one statement, off the send's way.
         let reached: Vec<String> = answered
             .iter()
@@ -512,54 +570,5 @@ fn outcome_of(p: Path) -> Outcome {
     match p {
         Path::Direct => Outcome::Direct,
         Path::Relayed => Outcome::Relayed,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use skein_certs::OrgSigningKey;
-    use skein_proto::device::DeviceCertBody;
-
-    const NOW: u64 = 1_700_000_000_000;
-
-    fn body(user: &str, device: u8, expires_at_ms: u64) -> DeviceCertBody {
-        DeviceCertBody {
-            version: 1,
-            serial: u64::from(device),
-            org: "Skein".into(),
-            user: user.into(),
-            device_id: DeviceId([device; 16]),
-            peer_id: Vec::new(),
-            x25519: PublicKey([device; 32]),
-            issued_at_ms: NOW - 1_000,
-            expires_at_ms,
-        }
-    }
-
-    /// A lookup answer listing one good device of bob's among forged,
-    /// misdirected, expired and tampered certificates: only the good one
-    /// is sealed to.
-    #[test]
-    fn mail_is_sealed_only_to_certificates_the_organisation_signed_for_the_recipient() {
-        let org = OrgSigningKey::generate();
-        let later = NOW + 3_600_000;
-        let mut tampered = org.sign(body("bob", 5, later));
-        tampered.body.x25519 = PublicKey([0xee; 32]);
-        let answer = PeerInfo {
-            user: "bob".into(),
-            online: Vec::new(),
-            known: vec![
-                org.sign(body("bob", 1, later)),
-                OrgSigningKey::generate().sign(body("bob", 2, later)),
-                org.sign(body("carol", 3, later)),
-                org.sign(body("bob", 4, NOW)),
-                tampered,
-            ],
-        };
-        let chosen = sealable(&org.public(), "bob", &answer.known, NOW);
-        let devices: Vec<DeviceId> = chosen.iter().map(|c| c.body.device_id).collect();
-        assert_eq!(devices, vec![DeviceId([1; 16])]);
-        assert!(sealable(&OrgSigningKey::generate().public(), "bob", &answer.known, NOW).is_empty());
     }
 }
