@@ -463,4 +463,24 @@ async fn a_member_that_missed_a_message_asks_its_sender_for_it() {
     assert!(ok, "{err}");
     let texts: Vec<String> = history_texts(&out).into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["one", "two", "three"], "every message once, in order");
+
+    // Away again: the fourth is lost in the mailbox and the fifth waits
+    // there. Back, bob learns of the gap from the mailbox, with alice not
+    // yet connected to him: he finds her device and asks it.
+    bob_daemon.kill().await;
+    let (ok, out, err) = skein(&alice, &["send", "#team", "four"], None).await;
+    assert!(ok && out.trim() == "queued", "{out}{err}");
+    let store = t.store().await;
+    let lost = store.mailbox_purge_older_than(skein_node::now_ms() as i64 + 60_000).await.expect("purge");
+    assert_eq!(lost, 1, "the fourth message was in bob's mailbox");
+    store.close().await;
+    let (ok, out, err) = skein(&alice, &["send", "#team", "five"], None).await;
+    assert!(ok && out.trim() == "queued", "{out}{err}");
+    let mut bob_daemon = daemon(&bob, &[]);
+    bob_daemon.wait_line(T, "the fifth, from the mailbox", |l| l.contains(r#""text":"five""#)).await;
+    bob_daemon.wait_line(T, "the lost fourth, from alice", |l| l.contains(r#""text":"four""#)).await;
+    let (ok, out, err) = skein(&bob, &["history", "#team", "--json"], None).await;
+    assert!(ok, "{err}");
+    let texts: Vec<String> = history_texts(&out).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["one", "two", "three", "four", "five"], "every message once, in order");
 }

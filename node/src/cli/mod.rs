@@ -612,11 +612,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 for p in v.as_array().into_iter().flatten() {
                     println!(
-                        "{:<16} {:<8} {:<50} {}",
+                        "{:<16} {:<8} {:<50} {:<10} {}",
                         field(p, "user", "?"),
                         field(p, "path", "?"),
                         field(p, "remote", "?"),
-                        p["rtt_ms"].as_f64().map(|r| format!("{r:.1} ms")).unwrap_or_default()
+                        p["rtt_ms"].as_f64().map(|r| format!("{r:.1} ms")).unwrap_or_default(),
+                        if p["nearby"].as_bool() == Some(true) { "same network" } else { "" }
                     );
                 }
             }

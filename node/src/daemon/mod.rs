@@ -154,7 +154,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
     };
     node.groups.set_org_key(org_key);
     node.transfers.set_groups(node.groups.clone());
-    tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox()));
+    tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox(), node.transfers.clone()));
     let result = node.serve(stop, calls, mesh_events).await;
     accept.abort();
     let _ = std::fs::remove_file(&socket);
@@ -223,7 +223,7 @@ struct Node {
 fn peer_json(s: &PeerSummary) -> Value {
     json!({
         "user": s.user, "device": s.device.to_hex(), "peer_id": s.peer.to_string(), "path": s.path.as_str(),
-        "remote": s.remote, "rtt_ms": s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        "remote": s.remote, "rtt_ms": s.rtt.map(|d| d.as_secs_f64() * 1000.0), "nearby": s.nearby,
     })
 }
 
@@ -752,52 +752,78 @@ fn new_message(me: &str, device: DeviceId, to: String, conversation: Conversatio
     }
 }
 
-/// Asks the device that sent messages to a group which never came here for
-/// them, and stores what it answers (checked like any group message).
-async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox) {
-    use skein_proto::peer::{MAX_BACKFILL, PeerRequest, PeerResponse};
+/// Asks for messages to a group that never came here: the device that
+/// sent them first, then any other connected device of the same user
+/// (every device of a user keeps copies of what the others sent, and only
+/// the author's own devices can vouch for the author's messages). What
+/// comes is stored like any group message, checked the same way.
+async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox, transfers: Transfers) {
     while let Some(gap) = gaps.recv().await {
-        let b = gap.backfill;
-        let Some(peer) = mesh.peers().await.into_iter().find(|p| p.device == b.device && p.user == gap.user) else {
-            tracing::info!(user = %gap.user, "the device with missing group messages is not connected; the mailbox may still bring them");
-            continue;
-        };
-        let mut after = b.after_seq;
-        // Bounded: at most this many answers per gap.
-        for _ in 0..64 {
-            let ask = PeerRequest::Backfill(skein_proto::peer::Backfill { after_seq: after, ..b.clone() });
-            let (list, path) = match mesh.request(peer.peer, ask).await {
-                Ok((PeerResponse::Messages(list), path)) => (list, path),
-                Ok((other, _)) => {
-                    tracing::info!(?other, "asking for missing group messages was refused");
-                    break;
+        let connected: Vec<_> = mesh.peers().await.into_iter().filter(|p| p.user == gap.user).collect();
+        let mut sources: Vec<libp2p::PeerId> = Vec::new();
+        // The sending device first, dialled when it is online but not
+        // connected (its messages came through the mailbox).
+        match connected.iter().find(|p| p.device == gap.backfill.device) {
+            Some(p) => sources.push(p.peer),
+            None => {
+                if let Some((peer, addrs)) = transfers.locate(&gap.user, gap.backfill.device).await
+                    && mesh.connect(peer, addrs).await.is_ok_and(|s| s.user == gap.user)
+                {
+                    sources.push(peer);
                 }
-                Err(e) => {
-                    tracing::info!(error = %e, "asking for missing group messages failed");
-                    break;
-                }
-            };
-            let full = list.len() >= MAX_BACKFILL;
-            for m in &list {
-                let seq = match m.conversation {
-                    Conversation::Group { seq, .. }
-                        if m.from_device == b.device && seq > after && seq < b.before_seq =>
-                    {
-                        seq
-                    }
-                    _ => continue,
-                };
-                let (_, events) = inbox.message(&gap.user, m, path.as_str()).await;
-                for ev in events {
-                    emit(ev);
-                }
-                after = after.max(seq);
             }
-            if !full || after + 1 >= b.before_seq {
+        }
+        sources.extend(connected.iter().filter(|p| p.device != gap.backfill.device).map(|p| p.peer));
+        if sources.is_empty() {
+            tracing::info!(user = %gap.user, "no device of the sender with missing group messages is online; the mailbox may still bring them");
+        }
+        for peer in sources {
+            if fill_gap_from(&mesh, &inbox, &gap, peer).await {
                 break;
             }
         }
     }
+}
+
+/// Asks one device of the gap's user for the missing messages, page after
+/// page; returns whether it answered.
+async fn fill_gap_from(mesh: &Mesh, inbox: &Inbox, gap: &Gap, peer: libp2p::PeerId) -> bool {
+    use skein_proto::peer::{MAX_BACKFILL, PeerRequest, PeerResponse};
+    let b = &gap.backfill;
+    let mut after = b.after_seq;
+    // Bounded: at most this many answers per gap.
+    for _ in 0..64 {
+        let ask = PeerRequest::Backfill(skein_proto::peer::Backfill { after_seq: after, ..b.clone() });
+        let (list, path) = match mesh.request(peer, ask).await {
+            Ok((PeerResponse::Messages(list), path)) => (list, path),
+            Ok((other, _)) => {
+                tracing::info!(?other, "asking for missing group messages was refused");
+                return false;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "asking for missing group messages failed");
+                return false;
+            }
+        };
+        let full = list.len() >= MAX_BACKFILL;
+        for m in &list {
+            let seq = match m.conversation {
+                Conversation::Group { seq, .. } if m.from_device == b.device && seq > after && seq < b.before_seq => {
+                    seq
+                }
+                _ => continue,
+            };
+            let (_, events) = inbox.message(&gap.user, m, path.as_str()).await;
+            for ev in events {
+                emit(ev);
+            }
+            after = after.max(seq);
+        }
+        if !full || after + 1 >= b.before_seq {
+            break;
+        }
+    }
+    true
 }
 
 /// The id of the line for a group's change to `version`: the same on every

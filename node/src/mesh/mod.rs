@@ -20,6 +20,7 @@ pub mod behaviour;
 pub mod codec;
 mod dialing;
 mod held;
+pub mod nearby;
 mod state;
 mod streams;
 
@@ -511,7 +512,8 @@ impl Actor {
         self.relay.as_ref().map(|(_, p, _)| *p)
     }
 
-    fn addresses_changed(&self) {
+    fn addresses_changed(&mut self) {
+        self.peers.set_local(self.listen.iter().filter_map(nearby::ip_of).collect());
         let list = |s: &mut dyn Iterator<Item = &Multiaddr>| {
             let mut v: Vec<String> = s.map(ToString::to_string).collect();
             v.sort();

@@ -59,6 +59,9 @@ pub struct PeerSummary {
     pub remote: String,
     /// Latest round-trip time.
     pub rtt: Option<Duration>,
+    /// Directly connected from one of this device's own networks (see
+    /// [`super::nearby`]).
+    pub nearby: bool,
 }
 
 /// One connection to a peer.
@@ -84,9 +87,16 @@ struct PeerState {
 #[derive(Debug, Default)]
 pub struct Peers {
     peers: HashMap<PeerId, PeerState>,
+    /// The IPs this device listens on.
+    local: Vec<std::net::IpAddr>,
 }
 
 impl Peers {
+    /// Sets the IPs this device listens on, which say which peers are nearby.
+    pub fn set_local(&mut self, local: Vec<std::net::IpAddr>) {
+        self.local = local;
+    }
+
     /// Records a new connection; `dialer` when this end dialled it.
     pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr, relayed: bool, dialer: bool) {
         self.peers.entry(peer).or_default().conns.insert(id, Conn { remote, relayed, dialer });
@@ -195,7 +205,10 @@ impl Peers {
             Some(c) => (c.remote.to_string(), Path::Direct),
             None => (p.conns.values().next().map(|c| c.remote.to_string()).unwrap_or_default(), Path::Relayed),
         };
-        Some(PeerSummary { peer: *peer, user: v.user.clone(), device: v.device, path, remote, rtt: p.rtt })
+        let nearby = direct
+            .and_then(|c| super::nearby::ip_of(&c.remote))
+            .is_some_and(|ip| super::nearby::same_network(ip, &self.local));
+        Some(PeerSummary { peer: *peer, user: v.user.clone(), device: v.device, path, remote, rtt: p.rtt, nearby })
     }
 
     /// Every verified peer, by user then PeerId.

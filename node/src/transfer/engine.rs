@@ -689,7 +689,7 @@ impl Transfers {
 
     /// The peer id and addresses of `user`'s `device`: from the mesh when
     /// connected, else from the tracker.
-    async fn locate(&self, user: &str, device: DeviceId) -> Option<(PeerId, Vec<libp2p::Multiaddr>)> {
+    pub async fn locate(&self, user: &str, device: DeviceId) -> Option<(PeerId, Vec<libp2p::Multiaddr>)> {
         if let Some(p) = self.inner.mesh.peers().await.into_iter().find(|p| p.device == device) {
             return Some((p.peer, Vec::new()));
         }

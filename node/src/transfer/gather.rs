@@ -60,7 +60,8 @@ pub trait Reach: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// Opens a group-file stream to `holder` (connecting first when
     /// needed; refusing a device that is not a member). Returns it with
-    /// the rank of its path: 0 direct, 1 relayed.
+    /// the rank of its path, lower first: 0 direct on this device's own
+    /// network, 1 direct elsewhere, 2 relayed.
     fn open(&self, holder: Holder) -> BoxFuture<'static, Result<(Self::Stream, u8), String>>;
     /// What this device holds of the file now, and where.
     fn holding(&self, manifest: &Arc<Manifest>, path: &Path, have: &Have);

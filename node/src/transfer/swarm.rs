@@ -5,8 +5,8 @@
 //! that offered the file (the origin, which holds all of it) and other
 //! member devices that hold some of it, as their last status said. Each
 //! missing chunk goes to a member device that holds it when one does (the
-//! best ranked, so a direct path wins over a relayed one, then the least
-//! busy); only a chunk no member holds goes to the origin. The origin sends
+//! best ranked, so a member on this device's own network wins over one
+//! elsewhere and a direct path over a relayed one, then the least busy); only a chunk no member holds goes to the origin. The origin sends
 //! each chunk to one member only and answers anyone else that a member has
 //! it ([`Swarm::elsewhere`]): the plan then waits for that member to show
 //! the chunk, and asks the origin again with `force` only when that member
@@ -354,18 +354,29 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_member_wins_over_a_relayed_one_and_load_is_spread() {
+    fn a_nearby_member_wins_over_a_distant_or_relayed_one_and_load_is_spread() {
         let now = Instant::now();
         let mut s = Swarm::new(Have::none(6), 0, limits());
         s.add(dev(1), false, 1);
         s.add(dev(2), false, 0);
         s.add(dev(3), false, 0);
-        for d in [1, 2, 3] {
+        s.add(dev(4), false, 2);
+        for d in [1, 2, 3, 4] {
             s.holding(dev(d), Have::all(6));
         }
         let asks = s.next(now);
         let of = |d: u8| asks.iter().find(|a| a.device == dev(d)).map_or(0, |a| a.chunks.len());
-        assert_eq!((of(1), of(2), of(3)), (0, 3, 3), "{asks:?}");
+        assert_eq!((of(1), of(2), of(3), of(4)), (0, 3, 3, 0), "{asks:?}");
+        // Without the nearby ones, the direct member beats the relayed one.
+        let mut s = Swarm::new(Have::none(6), 0, limits());
+        s.add(dev(4), false, 2);
+        s.add(dev(1), false, 1);
+        for d in [1, 4] {
+            s.holding(dev(d), Have::all(6));
+        }
+        let asks = s.next(now);
+        let of = |d: u8| asks.iter().find(|a| a.device == dev(d)).map_or(0, |a| a.chunks.len());
+        assert_eq!((of(1), of(4)), (4, 2), "the direct member first, as much as it may take: {asks:?}");
     }
 
     #[test]

@@ -260,7 +260,14 @@ impl Reach for GroupReach {
             {
                 l.path = Some(who.path);
             }
-            Ok((stream, u8::from(who.path == MeshPath::Relayed)))
+            // A member on this device's own network first, then any direct
+            // one, then one through a relay.
+            let rank = match who.path {
+                MeshPath::Direct if who.nearby => 0,
+                MeshPath::Direct => 1,
+                MeshPath::Relayed => 2,
+            };
+            Ok((stream, rank))
         })
     }
 
