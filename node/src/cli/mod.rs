@@ -592,8 +592,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 list.sort_by_key(|(hlc, _)| *hlc);
                 println!("{}", Value::Array(list.into_iter().map(|(_, v)| v).collect()));
             } else {
-                let mut lines: Vec<(u64, String)> =
-                    msgs.iter().zip(&reactions).map(|(m, r)| (m.hlc, history_line(m, r))).collect();
+                let mut lines: Vec<(u64, String)> = msgs
+                    .iter()
+                    .zip(&reactions)
+                    .zip(&members)
+                    .map(|((m, r), s)| (m.hlc, history_line(m, r, s)))
+                    .collect();
                 lines.extend(events.iter().map(|e| {
                     let at = json::clock(crate::hlc::physical_ms(e.hlc));
                     (e.hlc, format!("{at}  -- {}", terminal::line(&e.text)))
@@ -801,8 +805,18 @@ fn field<'a>(v: &'a Value, key: &str, default: &'a str) -> std::borrow::Cow<'a, 
 
 /// One message of `skein history` for people: time, sender, content, state
 /// and reactions, with everything the peer chose escaped.
-fn history_line(m: &crate::history::StoredMessage, reactions: &[(String, String)]) -> String {
-    let state = if m.outgoing { format!(" [{}]", terminal::line(&m.state)) } else { String::new() };
+/// A message this device sent to a group shows how far it got with its
+/// members (`members`: each member's state).
+fn history_line(
+    m: &crate::history::StoredMessage,
+    reactions: &[(String, String)],
+    members: &[(String, String)],
+) -> String {
+    let state = match (m.outgoing, members.is_empty()) {
+        (false, _) => String::new(),
+        (true, true) => format!(" [{}]", terminal::line(&m.state)),
+        (true, false) => format!(" [{}]", group_progress(members)),
+    };
     let r: Vec<String> =
         reactions.iter().map(|(e, u)| format!("{} {}", terminal::line(e), terminal::line(u))).collect();
     let r = if r.is_empty() { String::new() } else { format!("  ({})", r.join(", ")) };
@@ -812,6 +826,22 @@ fn history_line(m: &crate::history::StoredMessage, reactions: &[(String, String)
         _ => terminal::line(&body),
     };
     format!("{} {}: {}{}{}", json::clock(m.sent_at_ms), terminal::line(&m.from_user), body, state, r)
+}
+
+/// How far a group message got: "delivered to 2 of 3, read by 1",
+/// "read by all"; members still waiting for it make it "queued".
+fn group_progress(members: &[(String, String)]) -> String {
+    let n = members.len();
+    let read = members.iter().filter(|(_, s)| s == "read").count();
+    let got = members.iter().filter(|(_, s)| s == "delivered" || s == "read").count();
+    match (got, read) {
+        (0, _) => "queued".to_owned(),
+        (_, r) if r == n => "read by all".to_owned(),
+        (g, 0) if g == n => "delivered to all".to_owned(),
+        (g, r) if g == n => format!("delivered to all, read by {r}"),
+        (g, 0) => format!("delivered to {g} of {n}"),
+        (g, r) => format!("delivered to {g} of {n}, read by {r}"),
+    }
 }
 
 async fn shutdown_signal() {
@@ -863,7 +893,7 @@ mod tests {
         let text = "hi\u{1b}[2J\u{1b}]0;owned\u{7}\rok\nfake\u{202e}txt.exe";
         let m = stored("bob\u{1b}[8m", MessageBody::Text(text.into()));
         let reactions = [("👍\u{9b}31m".to_owned(), "carol\u{2067}".to_owned())];
-        let line = history_line(&m, &reactions);
+        let line = history_line(&m, &reactions, &[]);
         assert_eq!(
             line,
             "12:34:56 bob\\x1b[8m: hi\\x1b[2J\\x1b]0;owned\\x07\\x0dok\n    fake\\u{202e}txt.exe  \
@@ -872,8 +902,28 @@ mod tests {
         assert!(!line.chars().any(|c| c.is_control() && c != '\n'), "{line:?}");
 
         let offer = FileOffer { name: "a\u{202e}fdp.exe\n".into(), size: 10, root: ContentHash([0; 32]) };
-        let line = history_line(&stored("bob", MessageBody::File(offer)), &[]);
+        let line = history_line(&stored("bob", MessageBody::File(offer)), &[], &[]);
         assert_eq!(line, "12:34:56 bob: [file] a\\u{202e}fdp.exe\\x0a (10 B)");
+    }
+
+    #[test]
+    fn a_group_message_shows_how_far_it_got_with_its_members() {
+        let states = |s: &[&str]| -> Vec<(String, String)> {
+            s.iter().enumerate().map(|(i, s)| (format!("u{i}"), (*s).to_owned())).collect()
+        };
+        let progress = |s: &[&str]| group_progress(&states(s));
+        assert_eq!(progress(&["queued", "queued"]), "queued");
+        assert_eq!(progress(&["delivered", "queued", "queued"]), "delivered to 1 of 3");
+        assert_eq!(progress(&["read", "delivered", "queued"]), "delivered to 2 of 3, read by 1");
+        assert_eq!(progress(&["delivered", "delivered"]), "delivered to all");
+        assert_eq!(progress(&["read", "delivered"]), "delivered to all, read by 1");
+        assert_eq!(progress(&["read", "read"]), "read by all");
+        let mut m = stored("alice", MessageBody::Text("hi".into()));
+        m.outgoing = true;
+        assert_eq!(
+            history_line(&m, &[], &states(&["read", "queued"])),
+            "12:34:56 alice: hi [delivered to 1 of 2, read by 1]"
+        );
     }
 
     #[test]
