@@ -157,8 +157,9 @@ pub enum Request {
         /// The users, at most [`crate::group::MAX_GROUP_MEMBERS`].
         users: Vec<String>,
     },
-    /// The newest changes of a group the caller is in, after `after_version`
-    /// (at most [`crate::group::MAX_CHANGES`]). Answered by
+    /// The changes of a group the caller is in after `after_version`,
+    /// oldest first, at most [`crate::group::MAX_CHANGES`] (ask again from
+    /// the last one for more). Answered by
     /// [`Response::GroupChanges`].
     GroupChanges {
         /// The group.

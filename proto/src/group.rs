@@ -119,7 +119,8 @@ pub struct LoggedChange {
     pub at_ms: u64,
 }
 
-/// Most changes one [`crate::control::Response::GroupChanges`] carries: the newest.
+/// Most changes one [`crate::control::Response::GroupChanges`] carries:
+/// the oldest after the version asked from, so a device pages forward.
 pub const MAX_CHANGES: usize = 100;
 
 /// One change and the certificate it produced.

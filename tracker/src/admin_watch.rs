@@ -83,13 +83,17 @@ async fn announce_group(
 ) -> Result<u32, StoreError> {
     let Some(g) = store.group(group).await? else { return Ok(0) };
     let user = store.user_by_id(ev.user_id).await?.map(|u| u.name).unwrap_or_default();
-    let change = match ev.kind.as_str() {
-        EVENT_GROUP_CREATED => GroupChange::Created,
-        _ if g.has_member(&user) => GroupChange::Added(vec![user.clone()]),
-        _ => GroupChange::Removed(vec![user.clone()]),
+    // What the group's current version changed, as the change's own
+    // transaction logged it (a later change may already have come).
+    let logged = store.group_changes(g.id, g.version - 1, 1).await?.into_iter().next();
+    let (actor, change) = match logged.and_then(|(_, actor, change, _)| {
+        Some((actor, skein_proto::frame::decode_payload::<GroupChange>(&change).ok()?))
+    }) {
+        Some(found) => found,
+        None if ev.kind == EVENT_GROUP_CREATED => ("an administrator".to_owned(), GroupChange::Created),
+        None if g.has_member(&user) => (String::new(), GroupChange::Added(vec![user.clone()])),
+        None => (String::new(), GroupChange::Removed(vec![user.clone()])),
     };
-    let actor = if ev.kind == EVENT_GROUP_CREATED { "an administrator".to_owned() } else { String::new() };
-    crate::requests::groups::log_change(store, &g, &actor, &change).await;
     let event = GroupEvent { actor, change, cert: crate::requests::groups::certify(org, &g) };
     let users: HashSet<String> = g.members.iter().cloned().chain(std::iter::once(user)).collect();
     hub.to_users(users, Event::GroupChanged(event)).await;

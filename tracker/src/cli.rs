@@ -446,6 +446,8 @@ async fn group(cfg: TrackerConfig, cmd: GroupCmd) -> anyhow::Result<()> {
                 let id: [u8; 16] = rand::random();
                 let now = crate::clock::now_ms() as i64;
                 let g = store.create_group(id, name, None, &members, MAX_GROUP_MEMBERS, now).await?;
+                let created = skein_proto::frame::encode_payload(&skein_proto::group::GroupChange::Created)?;
+                store.log_group_change(g.id, g.version, "an administrator", &created, now).await?;
                 // Running trackers tell the members.
                 let anyone = store.user_by_name(members.first().map_or("admin", String::as_str)).await?;
                 if let Some(u) = anyone {

@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use skein_proto::group::GroupChange;
 use skein_tracker::store::{
     AccessEnd, CODE_VERSION, DeviceRecord, DeviceScope, GroupKindRecord, GroupStoreChange, Issue, MailRecord,
     MailboxLimits, NewUserRecord, SenderShare, SessionRecord, SessionStart, Store, StoreError, UserRecord,
@@ -82,6 +83,7 @@ store_cases! {
         case_access_end,
         case_login_racing_a_disable,
         case_groups,
+        case_group_changes_page_forward,
         case_department_groups,
     ],
     url: [
@@ -1029,6 +1031,29 @@ async fn case_mailbox_put_each(store: Store) {
 // Groups
 // ---------------------------------------------------------------------------
 
+async fn case_group_changes_page_forward(store: Store) {
+    let alice = add(&store, "alice").await;
+    let g = [0x70; 16];
+    store.create_group(g, "team", Some(alice.id), &[], 4, 1_000).await.unwrap();
+    store.create_group([0x71; 16], "other", Some(alice.id), &[], 4, 1_000).await.unwrap();
+    for v in (1..=7).rev() {
+        store.log_group_change(g, v, "alice", &[v as u8], 1_000 + v).await.unwrap();
+    }
+    store.log_group_change(g, 3, "mallory", &[0xff], 9_999).await.unwrap();
+    store.log_group_change([0x71; 16], 1, "bob", &[1], 1_000).await.unwrap();
+    let page = |after, limit| {
+        let store = store.clone();
+        async move { store.group_changes(g, after, limit).await.unwrap() }
+    };
+    let versions = |rows: Vec<(i64, String, Vec<u8>, i64)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(versions(page(0, 3).await), [1, 2, 3], "the oldest first");
+    assert_eq!(versions(page(3, 3).await), [4, 5, 6]);
+    assert_eq!(versions(page(6, 3).await), [7]);
+    assert!(page(7, 3).await.is_empty());
+    let third = page(2, 1).await.remove(0);
+    assert_eq!((third.1.as_str(), third.2, third.3), ("alice", vec![3], 1_003), "a version is logged once");
+}
+
 async fn case_groups(store: Store) {
     let alice = add(&store, "alice").await;
     let bob = add(&store, "bob").await;
@@ -1098,6 +1123,16 @@ async fn case_department_groups(store: Store) {
     assert_eq!(store.group(sales).await.unwrap().unwrap().members, ["alice"]);
     let mine: Vec<[u8; 16]> = store.groups_of(alice.id).await.unwrap().iter().map(|g| g.id).collect();
     assert_eq!(mine, vec![sales]);
+    // The move logged each group's new version, in its own transaction.
+    for (group, change) in
+        [(eng, GroupChange::Removed(vec!["alice".into()])), (sales, GroupChange::Added(vec!["alice".into()]))]
+    {
+        let version = store.group(group).await.unwrap().unwrap().version;
+        let logged = store.group_changes(group, version - 1, 10).await.unwrap();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        let decoded: GroupChange = skein_proto::frame::decode_payload(&logged[0].2).unwrap();
+        assert_eq!((logged[0].0, decoded), (version, change));
+    }
     // Department groups are not changed by hand.
     let by_hand = store.change_group(sales, GroupStoreChange::Add(vec!["alice".into()]), 500, 1).await;
     assert!(matches!(by_hand, Err(StoreError::Conflict(_))));

@@ -366,17 +366,27 @@ impl Node {
             groups.refresh().await;
             for cert in groups.all() {
                 let group = cert.body.group;
-                let ask = Request::GroupChanges { group, after_version: 0 };
-                let Ok(Response::GroupChanges(changes)) = client.request(ask).await else { continue };
                 let conversation = group_address(&group);
-                for c in changes {
-                    let line = crate::history::ConversationEvent {
-                        hlc: c.at_ms << 16,
-                        actor: c.actor.clone(),
-                        text: crate::groups::describe(&c.actor, &c.change),
-                    };
-                    if let Err(e) = history.add_event(change_line_id(&group, c.version), &conversation, &line).await {
-                        tracing::warn!(error = %e, "cannot keep a group's change line");
+                let mut after = 0;
+                // Page by page, oldest first; bounded.
+                for _ in 0..100 {
+                    let ask = Request::GroupChanges { group, after_version: after };
+                    let Ok(Response::GroupChanges(changes)) = client.request(ask).await else { break };
+                    let full = changes.len() >= skein_proto::group::MAX_CHANGES;
+                    for c in changes {
+                        let line = crate::history::ConversationEvent {
+                            hlc: c.at_ms << 16,
+                            actor: c.actor.clone(),
+                            text: crate::groups::describe(&c.actor, &c.change),
+                        };
+                        let id = change_line_id(&group, c.version);
+                        if let Err(e) = history.add_event(id, &conversation, &line).await {
+                            tracing::warn!(error = %e, "cannot keep a group's change line");
+                        }
+                        after = after.max(c.version);
+                    }
+                    if !full {
+                        break;
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! transaction, so each version names exactly one member list.
 
 use super::{Store, StoreError, fixed, flag};
+use skein_proto::group::GroupChange;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -122,21 +123,12 @@ impl Store {
         change: &[u8],
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO group_changes (group_id, version, actor, change, at_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (group_id, version) DO NOTHING",
-        )
-        .bind(&group[..])
-        .bind(version)
-        .bind(actor)
-        .bind(change)
-        .bind(at_ms)
-        .execute(self.pool())
-        .await?;
+        let mut conn = self.pool().acquire().await?;
+        log_change_in(&mut conn, group, version, actor, change, at_ms).await?;
         Ok(())
     }
 
-    /// The newest `limit` logged changes of a group after `after_version`,
+    /// The first `limit` logged changes of a group after `after_version`,
     /// oldest first: (version, actor, encoded change, at_ms).
     pub async fn group_changes(
         &self,
@@ -146,19 +138,16 @@ impl Store {
     ) -> Result<Vec<(i64, String, Vec<u8>, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT version, actor, change, at_ms FROM group_changes WHERE group_id = $1 AND version > $2 \
-             ORDER BY version DESC LIMIT $3",
+             ORDER BY version LIMIT $3",
         )
         .bind(&group[..])
         .bind(after_version)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let mut out = rows
-            .iter()
+        rows.iter()
             .map(|r| Ok((r.try_get("version")?, r.try_get("actor")?, r.try_get("change")?, r.try_get("at_ms")?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        out.reverse();
-        Ok(out)
+            .collect()
     }
 
     /// Every group, ordered by name.
@@ -294,8 +283,15 @@ impl Store {
         }
         changed.sort();
         changed.dedup();
-        // Every tracker pushes the groups' new certificates to their members.
+        // Each group's log says what its new version changed, and every
+        // tracker pushes the groups' new certificates to their members.
         for id in &changed {
+            let g = group_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound("no such group".into()))?;
+            let who = vec![name.to_owned()];
+            let change = if g.has_member(name) { GroupChange::Added(who) } else { GroupChange::Removed(who) };
+            let bytes = skein_proto::frame::encode_payload(&change)
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode a group change: {e}")))?;
+            log_change_in(&mut tx, *id, g.version, "", &bytes, now).await?;
             let about = super::events::Concerning { device: None, group: Some(*id) };
             let kind = super::events::EVENT_GROUP_CHANGED;
             super::events::insert_event(&mut tx, self.backend(), kind, user_id, about, now).await?;
@@ -303,6 +299,30 @@ impl Store {
         tx.commit().await?;
         Ok(changed)
     }
+}
+
+/// Logs what a group's `version` changed, within the caller's transaction;
+/// a version logged twice is kept once.
+async fn log_change_in(
+    conn: &mut AnyConnection,
+    group: [u8; 16],
+    version: i64,
+    actor: &str,
+    change: &[u8],
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO group_changes (group_id, version, actor, change, at_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (group_id, version) DO NOTHING",
+    )
+    .bind(&group[..])
+    .bind(version)
+    .bind(actor)
+    .bind(change)
+    .bind(at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Creates the group of every department that has none.
