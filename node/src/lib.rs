@@ -3,9 +3,13 @@
 //! - [`profile`] keeps the device's keys and saved session on disk.
 //! - [`tracker_client`] speaks the control plane to a tracker.
 //! - [`session`] logs in and resumes, saving rotated tokens.
-//! - [`daemon`] keeps the session alive and serves the [`control`] socket.
+//! - [`handle`] runs a device's node for `skein daemon` and the desktop
+//!   app alike; [`daemon`] keeps its session alive and serves the
+//!   [`control`] socket.
 //! - [`mesh`] is the peer network; [`delivery`] sends and [`inbox`] receives
 //!   messages, receipts and file statuses; [`transfer`] moves files.
+//! - [`events`] carries what the node reports to the daemon's output or
+//!   the desktop app.
 //! - [`emoji`] expands `:shortcodes:` and checks reactions.
 //! - [`cli`] is the `skein` command line; [`json`] fixes its output shapes.
 
@@ -14,8 +18,10 @@ pub mod control;
 pub mod daemon;
 pub mod delivery;
 pub mod emoji;
+pub mod events;
 pub mod group_book;
 pub mod groups;
+pub mod handle;
 pub mod history;
 pub mod hlc;
 pub mod inbox;

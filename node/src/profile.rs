@@ -56,6 +56,14 @@ pub enum ProfileError {
         /// What is wrong and what to do about it.
         problem: String,
     },
+    /// Another node runs on this profile.
+    #[error("the profile {path} is in use by {holder}; stop it first, or use another --profile")]
+    InUse {
+        /// The profile directory.
+        path: PathBuf,
+        /// Who holds it (`skein-desk, pid 1234`).
+        holder: String,
+    },
     /// No session saved yet.
     #[error("not logged in: run `skein --profile {0} login --tracker HOST:PORT --ca FILE --user NAME` first")]
     NotLoggedIn(PathBuf),
@@ -195,6 +203,38 @@ impl Profile {
         self.dir.join("control.sock")
     }
 
+    /// Takes the profile for one running node, as `face` (`skein daemon`,
+    /// `skein-desk`): a second node on the profile is refused and told
+    /// who has it. The lock is the operating system's, so it ends with the
+    /// process however that ends; the file only says who holds it.
+    pub fn lock(&self, face: &str) -> Result<ProfileLock, ProfileError> {
+        use std::io::{Read, Seek, Write};
+        let path = self.dir.join("node.lock");
+        let io = |action, source| ProfileError::Io { action, path: path.clone(), source };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io("open", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "another node".to_owned() } else { holder.to_owned() };
+                return Err(ProfileError::InUse { path: self.dir.clone(), holder });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
+        }
+        file.set_len(0).map_err(|e| io("write", e))?;
+        file.rewind().map_err(|e| io("write", e))?;
+        writeln!(file, "{face}, pid {}", std::process::id()).map_err(|e| io("write", e))?;
+        Ok(ProfileLock { _file: file })
+    }
+
     /// The saved session.
     pub fn session_path(&self) -> PathBuf {
         self.dir.join("session.json")
@@ -293,6 +333,12 @@ impl Profile {
 
 fn read(path: &Path) -> Result<Vec<u8>, ProfileError> {
     std::fs::read(path).map_err(|source| ProfileError::Io { action: "read", path: path.to_owned(), source })
+}
+
+/// A profile taken by one running node; released when dropped.
+#[derive(Debug)]
+pub struct ProfileLock {
+    _file: std::fs::File,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -7,7 +7,7 @@
 //! tracker has taken a report with a relayed address, the daemon prints
 //! `relay_reserved`: from then on peers behind other NATs can reach us.
 
-use crate::daemon::emit;
+use crate::events::Events;
 use crate::tracker_client::TrackerClient;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
@@ -22,15 +22,15 @@ use tokio::task::JoinHandle;
 pub struct AddressReporter {
     tx: watch::Sender<Addresses>,
     task: Option<JoinHandle<()>>,
-}
-
-impl Default for AddressReporter {
-    fn default() -> Self {
-        Self { tx: watch::Sender::new(Addresses::default()), task: None }
-    }
+    events: Events,
 }
 
 impl AddressReporter {
+    /// A reporter that says on `events` when the relay is reserved.
+    pub fn new(events: Events) -> Self {
+        Self { tx: watch::Sender::new(Addresses::default()), task: None, events }
+    }
+
     /// Records a new set of addresses (each list capped at the protocol's limit).
     pub fn set(&self, mut a: Addresses) {
         for v in [&mut a.listen, &mut a.observed, &mut a.relayed] {
@@ -47,7 +47,7 @@ impl AddressReporter {
     /// Starts reporting to a newly connected tracker.
     pub fn connect(&mut self, client: TrackerClient) {
         self.disconnect();
-        self.task = Some(tokio::spawn(report(client, self.tx.subscribe())));
+        self.task = Some(tokio::spawn(report(client, self.tx.subscribe(), self.events.clone())));
     }
 
     /// Stops reporting (the tracker connection is gone).
@@ -64,14 +64,14 @@ impl Drop for AddressReporter {
     }
 }
 
-async fn report(client: TrackerClient, mut rx: watch::Receiver<Addresses>) {
+async fn report(client: TrackerClient, mut rx: watch::Receiver<Addresses>, events: Events) {
     let mut relay_announced = false;
     loop {
         let a = reportable(&rx.borrow_and_update().clone(), client.remote_addr());
         match client.request(Request::ReportAddresses(a.clone())).await {
             Ok(_) => {
                 if let (false, Some(first)) = (relay_announced, a.relayed.first()) {
-                    emit(json!({"type": "relay_reserved", "address": first}));
+                    events.emit(json!({"type": "relay_reserved", "address": first}));
                 }
                 relay_announced = !a.relayed.is_empty();
             }

@@ -11,6 +11,7 @@ mod files;
 
 use crate::control::{ControlReply, ControlRequest, MAX_LINE};
 use crate::delivery::Sender;
+use crate::events::Events;
 use crate::group_book::GroupBook;
 use crate::history::{History, OutState};
 use crate::inbox::{Gap, Inbox};
@@ -84,20 +85,60 @@ pub struct DaemonOptions {
     pub auto_accept_max: Option<u64>,
 }
 
-/// Prints one event line to standard output.
-pub fn emit(v: Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
+/// A control request on its way to the node, with where its answer goes.
+pub(crate) struct ControlCall {
+    pub(crate) req: ControlRequest,
+    pub(crate) reply: oneshot::Sender<ControlReply>,
 }
 
-struct ControlCall {
-    req: ControlRequest,
-    reply: oneshot::Sender<ControlReply>,
-}
-
-/// Runs the daemon until `stop` fires or the session ends for good.
+/// Runs the daemon until `stop` fires or the session ends for good,
+/// printing the node's events, one JSON object per line.
 pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationToken) -> Result<(), DaemonError> {
+    let (node, task) = crate::handle::start(profile, options, "skein daemon").await?;
+    let mut events = node.events();
+    let stopper = node.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        stopper.stop();
+    });
+    drop(node);
+    let print = |v: Value| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    };
+    tokio::pin!(task);
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(v) = events.recv() => print(v),
+            r = &mut task => break r,
+        }
+    };
+    // What the node said last is printed before the daemon exits.
+    while let Ok(v) = events.try_recv() {
+        print(v);
+    }
+    result.unwrap_or_else(|e| Err(DaemonError::Local(format!("the node stopped unexpectedly: {e}"))))
+}
+
+/// A node started by [`start`].
+pub(crate) struct Started {
+    pub(crate) calls: mpsc::Sender<ControlCall>,
+    pub(crate) history: History,
+    pub(crate) user: String,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+/// Starts the node of `profile` as `face`, reporting on `events`, until
+/// `stop` fires or the session ends for good.
+pub(crate) async fn start(
+    profile: Profile,
+    options: DaemonOptions,
+    face: &str,
+    stop: CancellationToken,
+    events: Events,
+) -> Result<Started, DaemonError> {
     let saved = profile.session().map_err(SessionError::from)?;
     let device = profile.device().map_err(SessionError::from)?;
     let cert = saved
@@ -105,19 +146,20 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         .ok_or_else(|| DaemonError::Local("the saved device certificate is unreadable; log in again".into()))?;
     let org_key = PublicKey::from_hex(&saved.org_signing_key)
         .ok_or_else(|| DaemonError::Local("the saved organisation key is unreadable; log in again".into()))?;
+    // The profile first: a second node for it stops here, before it
+    // touches the history or the network.
+    let lock = profile.lock(face).map_err(SessionError::from)?;
     let history = History::open(&profile.history_path()).await.map_err(|e| DaemonError::Local(e.to_string()))?;
     let mut config = MeshConfig { direct: !options.relay_only, confirm: true, ..MeshConfig::default() };
     if !options.listen.is_empty() {
         config.listen = options.listen.clone();
     }
-    // The control socket first: a second daemon for the profile stops here,
-    // before it touches the network.
     let (calls_tx, calls) = mpsc::channel::<ControlCall>(64);
     let socket = profile.socket_path();
     let listener = bind_socket(&socket).await?;
     let (mesh, mesh_events) =
         Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
-    let accept = tokio::spawn(accept_loop(listener, calls_tx));
+    let accept = tokio::spawn(accept_loop(listener, calls_tx.clone()));
     let lookups = crate::lookups::Lookups::default();
     let transfer_options = TransferOptions {
         download_dir: options.download_dir.clone().unwrap_or_else(|| profile.dir().join("downloads")),
@@ -131,7 +173,7 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         mesh.clone(),
         lookups.clone(),
         transfer_options,
-        emit,
+        events.clone(),
     );
     transfers.serve().map_err(|e| DaemonError::Local(format!("cannot serve files: {e}")))?;
     transfers.resume_all().await;
@@ -140,25 +182,30 @@ pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationTok
         profile,
         device,
         me: saved.user.clone(),
-        history,
+        history: history.clone(),
         mesh,
         tracker: None,
         presence: BTreeMap::new(),
-        addresses: AddressReporter::default(),
+        addresses: AddressReporter::new(events.clone()),
         lookups,
         relay: None,
         transfers,
         trust: Arc::default(),
         groups: GroupBook::default(),
         gaps: gaps_tx,
+        events: events.clone(),
     };
     node.groups.set_org_key(org_key);
     node.transfers.set_groups(node.groups.clone());
-    tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox(), node.transfers.clone()));
-    let result = node.serve(stop, calls, mesh_events).await;
-    accept.abort();
-    let _ = std::fs::remove_file(&socket);
-    result
+    tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox(), node.transfers.clone(), events));
+    let task = tokio::spawn(async move {
+        let result = node.serve(stop, calls, mesh_events).await;
+        accept.abort();
+        let _ = std::fs::remove_file(&socket);
+        drop(lock);
+        result
+    });
+    Ok(Started { calls: calls_tx, history, user: saved.user, task })
 }
 
 async fn bind_socket(path: &std::path::Path) -> Result<UnixListener, DaemonError> {
@@ -218,6 +265,7 @@ struct Node {
     trust: Arc<Mutex<Trust>>,
     groups: GroupBook,
     gaps: mpsc::Sender<Gap>,
+    events: Events,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -274,7 +322,7 @@ impl Node {
                             tracker_events = Some(self.connected(conn).await);
                         }
                         Err(e) if e.is_transient() => {
-                            emit(json!({"type": "disconnected", "reason": e.to_string(), "retry_in_ms": backoff.as_millis() as u64}));
+                            self.events.emit(json!({"type": "disconnected", "reason": e.to_string(), "retry_in_ms": backoff.as_millis() as u64}));
                             next_attempt = Instant::now() + backoff;
                             backoff = (backoff * 2).min(Duration::from_secs(30));
                         }
@@ -292,7 +340,7 @@ impl Node {
                             Some(c) => c.closed().await,
                             None => String::new(),
                         };
-                        emit(json!({"type": "disconnected", "reason": reason, "retry_in_ms": backoff.as_millis() as u64}));
+                        self.events.emit(json!({"type": "disconnected", "reason": reason, "retry_in_ms": backoff.as_millis() as u64}));
                         next_attempt = Instant::now() + backoff;
                     }
                 },
@@ -309,7 +357,7 @@ impl Node {
     async fn connected(&mut self, conn: Connected) -> mpsc::Receiver<Event> {
         let Connected { client, events, saved, password_change_required } = conn;
         if password_change_required {
-            emit(json!({
+            self.events.emit(json!({
                 "type": "password_change_required",
                 "message": "the password is a one-time password; choose your own with `skein passwd` before anything else",
             }));
@@ -344,7 +392,7 @@ impl Node {
         }
         self.lookups.reset();
         self.transfers.set_tracker(Some(client.clone()));
-        emit(json!({
+        self.events.emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
             "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
             "peer_id": self.mesh.peer_id().to_string(),
@@ -413,12 +461,12 @@ impl Node {
         let Some(client) = &self.tracker else { return };
         let (client, history, device, inbox) =
             (client.clone(), self.history.clone(), self.device.clone(), self.inbox());
-        let (sender, groups) = (self.sender(), self.groups.clone());
+        let (sender, groups, out) = (self.sender(), self.groups.clone(), self.events.clone());
         tokio::spawn(async move {
             match inbox.drain_mailbox(&client, device.device_id, &device.x25519).await {
                 Ok((events, fresh)) => {
                     for ev in events {
-                        emit(ev);
+                        out.emit(ev);
                     }
                     let delivered = fresh.into_iter().map(|m| (m.id, m.from_user)).collect();
                     send_receipts(&sender, ReceiptKind::Delivered, delivered).await;
@@ -436,9 +484,9 @@ impl Node {
                         Conversation::Direct => vec![msg.to_user.clone()],
                     };
                     match sender.send_message_to(&msg, &users).await {
-                        Ok(o) => {
-                            emit(json!({"type": "sent", "id": msg.id.to_hex(), "to": msg.to_user, "path": o.as_str()}))
-                        }
+                        Ok(o) => out.emit(
+                            json!({"type": "sent", "id": msg.id.to_hex(), "to": msg.to_user, "path": o.as_str()}),
+                        ),
                         Err(e) => tracing::info!(error = %e, "queued message still undeliverable"),
                     }
                 }
@@ -451,11 +499,11 @@ impl Node {
             Event::Presence(e) => {
                 // A device came or went: ask the tracker again next time.
                 self.lookups.forget(&e.user);
-                emit(json::presence_event(&e));
+                self.events.emit(json::presence_event(&e));
                 self.presence.insert(e.user.clone(), e);
             }
             Event::SessionEnded(body) => {
-                emit(json!({"type": "session_ended", "code": body.code.as_str(), "message": body.message}));
+                self.events.emit(json!({"type": "session_ended", "code": body.code.as_str(), "message": body.message}));
                 if matches!(
                     body.code,
                     ErrorCode::AccountDisabled | ErrorCode::SessionRevoked | ErrorCode::PermissionDenied
@@ -473,7 +521,7 @@ impl Node {
                     let why =
                         format!("the access of {}'s device ended (signed out, password changed or revoked)", d.user);
                     tokio::spawn(async move { mesh.revoke(peer, why).await });
-                    emit(
+                    self.events.emit(
                         json!({"type": "peer_revoked", "user": d.user, "device": d.device_id.to_hex(), "peer_id": peer.to_string()}),
                     );
                 }
@@ -499,14 +547,14 @@ impl Node {
                 });
                 let mut v = json!({"type": "group_changed", "text": crate::groups::describe(&ev.actor, &ev.change)});
                 v["group"] = crate::groups::group(&ev.cert);
-                emit(v);
+                self.events.emit(v);
             }
             Event::MailWaiting { count } => {
-                emit(json!({"type": "mail_waiting", "count": count}));
+                self.events.emit(json!({"type": "mail_waiting", "count": count}));
                 self.spawn_catch_up();
             }
             Event::ShuttingDown { reconnect_after_ms } => {
-                emit(json!({"type": "tracker_shutting_down", "reconnect_after_ms": reconnect_after_ms}));
+                self.events.emit(json!({"type": "tracker_shutting_down", "reconnect_after_ms": reconnect_after_ms}));
             }
         }
         Ok(())
@@ -521,25 +569,26 @@ impl Node {
                 self.transfers.peer_verified();
                 let mut v = peer_json(&s);
                 v["type"] = json!("peer_connected");
-                emit(v);
+                self.events.emit(v);
             }
             MeshEvent::PathChanged(s) => {
                 let mut v = peer_json(&s);
                 v["type"] = json!("path");
-                emit(v);
+                self.events.emit(v);
             }
             MeshEvent::PeerLeft { peer, user } => {
-                emit(json!({"type": "peer_left", "user": user, "peer_id": peer.to_string()}))
+                self.events.emit(json!({"type": "peer_left", "user": user, "peer_id": peer.to_string()}))
             }
             MeshEvent::HolePunch { peer, error } => {
                 let result = if error.is_none() { "direct" } else { "failed" };
-                emit(json!({"type": "hole_punch", "peer_id": peer.to_string(), "result": result, "error": error}));
+                self.events
+                    .emit(json!({"type": "hole_punch", "peer_id": peer.to_string(), "result": result, "error": error}));
             }
             MeshEvent::PeerRefused { peer, reason } => {
-                emit(json!({"type": "peer_refused", "peer_id": peer.to_string(), "reason": reason}));
+                self.events.emit(json!({"type": "peer_refused", "peer_id": peer.to_string(), "reason": reason}));
             }
             MeshEvent::RelayLost { reason } => {
-                emit(json!({"type": "relay_lost", "reason": reason}));
+                self.events.emit(json!({"type": "relay_lost", "reason": reason}));
                 if let (Some(addr), true) = (self.relay.clone(), self.tracker.is_some()) {
                     let mesh = self.mesh.clone();
                     tokio::spawn(async move {
@@ -561,11 +610,11 @@ impl Node {
                 });
             }
             MeshEvent::Request { from, path, req, reply, .. } => {
-                let inbox = self.inbox();
+                let (inbox, out) = (self.inbox(), self.events.clone());
                 tokio::spawn(async move {
                     let (resp, events) = inbox.handle_peer(&from, path.as_str(), *req).await;
                     for ev in events {
-                        emit(ev);
+                        out.emit(ev);
                     }
                     let _ = reply.send(resp);
                 });
@@ -767,7 +816,7 @@ fn new_message(me: &str, device: DeviceId, to: String, conversation: Conversatio
 /// (every device of a user keeps copies of what the others sent, and only
 /// the author's own devices can vouch for the author's messages). What
 /// comes is stored like any group message, checked the same way.
-async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox, transfers: Transfers) {
+async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox, transfers: Transfers, out: Events) {
     while let Some(gap) = gaps.recv().await {
         let connected: Vec<_> = mesh.peers().await.into_iter().filter(|p| p.user == gap.user).collect();
         let mut sources: Vec<libp2p::PeerId> = Vec::new();
@@ -788,7 +837,7 @@ async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox, tran
             tracing::info!(user = %gap.user, "no device of the sender with missing group messages is online; the mailbox may still bring them");
         }
         for peer in sources {
-            if fill_gap_from(&mesh, &inbox, &gap, peer).await {
+            if fill_gap_from(&mesh, &inbox, &gap, peer, &out).await {
                 break;
             }
         }
@@ -797,7 +846,7 @@ async fn fill_gaps(mut gaps: mpsc::Receiver<Gap>, mesh: Mesh, inbox: Inbox, tran
 
 /// Asks one device of the gap's user for the missing messages, page after
 /// page; returns whether it answered.
-async fn fill_gap_from(mesh: &Mesh, inbox: &Inbox, gap: &Gap, peer: libp2p::PeerId) -> bool {
+async fn fill_gap_from(mesh: &Mesh, inbox: &Inbox, gap: &Gap, peer: libp2p::PeerId, out: &Events) -> bool {
     use skein_proto::peer::{MAX_BACKFILL, PeerRequest, PeerResponse};
     let b = &gap.backfill;
     let mut after = b.after_seq;
@@ -825,7 +874,7 @@ async fn fill_gap_from(mesh: &Mesh, inbox: &Inbox, gap: &Gap, peer: libp2p::Peer
             };
             let (_, events) = inbox.message(&gap.user, m, path.as_str()).await;
             for ev in events {
-                emit(ev);
+                out.emit(ev);
             }
             after = after.max(seq);
         }

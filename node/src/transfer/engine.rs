@@ -67,7 +67,6 @@ pub struct TransferOptions {
 }
 
 /// Where event lines go.
-pub type Emit = fn(Value);
 
 /// Handle to the engine; cheap to clone.
 #[derive(Clone)]
@@ -88,7 +87,7 @@ struct Inner {
     mesh: Mesh,
     lookups: Lookups,
     options: TransferOptions,
-    emit: Emit,
+    emit: crate::events::Events,
     tracker: Mutex<Option<TrackerClient>>,
     max_file_size: AtomicU64,
     live: Mutex<HashMap<Key, Live>>,
@@ -153,7 +152,7 @@ impl Transfers {
         mesh: Mesh,
         lookups: Lookups,
         options: TransferOptions,
-        emit: Emit,
+        emit: crate::events::Events,
     ) -> Transfers {
         Transfers {
             inner: Arc::new(Inner {
@@ -212,7 +211,7 @@ impl Transfers {
     }
 
     fn emit(&self, v: Value) {
-        (self.inner.emit)(v);
+        self.inner.emit.emit(v);
     }
 
     // ---- sending ---------------------------------------------------------
