@@ -91,6 +91,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search the messages kept on this device, in every conversation.
+    ///
+    /// A message matches when it contains every word, anywhere, also inside
+    /// a longer word, ignoring case and accents; quotes, `*` and the like
+    /// are searched for as they are. The most relevant come first.
+    Search {
+        /// What to look for.
+        #[arg(value_name = "QUERY", required = true)]
+        words: Vec<String>,
+        /// Show at most this many messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show connected peers and how each is reached.
     Peers {
         /// One JSON document on standard output.
@@ -609,6 +625,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Search { words, limit, json } => search(&profile, &words.join(" "), limit, json).await,
         Command::Peers { json } => {
             let v = need_daemon(&profile, ControlRequest::Peers).await?;
             if json {
@@ -828,6 +845,78 @@ fn history_line(
     format!("{} {}: {}{}{}", json::clock(m.sent_at_ms), terminal::line(&m.from_user), body, state, r)
 }
 
+/// `skein search`: reads the local history, so it needs no daemon.
+async fn search(profile: &Profile, query: &str, limit: u32, json: bool) -> anyhow::Result<()> {
+    profile.session()?;
+    let history = crate::history::History::open(&profile.history_path()).await?;
+    let hits = history.search(query, limit).await;
+    history.close().await;
+    let hits = hits?;
+    if json {
+        let list: Vec<Value> = hits
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": h.id.to_hex(),
+                    "conversation": h.conversation,
+                    "from": h.from_user,
+                    "sent_at_ms": h.sent_at_ms,
+                    "text": h.text,
+                    "snippet": h.snippet,
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(list));
+    } else {
+        for h in &hits {
+            println!("{}", search_line(h));
+        }
+    }
+    Ok(())
+}
+
+/// One hit of `skein search` for people: when (UTC), the conversation, the
+/// sender and the snippet on one line, matches in brackets and everything
+/// the peer chose escaped.
+fn search_line(hit: &crate::history::SearchHit) -> String {
+    let mut snippet = String::new();
+    for (part, matched) in hit.snippet_parts() {
+        let part = terminal::line(&part.replace(['\n', '\t'], " ")).into_owned();
+        if matched {
+            snippet.push('[');
+            snippet.push_str(&part);
+            snippet.push(']');
+        } else {
+            snippet.push_str(&part);
+        }
+    }
+    format!(
+        "{}  {}  {}: {}",
+        date_time(hit.sent_at_ms),
+        terminal::line(&hit.conversation),
+        terminal::line(&hit.from_user),
+        snippet
+    )
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC, for a time in ms since the Unix epoch.
+fn date_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's `civil_from_days`), with eras
+    // of 400 years counted from 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", of_day / 3600, of_day / 60 % 60)
+}
+
 /// How far a group message got: "delivered to 2 of 3, read by 1",
 /// "read by all"; members still waiting for it make it "queued".
 fn group_progress(members: &[(String, String)]) -> String {
@@ -924,6 +1013,23 @@ mod tests {
             history_line(&m, &[], &states(&["read", "queued"])),
             "12:34:56 alice: hi [delivered to 1 of 2, read by 1]"
         );
+    }
+
+    #[test]
+    fn search_lines_show_when_where_who_and_the_marked_snippet_escaped() {
+        use crate::history::search::{HIGHLIGHT_END, HIGHLIGHT_START};
+        let hit = crate::history::SearchHit {
+            id: MailId([1; 16]),
+            conversation: "#0123".into(),
+            from_user: "bob\u{1b}[8m".into(),
+            sent_at_ms: 1_709_210_096_000,
+            text: String::new(),
+            snippet: format!("…the\n{HIGHLIGHT_START}plan\u{1b}[2J{HIGHLIGHT_END} is\r\u{202e}"),
+        };
+        assert_eq!(search_line(&hit), "2024-02-29 12:34  #0123  bob\\x1b[8m: …the [plan\\x1b[2J] is\\x0d\\u{202e}");
+        assert_eq!(date_time(0), "1970-01-01 00:00");
+        assert_eq!(date_time(951_782_400_000), "2000-02-29 00:00");
+        assert_eq!(date_time(4_102_444_799_999), "2099-12-31 23:59");
     }
 
     #[test]

@@ -48,10 +48,11 @@ const MIGRATIONS: &[Embedded] = &[
         sql: include_str!("../../migrations/history/0007_conversation_events.sql"),
     },
     Embedded { version: 8, description: "group seq", sql: include_str!("../../migrations/history/0008_group_seq.sql") },
+    Embedded { version: 9, description: "search", sql: include_str!("../../migrations/history/0009_search.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 8;
+pub const CODE_VERSION: i64 = 9;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
@@ -86,6 +87,17 @@ pub(super) async fn run(conn: &mut SqliteConnection, path: &Path) -> Result<(), 
         }
         Err(err) => Err(migrate_err(err)),
     }
+}
+
+/// Brings a new history at `path` only up to `version`, as an older build
+/// would have left it, so tests can see what later migrations do to it.
+#[cfg(test)]
+pub(super) async fn run_up_to(path: &Path, version: i64) -> Result<(), MigrateError> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&options).await.map_err(MigrateError::Execute)?;
+    let done = migrator().run_direct(Some(version), &mut conn, false).await;
+    let _ = conn.close().await;
+    done
 }
 
 #[cfg(test)]

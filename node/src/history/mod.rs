@@ -16,6 +16,8 @@
 //! - [`conversations`](History::conversations) lists conversations with
 //!   their unread counts; [`conversation_of`] names a message's
 //!   conversation.
+//! - [`search`](History::search) finds messages by what they say, through
+//!   a full-text index the schema keeps up to date (see [`search`](mod@search)).
 //!
 //! Times are milliseconds since the Unix epoch. Values above `i64::MAX`
 //! (only a broken or hostile sender's clock) are stored as `i64::MAX`.
@@ -26,6 +28,7 @@ mod error;
 mod files;
 mod messages;
 mod migrate;
+pub mod search;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +37,7 @@ pub use error::HistoryError;
 pub use files::{FileRow, OfferState, TargetRow};
 pub use messages::{MemberState, OutState, StoredMessage};
 pub use migrate::CODE_VERSION;
+pub use search::SearchHit;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};

@@ -7,15 +7,15 @@ use skein_proto::bytes::{DeviceId, MailId};
 use skein_proto::peer::{ChatMessage, Conversation, MessageBody};
 use std::path::PathBuf;
 
-const ALICE_PHONE: DeviceId = DeviceId([0xa1; 16]);
+pub(super) const ALICE_PHONE: DeviceId = DeviceId([0xa1; 16]);
 const ALICE_LAPTOP: DeviceId = DeviceId([0xa2; 16]);
-const BOB_PHONE: DeviceId = DeviceId([0xb1; 16]);
+pub(super) const BOB_PHONE: DeviceId = DeviceId([0xb1; 16]);
 
-fn id(n: u8) -> MailId {
+pub(super) fn id(n: u8) -> MailId {
     MailId([n; 16])
 }
 
-fn msg(n: u8, from: &str, device: DeviceId, to: &str, text: &str) -> ChatMessage {
+pub(super) fn msg(n: u8, from: &str, device: DeviceId, to: &str, text: &str) -> ChatMessage {
     ChatMessage {
         id: id(n),
         from_user: from.into(),
@@ -28,7 +28,7 @@ fn msg(n: u8, from: &str, device: DeviceId, to: &str, text: &str) -> ChatMessage
 }
 
 /// A history for `alice` in a fresh temporary directory.
-async fn fresh() -> (tempfile::TempDir, PathBuf, History) {
+pub(super) async fn fresh() -> (tempfile::TempDir, PathBuf, History) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("profile").join("history.db");
     let history = History::open(&path).await.unwrap();
