@@ -1,9 +1,19 @@
-//! skein-desk: the Skein desktop client.
+//! skein-desk: the Skein desktop app, on iced.
 //!
-//! The iced application embeds the node library; this crate currently holds
-//! the screen-independent view models it renders, kept free of any UI
-//! toolkit so they are tested as plain functions:
+//! It embeds the node (`skein_node::handle`), so there is no separate
+//! daemon: the app is the node, and while it runs it serves the profile's
+//! control socket, so `skein` commands work against it.
 //!
-//! - [`roster`]: the contact list, ordered and grouped the way people scan it.
+//! - [`app`]: the application (screens, window, shortcuts, idleness).
+//! - [`screen`]: the sign-in screen and the main window.
+//! - [`model`]: what the screens show, free of the toolkit and the network.
+//! - [`style`], [`clock`]: the look, and local time for people.
+//! - [`notify`]: desktop notifications; [`snapshot`]: what shows, for checks.
 
-pub mod roster;
+pub mod app;
+pub mod clock;
+pub mod model;
+pub mod notify;
+pub mod screen;
+pub mod snapshot;
+pub mod style;

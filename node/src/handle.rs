@@ -41,6 +41,7 @@ pub struct NodeHandle {
     history: History,
     user: String,
     stop: CancellationToken,
+    done: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// Starts the node of `profile` (which must hold a session) in the
@@ -56,8 +57,20 @@ pub async fn start(
     let stop = CancellationToken::new();
     let events = Events::default();
     let started = crate::daemon::start(profile, options, face, stop.clone(), events.clone()).await?;
-    let handle = NodeHandle { calls: started.calls, events, history: started.history, user: started.user, stop };
-    Ok((handle, started.task))
+    let (done_tx, done) = tokio::sync::watch::channel(None);
+    let node = started.task;
+    let task = tokio::spawn(async move {
+        let result =
+            node.await.unwrap_or_else(|e| Err(DaemonError::Local(format!("the node stopped unexpectedly: {e}"))));
+        let why = match &result {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        let _ = done_tx.send(Some(why));
+        result
+    });
+    let handle = NodeHandle { calls: started.calls, events, history: started.history, user: started.user, stop, done };
+    Ok((handle, task))
 }
 
 impl NodeHandle {
@@ -74,6 +87,20 @@ impl NodeHandle {
     /// The local history (conversations, messages, search).
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// Waits until the node has stopped; says why when it was not asked
+    /// to (the session ended), and nothing after a stop or a logout.
+    pub async fn stopped(&self) -> String {
+        let mut done = self.done.clone();
+        loop {
+            if let Some(why) = done.borrow_and_update().clone() {
+                return why;
+            }
+            if done.changed().await.is_err() {
+                return String::new();
+            }
+        }
     }
 
     /// Asks the node to stop; its task ends soon after.
@@ -173,6 +200,21 @@ impl NodeHandle {
     /// Verified peers and their paths.
     pub async fn peers(&self) -> Result<Value, NodeError> {
         self.ask(ControlRequest::Peers).await
+    }
+
+    /// The groups this user is in, each as its newest membership
+    /// certificate (id, name, version, members).
+    pub async fn groups(&self) -> Result<Vec<skein_proto::group::MembershipCert>, NodeError> {
+        use skein_proto::control::{Request, Response};
+        let bad = |m: String| NodeError { code: "internal".into(), message: m };
+        let request = skein_proto::frame::encode_payload(&Request::GroupList).map_err(|e| bad(e.to_string()))?;
+        let v = self.ask(ControlRequest::Group { request: hex::encode(request) }).await?;
+        let bytes = hex::decode(v["response"].as_str().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+        match skein_proto::frame::decode_payload::<Response>(&bytes) {
+            Ok(Response::Groups(list)) => Ok(list),
+            Ok(other) => Err(bad(format!("the tracker answered a group list with {other:?}"))),
+            Err(e) => Err(bad(e.to_string())),
+        }
     }
 
     /// Logs this device out; the node stops.

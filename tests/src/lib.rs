@@ -1,6 +1,7 @@
 //! Shared pieces of Skein's end-to-end tests: logging setup, the paths of
 //! the real binaries, a child-process wrapper that reads JSON event lines,
-//! and a UDP proxy that can go silent to simulate a vanished client.
+//! a UDP proxy that can go silent to simulate a vanished client, the NAT
+//! lab ([`lab`]) and a desktop session for the desktop app ([`x11`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 pub mod lab;
+pub mod x11;
 
 pub use skein_tracker::test_utils::{TestTracker, wait_for};
 

@@ -66,8 +66,6 @@ pub struct TransferOptions {
     pub auto_accept_max: Option<u64>,
 }
 
-/// Where event lines go.
-
 /// Handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Transfers {

@@ -1,0 +1,12 @@
+//! What the app shows, kept free of the UI toolkit and of the network so
+//! it is tested as plain functions: the node's events parsed
+//! ([`event`]), the conversation list ([`conversations`]), one
+//! conversation's messages ([`chat`]), file transfers ([`transfers`]),
+//! the directory ([`directory`]) and emoji runs in text ([`emoji_runs`]).
+
+pub mod chat;
+pub mod conversations;
+pub mod directory;
+pub mod emoji_runs;
+pub mod event;
+pub mod transfers;

@@ -1,0 +1,647 @@
+//! The main window: the sidebar (conversations, or the directory), the
+//! open conversation, and one's own status and connection. Its state is
+//! what the node reported; its commands go to the node and never block
+//! the window: each runs as a task, and a failed one says why in a banner.
+
+mod conversation;
+mod sidebar;
+#[cfg(test)]
+mod tests;
+
+use crate::model::chat::{Chat, Msg};
+use crate::model::conversations::{Conversations, Row};
+use crate::model::directory::Directory;
+use crate::model::event::{self, Body, NodeEvent};
+use crate::model::transfers::Transfers;
+use iced::widget::{operation, row, scrollable, text_editor};
+use iced::{Element, Length, Task};
+use serde_json::Value;
+use skein_node::handle::NodeHandle;
+use std::path::PathBuf;
+
+/// The message list's scrollable.
+pub const MESSAGES: &str = "messages";
+/// The composer.
+pub const COMPOSER: &str = "composer";
+/// Messages loaded per page.
+const PAGE: u32 = 50;
+/// How long without input before the status turns to away.
+pub const AWAY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The tracker connection as the indicator shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// Starting up.
+    Connecting,
+    /// Connected to this tracker.
+    Connected(String),
+    /// Lost; retrying.
+    Reconnecting(String),
+    /// The session ended.
+    Ended(String),
+}
+
+/// What the sidebar shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    /// Conversations.
+    Chats,
+    /// The directory.
+    People,
+}
+
+/// A desktop notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The conversation it opens.
+    pub conversation: String,
+    /// Title: who wrote.
+    pub title: String,
+    /// The message, in one line.
+    pub body: String,
+}
+
+/// What the user (or the node) does.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// An event of the node.
+    Node(Value),
+    /// The conversation list was read from the history.
+    Conversations(Result<Vec<Row>, String>),
+    /// Group names, by address.
+    Groups(Vec<(String, String)>),
+    /// The directory: users, departments and presence.
+    Directory(Result<(Value, Value, Value), String>),
+    /// Open a conversation.
+    Open(String),
+    /// A page of a conversation: (conversation, messages, oldest seq, complete, newest page).
+    Page(String, Result<(Vec<Msg>, Option<i64>, bool, bool), String>),
+    /// The message list scrolled.
+    Scrolled(scrollable::Viewport),
+    /// The composer changed.
+    Edit(text_editor::Action),
+    /// Send what the composer holds.
+    Send,
+    /// Add an emoji to the composer.
+    Insert(String),
+    /// Finish the `:shortcode` being typed with this emoji.
+    Complete(String),
+    /// Show or hide the emoji picker.
+    Picker,
+    /// React to a message with an emoji (again: take it back).
+    React(String, String),
+    /// Accept a file offer.
+    Accept(String),
+    /// Decline a file offer.
+    Decline(String),
+    /// Open the folder a file was saved in.
+    Reveal(String),
+    /// Open a received image full size.
+    View(String),
+    /// A file was dropped on the window: offer it here.
+    Dropped(PathBuf),
+    /// A command finished: refresh the open conversation, or say why it failed.
+    Done(Result<Value, String>),
+    /// A send finished (the same, and one fewer in flight).
+    Sent(Result<Value, String>),
+    /// Something failed; say why.
+    Failed(String),
+    /// Switch the sidebar.
+    Tab(Tab),
+    /// The directory's search box.
+    Search(String),
+    /// Set one's status.
+    Status(String),
+    /// The pointer is over a message (its quick reactions show).
+    Hover(Option<String>),
+    /// The node's transfers, to show where each file stands.
+    TransfersLoaded(Value),
+    /// Close the error banner.
+    Dismiss,
+}
+
+/// The main window's state.
+#[derive(Debug)]
+pub struct Workspace {
+    node: Option<NodeHandle>,
+    /// The signed-in user.
+    pub me: String,
+    /// The tracker connection.
+    pub connection: Connection,
+    /// One's own status.
+    pub status: String,
+    /// Away was set by idleness, not by the user.
+    pub auto_away: bool,
+    /// The conversation list.
+    pub conversations: Conversations,
+    /// Group names by address.
+    pub groups: std::collections::HashMap<String, String>,
+    /// The open conversation.
+    pub chat: Option<Chat>,
+    /// File transfers.
+    pub transfers: Transfers,
+    /// The directory.
+    pub directory: Directory,
+    /// What the sidebar shows.
+    pub tab: Tab,
+    /// The directory search.
+    pub search: String,
+    /// The composer.
+    pub composer: text_editor::Content,
+    /// The emoji picker is open.
+    pub picker: bool,
+    /// Sends in flight.
+    pub sending: usize,
+    /// The last failed action.
+    pub error: Option<String>,
+    /// The window has focus.
+    pub focused: bool,
+    /// Notifications to show (taken by the app).
+    pub notices: Vec<Notice>,
+    /// The message under the pointer.
+    pub hovered: Option<String>,
+    /// Image thumbnails by message id, decoded once.
+    pub thumbs: std::collections::HashMap<String, iced::widget::image::Handle>,
+    /// An older page is being loaded.
+    loading_older: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Workspace {
+    /// The window for `me`, driving `node` (none in tests).
+    pub fn new(me: &str, node: Option<NodeHandle>) -> Self {
+        Self {
+            node,
+            me: me.to_owned(),
+            connection: Connection::Connecting,
+            status: "online".into(),
+            auto_away: false,
+            conversations: Conversations::default(),
+            groups: Default::default(),
+            chat: None,
+            transfers: Transfers::default(),
+            directory: Directory::default(),
+            tab: Tab::Chats,
+            search: String::new(),
+            composer: text_editor::Content::new(),
+            picker: false,
+            sending: 0,
+            error: None,
+            focused: true,
+            notices: Vec::new(),
+            hovered: None,
+            thumbs: Default::default(),
+            loading_older: false,
+        }
+    }
+
+    /// Loads what the history holds.
+    pub fn load(&self) -> Task<Message> {
+        let Some(node) = self.node.clone() else { return Task::none() };
+        Task::perform(
+            async move {
+                let list = node.history().conversations().await.map_err(err)?;
+                Ok(list
+                    .into_iter()
+                    .map(|c| Row {
+                        title: c.id.clone(),
+                        id: c.id,
+                        unread: c.unread,
+                        last_text: c.last_text.unwrap_or_default().lines().next().unwrap_or_default().to_owned(),
+                        last_at_ms: c.last_at_ms,
+                        muted: false,
+                    })
+                    .collect())
+            },
+            Message::Conversations,
+        )
+    }
+
+    fn load_directory(&self) -> Task<Message> {
+        let Some(node) = self.node.clone() else { return Task::none() };
+        let groups = node.clone();
+        Task::batch([
+            Task::perform(
+                async move {
+                    let users = node.directory(None, None).await.map_err(err)?;
+                    let departments = node.departments().await.map_err(err)?;
+                    let presence = node.presence().await.map_err(err)?;
+                    Ok((users, departments, presence))
+                },
+                Message::Directory,
+            ),
+            Task::perform(
+                async move {
+                    groups
+                        .groups()
+                        .await
+                        .map(|list| {
+                            list.into_iter()
+                                .map(|c| (skein_proto::peer::group_address(&c.body.group), c.body.name))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                },
+                Message::Groups,
+            ),
+        ])
+    }
+
+    /// What a conversation is called.
+    pub fn title_of(&self, id: &str) -> String {
+        match id.strip_prefix('#') {
+            Some(_) => self.groups.get(id).cloned().unwrap_or_else(|| "Group".to_owned()),
+            None => self.directory.display_name(id),
+        }
+    }
+
+    fn page(&self, id: &str, before: Option<i64>) -> Task<Message> {
+        let Some(node) = self.node.clone() else { return Task::none() };
+        let id = id.to_owned();
+        let newest = before.is_none();
+        Task::perform(
+            {
+                let id = id.clone();
+                async move {
+                    let h = node.history();
+                    let list = h.messages(&id, PAGE, before).await.map_err(err)?;
+                    let complete = list.len() < PAGE as usize;
+                    let oldest = list.first().map(|m| m.seq);
+                    let mut msgs = Vec::with_capacity(list.len());
+                    for m in &list {
+                        let reactions = h.reactions(m.id).await.map_err(err)?;
+                        msgs.extend(Msg::stored(m, &reactions));
+                    }
+                    Ok((msgs, oldest, complete, newest))
+                }
+            },
+            move |r| Message::Page(id.clone(), r),
+        )
+    }
+
+    fn mark_read(&mut self, id: &str) -> Task<Message> {
+        let had = self.conversations.get(id).is_some_and(|r| r.unread > 0);
+        self.conversations.read(id);
+        match (&self.node, had) {
+            (Some(node), true) => {
+                let (node, id) = (node.clone(), id.to_owned());
+                Task::perform(async move { node.read(&id).await.map_err(err) }, |_| Message::Dismiss).discard()
+            }
+            _ => Task::none(),
+        }
+    }
+
+    /// Opens the `n`th conversation of the list (0-based).
+    pub fn open_nth(&mut self, n: usize) -> Task<Message> {
+        match self.conversations.rows().get(n).map(|r| r.id.clone()) {
+            Some(id) => self.update(Message::Open(id)),
+            None => Task::none(),
+        }
+    }
+
+    /// The window gained or lost focus.
+    pub fn set_focus(&mut self, focused: bool) -> Task<Message> {
+        self.focused = focused;
+        match (focused, self.chat.as_ref().map(|c| c.id.clone())) {
+            (true, Some(id)) => self.mark_read(&id),
+            _ => Task::none(),
+        }
+    }
+
+    /// Idle for a while (`idle`), or active again (`false`): turns an
+    /// online status away, and back when the user returns.
+    pub fn idle(&mut self, idle: bool) -> Task<Message> {
+        match (idle, self.status.as_str(), self.auto_away) {
+            (true, "online", _) => {
+                self.auto_away = true;
+                self.set_status("away")
+            }
+            (false, "away", true) => {
+                self.auto_away = false;
+                self.set_status("online")
+            }
+            _ => Task::none(),
+        }
+    }
+
+    fn set_status(&mut self, status: &str) -> Task<Message> {
+        self.status = status.to_owned();
+        let Some(node) = self.node.clone() else { return Task::none() };
+        let status = status.to_owned();
+        Task::perform(async move { node.set_status(&status, None).await.map_err(err) }, |r| match r {
+            Ok(_) => Message::Dismiss,
+            Err(e) => Message::Failed(e),
+        })
+    }
+
+    fn command<F>(&self, f: impl FnOnce(NodeHandle) -> F + 'static) -> Task<Message>
+    where
+        F: std::future::Future<Output = Result<Value, skein_node::handle::NodeError>> + Send + 'static,
+    {
+        match self.node.clone() {
+            Some(node) => Task::perform(f(node), |r| Message::Done(r.map_err(err))),
+            None => Task::none(),
+        }
+    }
+
+    fn send_command<F>(&self, f: impl FnOnce(NodeHandle) -> F + 'static) -> Task<Message>
+    where
+        F: std::future::Future<Output = Result<Value, skein_node::handle::NodeError>> + Send + 'static,
+    {
+        match self.node.clone() {
+            Some(node) => Task::perform(f(node), |r| Message::Sent(r.map_err(err))),
+            None => Task::none(),
+        }
+    }
+
+    /// The `:shortcode` being typed at the end of the composer, if any.
+    pub fn shortcode(&self) -> Option<String> {
+        let t = self.composer.text();
+        let t = t.trim_end_matches('\n');
+        let start = t.rfind(':')?;
+        let code = &t[start + 1..];
+        (code.len() >= 2 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '+' || c == '-'))
+            .then(|| code.to_owned())
+    }
+
+    /// Handles a message.
+    pub fn update(&mut self, message: Message) -> Task<Message> {
+        match message {
+            Message::Node(v) => return self.node_event(&v),
+            Message::Conversations(Ok(rows)) => {
+                let mut rows = rows;
+                for r in &mut rows {
+                    r.title = self.title_of(&r.id);
+                }
+                self.conversations = Conversations::new(rows);
+            }
+            Message::Groups(list) => {
+                self.groups.extend(list);
+                self.retitle();
+            }
+            Message::Directory(Ok((users, departments, presence))) => {
+                self.directory.load(&users, &departments);
+                self.directory.presence_all(&presence);
+                self.retitle();
+            }
+            Message::Conversations(Err(e)) | Message::Directory(Err(e)) => self.error = Some(e),
+            Message::Open(id) => {
+                self.tab = Tab::Chats;
+                self.picker = false;
+                if self.chat.as_ref().is_some_and(|c| c.id == id) {
+                    return operation::focus(COMPOSER);
+                }
+                self.chat = Some(Chat::new(&id, &self.title_of(&id)));
+                let read = if self.focused { self.mark_read(&id) } else { Task::none() };
+                return Task::batch([self.page(&id, None), self.load_transfers(), read, operation::focus(COMPOSER)]);
+            }
+            Message::Page(id, Ok((msgs, oldest, complete, newest))) => {
+                self.loading_older = false;
+                if let Some(c) = self.chat.as_mut().filter(|c| c.id == id) {
+                    if newest && !c.messages.is_empty() {
+                        c.merge(msgs);
+                    } else {
+                        c.prepend(msgs, oldest, complete);
+                    }
+                    self.cache_thumbs();
+                    if newest {
+                        return to_latest();
+                    }
+                }
+            }
+            Message::Page(_, Err(e)) => {
+                self.loading_older = false;
+                self.error = Some(e);
+            }
+            Message::Scrolled(v) => {
+                // The list is anchored at the bottom: offset 0 is the latest
+                // message, 1 the oldest loaded.
+                let room = v.content_bounds().height - v.bounds().height;
+                let at_top = room <= 0.0 || v.relative_offset().y >= 0.98;
+                if let Some(c) = self.chat.as_ref().filter(|c| at_top && !c.complete && !self.loading_older) {
+                    self.loading_older = true;
+                    return self.page(&c.id.clone(), c.oldest_seq);
+                }
+            }
+            Message::Edit(action) => self.composer.perform(action),
+            Message::Insert(e) => {
+                self.composer.perform(text_editor::Action::Edit(text_editor::Edit::Paste(std::sync::Arc::new(e))));
+                return operation::focus(COMPOSER);
+            }
+            Message::Complete(emoji) => {
+                if let Some(code) = self.shortcode() {
+                    for _ in 0..=code.chars().count() {
+                        self.composer.perform(text_editor::Action::Edit(text_editor::Edit::Backspace));
+                    }
+                    self.composer
+                        .perform(text_editor::Action::Edit(text_editor::Edit::Paste(std::sync::Arc::new(emoji))));
+                }
+                return operation::focus(COMPOSER);
+            }
+            Message::Picker => self.picker = !self.picker,
+            Message::Send => return self.send(),
+            Message::React(id, emoji) => {
+                let mine = self
+                    .chat
+                    .as_ref()
+                    .and_then(|c| c.messages.iter().find(|m| m.id == id))
+                    .is_some_and(|m| m.reactions.iter().any(|(e, users)| *e == emoji && users.contains(&self.me)));
+                if let Some(c) = self.chat.as_mut() {
+                    c.reaction(&id, &self.me.clone(), &emoji, mine);
+                }
+                return self.command(move |n| async move { n.react(&id, &emoji, mine).await });
+            }
+            Message::Accept(id) => return self.command(move |n| async move { n.accept(&id, None).await }),
+            Message::Decline(id) => return self.command(move |n| async move { n.decline(&id).await }),
+            Message::Reveal(path) => {
+                let dir = std::path::Path::new(&path).parent().map(PathBuf::from).unwrap_or_default();
+                return open_externally(dir);
+            }
+            Message::View(path) => return open_externally(PathBuf::from(path)),
+            Message::Dropped(path) => {
+                let Some(to) = self.chat.as_ref().map(|c| c.id.clone()) else {
+                    self.error = Some("Open a conversation first, then drop the file on it.".into());
+                    return Task::none();
+                };
+                self.sending += 1;
+                let image = is_image(&path);
+                return self.send_command(move |n| async move {
+                    if image { n.send_image(&to, &path).await } else { n.send_file(&to, &path).await }
+                });
+            }
+            Message::Failed(e) => self.error = Some(e),
+            Message::Sent(r) => {
+                self.sending = self.sending.saturating_sub(1);
+                return self.update(Message::Done(r));
+            }
+            Message::Done(r) => {
+                if let Err(e) = r {
+                    self.error = Some(e);
+                }
+                if let Some(id) = self.chat.as_ref().map(|c| c.id.clone()) {
+                    return self.page(&id, None);
+                }
+            }
+            Message::Tab(t) => self.tab = t,
+            Message::Search(s) => self.search = s,
+            Message::Status(s) => {
+                self.auto_away = false;
+                return self.set_status(&s);
+            }
+            Message::Hover(id) => self.hovered = id,
+            Message::TransfersLoaded(list) => {
+                for t in list.as_array().into_iter().flatten() {
+                    self.transfers.apply(t);
+                }
+            }
+            Message::Dismiss => self.error = None,
+        }
+        Task::none()
+    }
+
+    /// Decodes the thumbnails of the open conversation not decoded yet.
+    fn cache_thumbs(&mut self) {
+        let Some(c) = &self.chat else { return };
+        for m in &c.messages {
+            if let Body::Image { thumbnail, .. } = &m.body
+                && !thumbnail.is_empty()
+                && !self.thumbs.contains_key(&m.id)
+            {
+                self.thumbs.insert(m.id.clone(), iced::widget::image::Handle::from_bytes(thumbnail.clone()));
+            }
+        }
+    }
+
+    fn load_transfers(&self) -> Task<Message> {
+        let Some(node) = self.node.clone() else { return Task::none() };
+        Task::perform(async move { node.transfers(None).await.unwrap_or_default() }, Message::TransfersLoaded)
+    }
+
+    fn retitle(&mut self) {
+        let ids: Vec<String> = self.conversations.rows().iter().map(|r| r.id.clone()).collect();
+        for id in ids {
+            let title = self.title_of(&id);
+            self.conversations.set_title(&id, &title);
+        }
+        if let Some(c) = self.chat.as_mut() {
+            let id = c.id.clone();
+            c.title = match id.strip_prefix('#') {
+                Some(_) => self.groups.get(&id).cloned().unwrap_or_else(|| c.title.clone()),
+                None => self.directory.display_name(&id),
+            };
+        }
+    }
+
+    fn send(&mut self) -> Task<Message> {
+        let text = self.composer.text().trim_end_matches('\n').to_owned();
+        let Some(to) = self.chat.as_ref().map(|c| c.id.clone()) else { return Task::none() };
+        if text.trim().is_empty() {
+            return Task::none();
+        }
+        self.composer = text_editor::Content::new();
+        self.picker = false;
+        self.sending += 1;
+        let title = self.title_of(&to);
+        self.conversations.outgoing(
+            &to,
+            &title,
+            Body::Text(skein_node::emoji::expand(&text)).summary(),
+            skein_node::now_ms(),
+        );
+        Task::batch([self.send_command(move |n| async move { n.send(&to, &text).await }), operation::focus(COMPOSER)])
+    }
+
+    fn node_event(&mut self, v: &Value) -> Task<Message> {
+        let Some(ev) = event::parse(v) else {
+            return Task::none();
+        };
+        match ev {
+            NodeEvent::Connected { tracker, status } => {
+                self.connection = Connection::Connected(tracker);
+                if !status.is_empty() && !self.auto_away {
+                    self.status = status;
+                }
+                return self.load_directory();
+            }
+            NodeEvent::Disconnected { reason, .. } => self.connection = Connection::Reconnecting(reason),
+            NodeEvent::SessionEnded { message } => self.connection = Connection::Ended(message),
+            NodeEvent::Presence { user, status, note } => self.directory.presence(&user, &status, note),
+            NodeEvent::Message(m) => {
+                let open = self.chat.as_ref().is_some_and(|c| c.id == m.conversation);
+                let seen = open && self.focused;
+                if let Some(g) = &m.group {
+                    self.groups.insert(m.conversation.clone(), g.clone());
+                }
+                self.conversations.incoming(&m, &self.me, seen);
+                let title = self.title_of(&m.conversation);
+                self.conversations.set_title(&m.conversation, &title);
+                if m.from != self.me && !self.focused && (!m.muted || m.mentions_me) {
+                    let who = self.directory.display_name(&m.from);
+                    let title = match &m.group {
+                        Some(g) => format!("{who} in {g}"),
+                        None => who,
+                    };
+                    self.notices.push(Notice { conversation: m.conversation.clone(), title, body: m.body.summary() });
+                }
+                if open {
+                    let me = self.me.clone();
+                    if let Some(c) = self.chat.as_mut() {
+                        c.push(Msg::incoming(&m, &me));
+                    }
+                    self.cache_thumbs();
+                    let read = if seen && m.from != self.me { self.mark_read(&m.conversation) } else { Task::none() };
+                    return Task::batch([read, to_latest()]);
+                }
+            }
+            NodeEvent::Receipt { kind, ids, .. } => {
+                if let Some(c) = self.chat.as_mut() {
+                    c.receipt(&kind, &ids);
+                }
+            }
+            NodeEvent::Reaction { id, by, emoji, removed } => {
+                if let Some(c) = self.chat.as_mut() {
+                    c.reaction(&id, &by, &emoji, removed);
+                }
+            }
+            NodeEvent::Transfer(v) => self.transfers.apply(&v),
+            NodeEvent::GroupChanged { .. } => return self.load_directory(),
+        }
+        Task::none()
+    }
+
+    /// The window.
+    pub fn view(&self) -> Element<'_, Message> {
+        row![sidebar::view(self), conversation::view(self)].height(Length::Fill).into()
+    }
+}
+
+/// Scrolls the message list to the latest message.
+fn to_latest() -> Task<Message> {
+    operation::snap_to(MESSAGES, scrollable::RelativeOffset::START)
+}
+
+/// Whether a dropped file is sent as an image message.
+fn is_image(path: &std::path::Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "gif" | "webp")
+}
+
+/// Opens a file or folder with the desktop's default application.
+fn open_externally(path: PathBuf) -> Task<Message> {
+    Task::perform(
+        async move {
+            tokio::process::Command::new("xdg-open")
+                .arg(&path)
+                .spawn()
+                .map(|_| Value::Null)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        },
+        |r| match r {
+            Ok(_) => Message::Dismiss,
+            Err(e) => Message::Failed(e),
+        },
+    )
+}

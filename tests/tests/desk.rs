@@ -1,0 +1,169 @@
+//! The desktop app in a real window: `skein-desk` under Xvfb, driven with
+//! the keyboard as a user would, against a real tracker and a real peer.
+//!
+//! Alice signs in through the sign-in screen, sees bob online, and gets a
+//! message, an emoji, an image and a file offer from him; she opens the
+//! conversation and answers from the composer, and bob's node gets the
+//! answer. A message that comes while her window has no focus raises a
+//! desktop notification on the session bus. Screenshots of the sign-in
+//! screen, the main window and the conversation are saved under
+//! `target/screenshots/` and checked to be real pictures.
+//!
+//! It needs Xvfb, xdotool, ImageMagick and D-Bus, so it is `#[ignore]`d
+//! (reported as ignored, with the reason) unless asked for with
+//! `--ignored`: `scripts/test` installs them and asks. Asked for where
+//! they are missing, it fails and names the packages.
+
+use serde_json::Value;
+use skein_tests::x11::{Desktop, check_picture, missing_tools};
+use skein_tests::{Proc, bin, daemon, login_profile, skein, tracker_with_users};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+const T: Duration = Duration::from_secs(30);
+
+/// Where screenshots go: `target/screenshots/`.
+fn screenshots() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/debug/deps/<test> -> target/screenshots
+    exe.ancestors().nth(3).expect("target directory").join("screenshots")
+}
+
+/// The app's state file, read until `check` accepts it.
+async fn state(dir: &Path, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let path = dir.join("state.json");
+    let mut last = Value::Null;
+    let deadline = tokio::time::Instant::now() + T;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+            if check(&v) {
+                return v;
+            }
+            last = v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the app never showed {what}; it shows: {last:#}");
+}
+
+fn texts(v: &Value) -> Vec<String> {
+    v["chat"]["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, xdotool, ImageMagick and D-Bus: run with --ignored (scripts/test installs them and does)"]
+async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
+    let missing = missing_tools();
+    assert!(missing.is_empty(), "install the Debian packages {missing:?} for the desktop test");
+    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bob = login_profile(&t, dir.path(), "bob", "bob", PW).await;
+    let mut bob_daemon = daemon(&bob, &[]);
+    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+
+    let mut desk = Desktop::start().await;
+    let snapshots = dir.path().join("snapshots");
+    let alice = dir.path().join("alice");
+    let mut env: Vec<(&str, String)> = desk.env();
+    env.push(("SKEIN_DESK_SNAPSHOTS", snapshots.display().to_string()));
+    env.push(("SKEIN_DESK_THEME", "light".into()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _app = Proc::spawn(&bin("skein-desk"), &["--profile", alice.to_str().expect("utf-8")], &env_refs);
+    let window = desk.window("Skein").await;
+    desk.focus(&window).await;
+    let shots = screenshots();
+
+    // Signing in through the sign-in screen, with the keyboard.
+    state(&snapshots, "the sign-in screen", |v| v["screen"] == "login").await;
+    // The address field is filled in with a default: back to it, replace it.
+    desk.key("shift+Tab").await;
+    desk.key("ctrl+a").await;
+    desk.type_text(&t.address()).await;
+    desk.key("Tab").await;
+    desk.type_text(t.ca_path().to_str().expect("utf-8")).await;
+    desk.key("Tab").await;
+    desk.type_text("alice").await;
+    desk.key("Tab").await;
+    desk.type_text("not the password").await;
+    desk.key("Return").await;
+    let v = state(&snapshots, "the wrong password refused", |v| !v["failure"].is_null()).await;
+    assert_eq!(v["failure"], "Wrong user name or password.");
+    desk.key("ctrl+a").await;
+    desk.type_text(PW).await;
+    desk.capture(&window, &shots.join("login.png")).await;
+    desk.key("Return").await;
+
+    // The main window: connected, bob online.
+    state(&snapshots, "bob online", |v| {
+        v["screen"] == "main"
+            && v["connection"].as_str().is_some_and(|c| c.starts_with("Connected"))
+            && v["online"].as_array().is_some_and(|o| o.iter().any(|u| u == "bob"))
+    })
+    .await;
+
+    // Bob writes: text, emoji, an image and a file.
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).expect("files");
+    let photo = files.join("photo.png");
+    image::RgbImage::from_fn(480, 320, |x, y| image::Rgb([(x * 255 / 480) as u8, (y * 255 / 320) as u8, 160]))
+        .save(&photo)
+        .expect("photo");
+    let report = files.join("report.pdf");
+    std::fs::write(&report, skein_tests::pseudo_random(300_000, 7)).expect("report");
+    for args in [
+        vec!["send", "alice", "Hi Alice! The build is green 日本語 ✅"],
+        vec!["send", "alice", "🎉🚀"],
+        vec!["send-image", "alice", photo.to_str().expect("utf-8")],
+        vec!["send-file", "alice", report.to_str().expect("utf-8"), "--no-wait"],
+    ] {
+        let (ok, _, err) = skein(&bob, &args, None).await;
+        assert!(ok, "bob {args:?}: {err}");
+    }
+    let v = state(&snapshots, "bob's four messages as unread", |v| v["conversations"][0]["unread"] == 4).await;
+    assert_eq!(v["conversations"][0]["id"], "bob");
+    desk.capture(&window, &shots.join("main.png")).await;
+
+    // The conversation: open it, answer from the composer.
+    desk.key("ctrl+1").await;
+    let v = state(&snapshots, "the conversation with bob's messages", |v| texts(v).len() == 4).await;
+    assert_eq!(texts(&v), ["Hi Alice! The build is green 日本語 ✅", "🎉🚀", "photo.png", "report.pdf"]);
+    let v = state(&snapshots, "the conversation read", |v| v["conversations"][0]["unread"] == 0).await;
+    assert_eq!(v["chat"]["messages"][3]["kind"], "file");
+    desk.type_text("Thanks Bob! Looks great :tada:").await;
+    desk.key("shift+Return").await;
+    desk.type_text("Second line").await;
+    desk.key("Return").await;
+    let answer = "Thanks Bob! Looks great 🎉\nSecond line";
+    let line = bob_daemon
+        .wait_line(T, "alice's answer", |l| l.contains(r#""type":"message""#) && l.contains("Looks great"))
+        .await;
+    let got: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(got["text"], answer, "Shift+Enter made a new line and Enter sent");
+    let v =
+        state(&snapshots, "alice's answer in her conversation", |v| texts(v).last().is_some_and(|t| t == answer)).await;
+    assert_eq!(v["composer"], "", "the composer is empty after sending");
+    desk.capture(&window, &shots.join("conversation.png")).await;
+
+    // Away from the window, a message raises a desktop notification.
+    desk.unfocus().await;
+    state(&snapshots, "the window unfocused", |v| v["focused"] == false).await;
+    let (ok, _, err) = skein(&bob, &["send", "alice", "Are you still there?"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        desk.notification("Are you still there?", T).await,
+        "no notification came for a message while unfocused; the bus saw: {:#?}",
+        desk.seen
+    );
+    assert!(desk.seen.iter().any(|l| l.contains("\"Bob\"")), "the notification names the sender: {:#?}", desk.seen);
+
+    for name in ["login", "main", "conversation"] {
+        let colours = check_picture(&shots.join(format!("{name}.png")));
+        println!("{name}.png: {colours} colours, in {}", shots.display());
+    }
+}
