@@ -70,6 +70,8 @@ pub enum Shortcut {
     Escape,
     /// Shift+Tab: the previous field.
     Previous,
+    /// Ctrl+K: search messages.
+    Search,
 }
 
 /// The application's state.
@@ -261,8 +263,13 @@ impl App {
             (Shortcut::Conversation(n), Screen::Work(w)) => w.open_nth(n).map(Message::Work),
             (Shortcut::Escape, Screen::Work(w)) => {
                 w.picker = false;
-                Task::none()
+                if w.query.is_empty() {
+                    Task::none()
+                } else {
+                    w.update(workspace::Message::Query(String::new())).map(Message::Work)
+                }
             }
+            (Shortcut::Search, Screen::Work(_)) => iced::widget::operation::focus(workspace::SEARCH),
             (Shortcut::Next, Screen::Login(_)) => iced::widget::operation::focus_next(),
             (Shortcut::Previous, Screen::Login(_)) => iced::widget::operation::focus_previous(),
             _ => Task::none(),
@@ -323,15 +330,13 @@ impl App {
         ])
     }
 
-    /// Light or dark, as the desktop prefers (`SKEIN_DESK_THEME` overrides).
-    pub fn theme(&self) -> Theme {
+    /// Light or dark as the desktop prefers (`None`: iced follows the
+    /// system's colour scheme); `SKEIN_DESK_THEME=light|dark` overrides it.
+    pub fn theme(&self) -> Option<Theme> {
         match std::env::var("SKEIN_DESK_THEME").as_deref() {
-            Ok("dark") => Theme::Dark,
-            Ok("light") => Theme::Light,
-            _ => match std::env::var("GTK_THEME").unwrap_or_default().to_lowercase().contains("dark") {
-                true => Theme::Dark,
-                false => Theme::Light,
-            },
+            Ok("dark") => Some(Theme::Dark),
+            Ok("light") => Some(Theme::Light),
+            _ => None,
         }
     }
 }
@@ -339,6 +344,7 @@ impl App {
 fn shortcut(e: keyboard::Event) -> Option<Message> {
     let keyboard::Event::KeyPressed { key, modifiers, .. } = e else { return None };
     match key.as_ref() {
+        keyboard::Key::Character("k") if modifiers.command() => Some(Message::Key(Shortcut::Search)),
         keyboard::Key::Character(c) if modifiers.command() => {
             let n: usize = c.parse().ok().filter(|n| (1..=9).contains(n))?;
             Some(Message::Key(Shortcut::Conversation(n - 1)))

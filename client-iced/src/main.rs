@@ -30,8 +30,12 @@ fn main() -> iced::Result {
     .title(skein_desk::app::App::title)
     .subscription(skein_desk::app::App::subscription)
     .theme(skein_desk::app::App::theme)
-    .window_size((1000.0, 700.0))
-    .exit_on_close_request(false)
+    .window(iced::window::Settings {
+        size: iced::Size::new(1000.0, 700.0),
+        min_size: Some(iced::Size::new(800.0, 600.0)),
+        exit_on_close_request: false,
+        ..Default::default()
+    })
     .default_font(skein_desk::style::SANS)
     .run()
 }

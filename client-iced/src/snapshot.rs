@@ -43,7 +43,9 @@ pub fn state(app: &App) -> Value {
                 "conversations": conversations, "chat": chat, "focused": w.focused, "error": w.error,
                 "online": w.directory.people_by_department("").values().flatten()
                     .filter(|p| p.status != "offline").map(|p| p.name.clone()).collect::<Vec<_>>(),
-                "composer": w.composer.text()})
+                "composer": w.composer.text(), "query": w.query, "marked": w.marked,
+                "results": w.results.iter().map(|h| json!({"conversation": h.conversation, "id": h.id.to_hex(), "text": h.text})).collect::<Vec<_>>(),
+                "groups": w.groups})
         }
         Screen::Login(l) => json!({"screen": "login", "tracker": l.tracker, "user": l.user,
             "failure": l.failure.as_ref().map(|f| f.message.clone())}),

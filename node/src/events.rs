@@ -50,6 +50,6 @@ mod tests {
         events.emit(json!({"type": "two"}));
         assert_eq!(a.recv().await, Some(json!({"type": "one"})));
         assert_eq!(a.recv().await, Some(json!({"type": "two"})));
-        assert_eq!(events.listeners.lock().unwrap().len(), 1, "the gone listener was dropped");
+        assert_eq!(events.listeners.lock().expect("lock").len(), 1, "the gone listener was dropped");
     }
 }

@@ -33,6 +33,10 @@ pub struct NodeError {
     pub message: String,
 }
 
+fn internal(message: String) -> NodeError {
+    NodeError { code: "internal".into(), message }
+}
+
 /// A running node; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct NodeHandle {
@@ -205,16 +209,36 @@ impl NodeHandle {
     /// The groups this user is in, each as its newest membership
     /// certificate (id, name, version, members).
     pub async fn groups(&self) -> Result<Vec<skein_proto::group::MembershipCert>, NodeError> {
-        use skein_proto::control::{Request, Response};
-        let bad = |m: String| NodeError { code: "internal".into(), message: m };
-        let request = skein_proto::frame::encode_payload(&Request::GroupList).map_err(|e| bad(e.to_string()))?;
-        let v = self.ask(ControlRequest::Group { request: hex::encode(request) }).await?;
-        let bytes = hex::decode(v["response"].as_str().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
-        match skein_proto::frame::decode_payload::<Response>(&bytes) {
-            Ok(Response::Groups(list)) => Ok(list),
-            Ok(other) => Err(bad(format!("the tracker answered a group list with {other:?}"))),
-            Err(e) => Err(bad(e.to_string())),
+        match self.group_request(skein_proto::control::Request::GroupList).await? {
+            skein_proto::control::Response::Groups(list) => Ok(list),
+            other => Err(internal(format!("the tracker answered a group list with {other:?}"))),
         }
+    }
+
+    /// Makes a discussion group owned by this user with `members`; returns
+    /// its first membership certificate.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: Vec<String>,
+    ) -> Result<skein_proto::group::MembershipCert, NodeError> {
+        use skein_proto::control::{GroupCreate, Request, Response};
+        let create = GroupCreate { name: name.to_owned(), members, org: false };
+        match self.group_request(Request::GroupCreate(create)).await? {
+            Response::Group(ev) => Ok(ev.cert),
+            other => Err(internal(format!("the tracker answered a new group with {other:?}"))),
+        }
+    }
+
+    /// A group request passed through the node to the tracker.
+    async fn group_request(
+        &self,
+        req: skein_proto::control::Request,
+    ) -> Result<skein_proto::control::Response, NodeError> {
+        let request = skein_proto::frame::encode_payload(&req).map_err(|e| internal(e.to_string()))?;
+        let v = self.ask(ControlRequest::Group { request: hex::encode(request) }).await?;
+        let bytes = hex::decode(v["response"].as_str().unwrap_or_default()).map_err(|e| internal(e.to_string()))?;
+        skein_proto::frame::decode_payload(&bytes).map_err(|e| internal(e.to_string()))
     }
 
     /// Logs this device out; the node stops.

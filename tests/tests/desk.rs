@@ -3,11 +3,12 @@
 //!
 //! Alice signs in through the sign-in screen, sees bob online, and gets a
 //! message, an emoji, an image and a file offer from him; she opens the
-//! conversation and answers from the composer, and bob's node gets the
-//! answer. A message that comes while her window has no focus raises a
-//! desktop notification on the session bus. Screenshots of the sign-in
-//! screen, the main window and the conversation are saved under
-//! `target/screenshots/` and checked to be real pictures.
+//! conversation and answers from the composer (bob's node gets the
+//! answer), and finds a message with the search. A message that comes
+//! while her window has no focus raises a desktop notification on the
+//! session bus. Screenshots of the sign-in screen, the main window and the
+//! conversation are saved under `target/screenshots/` and checked to be
+//! real pictures.
 //!
 //! It needs Xvfb, xdotool, ImageMagick and D-Bus, so it is `#[ignore]`d
 //! (reported as ignored, with the reason) unless asked for with
@@ -150,6 +151,17 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     assert_eq!(v["composer"], "", "the composer is empty after sending");
     desk.capture(&window, &shots.join("conversation.png")).await;
 
+    // Search finds bob's first message; Enter opens it, marked.
+    desk.key("ctrl+k").await;
+    desk.type_text("green").await;
+    let v = state(&snapshots, "a search result", |v| v["results"].as_array().is_some_and(|r| !r.is_empty())).await;
+    assert_eq!(v["results"][0]["conversation"], "bob");
+    let found = v["results"][0]["id"].as_str().expect("an id").to_owned();
+    desk.key("Return").await;
+    state(&snapshots, "the found message marked", |v| v["marked"] == found.as_str() && v["chat"]["id"] == "bob").await;
+    desk.key("Escape").await;
+    state(&snapshots, "the search cleared", |v| v["query"] == "").await;
+
     // Away from the window, a message raises a desktop notification.
     desk.unfocus().await;
     state(&snapshots, "the window unfocused", |v| v["focused"] == false).await;
@@ -162,7 +174,13 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     );
     assert!(desk.seen.iter().any(|l| l.contains("\"Bob\"")), "the notification names the sender: {:#?}", desk.seen);
 
-    for name in ["login", "main", "conversation"] {
+    // The smallest window the app allows still shows the whole conversation.
+    desk.focus(&window).await;
+    desk.xdotool(&["windowsize", "--sync", &window, "800", "600"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    desk.capture(&window, &shots.join("conversation-800x600.png")).await;
+
+    for name in ["login", "main", "conversation", "conversation-800x600"] {
         let colours = check_picture(&shots.join(format!("{name}.png")));
         println!("{name}.png: {colours} colours, in {}", shots.display());
     }

@@ -75,7 +75,7 @@ async fn a_node_started_through_the_handle_chats_and_serves_the_cli_and_holds_it
     daemon_after.wait_line(T, "a daemon on the freed profile", |l| l.contains(r#""type":"connected""#)).await;
     // And the reverse: the app cannot start beside the daemon.
     let refused = handle::start(Profile::new(&alice), DaemonOptions::default(), "skein-desk").await;
-    let e = refused.err().expect("refused").to_string();
+    let e = refused.expect_err("refused").to_string();
     assert!(e.contains("in use by skein daemon, pid"), "{e}");
     let (ok, out, err) = skein(&alice, &["history", "bob", "--json"], None).await;
     assert!(ok && out.contains("from the cli"), "nothing was lost: {out}{err}");

@@ -118,10 +118,15 @@ fn message<'a>(w: &'a Workspace, m: &'a Msg, show_sender: bool) -> Element<'a, M
         footer = footer.push(text(tick).size(11).font(font));
     }
     content = content.push(footer);
-    let bubble = container(content).padding([8, 12]).max_width(520).style(if m.outgoing {
-        style::own_bubble
-    } else {
-        style::their_bubble
+    let (outgoing, marked) = (m.outgoing, w.marked.as_deref() == Some(m.id.as_str()));
+    let bubble = container(content).padding([8, 12]).max_width(520).style(move |t: &Theme| {
+        let mut s = if outgoing { style::own_bubble(t) } else { style::their_bubble(t) };
+        if marked {
+            // The message a search opened.
+            s.border =
+                iced::Border { width: 2.0, color: t.extended_palette().primary.strong.color, radius: 12.0.into() };
+        }
+        s
     });
 
     let mut block = column![bubble].spacing(3);
@@ -319,6 +324,7 @@ fn composer(w: &Workspace) -> Element<'_, Message> {
     let send_label = if w.sending > 0 { "Sending…" } else { "Send" };
     let input = row![
         button(text("😀").size(20).font(style::EMOJI)).padding([6, 8]).style(button::text).on_press(Message::Picker),
+        button(text("📎").size(20).font(style::EMOJI)).padding([6, 8]).style(button::text).on_press(Message::Attach),
         editor,
         button(text(send_label).size(14).font(style::BOLD)).padding([10, 16]).on_press(Message::Send),
     ]
@@ -326,7 +332,7 @@ fn composer(w: &Workspace) -> Element<'_, Message> {
     .align_y(Alignment::End);
     area = area.push(extras).push(input);
     area = area.push(muted_text(
-        "Enter sends · Shift+Enter for a new line · drop a file on the window to send it".into(),
+        "Enter sends · Shift+Enter for a new line · 📎 or drop a file on the window to send it".into(),
         11.0,
     ));
     area.into()

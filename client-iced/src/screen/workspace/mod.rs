@@ -5,6 +5,8 @@
 
 mod conversation;
 mod sidebar;
+
+pub use sidebar::SEARCH;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +102,8 @@ pub enum Message {
     View(String),
     /// A file was dropped on the window: offer it here.
     Dropped(PathBuf),
+    /// Pick a file to send, with the desktop's file chooser.
+    Attach,
     /// A command finished: refresh the open conversation, or say why it failed.
     Done(Result<Value, String>),
     /// A send finished (the same, and one fewer in flight).
@@ -116,8 +120,39 @@ pub enum Message {
     Hover(Option<String>),
     /// The node's transfers, to show where each file stands.
     TransfersLoaded(Value),
+    /// The message search box changed.
+    Query(String),
+    /// Search results for a query.
+    Results(String, Result<Vec<skein_node::history::SearchHit>, String>),
+    /// Open a conversation at one of its messages (a search result).
+    Jump(String, String),
+    /// Enter in the search box: open the first result.
+    JumpFirst,
+    /// Start making a group (or give up on it).
+    NewGroup(bool),
+    /// The new group's name.
+    GroupName(String),
+    /// Add or take out a member of the new group.
+    GroupMember(String, bool),
+    /// Make the group.
+    CreateGroup,
+    /// The group was made (its address and name), or why not.
+    GroupCreated(Result<(String, String), String>),
     /// Close the error banner.
     Dismiss,
+}
+
+/// A group being made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewGroup {
+    /// Its name.
+    pub name: String,
+    /// The members chosen (besides this user).
+    pub members: std::collections::BTreeSet<String>,
+    /// Waiting for the tracker.
+    pub busy: bool,
+    /// Why it could not be made.
+    pub error: Option<String>,
 }
 
 /// The main window's state.
@@ -160,6 +195,16 @@ pub struct Workspace {
     pub notices: Vec<Notice>,
     /// The message under the pointer.
     pub hovered: Option<String>,
+    /// The message search.
+    pub query: String,
+    /// Its results (for `query`).
+    pub results: Vec<skein_node::history::SearchHit>,
+    /// The message to show (a search result), until it is on screen.
+    pub target: Option<String>,
+    /// The message shown marked (the last search result opened).
+    pub marked: Option<String>,
+    /// A group being made.
+    pub new_group: Option<NewGroup>,
     /// Image thumbnails by message id, decoded once.
     pub thumbs: std::collections::HashMap<String, iced::widget::image::Handle>,
     /// An older page is being loaded.
@@ -193,6 +238,11 @@ impl Workspace {
             focused: true,
             notices: Vec::new(),
             hovered: None,
+            query: String::new(),
+            results: Vec::new(),
+            target: None,
+            marked: None,
+            new_group: None,
             thumbs: Default::default(),
             loading_older: false,
         }
@@ -407,6 +457,9 @@ impl Workspace {
                         c.prepend(msgs, oldest, complete);
                     }
                     self.cache_thumbs();
+                    if self.target.is_some() {
+                        return self.reveal();
+                    }
                     if newest {
                         return to_latest();
                     }
@@ -461,6 +514,24 @@ impl Workspace {
                 return open_externally(dir);
             }
             Message::View(path) => return open_externally(PathBuf::from(path)),
+            Message::Attach => {
+                if self.chat.is_none() {
+                    return Task::none();
+                }
+                return Task::perform(
+                    async {
+                        rfd::AsyncFileDialog::new()
+                            .set_title("Send a file")
+                            .pick_file()
+                            .await
+                            .map(|f| f.path().to_owned())
+                    },
+                    |picked| match picked {
+                        Some(path) => Message::Dropped(path),
+                        None => Message::Dismiss,
+                    },
+                );
+            }
             Message::Dropped(path) => {
                 let Some(to) = self.chat.as_ref().map(|c| c.id.clone()) else {
                     self.error = Some("Open a conversation first, then drop the file on it.".into());
@@ -492,6 +563,88 @@ impl Workspace {
                 return self.set_status(&s);
             }
             Message::Hover(id) => self.hovered = id,
+            Message::NewGroup(open) => {
+                self.tab = Tab::Chats;
+                self.new_group = open.then(NewGroup::default);
+            }
+            Message::GroupName(n) => {
+                if let Some(g) = self.new_group.as_mut() {
+                    g.name = n;
+                }
+            }
+            Message::GroupMember(user, add) => {
+                if let Some(g) = self.new_group.as_mut() {
+                    if add {
+                        g.members.insert(user);
+                    } else {
+                        g.members.remove(&user);
+                    }
+                }
+            }
+            Message::CreateGroup => {
+                let Some(g) = self.new_group.as_mut().filter(|g| !g.busy) else { return Task::none() };
+                let name = g.name.trim().to_owned();
+                if name.is_empty() {
+                    g.error = Some("Give the group a name.".into());
+                    return Task::none();
+                }
+                g.busy = true;
+                g.error = None;
+                let members: Vec<String> = g.members.iter().cloned().collect();
+                let Some(node) = self.node.clone() else { return Task::none() };
+                return Task::perform(
+                    async move {
+                        let cert = node.create_group(&name, members).await.map_err(err)?;
+                        Ok((skein_proto::peer::group_address(&cert.body.group), cert.body.name))
+                    },
+                    Message::GroupCreated,
+                );
+            }
+            Message::GroupCreated(Ok((address, name))) => {
+                self.new_group = None;
+                self.groups.insert(address.clone(), name.clone());
+                self.conversations.outgoing(&address, &name, String::new(), skein_node::now_ms());
+                return self.update(Message::Open(address));
+            }
+            Message::GroupCreated(Err(e)) => {
+                if let Some(g) = self.new_group.as_mut() {
+                    g.busy = false;
+                    g.error = Some(e);
+                }
+            }
+            Message::Query(q) => {
+                self.query = q;
+                if self.query.trim().is_empty() {
+                    self.results.clear();
+                    return Task::none();
+                }
+                let Some(node) = self.node.clone() else { return Task::none() };
+                let q = self.query.clone();
+                return Task::perform(
+                    {
+                        let q = q.clone();
+                        async move { node.history().search(&q, 50).await.map_err(err) }
+                    },
+                    move |r| Message::Results(q.clone(), r),
+                );
+            }
+            Message::Results(q, r) if q == self.query => match r {
+                Ok(hits) => self.results = hits,
+                Err(e) => self.error = Some(e),
+            },
+            Message::Results(..) => {}
+            Message::JumpFirst => {
+                if let Some(h) = self.results.first() {
+                    let (conversation, id) = (h.conversation.clone(), h.id.to_hex());
+                    return self.update(Message::Jump(conversation, id));
+                }
+            }
+            Message::Jump(conversation, id) => {
+                self.target = Some(id.clone());
+                self.marked = Some(id);
+                let open = self.update(Message::Open(conversation));
+                return Task::batch([open, self.reveal()]);
+            }
             Message::TransfersLoaded(list) => {
                 for t in list.as_array().into_iter().flatten() {
                     self.transfers.apply(t);
@@ -500,6 +653,27 @@ impl Workspace {
             Message::Dismiss => self.error = None,
         }
         Task::none()
+    }
+
+    /// Scrolls to the message being looked for once it is loaded, loading
+    /// older pages until it is (or the conversation's start is reached).
+    fn reveal(&mut self) -> Task<Message> {
+        let (Some(target), Some(chat)) = (self.target.clone(), self.chat.as_ref()) else { return Task::none() };
+        match chat.messages.iter().position(|m| m.id == target) {
+            Some(i) => {
+                self.target = None;
+                // Anchored at the bottom: 0 is the newest message, 1 the oldest loaded.
+                let n = chat.messages.len().max(2) - 1;
+                let y = (n - i.min(n)) as f32 / n as f32;
+                operation::snap_to(MESSAGES, scrollable::RelativeOffset { x: 0.0, y })
+            }
+            None if !chat.complete && !chat.messages.is_empty() && !self.loading_older => {
+                self.loading_older = true;
+                let (id, before) = (chat.id.clone(), chat.oldest_seq);
+                self.page(&id, before)
+            }
+            None => Task::none(),
+        }
     }
 
     /// Decodes the thumbnails of the open conversation not decoded yet.

@@ -8,6 +8,8 @@ use iced::widget::{button, column, container, pick_list, row, scrollable, space,
 use iced::{Alignment, Element, Length, Theme};
 
 const WIDTH: f32 = 290.0;
+/// The message search box.
+pub const SEARCH: &str = "search";
 const STATUSES: [&str; 3] = ["online", "away", "busy"];
 
 /// The sidebar.
@@ -44,11 +46,24 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
     let chats_label = if unread > 0 { format!("Chats ({unread})") } else { "Chats".to_owned() };
     let tabs = row![tab(chats_label, Tab::Chats), tab("People".to_owned(), Tab::People)].spacing(6);
 
-    let body = match w.tab {
-        Tab::Chats => chats(w),
-        Tab::People => people(w),
+    let search = text_input("Search messages (Ctrl+K)", &w.query)
+        .id(SEARCH)
+        .on_input(Message::Query)
+        .on_submit(Message::JumpFirst)
+        .padding(8)
+        .size(13);
+    let body = match (w.query.trim().is_empty(), w.tab, &w.new_group) {
+        (false, _, _) => results(w),
+        (true, Tab::Chats, Some(g)) => new_group(w, g),
+        (true, Tab::Chats, None) => column![
+            button(text("+ New group").size(13)).padding([4, 8]).style(button::text).on_press(Message::NewGroup(true)),
+            chats(w)
+        ]
+        .spacing(4)
+        .into(),
+        (true, Tab::People, _) => people(w),
     };
-    let content = column![header, tabs, body, connection(&w.connection)].spacing(12).padding(14);
+    let content = column![header, search, tabs, body, connection(&w.connection)].spacing(12).padding(14);
     container(content).width(WIDTH).height(Length::Fill).style(style::sidebar).into()
 }
 
@@ -102,6 +117,85 @@ fn chats(w: &Workspace) -> Element<'_, Message> {
             .into()
     });
     scrollable(column(rows).spacing(2)).height(Length::Fill).into()
+}
+
+fn results(w: &Workspace) -> Element<'_, Message> {
+    if w.results.is_empty() {
+        return container(
+            text("No messages match.").size(13).style(|t: &Theme| text::Style { color: Some(style::muted(t)) }),
+        )
+        .padding(8)
+        .height(Length::Fill)
+        .into();
+    }
+    let rows = w.results.iter().map(|h| {
+        let title = w.title_of(&h.conversation);
+        let title = if h.conversation.starts_with('#') { format!("# {title}") } else { title };
+        let spans: Vec<iced::widget::text::Span<'_, iced::Never, iced::Font>> = h
+            .snippet_parts()
+            .into_iter()
+            .map(|(part, hit)| iced::widget::span(part).font(if hit { style::BOLD } else { style::SANS }))
+            .collect();
+        let line = column![
+            row![
+                text(title).size(13).font(style::BOLD).width(Length::Fill),
+                text(clock::short(h.sent_at_ms))
+                    .size(11)
+                    .style(|t: &Theme| text::Style { color: Some(style::muted(t)) }),
+            ],
+            text(w.directory.display_name(&h.from_user))
+                .size(11)
+                .style(|t: &Theme| text::Style { color: Some(style::muted(t)) }),
+            iced::widget::rich_text(spans).size(12).on_link_click(iced::never),
+        ]
+        .spacing(2);
+        button(line)
+            .width(Length::Fill)
+            .padding([6, 8])
+            .style(style::row_button(false))
+            .on_press(Message::Jump(h.conversation.clone(), h.id.to_hex()))
+            .into()
+    });
+    scrollable(column(rows).spacing(2)).height(Length::Fill).into()
+}
+
+fn new_group<'a>(w: &'a Workspace, g: &'a super::NewGroup) -> Element<'a, Message> {
+    let mut people: Vec<crate::model::directory::Person> =
+        w.directory.people_by_department("").into_values().flatten().filter(|p| p.name != w.me).collect();
+    people.sort_by_key(|p| p.display_name.to_lowercase());
+    let members = people.into_iter().map(|p| {
+        let chosen = g.members.contains(&p.name);
+        let name = p.name.clone();
+        iced::widget::checkbox(chosen)
+            .label(p.display_name.clone())
+            .size(15)
+            .text_size(13)
+            .on_toggle(move |on| Message::GroupMember(name.clone(), on))
+            .into()
+    });
+    let mut form = column![
+        text("New group").size(15).font(style::BOLD),
+        text_input("Group name", &g.name)
+            .on_input(Message::GroupName)
+            .on_submit(Message::CreateGroup)
+            .padding(8)
+            .size(13),
+        text(format!("Members ({} chosen)", g.members.len()))
+            .size(12)
+            .style(|t: &Theme| text::Style { color: Some(style::muted(t)) }),
+        scrollable(column(members).spacing(6)).height(Length::Fill),
+    ]
+    .spacing(8)
+    .height(Length::Fill);
+    if let Some(e) = &g.error {
+        form = form.push(text(e.clone()).size(12).style(|t: &Theme| text::Style { color: Some(style::error_text(t)) }));
+    }
+    let create = button(text(if g.busy { "Creating…" } else { "Create" }).size(13))
+        .padding([6, 14])
+        .on_press_maybe((!g.busy).then_some(Message::CreateGroup));
+    let cancel =
+        button(text("Cancel").size(13)).padding([6, 14]).style(button::secondary).on_press(Message::NewGroup(false));
+    form.push(row![create, cancel].spacing(8)).into()
 }
 
 fn people(w: &Workspace) -> Element<'_, Message> {

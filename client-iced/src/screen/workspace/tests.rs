@@ -134,3 +134,45 @@ fn enter_sends_and_shift_enter_makes_a_new_line_in_the_composer() -> Result<(), 
     assert_eq!(w.composer.text().trim_end_matches('\n'), "");
     Ok(())
 }
+
+#[test]
+fn a_new_group_needs_a_name_and_opens_once_made() {
+    let mut w = Workspace::new("alice", None);
+    let _ = w.update(Message::NewGroup(true));
+    let _ = w.update(Message::GroupMember("bob".into(), true));
+    let _ = w.update(Message::GroupMember("carol".into(), true));
+    let _ = w.update(Message::GroupMember("carol".into(), false));
+    let _ = w.update(Message::CreateGroup);
+    let g = w.new_group.as_ref().expect("the form stays");
+    assert_eq!((g.error.as_deref(), g.members.len()), (Some("Give the group a name."), 1));
+    let _ = w.update(Message::GroupCreated(Err("bob is not a user here".into())));
+    assert_eq!(w.new_group.as_ref().and_then(|g| g.error.as_deref()), Some("bob is not a user here"));
+    let _ = w.update(Message::GroupCreated(Ok(("#00ff".into(), "Launch".into()))));
+    assert!(w.new_group.is_none());
+    assert_eq!(w.chat.as_ref().map(|c| (c.id.as_str(), c.title.as_str())), Some(("#00ff", "Launch")));
+    assert_eq!(w.conversations.rows()[0].title, "Launch");
+}
+
+#[test]
+fn search_results_of_an_older_query_are_dropped() {
+    let mut w = Workspace::new("alice", None);
+    let _ = w.update(Message::Query("gree".into()));
+    let _ = w.update(Message::Query("green".into()));
+    let hit = skein_node::history::SearchHit {
+        id: skein_proto::bytes::MailId([1; 16]),
+        conversation: "bob".into(),
+        from_user: "bob".into(),
+        sent_at_ms: 1,
+        text: "green".into(),
+        snippet: "green".into(),
+    };
+    let _ = w.update(Message::Results("gree".into(), Ok(vec![hit.clone(), hit.clone()])));
+    assert!(w.results.is_empty(), "a result for what is no longer asked is not shown");
+    let _ = w.update(Message::Results("green".into(), Ok(vec![hit])));
+    assert_eq!(w.results.len(), 1);
+    let _ = w.update(Message::JumpFirst);
+    assert_eq!(w.chat.as_ref().map(|c| c.id.as_str()), Some("bob"));
+    assert_eq!(w.marked.as_deref(), Some("01010101010101010101010101010101"));
+    let _ = w.update(Message::Query(String::new()));
+    assert!(w.results.is_empty());
+}
