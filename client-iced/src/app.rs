@@ -199,9 +199,10 @@ impl App {
             }
             Message::Key(k) => return self.shortcut(k),
             Message::Activity => {
-                let was_idle = self.last_activity.elapsed() >= AWAY_AFTER;
                 self.last_activity = Instant::now();
-                if let (true, Screen::Work(w)) = (was_idle, &mut self.screen) {
+                if let Screen::Work(w) = &mut self.screen
+                    && w.auto_away
+                {
                     return w.idle(false).map(Message::Work);
                 }
             }

@@ -65,7 +65,7 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     let t = tracker_with_users(&["alice", "bob"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let bob = login_profile(&t, dir.path(), "bob", "bob", PW).await;
-    let mut bob_daemon = daemon(&bob, &[]);
+    let mut bob_daemon = daemon(&bob, &["--auto-accept"]);
     bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
 
     let mut desk = Desktop::start().await;
@@ -150,6 +150,27 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
         state(&snapshots, "alice's answer in her conversation", |v| texts(v).last().is_some_and(|t| t == answer)).await;
     assert_eq!(v["composer"], "", "the composer is empty after sending");
     desk.capture(&window, &shots.join("conversation.png")).await;
+
+    // A 50 MiB file from alice, offered with `skein send-file` against the
+    // running app (which is alice's node): the conversation shows it, with
+    // its progress, and bob's node takes it whole.
+    let big = files.join("big.bin");
+    std::fs::write(&big, skein_tests::pseudo_random(50 << 20, 11)).expect("big file");
+    let (ok, out, err) = skein(&alice, &["send-file", "bob", big.to_str().expect("utf-8"), "--no-wait"], None).await;
+    assert!(ok, "{out}{err}");
+    let v = state(&snapshots, "the file alice offers", |v| texts(v).last().is_some_and(|t| t == "big.bin")).await;
+    if v["chat"]["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["transfer"]["state"] == "sending") {
+        desk.capture(&window, &shots.join("sending.png")).await;
+    }
+    bob_daemon
+        .wait_line(T, "bob has the file", |l| {
+            l.contains(r#""type":"transfer""#) && l.contains(r#""state":"completed""#) && l.contains("big.bin")
+        })
+        .await;
+    state(&snapshots, "the file shown as sent", |v| {
+        v["chat"]["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["transfer"]["state"] == "completed")
+    })
+    .await;
 
     // Search finds bob's first message; Enter opens it, marked.
     desk.key("ctrl+k").await;

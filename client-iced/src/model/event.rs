@@ -95,6 +95,11 @@ pub enum NodeEvent {
     },
     /// A message came in.
     Message(Incoming),
+    /// This device sent a message (from any face of the node).
+    Sent {
+        /// Its conversation.
+        conversation: String,
+    },
     /// Messages we sent were delivered or read.
     Receipt {
         /// `delivered` or `read`.
@@ -175,6 +180,7 @@ pub fn parse(v: &Value) -> Option<NodeEvent> {
             muted: v["muted"].as_bool().unwrap_or(false),
             mentions_me: v["mentions_me"].as_bool().unwrap_or(false),
         }),
+        "sent" => NodeEvent::Sent { conversation: s(v, "conversation") },
         "receipt" => NodeEvent::Receipt {
             kind: s(v, "kind"),
             by: s(v, "by"),

@@ -484,9 +484,7 @@ impl Node {
                         Conversation::Direct => vec![msg.to_user.clone()],
                     };
                     match sender.send_message_to(&msg, &users).await {
-                        Ok(o) => out.emit(
-                            json!({"type": "sent", "id": msg.id.to_hex(), "to": msg.to_user, "path": o.as_str()}),
-                        ),
+                        Ok(o) => out.emit(sent_event(&msg, o.as_str())),
                         Err(e) => tracing::info!(error = %e, "queued message still undeliverable"),
                     }
                 }
@@ -754,12 +752,14 @@ impl Node {
         if is_group_spec(&to) {
             let (groups, sender, me, device) =
                 (self.groups.clone(), self.sender(), self.me.clone(), self.device.device_id);
+            let out = self.events.clone();
             tokio::spawn(async move {
                 let r = async {
                     let b = sendable_group(&groups, &to, &me).await?;
                     let conversation = group_stamp(&groups, &sender, &b).await;
                     let msg = new_message(&me, device, group_address(&b.group), conversation, MessageBody::Text(text));
                     let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
+                    out.emit(sent_event(&msg, path));
                     Ok(json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()}))
                 };
                 let _ = reply.send(r.await.map_or_else(|e| e, ControlReply::ok));
@@ -774,9 +774,12 @@ impl Node {
             }
         };
         let msg = self.message(to, MessageBody::Text(text));
-        let sender = self.sender();
+        let (sender, out) = (self.sender(), self.events.clone());
         tokio::spawn(async move {
-            let r = deliver(&sender, &msg).await.map(|path| json!({"id": msg.id.to_hex(), "path": path}));
+            let r = deliver(&sender, &msg).await.map(|path| {
+                out.emit(sent_event(&msg, path));
+                json!({"id": msg.id.to_hex(), "path": path})
+            });
             let _ = reply.send(r.map_or_else(ControlReply::from, ControlReply::ok));
         });
     }
@@ -794,6 +797,16 @@ impl Node {
     fn message(&self, to: String, body: MessageBody) -> ChatMessage {
         new_message(&self.me, self.device.device_id, to, Conversation::Direct, body)
     }
+}
+
+/// The event for a message this device sent, from any face of the node
+/// (the desktop app shows what `skein send` sent, and the reverse).
+fn sent_event(msg: &ChatMessage, path: &str) -> Value {
+    let conversation = match &msg.conversation {
+        Conversation::Group { group, .. } => group_address(group),
+        Conversation::Direct => msg.to_user.clone(),
+    };
+    json!({"type": "sent", "id": msg.id.to_hex(), "to": msg.to_user, "conversation": conversation, "path": path})
 }
 
 /// A new message from `me`'s device `device`.

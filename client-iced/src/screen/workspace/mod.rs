@@ -209,6 +209,8 @@ pub struct Workspace {
     pub thumbs: std::collections::HashMap<String, iced::widget::image::Handle>,
     /// An older page is being loaded.
     loading_older: bool,
+    /// No tracker connection yet since the app started.
+    first_connect: bool,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -245,6 +247,7 @@ impl Workspace {
             new_group: None,
             thumbs: Default::default(),
             loading_older: false,
+            first_connect: true,
         }
     }
 
@@ -736,8 +739,12 @@ impl Workspace {
             NodeEvent::Connected { tracker, status } => {
                 self.connection = Connection::Connected(tracker);
                 if !status.is_empty() && !self.auto_away {
+                    // Starting the app means being at the computer: an away
+                    // status kept from last time ends with the first input.
+                    self.auto_away = self.first_connect && status == "away";
                     self.status = status;
                 }
+                self.first_connect = false;
                 return self.load_directory();
             }
             NodeEvent::Disconnected { reason, .. } => self.connection = Connection::Reconnecting(reason),
@@ -780,7 +787,26 @@ impl Workspace {
                     c.reaction(&id, &by, &emoji, removed);
                 }
             }
-            NodeEvent::Transfer(v) => self.transfers.apply(&v),
+            NodeEvent::Sent { conversation } => {
+                // Sent here or by `skein send` on the same node: the list and
+                // the open conversation show it.
+                let open = self.chat.as_ref().is_some_and(|c| c.id == conversation);
+                let page = if open { self.page(&conversation, None) } else { Task::none() };
+                return Task::batch([self.load(), page]);
+            }
+            NodeEvent::Transfer(v) => {
+                // An offer made elsewhere (`skein send-file`) shows up too.
+                let unknown =
+                    v["direction"] == "out" && v["id"].as_str().is_some_and(|id| self.transfers.get(id).is_none());
+                self.transfers.apply(&v);
+                if unknown {
+                    let page = match self.chat.as_ref() {
+                        Some(c) => self.page(&c.id.clone(), None),
+                        None => Task::none(),
+                    };
+                    return Task::batch([self.load(), page]);
+                }
+            }
             NodeEvent::GroupChanged { .. } => return self.load_directory(),
         }
         Task::none()

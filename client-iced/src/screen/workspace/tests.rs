@@ -176,3 +176,24 @@ fn search_results_of_an_older_query_are_dropped() {
     let _ = w.update(Message::Query(String::new()));
     assert!(w.results.is_empty());
 }
+
+#[test]
+fn a_send_from_the_cli_on_the_same_node_and_idleness_show_in_the_window() {
+    let mut w = Workspace::new("alice", None);
+    let _ = w.update(Message::Node(json!({"type": "connected", "tracker": "t", "status": "away"})));
+    assert!(w.auto_away, "an away status kept from last time ends with the first input");
+    let _ = w.idle(false);
+    assert_eq!(w.status, "online");
+    let _ = w.idle(true);
+    assert_eq!((w.status.as_str(), w.auto_away), ("away", true));
+    let _ = w.update(Message::Status("busy".into()));
+    let _ = w.idle(false);
+    assert_eq!(w.status, "busy", "a status the user chose is kept");
+    let _ = w.update(Message::Node(json!({"type": "connected", "tracker": "t", "status": "away"})));
+    assert!(!w.auto_away, "only the first connection counts");
+    // The CLI's send is parsed as a sent event for its conversation.
+    let ev = crate::model::event::parse(
+        &json!({"type": "sent", "id": "aa", "to": "bob", "conversation": "bob", "path": "direct"}),
+    );
+    assert_eq!(ev, Some(crate::model::event::NodeEvent::Sent { conversation: "bob".into() }));
+}
