@@ -150,3 +150,9 @@ fn ip_text(bytes: &[u8]) -> String {
         format!("IP:{}", hex::encode(bytes))
     }
 }
+
+/// A certificate's SHA-256 fingerprint for people to compare: upper-case
+/// hex pairs joined by colons (`AB:CD:…`, 32 pairs).
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}

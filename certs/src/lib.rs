@@ -26,5 +26,5 @@ pub use ca::{DEFAULT_CA_VALIDITY_DAYS, DEFAULT_TRACKER_VALIDITY_DAYS, IssuedCert
 pub use device::{DeviceCertError, OrgSigningKey, verify_device_cert, verify_device_cert_for};
 pub use error::CertError;
 pub use group::{MembershipError, verify_membership};
-pub use inspect::{CertInfo, show, verify_chain};
+pub use inspect::{CertInfo, fingerprint, show, verify_chain};
 pub use rustls_io::{load_certs, load_private_key};

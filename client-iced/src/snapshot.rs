@@ -48,7 +48,8 @@ pub fn state(app: &App) -> Value {
                 "groups": w.groups})
         }
         Screen::Login(l) => json!({"screen": "login", "tracker": l.tracker, "user": l.user,
-            "failure": l.failure.as_ref().map(|f| f.message.clone())}),
+            "failure": l.failure.as_ref().map(|f| f.message.clone()),
+            "fingerprint": l.presented.as_ref().map(|c| c.fingerprint.clone())}),
         Screen::Starting => json!({"screen": "starting"}),
         Screen::Failed(e) => json!({"screen": "failed", "error": e}),
     }

@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod emoji;
 pub mod events;
+pub mod first_contact;
 pub mod group_book;
 pub mod groups;
 pub mod handle;

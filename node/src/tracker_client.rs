@@ -123,7 +123,7 @@ impl std::fmt::Debug for Command {
     }
 }
 
-fn resolve(address: &str) -> Result<(SocketAddr, String, u16), ClientError> {
+pub(crate) fn resolve(address: &str) -> Result<(SocketAddr, String, u16), ClientError> {
     let bad = |reason: &str| ClientError::Address { address: address.to_owned(), reason: reason.to_owned() };
     let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("expected HOST:PORT, such as 127.0.0.1:7400"))?;
     let port: u16 = port.parse().map_err(|_| bad("the port is not a number"))?;

@@ -283,6 +283,12 @@ async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
     );
     let relay = running.relay();
     println!("Relay serving on UDP {} as {}", relay.port(), relay.peer_id());
+    if let Some(ca) = skein_certs::rustls_io::load_certs(&cfg.ca_cert_path())?.first() {
+        println!(
+            "Organisation CA fingerprint (SHA-256), which users confirm when they first sign in without the CA file:"
+        );
+        println!("             {}", skein_certs::fingerprint(ca));
+    }
     println!("Add a user:  SKEIN_PASSWORD=... skein-tracker user add alice --data {dir}");
     println!(
         "Log in:      SKEIN_PASSWORD=... skein --profile ~/.skein/alice login --tracker 127.0.0.1:{port} --ca {} --user alice",

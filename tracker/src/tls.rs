@@ -17,7 +17,15 @@ pub enum TlsError {
 
 /// The quinn server configuration for the control plane.
 pub fn server_config(config: &TrackerConfig) -> Result<quinn::ServerConfig, TlsError> {
-    let chain = skein_certs::rustls_io::load_certs(&config.tracker_cert_path())?;
+    let mut chain = skein_certs::rustls_io::load_certs(&config.tracker_cert_path())?;
+    // The organisation CA goes with the tracker's certificate, so a device
+    // signing in for the first time can be shown its fingerprint to confirm
+    // (devices that hold the CA already ignore the extra certificate).
+    for ca in skein_certs::rustls_io::load_certs(&config.ca_cert_path())? {
+        if !chain.contains(&ca) {
+            chain.push(ca);
+        }
+    }
     let key = skein_certs::rustls_io::load_private_key(&config.tracker_key_path())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)

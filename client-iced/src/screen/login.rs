@@ -3,6 +3,10 @@
 //! the field it concerns: an unreachable tracker under the address, a
 //! certificate the CA does not vouch for under the CA file, a wrong
 //! password or a disabled account under the password.
+//!
+//! Without a CA file, the tracker is asked for the organisation CA, and its
+//! fingerprint is shown for the user to compare with the administrator's;
+//! only once confirmed is it kept in the profile and used.
 
 use crate::style;
 use iced::widget::{button, checkbox, column, container, operation, row, space, text, text_input};
@@ -58,6 +62,12 @@ pub enum Message {
     Submit,
     /// The tracker answered.
     Done(Result<(), Failure>),
+    /// The tracker presented the organisation CA (no CA file was given).
+    Presented(Result<skein_node::first_contact::PresentedCa, Failure>),
+    /// The user confirmed the CA's fingerprint: trust it and sign in.
+    Trust,
+    /// The user did not recognise the fingerprint.
+    Distrust,
 }
 
 /// What the app does after an update.
@@ -91,6 +101,8 @@ pub struct Login {
     pub busy: bool,
     /// The last failure.
     pub failure: Option<Failure>,
+    /// A CA the tracker presented, waiting for the user's confirmation.
+    pub presented: Option<skein_node::first_contact::PresentedCa>,
 }
 
 impl Login {
@@ -116,6 +128,7 @@ impl Login {
             stay: true,
             busy: false,
             failure: None,
+            presented: None,
         }
     }
 
@@ -137,6 +150,8 @@ impl Login {
             Message::Password(v) => self.password = v,
             Message::Stay(v) => self.stay = v,
             Message::Next(PASSWORD) | Message::Submit => return self.submit(),
+            Message::Trust => return self.confirm(true),
+            Message::Distrust => return self.confirm(false),
             Message::Next(id) => {
                 let next = match id {
                     TRACKER => CA,
@@ -150,7 +165,11 @@ impl Login {
                 self.password.clear();
                 return Action::SignedIn { stay: self.stay };
             }
-            Message::Done(Err(f)) => {
+            Message::Presented(Ok(ca)) => {
+                self.busy = false;
+                self.presented = Some(ca);
+            }
+            Message::Presented(Err(f)) | Message::Done(Err(f)) => {
                 self.busy = false;
                 let focus = match f.field {
                     Field::Tracker => TRACKER,
@@ -164,6 +183,30 @@ impl Login {
         Action::None
     }
 
+    fn confirm(&mut self, trusted: bool) -> Action {
+        let Some(ca) = self.presented.take() else { return Action::None };
+        if !trusted {
+            self.failure = Some(Failure {
+                field: Field::Ca,
+                message:
+                    "Not trusted. Ask your administrator for the organisation's CA file (ca.pem) and enter its path."
+                        .into(),
+            });
+            return Action::Run(operation::focus(CA));
+        }
+        let profile = Profile::new(&self.profile);
+        match profile.create().and_then(|()| profile.save_ca(ca.pem.as_bytes())) {
+            Ok(()) => {
+                self.ca = profile.ca_path().display().to_string();
+                self.submit()
+            }
+            Err(e) => {
+                self.failure = Some(Failure { field: Field::Ca, message: e.to_string() });
+                Action::None
+            }
+        }
+    }
+
     fn submit(&mut self) -> Action {
         if self.busy {
             return Action::None;
@@ -173,11 +216,6 @@ impl Login {
                 self.tracker.trim().is_empty(),
                 Field::Tracker,
                 "Enter the tracker's address, such as tracker.example.com:7400.",
-            ),
-            (
-                self.ca.trim().is_empty(),
-                Field::Ca,
-                "Enter the path of the organisation's CA file (ca.pem), from your administrator.",
             ),
             (
                 self.user.trim().is_empty() || self.password.is_empty(),
@@ -191,6 +229,22 @@ impl Login {
         }
         self.busy = true;
         self.failure = None;
+        if self.ca.trim().is_empty() {
+            // No CA file: ask the tracker for the CA, to be confirmed.
+            let tracker = self.tracker.trim().to_owned();
+            return Action::Run(Task::perform(
+                async move {
+                    skein_node::first_contact::fetch_ca(&tracker).await.map_err(|e| {
+                        let mut f = explain(&SessionError::Client(e));
+                        if f.field == Field::Credentials {
+                            f.field = Field::Ca;
+                        }
+                        f
+                    })
+                },
+                Message::Presented,
+            ));
+        }
         let profile = Profile::new(&self.profile);
         let (tracker, ca, user, password) = (
             self.tracker.trim().to_owned(),
@@ -215,6 +269,9 @@ impl Login {
 
     /// The screen.
     pub fn view(&self) -> Element<'_, Message> {
+        if let Some(ca) = &self.presented {
+            return self.confirmation(ca);
+        }
         let failure = |field: Field| -> Element<'_, Message> {
             match &self.failure {
                 Some(f) if f.field == field => text(f.message.as_str())
@@ -256,7 +313,7 @@ impl Login {
             input(TRACKER, "tracker.example.com:7400", &self.tracker, Message::Tracker),
             failure(Field::Tracker),
             label("Organisation CA file"),
-            input(CA, "/path/to/ca.pem", &self.ca, Message::Ca),
+            input(CA, "Empty: confirm the tracker's fingerprint", &self.ca, Message::Ca),
             failure(Field::Ca),
             label("User name"),
             input(USER, "alice", &self.user, Message::User),
@@ -272,6 +329,43 @@ impl Login {
         // Anchored near the top, so an error line grows the card downwards
         // and nothing above it moves.
         container(container(form).padding(28).style(style::card))
+            .center_x(Length::Fill)
+            .padding(iced::Padding { top: 60.0, ..iced::Padding::new(20.0) })
+            .height(Length::Fill)
+            .into()
+    }
+}
+
+impl Login {
+    fn confirmation<'a>(&'a self, ca: &'a skein_node::first_contact::PresentedCa) -> Element<'a, Message> {
+        // The fingerprint in four lines of eight pairs, easy to compare.
+        let pairs: Vec<&str> = ca.fingerprint.split(':').collect();
+        let lines = pairs.chunks(8).map(|c| text(c.join(":")).size(15).font(iced::Font::MONOSPACE).into());
+        let panel = column![
+            text("Is this your organisation?").size(20).font(style::BOLD),
+            text(format!(
+                "This is the first time this device signs in to {}. Compare the fingerprint of the organisation's \
+                 certificate with the one your administrator gave you (`skein-tracker run` prints it).",
+                self.tracker.trim()
+            ))
+            .size(14),
+            container(column(lines).spacing(4)).padding(12).width(Length::Fill).style(|t: &Theme| container::Style {
+                background: Some(t.extended_palette().background.base.color.into()),
+                border: iced::border::rounded(8),
+                ..Default::default()
+            }),
+            row![
+                button(text("They match: trust and sign in").size(14)).padding([8, 14]).on_press(Message::Trust),
+                button(text("They differ").size(14))
+                    .padding([8, 14])
+                    .style(button::secondary)
+                    .on_press(Message::Distrust),
+            ]
+            .spacing(10),
+        ]
+        .spacing(14)
+        .max_width(460);
+        container(container(panel).padding(28).style(style::card))
             .center_x(Length::Fill)
             .padding(iced::Padding { top: 60.0, ..iced::Padding::new(20.0) })
             .height(Length::Fill)

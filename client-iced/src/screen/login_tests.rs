@@ -34,9 +34,10 @@ fn each_failure_shows_under_the_field_it_concerns() {
 fn signing_in_asks_for_what_is_missing_first_and_shows_the_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut l = Login::new(dir.path().join("profile"));
-    l.ca.clear();
+    l.tracker.clear();
     assert!(matches!(l.update(Message::Submit), Action::None));
-    assert_eq!(l.failure.as_ref().map(|f| f.field), Some(Field::Ca), "no CA file yet");
+    assert_eq!(l.failure.as_ref().map(|f| f.field), Some(Field::Tracker), "no tracker yet");
+    let _ = l.update(Message::Tracker("t:7400".into()));
     let _ = l.update(Message::Ca("/org/ca.pem".into()));
     let _ = l.update(Message::User("alice".into()));
     assert!(matches!(l.update(Message::Submit), Action::None));
@@ -50,4 +51,30 @@ fn signing_in_asks_for_what_is_missing_first_and_shows_the_answer() {
     assert_eq!((l.busy, l.failure.clone()), (false, Some(failure)));
     let _ = l.update(Message::Stay(false));
     assert!(matches!(l.update(Message::Done(Ok(()))), Action::SignedIn { stay: false }));
+}
+
+#[test]
+fn without_a_ca_file_the_trackers_ca_is_used_only_once_its_fingerprint_is_confirmed() {
+    use skein_node::first_contact::PresentedCa;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("profile");
+    let mut l = Login::new(profile.clone());
+    l.ca.clear();
+    let _ = l.update(Message::User("alice".into()));
+    let _ = l.update(Message::Password("secret".into()));
+    assert!(matches!(l.update(Message::Submit), Action::Run(_)), "asks the tracker for its CA");
+    let ca = PresentedCa {
+        pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+        fingerprint: "AB:CD".into(),
+    };
+    let _ = l.update(Message::Presented(Ok(ca.clone())));
+    assert_eq!(l.presented.as_ref(), Some(&ca), "shown for confirmation");
+    let _ = l.update(Message::Distrust);
+    assert!(l.presented.is_none() && l.ca.is_empty());
+    assert_eq!(l.failure.as_ref().map(|f| f.field), Some(Field::Ca));
+    assert!(!profile.join("ca.pem").exists(), "nothing is kept of a CA not trusted");
+    let _ = l.update(Message::Presented(Ok(ca.clone())));
+    assert!(matches!(l.update(Message::Trust), Action::Run(_)), "signs in with it");
+    assert_eq!(std::fs::read_to_string(profile.join("ca.pem")).expect("kept"), ca.pem);
+    assert_eq!(l.ca, profile.join("ca.pem").display().to_string());
 }
