@@ -30,6 +30,7 @@ pub fn state(app: &App) -> Value {
                             Body::Text(t) => ("text", t.clone()),
                             Body::File { name, .. } => ("file", name.clone()),
                             Body::Image { name, .. } => ("image", name.clone()),
+                            Body::Line(t) => ("line", t.clone()),
                         };
                         let transfer =
                             w.transfers.get(&m.id).map(|t| json!({"state": t.state, "done": t.done, "size": t.size}));

@@ -30,6 +30,11 @@ pub fn resolve<'g>(groups: &'g [MembershipCert], spec: &str) -> Result<&'g Membe
         return groups.iter().find(|g| g.body.group == id).ok_or_else(|| GroupNameError::Unknown(spec.to_owned()));
     }
     let name = spec.strip_prefix('#').unwrap_or(spec);
+    // A group's address (`#` and its id, as conversations are named) names
+    // that group, before any group that happens to be called so.
+    if let Some(g) = GroupId::from_hex(name).and_then(|id| groups.iter().find(|g| g.body.group == id)) {
+        return Ok(g);
+    }
     let matches: Vec<&MembershipCert> = groups.iter().filter(|g| g.body.name == name).collect();
     match matches.as_slice() {
         [one] => Ok(one),
@@ -126,6 +131,9 @@ mod tests {
             e.to_string().contains(&GroupId([2; 16]).to_hex()) && e.to_string().contains(&GroupId([3; 16]).to_hex())
         );
         assert!(matches!(resolve(&groups, "#nope"), Err(GroupNameError::Unknown(_))));
+        // A conversation's address names its group.
+        let address = skein_proto::peer::group_address(&GroupId([2; 16]));
+        assert_eq!(resolve(&groups, &address).map(|g| g.body.group), Ok(GroupId([2; 16])));
     }
 
     #[test]

@@ -230,6 +230,20 @@ impl NodeHandle {
         }
     }
 
+    /// Changes a group (invite, remove, leave, rename, close); returns its
+    /// new membership certificate.
+    pub async fn update_group(
+        &self,
+        group: skein_proto::bytes::GroupId,
+        update: skein_proto::control::GroupUpdate,
+    ) -> Result<skein_proto::group::MembershipCert, NodeError> {
+        use skein_proto::control::{Request, Response};
+        match self.group_request(Request::GroupUpdate { group, update }).await? {
+            Response::Group(ev) => Ok(ev.cert),
+            other => Err(internal(format!("the tracker answered a group change with {other:?}"))),
+        }
+    }
+
     /// A group request passed through the node to the tracker.
     async fn group_request(
         &self,

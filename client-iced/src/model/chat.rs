@@ -72,6 +72,20 @@ impl Msg {
         }
     }
 
+    /// A group's change line, placed among the messages by its time.
+    pub fn line(id: String, at_ms: u64, text: String) -> Msg {
+        Msg {
+            id,
+            from: String::new(),
+            outgoing: false,
+            sent_at_ms: at_ms,
+            body: Body::Line(text),
+            state: String::new(),
+            path: None,
+            reactions: Vec::new(),
+        }
+    }
+
     /// Adds (or takes back) `user`'s `emoji`.
     pub fn react(&mut self, emoji: &str, user: &str, add: bool) {
         match self.reactions.iter().position(|(e, _)| e == emoji) {

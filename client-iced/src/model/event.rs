@@ -15,6 +15,8 @@ pub enum Body {
         /// Size in bytes.
         size: u64,
     },
+    /// A line about the conversation itself ("alice added carol").
+    Line(String),
     /// An image offer with its inline thumbnail (JPEG).
     Image {
         /// File name.
@@ -35,6 +37,7 @@ impl Body {
             Self::Text(t) => t.lines().next().unwrap_or_default().to_owned(),
             Self::File { name, .. } => format!("📎 {name}"),
             Self::Image { .. } => "🖼 Image".to_owned(),
+            Self::Line(t) => t.clone(),
         }
     }
 }

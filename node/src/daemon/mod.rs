@@ -524,29 +524,7 @@ impl Node {
                     );
                 }
             }
-            Event::GroupChanged(ev) => {
-                if !self.groups.learn(ev.cert.clone()) {
-                    return Ok(());
-                }
-                // The line shows in the conversation, at the change's time
-                // (the same reading on every member's device).
-                let b = &ev.cert.body;
-                let id = change_line_id(&b.group, b.version);
-                let line = crate::history::ConversationEvent {
-                    hlc: b.issued_at_ms << 16,
-                    actor: ev.actor.clone(),
-                    text: crate::groups::describe(&ev.actor, &ev.change),
-                };
-                let (history, conversation) = (self.history.clone(), group_address(&b.group));
-                tokio::spawn(async move {
-                    if let Err(e) = history.add_event(id, &conversation, &line).await {
-                        tracing::warn!(error = %e, "cannot keep a group's event line");
-                    }
-                });
-                let mut v = json!({"type": "group_changed", "text": crate::groups::describe(&ev.actor, &ev.change)});
-                v["group"] = crate::groups::group(&ev.cert);
-                self.events.emit(v);
-            }
+            Event::GroupChanged(ev) => self.group_changed(ev),
             Event::MailWaiting { count } => {
                 self.events.emit(json!({"type": "mail_waiting", "count": count}));
                 self.spawn_catch_up();
@@ -556,6 +534,33 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// A group changed (pushed by the tracker, or answered to a change
+    /// this device made): its certificate is kept, its line shown, and the
+    /// event reported, once per version.
+    fn group_changed(&mut self, ev: skein_proto::group::GroupEvent) {
+        if !self.groups.learn(ev.cert.clone()) {
+            return;
+        }
+        // The line shows in the conversation, at the change's time
+        // (the same reading on every member's device).
+        let b = &ev.cert.body;
+        let id = change_line_id(&b.group, b.version);
+        let line = crate::history::ConversationEvent {
+            hlc: b.issued_at_ms << 16,
+            actor: ev.actor.clone(),
+            text: crate::groups::describe(&ev.actor, &ev.change),
+        };
+        let (history, conversation) = (self.history.clone(), group_address(&b.group));
+        tokio::spawn(async move {
+            if let Err(e) = history.add_event(id, &conversation, &line).await {
+                tracing::warn!(error = %e, "cannot keep a group's event line");
+            }
+        });
+        let mut v = json!({"type": "group_changed", "text": crate::groups::describe(&ev.actor, &ev.change)});
+        v["group"] = crate::groups::group(&ev.cert);
+        self.events.emit(v);
     }
 
     fn mesh_event(&mut self, ev: MeshEvent) {
@@ -684,6 +689,14 @@ impl Node {
                 (None, _) => not_connected(),
                 (Some(c), Ok(req)) => match c.request(req).await {
                     Ok(resp) => match skein_proto::frame::encode_payload(&resp) {
+                        // A group this device just made or changed can be
+                        // written to at once, before the tracker's push.
+                        Ok(bytes) if matches!(&resp, Response::Group(_)) => {
+                            if let Response::Group(ev) = &resp {
+                                self.group_changed(ev.clone());
+                            }
+                            ControlReply::ok(json!({"response": hex::encode(bytes)}))
+                        }
                         Ok(bytes) => ControlReply::ok(json!({"response": hex::encode(bytes)})),
                         Err(e) => ControlReply::err("internal", e.to_string()),
                     },

@@ -41,8 +41,13 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
         .into();
     };
     let is_group = chat.id.starts_with('#');
+    let cert = w.group_certs.get(&chat.id);
     let subtitle = if is_group {
-        "Group".to_owned()
+        match cert {
+            Some(c) if c.body.closed => format!("Closed group · {} members", c.body.members.len()),
+            Some(c) => format!("Group · {} members", c.body.members.len()),
+            None => "Group".to_owned(),
+        }
     } else {
         let status = w.directory.status(&chat.id);
         let path = chat.messages.iter().rev().find(|m| !m.outgoing).and_then(|m| m.path.clone());
@@ -53,8 +58,16 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
     };
     let mut head = row![].spacing(10).align_y(Alignment::Center);
     head = head.push(style::avatar(&chat.title, 34.0));
-    head =
-        head.push(column![text(chat.title.clone()).size(17).font(style::BOLD), muted_text(subtitle, 12.0)].spacing(2));
+    head = head.push(
+        column![text(chat.title.clone()).size(17).font(style::BOLD), muted_text(subtitle, 12.0)]
+            .spacing(2)
+            .width(Length::Fill),
+    );
+    if cert.is_some() {
+        let label = if w.members_panel { "Hide members" } else { "Members" };
+        head = head
+            .push(button(text(label).size(13)).padding([5, 12]).style(button::secondary).on_press(Message::Members));
+    }
     let header = container(head).padding([10, 16]).width(Length::Fill);
 
     let mut items: Vec<Element<'_, Message>> = Vec::new();
@@ -65,6 +78,15 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
         items.push(container(muted_text(day.label.clone(), 12.0)).center_x(Length::Fill).padding([8, 0]).into());
         let mut previous: Option<&str> = None;
         for m in day.messages {
+            if let Body::Line(t) = &m.body {
+                items.push(
+                    container(muted_text(format!("{t} · {}", clock::hm(m.sent_at_ms)), 12.0))
+                        .center_x(Length::Fill)
+                        .into(),
+                );
+                previous = None;
+                continue;
+            }
             let first_of_run = previous != Some(m.from.as_str());
             previous = Some(m.from.as_str());
             items.push(message(w, m, is_group && first_of_run && !m.outgoing));
@@ -100,7 +122,89 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
         .into(),
         None => space().height(0).into(),
     };
-    column![header, banner, list, composer(w)].height(Length::Fill).into()
+    let pane = column![header, banner, list, composer(w)].height(Length::Fill);
+    match cert.filter(|_| w.members_panel) {
+        Some(c) => row![pane, members(w, c)].height(Length::Fill).into(),
+        None => pane.into(),
+    }
+}
+
+/// The open group's members, and what this user may change about it.
+fn members<'a>(w: &'a Workspace, cert: &'a skein_proto::group::MembershipCert) -> Element<'a, Message> {
+    use super::GroupChange;
+    let b = &cert.body;
+    let owner = w.owns(cert);
+    let mut list = column![text("Members").size(14).font(style::BOLD)].spacing(6);
+    for m in &b.members {
+        let mut line = row![
+            style::dot(&w.directory.status(m), 8.0),
+            text(w.directory.display_name(m)).size(13).width(Length::Fill),
+        ]
+        .spacing(8)
+        .align_y(Alignment::Center);
+        if matches!(&b.kind, skein_proto::group::GroupKind::Discussion { owner } if owner == m) {
+            line = line.push(muted_text("owner".into(), 11.0));
+        } else if owner && !b.closed {
+            line = line.push(
+                button(text("Remove").size(11))
+                    .padding([2, 6])
+                    .style(button::text)
+                    .on_press(Message::ChangeGroup(GroupChange::Remove(m.clone()))),
+            );
+        }
+        list = list.push(line);
+    }
+    if owner && !b.closed {
+        let others: Vec<crate::model::directory::Person> = w
+            .directory
+            .people_by_department("")
+            .into_values()
+            .flatten()
+            .filter(|p| !b.members.contains(&p.name))
+            .collect();
+        if !others.is_empty() {
+            list = list.push(space().height(6)).push(text("Add people").size(14).font(style::BOLD));
+            for p in others {
+                list = list.push(
+                    row![
+                        style::dot(&p.status, 8.0),
+                        text(p.display_name.clone()).size(13).width(Length::Fill),
+                        button(text("Add").size(11))
+                            .padding([2, 8])
+                            .style(button::secondary)
+                            .on_press(Message::ChangeGroup(GroupChange::Add(p.name.clone()))),
+                    ]
+                    .spacing(8)
+                    .align_y(Alignment::Center),
+                );
+            }
+        }
+        list = list.push(space().height(6)).push(text("Name").size(14).font(style::BOLD)).push(
+            row![
+                iced::widget::text_input(&b.name, &w.rename)
+                    .on_input(Message::Rename)
+                    .on_submit(Message::ChangeGroup(GroupChange::Rename))
+                    .padding(6)
+                    .size(13),
+                button(text("Rename").size(12)).padding([5, 8]).on_press(Message::ChangeGroup(GroupChange::Rename)),
+            ]
+            .spacing(6),
+        );
+    }
+    let action = match (owner, b.closed, &b.kind) {
+        (_, true, _) => None,
+        (true, false, _) => Some(("Close the group", GroupChange::Close)),
+        (false, false, skein_proto::group::GroupKind::Discussion { .. }) => {
+            Some(("Leave the group", GroupChange::Leave))
+        }
+        _ => None,
+    };
+    if let Some((label, change)) = action {
+        list = list.push(space().height(10)).push(
+            button(text(label).size(12)).padding([5, 10]).style(button::danger).on_press(Message::ChangeGroup(change)),
+        );
+    }
+    container(scrollable(list.padding(14))).width(250).height(Length::Fill).style(style::sidebar).into()
 }
 
 fn message<'a>(w: &'a Workspace, m: &'a Msg, show_sender: bool) -> Element<'a, Message> {
@@ -169,6 +273,7 @@ fn body<'a>(w: &'a Workspace, m: &'a Msg) -> Element<'a, Message> {
             style::rich(t, size, None)
         }
         Body::File { name, size } => file(w, m, "📎", "Accept", name, *size),
+        Body::Line(t) => muted_text(t.clone(), 12.0).into(),
         Body::Image { name, size, dims, .. } => {
             let mut col = column![].spacing(6);
             if let Some(h) = w.thumbs.get(&m.id) {

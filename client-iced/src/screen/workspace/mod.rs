@@ -70,8 +70,6 @@ pub enum Message {
     Node(Value),
     /// The conversation list was read from the history.
     Conversations(Result<Vec<Row>, String>),
-    /// Group names, by address.
-    Groups(Vec<(String, String)>),
     /// The directory: users, departments and presence.
     Directory(Result<(Value, Value, Value), String>),
     /// Open a conversation.
@@ -138,8 +136,33 @@ pub enum Message {
     CreateGroup,
     /// The group was made (its address and name), or why not.
     GroupCreated(Result<(String, String), String>),
+    /// Show or hide the open group's members panel.
+    Members,
+    /// Change the open group (invite, remove, leave, rename, close).
+    ChangeGroup(GroupChange),
+    /// The group's new certificate, or why the change was refused.
+    GroupChanged(Result<skein_proto::group::MembershipCert, String>),
+    /// The name being typed for the open group.
+    Rename(String),
+    /// Every group's current certificate.
+    GroupCerts(Vec<skein_proto::group::MembershipCert>),
     /// Close the error banner.
     Dismiss,
+}
+
+/// A change to a group, from its panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Invite a user.
+    Add(String),
+    /// Remove a member.
+    Remove(String),
+    /// Leave it.
+    Leave,
+    /// Give it the name typed.
+    Rename,
+    /// Close it for good.
+    Close,
 }
 
 /// A group being made.
@@ -205,6 +228,12 @@ pub struct Workspace {
     pub marked: Option<String>,
     /// A group being made.
     pub new_group: Option<NewGroup>,
+    /// Every group's newest certificate, by address.
+    pub group_certs: std::collections::HashMap<String, skein_proto::group::MembershipCert>,
+    /// The members panel of the open group shows.
+    pub members_panel: bool,
+    /// The name being typed for the open group.
+    pub rename: String,
     /// Image thumbnails by message id, decoded once.
     pub thumbs: std::collections::HashMap<String, iced::widget::image::Handle>,
     /// An older page is being loaded.
@@ -245,6 +274,9 @@ impl Workspace {
             target: None,
             marked: None,
             new_group: None,
+            group_certs: Default::default(),
+            members_panel: false,
+            rename: String::new(),
             thumbs: Default::default(),
             loading_older: false,
             first_connect: true,
@@ -286,20 +318,7 @@ impl Workspace {
                 },
                 Message::Directory,
             ),
-            Task::perform(
-                async move {
-                    groups
-                        .groups()
-                        .await
-                        .map(|list| {
-                            list.into_iter()
-                                .map(|c| (skein_proto::peer::group_address(&c.body.group), c.body.name))
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                },
-                Message::Groups,
-            ),
+            Task::perform(async move { groups.groups().await.unwrap_or_default() }, Message::GroupCerts),
         ])
     }
 
@@ -327,6 +346,17 @@ impl Workspace {
                     for m in &list {
                         let reactions = h.reactions(m.id).await.map_err(err)?;
                         msgs.extend(Msg::stored(m, &reactions));
+                    }
+                    // A group's change lines within this page (all of them
+                    // once the page reaches the conversation's start).
+                    if id.starts_with('#') {
+                        let since = if complete { 0 } else { list.first().map_or(0, |m| m.hlc) };
+                        let until = if before.is_none() { u64::MAX } else { list.last().map_or(u64::MAX, |m| m.hlc) };
+                        for e in h.events(&id, since).await.map_err(err)?.into_iter().filter(|e| e.hlc <= until) {
+                            let at = skein_node::hlc::physical_ms(e.hlc);
+                            msgs.push(Msg::line(format!("line-{}", e.hlc), at, e.text));
+                        }
+                        msgs.sort_by_key(|m| m.sent_at_ms);
                     }
                     Ok((msgs, oldest, complete, newest))
                 }
@@ -430,10 +460,6 @@ impl Workspace {
                     r.title = self.title_of(&r.id);
                 }
                 self.conversations = Conversations::new(rows);
-            }
-            Message::Groups(list) => {
-                self.groups.extend(list);
-                self.retitle();
             }
             Message::Directory(Ok((users, departments, presence))) => {
                 self.directory.load(&users, &departments);
@@ -566,9 +592,46 @@ impl Workspace {
                 return self.set_status(&s);
             }
             Message::Hover(id) => self.hovered = id,
+            Message::GroupCerts(list) => {
+                for c in list {
+                    self.learn_group(c);
+                }
+                self.retitle();
+            }
+            Message::Members => self.members_panel = !self.members_panel,
+            Message::Rename(n) => self.rename = n,
+            Message::ChangeGroup(change) => {
+                use skein_proto::control::GroupUpdate;
+                let Some(cert) = self.chat.as_ref().and_then(|c| self.group_certs.get(&c.id)) else {
+                    return Task::none();
+                };
+                let group = cert.body.group;
+                let update = match change {
+                    GroupChange::Add(u) => GroupUpdate::Add(vec![u]),
+                    GroupChange::Remove(u) => GroupUpdate::Remove(vec![u]),
+                    GroupChange::Leave => GroupUpdate::Leave,
+                    GroupChange::Rename if self.rename.trim().is_empty() => return Task::none(),
+                    GroupChange::Rename => GroupUpdate::Rename(self.rename.trim().to_owned()),
+                    GroupChange::Close => GroupUpdate::Close,
+                };
+                let Some(node) = self.node.clone() else { return Task::none() };
+                return Task::perform(
+                    async move { node.update_group(group, update).await.map_err(err) },
+                    Message::GroupChanged,
+                );
+            }
+            Message::GroupChanged(Ok(cert)) => {
+                self.rename.clear();
+                self.learn_group(cert);
+                self.retitle();
+            }
+            Message::GroupChanged(Err(e)) => self.error = Some(e),
             Message::NewGroup(open) => {
                 self.tab = Tab::Chats;
                 self.new_group = open.then(NewGroup::default);
+                if open {
+                    return operation::focus(sidebar::GROUP_NAME);
+                }
             }
             Message::GroupName(n) => {
                 if let Some(g) = self.new_group.as_mut() {
@@ -677,6 +740,21 @@ impl Workspace {
             }
             None => Task::none(),
         }
+    }
+
+    /// Keeps a group's certificate (the newest version wins) and its name.
+    fn learn_group(&mut self, cert: skein_proto::group::MembershipCert) {
+        let address = skein_proto::peer::group_address(&cert.body.group);
+        if self.group_certs.get(&address).is_some_and(|c| c.body.version > cert.body.version) {
+            return;
+        }
+        self.groups.insert(address.clone(), cert.body.name.clone());
+        self.group_certs.insert(address, cert);
+    }
+
+    /// Whether this user may change the open group's members and name.
+    pub fn owns(&self, cert: &skein_proto::group::MembershipCert) -> bool {
+        matches!(&cert.body.kind, skein_proto::group::GroupKind::Discussion { owner } if *owner == self.me)
     }
 
     /// Decodes the thumbnails of the open conversation not decoded yet.
@@ -807,7 +885,14 @@ impl Workspace {
                     return Task::batch([self.load(), page]);
                 }
             }
-            NodeEvent::GroupChanged { .. } => return self.load_directory(),
+            NodeEvent::GroupChanged { .. } => {
+                // The open group's line shows at once.
+                let page = match self.chat.as_ref().filter(|c| c.id.starts_with('#')) {
+                    Some(c) => self.page(&c.id.clone(), None),
+                    None => Task::none(),
+                };
+                return Task::batch([self.load_directory(), page]);
+            }
         }
         Task::none()
     }

@@ -10,6 +10,8 @@ use iced::{Alignment, Element, Length, Theme};
 const WIDTH: f32 = 290.0;
 /// The message search box.
 pub const SEARCH: &str = "search";
+/// The new group's name.
+pub const GROUP_NAME: &str = "group-name";
 const STATUSES: [&str; 3] = ["online", "away", "busy"];
 
 /// The sidebar.
@@ -176,6 +178,7 @@ fn new_group<'a>(w: &'a Workspace, g: &'a super::NewGroup) -> Element<'a, Messag
     let mut form = column![
         text("New group").size(15).font(style::BOLD),
         text_input("Group name", &g.name)
+            .id(GROUP_NAME)
             .on_input(Message::GroupName)
             .on_submit(Message::CreateGroup)
             .padding(8)

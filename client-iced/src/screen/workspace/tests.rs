@@ -197,3 +197,36 @@ fn a_send_from_the_cli_on_the_same_node_and_idleness_show_in_the_window() {
     );
     assert_eq!(ev, Some(crate::model::event::NodeEvent::Sent { conversation: "bob".into() }));
 }
+
+#[test]
+fn a_groups_panel_knows_its_owner_and_the_newest_version_wins() {
+    use skein_proto::bytes::{GroupId, Signature};
+    use skein_proto::group::{GroupKind, MEMBERSHIP_CERT_VERSION, MembershipBody, MembershipCert};
+    let cert = |version: u64, name: &str, owner: &str| MembershipCert {
+        body: MembershipBody {
+            format: MEMBERSHIP_CERT_VERSION,
+            org: "Acme".into(),
+            group: GroupId([7; 16]),
+            version,
+            name: name.into(),
+            kind: GroupKind::Discussion { owner: owner.into() },
+            members: vec!["alice".into(), "bob".into()],
+            closed: false,
+            issued_at_ms: 1,
+        },
+        signature: Signature([0; 64]),
+    };
+    let mut w = Workspace::new("alice", None);
+    let _ = w.update(Message::GroupCerts(vec![cert(2, "Launch", "alice")]));
+    let address = skein_proto::peer::group_address(&GroupId([7; 16]));
+    assert_eq!(w.title_of(&address), "Launch");
+    assert!(w.owns(&w.group_certs[&address]));
+    let _ = w.update(Message::GroupChanged(Ok(cert(1, "Old name", "alice"))));
+    assert_eq!(w.title_of(&address), "Launch", "an older version does not win");
+    let _ = w.update(Message::GroupChanged(Ok(cert(3, "Launch v2", "alice"))));
+    assert_eq!(w.title_of(&address), "Launch v2");
+    let bob = Workspace::new("bob", None);
+    assert!(!bob.owns(&cert(3, "Launch v2", "alice")), "a member who did not make it cannot change it");
+    let _ = w.update(Message::GroupChanged(Err("only the owner may do that".into())));
+    assert_eq!(w.error.as_deref(), Some("only the owner may do that"));
+}
