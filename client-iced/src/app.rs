@@ -57,6 +57,8 @@ pub enum Message {
     Clicked(Option<String>),
     /// Quit.
     Quit,
+    /// Forget the saved session and sign in again (after a failed start).
+    SignInAgain,
 }
 
 /// Keyboard shortcuts.
@@ -230,6 +232,13 @@ impl App {
                 });
             }
             Message::Quit => return iced::exit(),
+            Message::SignInAgain => {
+                let _ = Profile::new(&self.profile).clear_session();
+                let login = Login::new(self.profile.clone());
+                let focus = login.focus().map(Message::Login);
+                self.screen = Screen::Login(login);
+                return focus;
+            }
         }
         Task::none()
     }
@@ -287,8 +296,15 @@ impl App {
                 |()| Message::Quit,
             ),
             Some(node) => {
+                // The node says goodbye to the tracker (so the user shows
+                // offline at once) and lets go of the profile first.
                 node.stop();
-                iced::exit()
+                Task::perform(
+                    async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(3), node.stopped()).await;
+                    },
+                    |()| Message::Quit,
+                )
             }
             None => iced::exit(),
         }
@@ -304,7 +320,11 @@ impl App {
                 column![
                     text("Skein cannot start").size(20),
                     text(e.clone()).size(14),
-                    button(text("Quit")).on_press(Message::Quit),
+                    iced::widget::row![
+                        button(text("Sign in again")).on_press(Message::SignInAgain),
+                        button(text("Quit")).style(button::secondary).on_press(Message::Quit),
+                    ]
+                    .spacing(10),
                 ]
                 .spacing(12)
                 .max_width(520),

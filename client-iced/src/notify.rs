@@ -4,6 +4,12 @@
 //! conversation.
 
 use crate::screen::workspace::Notice;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Notifications waiting for a click at once; each waits on a thread of
+/// its own, so beyond these a notification is shown without waiting.
+const MAX_WAITING: usize = 4;
+static WAITING: AtomicUsize = AtomicUsize::new(0);
 
 /// Shows `notice`; resolves to its conversation when the user clicks it,
 /// or `None` when it is dismissed or no notification service runs.
@@ -23,13 +29,19 @@ pub async fn show(notice: Notice) -> Option<String> {
             return None;
         }
     };
+    if WAITING.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+        WAITING.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
     let conversation = notice.conversation;
-    tokio::task::spawn_blocking(move || {
+    let clicked = tokio::task::spawn_blocking(move || {
         let mut clicked = false;
         handle.wait_for_action(|action| clicked = action == "default");
         clicked.then_some(conversation)
     })
     .await
     .ok()
-    .flatten()
+    .flatten();
+    WAITING.fetch_sub(1, Ordering::SeqCst);
+    clicked
 }

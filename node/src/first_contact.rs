@@ -25,6 +25,8 @@ pub struct PresentedCa {
     pub pem: String,
     /// Its SHA-256 fingerprint, for people (`AB:CD:…`).
     pub fingerprint: String,
+    /// Who it names itself (`CN=… Root CA, O=…`).
+    pub subject: String,
 }
 
 /// Accepts any chain (it is checked after the handshake, and only shown),
@@ -116,6 +118,11 @@ fn check_chain(
     if chain.len() < 2 {
         return Err(refuse("only its own certificate; ask the administrator for the CA file"));
     }
+    let info = skein_certs::CertInfo::from_der(std::path::Path::new("the certificate the tracker sent"), ca)
+        .map_err(|e| refuse(&e.to_string()))?;
+    if !info.is_ca || ca == leaf {
+        return Err(refuse("the last certificate it sent is not a certificate authority"));
+    }
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).map_err(|e| refuse(&e.to_string()))?;
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -127,7 +134,7 @@ fn check_chain(
         .map_err(|e| refuse(&format!("its certificate does not chain to the CA it sent ({e})")))?;
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     let pem = pem::encode_config(&pem::Pem::new("CERTIFICATE", ca.to_vec()), config);
-    Ok(PresentedCa { pem, fingerprint: skein_certs::fingerprint(ca) })
+    Ok(PresentedCa { pem, fingerprint: skein_certs::fingerprint(ca), subject: info.subject })
 }
 
 #[cfg(test)]
@@ -156,5 +163,15 @@ mod tests {
         assert!(e.is_err(), "a certificate for another name is not accepted");
         let e = check_chain(std::slice::from_ref(&leaf), "tracker.acme.test", provider());
         assert!(e.is_err_and(|e| e.to_string().contains("CA file")), "a tracker that sends no CA");
+        // A self-signed tracker certificate sent twice is no CA.
+        let (cert, _) = {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let params = rcgen::CertificateParams::new(vec!["tracker.acme.test".to_owned()]).expect("params");
+            (params.self_signed(&key).expect("self-signed"), key)
+        };
+        let selfish = CertificateDer::from(cert.der().to_vec());
+        let e = check_chain(&[selfish.clone(), selfish], "tracker.acme.test", provider());
+        assert!(e.is_err_and(|e| e.to_string().contains("not a certificate authority")), "a leaf posing as the CA");
+        assert!(offered.subject.contains("Acme"), "{}", offered.subject);
     }
 }

@@ -46,6 +46,9 @@ pub struct NodeHandle {
     user: String,
     stop: CancellationToken,
     done: tokio::sync::watch::Receiver<Option<String>>,
+    /// Events from the node's very start, for the first listener (the
+    /// daemon's printer, the app), so none is missed before it listens.
+    first: std::sync::Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Value>>>>,
 }
 
 /// Starts the node of `profile` (which must hold a session) in the
@@ -60,6 +63,7 @@ pub async fn start(
 ) -> Result<(NodeHandle, JoinHandle<Result<(), DaemonError>>), DaemonError> {
     let stop = CancellationToken::new();
     let events = Events::default();
+    let first = std::sync::Arc::new(std::sync::Mutex::new(Some(events.subscribe())));
     let started = crate::daemon::start(profile, options, face, stop.clone(), events.clone()).await?;
     let (done_tx, done) = tokio::sync::watch::channel(None);
     let node = started.task;
@@ -73,7 +77,8 @@ pub async fn start(
         let _ = done_tx.send(Some(why));
         result
     });
-    let handle = NodeHandle { calls: started.calls, events, history: started.history, user: started.user, stop, done };
+    let handle =
+        NodeHandle { calls: started.calls, events, history: started.history, user: started.user, stop, done, first };
     Ok((handle, task))
 }
 
@@ -83,9 +88,11 @@ impl NodeHandle {
         &self.user
     }
 
-    /// Every event from now on, as the daemon prints them.
+    /// Events as the daemon prints them: for the first caller, every
+    /// event since the node started; for later ones, from now on.
     pub fn events(&self) -> mpsc::UnboundedReceiver<Value> {
-        self.events.subscribe()
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// The local history (conversations, messages, search).

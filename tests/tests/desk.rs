@@ -200,6 +200,10 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     desk.xdotool(&["windowsize", "--sync", &window, "800", "600"]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     desk.capture(&window, &shots.join("conversation-800x600.png")).await;
+    let dims = image::image_dimensions(shots.join("conversation-800x600.png")).expect("a picture");
+    assert_eq!(dims, (800, 600), "the window took its smallest size");
+    let v = state(&snapshots, "the conversation at 800×600", |v| v["chat"]["id"] == "bob").await;
+    assert!(texts(&v).iter().any(|t| t == "Are you still there?"), "{v:#}");
 
     for name in ["login", "main", "conversation", "conversation-800x600"] {
         let colours = check_picture(&shots.join(format!("{name}.png")));

@@ -41,6 +41,26 @@ impl Conversations {
         Self { rows }
     }
 
+    /// Brings the list up to date with rows read from the history. Rows
+    /// this list already shows keep what it knows (their unread counts,
+    /// titles and muting, kept current by events) and take only a newer
+    /// last message; rows the history does not have yet (a group just
+    /// made) stay.
+    pub fn merge(&mut self, loaded: Vec<Row>) {
+        for row in loaded {
+            match self.take(&row.id) {
+                Some(mut known) => {
+                    if row.last_at_ms > known.last_at_ms && !row.last_text.is_empty() {
+                        known.last_at_ms = row.last_at_ms;
+                        known.last_text = row.last_text;
+                    }
+                    self.put(known);
+                }
+                None => self.put(row),
+            }
+        }
+    }
+
     /// The rows, newest first.
     pub fn rows(&self) -> &[Row] {
         &self.rows
@@ -175,5 +195,20 @@ mod tests {
         assert_eq!((c.rows()[0].id.as_str(), c.rows()[0].unread), ("dave", 0));
         c.read("bob");
         assert_eq!(c.total_unread(), 1);
+        // Rows read from the history again: what is shown here stays, a
+        // newer last message comes in, and unknown rows join.
+        let row = |id: &str, unread, text: &str, at| Row {
+            id: id.into(),
+            title: id.into(),
+            unread,
+            last_text: text.into(),
+            last_at_ms: at,
+            muted: false,
+        };
+        c.merge(vec![row("bob", 3, "older", 1), row("carol", 1, "newer", 99), row("erin", 2, "hi", 50)]);
+        assert_eq!(c.get("bob").map(|r| (r.unread, r.last_text.as_str())), Some((0, "more")));
+        assert_eq!(c.get("carol").map(|r| (r.title.as_str(), r.last_text.as_str())), Some(("Carol", "newer")));
+        assert_eq!(c.get("erin").map(|r| r.unread), Some(2));
+        assert_eq!(c.rows()[0].id, "carol", "newest first");
     }
 }

@@ -235,8 +235,10 @@ impl Login {
             return Action::Run(Task::perform(
                 async move {
                     skein_node::first_contact::fetch_ca(&tracker).await.map_err(|e| {
+                        let unreachable = matches!(e, ClientError::Unreachable { .. } | ClientError::Address { .. });
                         let mut f = explain(&SessionError::Client(e));
-                        if f.field == Field::Credentials {
+                        if !unreachable {
+                            // Whatever else went wrong concerns the CA.
                             f.field = Field::Ca;
                         }
                         f
@@ -349,6 +351,7 @@ impl Login {
                 self.tracker.trim()
             ))
             .size(14),
+            text(format!("It names itself: {}", ca.subject)).size(13),
             container(column(lines).spacing(4)).padding(12).width(Length::Fill).style(|t: &Theme| container::Style {
                 background: Some(t.extended_palette().background.base.color.into()),
                 border: iced::border::rounded(8),

@@ -66,6 +66,7 @@ fn without_a_ca_file_the_trackers_ca_is_used_only_once_its_fingerprint_is_confir
     let ca = PresentedCa {
         pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
         fingerprint: "AB:CD".into(),
+        subject: "CN=Acme Root CA".into(),
     };
     let _ = l.update(Message::Presented(Ok(ca.clone())));
     assert_eq!(l.presented.as_ref(), Some(&ca), "shown for confirmation");

@@ -103,26 +103,7 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
         .on_scroll(Message::Scrolled)
         .height(Length::Fill);
 
-    // The banner's slot is always there, so the list and the composer keep
-    // their places (and state) in the widget tree when it comes and goes.
-    let banner: Element<'_, Message> = match &w.error {
-        Some(e) => container(
-            row![
-                text(e.clone()).size(13).width(Length::Fill),
-                button(text("Dismiss").size(12)).style(button::text).on_press(Message::Dismiss),
-            ]
-            .align_y(Alignment::Center),
-        )
-        .padding([6, 16])
-        .style(|t: &Theme| container::Style {
-            background: Some(t.extended_palette().danger.weak.color.into()),
-            text_color: Some(t.extended_palette().danger.weak.text),
-            ..Default::default()
-        })
-        .into(),
-        None => space().height(0).into(),
-    };
-    let pane = column![header, banner, list, composer(w)].height(Length::Fill);
+    let pane = column![header, list, composer(w)].height(Length::Fill);
     match cert.filter(|_| w.members_panel) {
         Some(c) => row![pane, members(w, c)].height(Length::Fill).into(),
         None => pane.into(),

@@ -15,7 +15,7 @@ use crate::model::conversations::{Conversations, Row};
 use crate::model::directory::Directory;
 use crate::model::event::{self, Body, NodeEvent};
 use crate::model::transfers::Transfers;
-use iced::widget::{operation, row, scrollable, text_editor};
+use iced::widget::{button, container, operation, row, scrollable, text, text_editor};
 use iced::{Element, Length, Task};
 use serde_json::Value;
 use skein_node::handle::NodeHandle;
@@ -146,6 +146,10 @@ pub enum Message {
     Rename(String),
     /// Every group's current certificate.
     GroupCerts(Vec<skein_proto::group::MembershipCert>),
+    /// A conversation was marked read on the node.
+    ReadDone(String),
+    /// Sign this device out.
+    SignOut,
     /// Close the error banner.
     Dismiss,
 }
@@ -234,6 +238,14 @@ pub struct Workspace {
     pub members_panel: bool,
     /// The name being typed for the open group.
     pub rename: String,
+    /// Conversations being marked read on the node.
+    reading: std::collections::HashSet<String>,
+    /// Conversations to mark read again once the request in flight ends.
+    read_again: std::collections::HashSet<String>,
+    /// The message list shows the newest message (new ones scroll in).
+    at_bottom: bool,
+    /// The query the results are for.
+    results_for: String,
     /// Image thumbnails by message id, decoded once.
     pub thumbs: std::collections::HashMap<String, iced::widget::image::Handle>,
     /// An older page is being loaded.
@@ -277,6 +289,10 @@ impl Workspace {
             group_certs: Default::default(),
             members_panel: false,
             rename: String::new(),
+            reading: Default::default(),
+            read_again: Default::default(),
+            at_bottom: true,
+            results_for: String::new(),
             thumbs: Default::default(),
             loading_older: false,
             first_connect: true,
@@ -365,16 +381,23 @@ impl Workspace {
         )
     }
 
+    /// Marks a conversation read here and on the node (which tells the
+    /// senders), one request at a time per conversation.
     fn mark_read(&mut self, id: &str) -> Task<Message> {
-        let had = self.conversations.get(id).is_some_and(|r| r.unread > 0);
         self.conversations.read(id);
-        match (&self.node, had) {
-            (Some(node), true) => {
-                let (node, id) = (node.clone(), id.to_owned());
-                Task::perform(async move { node.read(&id).await.map_err(err) }, |_| Message::Dismiss).discard()
-            }
-            _ => Task::none(),
+        let Some(node) = self.node.clone() else { return Task::none() };
+        if !self.reading.insert(id.to_owned()) {
+            self.read_again.insert(id.to_owned());
+            return Task::none();
         }
+        let id = id.to_owned();
+        Task::perform(
+            {
+                let id = id.clone();
+                async move { node.read(&id).await.map_err(err) }
+            },
+            move |_| Message::ReadDone(id.clone()),
+        )
     }
 
     /// Opens the `n`th conversation of the list (0-based).
@@ -459,7 +482,7 @@ impl Workspace {
                 for r in &mut rows {
                     r.title = self.title_of(&r.id);
                 }
-                self.conversations = Conversations::new(rows);
+                self.conversations.merge(rows);
             }
             Message::Directory(Ok((users, departments, presence))) => {
                 self.directory.load(&users, &departments);
@@ -470,6 +493,9 @@ impl Workspace {
             Message::Open(id) => {
                 self.tab = Tab::Chats;
                 self.picker = false;
+                self.target = None;
+                self.marked = None;
+                self.at_bottom = true;
                 if self.chat.as_ref().is_some_and(|c| c.id == id) {
                     return operation::focus(COMPOSER);
                 }
@@ -489,7 +515,7 @@ impl Workspace {
                     if self.target.is_some() {
                         return self.reveal();
                     }
-                    if newest {
+                    if newest && self.at_bottom {
                         return to_latest();
                     }
                 }
@@ -503,6 +529,7 @@ impl Workspace {
                 // message, 1 the oldest loaded.
                 let room = v.content_bounds().height - v.bounds().height;
                 let at_top = room <= 0.0 || v.relative_offset().y >= 0.98;
+                self.at_bottom = room <= 0.0 || v.absolute_offset().y <= 24.0;
                 if let Some(c) = self.chat.as_ref().filter(|c| at_top && !c.complete && !self.loading_older) {
                     self.loading_older = true;
                     return self.page(&c.id.clone(), c.oldest_seq);
@@ -515,6 +542,8 @@ impl Workspace {
             }
             Message::Complete(emoji) => {
                 if let Some(code) = self.shortcode() {
+                    // The shortcode being typed ends the text: edit there.
+                    self.composer.perform(text_editor::Action::Move(text_editor::Motion::DocumentEnd));
                     for _ in 0..=code.chars().count() {
                         self.composer.perform(text_editor::Action::Edit(text_editor::Edit::Backspace));
                     }
@@ -542,7 +571,23 @@ impl Workspace {
                 let dir = std::path::Path::new(&path).parent().map(PathBuf::from).unwrap_or_default();
                 return open_externally(dir);
             }
-            Message::View(path) => return open_externally(PathBuf::from(path)),
+            Message::View(path) => {
+                // Only a file that is an image by its name and its bytes: the
+                // desktop would run whatever else it was handed.
+                let path = PathBuf::from(path);
+                let image = is_image(&path)
+                    && std::fs::File::open(&path)
+                        .and_then(|mut f| {
+                            let mut head = [0u8; 32];
+                            std::io::Read::read(&mut f, &mut head).map(|n| head[..n].to_vec())
+                        })
+                        .is_ok_and(|head| image::guess_format(&head).is_ok());
+                if !image {
+                    self.error = Some(format!("{} is not an image; open its folder instead", path.display()));
+                    return Task::none();
+                }
+                return open_externally(path);
+            }
             Message::Attach => {
                 if self.chat.is_none() {
                     return Task::none();
@@ -695,20 +740,23 @@ impl Workspace {
                 );
             }
             Message::Results(q, r) if q == self.query => match r {
-                Ok(hits) => self.results = hits,
+                Ok(hits) => {
+                    self.results = hits;
+                    self.results_for = q;
+                }
                 Err(e) => self.error = Some(e),
             },
             Message::Results(..) => {}
             Message::JumpFirst => {
-                if let Some(h) = self.results.first() {
+                if let Some(h) = self.results.first().filter(|_| self.results_for == self.query) {
                     let (conversation, id) = (h.conversation.clone(), h.id.to_hex());
                     return self.update(Message::Jump(conversation, id));
                 }
             }
             Message::Jump(conversation, id) => {
+                let open = self.update(Message::Open(conversation));
                 self.target = Some(id.clone());
                 self.marked = Some(id);
-                let open = self.update(Message::Open(conversation));
                 return Task::batch([open, self.reveal()]);
             }
             Message::TransfersLoaded(list) => {
@@ -717,6 +765,16 @@ impl Workspace {
                 }
             }
             Message::Dismiss => self.error = None,
+            Message::ReadDone(id) => {
+                self.reading.remove(&id);
+                if self.read_again.remove(&id) {
+                    return self.mark_read(&id);
+                }
+            }
+            Message::SignOut => {
+                // The node stops once signed out; the app then shows the sign-in screen.
+                return self.command(|n| async move { n.logout().await });
+            }
         }
         Task::none()
     }
@@ -799,6 +857,7 @@ impl Workspace {
         self.composer = text_editor::Content::new();
         self.picker = false;
         self.sending += 1;
+        self.at_bottom = true;
         let title = self.title_of(&to);
         self.conversations.outgoing(
             &to,
@@ -852,7 +911,8 @@ impl Workspace {
                     }
                     self.cache_thumbs();
                     let read = if seen && m.from != self.me { self.mark_read(&m.conversation) } else { Task::none() };
-                    return Task::batch([read, to_latest()]);
+                    let scroll = if self.at_bottom { to_latest() } else { Task::none() };
+                    return Task::batch([read, scroll]);
                 }
             }
             NodeEvent::Receipt { kind, ids, .. } => {
@@ -899,7 +959,27 @@ impl Workspace {
 
     /// The window.
     pub fn view(&self) -> Element<'_, Message> {
-        row![sidebar::view(self), conversation::view(self)].height(Length::Fill).into()
+        // The banner's slot is always there, so everything below keeps its
+        // place (and state) in the widget tree when it comes and goes.
+        let banner: Element<'_, Message> = match &self.error {
+            Some(e) => container(
+                row![
+                    text(e.clone()).size(13).width(Length::Fill),
+                    button(text("Dismiss").size(12)).style(button::text).on_press(Message::Dismiss),
+                ]
+                .align_y(iced::Alignment::Center),
+            )
+            .padding([6, 16])
+            .width(Length::Fill)
+            .style(|t: &iced::Theme| container::Style {
+                background: Some(t.extended_palette().danger.weak.color.into()),
+                text_color: Some(t.extended_palette().danger.weak.text),
+                ..Default::default()
+            })
+            .into(),
+            None => iced::widget::space().height(0).into(),
+        };
+        iced::widget::column![banner, row![sidebar::view(self), conversation::view(self)].height(Length::Fill)].into()
     }
 }
 
