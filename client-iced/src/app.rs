@@ -23,7 +23,7 @@ pub enum Screen {
     /// The node is starting.
     Starting,
     /// Signing in.
-    Login(Login),
+    Login(Box<Login>),
     /// Signed in.
     Work(Box<Workspace>),
     /// The node could not start (the profile is in use, say).
@@ -112,7 +112,7 @@ impl App {
         } else {
             let login = Login::new(profile);
             let focus = login.focus().map(Message::Login);
-            app.screen = Screen::Login(login);
+            app.screen = Screen::Login(Box::new(login));
             (app, focus)
         }
     }
@@ -184,7 +184,7 @@ impl App {
                     login.failure = Some(login::Failure { field: login::Field::Credentials, message: why });
                 }
                 let focus = login.focus().map(Message::Login);
-                self.screen = Screen::Login(login);
+                self.screen = Screen::Login(Box::new(login));
                 return focus;
             }
             Message::Event(v) => return self.work(workspace::Message::Node(v)),
@@ -236,7 +236,7 @@ impl App {
                 let _ = Profile::new(&self.profile).clear_session();
                 let login = Login::new(self.profile.clone());
                 let focus = login.focus().map(Message::Login);
-                self.screen = Screen::Login(login);
+                self.screen = Screen::Login(Box::new(login));
                 return focus;
             }
         }
