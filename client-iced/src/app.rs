@@ -51,6 +51,8 @@ pub enum Message {
     Activity,
     /// Time passed (idleness is checked).
     Tick,
+    /// How long the user has been idle.
+    Idle(Duration),
     /// Time to write the state snapshot (with `SKEIN_DESK_SNAPSHOTS`).
     Snapshot,
     /// A notification was clicked: open its conversation.
@@ -209,8 +211,18 @@ impl App {
                 }
             }
             Message::Tick => {
-                if let (true, Screen::Work(w)) = (self.last_activity.elapsed() >= AWAY_AFTER, &mut self.screen) {
-                    return w.idle(true).map(Message::Work);
+                let in_window = self.last_activity.elapsed();
+                return Task::perform(
+                    async move {
+                        let desktop = tokio::task::spawn_blocking(crate::idle::desktop_idle).await.ok().flatten();
+                        crate::idle::idle(desktop, in_window)
+                    },
+                    Message::Idle,
+                );
+            }
+            Message::Idle(idle) => {
+                if let Screen::Work(w) = &mut self.screen {
+                    return w.idle(idle >= AWAY_AFTER).map(Message::Work);
                 }
             }
             Message::Clicked(Some(conversation)) => {

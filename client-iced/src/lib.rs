@@ -8,10 +8,12 @@
 //! - [`screen`]: the sign-in screen and the main window.
 //! - [`model`]: what the screens show, free of the toolkit and the network.
 //! - [`style`], [`clock`]: the look, and local time for people.
+//! - [`idle`]: how long the user has been away from the desktop.
 //! - [`notify`]: desktop notifications; [`snapshot`]: what shows, for checks.
 
 pub mod app;
 pub mod clock;
+pub mod idle;
 pub mod model;
 pub mod notify;
 pub mod screen;
