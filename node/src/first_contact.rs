@@ -105,6 +105,14 @@ pub async fn fetch_ca(address: &str) -> Result<PresentedCa, ClientError> {
     check_chain(&chain, &host, provider)
 }
 
+/// Whether a fingerprint someone typed or pasted (any case, with or
+/// without colons or spaces) is `expected`.
+pub fn same_fingerprint(given: &str, expected: &str) -> bool {
+    let norm = |f: &str| f.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_uppercase()).collect::<String>();
+    let given = norm(given);
+    given.len() == 64 && given == norm(expected)
+}
+
 /// The CA at the end of `chain`, once it is known to have issued the
 /// tracker's certificate (the first) for `host`.
 fn check_chain(
@@ -173,5 +181,9 @@ mod tests {
         let e = check_chain(&[selfish.clone(), selfish], "tracker.acme.test", provider());
         assert!(e.is_err_and(|e| e.to_string().contains("not a certificate authority")), "a leaf posing as the CA");
         assert!(offered.subject.contains("Acme"), "{}", offered.subject);
+        let plain = offered.fingerprint.replace(':', "").to_lowercase();
+        assert!(same_fingerprint(&plain, &offered.fingerprint), "without colons, in lower case");
+        assert!(!same_fingerprint(&plain[..60], &offered.fingerprint), "a prefix is not enough");
+        assert!(!same_fingerprint(&skein_certs::fingerprint(other.cert_der()), &offered.fingerprint));
     }
 }

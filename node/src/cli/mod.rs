@@ -45,7 +45,13 @@ enum Command {
         tracker: String,
         /// The organisation CA certificate (the tracker's ca.pem).
         #[arg(long)]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
+        /// Instead of --ca: the organisation CA's SHA-256 fingerprint, as
+        /// `skein-tracker run` prints it; the CA the tracker presents is
+        /// used if it matches. Without either, the fingerprint is shown to
+        /// confirm on the terminal.
+        #[arg(long, conflicts_with = "ca")]
+        fingerprint: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -245,6 +251,36 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Without a CA file: the CA the tracker presents, kept in the profile once
+/// its fingerprint matches the one given, or the user confirms it.
+async fn learn_ca(profile: &Profile, tracker: &str, fingerprint: Option<&str>) -> anyhow::Result<PathBuf> {
+    use std::io::IsTerminal;
+    let presented = crate::first_contact::fetch_ca(tracker).await?;
+    match fingerprint {
+        Some(given) if crate::first_contact::same_fingerprint(given, &presented.fingerprint) => {}
+        Some(_) => bail!(
+            "the tracker at {tracker} presents a CA with the fingerprint {}, not the one given: do not sign in, and tell your administrator",
+            presented.fingerprint
+        ),
+        None if std::io::stdin().is_terminal() => {
+            eprintln!("The tracker at {tracker} presents the organisation CA {}", terminal::line(&presented.subject));
+            eprintln!("with the SHA-256 fingerprint\n    {}", presented.fingerprint);
+            eprint!("Does it match the one your administrator gave you? Type yes to trust it: ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if answer.trim() != "yes" {
+                bail!("not trusted: nothing was kept; ask your administrator for the CA file and give it with --ca");
+            }
+        }
+        None => bail!(
+            "give the organisation CA with --ca FILE, or its fingerprint with --fingerprint (as `skein-tracker run` prints it)"
+        ),
+    }
+    profile.create()?;
+    profile.save_ca(presented.pem.as_bytes())?;
+    Ok(profile.ca_path())
 }
 
 fn default_profile() -> PathBuf {
@@ -513,7 +549,11 @@ async fn run_group(profile: &Profile, cmd: GroupCommand) -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let profile = Profile::new(cli.profile.unwrap_or_else(default_profile));
     match cli.command {
-        Command::Login { tracker, ca, user } => {
+        Command::Login { tracker, ca, user, fingerprint } => {
+            let ca = match ca {
+                Some(ca) => ca,
+                None => learn_ca(&profile, &tracker, fingerprint.as_deref()).await?,
+            };
             let password = read_password()?;
             let conn = session::login(&profile, &tracker, &ca, &user, password.clone()).await?;
             if conn.password_change_required {
