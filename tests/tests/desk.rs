@@ -151,6 +151,21 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     assert_eq!(v["composer"], "", "the composer is empty after sending");
     desk.capture(&window, &shots.join("conversation.png")).await;
 
+    // An image from alice, sent with `skein send-image` against the running
+    // app (which is alice's node): it shows in her conversation, and bob's
+    // node gets it.
+    let (ok, out, err) = skein(&alice, &["send-image", "bob", photo.to_str().expect("utf-8")], None).await;
+    assert!(ok, "{out}{err}");
+    let v = state(&snapshots, "the image alice sent", |v| {
+        v["chat"]["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .is_some_and(|m| m["kind"] == "image" && m["from"] == "alice")
+    })
+    .await;
+    assert_eq!(texts(&v).last().map(String::as_str), Some("photo.png"));
+    bob_daemon.wait_line(T, "alice's image", |l| l.contains(r#""type":"message""#) && l.contains(r#""image""#)).await;
+
     // A 50 MiB file from alice, offered with `skein send-file` against the
     // running app (which is alice's node): the conversation shows it, with
     // its progress, and bob's node takes it whole.
