@@ -1,5 +1,7 @@
 //! The daemon's control socket: a Unix socket in the profile directory that
-//! carries one JSON request line and one JSON reply line per connection.
+//! carries JSON request lines, each answered by a JSON reply line. [`call`]
+//! asks one question per connection; a [`Connection`] keeps many in flight,
+//! matched up by `req_id`.
 //!
 //! Only the profile's owner can reach it: the profile directory is 0700 and
 //! the socket is made 0600.
@@ -183,4 +185,82 @@ pub async fn call(socket: &Path, req: &ControlRequest) -> Result<Option<ControlR
         return Err(broken("the daemon closed the connection without answering".into()));
     }
     serde_json::from_str(&reply).map(Some).map_err(|e| broken(format!("unreadable reply: {e}")))
+}
+
+/// A connection to a running node's control socket that carries many
+/// requests at once: each goes out with a `req_id`, and replies arrive as
+/// the node finishes them, each with its request's id.
+#[derive(Debug)]
+pub struct Connection {
+    path: String,
+    writer: tokio::net::unix::OwnedWriteHalf,
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    next: u64,
+}
+
+impl Connection {
+    /// Connects to the node at `socket`; `Ok(None)` when none runs.
+    pub async fn open(socket: &Path) -> Result<Option<Connection>, ControlError> {
+        let path = socket.display().to_string();
+        match UnixStream::connect(socket).await {
+            Ok(s) => {
+                let (r, writer) = s.into_split();
+                Ok(Some(Connection { path, writer, reader: BufReader::new(r), next: 0 }))
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                Ok(None)
+            }
+            Err(e) => Err(ControlError::Broken { path, reason: e.to_string() }),
+        }
+    }
+
+    fn broken(&self, reason: impl Into<String>) -> ControlError {
+        ControlError::Broken { path: self.path.clone(), reason: reason.into() }
+    }
+
+    /// Sends `req` without waiting for its answer; returns its id.
+    pub async fn send(&mut self, req: &ControlRequest) -> Result<u64, ControlError> {
+        let id = self.next;
+        self.next += 1;
+        let mut v = serde_json::to_value(req).map_err(|e| self.broken(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("req_id".into(), serde_json::Value::from(id));
+        }
+        let mut line = serde_json::to_vec(&v).map_err(|e| self.broken(e.to_string()))?;
+        line.push(b'\n');
+        self.writer.write_all(&line).await.map_err(|e| self.broken(e.to_string()))?;
+        Ok(id)
+    }
+
+    /// The next reply to arrive, with the id of the request it answers
+    /// (`None` for a line the node could not read at all).
+    pub async fn next_reply(&mut self) -> Result<(Option<u64>, ControlReply), ControlError> {
+        let mut line = String::new();
+        (&mut self.reader)
+            .take(MAX_LINE as u64 * 64)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| self.broken(e.to_string()))?;
+        if line.is_empty() {
+            return Err(self.broken("the node closed the connection"));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| self.broken(format!("unreadable reply: {e}")))?;
+        let id = v["req_id"].as_u64();
+        let reply = serde_json::from_value(v).map_err(|e| self.broken(format!("unreadable reply: {e}")))?;
+        Ok((id, reply))
+    }
+
+    /// Sends `req` and waits for its answer; replies to other requests in
+    /// flight that arrive first are dropped (use [`Connection::send`] and
+    /// [`Connection::next_reply`] to keep them).
+    pub async fn call(&mut self, req: &ControlRequest) -> Result<ControlReply, ControlError> {
+        let id = self.send(req).await?;
+        loop {
+            match self.next_reply().await? {
+                (Some(got), reply) if got == id => return Ok(reply),
+                _ => {}
+            }
+        }
+    }
 }

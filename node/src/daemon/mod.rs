@@ -8,8 +8,11 @@
 //! image messages and reactions are answered in [`files`].
 
 mod files;
+mod socket;
 
-use crate::control::{ControlReply, ControlRequest, MAX_LINE};
+pub use socket::MAX_IN_FLIGHT;
+
+use crate::control::{ControlReply, ControlRequest};
 use crate::delivery::Sender;
 use crate::events::Events;
 use crate::group_book::GroupBook;
@@ -36,8 +39,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -156,10 +157,10 @@ pub(crate) async fn start(
     }
     let (calls_tx, calls) = mpsc::channel::<ControlCall>(64);
     let socket = profile.socket_path();
-    let listener = bind_socket(&socket).await?;
+    let listener = socket::bind(&socket).await?;
     let (mesh, mesh_events) =
         Mesh::start(device.keypair.clone(), cert, org_key, config).map_err(|e| DaemonError::Local(e.to_string()))?;
-    let accept = tokio::spawn(accept_loop(listener, calls_tx.clone()));
+    let accept = tokio::spawn(socket::accept_loop(listener, calls_tx.clone()));
     let lookups = crate::lookups::Lookups::default();
     let transfer_options = TransferOptions {
         download_dir: options.download_dir.clone().unwrap_or_else(|| profile.dir().join("downloads")),
@@ -206,48 +207,6 @@ pub(crate) async fn start(
         result
     });
     Ok(Started { calls: calls_tx, history, user: saved.user, task })
-}
-
-async fn bind_socket(path: &std::path::Path) -> Result<UnixListener, DaemonError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |reason: String| DaemonError::Socket { path: path.display().to_string(), reason };
-    if path.exists() {
-        // A live daemon answers; a stale socket from a crash does not.
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(err("another daemon is already running for this profile".into()));
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| err(e.to_string()))?;
-    Ok(listener)
-}
-
-async fn accept_loop(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut line = String::new();
-            let reply = match BufReader::new(r).take(MAX_LINE as u64).read_line(&mut line).await {
-                Ok(_) => match serde_json::from_str::<ControlRequest>(&line) {
-                    Ok(req) => {
-                        let (tx, rx) = oneshot::channel();
-                        if calls.send(ControlCall { req, reply: tx }).await.is_err() {
-                            return;
-                        }
-                        rx.await.unwrap_or_else(|_| ControlReply::err("unavailable", "the daemon is stopping"))
-                    }
-                    Err(e) => ControlReply::err("malformed", format!("unreadable request: {e}")),
-                },
-                Err(e) => ControlReply::err("malformed", e.to_string()),
-            };
-            if let Ok(mut bytes) = serde_json::to_vec(&reply) {
-                bytes.push(b'\n');
-                let _ = w.write_all(&bytes).await;
-            }
-        });
-    }
 }
 
 struct Node {
