@@ -8,7 +8,6 @@ use crate::cpu::{self, CpuWatch};
 use crate::rawquic;
 use crate::report::{Row, Samples, mbps, secs, us};
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
 use skein_node::control::ControlRequest;
 use skein_node::transfer::manifest::{CHUNK_SIZE, Manifest};
 use skein_proto::bytes::ContentHash;
@@ -133,23 +132,33 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
 }
 
 /// msg-rate: sustained delivered and acknowledged messages per second, 64
-/// in flight through the daemon's control socket.
+/// in flight on one persistent connection to the daemon's control socket
+/// (each answered, by id, once bob's device has stored it).
 pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<Row> {
     let base = rawquic::framed_rate(plan.rate_count, MSG).await?;
-    let socket = pair.alice.socket().to_owned();
+    let mut conn = skein_node::control::Connection::open(pair.alice.socket())
+        .await?
+        .context("alice's daemon does not answer on its control socket")?;
     let watch = pair.watch();
     let t0 = Instant::now();
-    let results: Vec<Result<serde_json::Value>> = futures::stream::iter(0..plan.rate_count)
-        .map(|i| {
-            let socket = socket.clone();
-            async move { Node::call_at(&socket, &ControlRequest::Send { to: "bob".into(), text: text(i) }).await }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
+    let (mut sent, mut answered, mut delivered) = (0, 0, 0);
+    while sent < plan.rate_count.min(64) {
+        conn.send(&ControlRequest::Send { to: "bob".into(), text: text(sent) }).await?;
+        sent += 1;
+    }
+    while answered < plan.rate_count {
+        let (_, reply) = conn.next_reply().await?;
+        answered += 1;
+        if reply.ok && reply.data["path"] == "direct" {
+            delivered += 1;
+        }
+        if sent < plan.rate_count {
+            conn.send(&ControlRequest::Send { to: "bob".into(), text: text(sent) }).await?;
+            sent += 1;
+        }
+    }
     let took = t0.elapsed();
     let used = watch.finish();
-    let delivered = results.iter().filter(|r| r.as_ref().is_ok_and(|v| v["path"] == "direct")).count();
     if delivered != plan.rate_count {
         bail!("only {delivered} of {} messages were delivered directly", plan.rate_count);
     }
