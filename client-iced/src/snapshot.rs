@@ -44,7 +44,7 @@ pub fn state(app: &App) -> Value {
                 "conversations": conversations, "chat": chat, "focused": w.focused, "error": w.error,
                 "online": w.directory.people_by_department("").values().flatten()
                     .filter(|p| p.status != "offline").map(|p| p.name.clone()).collect::<Vec<_>>(),
-                "composer": w.composer.text(), "query": w.query, "marked": w.marked,
+                "composer": w.composer.text(), "query": w.query, "marked": w.marked, "results_for": w.results_for(),
                 "results": w.results.iter().map(|h| json!({"conversation": h.conversation, "id": h.id.to_hex(), "text": h.text})).collect::<Vec<_>>(),
                 "groups": w.groups})
         }

@@ -810,6 +810,11 @@ impl Workspace {
         self.group_certs.insert(address, cert);
     }
 
+    /// The query the search results shown are for.
+    pub fn results_for(&self) -> &str {
+        &self.results_for
+    }
+
     /// Whether this user may change the open group's members and name.
     pub fn owns(&self, cert: &skein_proto::group::MembershipCert) -> bool {
         matches!(&cert.body.kind, skein_proto::group::GroupKind::Discussion { owner } if *owner == self.me)
