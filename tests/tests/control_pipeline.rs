@@ -36,11 +36,14 @@ async fn many_requests_on_one_connection_are_answered_by_id() {
         sent.insert(id);
     }
     let mut answered = HashSet::new();
+    let mut direct = 0;
     for _ in 0..N {
         let (id, reply) = tokio::time::timeout(T, conn.next_reply()).await.expect("in time").expect("a reply");
         assert!(reply.ok, "{reply:?}");
         assert!(answered.insert(id.expect("an id")), "each request answered once");
+        direct += usize::from(reply.data["path"] == "direct");
     }
+    println!("{direct} of {N} sends in flight at once went direct");
     assert_eq!(answered, sent);
     let mut got = HashSet::new();
     while got.len() < N {

@@ -103,8 +103,13 @@ pub fn build(
                     PeerCodec,
                     [(PROTOCOL, ProtocolSupport::Full)],
                     // Messages and receipts are small: a peer that cannot store one in
-                    // 5 s is treated as away, and the mailbox takes over.
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+                    // 5 s is treated as away, and the mailbox takes over. As many
+                    // requests may be in progress per connection as one control
+                    // connection keeps in flight (the default, 100, sent the rest of
+                    // a burst to the mailbox); each holds at most one message.
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(5))
+                        .with_max_concurrent_streams(crate::daemon::MAX_IN_FLIGHT),
                 ),
                 streams: libp2p_stream::Behaviour::new(),
             }
