@@ -135,6 +135,14 @@ pub fn daemon(profile: &Path, extra: &[&str]) -> Proc {
     Proc::spawn(&bin("skein"), &args, &[])
 }
 
+/// [`daemon`], once it has said it is connected to the tracker.
+pub async fn online(profile: &Path, extra: &[&str]) -> Proc {
+    let mut d = daemon(profile, extra);
+    let name = profile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    d.wait_line(Duration::from_secs(30), &format!("{name} connected"), |l| l.contains(r#""type":"connected""#)).await;
+    d
+}
+
 /// `len` pseudo-random bytes (xorshift, seeded): incompressible test
 /// content that is the same for the same seed.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {

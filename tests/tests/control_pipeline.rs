@@ -5,7 +5,7 @@
 //! goes on; an over-long one is answered and ends it.
 
 use skein_node::control::{Connection, ControlRequest};
-use skein_tests::{daemon, login_profile, tracker_with_users};
+use skein_tests::{login_profile, online, tracker_with_users};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -21,10 +21,8 @@ async fn many_requests_on_one_connection_are_answered_by_id() {
         login_profile(&t, dir.path(), "alice", "alice", PW).await,
         login_profile(&t, dir.path(), "bob", "bob", PW).await,
     );
-    let mut alice_daemon = daemon(&alice, &[]);
-    alice_daemon.wait_line(T, "alice connected", |l| l.contains(r#""type":"connected""#)).await;
-    let mut bob_daemon = daemon(&bob, &[]);
-    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let _alice_daemon = online(&alice, &[]).await;
+    let mut bob_daemon = online(&bob, &[]).await;
 
     let socket = skein_node::profile::Profile::new(&alice).socket_path();
     let mut conn = Connection::open(&socket).await.expect("connect").expect("the daemon runs");

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use skein_node::control::{Connection, ControlRequest};
-use skein_tests::{daemon, login_profile, skein, tracker_with_users};
+use skein_tests::{login_profile, online, skein, tracker_with_users};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
@@ -19,10 +19,8 @@ async fn every_acknowledged_message_survives_a_kill_of_the_receiver() {
         login_profile(&t, dir.path(), "alice", "alice", PW).await,
         login_profile(&t, dir.path(), "bob", "bob", PW).await,
     );
-    let mut alice_daemon = daemon(&alice, &[]);
-    alice_daemon.wait_line(T, "alice connected", |l| l.contains(r#""type":"connected""#)).await;
-    let mut bob_daemon = daemon(&bob, &[]);
-    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let _alice_daemon = online(&alice, &[]).await;
+    let mut bob_daemon = online(&bob, &[]).await;
 
     let socket = skein_node::profile::Profile::new(&alice).socket_path();
     let mut conn = Connection::open(&socket).await.expect("connect").expect("alice's daemon");

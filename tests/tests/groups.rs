@@ -6,7 +6,7 @@
 //! group follows a user an administrator moves.
 
 use serde_json::Value;
-use skein_tests::{daemon, login_profile, skein, tracker_with_users};
+use skein_tests::{daemon, login_profile, online, skein, tracker_with_users};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
@@ -131,8 +131,7 @@ async fn a_department_group_follows_a_user_an_administrator_moves() {
     assert!(!ok && err.contains("follows the department"), "{err}");
 
     store.close().await;
-    let mut erin_daemon = daemon(&erin, &[]);
-    erin_daemon.wait_line(T, "erin connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut erin_daemon = online(&erin, &[]).await;
     // As an administrator would, with the admin CLI on the tracker's data.
     let admin = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(skein_tests::bin("skein-tracker"));
@@ -324,10 +323,8 @@ async fn a_muted_conversation_is_marked_muted_and_a_mention_still_stands_out() {
     );
     let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
     assert!(ok, "{err}");
-    let mut bob_daemon = daemon(&bob, &[]);
-    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
-    let mut alice_daemon = daemon(&alice, &[]);
-    alice_daemon.wait_line(T, "alice connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut bob_daemon = online(&bob, &[]).await;
+    let mut alice_daemon = online(&alice, &[]).await;
     let message = |text: &'static str| move |l: &str| l.contains(r#""type":"message""#) && l.contains(text);
 
     let (ok, _, err) = skein(&alice, &["send", "#team", "before muting"], None).await;
@@ -435,10 +432,8 @@ async fn a_member_that_missed_a_message_asks_its_sender_for_it() {
     );
     let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
     assert!(ok, "{err}");
-    let mut alice_daemon = daemon(&alice, &[]);
-    alice_daemon.wait_line(T, "alice connected", |l| l.contains(r#""type":"connected""#)).await;
-    let mut bob_daemon = daemon(&bob, &[]);
-    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut alice_daemon = online(&alice, &[]).await;
+    let mut bob_daemon = online(&bob, &[]).await;
     let (ok, _, err) = skein(&alice, &["send", "#team", "one"], None).await;
     assert!(ok, "{err}");
     bob_daemon.wait_line(T, "the first", |l| l.contains(r#""text":"one""#)).await;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use skein_node::daemon::DaemonOptions;
 use skein_node::handle;
 use skein_node::profile::Profile;
-use skein_tests::{daemon, login_profile, skein, tracker_with_users};
+use skein_tests::{daemon, login_profile, online, skein, tracker_with_users};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -48,8 +48,7 @@ async fn a_node_started_through_the_handle_chats_and_serves_the_cli_and_holds_it
     assert!(!ok && err.contains("in use by skein-desk, pid"), "{err}");
 
     // Bob's daemon, and a message each way.
-    let mut bob_daemon = daemon(&bob, &[]);
-    bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut bob_daemon = online(&bob, &[]).await;
     let sent = node.send("bob", "hello from the app 👋").await.expect("send");
     assert!(["direct", "relayed"].contains(&sent["path"].as_str().unwrap_or_default()), "{sent}");
     bob_daemon.wait_line(T, "alice's message", |l| l.contains("hello from the app 👋")).await;

@@ -443,22 +443,32 @@ impl Workspace {
         })
     }
 
+    /// Runs a node command; its outcome comes back as [`Message::Done`].
     fn command<F>(&self, f: impl FnOnce(NodeHandle) -> F + 'static) -> Task<Message>
     where
         F: std::future::Future<Output = Result<Value, skein_node::handle::NodeError>> + Send + 'static,
     {
-        match self.node.clone() {
-            Some(node) => Task::perform(f(node), |r| Message::Done(r.map_err(err))),
-            None => Task::none(),
-        }
+        self.run(f, Message::Done)
     }
 
+    /// Runs a send; its outcome comes back as [`Message::Sent`].
     fn send_command<F>(&self, f: impl FnOnce(NodeHandle) -> F + 'static) -> Task<Message>
     where
         F: std::future::Future<Output = Result<Value, skein_node::handle::NodeError>> + Send + 'static,
     {
+        self.run(f, Message::Sent)
+    }
+
+    fn run<F>(
+        &self,
+        f: impl FnOnce(NodeHandle) -> F + 'static,
+        done: fn(Result<Value, String>) -> Message,
+    ) -> Task<Message>
+    where
+        F: std::future::Future<Output = Result<Value, skein_node::handle::NodeError>> + Send + 'static,
+    {
         match self.node.clone() {
-            Some(node) => Task::perform(f(node), |r| Message::Sent(r.map_err(err))),
+            Some(node) => Task::perform(f(node), move |r| done(r.map_err(err))),
             None => Task::none(),
         }
     }
