@@ -128,6 +128,18 @@ impl Cluster {
     /// Logs `user` in on a new profile and starts its daemon with extra
     /// flags; returns once it is connected and holds a relay reservation.
     pub async fn node(&self, user: &str, extra: &[&str]) -> Result<Node> {
+        let profile = self.login(user).await?;
+        let mut cmd = Command::new(bin("skein")?);
+        cmd.arg("--profile").arg(&profile).args(["daemon", "--listen", "127.0.0.1:0"]).args(extra);
+        cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.kill_on_drop(true).spawn().context("starting skein daemon")?;
+        wait_line(&mut child, "the daemon's relay reservation", |l| l.contains("\"type\":\"relay_reserved\"")).await?;
+        let socket = skein_node::profile::Profile::new(&profile).socket_path();
+        Ok(Node { profile, child, socket })
+    }
+
+    /// Logs `user` in on a new profile, as `skein login` does; returns the profile.
+    pub async fn login(&self, user: &str) -> Result<PathBuf> {
         let profile = self.dir.path().join(format!("{user}-profile"));
         let out = Command::new(bin("skein")?)
             .arg("--profile")
@@ -141,13 +153,7 @@ impl Cluster {
         if !out.status.success() {
             bail!("login {user}: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut cmd = Command::new(bin("skein")?);
-        cmd.arg("--profile").arg(&profile).args(["daemon", "--listen", "127.0.0.1:0"]).args(extra);
-        cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.kill_on_drop(true).spawn().context("starting skein daemon")?;
-        wait_line(&mut child, "the daemon's relay reservation", |l| l.contains("\"type\":\"relay_reserved\"")).await?;
-        let socket = skein_node::profile::Profile::new(&profile).socket_path();
-        Ok(Node { profile, child, socket })
+        Ok(profile)
     }
 }
 

@@ -6,8 +6,9 @@
 //!   acknowledged by the receiver, pipelined;
 //! - [`bulk`]: one unidirectional stream of N bytes, discarded by the
 //!   receiver (the baseline) or written to a file (what disk writing costs);
-//! - [`connect_rate`]: new connections per second, each with one 200-byte
-//!   request and answer, as a reconnecting client's session resume makes.
+//! - [`connect_rate`]: new connections per second, each a full TLS
+//!   handshake (no session tickets) with one 200-byte request and answer,
+//!   the cost a reconnecting client's session resume must beat.
 
 use crate::report::Samples;
 use anyhow::{Context, Result};
@@ -29,7 +30,9 @@ pub struct Pair {
     _endpoints: (Endpoint, Endpoint),
 }
 
-fn configs() -> Result<(ServerConfig, ClientConfig)> {
+/// A self-signed server and a client trusting it; with `resume` false the
+/// client keeps no session tickets, so every connection is a full handshake.
+fn configs_with(resume: bool) -> Result<(ServerConfig, ClientConfig)> {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).context("self-signed certificate")?;
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
@@ -41,12 +44,19 @@ fn configs() -> Result<(ServerConfig, ClientConfig)> {
     let server = ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der)?;
-    let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    if !resume {
+        client_tls.resumption = rustls::client::Resumption::disabled();
+    }
     let client = ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?));
     Ok((server, client))
+}
+
+fn configs() -> Result<(ServerConfig, ClientConfig)> {
+    configs_with(true)
 }
 
 impl Pair {
@@ -176,7 +186,8 @@ pub async fn bulk(bytes: u64, sink: Option<&Path>) -> Result<f64> {
 /// `endpoints` client endpoints, each connecting, sending `size` bytes on a
 /// bidirectional stream, reading the echo and closing.
 pub async fn connect_rate(period: Duration, workers: usize, endpoints: usize, size: usize) -> Result<f64> {
-    let (server_cfg, client_cfg) = configs()?;
+    // Full handshakes: the cost a session resume must beat.
+    let (server_cfg, client_cfg) = configs_with(false)?;
     let server_ep = Endpoint::server(server_cfg, SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = server_ep.local_addr()?;
     let accept = server_ep.clone();

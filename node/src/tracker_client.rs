@@ -138,7 +138,33 @@ pub(crate) fn resolve(address: &str) -> Result<(SocketAddr, String, u16), Client
     Ok((addr, host.to_owned(), port))
 }
 
+/// Client configurations by the CA certificates they trust, kept for the
+/// life of the process. Each holds the TLS session tickets trackers gave
+/// its connections, so a reconnection (the daemon's, after a network
+/// change or a lost connection) resumes its session instead of a full
+/// handshake, which spares the tracker a certificate signature. rustls
+/// resumes a session only under the configuration (the same certificate
+/// verifier) that made it, hence one configuration per CA rather than one
+/// per connection.
+static CONFIGS: std::sync::LazyLock<std::sync::Mutex<Vec<(Vec<u8>, quinn::ClientConfig)>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The client configuration trusting the CA in the file `ca`.
 fn client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {
+    let Ok(pem) = std::fs::read(ca) else {
+        // Unreadable: building names the file and why.
+        return new_client_config(ca);
+    };
+    let mut configs = CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, config)) = configs.iter().find(|(p, _)| *p == pem) {
+        return Ok(config.clone());
+    }
+    let config = new_client_config(ca)?;
+    configs.push((pem, config.clone()));
+    Ok(config)
+}
+
+fn new_client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in skein_certs::rustls_io::load_certs(ca)? {
         roots

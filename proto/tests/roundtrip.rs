@@ -251,7 +251,8 @@ fn response() -> impl Strategy<Value = Response> {
         )
         .prop_map(Response::GroupChanges),
         any::<u32>().prop_map(|stored| Response::MailboxStored { stored }),
-        vec(prop_oneof![any::<u32>().prop_map(Ok), error_body().prop_map(Err)], 0..3).prop_map(Response::MailboxStoredEach),
+        vec(prop_oneof![any::<u32>().prop_map(Ok), error_body().prop_map(Err)], 0..3)
+            .prop_map(Response::MailboxStoredEach),
         vec(mail_item, 0..3).prop_map(Response::Mail),
         any::<u32>().prop_map(|removed| Response::MailboxAcked { removed }),
         prop_oneof![Just(AdminResponse::Done), any::<u32>().prop_map(|count| AdminResponse::SessionsEnded { count }),]

@@ -324,7 +324,7 @@ async fn a_muted_conversation_is_marked_muted_and_a_mention_still_stands_out() {
     let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
     assert!(ok, "{err}");
     let mut bob_daemon = online(&bob, &[]).await;
-    let mut alice_daemon = online(&alice, &[]).await;
+    let _alice_daemon = online(&alice, &[]).await;
     let message = |text: &'static str| move |l: &str| l.contains(r#""type":"message""#) && l.contains(text);
 
     let (ok, _, err) = skein(&alice, &["send", "#team", "before muting"], None).await;
@@ -432,7 +432,7 @@ async fn a_member_that_missed_a_message_asks_its_sender_for_it() {
     );
     let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
     assert!(ok, "{err}");
-    let mut alice_daemon = online(&alice, &[]).await;
+    let _alice_daemon = online(&alice, &[]).await;
     let mut bob_daemon = online(&bob, &[]).await;
     let (ok, _, err) = skein(&alice, &["send", "#team", "one"], None).await;
     assert!(ok, "{err}");

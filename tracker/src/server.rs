@@ -59,6 +59,7 @@ pub struct RunningTracker {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     endpoint: quinn::Endpoint,
+    sessions: Arc<tls::Sessions>,
 }
 
 impl Tracker {
@@ -67,7 +68,7 @@ impl Tracker {
     pub async fn start(config: TrackerConfig) -> Result<RunningTracker, StartError> {
         let store = Store::open(&config.database_url()).await?;
         let org = Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
-        let server_config = tls::server_config(&config)?;
+        let (server_config, sessions) = tls::server_config(&config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
@@ -93,7 +94,7 @@ impl Tracker {
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
-        Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint })
+        Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions })
     }
 }
 
@@ -101,6 +102,12 @@ impl RunningTracker {
     /// The control-plane address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS sessions kept for resumption, and how many handshakes
+    /// resumed one.
+    pub fn tls_sessions(&self) -> &tls::Sessions {
+        &self.sessions
     }
 
     /// The relay's handle: its PeerId, port and byte counts.

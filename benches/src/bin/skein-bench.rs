@@ -47,6 +47,8 @@ async fn main() -> Result<()> {
         if wanted("msg-rtt") {
             rows.push(scenarios::msg_rtt(&pair, plan).await?);
             eprintln!("skein-bench: msg-rtt done");
+            rows.push(scenarios::msg_rtt_cli(&pair, plan).await?);
+            eprintln!("skein-bench: msg-rtt-cli done");
         }
         if wanted("msg-rate") {
             rows.push(scenarios::msg_rate(&pair, plan).await?);

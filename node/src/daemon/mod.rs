@@ -256,8 +256,29 @@ impl Node {
         }
     }
 
+    /// Serves until told to stop or the session ends for good, then says
+    /// goodbye: peers see their connections close and the tracker sees the
+    /// session go at once, so colleagues' next messages go to the mailbox
+    /// without waiting for this device.
     async fn serve(
         mut self,
+        stop: CancellationToken,
+        calls: mpsc::Receiver<ControlCall>,
+        mesh_events: mpsc::Receiver<MeshEvent>,
+    ) -> Result<(), DaemonError> {
+        let result = self.serve_until_done(stop, calls, mesh_events).await;
+        let tracker = self.tracker.take();
+        let close_tracker = async {
+            if let Some(c) = tracker {
+                c.close_and_wait(Duration::from_secs(1)).await;
+            }
+        };
+        tokio::join!(self.mesh.shutdown(), close_tracker);
+        result
+    }
+
+    async fn serve_until_done(
+        &mut self,
         stop: CancellationToken,
         mut calls: mpsc::Receiver<ControlCall>,
         mut mesh_events: mpsc::Receiver<MeshEvent>,
@@ -268,12 +289,7 @@ impl Node {
         loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
-                    if let Some(c) = &self.tracker {
-                        c.close_and_wait(Duration::from_secs(1)).await;
-                    }
-                    return Ok(());
-                }
+                _ = stop.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(next_attempt), if self.tracker.is_none() => {
                     match resume(&self.profile).await {
                         Ok(conn) => {

@@ -260,6 +260,9 @@ impl Sender {
     async fn reach(&self, user: &str, direct: PeerRequest, prefetched: Option<PeerInfo>) -> Result<Reached, SendError> {
         let mut best: Option<Path> = None;
         let mut reached: Vec<DeviceId> = vec![self.device];
+        // Devices that failed once are not tried again in this send: a
+        // device that vanished costs one attempt, not one per pass.
+        let mut failed: Vec<DeviceId> = Vec::new();
         let lookup = async {
             match prefetched {
                 Some(info) => Ok(Some(info)),
@@ -268,13 +271,14 @@ impl Sender {
         };
         // Devices already connected take it while the tracker is asked
         // which other devices the user has.
-        let (looked, ()) = tokio::join!(lookup, self.to_connected_peers(user, &direct, &mut reached, &mut best));
+        let (looked, ()) =
+            tokio::join!(lookup, self.to_connected_peers(user, &direct, &mut reached, &mut failed, &mut best));
         let Some(info) = looked? else {
             // No tracker: the peers we already know are all there is.
             return Ok(Reached { best, rest: None, only_this_device: false });
         };
         for dev in &info.online {
-            if reached.contains(&dev.device_id) {
+            if reached.contains(&dev.device_id) || failed.contains(&dev.device_id) {
                 continue;
             }
             let Ok(peer) = PeerId::from_bytes(&dev.cert.body.peer_id) else { continue };
@@ -295,6 +299,7 @@ impl Sender {
                     reached.push(dev.device_id);
                 }
                 Err(e) => {
+                    failed.push(dev.device_id);
                     // The tracker's view of this device may be out of date.
                     self.lookups.forget(user);
                     tracing::info!(%user, device = %dev.device_id, error = %e, "direct delivery failed; using the mailbox")
@@ -303,7 +308,7 @@ impl Sender {
         }
         // Peers that connected meanwhile, or whose tracker session is down
         // for a moment (a tracker restart), are tried directly too.
-        self.to_connected_peers(user, &direct, &mut reached, &mut best).await;
+        self.to_connected_peers(user, &direct, &mut reached, &mut failed, &mut best).await;
         let mut rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
         if !rest.is_empty() {
             let org_key =
@@ -315,24 +320,34 @@ impl Sender {
     }
 
     /// Sends `req` to every verified, connected device of `user` not yet in
-    /// `reached`, recording the ones that took it.
+    /// `reached` or `failed`, recording the ones that took it and those that
+    /// did not.
     async fn to_connected_peers(
         &self,
         user: &str,
         req: &PeerRequest,
         reached: &mut Vec<DeviceId>,
+        failed: &mut Vec<DeviceId>,
         best: &mut Option<Path>,
     ) {
         let my_peer = self.mesh.peer_id();
         for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
-            if reached.contains(&p.device) {
+            if reached.contains(&p.device) || failed.contains(&p.device) {
                 continue;
             }
-            if let Ok((PeerResponse::Stored { .. } | PeerResponse::Ok, path)) =
-                self.mesh.request(p.peer, req.clone()).await
-            {
-                *best = better(*best, path);
-                reached.push(p.device);
+            match self.mesh.request(p.peer, req.clone()).await {
+                Ok((PeerResponse::Stored { .. } | PeerResponse::Ok, path)) => {
+                    *best = better(*best, path);
+                    reached.push(p.device);
+                }
+                Ok((answer, _)) => {
+                    tracing::info!(%user, device = %p.device, ?answer, "a connected device did not take it");
+                    failed.push(p.device);
+                }
+                Err(e) => {
+                    tracing::info!(%user, device = %p.device, error = %e, "a connected device did not answer");
+                    failed.push(p.device);
+                }
             }
         }
     }

@@ -13,7 +13,7 @@
 //! as outgoing in state `sent`: it shows as mine, is never resent from this
 //! device, and later receipts move it on.
 
-use super::batch::NewRow;
+use super::batch::{Move, MoveKind, NewRow};
 use super::conversations::conversation_of;
 use super::{History, HistoryError, db_time, delivery_path, fixed, now_db, stored_time};
 use skein_proto::bytes::{DeviceId, MailId};
@@ -250,7 +250,7 @@ impl History {
                 Conversation::Direct => 0,
             },
         };
-        self.inserter.insert(row).await
+        self.batch.insert(row).await
     }
 
     /// Moves an outgoing message to `state` at `at_ms`, recording how it
@@ -388,31 +388,15 @@ impl History {
         // Four placeholders for the allowed previous states, padded with
         // repeats of the first.
         let from_at = |i: usize| from.get(i).unwrap_or(first).as_str();
-        let to_delivered = matches!(state, OutState::Delivered | OutState::Read);
-        let to_read = state == OutState::Read;
-        let changed = sqlx::query(
-            "UPDATE messages SET state = $2, \
-                 delivered_at_ms = CASE WHEN $3 THEN COALESCE(delivered_at_ms, $5) ELSE delivered_at_ms END, \
-                 read_at_ms = CASE WHEN $4 THEN COALESCE(read_at_ms, $5) ELSE read_at_ms END, \
-                 path = COALESCE($6, path) \
-             WHERE id = $1 AND outgoing = 1 AND state IN ($7, $8, $9, $10) \
-                 AND ($11 IS NULL OR to_user = $11)",
-        )
-        .bind(id.0.to_vec())
-        .bind(state.as_str())
-        .bind(to_delivered)
-        .bind(to_read)
-        .bind(db_time(at_ms))
-        .bind(path)
-        .bind(from_at(0))
-        .bind(from_at(1))
-        .bind(from_at(2))
-        .bind(from_at(3))
-        .bind(recipient)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(changed == 1)
+        let kind = MoveKind {
+            state: state.as_str(),
+            from: [from_at(0), from_at(1), from_at(2), from_at(3)],
+            to_delivered: matches!(state, OutState::Delivered | OutState::Read),
+            to_read: state == OutState::Read,
+            path: path.map(str::to_owned),
+            recipient: recipient.map(str::to_owned),
+        };
+        self.batch.move_state(Move { id: id.0.to_vec(), at_ms: db_time(at_ms), kind }).await
     }
 
     /// Up to `limit` messages of `conversation` older than `before_seq` (or

@@ -64,8 +64,8 @@ pub struct History {
     /// for the file's lock sleep in SQLite's busy handler (tens of ms each
     /// under load).
     writer: SqlitePool,
-    /// New messages, stored many to a statement through `writer`.
-    inserter: batch::Inserter,
+    /// New messages and state moves, many to a statement through `writer`.
+    batch: batch::Writer,
     path: PathBuf,
 }
 
@@ -110,8 +110,8 @@ impl History {
         };
         let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
         let writer = pool_of(1).await.map_err(open_err)?;
-        let inserter = batch::Inserter::spawn(writer.clone());
-        Ok(History { pool, writer, inserter, path: path.to_owned() })
+        let batch = batch::Writer::spawn(writer.clone());
+        Ok(History { pool, writer, batch, path: path.to_owned() })
     }
 
     /// The history file.

@@ -54,6 +54,17 @@ const RETRY_WAIT: Duration = Duration::from_secs(5);
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a request from a peer whose hello is under way is kept.
 const HOLD: Duration = Duration::from_secs(5);
+/// How long a stopping node waits for its peers to hear its connections close.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// How long a peer closed for silence gets only one attempt's time to be
+/// dialled again (about the tracker's time to notice it gone).
+const SILENCE_MEMORY: Duration = Duration::from_secs(30);
+/// A verified peer that dials us and says hello again has restarted (a
+/// running peer reuses its connection, and says hello once): its
+/// connections older than this are left from its previous run, dead
+/// though they look established until their idle timeout. Connections
+/// both ends dialled at once are far younger than this.
+const RESTART_AGE: Duration = Duration::from_secs(5);
 pub use behaviour::ConnectionCaps;
 pub use held::HeldBudget;
 pub use state::{Path, PeerSummary, Verified};
@@ -81,6 +92,12 @@ pub struct MeshConfig {
     /// How long a connection a peer dialled may stay open without the peer
     /// passing the hello.
     pub hello_deadline: Duration,
+    /// How long one attempt of a request may wait for the peer's answer on
+    /// an established connection. A peer that vanished without closing its
+    /// connections (killed, or its cable pulled) still looks connected
+    /// until the connection's idle timeout; this is what a send waits for
+    /// it before the mailbox takes over.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for MeshConfig {
@@ -94,6 +111,7 @@ impl Default for MeshConfig {
             connections: ConnectionCaps::default(),
             held: HeldBudget::default(),
             hello_deadline: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -192,6 +210,7 @@ enum Command {
     Revoke { peer: PeerId, reason: String },
     IsVerified { peer: PeerId, reply: oneshot::Sender<bool> },
     OrgKey { reply: oneshot::Sender<PublicKey> },
+    Shutdown { reply: oneshot::Sender<()> },
 }
 
 /// Handle to the mesh task.
@@ -288,6 +307,17 @@ impl Mesh {
         let _ = self.tx.send(Command::Revoke { peer, reason: reason.into() }).await;
     }
 
+    /// Closes every connection, so that peers learn at once that this node
+    /// is going (QUIC's CONNECTION_CLOSE) rather than after their idle
+    /// timeout, waits briefly for the closes to go out, and stops the mesh.
+    /// Requests in flight fail with [`MeshError::Stopped`].
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Verified peers with their paths and round-trip times.
     pub async fn peers(&self) -> Vec<PeerSummary> {
         let (reply, rx) = oneshot::channel();
@@ -303,10 +333,13 @@ enum Outbound {
     /// A caller's request; `retry` holds a copy while one more attempt is
     /// allowed, for when its connection closes under it (a relayed
     /// connection closed in favour of a new direct one). Peer requests are
-    /// idempotent: messages and receipts carry ids.
+    /// idempotent: messages and receipts carry ids. Unanswered at
+    /// `deadline` ([`MeshConfig::attempt_timeout`]), it fails.
     User {
+        peer: PeerId,
         reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
         retry: Option<PeerRequest>,
+        deadline: Instant,
     },
 }
 
@@ -343,6 +376,12 @@ struct Actor {
     /// Connections peers dialled that have not passed the hello yet, with
     /// the deadline for it.
     strangers: Vec<(Instant, PeerId, libp2p::swarm::ConnectionId)>,
+    /// When each connected peer last answered a request or a ping.
+    heard: HashMap<PeerId, Instant>,
+    /// Peers whose connections were closed because they fell silent, and
+    /// when: dialling one again gets one attempt's time, not the full
+    /// connect timeout, while the tracker may still list it online.
+    silenced: HashMap<PeerId, Instant>,
 }
 
 impl Actor {
@@ -373,6 +412,8 @@ impl Actor {
             retries: Vec::new(),
             held,
             strangers: Vec::new(),
+            heard: HashMap::new(),
+            silenced: HashMap::new(),
         }
     }
 
@@ -381,6 +422,11 @@ impl Actor {
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        self.shut_down().await;
+                        let _ = reply.send(());
+                        return;
+                    }
                     Some(c) => self.command(c),
                     None => return,
                 },
@@ -420,7 +466,13 @@ impl Actor {
                     let _ = reply.send(Ok(s));
                     return;
                 }
-                self.waiting.entry(peer).or_default().push((Instant::now() + self.config.connect_timeout, reply));
+                let now = Instant::now();
+                self.silenced.retain(|_, at| now.duration_since(*at) < SILENCE_MEMORY);
+                let patience = match self.silenced.contains_key(&peer) {
+                    true => self.config.attempt_timeout,
+                    false => self.config.connect_timeout,
+                };
+                self.waiting.entry(peer).or_default().push((now + patience, reply));
                 if !self.peers.is_connected(&peer) && !self.dialing.pending(&peer) {
                     let (now, later) = dialing::plan(addrs, self.config.direct);
                     if now.is_empty() {
@@ -438,7 +490,8 @@ impl Actor {
                     return;
                 }
                 let id = self.swarm.behaviour_mut().peer.send_request(&peer, req.clone());
-                self.outbound.insert(id, Outbound::User { reply, retry: Some(req) });
+                let deadline = Instant::now() + self.config.attempt_timeout;
+                self.outbound.insert(id, Outbound::User { peer, reply, retry: Some(req), deadline });
             }
             Command::Revoke { peer, reason } => {
                 if self.peers.is_connected(&peer) || self.peers.is_verified(&peer) {
@@ -453,6 +506,30 @@ impl Actor {
             }
             Command::OrgKey { reply } => {
                 let _ = reply.send(self.org_key);
+            }
+            // Handled by `run`, which stops after it.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Closes every connection and drives the swarm until the closes are
+    /// out, for at most [`SHUTDOWN_GRACE`].
+    async fn shut_down(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while self.swarm.connected_peers().next().is_some() {
+            tokio::select! {
+                _ = self.swarm.select_next_some() => {}
+                _ = &mut grace => {
+                    tracing::debug!("some peer connections were still closing at shutdown");
+                    break;
+                }
             }
         }
     }
@@ -538,6 +615,34 @@ impl Actor {
         self.retries = keep;
         for (_, _, _, error, reply) in late {
             let _ = reply.send(Err(MeshError::Failed(error)));
+        }
+        let unanswered: Vec<OutboundRequestId> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| matches!(o, Outbound::User { deadline, .. } if *deadline <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut silent = HashSet::new();
+        for id in unanswered {
+            if let Some(Outbound::User { peer, reply, deadline, .. }) = self.outbound.remove(&id) {
+                let why = format!("the peer did not answer within {:?}", self.config.attempt_timeout);
+                let _ = reply.send(Err(MeshError::Failed(why)));
+                let sent = deadline.checked_sub(self.config.attempt_timeout).unwrap_or(deadline);
+                if self.heard.get(&peer).is_none_or(|at| *at < sent) {
+                    silent.insert(peer);
+                }
+            }
+        }
+        // A peer that has said nothing at all (no answer, no pong) for as
+        // long as a request waited is gone (killed, or its network cut)
+        // though its connections look established until their idle
+        // timeout: close them, so the next sends turn to the mailbox at
+        // once rather than each waiting for it. A peer that is only slow
+        // answered something meanwhile and keeps its connections.
+        for peer in silent {
+            tracing::info!(%peer, "the peer has not answered for {:?}; closing its connections", self.config.attempt_timeout);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.silenced.insert(peer, now);
         }
         for (peer, list) in self.waiting.iter_mut() {
             let (late, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|(deadline, _)| *deadline <= now);
@@ -649,6 +754,16 @@ impl Actor {
         self.outbound.insert(id, Outbound::Hello(peer));
     }
 
+    /// Closes the connections a restarted peer left from its previous run
+    /// (see [`RESTART_AGE`]), so that requests stop going to them.
+    fn close_left_over(&mut self, peer: PeerId, hello_on: libp2p::swarm::ConnectionId) {
+        let before = Instant::now().checked_sub(RESTART_AGE).unwrap_or_else(Instant::now);
+        for id in self.peers.older_connections(&peer, hello_on, before) {
+            tracing::debug!(%peer, "the peer restarted; closing a connection left from its previous run");
+            self.swarm.close_connection(id);
+        }
+    }
+
     /// Closes relayed connections to a verified peer that also has a direct one.
     fn prefer_direct(&mut self, peer: PeerId) {
         let relayed = self.peers.relayed_connections_if_direct(&peer);
@@ -719,7 +834,16 @@ impl Actor {
                     _ => endpoint.get_remote_address().clone(),
                 };
                 let before = self.peers.summary(&peer_id).map(|s| s.path);
-                self.peers.connected(peer_id, connection_id, remote, endpoint.is_relayed(), endpoint.is_dialer());
+                self.heard.insert(peer_id, Instant::now());
+                self.silenced.remove(&peer_id);
+                self.peers.connected(
+                    peer_id,
+                    connection_id,
+                    remote,
+                    endpoint.is_relayed(),
+                    endpoint.is_dialer(),
+                    Instant::now(),
+                );
                 if !endpoint.is_dialer() && !self.peers.is_verified(&peer_id) {
                     let deadline = Instant::now() + self.config.hello_deadline;
                     self.strangers.push((deadline, peer_id, connection_id));
@@ -748,12 +872,19 @@ impl Actor {
                 let before = self.peers.summary(&peer_id);
                 self.peers.disconnected(peer_id, connection_id);
                 if !self.peers.is_connected(&peer_id) {
+                    self.heard.remove(&peer_id);
                     // A connection that replaces this one (hole punching
                     // makes a direct one as the relayed one closes) has a
                     // moment to appear before waiters hear the bad news.
                     let soon = Instant::now() + CLOSE_GRACE;
                     for (deadline, _) in self.waiting.get_mut(&peer_id).into_iter().flatten() {
                         *deadline = (*deadline).min(soon);
+                    }
+                    // Requests waiting to be sent again have nowhere to go:
+                    // the peer closed its last connection (it is stopping),
+                    // and the caller turns to the mailbox now.
+                    if !self.dialing.pending(&peer_id) {
+                        self.fail_retries(peer_id, "the peer closed its connection");
                     }
                 }
                 match (before, self.peers.summary(&peer_id)) {
@@ -774,6 +905,7 @@ impl Actor {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Peer(ev)) => self.peer_event(ev),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                 self.peers.set_rtt(peer, rtt);
+                self.heard.insert(peer, Instant::now());
             }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Dcutr(ev)) => {
                 let error = ev.result.err().map(|e| e.to_string());
@@ -795,41 +927,43 @@ impl Actor {
                 request_response::Message::Request { request, channel, .. } => {
                     self.inbound(peer, connection_id, request, channel)
                 }
-                request_response::Message::Response { request_id, response } => match self.outbound.remove(&request_id)
-                {
-                    Some(Outbound::Hello(p)) => {
-                        self.peers.set_hello_in_flight(p, false);
-                        match response {
-                            PeerResponse::Hello(h) => match self.verify(&p, &h) {
-                                Ok(v) => self.accept(p, None, v),
-                                Err(why) => self.refuse(p, why),
-                            },
-                            PeerResponse::Refused(b) => {
-                                self.emit(MeshEvent::PeerRefused { peer: p, reason: b.message.clone() });
-                                self.resolve_waits(&p, Err(MeshError::Refused(b.message)));
+                request_response::Message::Response { request_id, response } => {
+                    self.heard.insert(peer, Instant::now());
+                    match self.outbound.remove(&request_id) {
+                        Some(Outbound::Hello(p)) => {
+                            self.peers.set_hello_in_flight(p, false);
+                            match response {
+                                PeerResponse::Hello(h) => match self.verify(&p, &h) {
+                                    Ok(v) => self.accept(p, None, v),
+                                    Err(why) => self.refuse(p, why),
+                                },
+                                PeerResponse::Refused(b) => {
+                                    self.emit(MeshEvent::PeerRefused { peer: p, reason: b.message.clone() });
+                                    self.resolve_waits(&p, Err(MeshError::Refused(b.message)));
+                                }
+                                other => self.refuse(p, format!("unexpected answer to hello: {other:?}")),
                             }
-                            other => self.refuse(p, format!("unexpected answer to hello: {other:?}")),
                         }
-                    }
-                    Some(Outbound::User { reply, retry: Some(req) })
-                        if not_authenticated(&response) && self.peers.is_connected(&peer) =>
-                    {
-                        // The peer lost our hello while we kept its (a
-                        // relayed connection gave way to a direct one that
-                        // it dialled): present ours, and send again once it
-                        // answers.
-                        tracing::debug!(%peer, "the peer asks for our hello again; sending it, then the request");
-                        let why = "the peer did not accept our hello again".to_owned();
-                        self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
-                        if !self.peers.hello_in_flight(&peer) {
-                            self.send_hello(peer);
+                        Some(Outbound::User { reply, retry: Some(req), .. })
+                            if not_authenticated(&response) && self.peers.is_connected(&peer) =>
+                        {
+                            // The peer lost our hello while we kept its (a
+                            // relayed connection gave way to a direct one that
+                            // it dialled): present ours, and send again once it
+                            // answers.
+                            tracing::debug!(%peer, "the peer asks for our hello again; sending it, then the request");
+                            let why = "the peer did not accept our hello again".to_owned();
+                            self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
+                            if !self.peers.hello_in_flight(&peer) {
+                                self.send_hello(peer);
+                            }
                         }
+                        Some(Outbound::User { reply, .. }) => {
+                            let _ = reply.send(Ok((response, self.peers.path_of_connection(&peer, connection_id))));
+                        }
+                        None => {}
                     }
-                    Some(Outbound::User { reply, .. }) => {
-                        let _ = reply.send(Ok((response, self.peers.path_of_connection(&peer, connection_id))));
-                    }
-                    None => {}
-                },
+                }
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 match self.outbound.remove(&request_id) {
@@ -846,12 +980,15 @@ impl Actor {
                     // can fail a request as closed, as a stream error or as
                     // a failed negotiation; all are worth one more try.
                     // A timeout already took its time and is final.
-                    Some(Outbound::User { reply, retry: Some(req) })
+                    Some(Outbound::User { reply, retry: Some(req), .. })
                         if !matches!(error, request_response::OutboundFailure::Timeout) =>
                     {
                         if self.peers.is_verified(&peer) {
                             tracing::debug!(%peer, "connection closed under a request; sending it again");
                             self.resend(peer, req, reply);
+                        } else if !self.peers.is_connected(&peer) && !self.dialing.pending(&peer) {
+                            // No connection is left to wait on: the peer went.
+                            let _ = reply.send(Err(MeshError::Failed(error.to_string())));
                         } else {
                             // The new connection may not have passed its hello yet.
                             tracing::debug!(%peer, "connection closed under a request; waiting for the peer");
@@ -884,7 +1021,12 @@ impl Actor {
     ) {
         match req {
             PeerRequest::Hello(h) => match self.verify(&peer, &h) {
-                Ok(v) => self.accept(peer, Some(channel), v),
+                Ok(v) => {
+                    if self.peers.is_verified(&peer) && !self.peers.dialed(&peer, conn) {
+                        self.close_left_over(peer, conn);
+                    }
+                    self.accept(peer, Some(channel), v)
+                }
                 Err(why) => {
                     let _ = self
                         .swarm
@@ -973,7 +1115,17 @@ impl Actor {
         reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
     ) {
         let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
-        self.outbound.insert(id, Outbound::User { reply, retry: None });
+        let deadline = Instant::now() + self.config.attempt_timeout;
+        self.outbound.insert(id, Outbound::User { peer, reply, retry: None, deadline });
+    }
+
+    /// Fails the requests waiting to be sent again to `peer`.
+    fn fail_retries(&mut self, peer: PeerId, why: &str) {
+        let (gone, keep): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.1 == peer);
+        self.retries = keep;
+        for (_, _, _, error, reply) in gone {
+            let _ = reply.send(Err(MeshError::Failed(format!("{why} ({error})"))));
+        }
     }
 
     /// Answers or refuses the held requests of `peer`.

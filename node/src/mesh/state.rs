@@ -12,7 +12,7 @@ use libp2p::{Multiaddr, PeerId};
 use skein_proto::bytes::DeviceId;
 use skein_proto::device::DeviceCert;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a peer is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ struct Conn {
     relayed: bool,
     /// Whether this end dialled it.
     dialer: bool,
+    /// When it was established.
+    since: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -97,9 +99,27 @@ impl Peers {
         self.local = local;
     }
 
-    /// Records a new connection; `dialer` when this end dialled it.
-    pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr, relayed: bool, dialer: bool) {
-        self.peers.entry(peer).or_default().conns.insert(id, Conn { remote, relayed, dialer });
+    /// Records a new connection, established at `since`; `dialer` when
+    /// this end dialled it.
+    pub fn connected(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        remote: Multiaddr,
+        relayed: bool,
+        dialer: bool,
+        since: Instant,
+    ) {
+        self.peers.entry(peer).or_default().conns.insert(id, Conn { remote, relayed, dialer, since });
+    }
+
+    /// The connections to `peer` other than `id` that were established
+    /// before `before`.
+    pub fn older_connections(&self, peer: &PeerId, id: ConnectionId, before: Instant) -> Vec<ConnectionId> {
+        self.peers
+            .get(peer)
+            .map(|p| p.conns.iter().filter(|(c, conn)| **c != id && conn.since < before).map(|(c, _)| *c).collect())
+            .unwrap_or_default()
     }
 
     /// Whether this end dialled connection `id` to `peer`.
@@ -253,16 +273,30 @@ mod tests {
         let mut peers = Peers::default();
         let bob = PeerId::random();
         let (relayed, direct) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
-        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true, false);
+        peers.connected(
+            bob,
+            relayed,
+            addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"),
+            true,
+            false,
+            Instant::now(),
+        );
         peers.verify(bob, verified("bob"));
-        peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, true);
+        peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, true, Instant::now());
         let s = peers.summary(&bob).expect("summary");
         assert_eq!((s.user.as_str(), s.path), ("bob", Path::Direct));
         assert_eq!(peers.relayed_connections_if_direct(&bob), vec![relayed]);
         peers.disconnected(bob, relayed);
         assert!(peers.is_verified(&bob), "still verified over the direct connection");
         peers.disconnected(bob, direct);
-        peers.connected(bob, relayed, addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"), true, false);
+        peers.connected(
+            bob,
+            relayed,
+            addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"),
+            true,
+            false,
+            Instant::now(),
+        );
         assert!(!peers.is_verified(&bob), "a new connection says hello again");
     }
 
@@ -271,11 +305,18 @@ mod tests {
         let mut peers = Peers::default();
         let eve = PeerId::random();
         let c = ConnectionId::new_unchecked(1);
-        peers.connected(eve, c, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false);
+        peers.connected(eve, c, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false, Instant::now());
         peers.verify(eve, verified("eve"));
         peers.forget(&eve);
         peers.disconnected(eve, c);
-        peers.connected(eve, ConnectionId::new_unchecked(2), addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false);
+        peers.connected(
+            eve,
+            ConnectionId::new_unchecked(2),
+            addr("/ip4/198.18.2.1/udp/4000/quic-v1"),
+            false,
+            false,
+            Instant::now(),
+        );
         assert!(!peers.is_verified(&eve));
     }
 
@@ -284,8 +325,8 @@ mod tests {
         let mut peers = Peers::default();
         let bob = PeerId::random();
         let (theirs, ours) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
-        peers.connected(bob, theirs, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false);
-        peers.connected(bob, ours, addr("/ip4/198.18.2.1/udp/4001/quic-v1"), false, true);
+        peers.connected(bob, theirs, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, false, Instant::now());
+        peers.connected(bob, ours, addr("/ip4/198.18.2.1/udp/4001/quic-v1"), false, true, Instant::now());
         assert!(!peers.dialed(&bob, theirs));
         assert!(peers.dialed(&bob, ours));
         assert!(!peers.dialed(&bob, ConnectionId::new_unchecked(3)), "an unknown connection is not ours");
@@ -294,5 +335,26 @@ mod tests {
         peers.disconnected(bob, theirs);
         peers.disconnected(bob, ours);
         assert!(!peers.confirming(&bob), "forgotten with the last connection");
+    }
+
+    #[test]
+    fn older_connections_are_those_established_before_a_moment() {
+        let mut peers = Peers::default();
+        let bob = PeerId::random();
+        let t0 = Instant::now();
+        let [old, new, newest] = [1, 2, 3].map(ConnectionId::new_unchecked);
+        peers.connected(bob, old, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, true, t0);
+        peers.connected(bob, new, addr("/ip4/198.18.2.1/udp/4001/quic-v1"), false, false, t0 + Duration::from_secs(9));
+        peers.connected(
+            bob,
+            newest,
+            addr("/ip4/198.18.2.1/udp/4002/quic-v1"),
+            false,
+            false,
+            t0 + Duration::from_secs(10),
+        );
+        assert_eq!(peers.older_connections(&bob, newest, t0 + Duration::from_secs(5)), vec![old]);
+        assert!(peers.older_connections(&bob, old, t0 + Duration::from_secs(5)).is_empty(), "never the one named");
+        assert!(peers.older_connections(&PeerId::random(), old, t0 + Duration::from_secs(5)).is_empty());
     }
 }
