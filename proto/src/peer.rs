@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize};
 pub const PEER_PROTOCOL: &str = "/skein/peer/1";
 /// Largest peer-protocol frame, in bytes.
 pub const MAX_PEER_FRAME: usize = 1024 * 1024;
+/// libp2p protocol name of the message lane: one long-lived stream per
+/// peer carrying many [`LaneRequest`]s, each answered by a
+/// [`LaneResponse`] with its id, in whatever order they complete. Hellos
+/// stay on [`PEER_PROTOCOL`]; a lane is opened only to a peer that passed
+/// the hello, and its frames are at most [`MAX_PEER_FRAME`] bytes.
+pub const LANE_PROTOCOL: &str = "/skein/lane/1";
 /// Longest text message, in bytes.
 pub const MAX_TEXT: usize = 64 * 1024;
 
@@ -178,4 +184,22 @@ pub enum SealedPayload {
     Receipt(Receipt),
     /// A file status for an offline device.
     FileStatus(FileStatus),
+}
+
+/// A request on the message lane ([`LANE_PROTOCOL`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneRequest {
+    /// Chosen by the sender, unique on its lane; the answer carries it.
+    pub id: u64,
+    /// The request, as on [`PEER_PROTOCOL`] (never a hello).
+    pub req: PeerRequest,
+}
+
+/// The answer to a [`LaneRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaneResponse {
+    /// The request's id.
+    pub id: u64,
+    /// The answer, as on [`PEER_PROTOCOL`].
+    pub resp: PeerResponse,
 }

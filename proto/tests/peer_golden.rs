@@ -207,6 +207,19 @@ fn fetch_reply_index(v: &FetchReply) -> usize {
 fn protocol_names() {
     assert_eq!(PEER_PROTOCOL, "/skein/peer/1");
     assert_eq!(FILE_PROTOCOL, "/skein/file/1");
+    assert_eq!(LANE_PROTOCOL, "/skein/lane/1");
+}
+
+/// A lane frame is its id (a varint) followed by the request or answer,
+/// encoded exactly as on the peer protocol (pinned by the tests below).
+#[test]
+fn lane_frames() {
+    let req = PeerRequest::Receipt(receipt());
+    let inner = hex::encode(encode_payload(&req).expect("encode"));
+    golden(LaneRequest { id: 300, req }, &format!("ac02{inner}"));
+    let resp = PeerResponse::Stored { id: mail_id() };
+    let inner = hex::encode(encode_payload(&resp).expect("encode"));
+    golden(LaneResponse { id: 1, resp }, &format!("01{inner}"));
 }
 
 #[test]

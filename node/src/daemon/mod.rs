@@ -197,6 +197,19 @@ pub(crate) async fn start(
         events: events.clone(),
     };
     node.groups.set_org_key(org_key);
+    // Requests on peers' lanes are answered from the lanes' own tasks, as
+    // `MeshEvent::Request` is below, without a turn through this loop.
+    let (inbox, out) = (node.inbox(), node.events.clone());
+    node.mesh.set_handler(Arc::new(move |from, path, req| {
+        let (inbox, out) = (inbox.clone(), out.clone());
+        Box::pin(async move {
+            let (resp, events) = inbox.handle_peer(&from, path.as_str(), req).await;
+            for ev in events {
+                out.emit(ev);
+            }
+            resp
+        })
+    }));
     node.transfers.set_groups(node.groups.clone());
     tokio::spawn(fill_gaps(gaps_rx, node.mesh.clone(), node.inbox(), node.transfers.clone(), events));
     let task = tokio::spawn(async move {

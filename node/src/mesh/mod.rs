@@ -20,6 +20,7 @@ pub mod behaviour;
 pub mod codec;
 mod dialing;
 mod held;
+pub mod lane;
 pub mod nearby;
 mod state;
 mod streams;
@@ -39,6 +40,7 @@ use skein_proto::{ErrorBody, ErrorCode};
 use state::Peers;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -98,6 +100,9 @@ pub struct MeshConfig {
     /// until the connection's idle timeout; this is what a send waits for
     /// it before the mailbox takes over.
     pub attempt_timeout: Duration,
+    /// Send and take requests on message lanes ([`lane`]); `false` speaks
+    /// the request-response peer protocol only, as nodes before lanes did.
+    pub lanes: bool,
 }
 
 impl Default for MeshConfig {
@@ -112,6 +117,7 @@ impl Default for MeshConfig {
             held: HeldBudget::default(),
             hello_deadline: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(2),
+            lanes: true,
         }
     }
 }
@@ -202,15 +208,51 @@ pub enum MeshError {
 }
 
 enum Command {
-    SetIdentity { cert: DeviceCert, org_key: PublicKey },
-    ListenRelay { addr: Multiaddr },
-    Connect { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<PeerSummary, MeshError>> },
-    Request { peer: PeerId, req: PeerRequest, reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>> },
-    Peers { reply: oneshot::Sender<Vec<PeerSummary>> },
-    Revoke { peer: PeerId, reason: String },
-    IsVerified { peer: PeerId, reply: oneshot::Sender<bool> },
-    OrgKey { reply: oneshot::Sender<PublicKey> },
-    Shutdown { reply: oneshot::Sender<()> },
+    SetIdentity {
+        cert: DeviceCert,
+        org_key: PublicKey,
+    },
+    ListenRelay {
+        addr: Multiaddr,
+    },
+    Connect {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<PeerSummary, MeshError>>,
+    },
+    Request {
+        peer: PeerId,
+        req: PeerRequest,
+        reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSummary>>,
+    },
+    Revoke {
+        peer: PeerId,
+        reason: String,
+    },
+    IsVerified {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    OrgKey {
+        reply: oneshot::Sender<PublicKey>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    /// Who a verified peer is and its path (`None` if not verified).
+    VerifiedOf {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<(Verified, Path)>>,
+    },
+    /// A request on a lane got no answer, and nothing else came on the lane
+    /// since `since`: the peer is closed if nothing else came from it either.
+    Silent {
+        peer: PeerId,
+        since: Instant,
+    },
 }
 
 /// Handle to the mesh task.
@@ -219,6 +261,10 @@ pub struct Mesh {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
     streams: libp2p_stream::Control,
+    lanes: lane::Lanes,
+    handler: Arc<std::sync::Mutex<Option<lane::Handler>>>,
+    attempt_timeout: Duration,
+    use_lanes: bool,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -251,9 +297,25 @@ impl Mesh {
         let (tx, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(1024);
         let streams = swarm.behaviour().streams.new_control();
-        let actor = Actor::new(swarm, cert, org_key, config, events_tx);
+        let lanes = lane::Lanes::default();
+        let handler = Arc::new(std::sync::Mutex::new(None));
+        if config.lanes {
+            let incoming = Streams::new(streams.clone(), tx.clone())
+                .accept(lane::PROTOCOL)
+                .map_err(|e| behaviour::BuildError(format!("cannot take message lanes: {e}")))?;
+            tokio::spawn(accept_lanes(incoming, tx.clone(), handler.clone(), events_tx.clone()));
+        }
+        let (attempt_timeout, use_lanes) = (config.attempt_timeout, config.lanes);
+        let actor = Actor::new(swarm, cert, org_key, config, events_tx, lanes.clone());
         tokio::spawn(actor.run(rx));
-        Ok((Mesh { tx, peer_id, streams }, events_rx))
+        Ok((Mesh { tx, peer_id, streams, lanes, handler, attempt_timeout, use_lanes }, events_rx))
+    }
+
+    /// Sets what answers verified peers' requests on their lanes, directly
+    /// from the lane's task; without it they come as [`MeshEvent::Request`]
+    /// like requests on the peer protocol. Lanes opened later use it.
+    pub fn set_handler(&self, handler: lane::Handler) {
+        *self.handler.lock().unwrap_or_else(|e| e.into_inner()) = Some(handler);
     }
 
     /// Opens and accepts raw streams (bulk content) outside the mesh task.
@@ -293,11 +355,57 @@ impl Mesh {
     }
 
     /// Sends a request to a verified peer; returns its answer and the path
-    /// the answer came on.
+    /// the answer came on. It goes on the peer's lane (see [`lane`]), or on
+    /// the peer protocol when there is no lane to be had; one attempt waits
+    /// [`MeshConfig::attempt_timeout`] for the answer.
     pub async fn request(&self, peer: PeerId, req: PeerRequest) -> Result<(PeerResponse, Path), MeshError> {
+        if !self.use_lanes || matches!(req, PeerRequest::Hello(_)) {
+            return self.request_on_peer_protocol(peer, req).await;
+        }
+        let open = || self.open_lane(peer);
+        match self.lanes.request(peer, req, self.attempt_timeout, open).await {
+            Ok(answer) => Ok(answer),
+            Err((lane::LaneError::Timeout { silent }, _)) => {
+                if silent {
+                    let since = Instant::now().checked_sub(self.attempt_timeout).unwrap_or_else(Instant::now);
+                    let _ = self.tx.send(Command::Silent { peer, since }).await;
+                }
+                Err(MeshError::Failed(format!("the peer did not answer within {:?}", self.attempt_timeout)))
+            }
+            Err((lane::LaneError::Unavailable(why), req)) => {
+                tracing::debug!(%peer, %why, "no lane to the peer; using the peer protocol");
+                self.request_on_peer_protocol(peer, req).await
+            }
+        }
+    }
+
+    /// [`Mesh::request`] on the request-response peer protocol.
+    async fn request_on_peer_protocol(
+        &self,
+        peer: PeerId,
+        req: PeerRequest,
+    ) -> Result<(PeerResponse, Path), MeshError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| MeshError::Stopped)?;
         rx.await.map_err(|_| MeshError::Stopped)?
+    }
+
+    /// Opens a lane to a verified peer: the stream, and the peer's path.
+    /// The error says why not, and whether the peer lacks the protocol.
+    async fn open_lane(&self, peer: PeerId) -> Result<(libp2p::Stream, Path), (String, bool)> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::VerifiedOf { peer, reply }).await.is_err() {
+            return Err(("the peer network is not running".into(), false));
+        }
+        let Some((_, path)) = rx.await.ok().flatten() else {
+            return Err(("no verified connection to that peer".into(), false));
+        };
+        let mut control = self.streams.clone();
+        match control.open_stream(peer, lane::PROTOCOL).await {
+            Ok(stream) => Ok((stream, path)),
+            Err(e @ libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => Err((e.to_string(), true)),
+            Err(e) => Err((e.to_string(), false)),
+        }
     }
 
     /// Stops trusting a peer whose device's access ended: closes every
@@ -316,6 +424,12 @@ impl Mesh {
         if self.tx.send(Command::Shutdown { reply }).await.is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// How many of this node's requests were answered on lanes and how many
+    /// on the peer protocol.
+    pub fn answered(&self) -> lane::Answered {
+        self.lanes.answered()
     }
 
     /// Verified peers with their paths and round-trip times.
@@ -382,6 +496,7 @@ struct Actor {
     /// when: dialling one again gets one attempt's time, not the full
     /// connect timeout, while the tracker may still list it online.
     silenced: HashMap<PeerId, Instant>,
+    lanes: lane::Lanes,
 }
 
 impl Actor {
@@ -391,6 +506,7 @@ impl Actor {
         org_key: PublicKey,
         config: MeshConfig,
         events: mpsc::Sender<MeshEvent>,
+        lanes: lane::Lanes,
     ) -> Self {
         let held = Held::new(config.held);
         Self {
@@ -414,6 +530,7 @@ impl Actor {
             strangers: Vec::new(),
             heard: HashMap::new(),
             silenced: HashMap::new(),
+            lanes,
         }
     }
 
@@ -510,6 +627,15 @@ impl Actor {
             // Handled by `run`, which stops after it.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
+            }
+            Command::VerifiedOf { peer, reply } => {
+                let found = self.peers.verified(&peer).cloned().zip(self.peers.summary(&peer).map(|s| s.path));
+                let _ = reply.send(found);
+            }
+            Command::Silent { peer, since } => {
+                if self.heard.get(&peer).is_none_or(|at| *at < since) && self.peers.is_connected(&peer) {
+                    self.close_silent(peer, Instant::now());
+                }
             }
         }
     }
@@ -640,9 +766,7 @@ impl Actor {
         // once rather than each waiting for it. A peer that is only slow
         // answered something meanwhile and keeps its connections.
         for peer in silent {
-            tracing::info!(%peer, "the peer has not answered for {:?}; closing its connections", self.config.attempt_timeout);
-            let _ = self.swarm.disconnect_peer_id(peer);
-            self.silenced.insert(peer, now);
+            self.close_silent(peer, now);
         }
         for (peer, list) in self.waiting.iter_mut() {
             let (late, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|(deadline, _)| *deadline <= now);
@@ -764,6 +888,14 @@ impl Actor {
         }
     }
 
+    /// Closes the connections of a peer that has said nothing for as long
+    /// as a request waited (see `expire_waits`).
+    fn close_silent(&mut self, peer: PeerId, now: Instant) {
+        tracing::info!(%peer, "the peer has not answered for {:?}; closing its connections", self.config.attempt_timeout);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.silenced.insert(peer, now);
+    }
+
     /// Closes relayed connections to a verified peer that also has a direct one.
     fn prefer_direct(&mut self, peer: PeerId) {
         let relayed = self.peers.relayed_connections_if_direct(&peer);
@@ -873,6 +1005,7 @@ impl Actor {
                 self.peers.disconnected(peer_id, connection_id);
                 if !self.peers.is_connected(&peer_id) {
                     self.heard.remove(&peer_id);
+                    self.lanes.peer_gone(&peer_id);
                     // A connection that replaces this one (hole punching
                     // makes a direct one as the relayed one closes) has a
                     // moment to appear before waiters hear the bad news.
@@ -959,6 +1092,7 @@ impl Actor {
                             }
                         }
                         Some(Outbound::User { reply, .. }) => {
+                            self.lanes.answered_on_peer_protocol();
                             let _ = reply.send(Ok((response, self.peers.path_of_connection(&peer, connection_id))));
                         }
                         None => {}
@@ -1163,4 +1297,41 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
+}
+
+/// Serves the lanes verified peers open, each in a task of its own.
+async fn accept_lanes(
+    mut incoming: VerifiedStreams,
+    mesh: mpsc::Sender<Command>,
+    handler: Arc<std::sync::Mutex<Option<lane::Handler>>>,
+    events: mpsc::Sender<MeshEvent>,
+) {
+    while let Some((peer, stream)) = incoming.next().await {
+        let (reply, rx) = oneshot::channel();
+        if mesh.send(Command::VerifiedOf { peer, reply }).await.is_err() {
+            return;
+        }
+        let Some((from, path)) = rx.await.ok().flatten() else {
+            tracing::debug!(%peer, "a lane from a peer no longer verified; dropping it");
+            continue;
+        };
+        let set = handler.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let handler = set.unwrap_or_else(|| as_events(peer, events.clone()));
+        tokio::spawn(lane::serve(stream, from, path, handler));
+    }
+}
+
+/// A handler that hands requests to the owner as [`MeshEvent::Request`].
+fn as_events(peer: PeerId, events: mpsc::Sender<MeshEvent>) -> lane::Handler {
+    Arc::new(move |from, path, req| {
+        let events = events.clone();
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let ev = MeshEvent::Request { from, peer, path, req: Box::new(req), reply };
+            if events.send(ev).await.is_err() {
+                return refused(ErrorCode::Unavailable, "the node is stopping");
+            }
+            rx.await.unwrap_or_else(|_| refused(ErrorCode::Internal, "the node could not answer"))
+        })
+    })
 }

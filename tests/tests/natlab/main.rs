@@ -3,8 +3,10 @@
 //!
 //! 1. same branch: a direct LAN connection, nothing relayed;
 //! 2. cone ↔ cone: the first message at once (relayed), then direct within
-//!    10 s, and 5,000 messages and a 20 MiB file afterwards with almost
-//!    nothing relayed;
+//!    10 s, with 600 messages pipelined (64 in flight) from the first
+//!    moment, through the connection's set-up and its upgrade, each
+//!    arriving exactly once, and 5,000 messages and a 20 MiB file
+//!    afterwards with almost nothing relayed;
 //! 3. symmetric ↔ cone and symmetric ↔ symmetric: messages and an 8 MiB
 //!    file delivered over the relay;
 //! 4. cone ↔ cone with 5 % loss per WAN leg (plus 40 ms delay where the
@@ -27,7 +29,7 @@ mod office;
 
 use futures::StreamExt;
 use office::{Desk, Office, STEP, event};
-use skein_node::control::{ControlRequest, call};
+use skein_node::control::{Connection, ControlRequest, call};
 use skein_tests::lab::Nat;
 use std::future::Future;
 use std::pin::Pin;
@@ -271,12 +273,38 @@ async fn cone_to_cone() -> Row {
     let mut bob = office.desk("b1", "bob").await;
     let before = office.relayed_bytes().await;
     let t0 = Instant::now();
+    // A pipelined burst from the first moment, so that it goes while the
+    // relayed connection gives way to a direct one: 64 in flight on one
+    // control connection.
+    let socket = skein_node::profile::Profile::new(&alice.profile).socket_path();
+    let burst = tokio::spawn(pipelined(socket.clone(), "upgrade", UPGRADE_BURST));
     let (_, first) = first_message(&office, &alice, &mut bob, "hello from branch A").await;
     let direct_at = office
         .wait_path(&alice, &bob, "direct", Duration::from_secs(10).saturating_sub(t0.elapsed()))
         .await
         .expect("the path becomes direct within 10 s of the first message");
     let to_direct = direct_at - t0;
+    let paths = burst.await.expect("the burst");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing = (0..UPGRADE_BURST).filter(|i| bob.times_received(&format!("upgrade {i}")) == 0).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} of the burst never reached bob");
+        bob.settle(Duration::from_millis(200)).await;
+    }
+    bob.settle(Duration::from_millis(500)).await;
+    for i in 0..UPGRADE_BURST {
+        assert_eq!(bob.times_received(&format!("upgrade {i}")), 1, "upgrade {i} arrived exactly once");
+    }
+    let count = |p: &str| paths.iter().filter(|x| *x == p).count();
+    let burst_note = format!(
+        "{UPGRADE_BURST} pipelined from the first send on, each once ({} relayed, {} direct, {} queued)",
+        count("relayed"),
+        count("direct"),
+        count("queued")
+    );
     let (p, remote) = office.path(&bob, &alice).await.expect("alice is bob's peer");
     assert_eq!(p, "direct", "both ends see the direct path");
     assert!(remote.starts_with("/ip4/198.18.1.1/"), "bob reaches alice at branch A's public address: {remote}");
@@ -322,12 +350,34 @@ async fn cone_to_cone() -> Row {
         to_direct: Some(to_direct),
         relayed_bytes: after - before,
         note: format!(
-            "5,000 messages, then a 20 MiB file direct in {} ms, after the upgrade: {} + {} bytes relayed",
+            "{burst_note}; 5,000 messages, then a 20 MiB file direct in {} ms, after the upgrade: {} + {} bytes relayed",
             took.as_millis(),
             after_messages - mid,
             after - after_messages
         ),
     }
+}
+
+/// Messages sent while the path goes from relayed to direct.
+const UPGRADE_BURST: usize = 600;
+
+/// Sends `n` texts `"{label} {i}"` to bob through the daemon at `socket`,
+/// 64 in flight on one persistent control connection; returns each send's
+/// path.
+async fn pipelined(socket: std::path::PathBuf, label: &'static str, n: usize) -> Vec<String> {
+    let mut conn = Connection::open(&socket).await.expect("control socket").expect("daemon running");
+    let (mut sent, mut paths) = (0, Vec::with_capacity(n));
+    while paths.len() < n {
+        while sent < n && sent - paths.len() < 64 {
+            let req = ControlRequest::Send { to: "bob".into(), text: format!("{label} {sent}") };
+            conn.send(&req).await.expect("send");
+            sent += 1;
+        }
+        let (_, reply) = conn.next_reply().await.expect("a reply");
+        assert!(reply.ok, "{label}: {:?}", reply.error);
+        paths.push(reply.data["path"].as_str().unwrap_or_default().to_owned());
+    }
+    paths
 }
 
 async fn symmetric(both: bool) -> Row {

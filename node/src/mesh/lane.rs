@@ -1,0 +1,343 @@
+//! The message lane: one long-lived stream per peer carrying its requests,
+//! each answered by id in whatever order the answers complete.
+//!
+//! On the request-response protocol every message opened a new stream and
+//! went through the swarm task on both ends. A lane is opened once per
+//! verified peer ([`LANE_PROTOCOL`]) and then carries many requests at once
+//! (up to [`MAX_IN_FLIGHT`] answered concurrently by the receiver), written
+//! and read by tasks of its own, outside the swarm task. The receiver takes
+//! lanes only from peers that passed the hello (see [`super::Streams`]),
+//! hands each request to the node's handler directly, and writes each
+//! answer as it completes.
+//!
+//! A lane that breaks (its connection closed as a relayed one gave way to
+//! a direct one, or the peer runs a version without lanes) fails its
+//! requests back to the caller, who sends them on the request-response
+//! protocol instead, with its hello recovery and retry; the next request
+//! opens a new lane. Requests are idempotent (messages and receipts carry
+//! ids), so a request that is answered on both paths is still stored once.
+
+use super::codec::{read_frame, write_frame};
+use super::state::{Path, Verified};
+use futures::io::{ReadHalf, WriteHalf};
+use futures::stream::FuturesUnordered;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use skein_proto::peer::{LANE_PROTOCOL, LaneRequest, LaneResponse, MAX_PEER_FRAME, PeerRequest, PeerResponse};
+use skein_proto::{ErrorBody, ErrorCode};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// The protocol name as libp2p wants it.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(LANE_PROTOCOL);
+/// Requests one lane has in progress at the receiver at most; more wait
+/// unread, so the sender's writes wait too.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// How long a peer that does not speak the lane protocol is not asked again.
+const UNSUPPORTED_MEMORY: Duration = Duration::from_secs(300);
+
+/// What answers a verified peer's request: the node's inbox.
+pub type Handler =
+    Arc<dyn Fn(Box<Verified>, Path, PeerRequest) -> Pin<Box<dyn Future<Output = PeerResponse> + Send>> + Send + Sync>;
+
+/// Why a request on a lane did not get its answer.
+#[derive(Debug)]
+pub enum LaneError {
+    /// No lane could be had, or it broke: send the request the other way.
+    Unavailable(String),
+    /// No answer came within the time allowed; `silent` when nothing else
+    /// came on the lane meanwhile either.
+    Timeout {
+        /// The peer answered nothing on the lane since the request was sent.
+        silent: bool,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>>;
+
+/// One open lane to a peer.
+#[derive(Clone)]
+struct Lane {
+    frames: mpsc::Sender<LaneRequest>,
+    pending: Pending,
+    next: Arc<AtomicU64>,
+    path: Path,
+    broken: Arc<AtomicBool>,
+    /// When the peer last answered on it.
+    heard: Arc<Mutex<Instant>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Lane>>>;
+
+/// This node's lanes to its peers, opened on demand.
+#[derive(Clone, Default)]
+pub struct Lanes {
+    slots: Arc<Mutex<HashMap<PeerId, Slot>>>,
+    unsupported: Arc<Mutex<HashMap<PeerId, Instant>>>,
+    counts: Arc<Counts>,
+}
+
+/// Requests answered, by the way they went.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub lanes: AtomicU64,
+    pub peer_protocol: AtomicU64,
+}
+
+/// How many of this node's requests were answered on lanes and how many on
+/// the peer protocol (hellos not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    /// On lanes.
+    pub lanes: u64,
+    /// On the request-response peer protocol.
+    pub peer_protocol: u64,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").finish_non_exhaustive()
+    }
+}
+
+impl Lanes {
+    /// Sends `req` to `peer` on its lane, opening one if needed (`open`
+    /// opens the stream and says the peer's path, or why not), and waits
+    /// up to `patience` for the answer. Returns the answer and its path, or
+    /// why not with the request back.
+    pub async fn request<F, Fut>(
+        &self,
+        peer: PeerId,
+        req: PeerRequest,
+        patience: Duration,
+        open: F,
+    ) -> Result<(PeerResponse, Path), (LaneError, PeerRequest)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(libp2p::Stream, Path), (String, bool)>>,
+    {
+        let lane = match self.lane(peer, open).await {
+            Ok(l) => l,
+            Err(why) => return Err((LaneError::Unavailable(why), req)),
+        };
+        let id = lane.next.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        lock(&lane.pending).insert(id, reply);
+        let sent = Instant::now();
+        if lane.frames.send(LaneRequest { id, req: req.clone() }).await.is_err() {
+            lock(&lane.pending).remove(&id);
+            self.forget(peer, &lane);
+            return Err((LaneError::Unavailable("the lane closed".into()), req));
+        }
+        match tokio::time::timeout(patience, answer).await {
+            Ok(Ok(resp)) => {
+                self.counts.lanes.fetch_add(1, Ordering::Relaxed);
+                Ok((resp, lane.path))
+            }
+            Ok(Err(_)) => {
+                self.forget(peer, &lane);
+                Err((LaneError::Unavailable("the lane broke".into()), req))
+            }
+            Err(_) => {
+                lock(&lane.pending).remove(&id);
+                let silent = *lock(&lane.heard) < sent;
+                Err((LaneError::Timeout { silent }, req))
+            }
+        }
+    }
+
+    /// The open lane to `peer`, or a new one.
+    async fn lane<F, Fut>(&self, peer: PeerId, open: F) -> Result<Lane, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(libp2p::Stream, Path), (String, bool)>>,
+    {
+        if let Some(at) = lock(&self.unsupported).get(&peer)
+            && at.elapsed() < UNSUPPORTED_MEMORY
+        {
+            return Err("the peer does not speak the lane protocol".into());
+        }
+        let slot = lock(&self.slots).entry(peer).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(lane) = slot.as_ref().filter(|l| !l.broken.load(Ordering::Relaxed)) {
+            return Ok(lane.clone());
+        }
+        match open().await {
+            Ok((stream, path)) => {
+                let lane = start(stream, path);
+                *slot = Some(lane.clone());
+                Ok(lane)
+            }
+            Err((why, unsupported)) => {
+                if unsupported {
+                    lock(&self.unsupported).insert(peer, Instant::now());
+                }
+                *slot = None;
+                Err(why)
+            }
+        }
+    }
+
+    /// Marks `lane` broken, so the next request to `peer` opens another.
+    fn forget(&self, peer: PeerId, lane: &Lane) {
+        tracing::debug!(%peer, "dropping a broken lane");
+        lane.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a request answered on the peer protocol.
+    pub(super) fn answered_on_peer_protocol(&self) {
+        self.counts.peer_protocol.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered so far, by the way they went.
+    pub fn answered(&self) -> Answered {
+        Answered {
+            lanes: self.counts.lanes.load(Ordering::Relaxed),
+            peer_protocol: self.counts.peer_protocol.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forgets everything about `peer` (its last connection closed).
+    pub fn peer_gone(&self, peer: &PeerId) {
+        if let Some(slot) = lock(&self.slots).remove(peer)
+            && let Ok(current) = slot.try_lock()
+            && let Some(lane) = current.as_ref()
+        {
+            lane.broken.store(true, Ordering::Relaxed);
+        }
+        lock(&self.unsupported).remove(peer);
+    }
+}
+
+/// Starts the tasks that write and read a new outgoing lane.
+fn start(stream: libp2p::Stream, path: Path) -> Lane {
+    let (reader, writer) = stream.split();
+    let (frames, outgoing) = mpsc::channel(MAX_IN_FLIGHT);
+    let lane = Lane {
+        frames,
+        pending: Default::default(),
+        next: Arc::new(AtomicU64::new(1)),
+        path,
+        broken: Arc::new(AtomicBool::new(false)),
+        heard: Arc::new(Mutex::new(Instant::now())),
+    };
+    tokio::spawn(write_requests(writer, outgoing, lane.clone()));
+    tokio::spawn(read_answers(reader, lane.clone()));
+    lane
+}
+
+/// Writes requests as they come, flushing when none is waiting.
+async fn write_requests(mut w: WriteHalf<libp2p::Stream>, mut outgoing: mpsc::Receiver<LaneRequest>, lane: Lane) {
+    let mut batch = Vec::with_capacity(64);
+    while outgoing.recv_many(&mut batch, 64).await > 0 {
+        let mut failed = false;
+        for frame in batch.drain(..) {
+            if let Err(e) = write_frame(&mut w, &frame, MAX_PEER_FRAME).await {
+                tracing::debug!(error = %e, "cannot write on a lane");
+                failed = true;
+                break;
+            }
+        }
+        if failed || w.flush().await.is_err() {
+            break;
+        }
+    }
+    broken(&lane);
+    let _ = w.close().await;
+}
+
+/// Reads answers and hands each to its waiting request.
+async fn read_answers(mut r: ReadHalf<libp2p::Stream>, lane: Lane) {
+    loop {
+        match read_frame::<_, LaneResponse>(&mut r, MAX_PEER_FRAME).await {
+            Ok(LaneResponse { id, resp }) => {
+                *lock(&lane.heard) = Instant::now();
+                if let Some(reply) = lock(&lane.pending).remove(&id) {
+                    let _ = reply.send(resp);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a lane ended");
+                break;
+            }
+        }
+    }
+    broken(&lane);
+}
+
+/// Marks a lane broken and fails its waiting requests (their callers send
+/// them the other way).
+fn broken(lane: &Lane) {
+    lane.broken.store(true, Ordering::Relaxed);
+    lock(&lane.pending).clear();
+}
+
+/// Serves a lane a verified peer opened: reads its requests, hands each to
+/// `handler`, and writes each answer as it completes.
+pub async fn serve(stream: libp2p::Stream, from: Verified, path: Path, handler: Handler) {
+    let (mut reader, mut w) = stream.split();
+    // Reading in a task of its own: a frame half read is never dropped by
+    // a select.
+    let (requests, mut incoming) = mpsc::channel::<LaneRequest>(MAX_IN_FLIGHT);
+    let read = tokio::spawn(async move {
+        loop {
+            match read_frame::<_, LaneRequest>(&mut reader, MAX_PEER_FRAME).await {
+                Ok(req) => {
+                    if requests.send(req).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "a peer's lane ended");
+                    return;
+                }
+            }
+        }
+    });
+    let from = Box::new(from);
+    let mut working = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            next = incoming.recv(), if open && working.len() < MAX_IN_FLIGHT => match next {
+                Some(LaneRequest { id, req }) => {
+                    if matches!(req, PeerRequest::Hello(_)) {
+                        let resp = refused("a hello goes on the peer protocol, not on a lane");
+                        working.push(Box::pin(async move { LaneResponse { id, resp } }) as Pin<Box<dyn Future<Output = LaneResponse> + Send>>);
+                    } else {
+                        let answer = handler(from.clone(), path, req);
+                        working.push(Box::pin(async move { LaneResponse { id, resp: answer.await } }));
+                    }
+                }
+                None => open = false,
+            },
+            Some(done) = working.next(), if !working.is_empty() => {
+                if write_frame(&mut w, &done, MAX_PEER_FRAME).await.is_err() {
+                    break;
+                }
+                if working.is_empty() && w.flush().await.is_err() {
+                    break;
+                }
+            }
+            else => break,
+        }
+        if !open && working.is_empty() {
+            break;
+        }
+    }
+    let _ = w.close().await;
+    read.abort();
+}
+
+fn refused(why: &str) -> PeerResponse {
+    PeerResponse::Refused(ErrorBody::new(ErrorCode::InvalidInput, why))
+}

@@ -1,0 +1,224 @@
+//! Message lanes, between real meshes with certificates from a real
+//! tracker: requests to a verified peer go on one long-lived stream,
+//! hundreds in flight at once, each answered once by id; a peer without
+//! lanes (as nodes before them) is still reached, on the peer protocol; and
+//! a peer writing garbage or a hello on a lane loses that lane only.
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{Multiaddr, StreamProtocol};
+use skein_node::mesh::lane::Handler;
+use skein_node::mesh::{Mesh, MeshConfig, MeshEvent};
+use skein_node::profile::Profile;
+use skein_node::session;
+use skein_proto::bytes::{DeviceId, MailId, PublicKey};
+use skein_proto::peer::{
+    ChatMessage, Conversation, LANE_PROTOCOL, LaneRequest, LaneResponse, MAX_PEER_FRAME, MessageBody, PeerHello,
+    PeerRequest, PeerResponse,
+};
+use skein_tests::{TestTracker, init};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const PW: &str = "correct horse battery";
+
+fn config(lanes: bool) -> MeshConfig {
+    MeshConfig { listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr")], lanes, ..MeshConfig::default() }
+}
+
+/// A mesh for `user`, logged in on the tracker, and its listen addresses.
+async fn node(
+    t: &TestTracker,
+    dir: &Path,
+    user: &str,
+    lanes: bool,
+) -> (Mesh, mpsc::Receiver<MeshEvent>, Vec<Multiaddr>) {
+    let p = Profile::new(dir.join(user));
+    let login = session::login(&p, &t.address(), &t.ca_path(), user, PW.into()).await.expect("login");
+    let org_key = PublicKey::from_hex(&login.saved.org_signing_key).expect("org key");
+    let (mesh, mut events) =
+        Mesh::start(p.device().expect("device").keypair, login.saved.cert().expect("cert"), org_key, config(lanes))
+            .expect("mesh");
+    let addrs = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("addresses in time") {
+            Some(MeshEvent::Addresses { listen, .. }) if !listen.is_empty() => {
+                break listen.iter().filter_map(|a| a.parse().ok()).collect();
+            }
+            Some(_) => continue,
+            None => panic!("mesh stopped"),
+        }
+    };
+    (mesh, events, addrs)
+}
+
+fn message(n: u32, from: &str, to: &str) -> ChatMessage {
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    ChatMessage {
+        id: MailId(id),
+        from_user: from.into(),
+        from_device: DeviceId([9; 16]),
+        to_user: to.into(),
+        conversation: Conversation::Direct,
+        sent_at_ms: 1,
+        body: MessageBody::Text(format!("message {n}")),
+    }
+}
+
+/// A handler that answers `Stored` and counts each message id it saw.
+fn counting() -> (Handler, Arc<Mutex<HashMap<MailId, u32>>>) {
+    let seen: Arc<Mutex<HashMap<MailId, u32>>> = Default::default();
+    let counts = seen.clone();
+    let handler: Handler = Arc::new(move |_from, _path, req| {
+        let seen = seen.clone();
+        Box::pin(async move {
+            match req {
+                PeerRequest::Deliver(m) => {
+                    *seen.lock().expect("lock").entry(m.id).or_default() += 1;
+                    // A little work, so that answers complete out of order.
+                    tokio::time::sleep(Duration::from_millis(u64::from(m.id.0[3] % 3))).await;
+                    PeerResponse::Stored { id: m.id }
+                }
+                _ => PeerResponse::Ok,
+            }
+        })
+    });
+    (handler, counts)
+}
+
+/// Answers the requests that come as events (on the peer protocol).
+fn answer_events(mut events: mpsc::Receiver<MeshEvent>) -> Arc<Mutex<u32>> {
+    let answered = Arc::new(Mutex::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let MeshEvent::Request { req, reply, .. } = ev {
+                *count.lock().expect("lock") += 1;
+                let resp = match *req {
+                    PeerRequest::Deliver(m) => PeerResponse::Stored { id: m.id },
+                    _ => PeerResponse::Ok,
+                };
+                let _ = reply.send(resp);
+            }
+        }
+    });
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_share_one_lane_and_each_is_answered_once() {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, _alice_events, _) = node(&t, dir.path(), "alice", true).await;
+    let (bob, bob_events, bob_addrs) = node(&t, dir.path(), "bob", true).await;
+    let (handler, seen) = counting();
+    bob.set_handler(handler);
+    let on_events = answer_events(bob_events);
+    alice.connect(bob.peer_id(), bob_addrs).await.expect("bob is verified");
+
+    // 600 requests, 200 in flight at a time.
+    const N: u32 = 600;
+    let answers: Vec<_> = futures::stream::iter(0..N)
+        .map(|n| {
+            let alice = alice.clone();
+            let peer = bob.peer_id();
+            async move { (n, alice.request(peer, PeerRequest::Deliver(message(n, "alice", "bob"))).await) }
+        })
+        .buffer_unordered(200)
+        .collect()
+        .await;
+    for (n, answer) in answers {
+        let want = message(n, "alice", "bob").id;
+        assert!(matches!(answer, Ok((PeerResponse::Stored { id }, _)) if id == want), "request {n}: {answer:?}");
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), N as usize, "every message reached bob's handler");
+    assert!(seen.values().all(|c| *c == 1), "each exactly once");
+    let answered = alice.answered();
+    assert_eq!((answered.lanes, answered.peer_protocol), (u64::from(N), 0), "all on the lane");
+    assert_eq!(*on_events.lock().expect("lock"), 0, "none came the other way");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_lanes_is_reached_on_the_peer_protocol() {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "carol"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, alice_events, alice_addrs) = node(&t, dir.path(), "alice", true).await;
+    let (carol, carol_events, carol_addrs) = node(&t, dir.path(), "carol", false).await;
+    let (handler, seen) = counting();
+    alice.set_handler(handler);
+    let alice_on_events = answer_events(alice_events);
+    let carol_on_events = answer_events(carol_events);
+    alice.connect(carol.peer_id(), carol_addrs).await.expect("carol is verified");
+    carol.connect(alice.peer_id(), alice_addrs).await.expect("alice is verified");
+
+    for n in 0..20 {
+        let r = alice.request(carol.peer_id(), PeerRequest::Deliver(message(n, "alice", "carol"))).await;
+        assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "alice to carol {n}: {r:?}");
+        let r = carol.request(alice.peer_id(), PeerRequest::Deliver(message(100 + n, "carol", "alice"))).await;
+        assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "carol to alice {n}: {r:?}");
+    }
+    let a = alice.answered();
+    assert_eq!((a.lanes, a.peer_protocol), (0, 20), "carol speaks no lanes; alice asked once, then remembered");
+    assert_eq!(carol.answered().peer_protocol, 20);
+    assert_eq!(*carol_on_events.lock().expect("lock"), 20);
+    // Carol's requests came on the peer protocol, as events, not to the lane handler.
+    assert_eq!(*alice_on_events.lock().expect("lock"), 20);
+    assert!(seen.lock().expect("lock").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_or_a_hello_on_a_lane_costs_the_sender_that_lane_only() {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, _alice_events, _) = node(&t, dir.path(), "alice", true).await;
+    let (bob, bob_events, bob_addrs) = node(&t, dir.path(), "bob", true).await;
+    let (handler, seen) = counting();
+    bob.set_handler(handler);
+    let _ = answer_events(bob_events);
+    alice.connect(bob.peer_id(), bob_addrs).await.expect("bob is verified");
+    let protocol = StreamProtocol::new(LANE_PROTOCOL);
+
+    // A hello on a lane is refused, by id, and the lane goes on.
+    let mut raw = alice.streams().open_stream(bob.peer_id(), protocol.clone()).await.expect("a lane");
+    let hello = PeerRequest::Hello(PeerHello { cert: session_cert(&t, dir.path()).await, agent: "test".into() });
+    let frames = [
+        LaneRequest { id: 7, req: hello },
+        LaneRequest { id: 8, req: PeerRequest::Deliver(message(1, "alice", "bob")) },
+    ];
+    for f in &frames {
+        raw.write_all(&skein_proto::frame::encode_frame(f, MAX_PEER_FRAME).expect("encode")).await.expect("write");
+    }
+    raw.flush().await.expect("flush");
+    let mut answers = HashMap::new();
+    for _ in 0..2 {
+        let r: LaneResponse = skein_node::mesh::codec::read_frame(&mut raw, MAX_PEER_FRAME).await.expect("an answer");
+        answers.insert(r.id, r.resp);
+    }
+    assert!(matches!(answers.get(&7), Some(PeerResponse::Refused(_))), "{answers:?}");
+    assert!(matches!(answers.get(&8), Some(PeerResponse::Stored { .. })), "{answers:?}");
+
+    // Garbage: a length over the limit. Bob ends that lane at once.
+    raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.expect("write");
+    raw.flush().await.expect("flush");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await.expect("bob ends it");
+    assert!(ended.is_err() || rest.is_empty(), "nothing more came: {rest:?}");
+
+    // Bob still answers on alice's own lane.
+    let r = alice.request(bob.peer_id(), PeerRequest::Deliver(message(2, "alice", "bob"))).await;
+    assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "{r:?}");
+    assert_eq!(seen.lock().expect("lock").len(), 2);
+}
+
+/// Some device certificate of the organisation, for a hello's body.
+async fn session_cert(t: &TestTracker, dir: &Path) -> skein_proto::device::DeviceCert {
+    let p = Profile::new(dir.join("alice"));
+    let login = session::login(&p, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect("login");
+    login.saved.cert().expect("cert")
+}
