@@ -67,6 +67,8 @@ pub struct History {
     /// New messages and state moves, many to a statement through `writer`.
     batch: batch::Writer,
     path: PathBuf,
+    /// Held by every clone; the checkpointing task stops when none is left.
+    _alive: std::sync::Arc<()>,
 }
 
 impl History {
@@ -109,9 +111,22 @@ impl History {
                 .connect_with(options.clone())
         };
         let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
-        let writer = pool_of(1).await.map_err(open_err)?;
+        // The writer does not checkpoint the log as it commits (SQLite's
+        // default, every 1000 pages): a checkpoint syncs the file, and the
+        // commit that ran into it, and every write queued behind it, waited
+        // for the disk. A task checkpoints from a reading connection instead,
+        // beside the writer.
+        let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .await
+            .map_err(open_err)?;
+        let alive = std::sync::Arc::new(());
+        tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
         let batch = batch::Writer::spawn(writer.clone());
-        Ok(History { pool, writer, batch, path: path.to_owned() })
+        Ok(History { pool, writer, batch, path: path.to_owned(), _alive: alive })
     }
 
     /// The history file.
@@ -214,4 +229,25 @@ fn now_db() -> i64 {
 fn fixed<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N], HistoryError> {
     let len = bytes.len();
     bytes.try_into().map_err(|_| HistoryError::Corrupt(format!("{what} has {len} bytes, expected {N}")))
+}
+
+/// How often the log is checkpointed into the history file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the log into the file now and then, without blocking the
+/// writer (`PASSIVE`: it copies what no reader still needs, and the writer
+/// goes on appending meanwhile), until the history is closed or dropped.
+async fn checkpoints(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if pool.is_closed() || alive.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "cannot checkpoint the history's log");
+        }
+    }
 }

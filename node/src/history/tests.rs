@@ -490,3 +490,23 @@ async fn a_groups_messages_are_in_clock_order_whatever_order_they_arrived_in() {
     assert_eq!(between.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id(2), id(3)]);
     assert_eq!(alice.max_group_seq(&address, BOB_PHONE).await.unwrap(), 3);
 }
+
+/// The writer never checkpoints as it commits; the background task copies
+/// the log into the file instead, so the file grows with what was written.
+#[tokio::test]
+async fn the_log_is_checkpointed_beside_the_writer() {
+    let (_dir, path, history) = fresh().await;
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    let text = "x".repeat(4_000);
+    for n in 0..200u8 {
+        let mut m = msg(n, "bob", BOB_PHONE, "alice", &text);
+        m.id = MailId([n, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7]);
+        assert!(history.insert_incoming("alice", &m, "direct").await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + 500_000 {
+        assert!(std::time::Instant::now() < deadline, "the file stayed at {} bytes: no checkpoint", size());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
