@@ -603,6 +603,17 @@ impl Actor {
             }
             Command::Request { peer, req, reply } => {
                 if !self.peers.is_verified(&peer) {
+                    if self.peers.is_connected(&peer) {
+                        // A new connection's hello is under way (a relayed
+                        // connection gave way to a direct one as a lane
+                        // request went): send once it passes.
+                        let why = "the peer did not pass the hello on its new connection".to_owned();
+                        self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
+                        if !self.peers.hello_in_flight(&peer) {
+                            self.send_hello(peer);
+                        }
+                        return;
+                    }
                     let _ = reply.send(Err(MeshError::Unreachable("no verified connection to that peer".into())));
                     return;
                 }
