@@ -51,6 +51,37 @@ pub async fn login_profile(t: &TestTracker, dir: &Path, name: &str, user: &str, 
     path
 }
 
+/// The addresses a mesh listens on, once it reports them (events before
+/// that are skipped).
+pub async fn listen_addrs(events: &mut mpsc::Receiver<skein_node::mesh::MeshEvent>) -> Vec<libp2p::Multiaddr> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("addresses in time") {
+            Some(skein_node::mesh::MeshEvent::Addresses { listen, .. }) if !listen.is_empty() => {
+                return listen.iter().filter_map(|a| a.parse().ok()).collect();
+            }
+            Some(_) => continue,
+            None => panic!("mesh stopped"),
+        }
+    }
+}
+
+/// A tracker with `users`, all with `password`, and a profile logged in for
+/// each (named after its user) in a fresh temporary folder, which the
+/// caller keeps alive.
+pub async fn users_with_profiles<const N: usize>(
+    users: [&str; N],
+    password: &str,
+) -> (TestTracker, tempfile::TempDir, [PathBuf; N]) {
+    let t = tracker_with_users(&users, password).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut profiles = Vec::with_capacity(N);
+    for user in users {
+        profiles.push(login_profile(&t, dir.path(), user, user, password).await);
+    }
+    let profiles: [PathBuf; N] = profiles.try_into().unwrap_or_else(|_| unreachable!("one profile per user"));
+    (t, dir, profiles)
+}
+
 /// A device of `user` that speaks the peer protocol from the test itself,
 /// with no daemon behind it. It sends what a real node refuses to send (an
 /// offer over the organisation's limit, a broken thumbnail), so a test can

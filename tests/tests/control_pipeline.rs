@@ -5,7 +5,7 @@
 //! goes on; an over-long one is answered and ends it.
 
 use skein_node::control::{Connection, ControlRequest};
-use skein_tests::{login_profile, online, tracker_with_users};
+use skein_tests::{online, users_with_profiles};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -15,12 +15,7 @@ const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_on_one_connection_are_answered_by_id() {
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, bob) = (
-        login_profile(&t, dir.path(), "alice", "alice", PW).await,
-        login_profile(&t, dir.path(), "bob", "bob", PW).await,
-    );
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let _alice_daemon = online(&alice, &[]).await;
     let mut bob_daemon = online(&bob, &[]).await;
 

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use skein_node::control::{Connection, ControlRequest};
-use skein_tests::{login_profile, online, skein, tracker_with_users};
+use skein_tests::{online, skein, users_with_profiles};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -19,12 +19,7 @@ const KILL_AFTER: u64 = 4_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_a_kill_of_the_receiver() {
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, bob) = (
-        login_profile(&t, dir.path(), "alice", "alice", PW).await,
-        login_profile(&t, dir.path(), "bob", "bob", PW).await,
-    );
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let _alice_daemon = online(&alice, &[]).await;
     let mut bob_daemon = online(&bob, &[]).await;
 

@@ -7,7 +7,7 @@
 //! arrives once when the device comes back.
 
 use serde_json::Value;
-use skein_tests::{Proc, login_profile, online, skein, tracker_with_users};
+use skein_tests::{Proc, online, skein, users_with_profiles};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,12 +36,7 @@ async fn wait_exit(p: &mut Proc) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_to_a_device_that_went_away_is_queued_at_once() {
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, bob) = (
-        login_profile(&t, dir.path(), "alice", "alice", PW).await,
-        login_profile(&t, dir.path(), "bob", "bob", PW).await,
-    );
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let _alice_daemon = online(&alice, &[]).await;
 
     // Stopped gracefully: the connection closes, and sends stop waiting.

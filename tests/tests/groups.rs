@@ -6,7 +6,7 @@
 //! group follows a user an administrator moves.
 
 use serde_json::Value;
-use skein_tests::{daemon, login_profile, online, skein, tracker_with_users};
+use skein_tests::{daemon, login_profile, online, skein, tracker_with_users, users_with_profiles};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
@@ -315,12 +315,7 @@ async fn a_group_message_reaches_every_member_once_and_only_members_may_speak() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_muted_conversation_is_marked_muted_and_a_mention_still_stands_out() {
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, bob) = (
-        login_profile(&t, dir.path(), "alice", "alice", PW).await,
-        login_profile(&t, dir.path(), "bob", "bob", PW).await,
-    );
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
     assert!(ok, "{err}");
     let mut bob_daemon = online(&bob, &[]).await;
@@ -424,12 +419,7 @@ async fn several_users_mail_goes_in_one_request_and_one_bad_user_spoils_no_one_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_missed_a_message_asks_its_sender_for_it() {
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, bob) = (
-        login_profile(&t, dir.path(), "alice", "alice", PW).await,
-        login_profile(&t, dir.path(), "bob", "bob", PW).await,
-    );
+    let (t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let (ok, _, err) = skein(&alice, &["group", "create", "team", "--members", "bob"], None).await;
     assert!(ok, "{err}");
     let _alice_daemon = online(&alice, &[]).await;

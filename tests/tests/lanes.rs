@@ -11,11 +11,12 @@ use skein_node::mesh::{Mesh, MeshConfig, MeshEvent};
 use skein_node::profile::Profile;
 use skein_node::session;
 use skein_proto::bytes::{DeviceId, MailId, PublicKey};
+use skein_proto::device::DeviceCert;
 use skein_proto::peer::{
     ChatMessage, Conversation, LANE_PROTOCOL, LaneRequest, LaneResponse, MAX_PEER_FRAME, MessageBody, PeerHello,
     PeerRequest, PeerResponse,
 };
-use skein_tests::{TestTracker, init};
+use skein_tests::{TestTracker, init, listen_addrs};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,29 +29,47 @@ fn config(lanes: bool) -> MeshConfig {
     MeshConfig { listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr")], lanes, ..MeshConfig::default() }
 }
 
-/// A mesh for `user`, logged in on the tracker, and its listen addresses.
-async fn node(
-    t: &TestTracker,
-    dir: &Path,
-    user: &str,
-    lanes: bool,
-) -> (Mesh, mpsc::Receiver<MeshEvent>, Vec<Multiaddr>) {
+/// A mesh for `user`, logged in on the tracker.
+struct Node {
+    mesh: Mesh,
+    events: mpsc::Receiver<MeshEvent>,
+    addrs: Vec<Multiaddr>,
+    cert: DeviceCert,
+}
+
+async fn node(t: &TestTracker, dir: &Path, user: &str, lanes: bool) -> Node {
     let p = Profile::new(dir.join(user));
     let login = session::login(&p, &t.address(), &t.ca_path(), user, PW.into()).await.expect("login");
     let org_key = PublicKey::from_hex(&login.saved.org_signing_key).expect("org key");
+    let cert = login.saved.cert().expect("cert");
     let (mesh, mut events) =
-        Mesh::start(p.device().expect("device").keypair, login.saved.cert().expect("cert"), org_key, config(lanes))
-            .expect("mesh");
-    let addrs = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("addresses in time") {
-            Some(MeshEvent::Addresses { listen, .. }) if !listen.is_empty() => {
-                break listen.iter().filter_map(|a| a.parse().ok()).collect();
-            }
-            Some(_) => continue,
-            None => panic!("mesh stopped"),
-        }
-    };
-    (mesh, events, addrs)
+        Mesh::start(p.device().expect("device").keypair, cert.clone(), org_key, config(lanes)).expect("mesh");
+    let addrs = listen_addrs(&mut events).await;
+    Node { mesh, events, addrs, cert }
+}
+
+/// Alice's mesh connected to bob's, whose lane requests go to a counting
+/// handler and whose other requests are answered as events.
+struct Pair {
+    _tracker: TestTracker,
+    _dir: tempfile::TempDir,
+    alice: Node,
+    bob: Mesh,
+    seen: Arc<Mutex<HashMap<MailId, u32>>>,
+    bob_on_events: Arc<Mutex<u32>>,
+}
+
+async fn alice_and_bob() -> Pair {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = node(&t, dir.path(), "alice", true).await;
+    let bob = node(&t, dir.path(), "bob", true).await;
+    let (handler, seen) = counting();
+    bob.mesh.set_handler(handler);
+    let bob_on_events = answer_events(bob.events);
+    alice.mesh.connect(bob.mesh.peer_id(), bob.addrs).await.expect("bob is verified");
+    Pair { _tracker: t, _dir: dir, alice, bob: bob.mesh, seen, bob_on_events }
 }
 
 fn message(n: u32, from: &str, to: &str) -> ChatMessage {
@@ -109,15 +128,8 @@ fn answer_events(mut events: mpsc::Receiver<MeshEvent>) -> Arc<Mutex<u32>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_share_one_lane_and_each_is_answered_once() {
-    init();
-    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, _alice_events, _) = node(&t, dir.path(), "alice", true).await;
-    let (bob, bob_events, bob_addrs) = node(&t, dir.path(), "bob", true).await;
-    let (handler, seen) = counting();
-    bob.set_handler(handler);
-    let on_events = answer_events(bob_events);
-    alice.connect(bob.peer_id(), bob_addrs).await.expect("bob is verified");
+    let Pair { alice, bob, seen, bob_on_events: on_events, .. } = &alice_and_bob().await;
+    let alice = &alice.mesh;
 
     // 600 requests, 200 in flight at a time.
     const N: u32 = 600;
@@ -147,8 +159,8 @@ async fn a_peer_without_lanes_is_reached_on_the_peer_protocol() {
     init();
     let t = skein_tests::tracker_with_users(&["alice", "carol"], PW).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, alice_events, alice_addrs) = node(&t, dir.path(), "alice", true).await;
-    let (carol, carol_events, carol_addrs) = node(&t, dir.path(), "carol", false).await;
+    let Node { mesh: alice, events: alice_events, addrs: alice_addrs, .. } = node(&t, dir.path(), "alice", true).await;
+    let Node { mesh: carol, events: carol_events, addrs: carol_addrs, .. } = node(&t, dir.path(), "carol", false).await;
     let (handler, seen) = counting();
     alice.set_handler(handler);
     let alice_on_events = answer_events(alice_events);
@@ -173,20 +185,12 @@ async fn a_peer_without_lanes_is_reached_on_the_peer_protocol() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_or_a_hello_on_a_lane_costs_the_sender_that_lane_only() {
-    init();
-    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (alice, _alice_events, _) = node(&t, dir.path(), "alice", true).await;
-    let (bob, bob_events, bob_addrs) = node(&t, dir.path(), "bob", true).await;
-    let (handler, seen) = counting();
-    bob.set_handler(handler);
-    let _ = answer_events(bob_events);
-    alice.connect(bob.peer_id(), bob_addrs).await.expect("bob is verified");
+    let Pair { alice: Node { mesh: alice, cert: alice_cert, .. }, bob, seen, .. } = &alice_and_bob().await;
     let protocol = StreamProtocol::new(LANE_PROTOCOL);
 
     // A hello on a lane is refused, by id, and the lane goes on.
     let mut raw = alice.streams().open_stream(bob.peer_id(), protocol.clone()).await.expect("a lane");
-    let hello = PeerRequest::Hello(PeerHello { cert: session_cert(&t, dir.path()).await, agent: "test".into() });
+    let hello = PeerRequest::Hello(PeerHello { cert: alice_cert.clone(), agent: "test".into() });
     let frames = [
         LaneRequest { id: 7, req: hello },
         LaneRequest { id: 8, req: PeerRequest::Deliver(message(1, "alice", "bob")) },
@@ -214,11 +218,4 @@ async fn garbage_or_a_hello_on_a_lane_costs_the_sender_that_lane_only() {
     let r = alice.request(bob.peer_id(), PeerRequest::Deliver(message(2, "alice", "bob"))).await;
     assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "{r:?}");
     assert_eq!(seen.lock().expect("lock").len(), 2);
-}
-
-/// Some device certificate of the organisation, for a hello's body.
-async fn session_cert(t: &TestTracker, dir: &Path) -> skein_proto::device::DeviceCert {
-    let p = Profile::new(dir.join("alice"));
-    let login = session::login(&p, &t.address(), &t.ca_path(), "alice", PW.into()).await.expect("login");
-    login.saved.cert().expect("cert")
 }

@@ -11,7 +11,7 @@ use skein_proto::ErrorCode;
 use skein_proto::bytes::{DeviceId, MailId, PublicKey};
 use skein_proto::device::{DeviceCert, DeviceCertBody};
 use skein_proto::peer::{ChatMessage, Conversation, MessageBody, PeerRequest, PeerResponse};
-use skein_tests::{TestTracker, init};
+use skein_tests::{TestTracker, init, listen_addrs};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -19,18 +19,6 @@ const PW: &str = "correct horse battery";
 
 fn config() -> MeshConfig {
     MeshConfig { listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr")], ..MeshConfig::default() }
-}
-
-async fn listen_addrs(events: &mut mpsc::Receiver<MeshEvent>) -> Vec<Multiaddr> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("addresses in time") {
-            Some(MeshEvent::Addresses { listen, .. }) if !listen.is_empty() => {
-                return listen.iter().filter_map(|a| a.parse().ok()).collect();
-            }
-            Some(_) => continue,
-            None => panic!("mesh stopped"),
-        }
-    }
 }
 
 async fn refused_event(events: &mut mpsc::Receiver<MeshEvent>, peer: PeerId) -> String {

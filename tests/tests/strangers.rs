@@ -75,15 +75,7 @@ async fn node(
     let key = Keypair::generate_ed25519();
     let peer = key.public().to_peer_id();
     let (mesh, mut events) = Mesh::start(key, cert(org, user, &peer), org.public(), config).expect("mesh");
-    let addrs = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("addresses in time") {
-            Some(MeshEvent::Addresses { listen, .. }) if !listen.is_empty() => {
-                break listen.iter().filter_map(|a| a.parse().ok()).collect();
-            }
-            Some(_) => continue,
-            None => panic!("mesh stopped"),
-        }
-    };
+    let addrs = skein_tests::listen_addrs(&mut events).await;
     (mesh, events, addrs)
 }
 

@@ -103,26 +103,20 @@ impl History {
 
         // A local file needs no liveness check before each use; the check
         // is a round trip to the connection's worker thread per query.
-        let pool_of = |connections| {
+        let pool_of = |connections, options: SqliteConnectOptions| {
             SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options.clone())
+                .connect_with(options)
         };
-        let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
+        let pool = pool_of(MAX_CONNECTIONS, options.clone()).await.map_err(open_err)?;
         // The writer does not checkpoint the log as it commits (SQLite's
         // default, every 1000 pages): a checkpoint syncs the file, and the
         // commit that ran into it, and every write queued behind it, waited
         // for the disk. A task checkpoints from a reading connection instead,
         // beside the writer.
-        let writer = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
-            .await
-            .map_err(open_err)?;
+        let writer = pool_of(1, options.pragma("wal_autocheckpoint", "0")).await.map_err(open_err)?;
         let alive = std::sync::Arc::new(());
         tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
         let batch = batch::Writer::spawn(writer.clone());

@@ -6,7 +6,7 @@
 //! verified peer ([`LANE_PROTOCOL`]) and then carries many requests at once
 //! (up to [`MAX_IN_FLIGHT`] answered concurrently by the receiver), written
 //! and read by tasks of its own, outside the swarm task. The receiver takes
-//! lanes only from peers that passed the hello (see [`super::Streams`]),
+//! lanes only from peers that passed the hello (others are dropped on arrival),
 //! hands each request to the node's handler directly, and writes each
 //! answer as it completes.
 //!
@@ -62,18 +62,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>>;
-
 /// One open lane to a peer.
 #[derive(Clone)]
 struct Lane {
     frames: mpsc::Sender<LaneRequest>,
-    pending: Pending,
-    next: Arc<AtomicU64>,
     path: Path,
-    broken: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+/// What a lane's callers and its tasks share.
+struct Shared {
+    /// Requests waiting for their answers, by id.
+    pending: Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>,
+    next: AtomicU64,
+    broken: AtomicBool,
     /// When the peer last answered on it.
-    heard: Arc<Mutex<Instant>>,
+    heard: Mutex<Instant>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Lane>>>;
@@ -129,12 +133,12 @@ impl Lanes {
             Ok(l) => l,
             Err(why) => return Err((LaneError::Unavailable(why), req)),
         };
-        let id = lane.next.fetch_add(1, Ordering::Relaxed);
+        let id = lane.shared.next.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        lock(&lane.pending).insert(id, reply);
+        lock(&lane.shared.pending).insert(id, reply);
         let sent = Instant::now();
         if lane.frames.send(LaneRequest { id, req: req.clone() }).await.is_err() {
-            lock(&lane.pending).remove(&id);
+            lock(&lane.shared.pending).remove(&id);
             self.forget(peer, &lane);
             return Err((LaneError::Unavailable("the lane closed".into()), req));
         }
@@ -148,8 +152,8 @@ impl Lanes {
                 Err((LaneError::Unavailable("the lane broke".into()), req))
             }
             Err(_) => {
-                lock(&lane.pending).remove(&id);
-                let silent = *lock(&lane.heard) < sent;
+                lock(&lane.shared.pending).remove(&id);
+                let silent = *lock(&lane.shared.heard) < sent;
                 Err((LaneError::Timeout { silent }, req))
             }
         }
@@ -168,7 +172,7 @@ impl Lanes {
         }
         let slot = lock(&self.slots).entry(peer).or_default().clone();
         let mut slot = slot.lock().await;
-        if let Some(lane) = slot.as_ref().filter(|l| !l.broken.load(Ordering::Relaxed)) {
+        if let Some(lane) = slot.as_ref().filter(|l| !l.shared.broken.load(Ordering::Relaxed)) {
             return Ok(lane.clone());
         }
         match open().await {
@@ -190,7 +194,7 @@ impl Lanes {
     /// Marks `lane` broken, so the next request to `peer` opens another.
     fn forget(&self, peer: PeerId, lane: &Lane) {
         tracing::debug!(%peer, "dropping a broken lane");
-        lane.broken.store(true, Ordering::Relaxed);
+        lane.shared.broken.store(true, Ordering::Relaxed);
     }
 
     /// Counts a request answered on the peer protocol.
@@ -212,7 +216,7 @@ impl Lanes {
             && let Ok(current) = slot.try_lock()
             && let Some(lane) = current.as_ref()
         {
-            lane.broken.store(true, Ordering::Relaxed);
+            lane.shared.broken.store(true, Ordering::Relaxed);
         }
         lock(&self.unsupported).remove(peer);
     }
@@ -222,14 +226,13 @@ impl Lanes {
 fn start(stream: libp2p::Stream, path: Path) -> Lane {
     let (reader, writer) = stream.split();
     let (frames, outgoing) = mpsc::channel(MAX_IN_FLIGHT);
-    let lane = Lane {
-        frames,
-        pending: Default::default(),
-        next: Arc::new(AtomicU64::new(1)),
-        path,
-        broken: Arc::new(AtomicBool::new(false)),
-        heard: Arc::new(Mutex::new(Instant::now())),
+    let shared = Shared {
+        pending: Mutex::default(),
+        next: AtomicU64::new(1),
+        broken: AtomicBool::new(false),
+        heard: Mutex::new(Instant::now()),
     };
+    let lane = Lane { frames, path, shared: Arc::new(shared) };
     tokio::spawn(write_requests(writer, outgoing, lane.clone()));
     tokio::spawn(read_answers(reader, lane.clone()));
     lane
@@ -260,8 +263,8 @@ async fn read_answers(mut r: ReadHalf<libp2p::Stream>, lane: Lane) {
     loop {
         match read_frame::<_, LaneResponse>(&mut r, MAX_PEER_FRAME).await {
             Ok(LaneResponse { id, resp }) => {
-                *lock(&lane.heard) = Instant::now();
-                if let Some(reply) = lock(&lane.pending).remove(&id) {
+                *lock(&lane.shared.heard) = Instant::now();
+                if let Some(reply) = lock(&lane.shared.pending).remove(&id) {
                     let _ = reply.send(resp);
                 }
             }
@@ -277,8 +280,8 @@ async fn read_answers(mut r: ReadHalf<libp2p::Stream>, lane: Lane) {
 /// Marks a lane broken and fails its waiting requests (their callers send
 /// them the other way).
 fn broken(lane: &Lane) {
-    lane.broken.store(true, Ordering::Relaxed);
-    lock(&lane.pending).clear();
+    lane.shared.broken.store(true, Ordering::Relaxed);
+    lock(&lane.shared.pending).clear();
 }
 
 /// Serves a lane a verified peer opened: reads its requests, hands each to

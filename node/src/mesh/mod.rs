@@ -300,7 +300,10 @@ impl Mesh {
         let lanes = lane::Lanes::default();
         let handler = Arc::new(std::sync::Mutex::new(None));
         if config.lanes {
-            let incoming = Streams::new(streams.clone(), tx.clone())
+            // Not through `Streams::accept`: the one question to the mesh
+            // task below both checks the peer and says who it is.
+            let incoming = streams
+                .clone()
                 .accept(lane::PROTOCOL)
                 .map_err(|e| behaviour::BuildError(format!("cannot take message lanes: {e}")))?;
             tokio::spawn(accept_lanes(incoming, tx.clone(), handler.clone(), events_tx.clone()));
@@ -1310,9 +1313,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Serves the lanes verified peers open, each in a task of its own.
+/// Serves the lanes verified peers open, each in a task of its own; a
+/// lane from any other peer is dropped the moment it arrives.
 async fn accept_lanes(
-    mut incoming: VerifiedStreams,
+    mut incoming: libp2p_stream::IncomingStreams,
     mesh: mpsc::Sender<Command>,
     handler: Arc<std::sync::Mutex<Option<lane::Handler>>>,
     events: mpsc::Sender<MeshEvent>,
@@ -1323,7 +1327,7 @@ async fn accept_lanes(
             return;
         }
         let Some((from, path)) = rx.await.ok().flatten() else {
-            tracing::debug!(%peer, "a lane from a peer no longer verified; dropping it");
+            tracing::debug!(%peer, "refusing a lane from a peer that has not passed the hello");
             continue;
         };
         let set = handler.lock().unwrap_or_else(|e| e.into_inner()).clone();
