@@ -109,26 +109,14 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
     if !reached {
         bail!("carol's node never reached bob directly");
     }
-    let mut skein = Samples::default();
-    let mut watch = None;
-    for i in 0..plan.rtt_count + plan.rtt_count / 10 {
-        if i == plan.rtt_count / 10 {
-            watch = Some(CpuWatch::start(&[
-                ("bob's daemon", pair.bob.child.id()),
-                ("the tracker", pair.cluster.tracker.id()),
-                ("this harness (carol's node)", Some(std::process::id())),
-            ]));
-        }
-        let t0 = Instant::now();
-        let v = node.send("bob", &text(i)).await?;
-        if v["path"] != "direct" {
-            bail!("a timed message went {}", v["path"]);
-        }
-        if i >= plan.rtt_count / 10 {
-            skein.push(t0.elapsed());
-        }
-    }
-    let used = watch.and_then(CpuWatch::finish);
+    let watch = || {
+        CpuWatch::start(&[
+            ("bob's daemon", pair.bob.child.id()),
+            ("the tracker", pair.cluster.tracker.id()),
+            ("this harness (carol's node)", Some(std::process::id())),
+        ])
+    };
+    let (skein, used) = timed_sends(plan.rtt_count, watch, async |i| Ok(node.send("bob", &text(i)).await?)).await?;
     node.stop();
     let _ = task.await;
     let p50 = skein.percentile(50.0).as_secs_f64() / base.percentile(50.0).as_secs_f64();
@@ -142,6 +130,31 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
         met: Some(p50 <= 3.0 && p99 <= 5.0),
         measured: cpu::describe(used),
     })
+}
+
+/// Times `count` sends, one at a time, after a tenth as many untimed ones;
+/// the CPU watch starts with the timed ones. Every send must go direct.
+async fn timed_sends(
+    count: usize,
+    mut watch_from: impl FnMut() -> CpuWatch,
+    mut send: impl AsyncFnMut(usize) -> Result<serde_json::Value>,
+) -> Result<(Samples, Option<cpu::CpuUse>)> {
+    let mut watch = None;
+    let mut samples = Samples::default();
+    for i in 0..count + count / 10 {
+        if i == count / 10 {
+            watch = Some(watch_from());
+        }
+        let t0 = Instant::now();
+        let v = send(i).await?;
+        if v["path"] != "direct" {
+            bail!("a timed message went {}", v["path"]);
+        }
+        if i >= count / 10 {
+            samples.push(t0.elapsed());
+        }
+    }
+    Ok((samples, watch.and_then(CpuWatch::finish)))
 }
 
 /// msg-rtt-cli: the same through alice's daemon, as scripts send: `send`
@@ -160,22 +173,14 @@ pub async fn msg_rtt_cli(pair: &Pair, plan: Plan) -> Result<Row> {
         conn.call(&ControlRequest::Info).await?;
         local.push(t0.elapsed());
     }
-    let mut skein = Samples::default();
-    let mut watch = None;
-    for i in 0..plan.rtt_count + plan.rtt_count / 10 {
-        if i == plan.rtt_count / 10 {
-            watch = Some(pair.watch());
-        }
-        let t0 = Instant::now();
+    let send = async |i| {
         let reply = conn.call(&ControlRequest::Send { to: "bob".into(), text: text(i) }).await?;
-        if !reply.ok || reply.data["path"] != "direct" {
-            bail!("a timed message went {}: {:?}", reply.data["path"], reply.error);
+        match reply.ok {
+            true => Ok(reply.data),
+            false => bail!("a timed message failed: {:?}", reply.error),
         }
-        if i >= plan.rtt_count / 10 {
-            skein.push(t0.elapsed());
-        }
-    }
-    let used = watch.and_then(CpuWatch::finish);
+    };
+    let (skein, used) = timed_sends(plan.rtt_count, || pair.watch(), send).await?;
     let ratio = skein.percentile(50.0).as_secs_f64() / base.percentile(50.0).as_secs_f64();
     Ok(Row {
         scenario: "msg-rtt-cli".into(),
