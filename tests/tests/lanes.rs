@@ -2,7 +2,9 @@
 //! tracker: requests to a verified peer go on one long-lived stream,
 //! hundreds in flight at once, each answered once by id; a peer without
 //! lanes (as nodes before them) is still reached, on the peer protocol; and
-//! a peer writing garbage or a hello on a lane loses that lane only.
+//! a peer writing garbage or a hello on a lane loses that lane only; and a
+//! peer that is slow to answer, but there, is waited for rather than taken
+//! for gone.
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, StreamProtocol};
@@ -29,6 +31,11 @@ fn config(lanes: bool) -> MeshConfig {
     MeshConfig { listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr")], lanes, ..MeshConfig::default() }
 }
 
+/// One attempt in [`a_slow_peer_is_waited_for_not_taken_for_gone`].
+const ATTEMPT: Duration = Duration::from_millis(400);
+/// How slow bob is there: several attempts.
+const SLOW: Duration = Duration::from_millis(1500);
+
 /// A mesh for `user`, logged in on the tracker.
 struct Node {
     mesh: Mesh,
@@ -38,12 +45,16 @@ struct Node {
 }
 
 async fn node(t: &TestTracker, dir: &Path, user: &str, lanes: bool) -> Node {
+    node_with(t, dir, user, config(lanes)).await
+}
+
+async fn node_with(t: &TestTracker, dir: &Path, user: &str, config: MeshConfig) -> Node {
     let p = Profile::new(dir.join(user));
     let login = session::login(&p, &t.address(), &t.ca_path(), user, PW.into()).await.expect("login");
     let org_key = PublicKey::from_hex(&login.saved.org_signing_key).expect("org key");
     let cert = login.saved.cert().expect("cert");
     let (mesh, mut events) =
-        Mesh::start(p.device().expect("device").keypair, cert.clone(), org_key, config(lanes)).expect("mesh");
+        Mesh::start(p.device().expect("device").keypair, cert.clone(), org_key, config).expect("mesh");
     let addrs = listen_addrs(&mut events).await;
     Node { mesh, events, addrs, cert }
 }
@@ -218,4 +229,55 @@ async fn garbage_or_a_hello_on_a_lane_costs_the_sender_that_lane_only() {
     let r = alice.request(bob.peer_id(), PeerRequest::Deliver(message(2, "alice", "bob"))).await;
     assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "{r:?}");
     assert_eq!(seen.lock().expect("lock").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_peer_is_waited_for_not_taken_for_gone() {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let patient = MeshConfig { attempt_timeout: ATTEMPT, answer_timeout: Duration::from_secs(8), ..config(true) };
+    let alice = node_with(&t, dir.path(), "alice", patient).await;
+    let bob = node(&t, dir.path(), "bob", true).await;
+    // Bob takes SLOW over every answer, on his lane and on the peer protocol.
+    let lane_seen = Arc::new(Mutex::new(0u32));
+    let count = lane_seen.clone();
+    bob.mesh.set_handler(Arc::new(move |_from, _path, req| {
+        let count = count.clone();
+        Box::pin(async move {
+            tokio::time::sleep(SLOW).await;
+            *count.lock().expect("lock") += 1;
+            match req {
+                PeerRequest::Deliver(m) => PeerResponse::Stored { id: m.id },
+                _ => PeerResponse::Ok,
+            }
+        })
+    }));
+    let mut events = bob.events;
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let MeshEvent::Request { req, reply, .. } = ev {
+                tokio::spawn(async move {
+                    tokio::time::sleep(SLOW).await;
+                    let resp = match *req {
+                        PeerRequest::Deliver(m) => PeerResponse::Stored { id: m.id },
+                        _ => PeerResponse::Ok,
+                    };
+                    let _ = reply.send(resp);
+                });
+            }
+        }
+    });
+    alice.mesh.connect(bob.mesh.peer_id(), bob.addrs).await.expect("bob is verified");
+
+    for n in 0..3 {
+        let started = std::time::Instant::now();
+        let r = alice.mesh.request(bob.mesh.peer_id(), PeerRequest::Deliver(message(n, "alice", "bob"))).await;
+        let took = started.elapsed();
+        assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "request {n} after {took:?}: {r:?}");
+        assert!(took >= SLOW - Duration::from_millis(100), "the answer came from slow bob: {took:?}");
+    }
+    let peers = alice.mesh.peers().await;
+    assert!(peers.iter().any(|p| p.peer == bob.mesh.peer_id()), "bob, slow but there, keeps his connection: {peers:?}");
+    assert!(*lane_seen.lock().expect("lock") >= 1, "the lane carried them to bob");
 }

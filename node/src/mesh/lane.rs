@@ -10,6 +10,9 @@
 //! hands each request to the node's handler directly, and writes each
 //! answer as it completes.
 //!
+//! How long a caller waits for an answer is the caller's to bound (see
+//! [`super::patience`]).
+//!
 //! A lane that breaks (its connection closed as a relayed one gave way to
 //! a direct one, or the peer runs a version without lanes) fails its
 //! requests back to the caller, who sends them on the request-response
@@ -30,6 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,19 +48,6 @@ const UNSUPPORTED_MEMORY: Duration = Duration::from_secs(300);
 /// What answers a verified peer's request: the node's inbox.
 pub type Handler =
     Arc<dyn Fn(Box<Verified>, Path, PeerRequest) -> Pin<Box<dyn Future<Output = PeerResponse> + Send>> + Send + Sync>;
-
-/// Why a request on a lane did not get its answer.
-#[derive(Debug)]
-pub enum LaneError {
-    /// No lane could be had, or it broke: send the request the other way.
-    Unavailable(String),
-    /// No answer came within the time allowed; `silent` when nothing else
-    /// came on the lane meanwhile either.
-    Timeout {
-        /// The peer answered nothing on the lane since the request was sent.
-        silent: bool,
-    },
-}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -76,11 +67,24 @@ struct Shared {
     pending: Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>,
     next: AtomicU64,
     broken: AtomicBool,
-    /// When the peer last answered on it.
-    heard: Mutex<Instant>,
+    /// The peer answered that it does not speak the lane protocol.
+    unsupported: AtomicBool,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Lane>>>;
+
+/// A request waiting on a lane; dropped (answered, or given up by its
+/// caller), it is forgotten, so a late answer finds no one and is dropped.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).remove(&self.id);
+    }
+}
 
 /// This node's lanes to its peers, opened on demand.
 #[derive(Clone, Default)]
@@ -116,45 +120,46 @@ impl std::fmt::Debug for Lanes {
 impl Lanes {
     /// Sends `req` to `peer` on its lane, opening one if needed (`open`
     /// opens the stream and says the peer's path, or why not), and waits
-    /// up to `patience` for the answer. Returns the answer and its path, or
-    /// why not with the request back.
+    /// for the answer, for as long as the lane lasts: the caller bounds
+    /// the wait (see [`super::patience`]), and a request given up is
+    /// forgotten. Returns the answer and its path, or why no lane could
+    /// carry it, with the request back.
     pub async fn request<F, Fut>(
         &self,
         peer: PeerId,
         req: PeerRequest,
-        patience: Duration,
         open: F,
-    ) -> Result<(PeerResponse, Path), (LaneError, PeerRequest)>
+    ) -> Result<(PeerResponse, Path), (String, PeerRequest)>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(libp2p::Stream, Path), (String, bool)>>,
     {
         let lane = match self.lane(peer, open).await {
             Ok(l) => l,
-            Err(why) => return Err((LaneError::Unavailable(why), req)),
+            Err(why) => return Err((why, req)),
         };
         let id = lane.shared.next.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         lock(&lane.shared.pending).insert(id, reply);
-        let sent = Instant::now();
+        let waiting = Waiting { shared: &lane.shared, id };
         if lane.frames.send(LaneRequest { id, req: req.clone() }).await.is_err() {
-            lock(&lane.shared.pending).remove(&id);
             self.forget(peer, &lane);
-            return Err((LaneError::Unavailable("the lane closed".into()), req));
+            return Err(("the lane closed".into(), req));
         }
-        match tokio::time::timeout(patience, answer).await {
-            Ok(Ok(resp)) => {
+        let answer = answer.await;
+        drop(waiting);
+        match answer {
+            Ok(resp) => {
                 self.counts.lanes.fetch_add(1, Ordering::Relaxed);
                 Ok((resp, lane.path))
             }
-            Ok(Err(_)) => {
-                self.forget(peer, &lane);
-                Err((LaneError::Unavailable("the lane broke".into()), req))
-            }
             Err(_) => {
-                lock(&lane.shared.pending).remove(&id);
-                let silent = *lock(&lane.shared.heard) < sent;
-                Err((LaneError::Timeout { silent }, req))
+                self.forget(peer, &lane);
+                if lane.shared.unsupported.load(Ordering::Relaxed) {
+                    lock(&self.unsupported).insert(peer, Instant::now());
+                    return Err(("the peer does not speak the lane protocol".into(), req));
+                }
+                Err(("the lane broke".into(), req))
             }
         }
     }
@@ -224,13 +229,13 @@ impl Lanes {
 
 /// Starts the tasks that write and read a new outgoing lane.
 fn start(stream: libp2p::Stream, path: Path) -> Lane {
-    let (reader, writer) = stream.split();
+    let (reader, writer) = Guarded { stream, failed: false }.split();
     let (frames, outgoing) = mpsc::channel(MAX_IN_FLIGHT);
     let shared = Shared {
         pending: Mutex::default(),
         next: AtomicU64::new(1),
         broken: AtomicBool::new(false),
-        heard: Mutex::new(Instant::now()),
+        unsupported: AtomicBool::new(false),
     };
     let lane = Lane { frames, path, shared: Arc::new(shared) };
     tokio::spawn(write_requests(writer, outgoing, lane.clone()));
@@ -239,7 +244,7 @@ fn start(stream: libp2p::Stream, path: Path) -> Lane {
 }
 
 /// Writes requests as they come, flushing when none is waiting.
-async fn write_requests(mut w: WriteHalf<libp2p::Stream>, mut outgoing: mpsc::Receiver<LaneRequest>, lane: Lane) {
+async fn write_requests(mut w: WriteHalf<Guarded>, mut outgoing: mpsc::Receiver<LaneRequest>, lane: Lane) {
     let mut batch = Vec::with_capacity(64);
     while outgoing.recv_many(&mut batch, 64).await > 0 {
         let mut failed = false;
@@ -259,17 +264,19 @@ async fn write_requests(mut w: WriteHalf<libp2p::Stream>, mut outgoing: mpsc::Re
 }
 
 /// Reads answers and hands each to its waiting request.
-async fn read_answers(mut r: ReadHalf<libp2p::Stream>, lane: Lane) {
+async fn read_answers(mut r: ReadHalf<Guarded>, lane: Lane) {
     loop {
         match read_frame::<_, LaneResponse>(&mut r, MAX_PEER_FRAME).await {
             Ok(LaneResponse { id, resp }) => {
-                *lock(&lane.shared.heard) = Instant::now();
                 if let Some(reply) = lock(&lane.shared.pending).remove(&id) {
                     let _ = reply.send(resp);
                 }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "a lane ended");
+                if super::streams::is_not_supported(&e) {
+                    lane.shared.unsupported.store(true, Ordering::Relaxed);
+                }
                 break;
             }
         }
@@ -282,6 +289,59 @@ async fn read_answers(mut r: ReadHalf<libp2p::Stream>, lane: Lane) {
 fn broken(lane: &Lane) {
     lane.shared.broken.store(true, Ordering::Relaxed);
     lock(&lane.shared.pending).clear();
+}
+
+/// A lane's stream, which fails every use after one failed, where the
+/// stream itself would panic: a lazily negotiated stream whose negotiation
+/// failed (the peer has no lanes; the answer comes to the reader) must not
+/// be written or closed by the writer after that.
+struct Guarded {
+    stream: libp2p::Stream,
+    failed: bool,
+}
+
+impl Guarded {
+    fn check(&self) -> std::io::Result<()> {
+        match self.failed {
+            true => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the lane failed")),
+            false => Ok(()),
+        }
+    }
+
+    fn watch<T>(&mut self, r: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if matches!(r, Poll::Ready(Err(_))) {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+impl futures::AsyncRead for Guarded {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        self.check()?;
+        let r = Pin::new(&mut self.stream).poll_read(cx, buf);
+        self.watch(r)
+    }
+}
+
+impl futures::AsyncWrite for Guarded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.check()?;
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.check()?;
+        let r = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(r)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.check()?;
+        let r = Pin::new(&mut self.stream).poll_close(cx);
+        self.watch(r)
+    }
 }
 
 /// Serves a lane a verified peer opened: reads its requests, hands each to

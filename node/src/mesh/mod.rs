@@ -22,6 +22,7 @@ mod dialing;
 mod held;
 pub mod lane;
 pub mod nearby;
+pub mod patience;
 mod state;
 mod streams;
 
@@ -98,8 +99,12 @@ pub struct MeshConfig {
     /// an established connection. A peer that vanished without closing its
     /// connections (killed, or its cable pulled) still looks connected
     /// until the connection's idle timeout; this is what a send waits for
-    /// it before the mailbox takes over.
+    /// it before the mailbox takes over, unless the peer shows it is there
+    /// (see [`patience`]).
     pub attempt_timeout: Duration,
+    /// How long a request may wait in all for the answer of a peer that
+    /// showed it is there but is slow to answer.
+    pub answer_timeout: Duration,
     /// Send and take requests on message lanes ([`lane`]); `false` speaks
     /// the request-response peer protocol only, as nodes before lanes did.
     pub lanes: bool,
@@ -117,6 +122,7 @@ impl Default for MeshConfig {
             held: HeldBudget::default(),
             hello_deadline: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(2),
+            answer_timeout: Duration::from_secs(10),
             lanes: true,
         }
     }
@@ -264,6 +270,7 @@ pub struct Mesh {
     lanes: lane::Lanes,
     handler: Arc<std::sync::Mutex<Option<lane::Handler>>>,
     attempt_timeout: Duration,
+    answer_timeout: Duration,
     use_lanes: bool,
 }
 
@@ -308,10 +315,11 @@ impl Mesh {
                 .map_err(|e| behaviour::BuildError(format!("cannot take message lanes: {e}")))?;
             tokio::spawn(accept_lanes(incoming, tx.clone(), handler.clone(), events_tx.clone()));
         }
-        let (attempt_timeout, use_lanes) = (config.attempt_timeout, config.lanes);
+        let (attempt_timeout, answer_timeout, use_lanes) =
+            (config.attempt_timeout, config.answer_timeout, config.lanes);
         let actor = Actor::new(swarm, cert, org_key, config, events_tx, lanes.clone());
         tokio::spawn(actor.run(rx));
-        Ok((Mesh { tx, peer_id, streams, lanes, handler, attempt_timeout, use_lanes }, events_rx))
+        Ok((Mesh { tx, peer_id, streams, lanes, handler, attempt_timeout, answer_timeout, use_lanes }, events_rx))
     }
 
     /// Sets what answers verified peers' requests on their lanes, directly
@@ -359,27 +367,39 @@ impl Mesh {
 
     /// Sends a request to a verified peer; returns its answer and the path
     /// the answer came on. It goes on the peer's lane (see [`lane`]), or on
-    /// the peer protocol when there is no lane to be had; one attempt waits
-    /// [`MeshConfig::attempt_timeout`] for the answer.
+    /// the peer protocol when there is no lane to be had. A peer that says
+    /// nothing for [`MeshConfig::attempt_timeout`], not even to a probe,
+    /// is taken for gone and its connections are closed; one that is only
+    /// slow gets up to [`MeshConfig::answer_timeout`], and a request that
+    /// waited that long on its lane is sent on the peer protocol as well
+    /// (requests are idempotent). See [`patience`].
     pub async fn request(&self, peer: PeerId, req: PeerRequest) -> Result<(PeerResponse, Path), MeshError> {
         if !self.use_lanes || matches!(req, PeerRequest::Hello(_)) {
             return self.request_on_peer_protocol(peer, req).await;
         }
-        let open = || self.open_lane(peer);
-        match self.lanes.request(peer, req, self.attempt_timeout, open).await {
-            Ok(answer) => Ok(answer),
-            Err((lane::LaneError::Timeout { silent }, _)) => {
-                if silent {
-                    let since = Instant::now().checked_sub(self.attempt_timeout).unwrap_or_else(Instant::now);
-                    let _ = self.tx.send(Command::Silent { peer, since }).await;
-                }
-                Err(MeshError::Failed(format!("the peer did not answer within {:?}", self.attempt_timeout)))
-            }
-            Err((lane::LaneError::Unavailable(why), req)) => {
+        let started = Instant::now();
+        let mut on_lane = Box::pin(self.lanes.request(peer, req.clone(), || self.open_lane(peer)));
+        let on_lane = match patience::attempt(&mut on_lane, self.probe(peer), self.attempt_timeout).await {
+            patience::Attempt::Answered(Ok(answer)) => return Ok(answer),
+            patience::Attempt::Answered(Err((why, req))) => {
                 tracing::debug!(%peer, %why, "no lane to the peer; using the peer protocol");
-                self.request_on_peer_protocol(peer, req).await
+                return self.request_on_peer_protocol(peer, req).await;
             }
-        }
+            patience::Attempt::Silent => return Err(self.silent(peer, started).await),
+            patience::Attempt::Alive => on_lane,
+        };
+        // Alive but unanswered: whichever way answers first.
+        tracing::info!(%peer, "no answer on the lane yet, though the peer is there; asking on the peer protocol too");
+        let on_protocol = Box::pin(self.request_on_peer_protocol(peer, req));
+        let either = async {
+            match futures::future::select(on_lane, on_protocol).await {
+                futures::future::Either::Left((Ok(answer), _)) => Ok(answer),
+                futures::future::Either::Left((Err(_), on_protocol)) => on_protocol.await,
+                futures::future::Either::Right((answer, _)) => answer,
+            }
+        };
+        let limit = self.answer_timeout.saturating_sub(started.elapsed());
+        tokio::time::timeout(limit, either).await.unwrap_or_else(|_| Err(self.late()))
     }
 
     /// [`Mesh::request`] on the request-response peer protocol.
@@ -388,9 +408,54 @@ impl Mesh {
         peer: PeerId,
         req: PeerRequest,
     ) -> Result<(PeerResponse, Path), MeshError> {
+        let started = Instant::now();
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| MeshError::Stopped)?;
-        rx.await.map_err(|_| MeshError::Stopped)?
+        let mut answer = Box::pin(async { rx.await.map_err(|_| MeshError::Stopped)? });
+        match patience::attempt(&mut answer, self.probe(peer), self.attempt_timeout).await {
+            patience::Attempt::Answered(answer) => answer,
+            patience::Attempt::Silent => Err(self.silent(peer, started).await),
+            patience::Attempt::Alive => {
+                let limit = self.answer_timeout.saturating_sub(started.elapsed());
+                tokio::time::timeout(limit, answer).await.unwrap_or_else(|_| Err(self.late()))
+            }
+        }
+    }
+
+    /// Whether `peer` is there: its connection answers a request for a
+    /// stream (see [`patience`]). Streams are negotiated lazily, so the
+    /// stream opens at once; reading it sends the request and waits for
+    /// the peer's answer: "not supported" from a node that does not serve
+    /// the probe (every node today), or the stream from one that does.
+    async fn probe(&self, peer: PeerId) -> bool {
+        use futures::AsyncReadExt;
+        let mut control = self.streams.clone();
+        let answered = match control.open_stream(peer, patience::PROBE).await {
+            Ok(mut stream) => match stream.read(&mut [0u8; 1]).await {
+                Ok(_) => Ok(()),
+                Err(e) if streams::is_not_supported(&e) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &answered {
+            tracing::debug!(%peer, error = %e, "the probe found no one");
+        }
+        answered.is_ok()
+    }
+
+    /// Tells the mesh task that `peer` said nothing since `since` (it closes
+    /// the peer's connections unless it heard from it meanwhile), and says
+    /// why the request failed.
+    async fn silent(&self, peer: PeerId, since: Instant) -> MeshError {
+        let _ = self.tx.send(Command::Silent { peer, since }).await;
+        MeshError::Failed(format!("the peer did not answer within {:?}", self.attempt_timeout))
+    }
+
+    /// Why a request to a slow peer failed.
+    fn late(&self) -> MeshError {
+        MeshError::Failed(format!("the peer is there but did not answer within {:?}", self.answer_timeout))
     }
 
     /// Opens a lane to a verified peer: the stream, and the peer's path.
@@ -451,9 +516,8 @@ enum Outbound {
     /// allowed, for when its connection closes under it (a relayed
     /// connection closed in favour of a new direct one). Peer requests are
     /// idempotent: messages and receipts carry ids. Unanswered at
-    /// `deadline` ([`MeshConfig::attempt_timeout`]), it fails.
+    /// `deadline` ([`MeshConfig::answer_timeout`]), it fails.
     User {
-        peer: PeerId,
         reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
         retry: Option<PeerRequest>,
         deadline: Instant,
@@ -621,8 +685,8 @@ impl Actor {
                     return;
                 }
                 let id = self.swarm.behaviour_mut().peer.send_request(&peer, req.clone());
-                let deadline = Instant::now() + self.config.attempt_timeout;
-                self.outbound.insert(id, Outbound::User { peer, reply, retry: Some(req), deadline });
+                let deadline = Instant::now() + self.config.answer_timeout;
+                self.outbound.insert(id, Outbound::User { reply, retry: Some(req), deadline });
             }
             Command::Revoke { peer, reason } => {
                 if self.peers.is_connected(&peer) || self.peers.is_verified(&peer) {
@@ -756,31 +820,19 @@ impl Actor {
         for (_, _, _, error, reply) in late {
             let _ = reply.send(Err(MeshError::Failed(error)));
         }
+        // The caller gave up long before, telling a gone peer from a slow
+        // one (see `patience`); this only forgets the request.
         let unanswered: Vec<OutboundRequestId> = self
             .outbound
             .iter()
             .filter(|(_, o)| matches!(o, Outbound::User { deadline, .. } if *deadline <= now))
             .map(|(id, _)| *id)
             .collect();
-        let mut silent = HashSet::new();
         for id in unanswered {
-            if let Some(Outbound::User { peer, reply, deadline, .. }) = self.outbound.remove(&id) {
-                let why = format!("the peer did not answer within {:?}", self.config.attempt_timeout);
+            if let Some(Outbound::User { reply, .. }) = self.outbound.remove(&id) {
+                let why = format!("the peer did not answer within {:?}", self.config.answer_timeout);
                 let _ = reply.send(Err(MeshError::Failed(why)));
-                let sent = deadline.checked_sub(self.config.attempt_timeout).unwrap_or(deadline);
-                if self.heard.get(&peer).is_none_or(|at| *at < sent) {
-                    silent.insert(peer);
-                }
             }
-        }
-        // A peer that has said nothing at all (no answer, no pong) for as
-        // long as a request waited is gone (killed, or its network cut)
-        // though its connections look established until their idle
-        // timeout: close them, so the next sends turn to the mailbox at
-        // once rather than each waiting for it. A peer that is only slow
-        // answered something meanwhile and keeps its connections.
-        for peer in silent {
-            self.close_silent(peer, now);
         }
         for (peer, list) in self.waiting.iter_mut() {
             let (late, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|(deadline, _)| *deadline <= now);
@@ -902,10 +954,14 @@ impl Actor {
         }
     }
 
-    /// Closes the connections of a peer that has said nothing for as long
-    /// as a request waited (see `expire_waits`).
+    /// Closes the connections of a peer that answered neither a request
+    /// nor a probe for as long as the request waited (see [`patience`]).
     fn close_silent(&mut self, peer: PeerId, now: Instant) {
-        tracing::info!(%peer, "the peer has not answered for {:?}; closing its connections", self.config.attempt_timeout);
+        tracing::info!(
+            %peer,
+            "the peer answered neither a request nor a probe for {:?}; closing its connections",
+            self.config.attempt_timeout
+        );
         let _ = self.swarm.disconnect_peer_id(peer);
         self.silenced.insert(peer, now);
     }
@@ -1263,8 +1319,8 @@ impl Actor {
         reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
     ) {
         let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
-        let deadline = Instant::now() + self.config.attempt_timeout;
-        self.outbound.insert(id, Outbound::User { peer, reply, retry: None, deadline });
+        let deadline = Instant::now() + self.config.answer_timeout;
+        self.outbound.insert(id, Outbound::User { reply, retry: None, deadline });
     }
 
     /// Fails the requests waiting to be sent again to `peer`.

@@ -89,3 +89,14 @@ impl Stream for VerifiedStreams {
         self.inner.as_mut().poll_next(cx)
     }
 }
+
+/// Whether a stream failed because the peer answered that it does not
+/// serve the protocol asked for. Streams are negotiated lazily (the
+/// request goes with the first data), so that answer comes as the first
+/// read's error rather than from opening the stream.
+pub fn is_not_supported(e: &std::io::Error) -> bool {
+    use libp2p::core::upgrade::NegotiationError;
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<NegotiationError>())
+        .is_some_and(|n| matches!(n, NegotiationError::Failed))
+}

@@ -175,9 +175,10 @@ impl Office {
 }
 
 /// Log filter for the lab's processes: `NATLAB_LOG`, by default warnings
-/// plus why a message could not be delivered directly.
+/// plus why a message could not be delivered directly and what the peer
+/// network decided (hole punching, silent peers).
 fn log_filter() -> String {
-    std::env::var("NATLAB_LOG").unwrap_or_else(|_| "warn,skein_node::delivery=info".into())
+    std::env::var("NATLAB_LOG").unwrap_or_else(|_| "warn,skein_node::delivery=info,skein_node::mesh=info".into())
 }
 
 async fn start_tracker(lab: &Lab, dir: &Path) -> Proc {
