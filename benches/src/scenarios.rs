@@ -91,7 +91,8 @@ pub(crate) fn text(i: usize) -> String {
 /// through the node handle (the library API that the daemon and the
 /// desktop app are built on) of a node running inside this harness, to
 /// bob's daemon; each send is answered once both ends have stored it.
-pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
+/// Returns the row and the timed sends.
+pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<(Row, Samples)> {
     use skein_node::daemon::DaemonOptions;
     let base = rawquic::echo_rtt(plan.rtt_count, MSG).await?;
     pair.cluster.user("carol").await?;
@@ -121,7 +122,7 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
     let _ = task.await;
     let p50 = skein.percentile(50.0).as_secs_f64() / base.percentile(50.0).as_secs_f64();
     let p99 = skein.percentile(99.0).as_secs_f64() / base.percentile(99.0).as_secs_f64();
-    Ok(Row {
+    let row = Row {
         scenario: "msg-rtt".into(),
         skein: format!("p50 {}, p99 {}", us(skein.percentile(50.0)), us(skein.percentile(99.0))),
         baseline: format!("p50 {}, p99 {}", us(base.percentile(50.0)), us(base.percentile(99.0))),
@@ -129,7 +130,8 @@ pub async fn msg_rtt(pair: &Pair, plan: Plan) -> Result<Row> {
         target: "p50 ≤ 3×, p99 ≤ 5×".into(),
         met: Some(p50 <= 3.0 && p99 <= 5.0),
         measured: cpu::describe(used),
-    })
+    };
+    Ok((row, skein))
 }
 
 /// Times `count` sends, one at a time, after a tenth as many untimed ones;
@@ -201,7 +203,8 @@ pub async fn msg_rtt_cli(pair: &Pair, plan: Plan) -> Result<Row> {
 /// msg-rate: sustained delivered and acknowledged messages per second, 64
 /// in flight on one persistent connection to the daemon's control socket
 /// (each answered, by id, once bob's device has stored it).
-pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<Row> {
+/// Returns the row and the rate.
+pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<(Row, f64)> {
     let base = rawquic::framed_rate(plan.rate_count, MSG).await?;
     let mut conn = skein_node::control::Connection::open(pair.alice.socket())
         .await?
@@ -231,7 +234,7 @@ pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<Row> {
     }
     let rate = plan.rate_count as f64 / took.as_secs_f64();
     let ratio = rate / base;
-    Ok(Row {
+    let row = Row {
         scenario: "msg-rate".into(),
         skein: format!("{rate:.0} msg/s"),
         baseline: format!("{base:.0} msg/s"),
@@ -239,7 +242,8 @@ pub async fn msg_rate(pair: &Pair, plan: Plan) -> Result<Row> {
         target: "≥ 15%".into(),
         met: Some(ratio >= 0.15),
         measured: format!("Over the {} sends ({:.2} s): {}", plan.rate_count, took.as_secs_f64(), cpu::describe(used)),
-    })
+    };
+    Ok((row, rate))
 }
 
 /// Writes `bytes` of pseudo-random data to `path`.

@@ -5,13 +5,14 @@
 //! skein-bench            # everything (a few minutes)
 //! skein-bench --quick    # small sizes, under a minute: keeps the harness working
 //! skein-bench msg file   # only scenarios whose name contains one of these
+//! skein-bench msg-hops   # where a message's time goes, hop by hop
 //! ```
 
 use anyhow::Result;
-use skein_benches::fanout;
 use skein_benches::load::{self, LoadPlan};
 use skein_benches::report::{Row, table};
 use skein_benches::scenarios::{self, Pair, Plan};
+use skein_benches::{fanout, hops};
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -42,17 +43,27 @@ async fn main() -> Result<()> {
 
     let mut rows: Vec<Row> = Vec::new();
     let mut direct_rate = None;
-    if wanted("msg-rtt") || wanted("msg-rate") || wanted("file") {
+    if wanted("msg-rtt") || wanted("msg-rate") || wanted("msg-hops") || wanted("file") {
         let pair = Pair::start(false).await?;
+        let (mut node_rtt, mut node_rate) = (None, None);
         if wanted("msg-rtt") {
-            rows.push(scenarios::msg_rtt(&pair, plan).await?);
+            let (row, samples) = scenarios::msg_rtt(&pair, plan).await?;
+            rows.push(row);
+            node_rtt = Some(samples);
             eprintln!("skein-bench: msg-rtt done");
             rows.push(scenarios::msg_rtt_cli(&pair, plan).await?);
             eprintln!("skein-bench: msg-rtt-cli done");
         }
         if wanted("msg-rate") {
-            rows.push(scenarios::msg_rate(&pair, plan).await?);
+            let (row, rate) = scenarios::msg_rate(&pair, plan).await?;
+            rows.push(row);
+            node_rate = Some(rate);
             eprintln!("skein-bench: msg-rate done");
+        }
+        if wanted("msg-hops") {
+            let rungs = hops::rungs(&pair.cluster, &pair.bob, plan.rtt_count, plan.rate_count).await?;
+            rows.push(hops::row(&rungs, node_rtt.as_ref(), node_rate));
+            eprintln!("skein-bench: msg-hops done");
         }
         if wanted("file") {
             let (row, rate) = scenarios::file(&pair, plan).await?;
