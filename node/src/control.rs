@@ -79,6 +79,13 @@ pub enum ControlRequest {
         /// The other user.
         user: String,
     },
+    /// Mute or unmute a conversation (a user, or `#group`).
+    Mute {
+        /// The conversation.
+        conversation: String,
+        /// Muted (true) or not.
+        muted: bool,
+    },
     /// Offer a file; answered once the offer is delivered or queued.
     SendFile {
         /// Recipient user.

@@ -353,6 +353,17 @@ async fn a_muted_conversation_is_marked_muted_and_a_mention_still_stands_out() {
     assert!(ok, "{err}");
     let v = json(&bob_daemon.wait_line(T, "the group unmuted", message("unmuted again")).await);
     assert_eq!(v["muted"].as_bool(), Some(false), "{v}");
+
+    // With no daemon running, muting writes the history, and the next
+    // daemon goes by it.
+    bob_daemon.kill().await;
+    let (ok, out, err) = skein(&bob, &["mute", "#team"], None).await;
+    assert!(ok && out.contains("Muted #team"), "{out}{err}");
+    let mut bob_daemon = online(&bob, &[]).await;
+    let (ok, _, err) = skein(&alice, &["send", "#team", "muted while away"], None).await;
+    assert!(ok, "{err}");
+    let v = json(&bob_daemon.wait_line(T, "muted while away", message("muted while away")).await);
+    assert_eq!(v["muted"].as_bool(), Some(true), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

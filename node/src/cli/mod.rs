@@ -474,10 +474,16 @@ async fn conversation_name(profile: &Profile, spec: &str) -> anyhow::Result<Stri
     Ok(name)
 }
 
-/// Mutes or unmutes a conversation in the local history (the daemon reads
-/// it for every message).
+/// Mutes or unmutes a conversation: through the daemon when one runs (it
+/// keeps the muted conversations in memory, and the change applies to the
+/// next message), else in the local history.
 async fn set_muted(profile: &Profile, spec: &str, muted: bool) -> anyhow::Result<()> {
     profile.session()?;
+    let req = ControlRequest::Mute { conversation: spec.to_owned(), muted };
+    if ask_daemon(profile, req).await?.is_some() {
+        println!("{} {spec}", if muted { "Muted" } else { "Unmuted" });
+        return Ok(());
+    }
     let conversation = conversation_name(profile, spec).await?;
     let history = crate::history::History::open(&profile.history_path()).await?;
     let done = history.set_muted(&conversation, muted).await;

@@ -726,6 +726,13 @@ impl Node {
                 self.answer_files(req, call.reply);
                 return false;
             }
+            ControlRequest::Mute { conversation, muted } => match self.conversation_name(&conversation).await {
+                Err(e) => e,
+                Ok(name) => match self.history.set_muted(&name, muted).await {
+                    Err(e) => ControlReply::err("internal", e.to_string()),
+                    Ok(()) => ControlReply::ok(json!({"conversation": name, "muted": muted})),
+                },
+            },
             ControlRequest::Read { user } => match self.conversation_name(&user).await {
                 Err(e) => e,
                 Ok(user) => match self.history.mark_read(&user, crate::now_ms()).await {

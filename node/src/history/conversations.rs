@@ -101,16 +101,22 @@ impl History {
             "DELETE FROM muted_conversations WHERE id = $1"
         };
         sqlx::query(sql).bind(conversation).execute(&self.writer).await?;
+        self.muted.changed(conversation, muted);
         Ok(())
     }
 
-    /// Whether a conversation is muted.
+    /// Whether a conversation is muted. Asked for every message that
+    /// arrives, so the answer comes from memory: the muted conversations
+    /// are read again at most once per [`super::muted::FRESH_FOR`] (another
+    /// process, such as `skein mute`, may change them), and at once after
+    /// a change through this history.
     pub async fn is_muted(&self, conversation: &str) -> Result<bool, HistoryError> {
-        let hit = sqlx::query_scalar::<_, i64>("SELECT 1 FROM muted_conversations WHERE id = $1")
-            .bind(conversation)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(hit.is_some())
+        if let Some(answer) = self.muted.lookup(conversation) {
+            return Ok(answer);
+        }
+        let all: Vec<String> = sqlx::query_scalar("SELECT id FROM muted_conversations").fetch_all(&self.pool).await?;
+        self.muted.load(all);
+        Ok(self.muted.lookup(conversation).unwrap_or(false))
     }
 
     /// All conversations, the most recently active first.

@@ -28,6 +28,7 @@ mod error;
 mod files;
 mod messages;
 mod migrate;
+mod muted;
 pub mod search;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,8 @@ pub struct History {
     writer: SqlitePool,
     /// New messages and state moves, many to a statement through `writer`.
     batch: batch::Writer,
+    /// The muted conversations, as last read.
+    muted: muted::Muted,
     path: PathBuf,
     /// Held by every clone; the checkpointing task stops when none is left.
     _alive: std::sync::Arc<()>,
@@ -120,7 +123,7 @@ impl History {
         let alive = std::sync::Arc::new(());
         tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
         let batch = batch::Writer::spawn(writer.clone());
-        Ok(History { pool, writer, batch, path: path.to_owned(), _alive: alive })
+        Ok(History { pool, writer, batch, muted: muted::Muted::default(), path: path.to_owned(), _alive: alive })
     }
 
     /// The history file.

@@ -510,3 +510,19 @@ async fn the_log_is_checkpointed_beside_the_writer() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn muting_applies_at_once_here_and_within_a_second_from_another_process() {
+    let (_dir, path, here) = fresh().await;
+    let elsewhere = History::open(&path).await.unwrap();
+    assert!(!here.is_muted("bob").await.unwrap());
+    here.set_muted("bob", true).await.unwrap();
+    assert!(here.is_muted("bob").await.unwrap(), "a change made here applies at once");
+    // `skein mute` in another process writes the same file.
+    assert!(elsewhere.is_muted("bob").await.unwrap());
+    elsewhere.set_muted("carol", true).await.unwrap();
+    elsewhere.set_muted("bob", false).await.unwrap();
+    tokio::time::sleep(super::muted::FRESH_FOR + std::time::Duration::from_millis(50)).await;
+    assert!(here.is_muted("carol").await.unwrap(), "read again once the last read is stale");
+    assert!(!here.is_muted("bob").await.unwrap());
+}
