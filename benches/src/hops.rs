@@ -89,32 +89,24 @@ fn message(n: u64, run: u64, to: &str, device: DeviceId) -> ChatMessage {
     }
 }
 
-/// Answers at once.
-fn answering() -> Handler {
-    Arc::new(|_from, _path, req| {
-        Box::pin(async move {
-            match req {
-                PeerRequest::Deliver(m) => PeerResponse::Stored { id: m.id },
-                _ => PeerResponse::Ok,
-            }
-        })
-    })
-}
-
-/// Stores each message in `history` before answering, as the inbox does.
-fn storing(history: History) -> Handler {
+/// Answers at once, or, once `history` holds one, stores each message in
+/// it before answering, as the inbox does. A lane takes its handler when
+/// it opens, so one handler serves both rungs.
+fn handler(history: Arc<std::sync::OnceLock<History>>) -> Handler {
     Arc::new(move |_from, path, req| {
         let history = history.clone();
         Box::pin(async move {
-            match req {
-                PeerRequest::Deliver(m) => match history.insert_incoming("hop-b", &m, path.as_str()).await {
-                    Ok(_) => PeerResponse::Stored { id: m.id },
-                    Err(e) => PeerResponse::Refused(skein_proto::ErrorBody::new(
-                        skein_proto::ErrorCode::Unavailable,
-                        e.to_string(),
-                    )),
-                },
-                _ => PeerResponse::Ok,
+            let m = match req {
+                PeerRequest::Deliver(m) => m,
+                _ => return PeerResponse::Ok,
+            };
+            let Some(history) = history.get() else { return PeerResponse::Stored { id: m.id } };
+            match history.insert_incoming("hop-b", &m, path.as_str()).await {
+                Ok(_) => PeerResponse::Stored { id: m.id },
+                Err(e) => PeerResponse::Refused(skein_proto::ErrorBody::new(
+                    skein_proto::ErrorCode::Unavailable,
+                    e.to_string(),
+                )),
             }
         })
     })
@@ -182,11 +174,11 @@ pub async fn rungs(cluster: &Cluster, bob: &Node, rtt_count: usize, rate_count: 
     let from = a_profile.device()?.device_id;
     let to_b = To { peer: b.peer_id(), user: "hop-b", from };
 
-    b.set_handler(answering());
+    let storing = Arc::new(std::sync::OnceLock::new());
+    b.set_handler(handler(storing.clone()));
     let (mesh_rtt, mesh_rate) = measure(&a, &to_b, rtt_count, rate_count, &run).await?;
 
-    let history = History::open(&b_profile.dir().join("hops-history.db")).await?;
-    b.set_handler(storing(history));
+    let _ = storing.set(History::open(&b_profile.dir().join("hops-history.db")).await?);
     let (store_rtt, store_rate) = measure(&a, &to_b, rtt_count, rate_count, &run).await?;
 
     let info = bob.call(&skein_node::control::ControlRequest::Info).await?;
@@ -236,7 +228,7 @@ pub fn row(rungs: &[Rung], node_rtt: Option<&Samples>, node_rate: Option<f64>) -
                 prev.map(|(d, _)| format!(" (+{})", us(s.percentile(50.0).saturating_sub(d)))).unwrap_or_default();
             let rate = rate.map(|r| format!(", {r:.0} msg/s through the daemon (msg-rate)")).unwrap_or_default();
             format!(
-                "+ the whole node (msg-rtt): p50 {}{step}, p99 {}{rate}",
+                "+ the sending node (msg-rtt): p50 {}{step}, p99 {}{rate}",
                 us(s.percentile(50.0)),
                 us(s.percentile(99.0))
             )
