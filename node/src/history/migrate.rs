@@ -49,10 +49,15 @@ const MIGRATIONS: &[Embedded] = &[
     },
     Embedded { version: 8, description: "group seq", sql: include_str!("../../migrations/history/0008_group_seq.sql") },
     Embedded { version: 9, description: "search", sql: include_str!("../../migrations/history/0009_search.sql") },
+    Embedded {
+        version: 10,
+        description: "search later",
+        sql: include_str!("../../migrations/history/0010_search_later.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 9;
+pub const CODE_VERSION: i64 = 10;
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

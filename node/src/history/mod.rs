@@ -122,6 +122,7 @@ impl History {
         let writer = pool_of(1, options.pragma("wal_autocheckpoint", "0")).await.map_err(open_err)?;
         let alive = std::sync::Arc::new(());
         tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
+        tokio::spawn(search::indexing(writer.clone(), std::sync::Arc::downgrade(&alive)));
         let batch = batch::Writer::spawn(writer.clone());
         Ok(History { pool, writer, batch, muted: muted::Muted::default(), path: path.to_owned(), _alive: alive })
     }

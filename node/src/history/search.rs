@@ -2,8 +2,13 @@
 //! the files and images they offer.
 //!
 //! The index (`messages_fts`, migration 9) is an FTS5 table over the
-//! messages' text with SQLite's trigram tokenizer, kept up to date by
-//! triggers as messages are stored, changed and deleted. Trigrams need no
+//! messages' text with SQLite's trigram tokenizer. Stored messages join it
+//! in batches ([`index_new`], migration 10): a task indexes what arrived
+//! every [`INDEX_EVERY`], and a search first indexes whatever is left, so
+//! it finds every stored message. (FTS5 writes an index segment at every
+//! commit; indexing each message as it was stored, one commit each, was
+//! half the cost of storing it.) Triggers take changed and deleted
+//! messages out of the index, and put changed ones back. Trigrams need no
 //! spaces between words, so Chinese and Japanese text is found by any part
 //! of it, and a term matches anywhere in a word, not only at its start
 //! (`ess` finds "message"): a prefix search and more.
@@ -113,8 +118,64 @@ impl History {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        index_new(&self.writer).await?;
         let rows = terms.select(limit.min(MAX_HITS)).build().fetch_all(&self.pool).await?;
         rows.iter().map(|row| hit(row, &terms)).collect()
+    }
+}
+
+/// How often stored messages are added to the index.
+pub(super) const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Messages added to the index in one transaction at most, so that the
+/// writer's other work waits for one short transaction at a time.
+const INDEX_BATCH: i64 = 1_000;
+
+/// Adds every stored message not yet in the index, [`INDEX_BATCH`] to a
+/// transaction; returns how many.
+pub(super) async fn index_new(writer: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        let added = sqlx::query(
+            "INSERT INTO messages_fts (rowid, text) \
+             SELECT seq, text FROM messages WHERE seq > (SELECT seq FROM search_indexed WHERE id = 1) \
+             ORDER BY seq LIMIT $1",
+        )
+        .bind(INDEX_BATCH)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if added > 0 {
+            sqlx::query(
+                "UPDATE search_indexed SET seq = (SELECT MAX(seq) FROM (SELECT seq FROM messages \
+                 WHERE seq > search_indexed.seq ORDER BY seq LIMIT $1)) WHERE id = 1",
+            )
+            .bind(INDEX_BATCH)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        total += added;
+        if added < INDEX_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Indexes stored messages every [`INDEX_EVERY`] until the history is
+/// closed or dropped.
+pub(super) async fn indexing(writer: sqlx::SqlitePool, alive: std::sync::Weak<()>) {
+    loop {
+        tokio::time::sleep(INDEX_EVERY).await;
+        if writer.is_closed() || alive.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = index_new(&writer).await {
+            if writer.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "cannot add new messages to the search index; a search will try again");
+        }
     }
 }
 
@@ -514,6 +575,68 @@ mod tests {
         assert!(found(&history, "thursday").await.is_empty());
         assert!(found(&history, "plan").await.is_empty());
         assert_eq!(found(&history, "see").await, ["see you friday"]);
+        assert!(index_is_sound(&history).await);
+    }
+
+    /// Where the index has got to.
+    async fn indexed_up_to(history: &History) -> i64 {
+        sqlx::query_scalar("SELECT seq FROM search_indexed WHERE id = 1").fetch_one(&history.pool).await.unwrap()
+    }
+
+    /// A message from bob numbered `n` (any size of number).
+    fn numbered(n: u32, text: &str) -> ChatMessage {
+        let mut m = msg(1, "bob", BOB_PHONE, "alice", text);
+        m.id.0[..4].copy_from_slice(&n.to_be_bytes());
+        m.sent_at_ms = 1_000 + u64::from(n);
+        m
+    }
+
+    #[tokio::test]
+    async fn stored_messages_join_the_index_in_the_background_and_a_search_never_misses_one() {
+        let (_dir, _, history) = fresh().await;
+        // More than one indexing transaction's worth.
+        let n = u32::try_from(INDEX_BATCH).unwrap() * 2 + 500;
+        for i in 0..n {
+            let text = if i + 1 == n { "the very last one".to_owned() } else { format!("message number {i}") };
+            assert!(history.insert_incoming("alice", &numbered(i, &text), "direct").await.unwrap());
+        }
+        // A search right away finds the newest, indexing what is left first.
+        assert_eq!(found(&history, "very last").await, ["the very last one"]);
+        assert_eq!(indexed_up_to(&history).await, i64::from(n));
+        assert_eq!(found(&history, "number 1234").await, ["message number 1234"]);
+
+        // Without a search, the indexing task catches up by itself.
+        history.insert_incoming("alice", &numbered(n, "one more"), "direct").await.unwrap();
+        let deadline = std::time::Instant::now() + INDEX_EVERY * 10;
+        while indexed_up_to(&history).await < i64::from(n) + 1 {
+            assert!(std::time::Instant::now() < deadline, "the indexing task never took the new message");
+            tokio::time::sleep(INDEX_EVERY / 5).await;
+        }
+        assert!(index_is_sound(&history).await);
+    }
+
+    #[tokio::test]
+    async fn changing_or_deleting_a_message_not_yet_indexed_keeps_the_index_sound() {
+        let (_dir, history) = alice_with(&["indexed thursday"]).await;
+        assert_eq!(found(&history, "thursday").await.len(), 1);
+        // Stored after the last search, so not in the index yet (the task
+        // runs every INDEX_EVERY; these follow at once).
+        history
+            .insert_incoming("alice", &msg(2, "bob", BOB_PHONE, "alice", "pending thursday"), "direct")
+            .await
+            .unwrap();
+        history
+            .insert_incoming("alice", &msg(3, "bob", BOB_PHONE, "alice", "doomed thursday"), "direct")
+            .await
+            .unwrap();
+        for (sql, n) in [
+            ("UPDATE messages SET text = 'pending friday' WHERE id = $1", 2),
+            ("DELETE FROM messages WHERE id = $1", 3),
+        ] {
+            sqlx::query(sql).bind(id(n).0.to_vec()).execute(&history.writer).await.unwrap();
+        }
+        assert_eq!(found(&history, "thursday").await, ["indexed thursday"]);
+        assert_eq!(found(&history, "friday").await, ["pending friday"]);
         assert!(index_is_sound(&history).await);
     }
 
