@@ -17,7 +17,7 @@ pub use mailbox::{seal_aad, sealable};
 
 use crate::history::{History, MemberState, OutState};
 use crate::lookups::Lookups;
-use crate::mesh::{Mesh, Path};
+use crate::mesh::{Mesh, Path, PeerSummary};
 use crate::tracker_client::TrackerClient;
 use libp2p::{Multiaddr, PeerId};
 use skein_proto::ErrorCode;
@@ -147,9 +147,10 @@ impl Sender {
     /// [`LOOKUP_PATIENCE`] to answer: a tracker that vanished without a word
     /// (not yet noticed as gone) must not hold up a conversation that does
     /// not need it.
-    async fn lookup(&self, user: &str) -> Result<Option<PeerInfo>, SendError> {
+    ///
+    /// `connected` is the mesh's verified peers, as the caller just read them.
+    async fn lookup(&self, user: &str, connected: &[PeerSummary]) -> Result<Option<PeerInfo>, SendError> {
         let Some(client) = self.tracker.as_ref() else { return Ok(None) };
-        let connected = self.mesh.peers().await;
         // A recent answer serves only while every device it lists as online
         // is connected (or is this one): reaching any other device means
         // dialling the addresses it reported, which may have changed.
@@ -263,24 +264,29 @@ impl Sender {
         // Devices that failed once are not tried again in this send: a
         // device that vanished costs one attempt, not one per pass.
         let mut failed: Vec<DeviceId> = Vec::new();
+        // One look at the connected peers serves the lookup and the first
+        // pass (each look is a question to the mesh task).
+        let connected = self.mesh.peers().await;
         let lookup = async {
             match prefetched {
                 Some(info) => Ok(Some(info)),
-                None => self.lookup(user).await,
+                None => self.lookup(user, &connected).await,
             }
         };
         // Devices already connected take it while the tracker is asked
         // which other devices the user has.
-        let (looked, ()) =
-            tokio::join!(lookup, self.to_connected_peers(user, &direct, &mut reached, &mut failed, &mut best));
+        let first_pass = self.to_connected_peers(user, &direct, &connected, &mut reached, &mut failed, &mut best);
+        let (looked, ()) = tokio::join!(lookup, first_pass);
         let Some(info) = looked? else {
             // No tracker: the peers we already know are all there is.
             return Ok(Reached { best, rest: None, only_this_device: false });
         };
+        let mut dialled = false;
         for dev in &info.online {
             if reached.contains(&dev.device_id) || failed.contains(&dev.device_id) {
                 continue;
             }
+            dialled = true;
             let Ok(peer) = PeerId::from_bytes(&dev.cert.body.peer_id) else { continue };
             let sent = async {
                 let summary = self.mesh.connect(peer, addrs_of(dev)).await.map_err(|e| e.to_string())?;
@@ -306,9 +312,13 @@ impl Sender {
                 }
             }
         }
-        // Peers that connected meanwhile, or whose tracker session is down
-        // for a moment (a tracker restart), are tried directly too.
-        self.to_connected_peers(user, &direct, &mut reached, &mut failed, &mut best).await;
+        // Peers that connected meanwhile (as the devices above were
+        // dialled), or whose tracker session is down for a moment (a tracker
+        // restart), are tried directly too.
+        if dialled || !info.online.iter().all(|d| reached.contains(&d.device_id) || d.device_id == self.device) {
+            let connected = self.mesh.peers().await;
+            self.to_connected_peers(user, &direct, &connected, &mut reached, &mut failed, &mut best).await;
+        }
         let mut rest: Vec<&DeviceCert> = info.known.iter().filter(|c| !reached.contains(&c.body.device_id)).collect();
         if !rest.is_empty() {
             let org_key =
@@ -326,12 +336,13 @@ impl Sender {
         &self,
         user: &str,
         req: &PeerRequest,
+        connected: &[PeerSummary],
         reached: &mut Vec<DeviceId>,
         failed: &mut Vec<DeviceId>,
         best: &mut Option<Path>,
     ) {
         let my_peer = self.mesh.peer_id();
-        for p in self.mesh.peers().await.into_iter().filter(|p| p.user == user && p.peer != my_peer) {
+        for p in connected.iter().filter(|p| p.user == user && p.peer != my_peer) {
             if reached.contains(&p.device) || failed.contains(&p.device) {
                 continue;
             }
