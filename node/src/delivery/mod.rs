@@ -548,7 +548,15 @@ impl Sender {
         let now = crate::now_ms();
         match out {
             Ok(o @ (Outcome::Direct | Outcome::Relayed)) => {
-                let _ = self.history.set_outgoing_state(msg.id, OutState::Delivered, now, Some(o.as_str())).await;
+                // Off the send's way: the message is stored on both ends
+                // already, and should this write be lost (a crash), the
+                // message stays queued, is sent again, and the recipient
+                // keeps it once by its id. A receipt that comes first is not
+                // undone: a state only moves forward.
+                let (history, id) = (self.history.clone(), msg.id);
+                tokio::spawn(async move {
+                    let _ = history.set_outgoing_state(id, OutState::Delivered, now, Some(o.as_str())).await;
+                });
             }
             Ok(Outcome::Mailbox) => {
                 let _ = self.history.set_outgoing_state(msg.id, OutState::Sent, now, Some("mailbox")).await;
