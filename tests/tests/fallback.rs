@@ -22,6 +22,17 @@ async fn timed_send(alice: &Path, text: &str) -> (String, Duration) {
     (out.trim().to_owned(), start.elapsed())
 }
 
+/// Sends each of `texts` to bob, whose daemon went away by `how`, and checks
+/// each is queued within `limit`.
+async fn queued_within(alice: &Path, texts: [&str; 2], limit: Duration, how: &str) {
+    for text in texts {
+        let (out, took) = timed_send(alice, text).await;
+        assert!(out.contains("queued"), "bob's daemon is gone ({how}): {out}");
+        assert!(took < limit, "{text:?} took {took:?} to be queued after {how}");
+        println!("after {how}: {text:?} queued in {took:?}");
+    }
+}
+
 /// Sends until bob's daemon has taken one directly, so a connection to it is up.
 async fn send_direct(alice: &Path, bob_daemon: &mut Proc, text: &str) {
     let (out, _) = timed_send(alice, text).await;
@@ -45,24 +56,14 @@ async fn a_send_to_a_device_that_went_away_is_queued_at_once() {
     let pid = bob_daemon.child.id().expect("running").to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     wait_exit(&mut bob_daemon).await;
-    for text in ["after the stop 1", "after the stop 2"] {
-        let (out, took) = timed_send(&alice, text).await;
-        assert!(out.contains("queued"), "bob's daemon is stopped: {out}");
-        assert!(took < Duration::from_secs(1), "{text:?} took {took:?} to be queued after a graceful stop");
-        println!("after SIGTERM: {text:?} queued in {took:?}");
-    }
+    queued_within(&alice, ["after the stop 1", "after the stop 2"], Duration::from_secs(1), "SIGTERM").await;
 
     // Killed: nothing tells alice; one short attempt, then the mailbox.
     let mut bob_daemon = online(&bob, &[]).await;
     send_direct(&alice, &mut bob_daemon, "before the kill").await;
     bob_daemon.kill().await;
     wait_exit(&mut bob_daemon).await;
-    for text in ["after the kill 1", "after the kill 2"] {
-        let (out, took) = timed_send(&alice, text).await;
-        assert!(out.contains("queued"), "bob's daemon is dead: {out}");
-        assert!(took < Duration::from_secs(3), "{text:?} took {took:?} to be queued after SIGKILL");
-        println!("after SIGKILL: {text:?} queued in {took:?}");
-    }
+    queued_within(&alice, ["after the kill 1", "after the kill 2"], Duration::from_secs(3), "SIGKILL").await;
 
     // Back again: everything is there, once.
     let mut bob_daemon = online(&bob, &[]).await;

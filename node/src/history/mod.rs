@@ -121,8 +121,10 @@ impl History {
         // beside the writer.
         let writer = pool_of(1, options.pragma("wal_autocheckpoint", "0")).await.map_err(open_err)?;
         let alive = std::sync::Arc::new(());
-        tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
-        tokio::spawn(search::indexing(writer.clone(), std::sync::Arc::downgrade(&alive)));
+        let weak = std::sync::Arc::downgrade(&alive);
+        tokio::spawn(every(CHECKPOINT_EVERY, pool.clone(), weak.clone(), "checkpoint the history's log", checkpoint));
+        let index = |writer| async move { search::index_new(&writer).await.map(drop) };
+        tokio::spawn(every(search::INDEX_EVERY, writer.clone(), weak, "add new messages to the search index", index));
         let batch = batch::Writer::spawn(writer.clone());
         Ok(History { pool, writer, batch, muted: muted::Muted::default(), path: path.to_owned(), _alive: alive })
     }
@@ -234,18 +236,33 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 /// Checkpoints the log into the file now and then, without blocking the
 /// writer (`PASSIVE`: it copies what no reader still needs, and the writer
-/// goes on appending meanwhile), until the history is closed or dropped.
-async fn checkpoints(pool: SqlitePool, alive: std::sync::Weak<()>) {
+/// goes on appending meanwhile).
+async fn checkpoint(pool: SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await.map(drop)
+}
+
+/// Runs `work` (`what` it does, for the log) on `pool` every `period` until
+/// the history is closed or dropped.
+async fn every<F, Fut>(
+    period: std::time::Duration,
+    pool: SqlitePool,
+    alive: std::sync::Weak<()>,
+    what: &'static str,
+    work: F,
+) where
+    F: Fn(SqlitePool) -> Fut,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
+{
     loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        tokio::time::sleep(period).await;
         if pool.is_closed() || alive.strong_count() == 0 {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = work(pool.clone()).await {
             if pool.is_closed() {
                 return;
             }
-            tracing::debug!(error = %e, "cannot checkpoint the history's log");
+            tracing::warn!(error = %e, "cannot {what} now; trying again in {period:?}");
         }
     }
 }

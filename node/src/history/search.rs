@@ -124,7 +124,8 @@ impl History {
     }
 }
 
-/// How often stored messages are added to the index.
+/// How often stored messages are added to the index (by a task of the
+/// history's).
 pub(super) const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Messages added to the index in one transaction at most, so that the
 /// writer's other work waits for one short transaction at a time.
@@ -135,6 +136,16 @@ const INDEX_BATCH: i64 = 1_000;
 pub(super) async fn index_new(writer: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
+        // Looked at first without the write lock, which an idle history
+        // need not take every INDEX_EVERY.
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM messages WHERE seq > (SELECT seq FROM search_indexed WHERE id = 1) LIMIT 1",
+        )
+        .fetch_optional(writer)
+        .await?;
+        if waiting.is_none() {
+            return Ok(total);
+        }
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let added = sqlx::query(
             "INSERT INTO messages_fts (rowid, text) \
@@ -158,23 +169,6 @@ pub(super) async fn index_new(writer: &sqlx::SqlitePool) -> Result<u64, sqlx::Er
         total += added;
         if added < INDEX_BATCH as u64 {
             return Ok(total);
-        }
-    }
-}
-
-/// Indexes stored messages every [`INDEX_EVERY`] until the history is
-/// closed or dropped.
-pub(super) async fn indexing(writer: sqlx::SqlitePool, alive: std::sync::Weak<()>) {
-    loop {
-        tokio::time::sleep(INDEX_EVERY).await;
-        if writer.is_closed() || alive.strong_count() == 0 {
-            return;
-        }
-        if let Err(e) = index_new(&writer).await {
-            if writer.is_closed() {
-                return;
-            }
-            tracing::warn!(error = %e, "cannot add new messages to the search index; a search will try again");
         }
     }
 }

@@ -253,8 +253,8 @@ enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Option<(Verified, Path)>>,
     },
-    /// A request on a lane got no answer, and nothing else came on the lane
-    /// since `since`: the peer is closed if nothing else came from it either.
+    /// A request got no answer, nor did a probe, since `since`: the peer
+    /// is closed unless something else came from it meanwhile.
     Silent {
         peer: PeerId,
         since: Instant,
@@ -675,18 +675,13 @@ impl Actor {
                         // connection gave way to a direct one as a lane
                         // request went): send once it passes.
                         let why = "the peer did not pass the hello on its new connection".to_owned();
-                        self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
-                        if !self.peers.hello_in_flight(&peer) {
-                            self.send_hello(peer);
-                        }
+                        self.retry_after_hello(peer, req, why, reply);
                         return;
                     }
                     let _ = reply.send(Err(MeshError::Unreachable("no verified connection to that peer".into())));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().peer.send_request(&peer, req.clone());
-                let deadline = Instant::now() + self.config.answer_timeout;
-                self.outbound.insert(id, Outbound::User { reply, retry: Some(req), deadline });
+                self.send_user(peer, req, reply, true);
             }
             Command::Revoke { peer, reason } => {
                 if self.peers.is_connected(&peer) || self.peers.is_verified(&peer) {
@@ -923,7 +918,7 @@ impl Actor {
         let (now, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.1 == peer);
         self.retries = later;
         for (_, _, req, _, reply) in now {
-            self.resend(peer, req, reply);
+            self.send_user(peer, req, reply, false);
         }
         self.prefer_direct(peer);
     }
@@ -1156,10 +1151,7 @@ impl Actor {
                             // answers.
                             tracing::debug!(%peer, "the peer asks for our hello again; sending it, then the request");
                             let why = "the peer did not accept our hello again".to_owned();
-                            self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
-                            if !self.peers.hello_in_flight(&peer) {
-                                self.send_hello(peer);
-                            }
+                            self.retry_after_hello(peer, req, why, reply);
                         }
                         Some(Outbound::User { reply, .. }) => {
                             self.lanes.answered_on_peer_protocol();
@@ -1189,18 +1181,14 @@ impl Actor {
                     {
                         if self.peers.is_verified(&peer) {
                             tracing::debug!(%peer, "connection closed under a request; sending it again");
-                            self.resend(peer, req, reply);
+                            self.send_user(peer, req, reply, false);
                         } else if !self.peers.is_connected(&peer) && !self.dialing.pending(&peer) {
                             // No connection is left to wait on: the peer went.
                             let _ = reply.send(Err(MeshError::Failed(error.to_string())));
                         } else {
                             // The new connection may not have passed its hello yet.
                             tracing::debug!(%peer, "connection closed under a request; waiting for the peer");
-                            let deadline = Instant::now() + RETRY_WAIT;
-                            self.retries.push((deadline, peer, req, error.to_string(), reply));
-                            if self.peers.is_connected(&peer) && !self.peers.hello_in_flight(&peer) {
-                                self.send_hello(peer);
-                            }
+                            self.retry_after_hello(peer, req, error.to_string(), reply);
                         }
                     }
                     Some(Outbound::User { reply, .. }) => {
@@ -1311,16 +1299,35 @@ impl Actor {
         let _ = self.swarm.behaviour_mut().peer.send_response(channel, resp);
     }
 
-    /// Sends a caller's request a second (and last) time.
-    fn resend(
+    /// Sends a caller's request on the peer protocol; with `retry`, a copy
+    /// is kept for one more attempt (see [`Outbound::User`]).
+    fn send_user(
         &mut self,
         peer: PeerId,
         req: PeerRequest,
         reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
+        retry: bool,
     ) {
+        let copy = retry.then(|| req.clone());
         let id = self.swarm.behaviour_mut().peer.send_request(&peer, req);
         let deadline = Instant::now() + self.config.answer_timeout;
-        self.outbound.insert(id, Outbound::User { reply, retry: None, deadline });
+        self.outbound.insert(id, Outbound::User { reply, retry: copy, deadline });
+    }
+
+    /// Keeps a caller's request until `peer` passes the hello (sending ours
+    /// if none is under way on a connection), then sends it a last time;
+    /// `why` is the error if that does not happen within [`RETRY_WAIT`].
+    fn retry_after_hello(
+        &mut self,
+        peer: PeerId,
+        req: PeerRequest,
+        why: String,
+        reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
+    ) {
+        self.retries.push((Instant::now() + RETRY_WAIT, peer, req, why, reply));
+        if self.peers.is_connected(&peer) && !self.peers.hello_in_flight(&peer) {
+            self.send_hello(peer);
+        }
     }
 
     /// Fails the requests waiting to be sent again to `peer`.

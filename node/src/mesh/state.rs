@@ -273,14 +273,11 @@ mod tests {
         let mut peers = Peers::default();
         let bob = PeerId::random();
         let (relayed, direct) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
-        peers.connected(
-            bob,
-            relayed,
-            addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"),
-            true,
-            false,
-            Instant::now(),
-        );
+        let through_the_relay = |peers: &mut Peers| {
+            let circuit = addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit");
+            peers.connected(bob, relayed, circuit, true, false, Instant::now());
+        };
+        through_the_relay(&mut peers);
         peers.verify(bob, verified("bob"));
         peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, true, Instant::now());
         let s = peers.summary(&bob).expect("summary");
@@ -289,14 +286,7 @@ mod tests {
         peers.disconnected(bob, relayed);
         assert!(peers.is_verified(&bob), "still verified over the direct connection");
         peers.disconnected(bob, direct);
-        peers.connected(
-            bob,
-            relayed,
-            addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit"),
-            true,
-            false,
-            Instant::now(),
-        );
+        through_the_relay(&mut peers);
         assert!(!peers.is_verified(&bob), "a new connection says hello again");
     }
 
