@@ -4,12 +4,13 @@
 //! lanes (as nodes before them) is still reached, on the peer protocol; and
 //! a peer writing garbage or a hello on a lane loses that lane only; and a
 //! peer that is slow to answer, but there, is waited for rather than taken
-//! for gone.
+//! for gone; and a lane goes on as a relayed connection gives way to a
+//! direct one, each answer saying the path it took.
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, StreamProtocol};
 use skein_node::mesh::lane::Handler;
-use skein_node::mesh::{Mesh, MeshConfig, MeshEvent};
+use skein_node::mesh::{Mesh, MeshConfig, MeshEvent, Path};
 use skein_node::profile::Profile;
 use skein_node::session;
 use skein_proto::bytes::{DeviceId, MailId, PublicKey};
@@ -20,7 +21,6 @@ use skein_proto::peer::{
 };
 use skein_tests::{TestTracker, init, listen_addrs};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,11 +44,11 @@ struct Node {
     cert: DeviceCert,
 }
 
-async fn node(t: &TestTracker, dir: &Path, user: &str, lanes: bool) -> Node {
+async fn node(t: &TestTracker, dir: &std::path::Path, user: &str, lanes: bool) -> Node {
     node_with(t, dir, user, config(lanes)).await
 }
 
-async fn node_with(t: &TestTracker, dir: &Path, user: &str, config: MeshConfig) -> Node {
+async fn node_with(t: &TestTracker, dir: &std::path::Path, user: &str, config: MeshConfig) -> Node {
     let p = Profile::new(dir.join(user));
     let login = session::login(&p, &t.address(), &t.ca_path(), user, PW.into()).await.expect("login");
     let org_key = PublicKey::from_hex(&login.saved.org_signing_key).expect("org key");
@@ -280,4 +280,134 @@ async fn a_slow_peer_is_waited_for_not_taken_for_gone() {
     let peers = alice.mesh.peers().await;
     assert!(peers.iter().any(|p| p.peer == bob.mesh.peer_id()), "bob, slow but there, keeps his connection: {peers:?}");
     assert!(*lane_seen.lock().expect("lock") >= 1, "the lane carried them to bob");
+}
+
+/// Bob's relayed address on the tracker's relay, once his reservation holds.
+async fn reserve(t: &TestTracker, bob: &mut Node) -> Multiaddr {
+    let relay = t.running().relay();
+    let addr: Multiaddr =
+        format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}", relay.port(), relay.peer_id()).parse().expect("relay addr");
+    bob.mesh.listen_relay(addr).await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), bob.events.recv()).await.expect("a reservation in time") {
+            Some(MeshEvent::Addresses { relayed, .. }) if !relayed.is_empty() => {
+                return relayed[0].parse().expect("relayed addr");
+            }
+            Some(_) => continue,
+            None => panic!("bob's mesh stopped"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_carries_on_as_a_relayed_connection_gives_way_to_a_direct_one() {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Alice waits long for an answer, so that a request left hanging on
+    // the lane of a closed connection shows (as a timeout below) rather
+    // than being saved by a second attempt.
+    let waits_long = MeshConfig { attempt_timeout: Duration::from_secs(60), ..config(true) };
+    let mut alice = node_with(&t, dir.path(), "alice", waits_long).await;
+    let mut bob = node(&t, dir.path(), "bob", true).await;
+    let relayed = reserve(&t, &mut bob).await;
+    // Bob's handler notes the path each request arrived on.
+    let arrived: Arc<Mutex<Vec<(u32, Path)>>> = Default::default();
+    let notes = arrived.clone();
+    bob.mesh.set_handler(Arc::new(move |_from, path, req| {
+        let notes = notes.clone();
+        Box::pin(async move {
+            match req {
+                PeerRequest::Deliver(m) => {
+                    notes.lock().expect("lock").push((u32::from_be_bytes(m.id.0[..4].try_into().expect("4")), path));
+                    PeerResponse::Stored { id: m.id }
+                }
+                _ => PeerResponse::Ok,
+            }
+        })
+    }));
+    let bob_on_events = answer_events(std::mem::replace(&mut bob.events, mpsc::channel(1).1));
+
+    // Alice knows only bob's relayed address: the first connection is
+    // relayed, and hole punching (on loopback it succeeds) replaces it.
+    let first = alice.mesh.connect(bob.mesh.peer_id(), vec![relayed]).await.expect("bob through the relay");
+    assert_eq!(first.path, Path::Relayed);
+    let (alice_mesh, peer) = (alice.mesh.clone(), bob.mesh.peer_id());
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    // Requests all along, 8 in flight, until told to stop.
+    let sender = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        let mut n = 0u32;
+        while !*stopped.borrow_and_update() {
+            let batch: Vec<_> = futures::stream::iter(n..n + 8)
+                .map(|i| {
+                    let alice = alice_mesh.clone();
+                    async move { (i, alice.request(peer, PeerRequest::Deliver(message(i, "alice", "bob"))).await) }
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
+            answers.extend(batch);
+            n += 8;
+        }
+        answers
+    });
+    let upgraded = loop {
+        match tokio::time::timeout(Duration::from_secs(20), alice.events.recv()).await.expect("hole punching in time") {
+            Some(MeshEvent::PathChanged(s)) if s.path == Path::Direct => break s,
+            Some(_) => continue,
+            None => panic!("alice's mesh stopped"),
+        }
+    };
+    assert!(upgraded.remote.starts_with("/ip4/127.0.0.1/udp/"), "{}", upgraded.remote);
+    // Once the relayed connection has closed on both ends, a few more.
+    let direct_only = |m: &Mesh| {
+        let m = m.clone();
+        async move { m.peers().await.iter().all(|p| p.path == Path::Direct) }
+    };
+    for _ in 0..100 {
+        if direct_only(&alice.mesh).await && direct_only(&bob.mesh).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let since = arrived.lock().expect("lock").len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(true).expect("the sender runs");
+    let answers = tokio::time::timeout(Duration::from_secs(10), sender)
+        .await
+        .expect("no request was left hanging as the connection changed")
+        .expect("the sender");
+
+    let mut paths = Vec::new();
+    let mut wrong = Vec::new();
+    for (n, answer) in &answers {
+        let want = message(*n, "alice", "bob").id;
+        match answer {
+            Ok((PeerResponse::Stored { id }, path)) if *id == want => paths.push((*n, *path)),
+            other => wrong.push(format!("request {n}: {other:?}")),
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {} not stored: {wrong:#?}", wrong.len(), answers.len());
+    paths.sort_by_key(|(n, _)| *n);
+    assert_eq!(paths.last().map(|p| p.1), Some(Path::Direct), "the last went direct");
+    // Requests in flight as the path turned may finish relayed (on loopback
+    // hole punching is done within milliseconds, before the first answer,
+    // so those are sent again directly); from the next batch on, every one
+    // goes direct.
+    let switched = paths.iter().find(|p| p.1 == Path::Direct).expect("some went direct").0;
+    let late: Vec<_> = paths.iter().filter(|(n, p)| *n >= switched + 8 && *p == Path::Relayed).collect();
+    assert!(late.is_empty(), "relayed after the path turned direct: {late:?}");
+    let arrived = arrived.lock().expect("lock").clone();
+    let mut once: HashMap<u32, u32> = HashMap::new();
+    for (n, _) in &arrived {
+        *once.entry(*n).or_default() += 1;
+    }
+    // Those failed back from the relayed lane came again on the peer protocol.
+    let on_events = *bob_on_events.lock().expect("lock") as usize;
+    assert!(once.len() + on_events >= answers.len(), "each request reached bob");
+    assert!(arrived.len() - since > 0, "requests went on after the upgrade");
+    assert!(arrived[since..].iter().all(|(_, p)| *p == Path::Direct), "bob saw the last ones come direct");
+    let a = alice.mesh.answered();
+    assert!(a.lanes > a.peer_protocol, "the lanes carried most: {a:?}");
 }

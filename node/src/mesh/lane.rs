@@ -13,6 +13,16 @@
 //! How long a caller waits for an answer is the caller's to bound (see
 //! [`super::patience`]).
 //!
+//! Which connection a lane's stream takes is libp2p's choice (any of the
+//! peer's, at random), and the mesh task learns of a new connection a
+//! moment after libp2p does. So a lane opened while the peer's path was
+//! relayed is retired as soon as the path turns direct ([`Lanes::set_path`]):
+//! its requests in flight finish on it, labelled relayed, and the next
+//! ones open a lane on the direct path. The serving end labels each request
+//! with the peer's path as it arrives ([`Paths`]). A relayed connection
+//! closes as soon as a direct one is there, so a label can be wrong only
+//! for the requests of that moment.
+//!
 //! A lane that breaks (its connection closed as a relayed one gave way to
 //! a direct one, or the peer runs a version without lanes) fails its
 //! requests back to the caller, who sends them on the request-response
@@ -36,6 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// The protocol name as libp2p wants it.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(LANE_PROTOCOL);
@@ -57,9 +68,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Clone)]
 struct Lane {
     frames: mpsc::Sender<LaneRequest>,
+    /// The peer's path when the lane opened (the label of last resort).
     path: Path,
     shared: Arc<Shared>,
 }
+
+/// Every connected peer's path now, kept by the mesh task.
+#[derive(Clone, Default)]
+struct Paths(Arc<Mutex<HashMap<PeerId, Path>>>);
+
+impl Paths {
+    /// Records `peer`'s path (`None`: no connection is left).
+    fn set(&self, peer: PeerId, path: Option<Path>) {
+        let mut paths = lock(&self.0);
+        match path {
+            Some(p) => paths.insert(peer, p),
+            None => paths.remove(&peer),
+        };
+    }
+
+    /// `peer`'s path now, or `otherwise` when it has no connection left.
+    fn get(&self, peer: &PeerId, otherwise: Path) -> Path {
+        lock(&self.0).get(peer).copied().unwrap_or(otherwise)
+    }
+}
+
+/// The lanes this node serves, by peer and the path they came on, each
+/// with what ends it.
+type Served = Arc<Mutex<HashMap<PeerId, Vec<(Path, CancellationToken)>>>>;
 
 /// What a lane's callers and its tasks share.
 struct Shared {
@@ -69,9 +105,25 @@ struct Shared {
     broken: AtomicBool,
     /// The peer answered that it does not speak the lane protocol.
     unsupported: AtomicBool,
+    /// Stops the lane's tasks once it is broken.
+    ended: CancellationToken,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Lane>>>;
+/// A peer's lane, and the lock that lets one caller at a time open it.
+#[derive(Default)]
+struct Slot {
+    opening: tokio::sync::Mutex<()>,
+    lane: Mutex<Option<Lane>>,
+}
+
+impl Slot {
+    /// The lane, if it can take new requests given the peer's path now (a
+    /// relayed lane cannot once the path is direct).
+    fn usable(&self, now: Path) -> Option<Lane> {
+        let fits = |l: &&Lane| l.path == Path::Direct || now == Path::Relayed;
+        lock(&self.lane).as_ref().filter(|l| !l.shared.broken.load(Ordering::Relaxed)).filter(fits).cloned()
+    }
+}
 
 /// A request waiting on a lane; dropped (answered, or given up by its
 /// caller), it is forgotten, so a late answer finds no one and is dropped.
@@ -89,9 +141,11 @@ impl Drop for Waiting<'_> {
 /// This node's lanes to its peers, opened on demand.
 #[derive(Clone, Default)]
 pub struct Lanes {
-    slots: Arc<Mutex<HashMap<PeerId, Slot>>>,
+    slots: Arc<Mutex<HashMap<PeerId, Arc<Slot>>>>,
     unsupported: Arc<Mutex<HashMap<PeerId, Instant>>>,
     counts: Arc<Counts>,
+    paths: Paths,
+    served: Served,
 }
 
 /// Requests answered, by the way they went.
@@ -131,7 +185,7 @@ impl Lanes {
         open: F,
     ) -> Result<(PeerResponse, Path), (String, PeerRequest)>
     where
-        F: FnOnce() -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<(libp2p::Stream, Path), (String, bool)>>,
     {
         let lane = match self.lane(peer, open).await {
@@ -165,9 +219,9 @@ impl Lanes {
     }
 
     /// The open lane to `peer`, or a new one.
-    async fn lane<F, Fut>(&self, peer: PeerId, open: F) -> Result<Lane, String>
+    async fn lane<F, Fut>(&self, peer: PeerId, mut open: F) -> Result<Lane, String>
     where
-        F: FnOnce() -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<(libp2p::Stream, Path), (String, bool)>>,
     {
         if let Some(at) = lock(&self.unsupported).get(&peer)
@@ -176,30 +230,85 @@ impl Lanes {
             return Err("the peer does not speak the lane protocol".into());
         }
         let slot = lock(&self.slots).entry(peer).or_default().clone();
-        let mut slot = slot.lock().await;
-        if let Some(lane) = slot.as_ref().filter(|l| !l.shared.broken.load(Ordering::Relaxed)) {
-            return Ok(lane.clone());
+        if let Some(lane) = slot.usable(self.paths.get(&peer, Path::Relayed)) {
+            return Ok(lane);
         }
-        match open().await {
-            Ok((stream, path)) => {
-                let lane = start(stream, path);
-                *slot = Some(lane.clone());
-                Ok(lane)
+        let _opening = slot.opening.lock().await;
+        // A lane opened while the path turns direct may have gone on the
+        // relayed connection that is closing: it is opened again, once.
+        for _ in 0..2 {
+            if let Some(lane) = slot.usable(self.paths.get(&peer, Path::Relayed)) {
+                return Ok(lane);
             }
-            Err((why, unsupported)) => {
-                if unsupported {
-                    lock(&self.unsupported).insert(peer, Instant::now());
+            match open().await {
+                Ok((stream, path)) => {
+                    let lane = start(stream, path);
+                    *lock(&slot.lane) = Some(lane.clone());
+                    if path == Path::Relayed && self.paths.get(&peer, Path::Relayed) == Path::Direct {
+                        broken(&lane.shared);
+                        continue;
+                    }
+                    return Ok(lane);
                 }
-                *slot = None;
-                Err(why)
+                Err((why, unsupported)) => {
+                    if unsupported {
+                        lock(&self.unsupported).insert(peer, Instant::now());
+                    }
+                    *lock(&slot.lane) = None;
+                    return Err(why);
+                }
             }
         }
+        Err("the path to the peer changed as its lane opened".into())
     }
 
     /// Marks `lane` broken, so the next request to `peer` opens another.
     fn forget(&self, peer: PeerId, lane: &Lane) {
         tracing::debug!(%peer, "dropping a broken lane");
         lane.shared.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Records `peer`'s path now (`None`: no connection is left). Once it
+    /// is direct, a lane opened while it was relayed is done: its relayed
+    /// connection is closing, and a stream whose connection this end
+    /// closed may never hear of it, so its requests in flight are failed
+    /// back to their callers (who send them again; ids keep them once).
+    /// The lanes the peer opened on a relayed connection end too.
+    pub fn set_path(&self, peer: PeerId, path: Option<Path>) {
+        self.paths.set(peer, path);
+        if path != Some(Path::Direct) {
+            return;
+        }
+        if let Some(slot) = lock(&self.slots).get(&peer).cloned() {
+            let mut current = lock(&slot.lane);
+            if let Some(lane) = current.take_if(|l| l.path == Path::Relayed) {
+                tracing::debug!(%peer, "the path turned direct; the relayed lane is done");
+                broken(&lane.shared);
+            }
+        }
+        self.end_served(&peer, |p| p == Path::Relayed);
+    }
+
+    /// Ends the lanes `peer` opened to this node on the paths `which`.
+    fn end_served(&self, peer: &PeerId, which: impl Fn(Path) -> bool) {
+        if let Some(served) = lock(&self.served).get_mut(peer) {
+            served.retain(|(path, ended)| {
+                if which(*path) {
+                    ended.cancel();
+                }
+                !ended.is_cancelled()
+            });
+        }
+    }
+
+    /// Notes a lane `peer` opened on `path`; the token ends it.
+    fn serving(&self, peer: PeerId, path: Path) -> CancellationToken {
+        let ended = CancellationToken::new();
+        let mut served = lock(&self.served);
+        let lanes = served.entry(peer).or_default();
+        lanes.retain(|(_, e)| !e.is_cancelled());
+        lanes.push((path, ended.clone()));
+        ended
     }
 
     /// Counts a request answered on the peer protocol.
@@ -217,12 +326,15 @@ impl Lanes {
 
     /// Forgets everything about `peer` (its last connection closed).
     pub fn peer_gone(&self, peer: &PeerId) {
+        // A stream whose connection this end closed may never hear of it:
+        // its requests are failed back now.
         if let Some(slot) = lock(&self.slots).remove(peer)
-            && let Ok(current) = slot.try_lock()
-            && let Some(lane) = current.as_ref()
+            && let Some(lane) = lock(&slot.lane).take()
         {
-            lane.shared.broken.store(true, Ordering::Relaxed);
+            broken(&lane.shared);
         }
+        self.end_served(peer, |_| true);
+        lock(&self.served).remove(peer);
         lock(&self.unsupported).remove(peer);
     }
 }
@@ -236,17 +348,21 @@ fn start(stream: libp2p::Stream, path: Path) -> Lane {
         next: AtomicU64::new(1),
         broken: AtomicBool::new(false),
         unsupported: AtomicBool::new(false),
+        ended: CancellationToken::new(),
     };
     let lane = Lane { frames, path, shared: Arc::new(shared) };
-    tokio::spawn(write_requests(writer, outgoing, lane.clone()));
-    tokio::spawn(read_answers(reader, lane.clone()));
+    tokio::spawn(write_requests(writer, outgoing, lane.shared.clone()));
+    tokio::spawn(read_answers(reader, lane.shared.clone()));
     lane
 }
 
-/// Writes requests as they come, flushing when none is waiting.
-async fn write_requests(mut w: WriteHalf<Guarded>, mut outgoing: mpsc::Receiver<LaneRequest>, lane: Lane) {
+/// Writes requests as they come, flushing when none is waiting, until the
+/// lane breaks or its last sender is gone.
+async fn write_requests(mut w: WriteHalf<Guarded>, mut outgoing: mpsc::Receiver<LaneRequest>, shared: Arc<Shared>) {
     let mut batch = Vec::with_capacity(64);
-    while outgoing.recv_many(&mut batch, 64).await > 0 {
+    while let Some(n) = shared.ended.run_until_cancelled(outgoing.recv_many(&mut batch, 64)).await
+        && n > 0
+    {
         let mut failed = false;
         for frame in batch.drain(..) {
             if let Err(e) = write_frame(&mut w, &frame, MAX_PEER_FRAME).await {
@@ -259,36 +375,39 @@ async fn write_requests(mut w: WriteHalf<Guarded>, mut outgoing: mpsc::Receiver<
             break;
         }
     }
-    broken(&lane);
+    broken(&shared);
     let _ = w.close().await;
 }
 
-/// Reads answers and hands each to its waiting request.
-async fn read_answers(mut r: ReadHalf<Guarded>, lane: Lane) {
-    loop {
-        match read_frame::<_, LaneResponse>(&mut r, MAX_PEER_FRAME).await {
+/// Reads answers and hands each to its waiting request, until the lane
+/// ends or breaks.
+async fn read_answers(mut r: ReadHalf<Guarded>, shared: Arc<Shared>) {
+    while let Some(next) = shared.ended.run_until_cancelled(read_frame::<_, LaneResponse>(&mut r, MAX_PEER_FRAME)).await
+    {
+        match next {
             Ok(LaneResponse { id, resp }) => {
-                if let Some(reply) = lock(&lane.shared.pending).remove(&id) {
+                if let Some(reply) = lock(&shared.pending).remove(&id) {
                     let _ = reply.send(resp);
                 }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "a lane ended");
                 if super::streams::is_not_supported(&e) {
-                    lane.shared.unsupported.store(true, Ordering::Relaxed);
+                    shared.unsupported.store(true, Ordering::Relaxed);
                 }
                 break;
             }
         }
     }
-    broken(&lane);
+    broken(&shared);
 }
 
-/// Marks a lane broken and fails its waiting requests (their callers send
-/// them the other way).
-fn broken(lane: &Lane) {
-    lane.shared.broken.store(true, Ordering::Relaxed);
-    lock(&lane.shared.pending).clear();
+/// Marks a lane broken, fails its waiting requests (their callers send
+/// them the other way) and stops its tasks, which drop the stream.
+fn broken(shared: &Shared) {
+    shared.broken.store(true, Ordering::Relaxed);
+    lock(&shared.pending).clear();
+    shared.ended.cancel();
 }
 
 /// A lane's stream, which fails every use after one failed, where the
@@ -344,9 +463,15 @@ impl futures::AsyncWrite for Guarded {
     }
 }
 
-/// Serves a lane a verified peer opened: reads its requests, hands each to
-/// `handler`, and writes each answer as it completes.
-pub async fn serve(stream: libp2p::Stream, from: Verified, path: Path, handler: Handler) {
+/// Serves a lane a verified peer opened on `path`: reads its requests,
+/// hands each to `handler` with the peer's path as it arrives (`path` when
+/// the peer has no connection left), and writes each answer as it
+/// completes. A lane on a relayed connection ends when the path turns
+/// direct, and any lane when the peer's last connection closes (a stream
+/// whose connection this end closed may never hear of it): requests under
+/// way are finished, their answers not sent (the peer sends them again).
+pub async fn serve(stream: libp2p::Stream, peer: PeerId, from: Verified, path: Path, lanes: Lanes, handler: Handler) {
+    let ended = lanes.serving(peer, path);
     let (mut reader, mut w) = stream.split();
     // Reading in a task of its own: a frame half read is never dropped by
     // a select.
@@ -377,7 +502,7 @@ pub async fn serve(stream: libp2p::Stream, from: Verified, path: Path, handler: 
                         let resp = refused("a hello goes on the peer protocol, not on a lane");
                         working.push(Box::pin(async move { LaneResponse { id, resp } }) as Pin<Box<dyn Future<Output = LaneResponse> + Send>>);
                     } else {
-                        let answer = handler(from.clone(), path, req);
+                        let answer = handler(from.clone(), lanes.paths.get(&peer, path), req);
                         working.push(Box::pin(async move { LaneResponse { id, resp: answer.await } }));
                     }
                 }
@@ -391,12 +516,18 @@ pub async fn serve(stream: libp2p::Stream, from: Verified, path: Path, handler: 
                     break;
                 }
             }
+            () = ended.cancelled() => {
+                read.abort();
+                while working.next().await.is_some() {}
+                return;
+            }
             else => break,
         }
         if !open && working.is_empty() {
             break;
         }
     }
+    ended.cancel();
     let _ = w.close().await;
     read.abort();
 }

@@ -313,7 +313,7 @@ impl Mesh {
                 .clone()
                 .accept(lane::PROTOCOL)
                 .map_err(|e| behaviour::BuildError(format!("cannot take message lanes: {e}")))?;
-            tokio::spawn(accept_lanes(incoming, tx.clone(), handler.clone(), events_tx.clone()));
+            tokio::spawn(accept_lanes(incoming, tx.clone(), handler.clone(), events_tx.clone(), lanes.clone()));
         }
         let (attempt_timeout, answer_timeout, use_lanes) =
             (config.attempt_timeout, config.answer_timeout, config.lanes);
@@ -1041,6 +1041,7 @@ impl Actor {
                     endpoint.is_dialer(),
                     Instant::now(),
                 );
+                self.lanes.set_path(peer_id, self.peers.path(&peer_id));
                 if !endpoint.is_dialer() && !self.peers.is_verified(&peer_id) {
                     let deadline = Instant::now() + self.config.hello_deadline;
                     self.strangers.push((deadline, peer_id, connection_id));
@@ -1068,6 +1069,7 @@ impl Actor {
                 self.strangers.retain(|(_, _, c)| *c != connection_id);
                 let before = self.peers.summary(&peer_id);
                 self.peers.disconnected(peer_id, connection_id);
+                self.lanes.set_path(peer_id, self.peers.path(&peer_id));
                 if !self.peers.is_connected(&peer_id) {
                     self.heard.remove(&peer_id);
                     self.lanes.peer_gone(&peer_id);
@@ -1181,7 +1183,12 @@ impl Actor {
                     {
                         if self.peers.is_verified(&peer) {
                             tracing::debug!(%peer, "connection closed under a request; sending it again");
-                            self.send_user(peer, req, reply, false);
+                            // The peer protocol picks among the peer's
+                            // connections in turn, and may pick another that
+                            // is closing: a closed connection leaves the turn,
+                            // so trying again after each stays bounded.
+                            let again = matches!(error, request_response::OutboundFailure::ConnectionClosed);
+                            self.send_user(peer, req, reply, again);
                         } else if !self.peers.is_connected(&peer) && !self.dialing.pending(&peer) {
                             // No connection is left to wait on: the peer went.
                             let _ = reply.send(Err(MeshError::Failed(error.to_string())));
@@ -1383,6 +1390,7 @@ async fn accept_lanes(
     mesh: mpsc::Sender<Command>,
     handler: Arc<std::sync::Mutex<Option<lane::Handler>>>,
     events: mpsc::Sender<MeshEvent>,
+    lanes: lane::Lanes,
 ) {
     while let Some((peer, stream)) = incoming.next().await {
         let (reply, rx) = oneshot::channel();
@@ -1395,7 +1403,7 @@ async fn accept_lanes(
         };
         let set = handler.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let handler = set.unwrap_or_else(|| as_events(peer, events.clone()));
-        tokio::spawn(lane::serve(stream, from, path, handler));
+        tokio::spawn(lane::serve(stream, peer, from, path, lanes.clone(), handler));
     }
 }
 

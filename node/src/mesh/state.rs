@@ -216,6 +216,13 @@ impl Peers {
         p.conns.iter().filter(|(_, c)| c.relayed).map(|(id, _)| *id).collect()
     }
 
+    /// The best path to a peer now: direct if any connection is, relayed
+    /// if only relayed ones are open, `None` when none is.
+    pub fn path(&self, peer: &PeerId) -> Option<Path> {
+        let p = self.peers.get(peer).filter(|p| !p.conns.is_empty())?;
+        Some(if p.conns.values().any(|c| !c.relayed) { Path::Direct } else { Path::Relayed })
+    }
+
     /// A verified peer's summary.
     pub fn summary(&self, peer: &PeerId) -> Option<PeerSummary> {
         let p = self.peers.get(peer)?;
