@@ -13,9 +13,10 @@
 //! Whatever is verified is published through [`Reach::holding`] so this
 //! device can serve it to the other members at once.
 
+use super::buffers::Buffers;
 use super::manifest::{Have, Manifest};
 use super::partial::{Partial, PartialError};
-use super::receive::{FetchError, Job, Progress, Want, Written, bytes_of, local, write_loop};
+use super::receive::{BUFFERS, FetchError, Job, Progress, Want, Written, bytes_of, local, write_loop};
 use super::swarm::{Swarm, SwarmLimits, start_for};
 use super::swarm_wire::{Holder, MAX_HOLDERS, MAX_SWARM_FRAME, SwarmReply, SwarmRequest};
 use crate::mesh::codec::{read_frame, write_frame};
@@ -125,7 +126,7 @@ struct Running {
     part: PathBuf,
 }
 
-async fn start(want: &Want, manifest: Arc<Manifest>, me: DeviceId) -> Result<Running, FetchError> {
+async fn start(want: &Want, manifest: Arc<Manifest>, me: DeviceId, spare: Buffers) -> Result<Running, FetchError> {
     if manifest.size != want.size {
         return Err(FetchError::Invalid(format!(
             "the file has {} bytes but {} were offered",
@@ -144,7 +145,7 @@ async fn start(want: &Want, manifest: Arc<Manifest>, me: DeviceId) -> Result<Run
     let (done_tx, done) = oneshot::channel();
     std::thread::Builder::new()
         .name("skein-file-writer".into())
-        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx))
+        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx, spare))
         .map_err(|e| FetchError::Local(format!("cannot start writing the file: {e}")))?;
     let plan = Swarm::new(have, start_for(&me, manifest.count()), SwarmLimits::default());
     Ok(Running { manifest, plan, jobs, written, done, part })
@@ -177,8 +178,10 @@ pub async fn gather<R: Reach>(
     let mut failures: HashMap<DeviceId, u32> = HashMap::new();
     let mut origin_refusal: Option<ErrorBody> = None;
     let mut run: Option<Running> = None;
+    // Chunk buffers, shared by every link and the writer.
+    let buffers = Buffers::new(BUFFERS + MAX_LINKS * 4);
     if let Some(m) = job.manifest {
-        let r = start(&job.want, Arc::new(m), me).await?;
+        let r = start(&job.want, Arc::new(m), me, buffers.clone()).await?;
         progress(Progress { done: bytes_of(&r.manifest, r.plan.have()), size: r.manifest.size, refetched: 0 });
         reach.holding(&r.manifest, &r.part, r.plan.have());
         run = Some(r);
@@ -205,8 +208,15 @@ pub async fn gather<R: Reach>(
             }
             let Some(holder) = known.get(&d).cloned() else { continue };
             let (cmds, cmd_rx) = mpsc::channel(64);
-            let task =
-                tokio::spawn(link(reach.clone(), holder, job.want.transfer, job.want.root, ev_tx.clone(), cmd_rx));
+            let task = tokio::spawn(link(
+                reach.clone(),
+                holder,
+                job.want.transfer,
+                job.want.root,
+                ev_tx.clone(),
+                cmd_rx,
+                buffers.clone(),
+            ));
             links.insert(
                 d,
                 Link { cmds, task, origin: d == origin, opened: false, last_status: None, status_out: false },
@@ -261,7 +271,7 @@ pub async fn gather<R: Reach>(
                             l.opened = true;
                         }
                         if run.is_none() {
-                            let r = start(&job.want, manifest.clone(), me).await?;
+                            let r = start(&job.want, manifest.clone(), me, buffers.clone()).await?;
                             reach.manifest(&manifest);
                             progress(Progress {
                                 done: bytes_of(&r.manifest, r.plan.have()),
@@ -402,6 +412,7 @@ async fn link<R: Reach>(
     root: ContentHash,
     events: mpsc::Sender<Event>,
     mut cmds: mpsc::Receiver<Cmd>,
+    buffers: Buffers,
 ) {
     let device = holder.device;
     let gone = |why: String, refused: Option<ErrorBody>, opened: bool| Event::Gone { device, why, refused, opened };
@@ -457,7 +468,7 @@ async fn link<R: Reach>(
             let ev = match read_frame::<_, SwarmReply>(&mut rd, MAX_SWARM_FRAME).await {
                 Ok(SwarmReply::Chunk { index, len }) => match manifest.chunk_span(u64::from(index)) {
                     Some((_, want)) if want == u64::from(len) => {
-                        let mut data = vec![0u8; len as usize];
+                        let mut data = buffers.take(len as usize);
                         if let Err(e) = rd.read_exact(&mut data).await {
                             return (e.to_string(), None);
                         }

@@ -19,9 +19,11 @@
 //!
 //! [`manifest`], [`names`], [`fetch`], [`swarm`] and [`disk`] are free of
 //! network IO; [`partial`] is the file on disk; [`serve`] and [`receive`]
-//! are the two ends of one file-fetch stream; [`engine`] ties them to
+//! are the two ends of one file-fetch stream, moving chunks through
+//! reused [`buffers`]; [`engine`] ties them to
 //! offers, the history and the mesh. [`image`] makes and checks thumbnails.
 
+pub mod buffers;
 pub mod disk;
 pub mod engine;
 pub mod fetch;

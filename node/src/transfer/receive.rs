@@ -9,6 +9,7 @@
 //! yet recorded never exceed [`WINDOW`]: after a crash at most one window
 //! is fetched twice.
 
+use super::buffers::Buffers;
 use super::fetch::Fetch;
 use super::manifest::{Manifest, ManifestError};
 use super::partial::{Partial, PartialError};
@@ -25,6 +26,9 @@ use tokio::sync::mpsc;
 pub const WINDOW: usize = 16;
 /// Chunks written between checkpoints.
 const CHECKPOINT_EVERY: usize = 4;
+/// Spare chunk buffers kept: the chunks a window holds, and those on
+/// their way between the stream and the writer.
+pub(super) const BUFFERS: usize = WINDOW + 8;
 /// Longest silence from the sender while chunks are outstanding.
 const STALL: Duration = Duration::from_secs(45);
 
@@ -138,12 +142,14 @@ where
     let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
     let (written_tx, mut written) = mpsc::unbounded_channel::<Written>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let buffers = Buffers::new(BUFFERS);
+    let spare = buffers.clone();
     std::thread::Builder::new()
         .name("skein-file-writer".into())
-        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx))
+        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx, spare))
         .map_err(|e| FetchError::Local(format!("cannot start writing the file: {e}")))?;
     let (net_tx, mut net) = mpsc::channel::<Net>(4);
-    let reader = tokio::spawn(read_chunks(rd, manifest.clone(), net_tx));
+    let reader = tokio::spawn(read_chunks(rd, manifest.clone(), net_tx, buffers));
 
     let result = async {
         ask(&mut wr, &mut fetch).await?;
@@ -231,12 +237,12 @@ pub(super) fn bytes_of(m: &Manifest, have: &super::manifest::Have) -> u64 {
 }
 
 /// Reads chunk frames and their bytes off the stream.
-async fn read_chunks<R: AsyncRead + Unpin>(mut rd: R, m: Manifest, tx: mpsc::Sender<Net>) {
+async fn read_chunks<R: AsyncRead + Unpin>(mut rd: R, m: Manifest, tx: mpsc::Sender<Net>, buffers: Buffers) {
     loop {
         let ev = match read_frame::<_, FetchReply>(&mut rd, MAX_FETCH_FRAME).await {
             Ok(FetchReply::Chunk { index, len }) => match m.chunk_span(u64::from(index)) {
                 Some((_, want)) if want == u64::from(len) => {
-                    let mut data = vec![0u8; len as usize];
+                    let mut data = buffers.take(len as usize);
                     match rd.read_exact(&mut data).await {
                         Ok(()) => Net::Chunk(u64::from(index), data),
                         Err(e) => Net::Failed(e.to_string()),
@@ -255,12 +261,14 @@ async fn read_chunks<R: AsyncRead + Unpin>(mut rd: R, m: Manifest, tx: mpsc::Sen
     }
 }
 
-/// The writer thread: verify, write, checkpoint; finish on request.
+/// The writer thread: verify, write, checkpoint; finish on request. Each
+/// chunk's buffer goes back to `buffers` once written.
 pub(super) fn write_loop(
     mut partial: Partial,
     jobs: std::sync::mpsc::Receiver<Job>,
     out: mpsc::UnboundedSender<Written>,
     done: tokio::sync::oneshot::Sender<Result<PathBuf, PartialError>>,
+    buffers: Buffers,
 ) {
     let mut unsaved = Vec::new();
     let save = |partial: &Partial, unsaved: &mut Vec<u64>| -> bool {
@@ -291,21 +299,25 @@ pub(super) fn write_loop(
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
         };
         match job {
-            Job::Chunk(index, data) => match partial.write_chunk(index, &data) {
-                Ok(()) => {
-                    unsaved.push(index);
-                    if unsaved.len() >= CHECKPOINT_EVERY && !save(&partial, &mut unsaved) {
+            Job::Chunk(index, data) => {
+                let written = partial.write_chunk(index, &data);
+                buffers.give(data);
+                match written {
+                    Ok(()) => {
+                        unsaved.push(index);
+                        if unsaved.len() >= CHECKPOINT_EVERY && !save(&partial, &mut unsaved) {
+                            return;
+                        }
+                    }
+                    Err(PartialError::Chunk(_)) => {
+                        let _ = out.send(Written::Bad(index));
+                    }
+                    Err(e) => {
+                        let _ = out.send(Written::Failed(e));
                         return;
                     }
                 }
-                Err(PartialError::Chunk(_)) => {
-                    let _ = out.send(Written::Bad(index));
-                }
-                Err(e) => {
-                    let _ = out.send(Written::Failed(e));
-                    return;
-                }
-            },
+            }
             Job::Finish => {
                 let _ = done.send(partial.finish());
                 return;

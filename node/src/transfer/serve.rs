@@ -8,6 +8,7 @@
 //! every chunk twice. The next chunk is read while the current one is
 //! being written to the stream.
 
+use super::buffers::Buffers;
 use super::manifest::Manifest;
 use crate::mesh::codec::{read_frame, write_frame};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -90,10 +91,12 @@ where
     let mut budget = count.saturating_mul(2).saturating_add(64);
     let mut ahead: Option<(u32, ChunkRead)> = None;
     let mut sent_once = super::manifest::Have::none(count);
+    // The chunk being sent and the one read ahead.
+    let buffers = Buffers::new(2);
     let read = |i: u32, sent_once: &mut super::manifest::Have| {
         let again = sent_once.contains(u64::from(i));
         sent_once.insert(u64::from(i));
-        read_chunk(&file, &manifest, i, again)
+        read_chunk(&file, &manifest, i, again, &buffers)
     };
     let result = loop {
         let (index, job) = match ahead.take() {
@@ -130,6 +133,7 @@ where
             break Err(ServeError::Stream(e.to_string()));
         }
         sent(1, data.len() as u64);
+        buffers.give(data);
     };
     reader.abort();
     let _ = wr.close().await;
@@ -148,13 +152,13 @@ type ChunkRead = tokio::task::JoinHandle<Result<Vec<u8>, ErrorBody>>;
 
 /// Reads chunk `index` off the runtime, checking it against the manifest
 /// when `verify`.
-fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u32, verify: bool) -> ChunkRead {
-    let (file, manifest) = (file.clone(), manifest.clone());
+fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u32, verify: bool, buffers: &Buffers) -> ChunkRead {
+    let (file, manifest, buffers) = (file.clone(), manifest.clone(), buffers.clone());
     tokio::task::spawn_blocking(move || {
         let Some((offset, len)) = manifest.chunk_span(u64::from(index)) else {
             return Err(ErrorBody::new(ErrorCode::InvalidInput, format!("chunk {index} is not part of this file")));
         };
-        let mut buf = vec![0u8; len as usize];
+        let mut buf = buffers.take(len as usize);
         file.read_exact_at(&mut buf, offset).map_err(|_| changed())?;
         if verify {
             manifest.verify_chunk(u64::from(index), &buf).map_err(|_| changed())?;

@@ -14,6 +14,7 @@
 //! checks every chunk against the manifest before sending it, so a file
 //! changed on disk is never passed on.
 
+use super::buffers::Buffers;
 use super::manifest::{Have, Manifest};
 use super::swarm_wire::{Holder, MAX_HOLDERS, MAX_SWARM_FRAME, MAX_SWARM_WANT, SwarmReply, SwarmRequest};
 use crate::mesh::codec::{read_frame, write_frame};
@@ -230,6 +231,7 @@ where
     let count = manifest.count();
     // Every chunk twice over, plus slack: a member asking for more is broken.
     let mut budget = count.saturating_mul(2).saturating_add(64);
+    let buffers = Buffers::new(1);
     loop {
         let req = match tokio::time::timeout(IDLE, read_frame::<_, SwarmRequest>(&mut rd, MAX_SWARM_FRAME)).await {
             Err(_) => break,
@@ -249,12 +251,13 @@ where
                     let reply = match shelf.give(index, force) {
                         Give::Send if budget > 0 => {
                             budget -= 1;
-                            match read_chunk(&file, &manifest, index).await {
+                            match read_chunk(&file, &manifest, index, &buffers).await {
                                 Some(data) => {
                                     let header = SwarmReply::Chunk { index: index as u32, len: data.len() as u32 };
                                     write_frame(&mut wr, &header, MAX_SWARM_FRAME).await.map_err(stream_err)?;
                                     wr.write_all(&data).await.map_err(stream_err)?;
                                     shelf.sent(data.len() as u64).await;
+                                    buffers.give(data);
                                     continue;
                                 }
                                 None if origin => return Err(refuse(&mut wr, changed()).await),
@@ -308,11 +311,11 @@ fn open_file(path: &std::path::Path, origin: bool, size: u64) -> Result<File, Er
 
 /// Reads chunk `index` off the runtime; `None` when it does not match the
 /// manifest.
-async fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u64) -> Option<Vec<u8>> {
-    let (file, manifest) = (file.clone(), manifest.clone());
+async fn read_chunk(file: &Arc<File>, manifest: &Arc<Manifest>, index: u64, buffers: &Buffers) -> Option<Vec<u8>> {
+    let (file, manifest, buffers) = (file.clone(), manifest.clone(), buffers.clone());
     tokio::task::spawn_blocking(move || {
         let (offset, len) = manifest.chunk_span(index)?;
-        let mut buf = vec![0u8; len as usize];
+        let mut buf = buffers.take(len as usize);
         file.read_exact_at(&mut buf, offset).ok()?;
         manifest.verify_chunk(index, &buf).ok()?;
         Some(buf)
