@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 /// How long a read of the muted conversations is trusted.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
+/// When the muted conversations were read, and which they were.
+type Read = Option<(Instant, HashSet<String>)>;
+
 /// The muted conversations as last read; cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
-pub struct Muted(Arc<Mutex<Option<(Instant, HashSet<String>)>>>);
+pub struct Muted(Arc<Mutex<Read>>);
 
 impl Muted {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, HashSet<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Read> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -196,8 +196,12 @@ impl Lanes {
         let (reply, answer) = oneshot::channel();
         lock(&lane.shared.pending).insert(id, reply);
         let waiting = Waiting { shared: &lane.shared, id };
+        // A closed channel means the writer ended (it marks the lane broken
+        // as it goes; marked here too, so the next request opens another
+        // even before then). An answer that will never come means the lane
+        // was marked broken already.
         if lane.frames.send(LaneRequest { id, req: req.clone() }).await.is_err() {
-            self.forget(peer, &lane);
+            broken(&lane.shared);
             return Err(("the lane closed".into(), req));
         }
         let answer = answer.await;
@@ -208,7 +212,6 @@ impl Lanes {
                 Ok((resp, lane.path))
             }
             Err(_) => {
-                self.forget(peer, &lane);
                 if lane.shared.unsupported.load(Ordering::Relaxed) {
                     lock(&self.unsupported).insert(peer, Instant::now());
                     return Err(("the peer does not speak the lane protocol".into(), req));
@@ -260,12 +263,6 @@ impl Lanes {
             }
         }
         Err("the path to the peer changed as its lane opened".into())
-    }
-
-    /// Marks `lane` broken, so the next request to `peer` opens another.
-    fn forget(&self, peer: PeerId, lane: &Lane) {
-        tracing::debug!(%peer, "dropping a broken lane");
-        lane.shared.broken.store(true, Ordering::Relaxed);
     }
 
     /// Records `peer`'s path now (`None`: no connection is left). Once it

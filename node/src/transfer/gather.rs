@@ -15,8 +15,8 @@
 
 use super::buffers::Buffers;
 use super::manifest::{Have, Manifest};
-use super::partial::{Partial, PartialError};
-use super::receive::{BUFFERS, FetchError, Job, Progress, Want, Written, bytes_of, local, write_loop};
+use super::partial::PartialError;
+use super::receive::{BUFFERS, FetchError, Job, Progress, Want, Writer, Written, bytes_of, local, start_writer};
 use super::swarm::{Swarm, SwarmLimits, start_for};
 use super::swarm_wire::{Holder, MAX_HOLDERS, MAX_SWARM_FRAME, SwarmReply, SwarmRequest};
 use crate::mesh::codec::{read_frame, write_frame};
@@ -133,20 +133,7 @@ async fn start(want: &Want, manifest: Arc<Manifest>, me: DeviceId, spare: Buffer
             manifest.size, want.size
         )));
     }
-    let (dir, name, m) = (want.dir.clone(), want.name.clone(), (*manifest).clone());
-    let partial = tokio::task::spawn_blocking(move || Partial::open(&dir, &name, m))
-        .await
-        .map_err(|e| FetchError::Local(e.to_string()))?
-        .map_err(|e| FetchError::Local(e.to_string()))?;
-    let have = partial.have().clone();
-    let part = partial.data_path().to_owned();
-    let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
-    let (written_tx, written) = mpsc::unbounded_channel::<Written>();
-    let (done_tx, done) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("skein-file-writer".into())
-        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx, spare))
-        .map_err(|e| FetchError::Local(format!("cannot start writing the file: {e}")))?;
+    let Writer { jobs, written, done, have, part } = start_writer(want, (*manifest).clone(), spare).await?;
     let plan = Swarm::new(have, start_for(&me, manifest.count()), SwarmLimits::default());
     Ok(Running { manifest, plan, jobs, written, done, part })
 }

@@ -129,25 +129,14 @@ where
             manifest.size, want.size
         )));
     }
-    let (dir, name, m) = (want.dir.clone(), want.name.clone(), manifest.clone());
-    let partial = tokio::task::spawn_blocking(move || Partial::open(&dir, &name, m))
-        .await
-        .map_err(|e| FetchError::Local(e.to_string()))?
-        .map_err(|e| FetchError::Local(e.to_string()))?;
+    let buffers = Buffers::new(BUFFERS);
+    let Writer { jobs, mut written, done: done_rx, have, .. } =
+        start_writer(want, manifest.clone(), buffers.clone()).await?;
 
-    let mut fetch = Fetch::new(partial.have().clone(), WINDOW);
+    let mut fetch = Fetch::new(have, WINDOW);
     let mut state = Progress { done: bytes_of(&manifest, fetch.have()), size: manifest.size, refetched: 0 };
     progress(state);
 
-    let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
-    let (written_tx, mut written) = mpsc::unbounded_channel::<Written>();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let buffers = Buffers::new(BUFFERS);
-    let spare = buffers.clone();
-    std::thread::Builder::new()
-        .name("skein-file-writer".into())
-        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx, spare))
-        .map_err(|e| FetchError::Local(format!("cannot start writing the file: {e}")))?;
     let (net_tx, mut net) = mpsc::channel::<Net>(4);
     let reader = tokio::spawn(read_chunks(rd, manifest.clone(), net_tx, buffers));
 
@@ -261,9 +250,42 @@ async fn read_chunks<R: AsyncRead + Unpin>(mut rd: R, m: Manifest, tx: mpsc::Sen
     }
 }
 
+/// The writer thread of one file (see [`write_loop`]), as it started.
+pub(super) struct Writer {
+    /// Chunks to verify and write, then [`Job::Finish`].
+    pub jobs: std::sync::mpsc::Sender<Job>,
+    /// What it reports.
+    pub written: mpsc::UnboundedReceiver<Written>,
+    /// Where the finished file landed.
+    pub done: tokio::sync::oneshot::Receiver<Result<PathBuf, PartialError>>,
+    /// The chunks already verified on disk when it started.
+    pub have: super::manifest::Have,
+    /// The temporary data file.
+    pub part: PathBuf,
+}
+
+/// Opens (or resumes) the file `want` on disk and starts its writer
+/// thread, which gives each chunk's buffer back to `buffers`.
+pub(super) async fn start_writer(want: &Want, manifest: Manifest, buffers: Buffers) -> Result<Writer, FetchError> {
+    let (dir, name) = (want.dir.clone(), want.name.clone());
+    let partial = tokio::task::spawn_blocking(move || Partial::open(&dir, &name, manifest))
+        .await
+        .map_err(|e| FetchError::Local(e.to_string()))?
+        .map_err(|e| FetchError::Local(e.to_string()))?;
+    let (have, part) = (partial.have().clone(), partial.data_path().to_owned());
+    let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
+    let (written_tx, written) = mpsc::unbounded_channel::<Written>();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("skein-file-writer".into())
+        .spawn(move || write_loop(partial, job_rx, written_tx, done_tx, buffers))
+        .map_err(|e| FetchError::Local(format!("cannot start writing the file: {e}")))?;
+    Ok(Writer { jobs, written, done, have, part })
+}
+
 /// The writer thread: verify, write, checkpoint; finish on request. Each
 /// chunk's buffer goes back to `buffers` once written.
-pub(super) fn write_loop(
+fn write_loop(
     mut partial: Partial,
     jobs: std::sync::mpsc::Receiver<Job>,
     out: mpsc::UnboundedSender<Written>,
