@@ -26,7 +26,7 @@ pub struct Lookups(Arc<Mutex<Inner>>);
 #[derive(Debug, Default)]
 struct Inner {
     stalled: Option<Instant>,
-    users: HashMap<String, (PeerInfo, Instant)>,
+    users: HashMap<String, (Arc<PeerInfo>, Instant)>,
     /// Bumped by every forgetting, so an answer asked for before it is not
     /// remembered after it.
     generation: u64,
@@ -48,8 +48,9 @@ impl Lookups {
         self.with(|i| i.stalled = at);
     }
 
-    /// The devices of `user`, if the tracker said so recently.
-    pub fn cached(&self, user: &str) -> Option<PeerInfo> {
+    /// The devices of `user`, if the tracker said so recently (shared, not
+    /// copied: every send to `user` reads it).
+    pub fn cached(&self, user: &str) -> Option<Arc<PeerInfo>> {
         self.with(|i| i.users.get(user).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(p, _)| p.clone()))
     }
 
@@ -61,7 +62,8 @@ impl Lookups {
 
     /// Keeps the tracker's answer, unless something was forgotten since
     /// `generation` (the answer may predate the change).
-    pub fn remember(&self, info: PeerInfo, generation: u64) {
+    pub fn remember(&self, info: impl Into<Arc<PeerInfo>>, generation: u64) {
+        let info = info.into();
         self.with(|i| {
             if i.generation != generation {
                 return;
@@ -110,7 +112,7 @@ mod tests {
         let l = Lookups::default();
         assert!(l.cached("bob").is_none());
         l.remember(info("bob"), l.generation());
-        assert_eq!(l.cached("bob").map(|p| p.user), Some("bob".into()));
+        assert_eq!(l.cached("bob").map(|p| p.user.clone()), Some("bob".into()));
         l.forget("bob");
         assert!(l.cached("bob").is_none());
     }

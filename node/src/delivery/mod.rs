@@ -26,6 +26,7 @@ use skein_proto::control::{MailboxPut, PeerInfo, Request, Response};
 use skein_proto::device::DeviceCert;
 use skein_proto::file::FileStatus;
 use skein_proto::peer::{ChatMessage, PeerRequest, PeerResponse, Receipt, SealedPayload};
+use std::sync::Arc;
 
 /// How long the tracker may take to look up a user one of whose devices
 /// is already connected.
@@ -149,7 +150,7 @@ impl Sender {
     /// not need it.
     ///
     /// `connected` is the mesh's verified peers, as the caller just read them.
-    async fn lookup(&self, user: &str, connected: &[PeerSummary]) -> Result<Option<PeerInfo>, SendError> {
+    async fn lookup(&self, user: &str, connected: &[PeerSummary]) -> Result<Option<Arc<PeerInfo>>, SendError> {
         let Some(client) = self.tracker.as_ref() else { return Ok(None) };
         // A recent answer serves only while every device it lists as online
         // is connected (or is this one): reaching any other device means
@@ -189,6 +190,7 @@ impl Sender {
         }
         match answer {
             Ok(Response::Peer(p)) => {
+                let p = Arc::new(p);
                 self.lookups.remember(p.clone(), generation);
                 Ok(Some(p))
             }
@@ -269,7 +271,7 @@ impl Sender {
         let connected = self.mesh.peers().await;
         let lookup = async {
             match prefetched {
-                Some(info) => Ok(Some(info)),
+                Some(info) => Ok(Some(Arc::new(info))),
                 None => self.lookup(user, &connected).await,
             }
         };
@@ -564,8 +566,9 @@ impl Sender {
             _ => {}
         }
         // Copies for this user's other devices, so every device shows the
-        // conversation; the sender does not wait for them.
-        if msg.to_user != self.me {
+        // conversation; the sender does not wait for them. A user whose only
+        // device this is (as the tracker said recently) needs none.
+        if msg.to_user != self.me && !self.only_device() {
             let (this, msg) = (self.clone(), msg.clone());
             tokio::spawn(async move {
                 let sync =
@@ -576,6 +579,12 @@ impl Sender {
             });
         }
         out
+    }
+
+    /// Whether the tracker said recently that this user has no device but
+    /// this one (a device added since changes presence, which forgets it).
+    fn only_device(&self) -> bool {
+        self.lookups.cached(&self.me).is_some_and(|me| me.known.iter().all(|c| c.body.device_id == self.device))
     }
 
     /// Sends a file status to every device of `user` (the file's sender).

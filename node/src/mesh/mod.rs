@@ -231,9 +231,6 @@ enum Command {
         req: PeerRequest,
         reply: oneshot::Sender<Result<(PeerResponse, Path), MeshError>>,
     },
-    Peers {
-        reply: oneshot::Sender<Vec<PeerSummary>>,
-    },
     Revoke {
         peer: PeerId,
         reason: String,
@@ -269,6 +266,8 @@ pub struct Mesh {
     streams: libp2p_stream::Control,
     lanes: lane::Lanes,
     handler: Arc<std::sync::Mutex<Option<lane::Handler>>>,
+    /// The verified peers, as the mesh task last changed them.
+    peers: state::Published,
     attempt_timeout: Duration,
     answer_timeout: Duration,
     use_lanes: bool,
@@ -318,8 +317,12 @@ impl Mesh {
         let (attempt_timeout, answer_timeout, use_lanes) =
             (config.attempt_timeout, config.answer_timeout, config.lanes);
         let actor = Actor::new(swarm, cert, org_key, config, events_tx, lanes.clone());
+        let peers = actor.peers.published();
         tokio::spawn(actor.run(rx));
-        Ok((Mesh { tx, peer_id, streams, lanes, handler, attempt_timeout, answer_timeout, use_lanes }, events_rx))
+        Ok((
+            Mesh { tx, peer_id, streams, lanes, handler, peers, attempt_timeout, answer_timeout, use_lanes },
+            events_rx,
+        ))
     }
 
     /// Sets what answers verified peers' requests on their lanes, directly
@@ -500,13 +503,10 @@ impl Mesh {
         self.lanes.answered()
     }
 
-    /// Verified peers with their paths and round-trip times.
+    /// Verified peers with their paths and round-trip times, by user then
+    /// PeerId, as of the mesh task's latest change (read without asking it).
     pub async fn peers(&self) -> Vec<PeerSummary> {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Peers { reply }).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.peers.get().to_vec()
     }
 }
 
@@ -687,9 +687,6 @@ impl Actor {
                 if self.peers.is_connected(&peer) || self.peers.is_verified(&peer) {
                     self.refuse(peer, reason);
                 }
-            }
-            Command::Peers { reply } => {
-                let _ = reply.send(self.peers.summaries());
             }
             Command::IsVerified { peer, reply } => {
                 let _ = reply.send(self.peers.is_verified(&peer));

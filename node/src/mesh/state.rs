@@ -6,12 +6,17 @@
 //! remembers which end dialled it: the dialer presents its certificate
 //! first, so the mesh never presents ours first on a connection the peer
 //! dialled.
+//!
+//! Every change that shows in a peer's summary publishes the verified
+//! peers anew ([`Published`]), so a send reads who is connected without
+//! asking the mesh task, which is the busiest task of a node.
 
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use skein_proto::bytes::DeviceId;
 use skein_proto::device::DeviceCert;
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// How a peer is reached.
@@ -85,18 +90,51 @@ struct PeerState {
     rtt: Option<Duration>,
 }
 
+/// The verified peers as of the latest change, readable from any task.
+#[derive(Debug, Clone, Default)]
+pub struct Published(Arc<RwLock<Arc<[PeerSummary]>>>);
+
+impl Published {
+    /// The verified peers now, by user then PeerId.
+    pub fn get(&self) -> Arc<[PeerSummary]> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, peers: Vec<PeerSummary>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = peers.into();
+    }
+}
+
 /// All peers.
 #[derive(Debug, Default)]
 pub struct Peers {
     peers: HashMap<PeerId, PeerState>,
     /// The IPs this device listens on.
     local: Vec<std::net::IpAddr>,
+    published: Published,
+}
+
+impl Drop for Peers {
+    /// A mesh task that ended has no peers.
+    fn drop(&mut self) {
+        self.published.set(Vec::new());
+    }
 }
 
 impl Peers {
+    /// Where the verified peers are published after each change.
+    pub fn published(&self) -> Published {
+        self.published.clone()
+    }
+
+    fn publish(&self) {
+        self.published.set(self.summaries());
+    }
+
     /// Sets the IPs this device listens on, which say which peers are nearby.
     pub fn set_local(&mut self, local: Vec<std::net::IpAddr>) {
         self.local = local;
+        self.publish();
     }
 
     /// Records a new connection, established at `since`; `dialer` when
@@ -111,6 +149,7 @@ impl Peers {
         since: Instant,
     ) {
         self.peers.entry(peer).or_default().conns.insert(id, Conn { remote, relayed, dialer, since });
+        self.publish();
     }
 
     /// The connections to `peer` other than `id` that were established
@@ -134,6 +173,7 @@ impl Peers {
             if p.conns.is_empty() {
                 self.peers.remove(&peer);
             }
+            self.publish();
         }
     }
 
@@ -142,6 +182,7 @@ impl Peers {
         if let Some(p) = self.peers.get_mut(peer) {
             p.verified = None;
             p.confirming = false;
+            self.publish();
         }
     }
 
@@ -154,6 +195,7 @@ impl Peers {
     pub fn verify(&mut self, peer: PeerId, v: Verified) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.verified = Some(v);
+            self.publish();
         }
     }
 
@@ -196,6 +238,7 @@ impl Peers {
     pub fn set_rtt(&mut self, peer: PeerId, rtt: Duration) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.rtt = Some(rtt);
+            self.publish();
         }
     }
 
@@ -295,6 +338,29 @@ mod tests {
         peers.disconnected(bob, direct);
         through_the_relay(&mut peers);
         assert!(!peers.is_verified(&bob), "a new connection says hello again");
+    }
+
+    #[test]
+    fn the_published_peers_follow_every_change_and_empty_when_the_task_ends() {
+        let mut peers = Peers::default();
+        let view = peers.published();
+        let bob = PeerId::random();
+        let (relayed, direct) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        let circuit = addr("/ip4/198.18.0.1/udp/7401/quic-v1/p2p-circuit");
+        peers.connected(bob, relayed, circuit, true, false, Instant::now());
+        assert!(view.get().is_empty(), "a peer shows once it passed the hello");
+        peers.verify(bob, verified("bob"));
+        assert_eq!(view.get().iter().map(|s| (s.user.as_str(), s.path)).collect::<Vec<_>>(), [("bob", Path::Relayed)]);
+        peers.connected(bob, direct, addr("/ip4/198.18.2.1/udp/4000/quic-v1"), false, true, Instant::now());
+        assert_eq!(view.get()[0].path, Path::Direct, "the path turning direct shows");
+        peers.set_rtt(bob, Duration::from_millis(3));
+        assert_eq!(view.get()[0].rtt, Some(Duration::from_millis(3)));
+        peers.forget(&bob);
+        assert!(view.get().is_empty(), "a refused peer is gone from the view");
+        peers.verify(bob, verified("bob"));
+        assert_eq!(view.get().len(), 1);
+        drop(peers);
+        assert!(view.get().is_empty(), "a mesh task that ended has no peers");
     }
 
     #[test]
