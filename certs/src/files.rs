@@ -163,3 +163,47 @@ mod tests {
         assert_eq!(err.to_string(), "cannot read CA certificate /nonexistent/ca.pem: No such file or directory");
     }
 }
+
+/// Why [`lock_file`] did not take a lock file.
+#[derive(Debug)]
+pub enum LockFailure {
+    /// Another process holds it; what its file says of the holder (empty
+    /// when it has not written yet).
+    Held(String),
+    /// Opening, locking or writing failed (`action` says which).
+    Io(&'static str, io::Error),
+}
+
+/// Takes the operating system's exclusive lock on `path` (created if
+/// missing) and writes `holder, pid N` in it. The lock ends with the
+/// process however that ends, or when the returned file is dropped; the
+/// file's words only say who holds it, to whoever is refused.
+pub fn lock_file(path: &Path, holder: &str) -> Result<fs::File, LockFailure> {
+    use std::io::Read;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| LockFailure::Io("open", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(LockFailure::Held(text.trim().to_owned()));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(LockFailure::Io("lock", e)),
+    }
+    say_holder(&mut file, holder).map_err(|e| LockFailure::Io("write", e))?;
+    Ok(file)
+}
+
+/// Rewrites who holds a file taken by [`lock_file`].
+pub fn say_holder(file: &mut fs::File, holder: &str) -> io::Result<()> {
+    use std::io::Seek;
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{holder}, pid {}", std::process::id())
+}

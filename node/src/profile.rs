@@ -208,30 +208,15 @@ impl Profile {
     /// who has it. The lock is the operating system's, so it ends with the
     /// process however that ends; the file only says who holds it.
     pub fn lock(&self, face: &str) -> Result<ProfileLock, ProfileError> {
-        use std::io::{Read, Seek, Write};
+        use skein_certs::files::{LockFailure, lock_file};
         let path = self.dir.join("node.lock");
-        let io = |action, source| ProfileError::Io { action, path: path.clone(), source };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io("open", e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { "another node".to_owned() } else { holder.to_owned() };
-                return Err(ProfileError::InUse { path: self.dir.clone(), holder });
+        let file = lock_file(&path, face).map_err(|e| match e {
+            LockFailure::Held(text) => {
+                let holder = if text.is_empty() { "another node".to_owned() } else { text };
+                ProfileError::InUse { path: self.dir.clone(), holder }
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
-        }
-        file.set_len(0).map_err(|e| io("write", e))?;
-        file.rewind().map_err(|e| io("write", e))?;
-        writeln!(file, "{face}, pid {}", std::process::id()).map_err(|e| io("write", e))?;
+            LockFailure::Io(action, source) => ProfileError::Io { action, path: path.clone(), source },
+        })?;
         Ok(ProfileLock { _file: file })
     }
 

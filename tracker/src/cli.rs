@@ -54,6 +54,9 @@ enum Command {
     /// Manage groups (org groups; department groups exist by themselves).
     #[command(subcommand)]
     Group(GroupCmd),
+    /// The organisation's trackers.
+    #[command(subcommand)]
+    Trackers(TrackersCmd),
     /// Print the organisation CA certificate (PEM) that nodes must trust.
     ExportCa {
         /// Write to this file instead of standard output.
@@ -83,6 +86,23 @@ struct RunArgs {
     /// Largest file users may send each other, in MiB [default: 4096].
     #[arg(long, env = "SKEIN_TRACKER_MAX_FILE_MIB")]
     max_file_size_mib: Option<u64>,
+    /// Join the organisation whose tracker keeps its data in this
+    /// directory (or a directory with copies of its ca.pem, ca.key and
+    /// org.key): copies ca.pem and org.key and issues this tracker's
+    /// certificate with the CA key. Needs the organisation's PostgreSQL
+    /// database (--database).
+    #[arg(long, value_name = "DIR")]
+    join: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TrackersCmd {
+    /// Every tracker of the organisation, with its addresses and when it was last seen.
+    List {
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,8 +257,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = args.max_file_size_mib {
                 cfg.max_file_size = crate::config::mib(v);
             }
-            serve(cfg).await
+            serve(cfg, args.join).await
         }
+        Command::Trackers(TrackersCmd::List { json }) => trackers(cfg, json).await,
         Command::User(cmd) => user(cfg, cmd).await,
         Command::Dept(cmd) => dept(cfg, cmd).await,
         Command::Group(cmd) => group(cfg, cmd).await,
@@ -259,7 +280,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
+async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> {
+    let lock = Tracker::lock(&cfg)?;
+    if let Some(from) = &join {
+        let joined = crate::join::prepare(&cfg, from)?;
+        for path in &joined.copied {
+            println!("Copied {} from {}", path.display(), from.display());
+        }
+        if let Some(names) = &joined.issued_cert {
+            println!(
+                "Issued the tracker certificate for: {} (with the CA key in {}, which was not copied)",
+                names.join(", "),
+                from.display()
+            );
+        }
+    }
     let report = ensure_initialised(&cfg).await?;
     let dir = cfg.data_dir.display();
     if report.created_ca {
@@ -274,7 +309,7 @@ async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
             "  (shown only now; the first `skein login` as admin asks for a new one, or set one with `skein-tracker user passwd admin --data {dir}`)"
         );
     }
-    let running = Tracker::start(cfg.clone()).await?;
+    let running = Tracker::start_locked(cfg.clone(), lock).await?;
     let port = running.local_addr().port();
     println!(
         "Tracker serving on UDP {} (data in {dir}, store {})",
@@ -296,6 +331,47 @@ async fn serve(cfg: TrackerConfig) -> anyhow::Result<()> {
     );
     running.run_until(shutdown_signal()).await;
     println!("Tracker stopped.");
+    Ok(())
+}
+
+async fn trackers(cfg: TrackerConfig, json: bool) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let list = store.list_trackers().await;
+    store.close().await;
+    let list = list?;
+    let now = crate::clock::now_ms() as i64;
+    if json {
+        let list: Vec<_> = list
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "relay_peer_id": t.relay_peer_id,
+                    "control_addrs": t.control_addrs,
+                    "relay_addrs": t.relay_addrs,
+                    "started_at_ms": t.started_at_ms,
+                    "last_seen_ms": t.last_seen_ms,
+                    "state": crate::roster::standing(t, now),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No tracker has served this store yet.");
+    }
+    for t in &list {
+        let ago = std::time::Duration::from_millis(now.saturating_sub(t.last_seen_ms).max(0) as u64);
+        println!(
+            "{}  {}  last seen {} ago  control {}  relay {}",
+            t.name,
+            crate::roster::standing(t, now),
+            crate::roster::ago(ago),
+            if t.control_addrs.is_empty() { "-".to_owned() } else { t.control_addrs.join(", ") },
+            if t.relay_addrs.is_empty() { "-".to_owned() } else { t.relay_addrs.join(", ") },
+        );
+    }
     Ok(())
 }
 

@@ -48,7 +48,32 @@ pub enum InitError {
     /// Creating the admin failed.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    /// The store serves an organisation this data directory knows nothing of.
+    #[error(
+        "the store {store} already serves an organisation, and {dir} holds none of its files; start this \
+         tracker with --join DIR, DIR being the data directory of one of the organisation's trackers"
+    )]
+    JoinFirst {
+        /// The store's URL, without its password.
+        store: String,
+        /// The data directory.
+        dir: String,
+    },
+    /// The tracker certificate is missing and no CA key is here to issue it.
+    #[error(
+        "{cert} is missing, and so is the CA key that issues it ({key}); run once more with --join DIR, DIR \
+         holding the organisation's ca.pem, ca.key and org.key, to issue it"
+    )]
+    NoCaKey {
+        /// The tracker certificate.
+        cert: String,
+        /// The CA key looked for.
+        key: String,
+    },
 }
+
+/// How long a tracker certificate is valid, in days.
+pub const TRACKER_CERT_DAYS: u32 = 825;
 
 /// The names the tracker certificate covers: localhost, 127.0.0.1, the
 /// listen IP when it is specific, and every public address.
@@ -77,22 +102,37 @@ pub async fn ensure_initialised(config: &TrackerConfig) -> Result<InitReport, In
     std::fs::create_dir_all(dir).map_err(|source| InitError::DataDir { path: dir.display().to_string(), source })?;
     restrict_dir(dir);
     let (ca_cert, ca_key) = (config.ca_cert_path(), config.ca_key_path());
-    let ca = if ca_cert.exists() || ca_key.exists() {
-        OrgCa::load(&ca_cert, &ca_key)?
-    } else {
+    let store = Store::open(&config.database_url()).await?;
+    let fresh = !ca_cert.exists() && !ca_key.exists() && !config.org_key_path().exists();
+    if fresh && store.get_setting(crate::org::PUBLIC_KEY).await?.is_some() {
+        store.close().await;
+        return Err(InitError::JoinFirst {
+            store: crate::store::redact_url(&config.database_url()),
+            dir: dir.display().to_string(),
+        });
+    }
+    let mut created = None;
+    if !ca_cert.exists() && !ca_key.exists() {
         let ca = OrgCa::generate(&config.org, skein_certs::DEFAULT_CA_VALIDITY_DAYS)?;
         ca.save(&ca_cert, &ca_key, false)?;
         report.created_ca = true;
-        ca
-    };
+        created = Some(ca);
+    }
     let (cert, key) = (config.tracker_cert_path(), config.tracker_key_path());
     if !cert.exists() || !key.exists() {
+        // A tracker that joined keeps no CA key: it needs one only here.
+        if !ca_key.exists() {
+            return Err(InitError::NoCaKey { cert: cert.display().to_string(), key: ca_key.display().to_string() });
+        }
+        let ca = match created {
+            Some(ca) => ca,
+            None => OrgCa::load(&ca_cert, &ca_key)?,
+        };
         let names = certificate_names(config);
-        let issued = ca.issue_tracker_cert(&names, 825)?;
+        let issued = ca.issue_tracker_cert(&names, TRACKER_CERT_DAYS)?;
         issued.save(&cert, &key, true)?;
         report.issued_cert = Some(names);
     }
-    let store = Store::open(&config.database_url()).await?;
     Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
     if store.count_users().await? == 0 {
         let password = generate_password();

@@ -8,7 +8,10 @@
 //! - [`store`] keeps users, sessions, devices and the mailbox in SQLite or PostgreSQL.
 //! - [`admin`] holds the administrator operations; [`admin_watch`] applies
 //!   changes made by other processes to live sessions.
-//! - [`init`] prepares a data directory on first run; [`cli`] is the command line.
+//! - [`init`] prepares a data directory on first run, [`join`] one for a
+//!   further tracker of the organisation; [`lock`] keeps a data directory
+//!   to one tracker; [`roster`] keeps the list of the organisation's
+//!   trackers; [`cli`] is the command line.
 
 pub mod admin;
 pub mod admin_watch;
@@ -20,6 +23,8 @@ pub mod connection;
 pub mod enrol;
 pub mod hub;
 pub mod init;
+pub mod join;
+pub mod lock;
 pub mod login_guard;
 pub mod org;
 pub mod passwords;
@@ -27,6 +32,7 @@ pub mod presence;
 pub mod rate;
 pub mod relay;
 pub mod requests;
+pub mod roster;
 pub mod server;
 pub mod state;
 pub mod store;

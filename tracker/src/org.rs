@@ -19,7 +19,7 @@ const NAME_KEY: &str = "org_name";
 /// Where versions before this one kept the private key, in the store.
 const LEGACY_SIGNING_KEY: &str = "org_signing_key";
 /// The public half, so trackers sharing a store agree on one key.
-const PUBLIC_KEY: &str = "org_signing_public";
+pub(crate) const PUBLIC_KEY: &str = "org_signing_public";
 
 /// The organisation.
 #[derive(Debug, Clone)]

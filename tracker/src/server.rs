@@ -1,13 +1,16 @@
 //! Starting and stopping a tracker.
 //!
-//! [`Tracker::start`] opens the store, loads the organisation, binds the
-//! control-plane QUIC endpoint and the relay, and spawns the accept loop,
-//! the hub, the relay with its allow-list refresh, and the admin watcher.
+//! [`Tracker::start`] takes the data directory ([`crate::lock`]), opens the
+//! store, loads the organisation and checks its CA, binds the control-plane
+//! QUIC endpoint and the relay, records itself in the list of trackers
+//! ([`crate::roster`]), and spawns the accept loop, the hub, the relay with
+//! its allow-list refresh, the admin watcher and the roster's beat.
 //! [`RunningTracker::shutdown`] stops accepting, tells clients to reconnect
 //! elsewhere, stops the relay, drains and returns.
 
 use crate::config::TrackerConfig;
 use crate::hub::Hub;
+use crate::lock::{DataLock, LockError};
 use crate::org::Org;
 use crate::relay::{self, Relay, RelayError, RelayOptions};
 use crate::state::State;
@@ -35,6 +38,23 @@ pub enum StartError {
     /// The relay could not start (its key, its address).
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// Another tracker serves the data directory or the SQLite store.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The data directory's CA is not the one the store was set up with.
+    #[error(
+        "{path} is not the organisation's CA (its SHA-256 is {found}; the store was set up with {expected}): \
+         this data directory belongs to another organisation. Start this tracker with an empty --data and \
+         --join DIR, DIR being the data directory of one of the organisation's trackers"
+    )]
+    WrongCa {
+        /// The data directory's `ca.pem`.
+        path: String,
+        /// Its fingerprint.
+        found: String,
+        /// The fingerprint the store keeps.
+        expected: String,
+    },
     /// The UDP port could not be bound.
     #[error(
         "cannot listen on UDP {addr}: {source}; is another tracker running there? Choose another address with --listen"
@@ -60,18 +80,40 @@ pub struct RunningTracker {
     tasks: JoinSet<()>,
     endpoint: quinn::Endpoint,
     sessions: Arc<tls::Sessions>,
+    /// This tracker's PeerId in the list of trackers.
+    roster_id: String,
+    _lock: DataLock,
 }
 
+/// The setting that keeps the SHA-256 of the organisation CA's certificate.
+const CA_SETTING: &str = "org_ca_sha256";
+
 impl Tracker {
+    /// Takes `config`'s data directory (and SQLite store) for one tracker,
+    /// as [`Tracker::start_locked`] needs.
+    pub fn lock(config: &TrackerConfig) -> Result<DataLock, LockError> {
+        let holder = format!("skein-tracker starting on UDP {}", config.listen);
+        DataLock::take(&config.data_dir, crate::lock::sqlite_file(&config.database_url()).as_deref(), &holder)
+    }
+
     /// Starts serving with `config`. The data directory must already be
     /// initialised (see [`crate::init`]).
     pub async fn start(config: TrackerConfig) -> Result<RunningTracker, StartError> {
+        let lock = Self::lock(&config)?;
+        Self::start_locked(config, lock).await
+    }
+
+    /// [`Tracker::start`] with the data directory already taken (the
+    /// command line takes it before it initialises the directory).
+    pub async fn start_locked(config: TrackerConfig, mut lock: DataLock) -> Result<RunningTracker, StartError> {
         let store = Store::open(&config.database_url()).await?;
         let org = Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
+        check_ca(&store, &config).await?;
         let (server_config, sessions) = tls::server_config(&config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        lock.say(&format!("skein-tracker serving UDP {local_addr}"));
         let (relay, relay_task) = Relay::start(RelayOptions {
             listen: config.relay_listen,
             public_addrs: config.public_addrs.clone(),
@@ -80,6 +122,8 @@ impl Tracker {
             allowed: relay::sync::valid_peers(&store).await?,
         })
         .await?;
+        let me = crate::roster::entry(&config, local_addr, &relay, crate::clock::now_ms() as i64);
+        store.tracker_started(&me).await?;
         let (hub, hub_task) = Hub::spawn(4096);
         let shutdown = CancellationToken::new();
         let state = Arc::new(State::new(config, store, org, hub.clone(), relay.clone()));
@@ -92,10 +136,31 @@ impl Tracker {
         let org = state.org.clone();
         tasks.spawn(admin_watch::run(state.store.clone(), org, hub, relay, state.config.admin_poll, shutdown.clone()));
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
+        let roster_id = me.relay_peer_id.clone();
+        tasks.spawn(crate::roster::run(state.store.clone(), me, crate::roster::BEAT, shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
-        Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions })
+        Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions, roster_id, _lock: lock })
     }
+}
+
+/// Checks that the data directory's CA is the organisation's, as the store
+/// recorded it when the organisation's first tracker started.
+async fn check_ca(store: &Store, config: &TrackerConfig) -> Result<(), StartError> {
+    let path = config.ca_cert_path();
+    let Some(ca) = skein_certs::rustls_io::load_certs(&path).map_err(tls::TlsError::from)?.into_iter().next() else {
+        return Ok(());
+    };
+    let found = skein_certs::fingerprint(&ca);
+    let expected = store.put_setting_if_absent(CA_SETTING, found.as_bytes()).await?;
+    if expected != found.as_bytes() {
+        return Err(StartError::WrongCa {
+            path: path.display().to_string(),
+            found,
+            expected: String::from_utf8_lossy(&expected).into_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl RunningTracker {
@@ -149,6 +214,10 @@ impl RunningTracker {
         self.endpoint.close(connection::close::DONE.into(), b"tracker shutting down");
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        let now = crate::clock::now_ms() as i64;
+        if let Err(e) = self.state.store.tracker_seen(&self.roster_id, now, false).await {
+            tracing::warn!(error = %e, "cannot record in the list of trackers that this one stopped");
+        }
         self.state.store.close().await;
     }
 }

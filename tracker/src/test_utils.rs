@@ -132,3 +132,71 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The environment variable naming a PostgreSQL server for tests: a URL
+/// whose user may create databases.
+pub const POSTGRES_ENV: &str = "SKEIN_TEST_POSTGRES_URL";
+
+/// A throwaway database on the server [`POSTGRES_ENV`] names, dropped by
+/// [`PgDatabase::drop_now`] (tests call it at their end; a test that fails
+/// first leaves it to the throwaway server's end).
+#[derive(Debug)]
+pub struct PgDatabase {
+    /// The database's URL.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates a database with a random name. Fails, saying what to do,
+    /// when no server is named: tests that need one run only when asked
+    /// for, and asking without a server is a mistake to report, not a pass.
+    pub async fn create() -> PgDatabase {
+        use sqlx::Connection;
+        let admin_url = match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => panic!(
+                "this test needs a PostgreSQL server: set {POSTGRES_ENV} to a URL whose user may create databases \
+                 (for example postgres://skein@127.0.0.1:5432/postgres), or run scripts/test, which starts a \
+                 throwaway one"
+            ),
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let name = format!("skein_test_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx::postgres::PgConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let _ = admin.close().await;
+        PgDatabase { url: with_database(&admin_url, &name), admin_url, name }
+    }
+
+    /// Drops the database, closing whatever is still connected to it.
+    pub async fn drop_now(self) {
+        use sqlx::Connection;
+        if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&self.admin_url).await {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{db}?{query}"),
+        None => format!("{base}/{db}"),
+    }
+}

@@ -14,8 +14,8 @@
 use skein_proto::group::GroupChange;
 use skein_tracker::store::{
     AccessEnd, CODE_VERSION, DeviceRecord, DeviceScope, GroupKindRecord, GroupStoreChange, Issue, MailRecord,
-    MailboxLimits, NewUserRecord, SenderShare, SessionRecord, SessionStart, Store, StoreError, UserRecord,
-    department_group_id,
+    MailboxLimits, NewUserRecord, SenderShare, SessionRecord, SessionStart, Store, StoreError, TrackerRecord,
+    UserRecord, department_group_id,
 };
 use sqlx::Connection;
 use std::collections::BTreeSet;
@@ -85,6 +85,7 @@ store_cases! {
         case_groups,
         case_group_changes_page_forward,
         case_department_groups,
+        case_trackers,
     ],
     url: [
         case_migrations_idempotent,
@@ -278,6 +279,48 @@ async fn case_settings_race_safe(store: Store) {
     let stored = store.get_setting("org_key").await.unwrap().unwrap();
     assert!(winners.contains(&stored));
     assert_eq!(store.put_setting_if_absent("org_key", b"late").await.unwrap(), stored);
+}
+
+async fn case_trackers(store: Store) {
+    assert!(store.list_trackers().await.unwrap().is_empty());
+    let one = TrackerRecord {
+        relay_peer_id: "12D3KooWOne".into(),
+        name: "dc-1".into(),
+        control_addrs: vec!["198.18.0.1:7400".into(), "tracker.example.org:7400".into()],
+        relay_addrs: vec!["/ip4/198.18.0.1/udp/7401/quic-v1/p2p/12D3KooWOne".into()],
+        started_at_ms: 1_000,
+        last_seen_ms: 1_000,
+        running: true,
+    };
+    let two = TrackerRecord {
+        relay_peer_id: "12D3KooWTwo".into(),
+        name: "dc-2".into(),
+        control_addrs: vec!["198.18.0.2:7400".into()],
+        relay_addrs: vec![],
+        started_at_ms: 2_000,
+        last_seen_ms: 2_000,
+        ..one.clone()
+    };
+    store.tracker_started(&one).await.unwrap();
+    store.tracker_started(&two).await.unwrap();
+    assert_eq!(store.list_trackers().await.unwrap(), vec![two.clone(), one.clone()], "most recently seen first");
+    assert!(store.tracker_seen("12D3KooWOne", 5_000, true).await.unwrap());
+    assert!(store.tracker_seen("12D3KooWTwo", 4_000, false).await.unwrap(), "a clean stop");
+    assert!(!store.tracker_seen("12D3KooWNone", 4_000, true).await.unwrap(), "no such tracker");
+    let list = store.list_trackers().await.unwrap();
+    assert_eq!(
+        list.iter().map(|t| (t.name.as_str(), t.last_seen_ms, t.running)).collect::<Vec<_>>(),
+        [("dc-1", 5_000, true), ("dc-2", 4_000, false)]
+    );
+    // A restart on new addresses replaces the row and runs again.
+    let moved = TrackerRecord {
+        control_addrs: vec!["198.18.0.9:7400".into()],
+        started_at_ms: 6_000,
+        last_seen_ms: 6_000,
+        ..two
+    };
+    store.tracker_started(&moved).await.unwrap();
+    assert_eq!(store.list_trackers().await.unwrap()[0], moved);
 }
 
 async fn case_department_tree(store: Store) {

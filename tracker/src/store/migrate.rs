@@ -25,16 +25,18 @@ const SQLITE: &[Embedded] = &[
     Embedded { version: 1, description: "init", sql: include_str!("../../migrations/sqlite/0001_init.sql") },
     Embedded { version: 2, description: "trust", sql: include_str!("../../migrations/sqlite/0002_trust.sql") },
     Embedded { version: 3, description: "groups", sql: include_str!("../../migrations/sqlite/0003_groups.sql") },
+    Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/sqlite/0004_trackers.sql") },
 ];
 
 const POSTGRES: &[Embedded] = &[
     Embedded { version: 1, description: "init", sql: include_str!("../../migrations/postgres/0001_init.sql") },
     Embedded { version: 2, description: "trust", sql: include_str!("../../migrations/postgres/0002_trust.sql") },
     Embedded { version: 3, description: "groups", sql: include_str!("../../migrations/postgres/0003_groups.sql") },
+    Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/postgres/0004_trackers.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 3;
+pub const CODE_VERSION: i64 = 4;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

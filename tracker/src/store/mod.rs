@@ -28,6 +28,7 @@ mod mailbox;
 mod migrate;
 mod sessions;
 mod settings;
+mod trackers;
 mod users;
 
 pub use access::{AccessEnd, DeviceScope};
@@ -39,6 +40,7 @@ pub use groups::{GroupKindRecord, GroupRecord, GroupStoreChange, department_grou
 pub use mailbox::{MailRecord, MailboxLimits, SenderShare};
 pub use migrate::CODE_VERSION;
 pub use sessions::{Issue, SessionRecord, SessionStart};
+pub use trackers::TrackerRecord;
 pub use users::{NewUserRecord, UserRecord};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

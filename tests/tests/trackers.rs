@@ -1,0 +1,171 @@
+//! Several trackers of one organisation, driven through the real
+//! binaries: one tracker per data directory and per SQLite store, a second
+//! tracker joining the first on their shared PostgreSQL database
+//! (`run --join`), and the list of trackers (`trackers list`).
+
+use serde_json::Value;
+use skein_tests::{Proc, bin, init, output, skein};
+use skein_tracker::test_utils::PgDatabase;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+const PW: &str = "correct horse battery";
+
+/// `skein-tracker ARGS --data DATA [--database URL]`: (ok, stdout, stderr).
+async fn tracker_cmd(data: &Path, database: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(bin("skein-tracker"));
+    cmd.args(args).arg("--data").arg(data).env("SKEIN_PASSWORD", PW).env("RUST_LOG", "warn");
+    if let Some(url) = database {
+        cmd.arg("--database").arg(url);
+    }
+    output(cmd, "skein-tracker").await
+}
+
+/// Starts `skein-tracker run` on loopback and waits until it serves;
+/// returns it and its control address.
+async fn run(data: &Path, database: Option<&str>, extra: &[&str]) -> (Proc, String) {
+    let data = data.to_str().expect("utf-8 path");
+    let mut args = vec!["run", "--data", data, "--listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0"];
+    if let Some(url) = database {
+        args.extend(["--database", url]);
+    }
+    args.extend(extra);
+    let mut p = Proc::spawn(&bin("skein-tracker"), &args, &[("RUST_LOG", "warn")]);
+    let line =
+        p.wait_line(Duration::from_secs(30), "the serving line", |l| l.starts_with("Tracker serving on UDP")).await;
+    let addr = line.split_whitespace().nth(4).expect("address in the serving line").to_owned();
+    (p, addr)
+}
+
+/// Stops a tracker with SIGTERM, as an init system does, and waits.
+async fn stop(p: &mut Proc) {
+    let pid = p.child.id().expect("pid");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await.expect("stopped").expect("status");
+    assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
+}
+
+fn trackers(json: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(json).expect("trackers JSON").as_array().expect("an array").clone()
+}
+
+fn one_error(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    lines[0].to_owned()
+}
+
+#[tokio::test]
+async fn a_data_directory_serves_one_tracker_and_the_list_shows_it() {
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("tracker");
+    let (mut first, addr) = run(&data, None, &[]).await;
+
+    // A second tracker on the same directory is refused before it touches anything.
+    let (ok, _, err) = output(
+        {
+            let mut c = Command::new(bin("skein-tracker"));
+            c.args(["run", "--listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0", "--data"]).arg(&data);
+            c
+        },
+        "a second tracker",
+    )
+    .await;
+    assert!(!ok, "the second tracker must not start");
+    let line = one_error(&err);
+    assert!(
+        line.contains(&format!("is already served by another tracker (skein-tracker serving UDP {addr}, pid")),
+        "{line}"
+    );
+    // So is one elsewhere on its SQLite store.
+    let db = format!("sqlite://{}", data.join("tracker.db").display());
+    let (ok, _, err) = tracker_cmd(&dir.path().join("other"), Some(&db), &["run", "--listen", "127.0.0.1:0"]).await;
+    assert!(!ok && one_error(&err).contains("already served by another tracker"), "{err}");
+    // Joining needs PostgreSQL.
+    let (ok, _, err) =
+        tracker_cmd(&dir.path().join("third"), None, &["run", "--join", data.to_str().expect("utf-8")]).await;
+    assert!(!ok && one_error(&err).contains("--join needs the organisation's PostgreSQL database"), "{err}");
+    // Admin commands still work beside the running tracker.
+    let (ok, out, err) = tracker_cmd(&data, None, &["trackers", "list", "--json"]).await;
+    assert!(ok, "{err}");
+    let list = trackers(&out);
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(list[0]["control_addrs"][0], addr.as_str());
+    let (ok, out, _) = tracker_cmd(&data, None, &["trackers", "list"]).await;
+    assert!(ok && out.contains("running") && out.contains(&addr), "{out}");
+
+    stop(&mut first).await;
+    let (_, out, _) = tracker_cmd(&data, None, &["trackers", "list", "--json"]).await;
+    assert_eq!(trackers(&out)[0]["state"], "stopped", "a clean stop is recorded: {out}");
+    // Once it stopped, the directory serves again.
+    let (mut again, _) = run(&data, None, &[]).await;
+    stop(&mut again).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d1, d2, d3) = (dir.path().join("t1"), dir.path().join("t2"), dir.path().join("t3"));
+    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
+    let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", "alice"]).await;
+    assert!(ok, "{err}");
+
+    // The second tracker joins with the first's directory: it copies the
+    // CA certificate and the org key, and issues its own certificate.
+    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
+    assert!(t2.seen.iter().any(|l| l.starts_with("Copied") && l.contains("org.key")), "{:#?}", t2.seen);
+    assert!(t2.seen.iter().any(|l| l.starts_with("Issued the tracker certificate")), "{:#?}", t2.seen);
+    assert!(!d2.join("ca.key").exists(), "the CA key stays where it was");
+    assert_ne!(addr1, addr2);
+
+    // Alice, added through the first, logs in through the second, trusting
+    // the organisation's CA: shared users, shared signing key, and a
+    // certificate from the organisation CA.
+    let profile = dir.path().join("alice");
+    let ca = d1.join("ca.pem");
+    let args = ["login", "--tracker", &addr2, "--ca", ca.to_str().expect("utf-8"), "--user", "alice"];
+    let (ok, out, err) = skein(&profile, &args, Some(PW)).await;
+    assert!(ok, "login through the second tracker: {err}");
+    assert!(out.contains("Logged in as alice"), "{out}");
+
+    // Both are listed, from either directory.
+    let (ok, out, err) = tracker_cmd(&d2, Some(&url), &["trackers", "list", "--json"]).await;
+    assert!(ok, "{err}");
+    let list = trackers(&out);
+    assert_eq!(list.len(), 2, "{out}");
+    assert!(list.iter().all(|t| t["state"] == "running"), "{out}");
+    let addrs: Vec<&str> = list.iter().map(|t| t["control_addrs"][0].as_str().unwrap_or_default()).collect();
+    assert!(addrs.contains(&addr1.as_str()) && addrs.contains(&addr2.as_str()), "{out}");
+    assert_ne!(list[0]["relay_peer_id"], list[1]["relay_peer_id"], "each tracker has its own relay identity");
+
+    // A tracker with a directory of its own, not joined, is refused and told how.
+    let (ok, _, err) =
+        tracker_cmd(&d3, Some(&url), &["run", "--listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0"]).await;
+    assert!(!ok, "a tracker of another CA must not serve this organisation");
+    let line = one_error(&err);
+    assert!(line.contains("already serves an organisation") && line.contains("--join"), "{line}");
+    assert!(!d3.join("ca.pem").exists() && !d3.join("org.key").exists(), "nothing of its own was made");
+
+    // The second stops cleanly; the list says so, and the first runs on.
+    stop(&mut t2).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, out, _) = tracker_cmd(&d1, Some(&url), &["trackers", "list", "--json"]).await;
+        let list = trackers(&out);
+        let state_of = |a: &str| list.iter().find(|t| t["control_addrs"][0] == a).map(|t| t["state"].clone());
+        if state_of(&addr2) == Some("stopped".into()) {
+            assert_eq!(state_of(&addr1), Some("running".into()), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second tracker's stop was not recorded: {out}");
+    }
+    stop(&mut t1).await;
+    pg.drop_now().await;
+}
