@@ -1,7 +1,8 @@
 //! Several trackers of one organisation, driven through the real
 //! binaries: one tracker per data directory and per SQLite store, a second
 //! tracker joining the first on their shared PostgreSQL database
-//! (`run --join`), and the list of trackers (`trackers list`).
+//! (`run --join`), the list of trackers (`trackers list`), and an admin
+//! change reaching the other tracker as it commits.
 
 use serde_json::Value;
 use skein_tests::{Proc, bin, init, output, skein};
@@ -152,6 +153,23 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
     let line = one_error(&err);
     assert!(line.contains("already serves an organisation") && line.contains("--join"), "{line}");
     assert!(!d3.join("ca.pem").exists() && !d3.join("org.key").exists(), "nothing of its own was made");
+
+    // Alice's daemon runs on the second tracker; disabling her through the
+    // first tracker's store ends her session there as the change commits
+    // (on PostgreSQL trackers do not poll: they are told).
+    let mut daemon = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
+    daemon.wait_line(Duration::from_secs(20), "alice connected", |l| l.contains("\"type\":\"connected\"")).await;
+    let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "disable", "alice"]).await;
+    assert!(ok, "{err}");
+    let disabled = Instant::now();
+    let ended = daemon
+        .wait_next(Duration::from_secs(10), "alice's session ended", |l| l.contains("\"type\":\"session_ended\""))
+        .await;
+    assert!(ended.contains("account_disabled"), "{ended}");
+    assert!(disabled.elapsed() < Duration::from_secs(3), "ended after {:?}", disabled.elapsed());
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), daemon.child.wait()).await.expect("exits").expect("status");
+    assert!(!status.success(), "the daemon stops: its account was disabled");
 
     // The second stops cleanly; the list says so, and the first runs on.
     stop(&mut t2).await;

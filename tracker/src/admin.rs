@@ -3,9 +3,10 @@
 //! admin requests over the control plane.
 //!
 //! Operations that end access record an admin event in the same
-//! transaction; every tracker on the store polls those events (see
-//! `admin_watch.rs`) and closes the affected connections, relay access and
-//! peer connections within [`crate::config::TrackerConfig::admin_poll`].
+//! transaction; every tracker on the store reads those events (see
+//! `admin_watch.rs`: as they commit on PostgreSQL, within
+//! [`crate::config::TrackerConfig::admin_poll`] on SQLite) and closes the
+//! affected connections, relay access and peer connections.
 
 use crate::auth::check_password_policy;
 use crate::clock::now_ms;

@@ -2,8 +2,12 @@
 //! sessions, relay access and peers' trust in the devices concerned.
 //!
 //! Access may end in another process (the admin CLI) or on another tracker
-//! sharing the database, so the store is the meeting point: this task polls
-//! `admin_events` and, for each, reads what the store now says.
+//! sharing the database, so the store is the meeting point: this task reads
+//! `admin_events` and, for each, what the store now says. On PostgreSQL it
+//! reads them when the database says a new one committed (see
+//! [`crate::store::listen`]), and everything after the last it saw when
+//! its listening connection comes back; on SQLite, which one tracker
+//! serves with the admin CLI beside it, every [`Wake::Every`] period.
 //!
 //! - Live sessions of the user whose tokens the store no longer holds
 //!   unrevoked are told why and closed.
@@ -19,7 +23,8 @@ use crate::admin::{
 use crate::hub::{Hub, SessionFilter};
 use crate::org::Org;
 use crate::relay::Relay;
-use crate::store::{AdminEvent, Store, StoreError};
+use crate::store::listen::{Heard, Listener};
+use crate::store::{ADMIN_CHANNEL, AdminEvent, Store, StoreError};
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Event, RevokedDevice};
 use skein_proto::group::{GroupChange, GroupEvent};
@@ -31,8 +36,22 @@ use tokio_util::sync::CancellationToken;
 /// The first protocol version that understands [`Event::DeviceRevoked`].
 const REVOCATION_PROTOCOL: u16 = 2;
 
-/// Polls for admin events every `every` until `shutdown`.
-pub async fn run(store: Store, org: Org, hub: Hub, relay: Relay, every: Duration, shutdown: CancellationToken) {
+/// When to look for new admin events.
+#[derive(Debug, Clone)]
+pub enum Wake {
+    /// Every period (SQLite).
+    Every(Duration),
+    /// When PostgreSQL at this URL says one committed.
+    Listen(String),
+}
+
+/// Events read at once at most.
+const PAGE: i64 = 256;
+/// How soon an event that could not be acted on is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Acts on admin events as `wake` says, until `shutdown`.
+pub async fn run(store: Store, org: Org, hub: Hub, relay: Relay, wake: Wake, shutdown: CancellationToken) {
     let mut seq = match store.last_event_seq().await {
         Ok(s) => s,
         Err(e) => {
@@ -40,35 +59,77 @@ pub async fn run(store: Store, org: Org, hub: Hub, relay: Relay, every: Duration
             return;
         }
     };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+    let (mut listener, mut tick) = match wake {
+        Wake::Every(every) => {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            (None, Some(tick))
         }
-        let events = match store.events_since(seq, 256).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "polling admin events failed; retrying");
-                continue;
-            }
-        };
-        for ev in events {
-            let acted = match ev.group_id {
-                Some(group) => announce_group(&store, &org, &hub, &ev, group).await,
-                None => apply(&store, &hub, &relay, &ev).await,
+        Wake::Listen(url) => {
+            let listener = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                l = listen(&url) => l,
             };
-            match acted {
-                Ok(_) => seq = seq.max(ev.seq),
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = %ev.kind, user_id = ev.user_id, "acting on an admin event failed; retrying");
-                    break;
+            (Some(listener), None)
+        }
+    };
+    // Anything committed before listening began is read now.
+    let mut behind = true;
+    loop {
+        if !behind {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = async { tick.as_mut().expect("a tick without a listener").tick().await }, if tick.is_some() => {}
+                heard = async { listener.as_mut().expect("a listener").next().await }, if listener.is_some() => {
+                    if heard == Heard::Reconnected {
+                        tracing::info!(after = seq, "reading the admin events missed while the database was away");
+                    }
                 }
             }
         }
+        behind = match catch_up(&store, &org, &hub, &relay, &mut seq).await {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading or acting on admin events failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RETRY) => true,
+                }
+            }
+        };
     }
+}
+
+/// A listener on the admin events' channel, connecting for as long as it
+/// takes.
+async fn listen(url: &str) -> Listener {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match Listener::connect(url, &[ADMIN_CHANNEL]).await {
+            Ok(l) => return l,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for admin events yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(crate::store::listen::MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Acts on one page of the events after `seq`, moving it on; returns
+/// whether a full page came (more may be waiting).
+async fn catch_up(store: &Store, org: &Org, hub: &Hub, relay: &Relay, seq: &mut i64) -> Result<bool, StoreError> {
+    let events = store.events_since(*seq, PAGE).await?;
+    let full = events.len() as i64 >= PAGE;
+    for ev in events {
+        match ev.group_id {
+            Some(group) => announce_group(store, org, hub, &ev, group).await?,
+            None => apply(store, hub, relay, &ev).await?,
+        };
+        *seq = (*seq).max(ev.seq);
+    }
+    Ok(full)
 }
 
 /// A group changed outside a tracker (the admin CLI made an org group or

@@ -93,7 +93,8 @@ pub struct TrackerConfig {
     pub mailbox: MailboxLimits,
     /// argon2id cost.
     pub password_cost: PasswordCost,
-    /// How often to look for admin changes made by other processes.
+    /// How often to look for admin changes made by other processes on an
+    /// SQLite store (PostgreSQL tells trackers as each change commits).
     pub admin_poll: Duration,
     /// Outgoing frames queued per connection before it is dropped as too slow.
     pub send_queue: usize,

@@ -134,7 +134,11 @@ impl Tracker {
         tasks.spawn(relay_task.run(shutdown.clone()));
         tasks.spawn(relay::sync::run(state.store.clone(), relay.clone(), relay::sync::REFRESH_EVERY, shutdown.clone()));
         let org = state.org.clone();
-        tasks.spawn(admin_watch::run(state.store.clone(), org, hub, relay, state.config.admin_poll, shutdown.clone()));
+        let wake = match state.store.backend() {
+            crate::store::Backend::Postgres => admin_watch::Wake::Listen(state.config.database_url()),
+            crate::store::Backend::Sqlite => admin_watch::Wake::Every(state.config.admin_poll),
+        };
+        tasks.spawn(admin_watch::run(state.store.clone(), org, hub, relay, wake, shutdown.clone()));
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
         let roster_id = me.relay_peer_id.clone();
         tasks.spawn(crate::roster::run(state.store.clone(), me, crate::roster::BEAT, shutdown.clone()));

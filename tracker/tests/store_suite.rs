@@ -20,6 +20,7 @@ use skein_tracker::store::{
 use sqlx::Connection;
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::time::Duration;
 
 const PG_ENV: &str = "SKEIN_TEST_POSTGRES_URL";
 
@@ -208,6 +209,47 @@ async fn case_migrations_idempotent(url: String) {
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.next_serial().await.unwrap(), 2);
     store.close().await;
+}
+
+/// The listener hears what commits, and says when it had to reconnect (so
+/// its owner reads what it may have missed), however its connection ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set SKEIN_TEST_POSTGRES_URL (scripts/test starts one)"]
+async fn postgres_listener_hears_commits_and_says_when_it_reconnected() {
+    use skein_tracker::store::listen::{Heard, Listener};
+    with_postgres(|url| async move {
+        let chan = "skein_test_listen";
+        let mut listener = Listener::connect(&url, &[chan]).await.unwrap();
+        let mut other = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+        let notify = format!("NOTIFY {chan}");
+        // A notification sent in a transaction that rolls back is never heard;
+        // one that commits is.
+        sqlx::raw_sql("BEGIN").execute(&mut other).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(notify.clone())).execute(&mut other).await.unwrap();
+        sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(notify.clone())).execute(&mut other).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap();
+        assert_eq!(heard, Heard::Notified(chan.into()));
+        let quiet = tokio::time::timeout(Duration::from_millis(300), listener.next()).await;
+        assert!(quiet.is_err(), "the rolled-back notification must not be heard: {quiet:?}");
+        // The server ends the listener's connection (a restart, a network cut).
+        let ended = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND datname = current_database() AND query LIKE '%{chan}%'"
+        )))
+        .execute(&mut other)
+        .await
+        .unwrap();
+        assert!(ended.rows_affected() >= 1, "the listener's connection was found and ended");
+        let heard = tokio::time::timeout(Duration::from_secs(20), listener.next()).await.unwrap();
+        assert_eq!(heard, Heard::Reconnected);
+        // Listening again on the new connection.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(notify)).execute(&mut other).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap();
+        assert_eq!(heard, Heard::Notified(chan.into()));
+        let _ = other.close().await;
+    })
+    .await;
 }
 
 async fn case_concurrent_open(url: String) {

@@ -1,7 +1,10 @@
 //! Admin events: an append-only log through which a running tracker learns
-//! about changes another process (the admin CLI) made to the same database,
-//! such as a disabled user or a revoked device. The tracker polls
-//! [`Store::events_since`] with the last sequence number it has seen.
+//! about changes another process (the admin CLI, another tracker) made to
+//! the same database, such as a disabled user or a revoked device. The
+//! tracker reads [`Store::events_since`] the last sequence number it has
+//! seen: on PostgreSQL when told of a new event ([`ADMIN_CHANNEL`], sent by
+//! the event's own transaction as it commits), on SQLite (one tracker, and
+//! the admin CLI beside it) every second.
 //!
 //! Sequence numbers become visible in order: on PostgreSQL, where a
 //! `BIGSERIAL`-style value is allocated before commit, writers take a table
@@ -131,5 +134,16 @@ pub(super) async fn insert_event(
     .bind(at_ms)
     .fetch_one(&mut *conn)
     .await?;
+    if backend == Backend::Postgres {
+        // Delivered when the transaction commits, to every tracker
+        // listening (see `listen.rs`); none is sent if it rolls back.
+        sqlx::raw_sql(ADMIN_NOTIFY).execute(&mut *conn).await?;
+    }
     Ok(seq)
 }
+
+/// The statement that tells listening trackers of a new admin event.
+const ADMIN_NOTIFY: &str = "NOTIFY skein_admin_events";
+
+/// The channel on which PostgreSQL tells trackers of new admin events.
+pub const ADMIN_CHANNEL: &str = "skein_admin_events";
