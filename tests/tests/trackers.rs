@@ -47,6 +47,22 @@ async fn stop(p: &mut Proc) {
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
 }
 
+/// Waits until `profile`'s daemon reports `user` as `status`.
+async fn wait_presence(profile: &Path, user: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = skein(profile, &["presence", "--json"], None).await;
+        assert!(ok, "{err}");
+        let list: Value = serde_json::from_str(&out).expect("presence JSON");
+        let now = list.as_array().and_then(|l| l.iter().find(|e| e["user"] == user)).map(|e| e["status"].clone());
+        if now.as_ref().and_then(Value::as_str) == Some(status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user} never showed {status} to {}: {out}", profile.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn trackers(json: &str) -> Vec<Value> {
     serde_json::from_str::<Value>(json).expect("trackers JSON").as_array().expect("an array").clone()
 }
@@ -115,8 +131,10 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (d1, d2, d3) = (dir.path().join("t1"), dir.path().join("t2"), dir.path().join("t3"));
     let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
-    let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", "alice"]).await;
-    assert!(ok, "{err}");
+    for user in ["alice", "bob"] {
+        let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", user]).await;
+        assert!(ok, "{err}");
+    }
 
     // The second tracker joins with the first's directory: it copies the
     // CA certificate and the org key, and issues its own certificate.
@@ -154,11 +172,25 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
     assert!(line.contains("already serves an organisation") && line.contains("--join"), "{line}");
     assert!(!d3.join("ca.pem").exists() && !d3.join("org.key").exists(), "nothing of its own was made");
 
-    // Alice's daemon runs on the second tracker; disabling her through the
-    // first tracker's store ends her session there as the change commits
-    // (on PostgreSQL trackers do not poll: they are told).
+    // Bob signs in on the first tracker, alice runs on the second: each
+    // sees the other's presence, and its changes.
+    let bob = dir.path().join("bob");
+    let args = ["login", "--tracker", &addr1, "--ca", ca.to_str().expect("utf-8"), "--user", "bob"];
+    let (ok, _, err) = skein(&bob, &args, Some(PW)).await;
+    assert!(ok, "bob's login through the first tracker: {err}");
+    let mut bobs = Proc::spawn(&bin("skein"), &["--profile", bob.to_str().expect("utf-8"), "daemon"], &[]);
+    bobs.wait_line(Duration::from_secs(20), "bob connected", |l| l.contains("\"type\":\"connected\"")).await;
     let mut daemon = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
     daemon.wait_line(Duration::from_secs(20), "alice connected", |l| l.contains("\"type\":\"connected\"")).await;
+    wait_presence(&bob, "alice", "online").await;
+    wait_presence(&profile, "bob", "online").await;
+    let (ok, _, err) = skein(&profile, &["status", "busy", "--note", "in a meeting"], None).await;
+    assert!(ok, "{err}");
+    wait_presence(&bob, "alice", "busy").await;
+
+    // Disabling alice through the first tracker's store ends her session on
+    // the second as the change commits (on PostgreSQL trackers do not poll:
+    // they are told), and bob sees her go.
     let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "disable", "alice"]).await;
     assert!(ok, "{err}");
     let disabled = Instant::now();
@@ -170,6 +202,8 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
     let status =
         tokio::time::timeout(Duration::from_secs(10), daemon.child.wait()).await.expect("exits").expect("status");
     assert!(!status.success(), "the daemon stops: its account was disabled");
+    wait_presence(&bob, "alice", "offline").await;
+    bobs.kill().await;
 
     // The second stops cleanly; the list says so, and the first runs on.
     stop(&mut t2).await;

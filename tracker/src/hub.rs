@@ -5,10 +5,15 @@
 //! anything that needs an answer carries a oneshot. Pushes to a connection
 //! go into that connection's bounded outgoing queue; a connection whose queue
 //! is full is too slow to keep up and is closed rather than buffered forever.
+//!
+//! With other trackers on the store, the hub also folds in what they say of
+//! their devices' presence ([`Hub::set_remote`]), and tells its publisher
+//! (see [`crate::presence_sync`]) each time its own devices' part of a
+//! user's presence changes.
 
 use crate::clock::now_ms;
 use crate::connection::Outgoing;
-use crate::presence::{ConnId, PresenceBook, Push};
+use crate::presence::{ConnId, PresenceBook, Push, Remote};
 use skein_proto::ErrorBody;
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Addresses, Event, PresenceEntry, PresenceStatus, ServerFrame, Subscription};
@@ -81,7 +86,14 @@ enum Command {
     MailWaiting { user_id: i64, device: DeviceId, count: u32 },
     Broadcast { event: Event, min_protocol: u16 },
     ToUsers { users: HashSet<String>, event: Event },
+    SetRemote { tracker: String, user: String, part: Option<Remote> },
+    ReplaceRemote { parts: Vec<(String, String, Remote)> },
+    DropTracker { tracker: String },
 }
+
+/// This tracker's devices' part of a user's presence changed: the user,
+/// and the part (`None`: no visible device here).
+pub type LocalChange = (String, Option<Remote>);
 
 /// Handle to the hub task.
 #[derive(Debug, Clone)]
@@ -98,9 +110,34 @@ impl std::fmt::Debug for Command {
 impl Hub {
     /// Starts the hub task; it ends when every handle is dropped.
     pub fn spawn(queue: usize) -> (Hub, tokio::task::JoinHandle<()>) {
+        Self::spawn_publishing(queue, None)
+    }
+
+    /// [`Hub::spawn`], telling `publish` of every change of this tracker's
+    /// part of a user's presence (in order; a full queue drops none).
+    pub fn spawn_publishing(
+        queue: usize,
+        publish: Option<mpsc::UnboundedSender<LocalChange>>,
+    ) -> (Hub, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let task = tokio::spawn(run(rx));
+        let task = tokio::spawn(run(rx, publish));
         (Hub { tx }, task)
+    }
+
+    /// Folds in `user`'s presence on another tracker (`None`: none there).
+    pub async fn set_remote(&self, tracker: String, user: String, part: Option<Remote>) {
+        self.send(Command::SetRemote { tracker, user, part }).await;
+    }
+
+    /// Replaces everything other trackers said with `parts` (tracker, user,
+    /// part), as read from the store after missing some of it.
+    pub async fn replace_remote(&self, parts: Vec<(String, String, Remote)>) {
+        self.send(Command::ReplaceRemote { parts }).await;
+    }
+
+    /// Forgets what another tracker said (it is gone).
+    pub async fn drop_tracker(&self, tracker: String) {
+        self.send(Command::DropTracker { tracker }).await;
     }
 
     async fn send(&self, cmd: Command) {
@@ -182,10 +219,30 @@ impl Hub {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Command>) {
+async fn run(mut rx: mpsc::Receiver<Command>, publish: Option<mpsc::UnboundedSender<LocalChange>>) {
     let mut book = PresenceBook::new();
     let mut live: HashMap<ConnId, Live> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
+        // This tracker's part of the presence of the user a command
+        // concerns, before it, when someone listens.
+        let watched = match (&publish, &cmd) {
+            (Some(_), Command::Unregister { conn, .. } | Command::SetStatus { conn, .. }) => {
+                book.user_of(*conn).map(|u| (u.to_owned(), book.local_part(u)))
+            }
+            _ => None,
+        };
+        command(&mut book, &mut live, cmd);
+        if let (Some(publish), Some((user, before))) = (&publish, watched) {
+            let after = book.local_part(&user);
+            if after != before {
+                let _ = publish.send((user, after));
+            }
+        }
+    }
+}
+
+fn command(book: &mut PresenceBook, live: &mut HashMap<ConnId, Live>, cmd: Command) {
+    {
         match cmd {
             Command::Register { conn, session, out, end } => {
                 book.connect(conn, &session.user);
@@ -195,13 +252,13 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 let visible = book.is_visible(conn);
                 let now = now_ms();
                 let pushes = book.disconnect(conn, now);
-                deliver(&live, pushes);
+                deliver(live, pushes);
                 let gone = live.remove(&conn);
                 let _ = reply.send(gone.filter(|_| visible).map(|l| (l.session.user_id, now)));
             }
             Command::SetStatus { conn, status, note } => {
                 let pushes = book.set_status(conn, status, note, now_ms());
-                deliver(&live, pushes);
+                deliver(live, pushes);
             }
             Command::Subscribe { conn, sub, reply } => {
                 let _ = reply.send(book.subscribe(conn, sub));
@@ -267,6 +324,28 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                         l.end.cancel();
                     }
                 }
+            }
+            Command::SetRemote { tracker, user, part } => {
+                let pushes = book.set_remote(&tracker, &user, part, now_ms());
+                deliver(live, pushes);
+            }
+            Command::ReplaceRemote { parts } => {
+                let now = now_ms();
+                let fresh: HashSet<(&str, &str)> = parts.iter().map(|(t, u, _)| (t.as_str(), u.as_str())).collect();
+                for (t, u) in book.remote_parts() {
+                    if !fresh.contains(&(t.as_str(), u.as_str())) {
+                        let pushes = book.set_remote(&t, &u, None, now);
+                        deliver(live, pushes);
+                    }
+                }
+                for (t, u, part) in parts {
+                    let pushes = book.set_remote(&t, &u, Some(part), now);
+                    deliver(live, pushes);
+                }
+            }
+            Command::DropTracker { tracker } => {
+                let pushes = book.drop_tracker(&tracker, now_ms());
+                deliver(live, pushes);
             }
         }
     }

@@ -3,7 +3,9 @@
 //!
 //! - [`server`] starts and stops a tracker ([`Tracker::start`]).
 //! - [`connection`] serves one client; [`requests`] answers its requests.
-//! - [`hub`] owns live sessions and [`presence`]; [`throttle`] limits failed logins.
+//! - [`hub`] owns live sessions and [`presence`]; [`presence_sync`] shares
+//!   presence with the other trackers of a PostgreSQL store; [`throttle`]
+//!   limits failed logins.
 //! - [`relay`] runs the libp2p circuit relay for nodes that cannot hole-punch.
 //! - [`store`] keeps users, sessions, devices and the mailbox in SQLite or PostgreSQL.
 //! - [`admin`] holds the administrator operations; [`admin_watch`] applies
@@ -29,6 +31,7 @@ pub mod login_guard;
 pub mod org;
 pub mod passwords;
 pub mod presence;
+pub mod presence_sync;
 pub mod rate;
 pub mod relay;
 pub mod requests;

@@ -7,6 +7,12 @@
 //! online. A user's combined status is the one most recently set by any of
 //! their visible devices; when the last one leaves, the user is offline and
 //! `last_seen` is the time it left.
+//!
+//! Devices on other trackers of the organisation count too: each tracker
+//! publishes its own devices' part of a user's presence ([`Remote`], see
+//! [`PresenceBook::local_part`]), and the others fold it in
+//! ([`PresenceBook::set_remote`]) until that tracker changes it or is gone
+//! ([`PresenceBook::drop_tracker`]).
 
 use skein_proto::control::{PresenceEntry, PresenceStatus, Subscription};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,11 +29,37 @@ pub struct Push {
     pub entry: PresenceEntry,
 }
 
+/// One user's presence on another tracker: its devices there, and the
+/// status most recently set on one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The status (never offline: a tracker with no visible device of the
+    /// user publishes nothing).
+    pub status: PresenceStatus,
+    /// Its note.
+    pub note: Option<String>,
+    /// Visible devices there.
+    pub devices: u16,
+    /// When the status was set, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A status a device set: what, its note, when, and its place in the
+/// order this book saw them (which orders this tracker's devices; the
+/// time orders them against other trackers').
+#[derive(Debug, Clone)]
+struct Set {
+    status: PresenceStatus,
+    note: Option<String>,
+    at_ms: u64,
+    seq: u64,
+}
+
 #[derive(Debug)]
 struct Conn {
     user: String,
     /// `None` while invisible (not yet set, or set to offline).
-    status: Option<(PresenceStatus, Option<String>, u64)>,
+    status: Option<Set>,
     subscription: Option<Subscription>,
 }
 
@@ -40,6 +72,8 @@ pub struct PresenceBook {
     subs_user: HashMap<String, HashSet<ConnId>>,
     last_seen: HashMap<String, u64>,
     seq: u64,
+    /// Users' presence on other trackers, by user, then tracker.
+    remote: HashMap<String, BTreeMap<String, Remote>>,
 }
 
 impl PresenceBook {
@@ -62,7 +96,7 @@ impl PresenceBook {
         let user = c.user.clone();
         let before = self.entry(&user);
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.status = (status != PresenceStatus::Offline).then_some((status, note, seq));
+            c.status = (status != PresenceStatus::Offline).then_some(Set { status, note, at_ms: now_ms, seq });
         }
         if before.status != PresenceStatus::Offline {
             self.last_seen.insert(user.clone(), now_ms);
@@ -99,8 +133,13 @@ impl PresenceBook {
         let snapshot = match &sub {
             Subscription::All => {
                 self.subs_all.insert(conn);
-                let users: BTreeMap<&String, ()> =
-                    self.by_user.keys().chain(self.last_seen.keys()).map(|u| (u, ())).collect();
+                let users: BTreeMap<&String, ()> = self
+                    .by_user
+                    .keys()
+                    .chain(self.last_seen.keys())
+                    .chain(self.remote.keys())
+                    .map(|u| (u, ()))
+                    .collect();
                 users.keys().map(|u| self.entry(u)).collect()
             }
             Subscription::Users(users) => {
@@ -141,32 +180,85 @@ impl PresenceBook {
     /// book has not seen the user since it started; callers fill it from
     /// the store.
     pub fn entry(&self, user: &str) -> PresenceEntry {
-        let visible = self
-            .by_user
-            .get(user)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.conns.get(id).and_then(|c| c.status.as_ref()));
-        let mut devices = 0u16;
-        let mut latest: Option<&(PresenceStatus, Option<String>, u64)> = None;
-        for s in visible {
-            devices = devices.saturating_add(1);
-            if latest.is_none_or(|l| s.2 > l.2) {
-                latest = Some(s);
+        let mine = self.local_part(user);
+        let theirs = self.remote.get(user).into_iter().flat_map(|m| m.values());
+        let devices = theirs.clone().fold(mine.as_ref().map_or(0, |m| m.devices), |n, r| n.saturating_add(r.devices));
+        let mut latest = mine.as_ref();
+        for r in theirs {
+            if latest.is_none_or(|l| r.at_ms > l.at_ms) {
+                latest = Some(r);
             }
         }
         PresenceEntry {
             user: user.to_owned(),
-            status: latest.map_or(PresenceStatus::Offline, |l| l.0),
-            note: latest.and_then(|l| l.1.clone()),
+            status: latest.map_or(PresenceStatus::Offline, |l| l.status),
+            note: latest.and_then(|l| l.note.clone()),
             last_seen_ms: self.last_seen.get(user).copied().unwrap_or(0),
             devices,
         }
     }
 
+    fn local_sets(&self, user: &str) -> impl Iterator<Item = &Set> {
+        self.by_user.get(user).into_iter().flatten().filter_map(|id| self.conns.get(id).and_then(|c| c.status.as_ref()))
+    }
+
+    /// This tracker's part of `user`'s presence, as other trackers fold it
+    /// in: `None` while no device of theirs here is visible.
+    pub fn local_part(&self, user: &str) -> Option<Remote> {
+        let mut devices = 0u16;
+        let mut latest: Option<&Set> = None;
+        for s in self.local_sets(user) {
+            devices = devices.saturating_add(1);
+            if latest.is_none_or(|l| s.seq > l.seq) {
+                latest = Some(s);
+            }
+        }
+        latest.map(|l| Remote { status: l.status, note: l.note.clone(), devices, at_ms: l.at_ms })
+    }
+
+    /// Folds in `user`'s presence on `tracker` (`None`: no visible device
+    /// there any more).
+    pub fn set_remote(&mut self, tracker: &str, user: &str, part: Option<Remote>, now_ms: u64) -> Vec<Push> {
+        let before = self.entry(user);
+        match part.filter(|p| p.status != PresenceStatus::Offline) {
+            Some(p) => {
+                self.remote.entry(user.to_owned()).or_default().insert(tracker.to_owned(), p);
+            }
+            None => {
+                if let Some(m) = self.remote.get_mut(user) {
+                    m.remove(tracker);
+                    if m.is_empty() {
+                        self.remote.remove(user);
+                    }
+                }
+            }
+        }
+        if before.status != PresenceStatus::Offline {
+            self.last_seen.insert(user.to_owned(), now_ms);
+        }
+        self.changed(user, before, now_ms)
+    }
+
+    /// Forgets everything another tracker said (it is gone).
+    pub fn drop_tracker(&mut self, tracker: &str, now_ms: u64) -> Vec<Push> {
+        let users: Vec<String> =
+            self.remote.iter().filter(|(_, m)| m.contains_key(tracker)).map(|(u, _)| u.clone()).collect();
+        users.iter().flat_map(|u| self.set_remote(tracker, u, None, now_ms)).collect()
+    }
+
+    /// What other trackers said, as (tracker, user) pairs.
+    pub fn remote_parts(&self) -> Vec<(String, String)> {
+        self.remote.iter().flat_map(|(u, m)| m.keys().map(move |t| (t.clone(), u.clone()))).collect()
+    }
+
     /// Connections of `user`, visible or not.
     pub fn connections_of(&self, user: &str) -> Vec<ConnId> {
         self.by_user.get(user).map(|s| s.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The user of a connection.
+    pub fn user_of(&self, conn: ConnId) -> Option<&str> {
+        self.conns.get(&conn).map(|c| c.user.as_str())
     }
 
     /// Whether `conn` is visible (has set a status other than offline).
@@ -285,5 +377,37 @@ mod tests {
         b.disconnect(1, 2);
         let p = b.set_status(2, Busy, None, 3);
         assert_eq!(statuses(&p), vec![(4, "bob", Busy)]);
+    }
+
+    #[test]
+    fn devices_on_other_trackers_count_until_their_tracker_says_otherwise_or_is_gone() {
+        let mut b = PresenceBook::new();
+        b.connect(1, "alice");
+        b.subscribe(1, Subscription::All);
+        let part = |status, devices, at_ms| Some(Remote { status, note: None, devices, at_ms });
+        // Bob is online on tracker T2 only.
+        let p = b.set_remote("T2", "bob", part(Online, 1, 100), 100);
+        assert_eq!(statuses(&p), vec![(1, "bob", Online)]);
+        assert_eq!(b.local_part("bob"), None, "nothing of bob's is here");
+        assert_eq!(
+            b.subscribe(1, Subscription::All).iter().map(|e| e.user.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        // A device of his here too: two devices; the newest status wins, wherever set.
+        b.connect(2, "bob");
+        let p = b.set_status(2, Busy, None, 200);
+        assert_eq!((p[0].entry.status, p[0].entry.devices), (Busy, 2));
+        assert_eq!(b.local_part("bob").map(|r| (r.status, r.devices)), Some((Busy, 1)));
+        let p = b.set_remote("T2", "bob", part(Away, 1, 300), 300);
+        assert_eq!(statuses(&p), vec![(1, "bob", Away)]);
+        // T2 is gone: what it said goes with it.
+        let p = b.drop_tracker("T2", 400);
+        assert_eq!((p[0].entry.status, p[0].entry.devices), (Busy, 1));
+        assert!(b.remote_parts().is_empty());
+        // And the last device here leaving makes him offline, seen then.
+        b.set_remote("T3", "bob", part(Online, 1, 450), 450);
+        b.set_remote("T3", "bob", None, 500);
+        let p = b.disconnect(2, 600);
+        assert_eq!((p[0].entry.status, p[0].entry.last_seen_ms), (Offline, 600));
     }
 }

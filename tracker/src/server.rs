@@ -124,7 +124,17 @@ impl Tracker {
         .await?;
         let me = crate::roster::entry(&config, local_addr, &relay, crate::clock::now_ms() as i64);
         store.tracker_started(&me).await?;
-        let (hub, hub_task) = Hub::spawn(4096);
+        // On PostgreSQL other trackers may share the store: presence crosses
+        // between them.
+        let shared = store.backend() == crate::store::Backend::Postgres;
+        let (publish, local_changes) = match shared {
+            true => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        let (hub, hub_task) = Hub::spawn_publishing(4096, publish);
         let shutdown = CancellationToken::new();
         let state = Arc::new(State::new(config, store, org, hub.clone(), relay.clone()));
         let mut tasks = JoinSet::new();
@@ -141,6 +151,10 @@ impl Tracker {
         tasks.spawn(admin_watch::run(state.store.clone(), org, hub, relay, wake, shutdown.clone()));
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
         let roster_id = me.relay_peer_id.clone();
+        if let Some(rx) = local_changes {
+            let (store, url, hub) = (state.store.clone(), state.config.database_url(), state.hub.clone());
+            tasks.spawn(crate::presence_sync::run(store, url, roster_id.clone(), hub, rx, shutdown.clone()));
+        }
         tasks.spawn(crate::roster::run(state.store.clone(), me, crate::roster::BEAT, shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
@@ -221,6 +235,9 @@ impl RunningTracker {
         let now = crate::clock::now_ms() as i64;
         if let Err(e) = self.state.store.tracker_seen(&self.roster_id, now, false).await {
             tracing::warn!(error = %e, "cannot record in the list of trackers that this one stopped");
+        }
+        if let Err(e) = self.state.store.clear_presence(&self.roster_id).await {
+            tracing::warn!(error = %e, "cannot clear this tracker's part of its users' presence");
         }
         self.state.store.close().await;
     }

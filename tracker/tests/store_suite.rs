@@ -229,7 +229,7 @@ async fn postgres_listener_hears_commits_and_says_when_it_reconnected() {
         sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(notify.clone())).execute(&mut other).await.unwrap();
         let heard = tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap();
-        assert_eq!(heard, Heard::Notified(chan.into()));
+        assert_eq!(heard, Heard::Notified { channel: chan.into(), payload: String::new() });
         let quiet = tokio::time::timeout(Duration::from_millis(300), listener.next()).await;
         assert!(quiet.is_err(), "the rolled-back notification must not be heard: {quiet:?}");
         // The server ends the listener's connection (a restart, a network cut).
@@ -246,7 +246,7 @@ async fn postgres_listener_hears_commits_and_says_when_it_reconnected() {
         // Listening again on the new connection.
         sqlx::raw_sql(sqlx::AssertSqlSafe(notify)).execute(&mut other).await.unwrap();
         let heard = tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap();
-        assert_eq!(heard, Heard::Notified(chan.into()));
+        assert_eq!(heard, Heard::Notified { channel: chan.into(), payload: String::new() });
         let _ = other.close().await;
     })
     .await;

@@ -17,8 +17,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// What a [`Listener`] heard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
-    /// A notification on this channel.
-    Notified(String),
+    /// A notification.
+    Notified {
+        /// Its channel.
+        channel: String,
+        /// What it carried.
+        payload: String,
+    },
     /// The connection was lost and is back: notifications sent meanwhile
     /// were not heard.
     Reconnected,
@@ -53,7 +58,9 @@ impl Listener {
     pub async fn next(&mut self) -> Heard {
         if let Some(inner) = self.inner.as_mut() {
             match inner.try_recv().await {
-                Ok(Some(n)) => return Heard::Notified(n.channel().to_owned()),
+                Ok(Some(n)) => {
+                    return Heard::Notified { channel: n.channel().to_owned(), payload: n.payload().to_owned() };
+                }
                 Ok(None) => tracing::warn!("lost the database connection that listens for changes; reconnecting"),
                 Err(e) => tracing::warn!(error = %e, "listening for changes in the database failed; reconnecting"),
             }

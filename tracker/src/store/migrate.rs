@@ -26,6 +26,7 @@ const SQLITE: &[Embedded] = &[
     Embedded { version: 2, description: "trust", sql: include_str!("../../migrations/sqlite/0002_trust.sql") },
     Embedded { version: 3, description: "groups", sql: include_str!("../../migrations/sqlite/0003_groups.sql") },
     Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/sqlite/0004_trackers.sql") },
+    Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/sqlite/0005_presence.sql") },
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -33,10 +34,11 @@ const POSTGRES: &[Embedded] = &[
     Embedded { version: 2, description: "trust", sql: include_str!("../../migrations/postgres/0002_trust.sql") },
     Embedded { version: 3, description: "groups", sql: include_str!("../../migrations/postgres/0003_groups.sql") },
     Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/postgres/0004_trackers.sql") },
+    Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/postgres/0005_presence.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 4;
+pub const CODE_VERSION: i64 = 5;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

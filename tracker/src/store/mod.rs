@@ -27,6 +27,7 @@ mod groups;
 pub mod listen;
 mod mailbox;
 mod migrate;
+mod presence;
 mod sessions;
 mod settings;
 mod trackers;
@@ -40,8 +41,9 @@ pub use events::{ADMIN_CHANNEL, AdminEvent, EVENT_GROUP_CHANGED};
 pub use groups::{GroupKindRecord, GroupRecord, GroupStoreChange, department_group_id};
 pub use mailbox::{MailRecord, MailboxLimits, SenderShare};
 pub use migrate::CODE_VERSION;
+pub use presence::PRESENCE_CHANNEL;
 pub use sessions::{Issue, SessionRecord, SessionStart};
-pub use trackers::TrackerRecord;
+pub use trackers::{TRACKERS_CHANNEL, TrackerRecord};
 pub use users::{NewUserRecord, UserRecord};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -7,7 +7,11 @@
 //! cleanly. Addresses are stored as text: control addresses
 //! (`HOST:PORT`) separated by commas, relay multiaddrs by spaces.
 
-use super::{Store, StoreError, flag};
+use super::{Backend, Store, StoreError, flag};
+
+/// The channel on which a running tracker says it is still there (its
+/// relay's PeerId as the payload), every time it refreshes its entry.
+pub const TRACKERS_CHANNEL: &str = "skein_trackers";
 use sqlx::Row;
 
 /// One tracker of the organisation.
@@ -51,6 +55,19 @@ impl Store {
         .bind(t.last_seen_ms)
         .execute(self.pool())
         .await?;
+        self.announce_tracker(&t.relay_peer_id).await
+    }
+
+    /// Tells the other trackers on PostgreSQL that `relay_peer_id` runs.
+    async fn announce_tracker(&self, relay_peer_id: &str) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        if !relay_peer_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StoreError::InvalidInput(format!("cannot announce the tracker {relay_peer_id:?}")));
+        }
+        let sql = format!("NOTIFY {TRACKERS_CHANNEL}, '{relay_peer_id}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -64,6 +81,9 @@ impl Store {
             .bind(relay_peer_id)
             .execute(self.pool())
             .await?;
+        if running && done.rows_affected() > 0 {
+            self.announce_tracker(relay_peer_id).await?;
+        }
         Ok(done.rows_affected() > 0)
     }
 

@@ -1,0 +1,174 @@
+//! Presence across the trackers of one PostgreSQL store.
+//!
+//! Each tracker writes its own devices' part of each user's presence to
+//! the store as it changes, and the store tells the other trackers as the
+//! write commits (`NOTIFY`); each reads the part named and folds it into
+//! its hub, whose subscribers are pushed the combined presence like any
+//! other change. A tracker reads every running tracker's parts when it
+//! starts and whenever its listening connection comes back, since it may
+//! have missed notifications meanwhile.
+//!
+//! A tracker that stops cleanly clears its parts. One that vanishes stops
+//! announcing itself (every [`BEAT`], see [`crate::roster`]): after
+//! [`SILENT_AFTER`] without a word from it, the others drop what it said.
+//! A write that fails (the database away) is tried again at each beat
+//! until it succeeds, newest part first.
+
+use crate::hub::{Hub, LocalChange};
+use crate::presence::Remote;
+use crate::roster::{BEAT, SILENT_AFTER, standing};
+use crate::store::listen::{Heard, Listener, MAX_BACKOFF};
+use crate::store::{PRESENCE_CHANNEL, Store, StoreError, TRACKERS_CHANNEL};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a tracker is doing with the others' presence.
+struct Sync {
+    store: Store,
+    /// This tracker's id (its relay's PeerId).
+    me: String,
+    hub: Hub,
+    /// When each other tracker last said it runs.
+    heard: HashMap<String, Instant>,
+    /// This tracker's parts not yet written, by user.
+    unwritten: HashMap<String, Option<Remote>>,
+}
+
+/// Runs until `shutdown`: publishes `local` changes of the tracker `me`
+/// and follows the others on the store at `url`.
+pub async fn run(
+    store: Store,
+    url: String,
+    me: String,
+    hub: Hub,
+    mut local: mpsc::UnboundedReceiver<LocalChange>,
+    shutdown: CancellationToken,
+) {
+    let mut sync = Sync { store, me, hub, heard: HashMap::new(), unwritten: HashMap::new() };
+    // Parts left by this tracker's previous run (it may have been killed).
+    if let Err(e) = sync.store.clear_presence(&sync.me).await {
+        tracing::warn!(error = %e, "cannot clear this tracker's presence left from an earlier run");
+    }
+    let mut listener = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        l = listen(&url) => l,
+    };
+    sync.catch_up().await;
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            Some((user, part)) = local.recv() => sync.write(user, part).await,
+            heard = listener.next() => match heard {
+                Heard::Reconnected => sync.catch_up().await,
+                Heard::Notified { channel, payload } => sync.notified(&channel, &payload).await,
+            },
+            _ = tick.tick() => {
+                sync.expire().await;
+                let pending: Vec<_> = sync.unwritten.drain().collect();
+                for (user, part) in pending {
+                    sync.write(user, part).await;
+                }
+            }
+        }
+    }
+}
+
+async fn listen(url: &str) -> Listener {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match Listener::connect(url, &[PRESENCE_CHANNEL, TRACKERS_CHANNEL]).await {
+            Ok(l) => return l,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for other trackers' presence yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+impl Sync {
+    async fn write(&mut self, user: String, part: Option<Remote>) {
+        match self.store.put_presence(&self.me, &user, part.as_ref()).await {
+            // Anything older still waiting for this user is out of date.
+            Ok(()) => drop(self.unwritten.remove(&user)),
+            Err(e) => {
+                tracing::warn!(error = %e, %user, "cannot publish presence to the other trackers; trying again");
+                self.unwritten.insert(user, part);
+            }
+        }
+    }
+
+    async fn notified(&mut self, channel: &str, payload: &str) {
+        if channel == TRACKERS_CHANNEL {
+            if payload != self.me && self.heard.insert(payload.to_owned(), Instant::now()).is_none() {
+                // A tracker started, or came back after it was taken for gone.
+                if let Err(e) = self.read_tracker(payload).await {
+                    tracing::warn!(error = %e, tracker = payload, "cannot read another tracker's presence");
+                }
+            }
+            return;
+        }
+        let Some((tracker, user)) = payload.split_once(' ') else { return };
+        if tracker == self.me {
+            return;
+        }
+        self.heard.insert(tracker.to_owned(), Instant::now());
+        if user == "*" {
+            self.hub.drop_tracker(tracker.to_owned()).await;
+            return;
+        }
+        match self.store.presence_part(tracker, user).await {
+            Ok(part) => self.hub.set_remote(tracker.to_owned(), user.to_owned(), part).await,
+            Err(e) => tracing::warn!(error = %e, tracker, user, "cannot read another tracker's presence"),
+        }
+    }
+
+    async fn read_tracker(&self, tracker: &str) -> Result<(), StoreError> {
+        for (t, u, part) in self.store.presence_of(&[tracker.to_owned()]).await? {
+            self.hub.set_remote(t, u, Some(part)).await;
+        }
+        Ok(())
+    }
+
+    /// Reads every running tracker's parts, replacing what the hub had.
+    async fn catch_up(&mut self) {
+        let read = async {
+            let now = crate::clock::now_ms() as i64;
+            let running: Vec<String> = self
+                .store
+                .list_trackers()
+                .await?
+                .into_iter()
+                .filter(|t| t.relay_peer_id != self.me && standing(t, now) == "running")
+                .map(|t| t.relay_peer_id)
+                .collect();
+            let parts = self.store.presence_of(&running).await?;
+            Ok::<_, StoreError>((running, parts))
+        };
+        match read.await {
+            Ok((running, parts)) => {
+                let now = Instant::now();
+                self.heard = running.into_iter().map(|t| (t, now)).collect();
+                self.hub.replace_remote(parts).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the other trackers' presence"),
+        }
+    }
+
+    /// Drops what trackers silent for too long said.
+    async fn expire(&mut self) {
+        let gone: Vec<String> =
+            self.heard.iter().filter(|(_, at)| at.elapsed() > SILENT_AFTER).map(|(t, _)| t.clone()).collect();
+        for t in gone {
+            tracing::info!(tracker = %t, "another tracker fell silent; its users' presence there is dropped");
+            self.heard.remove(&t);
+            self.hub.drop_tracker(t).await;
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Each tracker's part of its users' presence, for the other trackers on a
+//! shared PostgreSQL store (see `crate::presence_sync`): written by the
+//! tracker that holds the devices, announced on [`PRESENCE_CHANNEL`] with
+//! `TRACKER USER` as the payload, and read by the others.
+
+use super::{Backend, Store, StoreError};
+use crate::presence::Remote;
+use skein_proto::control::PresenceStatus;
+use sqlx::Row;
+
+/// The channel on which a tracker says it changed one of its rows.
+pub const PRESENCE_CHANNEL: &str = "skein_presence";
+
+fn status_of(text: &str) -> Result<PresenceStatus, StoreError> {
+    match text {
+        "online" => Ok(PresenceStatus::Online),
+        "away" => Ok(PresenceStatus::Away),
+        "busy" => Ok(PresenceStatus::Busy),
+        other => Err(StoreError::Corrupt(format!("presence status {other:?}"))),
+    }
+}
+
+fn part_of(r: &sqlx::any::AnyRow) -> Result<Remote, StoreError> {
+    Ok(Remote {
+        status: status_of(&r.try_get::<String, _>("status")?)?,
+        note: r.try_get("note")?,
+        devices: u16::try_from(r.try_get::<i64, _>("devices")?).unwrap_or(u16::MAX),
+        at_ms: u64::try_from(r.try_get::<i64, _>("at_ms")?).unwrap_or(0),
+    })
+}
+
+impl Store {
+    /// Writes `tracker`'s part of `user`'s presence (`None`: no visible
+    /// device there) and, on PostgreSQL, tells the other trackers as it
+    /// commits.
+    pub async fn put_presence(&self, tracker: &str, user: &str, part: Option<&Remote>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        match part {
+            Some(p) => {
+                sqlx::query(
+                    "INSERT INTO presence (tracker, user_name, status, note, devices, at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tracker, user_name) DO UPDATE SET \
+                     status = excluded.status, note = excluded.note, devices = excluded.devices, at_ms = excluded.at_ms",
+                )
+                .bind(tracker)
+                .bind(user)
+                .bind(p.status.as_str())
+                .bind(p.note.clone())
+                .bind(i64::from(p.devices))
+                .bind(i64::try_from(p.at_ms).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM presence WHERE tracker = $1 AND user_name = $2")
+                    .bind(tracker)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        self.notify_presence(&mut tx, tracker, Some(user)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes every row of `tracker` (left by its previous run) and tells
+    /// the other trackers.
+    pub async fn clear_presence(&self, tracker: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM presence WHERE tracker = $1").bind(tracker).execute(&mut *tx).await?;
+        self.notify_presence(&mut tx, tracker, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn notify_presence(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tracker: &str,
+        user: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        // Tracker ids are base58 and user names letters, digits, '.', '-'
+        // and '_'; anything else is refused rather than quoted.
+        let payload = format!("{tracker} {}", user.unwrap_or("*"));
+        if !payload.chars().all(|c| c.is_ascii_alphanumeric() || " .-_*".contains(c)) {
+            return Err(StoreError::InvalidInput(format!("cannot announce presence for {payload:?}")));
+        }
+        let sql = format!("NOTIFY {PRESENCE_CHANNEL}, '{payload}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// `tracker`'s part of `user`'s presence, if it has one.
+    pub async fn presence_part(&self, tracker: &str, user: &str) -> Result<Option<Remote>, StoreError> {
+        let row =
+            sqlx::query("SELECT status, note, devices, at_ms FROM presence WHERE tracker = $1 AND user_name = $2")
+                .bind(tracker)
+                .bind(user)
+                .fetch_optional(self.pool())
+                .await?;
+        row.as_ref().map(part_of).transpose()
+    }
+
+    /// Every part of the trackers in `trackers`: (tracker, user, part).
+    pub async fn presence_of(&self, trackers: &[String]) -> Result<Vec<(String, String, Remote)>, StoreError> {
+        let rows = sqlx::query("SELECT tracker, user_name, status, note, devices, at_ms FROM presence")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let tracker: String = r.try_get("tracker")?;
+            if trackers.contains(&tracker) {
+                out.push((tracker, r.try_get("user_name")?, part_of(r)?));
+            }
+        }
+        Ok(out)
+    }
+}
