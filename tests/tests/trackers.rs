@@ -1,8 +1,9 @@
 //! Several trackers of one organisation, driven through the real
 //! binaries: one tracker per data directory and per SQLite store, a second
 //! tracker joining the first on their shared PostgreSQL database
-//! (`run --join`), the list of trackers (`trackers list`), and an admin
-//! change reaching the other tracker as it commits.
+//! (`run --join`), the list of trackers (`trackers list`), presence and
+//! messages (direct and through the mailbox) between users of different
+//! trackers, and an admin change reaching the other tracker as it commits.
 
 use serde_json::Value;
 use skein_tests::{Proc, bin, init, output, skein};
@@ -45,6 +46,13 @@ async fn stop(p: &mut Proc) {
     let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await.expect("stopped").expect("status");
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
+}
+
+/// `skein send TO TEXT` from `profile`: the path it printed.
+async fn send(profile: &Path, to: &str, text: &str) -> String {
+    let (ok, out, err) = skein(profile, &["send", to, text], None).await;
+    assert!(ok, "send {text:?}: {err}");
+    out.trim().to_owned()
 }
 
 /// Waits until `profile`'s daemon reports `user` as `status`.
@@ -187,6 +195,28 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
     let (ok, _, err) = skein(&profile, &["status", "busy", "--note", "in a meeting"], None).await;
     assert!(ok, "{err}");
     wait_presence(&bob, "alice", "busy").await;
+
+    // They message each other directly across the trackers (once bob's
+    // addresses are known, a send is no longer queued)...
+    let mut path = String::new();
+    for _ in 0..50 {
+        path = send(&profile, "bob", "hello across trackers").await;
+        if path != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "direct", "alice on the second tracker reaches bob on the first directly");
+    let message = |text: &'static str| move |l: &str| l.contains("\"type\":\"message\"") && l.contains(text);
+    bobs.wait_line(Duration::from_secs(10), "alice's message", message("hello across trackers")).await;
+    assert_eq!(send(&bob, "alice", "hello back").await, "direct");
+    daemon.wait_line(Duration::from_secs(10), "bob's answer", message("hello back")).await;
+    // ... and through the mailbox: put through the second tracker while bob
+    // is away, fetched through the first when he is back.
+    stop(&mut bobs).await;
+    assert_eq!(send(&profile, "bob", "while you were away").await, "queued");
+    let mut bobs = Proc::spawn(&bin("skein"), &["--profile", bob.to_str().expect("utf-8"), "daemon"], &[]);
+    bobs.wait_line(Duration::from_secs(20), "the mail alice left", message("while you were away")).await;
 
     // Disabling alice through the first tracker's store ends her session on
     // the second as the change commits (on PostgreSQL trackers do not poll:

@@ -91,9 +91,27 @@ enum Command {
     DropTracker { tracker: String },
 }
 
-/// This tracker's devices' part of a user's presence changed: the user,
-/// and the part (`None`: no visible device here).
-pub type LocalChange = (String, Option<Remote>);
+/// A change other trackers must hear of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalChange {
+    /// This tracker's devices' part of a user's presence: the user, and the
+    /// part (`None`: no visible device here).
+    Presence(String, Option<Remote>),
+    /// A device here that reported where it can be reached (`None`: not any
+    /// more, or gone).
+    Device(DeviceId, Option<OnlineHere>),
+}
+
+/// A device online on this tracker, as other trackers' lookups show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineHere {
+    /// Its user.
+    pub user: String,
+    /// Whether it set a status (is visible).
+    pub visible: bool,
+    /// Where to reach it.
+    pub addresses: Addresses,
+}
 
 /// Handle to the hub task.
 #[derive(Debug, Clone)]
@@ -224,18 +242,30 @@ async fn run(mut rx: mpsc::Receiver<Command>, publish: Option<mpsc::UnboundedSen
     let mut live: HashMap<ConnId, Live> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
         // This tracker's part of the presence of the user a command
-        // concerns, before it, when someone listens.
+        // concerns, and the state of its device, before it, when someone
+        // listens.
         let watched = match (&publish, &cmd) {
-            (Some(_), Command::Unregister { conn, .. } | Command::SetStatus { conn, .. }) => {
-                book.user_of(*conn).map(|u| (u.to_owned(), book.local_part(u)))
-            }
+            (
+                Some(_),
+                Command::Unregister { conn, .. } | Command::SetStatus { conn, .. } | Command::SetAddresses { conn, .. },
+            ) => match (book.user_of(*conn), live.get(conn)) {
+                (Some(u), Some(l)) => {
+                    let device = l.session.device_id;
+                    Some((u.to_owned(), book.local_part(u), device, device_here(&book, &live, device)))
+                }
+                _ => None,
+            },
             _ => None,
         };
         command(&mut book, &mut live, cmd);
-        if let (Some(publish), Some((user, before))) = (&publish, watched) {
+        if let (Some(publish), Some((user, before, device, was))) = (&publish, watched) {
+            let now = device_here(&book, &live, device);
+            if now != was {
+                let _ = publish.send(LocalChange::Device(device, now));
+            }
             let after = book.local_part(&user);
             if after != before {
-                let _ = publish.send((user, after));
+                let _ = publish.send(LocalChange::Presence(user, after));
             }
         }
     }
@@ -349,6 +379,19 @@ fn command(book: &mut PresenceBook, live: &mut HashMap<ConnId, Live>, cmd: Comma
             }
         }
     }
+}
+
+/// `device` as other trackers' lookups show it: its connection here that
+/// reported addresses, if any.
+fn device_here(book: &PresenceBook, live: &HashMap<ConnId, Live>, device: DeviceId) -> Option<OnlineHere> {
+    let has = |a: &Addresses| !a.listen.is_empty() || !a.relayed.is_empty() || !a.observed.is_empty();
+    live.iter().filter(|(_, l)| l.session.device_id == device && has(&l.addresses)).max_by_key(|(c, _)| **c).map(
+        |(c, l)| OnlineHere {
+            user: l.session.user.clone(),
+            visible: book.is_visible(*c),
+            addresses: l.addresses.clone(),
+        },
+    )
 }
 
 /// Queues `event` for one connection, closing it when it is too slow to

@@ -13,16 +13,41 @@
 //! [`SILENT_AFTER`] without a word from it, the others drop what it said.
 //! A write that fails (the database away) is tried again at each beat
 //! until it succeeds, newest part first.
+//!
+//! Mail stored through one tracker for a device connected to another is
+//! announced to that device by its tracker ([`MAIL_CHANNEL`]).
+//!
+//! Online devices that reported their addresses are written the same way
+//! (no notification: a peer lookup reads them, from the trackers this one
+//! hears running, [`LiveTrackers`]).
 
 use crate::hub::{Hub, LocalChange};
-use crate::presence::Remote;
 use crate::roster::{BEAT, SILENT_AFTER, standing};
 use crate::store::listen::{Heard, Listener, MAX_BACKOFF};
-use crate::store::{PRESENCE_CHANNEL, Store, StoreError, TRACKERS_CHANNEL};
+use crate::store::{MAIL_CHANNEL, PRESENCE_CHANNEL, Store, StoreError, TRACKERS_CHANNEL};
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// The other trackers running now, as this one last heard: whose online
+/// devices its peer lookups include. Cheap to clone; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTrackers(Arc<RwLock<Vec<String>>>);
+
+impl LiveTrackers {
+    /// The trackers (their relays' PeerIds).
+    pub fn get(&self) -> Vec<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, heard: &HashMap<String, Instant>) {
+        let mut list: Vec<String> = heard.keys().cloned().collect();
+        list.sort();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = list;
+    }
+}
 
 /// What a tracker is doing with the others' presence.
 struct Sync {
@@ -32,8 +57,10 @@ struct Sync {
     hub: Hub,
     /// When each other tracker last said it runs.
     heard: HashMap<String, Instant>,
-    /// This tracker's parts not yet written, by user.
-    unwritten: HashMap<String, Option<Remote>>,
+    /// Changes here not yet written, by the user or device they concern.
+    unwritten: HashMap<String, LocalChange>,
+    /// `heard`'s trackers, for lookups.
+    live: LiveTrackers,
 }
 
 /// Runs until `shutdown`: publishes `local` changes of the tracker `me`
@@ -44,9 +71,10 @@ pub async fn run(
     me: String,
     hub: Hub,
     mut local: mpsc::UnboundedReceiver<LocalChange>,
+    live: LiveTrackers,
     shutdown: CancellationToken,
 ) {
-    let mut sync = Sync { store, me, hub, heard: HashMap::new(), unwritten: HashMap::new() };
+    let mut sync = Sync { store, me, hub, heard: HashMap::new(), unwritten: HashMap::new(), live };
     // Parts left by this tracker's previous run (it may have been killed).
     if let Err(e) = sync.store.clear_presence(&sync.me).await {
         tracing::warn!(error = %e, "cannot clear this tracker's presence left from an earlier run");
@@ -62,16 +90,16 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            Some((user, part)) = local.recv() => sync.write(user, part).await,
+            Some(change) = local.recv() => sync.publish(change).await,
             heard = listener.next() => match heard {
                 Heard::Reconnected => sync.catch_up().await,
                 Heard::Notified { channel, payload } => sync.notified(&channel, &payload).await,
             },
             _ = tick.tick() => {
                 sync.expire().await;
-                let pending: Vec<_> = sync.unwritten.drain().collect();
-                for (user, part) in pending {
-                    sync.write(user, part).await;
+                let pending: Vec<_> = sync.unwritten.drain().map(|(_, c)| c).collect();
+                for change in pending {
+                    sync.publish(change).await;
                 }
             }
         }
@@ -81,7 +109,7 @@ pub async fn run(
 async fn listen(url: &str) -> Listener {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match Listener::connect(url, &[PRESENCE_CHANNEL, TRACKERS_CHANNEL]).await {
+        match Listener::connect(url, &[PRESENCE_CHANNEL, TRACKERS_CHANNEL, MAIL_CHANNEL]).await {
             Ok(l) => return l,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for other trackers' presence yet");
@@ -93,20 +121,47 @@ async fn listen(url: &str) -> Listener {
 }
 
 impl Sync {
-    async fn write(&mut self, user: String, part: Option<Remote>) {
-        match self.store.put_presence(&self.me, &user, part.as_ref()).await {
-            // Anything older still waiting for this user is out of date.
-            Ok(()) => drop(self.unwritten.remove(&user)),
+    /// Writes a change for the other trackers; one that fails waits for
+    /// the next beat, and anything older still waiting about the same user
+    /// or device is out of date.
+    async fn publish(&mut self, change: LocalChange) {
+        let (key, written) = match &change {
+            LocalChange::Presence(user, part) => {
+                (format!("user {user}"), self.store.put_presence(&self.me, user, part.as_ref()).await)
+            }
+            LocalChange::Device(device, here) => {
+                let row = here.as_ref().map(|h| (h.user.as_str(), h.visible, &h.addresses));
+                (format!("device {device}"), self.store.put_online_device(&self.me, *device, row).await)
+            }
+        };
+        match written {
+            Ok(()) => drop(self.unwritten.remove(&key)),
             Err(e) => {
-                tracing::warn!(error = %e, %user, "cannot publish presence to the other trackers; trying again");
-                self.unwritten.insert(user, part);
+                tracing::warn!(error = %e, %key, "cannot tell the other trackers of a change here; trying again");
+                self.unwritten.insert(key, change);
             }
         }
     }
 
     async fn notified(&mut self, channel: &str, payload: &str) {
+        if channel == MAIL_CHANNEL {
+            let mut words = payload.split(' ');
+            let (Some(tracker), Some(user), Some(device), Some(count)) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return;
+            };
+            let device = hex::decode(device).ok().and_then(|d| <[u8; 16]>::try_from(d).ok());
+            if let (false, Ok(user), Some(device), Ok(count)) =
+                (tracker == self.me, user.parse(), device, count.parse())
+            {
+                self.hub.mail_waiting(user, skein_proto::bytes::DeviceId(device), count).await;
+            }
+            return;
+        }
         if channel == TRACKERS_CHANNEL {
             if payload != self.me && self.heard.insert(payload.to_owned(), Instant::now()).is_none() {
+                self.live.set(&self.heard);
                 // A tracker started, or came back after it was taken for gone.
                 if let Err(e) = self.read_tracker(payload).await {
                     tracing::warn!(error = %e, tracker = payload, "cannot read another tracker's presence");
@@ -118,7 +173,9 @@ impl Sync {
         if tracker == self.me {
             return;
         }
-        self.heard.insert(tracker.to_owned(), Instant::now());
+        if self.heard.insert(tracker.to_owned(), Instant::now()).is_none() {
+            self.live.set(&self.heard);
+        }
         if user == "*" {
             self.hub.drop_tracker(tracker.to_owned()).await;
             return;
@@ -155,6 +212,7 @@ impl Sync {
             Ok((running, parts)) => {
                 let now = Instant::now();
                 self.heard = running.into_iter().map(|t| (t, now)).collect();
+                self.live.set(&self.heard);
                 self.hub.replace_remote(parts).await;
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the other trackers' presence"),
@@ -168,6 +226,7 @@ impl Sync {
         for t in gone {
             tracing::info!(tracker = %t, "another tracker fell silent; its users' presence there is dropped");
             self.heard.remove(&t);
+            self.live.set(&self.heard);
             self.hub.drop_tracker(t).await;
         }
     }

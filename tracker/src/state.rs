@@ -39,6 +39,9 @@ pub struct State {
     pub enrolment: Enrolment,
     /// Requests answered, by kind.
     pub requests: crate::requests::counts::RequestCounts,
+    /// The other trackers of the store running now, whose online devices
+    /// peer lookups include (none on SQLite).
+    pub live_trackers: crate::presence_sync::LiveTrackers,
     next_conn: AtomicU64,
 }
 
@@ -61,6 +64,7 @@ impl State {
             strangers,
             enrolment,
             requests: Default::default(),
+            live_trackers: Default::default(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -4,7 +4,9 @@ use super::session::user_entry;
 use super::{ConnCtx, store_error};
 use crate::clock::now_ms;
 use crate::state::State;
-use skein_proto::control::{Addresses, Department, DeviceInfo, DirectoryPage, DirectoryQuery, PeerInfo, Response};
+use skein_proto::control::{
+    Addresses, Department, DeviceInfo, DirectoryPage, DirectoryQuery, PeerInfo, PresenceStatus, Response,
+};
 use skein_proto::device::DeviceCert;
 use skein_proto::limits::{MAX_ADDR_LEN, MAX_ADDRS, MAX_DIRECTORY_PAGE, MAX_TEXT_FIELD};
 use skein_proto::{ErrorBody, ErrorCode};
@@ -84,7 +86,7 @@ async fn peer_info(state: &State, name: &str) -> Result<Option<PeerInfo>, ErrorB
             Err(e) => tracing::warn!(user = %user.name, error = %e, "skipping undecodable stored device certificate"),
         }
     }
-    let online = state
+    let mut online: Vec<DeviceInfo> = state
         .hub
         .online(&user.name)
         .await
@@ -94,6 +96,23 @@ async fn peer_info(state: &State, name: &str) -> Result<Option<PeerInfo>, ErrorB
             Some(DeviceInfo { device_id: o.device_id, name, cert, addresses: o.addresses, status: o.status })
         })
         .collect();
+    // Devices online on the store's other trackers.
+    let others = state.live_trackers.get();
+    if !others.is_empty() {
+        let elsewhere = state.store.online_devices_of(&user.name, &others).await.map_err(store_error)?;
+        let status =
+            state.hub.entries(vec![user.name.clone()]).await.first().map_or(PresenceStatus::Offline, |e| e.status);
+        for (device_id, visible, addresses) in elsewhere {
+            if online.iter().any(|d| d.device_id == device_id) {
+                continue;
+            }
+            let Some((cert, name)) = known.iter().find(|(c, _)| c.body.device_id == device_id).cloned() else {
+                continue;
+            };
+            let status = if visible { status } else { PresenceStatus::Offline };
+            online.push(DeviceInfo { device_id, name, cert, addresses, status });
+        }
+    }
     let known = known.into_iter().map(|(c, _)| c).collect();
     Ok(Some(PeerInfo { user: user.name, online, known }))
 }

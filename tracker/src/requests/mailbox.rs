@@ -120,7 +120,11 @@ async fn announce(state: &State, user_id: i64, put: &MailboxPut) -> Result<(), E
     let targets: HashSet<[u8; 16]> = put.items.iter().map(|i| i.to_device.0).collect();
     for d in targets {
         let count = state.store.mailbox_count(user_id, d).await.map_err(store_error)?;
-        state.hub.mail_waiting(user_id, DeviceId(d), u32::try_from(count).unwrap_or(u32::MAX)).await;
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        state.hub.mail_waiting(user_id, DeviceId(d), count).await;
+        // The device may be connected to another tracker of the store.
+        let me = state.relay.peer_id().to_string();
+        state.store.announce_mail(&me, user_id, DeviceId(d), count).await.map_err(store_error)?;
     }
     Ok(())
 }

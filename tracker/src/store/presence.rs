@@ -1,15 +1,20 @@
-//! Each tracker's part of its users' presence, for the other trackers on a
-//! shared PostgreSQL store (see `crate::presence_sync`): written by the
-//! tracker that holds the devices, announced on [`PRESENCE_CHANNEL`] with
-//! `TRACKER USER` as the payload, and read by the others.
+//! Each tracker's part of its users' presence, and its online devices'
+//! addresses, for the other trackers on a shared PostgreSQL store (see
+//! `crate::presence_sync`): written by the tracker that holds the devices.
+//! Presence is announced on [`PRESENCE_CHANNEL`] with `TRACKER USER` as
+//! the payload; devices are read when a lookup needs them.
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, Store, StoreError, fixed, flag};
 use crate::presence::Remote;
-use skein_proto::control::PresenceStatus;
+use skein_proto::bytes::DeviceId;
+use skein_proto::control::{Addresses, PresenceStatus};
 use sqlx::Row;
 
 /// The channel on which a tracker says it changed one of its rows.
 pub const PRESENCE_CHANNEL: &str = "skein_presence";
+/// The channel on which a tracker says mail came for a device, with
+/// `TRACKER USER_ID DEVICE_HEX COUNT` as the payload.
+pub const MAIL_CHANNEL: &str = "skein_mail";
 
 fn status_of(text: &str) -> Result<PresenceStatus, StoreError> {
     match text {
@@ -64,11 +69,12 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes every row of `tracker` (left by its previous run) and tells
-    /// the other trackers.
+    /// Deletes every row of `tracker` here and in the online devices (left
+    /// by its previous run) and tells the other trackers.
     pub async fn clear_presence(&self, tracker: &str) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM presence WHERE tracker = $1").bind(tracker).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM online_devices WHERE tracker = $1").bind(tracker).execute(&mut *tx).await?;
         self.notify_presence(&mut tx, tracker, None).await?;
         tx.commit().await?;
         Ok(())
@@ -94,6 +100,26 @@ impl Store {
         Ok(())
     }
 
+    /// Tells the other trackers on PostgreSQL that `count` items wait for
+    /// `device` of user `user_id` (stored through `tracker`).
+    pub async fn announce_mail(
+        &self,
+        tracker: &str,
+        user_id: i64,
+        device: DeviceId,
+        count: u32,
+    ) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        if !tracker.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StoreError::InvalidInput(format!("cannot announce mail from {tracker:?}")));
+        }
+        let sql = format!("NOTIFY {MAIL_CHANNEL}, '{tracker} {user_id} {} {count}'", hex::encode(device.0));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// `tracker`'s part of `user`'s presence, if it has one.
     pub async fn presence_part(&self, tracker: &str, user: &str) -> Result<Option<Remote>, StoreError> {
         let row =
@@ -116,6 +142,70 @@ impl Store {
             if trackers.contains(&tracker) {
                 out.push((tracker, r.try_get("user_name")?, part_of(r)?));
             }
+        }
+        Ok(out)
+    }
+
+    /// Records `device` as online on `tracker` with (user, visible,
+    /// addresses), or (`None`) no longer.
+    pub async fn put_online_device(
+        &self,
+        tracker: &str,
+        device: DeviceId,
+        row: Option<(&str, bool, &Addresses)>,
+    ) -> Result<(), StoreError> {
+        match row {
+            Some((user, visible, addresses)) => {
+                let encoded = skein_proto::frame::encode_payload(addresses)
+                    .map_err(|e| StoreError::InvalidInput(format!("addresses: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO online_devices (tracker, device_id, user_name, visible, addresses) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tracker, device_id) DO UPDATE SET \
+                     user_name = excluded.user_name, visible = excluded.visible, addresses = excluded.addresses",
+                )
+                .bind(tracker)
+                .bind(device.0.to_vec())
+                .bind(user)
+                .bind(i64::from(visible))
+                .bind(encoded)
+                .execute(self.pool())
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM online_devices WHERE tracker = $1 AND device_id = $2")
+                    .bind(tracker)
+                    .bind(device.0.to_vec())
+                    .execute(self.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `user`'s devices online on the trackers in `trackers`: (device,
+    /// visible, addresses).
+    pub async fn online_devices_of(
+        &self,
+        user: &str,
+        trackers: &[String],
+    ) -> Result<Vec<(DeviceId, bool, Addresses)>, StoreError> {
+        if trackers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("SELECT tracker, device_id, visible, addresses FROM online_devices WHERE user_name = $1")
+                .bind(user)
+                .fetch_all(self.pool())
+                .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            if !trackers.contains(&r.try_get::<String, _>("tracker")?) {
+                continue;
+            }
+            let device = DeviceId(fixed::<16>(r.try_get("device_id")?, "device id")?);
+            let addresses: Addresses = skein_proto::frame::decode_payload(&r.try_get::<Vec<u8>, _>("addresses")?)
+                .map_err(|e| StoreError::Corrupt(format!("online device addresses: {e}")))?;
+            out.push((device, flag(r.try_get("visible")?), addresses));
         }
         Ok(out)
     }
