@@ -142,6 +142,10 @@ pub struct SavedSession {
     /// Status the daemon sets when it starts.
     #[serde(default = "default_status")]
     pub status: String,
+    /// The organisation's other trackers (`HOST:PORT`), as the last one
+    /// said: where a resume turns when `tracker` does not answer.
+    #[serde(default)]
+    pub trackers: Vec<String>,
 }
 
 fn default_status() -> String {

@@ -95,22 +95,69 @@ pub async fn login(
         org_signing_key: String::new(),
         device_cert: String::new(),
         status: profile.session().map(|s| s.status).unwrap_or_else(|_| "online".into()),
+        trackers: Vec::new(),
     };
     saved.update(&session);
+    saved.trackers = other_trackers(&client, tracker).await.unwrap_or_default();
     profile.save_session(&saved)?;
     Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
 }
 
 /// Resumes the saved session, rotating and saving its token.
 pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
+    resume_avoiding(profile, None).await
+}
+
+/// [`resume`] on the saved tracker or, when it does not answer, on the
+/// organisation's other trackers, in the order the last one listed them;
+/// `avoid` (a tracker that just went away) is tried last. The tracker
+/// that answers becomes the saved one.
+pub async fn resume_avoiding(profile: &Profile, avoid: Option<&str>) -> Result<Connected, SessionError> {
     let mut saved = profile.session()?;
     let token = saved.token().ok_or_else(|| ProfileError::Corrupt {
         path: profile.session_path(),
         reason: "the token is not valid hex".into(),
     })?;
     let device = profile.device()?;
-    let target = TrackerTarget::new(saved.tracker.clone(), profile.ca_path());
-    let (client, events) = TrackerClient::connect(&target, AGENT).await?;
+    let mut candidates: Vec<String> = Vec::new();
+    for addr in std::iter::once(&saved.tracker).chain(saved.trackers.iter()) {
+        if !candidates.contains(addr) {
+            candidates.push(addr.clone());
+        }
+    }
+    if let Some(a) = avoid
+        && let Some(i) = candidates.iter().position(|c| c == a)
+        && candidates.len() > 1
+    {
+        let gone = candidates.remove(i);
+        candidates.push(gone);
+    }
+    let mut reached = None;
+    let mut failure = None;
+    for addr in candidates {
+        let target = TrackerTarget::new(addr.clone(), profile.ca_path());
+        match TrackerClient::connect(&target, AGENT).await {
+            Ok(c) => {
+                reached = Some((addr, c));
+                break;
+            }
+            Err(e) => {
+                let e = SessionError::from(e);
+                if !e.is_transient() {
+                    return Err(e);
+                }
+                tracing::info!(tracker = %addr, error = %e, "a tracker did not answer; trying the next");
+                failure = Some(e);
+            }
+        }
+    }
+    let Some((addr, (client, events))) = reached else {
+        return Err(failure.unwrap_or_else(|| SessionError::Unexpected("no tracker to resume on".into())));
+    };
+    if addr != saved.tracker {
+        tracing::info!(from = %saved.tracker, to = %addr, "resuming on another tracker of the organisation");
+        saved.tracker = addr;
+    }
     let resume = Request::Resume(Resume { token, device: device.hello(&client.welcome().nonce) });
     let resp = match client.request(resume).await {
         Ok(r) => r,
@@ -131,8 +178,30 @@ pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
     };
     let session = expect_session(resp)?;
     saved.update(&session);
+    if let Some(others) = other_trackers(&client, &saved.tracker).await {
+        saved.trackers = others;
+    }
     profile.save_session(&saved)?;
     Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
+}
+
+/// The control addresses of the organisation's running trackers other than
+/// `current`, as it says (`None` when it cannot say: an older tracker).
+async fn other_trackers(client: &TrackerClient, current: &str) -> Option<Vec<String>> {
+    match client.request(Request::Trackers).await {
+        Ok(Response::Trackers(list)) => Some(
+            list.into_iter()
+                .flat_map(|t| t.control)
+                .filter(|a| a != current)
+                .filter(|a| a.parse::<std::net::SocketAddr>().map_or(true, |s| !s.ip().is_unspecified()))
+                .collect(),
+        ),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "the tracker did not list the organisation's trackers");
+            None
+        }
+    }
 }
 
 fn expect_session(resp: Response) -> Result<Box<Session>, SessionError> {

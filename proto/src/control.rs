@@ -174,6 +174,9 @@ pub enum Request {
     /// no one else's. Answered by [`Response::MailboxStoredEach`], one
     /// entry per put, in order.
     MailboxPutMany(Vec<MailboxPut>),
+    /// The organisation's running trackers, so a device can turn to another
+    /// when its own goes away. Answered by [`Response::Trackers`].
+    Trackers,
 }
 
 impl Request {
@@ -205,6 +208,7 @@ impl Request {
             Self::LookupPeers { .. } => "LookupPeers",
             Self::GroupChanges { .. } => "GroupChanges",
             Self::MailboxPutMany(_) => "MailboxPutMany",
+            Self::Trackers => "Trackers",
         }
     }
 }
@@ -233,6 +237,17 @@ pub enum GroupUpdate {
     Rename(String),
     /// Close it for good (owner, or an administrator for org groups).
     Close,
+}
+
+/// Where one tracker of the organisation is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerAddrs {
+    /// The name it gives itself.
+    pub name: String,
+    /// Its control plane, `HOST:PORT`.
+    pub control: Vec<String>,
+    /// Its relay's multiaddrs.
+    pub relay: Vec<String>,
 }
 
 /// Answers to requests.
@@ -286,6 +301,8 @@ pub enum Response {
     /// Answer to [`Request::MailboxPutMany`]: for each put, in order, how
     /// many items were new, or why that user's items were refused.
     MailboxStoredEach(Vec<Result<u32, ErrorBody>>),
+    /// The organisation's running trackers.
+    Trackers(Vec<TrackerAddrs>),
 }
 
 /// Rules the organisation sets for its nodes.

@@ -185,6 +185,7 @@ fn request_index(v: &Request) -> usize {
         Request::LookupPeers { .. } => 21,
         Request::GroupChanges { .. } => 22,
         Request::MailboxPutMany(_) => 23,
+        Request::Trackers => 24,
     }
 }
 
@@ -208,6 +209,7 @@ fn response_index(v: &Response) -> usize {
         Response::Peers(_) => 15,
         Response::GroupChanges(_) => 16,
         Response::MailboxStoredEach(_) => 17,
+        Response::Trackers(_) => 18,
     }
 }
 
@@ -368,6 +370,7 @@ fn requests() {
                 }]),
                 "170103626f6201104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d10d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103010203",
             ),
+            (Request::Trackers, "18"),
         ],
         request_index,
     );
@@ -459,6 +462,14 @@ fn responses() {
             (
                 Response::MailboxStoredEach(vec![Ok(2), Err(ErrorBody::new(ErrorCode::NotFound, "no user named x"))]),
                 "1102000201080f6e6f2075736572206e616d6564207800",
+            ),
+            (
+                Response::Trackers(vec![TrackerAddrs {
+                    name: "t1".into(),
+                    control: vec!["198.18.0.1:7400".into()],
+                    relay: vec![],
+                }]),
+                "1201027431010f3139382e31382e302e313a3734303000",
             ),
         ],
         response_index,

@@ -251,3 +251,48 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
     stop(&mut t1).await;
     pg.drop_now().await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn a_device_resumes_on_another_tracker_when_its_own_stops() {
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
+    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
+    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
+    let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", "alice"]).await;
+    assert!(ok, "{err}");
+    // Alice signs in through the first tracker, which tells her of the second.
+    let profile = dir.path().join("alice");
+    let ca = d1.join("ca.pem");
+    let args = ["login", "--tracker", &addr1, "--ca", ca.to_str().expect("utf-8"), "--user", "alice"];
+    let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
+    assert!(ok, "{err}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(profile.join("session.json")).expect("session")).expect("json");
+    assert_eq!(saved["trackers"], serde_json::json!([addr2]), "{saved}");
+    let mut daemon = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
+    let first = daemon.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
+    assert!(first.contains(&addr1), "{first}");
+
+    // The first tracker stops: alice's daemon resumes on the second at once,
+    // with her token (no password), and her commands work there.
+    stop(&mut t1).await;
+    let stopped = Instant::now();
+    let again = daemon
+        .wait_next(Duration::from_secs(10), "connected to the second tracker", |l| {
+            l.contains("\"type\":\"connected\"") && l.contains(&addr2)
+        })
+        .await;
+    assert!(stopped.elapsed() < Duration::from_secs(5), "failed over after {:?}: {again}", stopped.elapsed());
+    let (ok, out, err) = skein(&profile, &["presence", "--json"], None).await;
+    assert!(ok && out.contains("\"alice\""), "{out} {err}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(profile.join("session.json")).expect("session")).expect("json");
+    assert_eq!(saved["tracker"], addr2.as_str(), "the tracker that answered is the saved one: {saved}");
+    daemon.kill().await;
+    stop(&mut t2).await;
+    pg.drop_now().await;
+}

@@ -22,7 +22,7 @@ use crate::json;
 use crate::mesh::{Mesh, MeshConfig, MeshEvent, PeerSummary};
 use crate::profile::{DeviceIdentity, Profile};
 use crate::reporter::AddressReporter;
-use crate::session::{Connected, SessionError, parse_status, resume};
+use crate::session::{Connected, SessionError, parse_status};
 use crate::tracker_client::TrackerClient;
 use crate::transfer::{TransferOptions, Transfers};
 use crate::trust::{Answer, Trust};
@@ -299,14 +299,18 @@ impl Node {
         let mut backoff = Duration::from_secs(1);
         let mut next_attempt = Instant::now();
         let mut tracker_events: Option<mpsc::Receiver<Event>> = None;
+        // The tracker that just went away: the next resume tries the
+        // organisation's other trackers first.
+        let mut gone: Option<String> = None;
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(next_attempt), if self.tracker.is_none() => {
-                    match resume(&self.profile).await {
+                    match crate::session::resume_avoiding(&self.profile, gone.as_deref()).await {
                         Ok(conn) => {
                             backoff = Duration::from_secs(1);
+                            gone = None;
                             tracker_events = Some(self.connected(conn).await);
                         }
                         Err(e) if e.is_transient() => {
@@ -321,6 +325,7 @@ impl Node {
                     Some(ev) => self.tracker_event(ev)?,
                     None => {
                         tracker_events = None;
+                        gone = self.profile.session().ok().map(|s| s.tracker);
                         self.addresses.disconnect();
                         self.groups.set_tracker(None);
                         self.transfers.set_tracker(None);

@@ -119,7 +119,27 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
             ctx.authed()?;
             Ok(Response::Policy(OrgPolicy { max_file_size: state.config.max_file_size }))
         }
+        Request::Trackers => {
+            ctx.authed()?;
+            trackers(state).await
+        }
     }
+}
+
+/// The organisation's running trackers, as the list of trackers says.
+async fn trackers(state: &State) -> Result<Response, ErrorBody> {
+    let now = crate::clock::now_ms() as i64;
+    let list = state.store.list_trackers().await.map_err(store_error)?;
+    Ok(Response::Trackers(
+        list.into_iter()
+            .filter(|t| crate::roster::standing(t, now) == "running")
+            .map(|t| skein_proto::control::TrackerAddrs {
+                name: t.name,
+                control: t.control_addrs,
+                relay: t.relay_addrs,
+            })
+            .collect(),
+    ))
 }
 
 /// Where this tracker's relay is: its PeerId, port and the addresses nodes
