@@ -180,8 +180,23 @@ fn new_client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {
     tls.alpn_protocols = vec![CONTROL_ALPN.to_vec()];
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(SILENT_FOR).map_err(|e| ClientError::Protocol(e.to_string()))?,
+    ));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
 }
+
+/// How often the connection to the tracker carries a QUIC keep-alive (one
+/// small packet, answered by the tracker's QUIC stack alone).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// How long the connection may hear nothing before the tracker is taken
+/// for gone (killed, or its link cut): the connection closes, and the
+/// daemon resumes on another tracker of the organisation.
+pub const SILENT_FOR: Duration = Duration::from_secs(3);
 
 impl TrackerClient {
     /// Connects, verifies the tracker against the CA, and negotiates the

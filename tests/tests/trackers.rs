@@ -254,45 +254,66 @@ async fn a_second_tracker_joins_the_first_on_their_postgresql_database() {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
-async fn a_device_resumes_on_another_tracker_when_its_own_stops() {
+async fn a_device_resumes_on_another_tracker_when_its_own_stops_or_is_killed() {
     init();
     let pg = PgDatabase::create().await;
     let url = pg.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
-    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
-    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
-    let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", "alice"]).await;
+    let data: Vec<_> = (1..=3).map(|n| dir.path().join(format!("t{n}"))).collect();
+    let (t1, addr1) = run(&data[0], Some(&url), &[]).await;
+    let mut trackers = vec![(t1, addr1.clone())];
+    for d in &data[1..] {
+        trackers.push(run(d, Some(&url), &["--join", data[0].to_str().expect("utf-8")]).await);
+    }
+    let (ok, _, err) = tracker_cmd(&data[0], Some(&url), &["user", "add", "alice"]).await;
     assert!(ok, "{err}");
-    // Alice signs in through the first tracker, which tells her of the second.
+    // Alice signs in through the first tracker, which tells her of the others.
     let profile = dir.path().join("alice");
-    let ca = d1.join("ca.pem");
+    let ca = data[0].join("ca.pem");
     let args = ["login", "--tracker", &addr1, "--ca", ca.to_str().expect("utf-8"), "--user", "alice"];
     let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
     assert!(ok, "{err}");
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(profile.join("session.json")).expect("session")).expect("json");
-    assert_eq!(saved["trackers"], serde_json::json!([addr2]), "{saved}");
+    let saved = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(profile.join("session.json")).expect("session")).expect("json")
+    };
+    let mut others: Vec<String> =
+        saved()["trackers"].as_array().expect("trackers").iter().filter_map(|a| a.as_str().map(String::from)).collect();
+    others.sort();
+    let mut expected = vec![trackers[1].1.clone(), trackers[2].1.clone()];
+    expected.sort();
+    assert_eq!(others, expected, "the first tracker listed the others");
     let mut daemon = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
     let first = daemon.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
     assert!(first.contains(&addr1), "{first}");
 
-    // The first tracker stops: alice's daemon resumes on the second at once,
-    // with her token (no password), and her commands work there.
-    stop(&mut t1).await;
-    let stopped = Instant::now();
-    let again = daemon
-        .wait_next(Duration::from_secs(10), "connected to the second tracker", |l| {
-            l.contains("\"type\":\"connected\"") && l.contains(&addr2)
-        })
-        .await;
-    assert!(stopped.elapsed() < Duration::from_secs(5), "failed over after {:?}: {again}", stopped.elapsed());
-    let (ok, out, err) = skein(&profile, &["presence", "--json"], None).await;
-    assert!(ok && out.contains("\"alice\""), "{out} {err}");
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(profile.join("session.json")).expect("session")).expect("json");
-    assert_eq!(saved["tracker"], addr2.as_str(), "the tracker that answered is the saved one: {saved}");
+    // Her tracker stops cleanly, then the one she turned to is killed: each
+    // time her daemon resumes on another within 5 s, with her token (no
+    // password), and her commands work there.
+    for kill in [false, true] {
+        let now_on = saved()["tracker"].as_str().expect("tracker").to_owned();
+        let i = trackers.iter().position(|(_, a)| *a == now_on).expect("a tracker of the test");
+        let (mut gone, _) = trackers.remove(i);
+        if kill {
+            gone.kill().await;
+        } else {
+            stop(&mut gone).await;
+        }
+        let lost = Instant::now();
+        let again = daemon
+            .wait_next(Duration::from_secs(15), "connected to another tracker", |l| {
+                l.contains("\"type\":\"connected\"") && !l.contains(&now_on)
+            })
+            .await;
+        let how = if kill { "killed" } else { "stopped" };
+        assert!(lost.elapsed() < Duration::from_secs(5), "{how}: failed over after {:?}: {again}", lost.elapsed());
+        let (ok, out, err) = skein(&profile, &["presence", "--json"], None).await;
+        assert!(ok && out.contains("\"alice\""), "{out} {err}");
+        let on = saved()["tracker"].as_str().expect("tracker").to_owned();
+        assert!(trackers.iter().any(|(_, a)| *a == on), "{how}: the tracker that answered is the saved one: {on}");
+    }
     daemon.kill().await;
-    stop(&mut t2).await;
+    for (mut t, _) in trackers {
+        stop(&mut t).await;
+    }
     pg.drop_now().await;
 }

@@ -333,8 +333,11 @@ impl Node {
                             Some(c) => c.closed().await,
                             None => String::new(),
                         };
-                        self.events.emit(json!({"type": "disconnected", "reason": reason, "retry_in_ms": backoff.as_millis() as u64}));
-                        next_attempt = Instant::now() + backoff;
+                        // With other trackers to turn to, at once.
+                        let elsewhere = self.profile.session().is_ok_and(|s| !s.trackers.is_empty());
+                        let wait = if elsewhere { Duration::ZERO } else { backoff };
+                        self.events.emit(json!({"type": "disconnected", "reason": reason, "retry_in_ms": wait.as_millis() as u64}));
+                        next_attempt = Instant::now() + wait;
                     }
                 },
                 Some(ev) = mesh_events.recv() => self.mesh_event(ev),
