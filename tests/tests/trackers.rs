@@ -317,3 +317,75 @@ async fn a_device_resumes_on_another_tracker_when_its_own_stops_or_is_killed() {
     }
     pg.drop_now().await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn messages_arrive_exactly_once_while_the_senders_tracker_is_killed() {
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
+    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
+    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
+    let ca = d1.join("ca.pem");
+    let mut daemons = Vec::new();
+    let mut profiles = Vec::new();
+    for (user, addr) in [("alice", &addr1), ("bob", &addr2)] {
+        let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", user]).await;
+        assert!(ok, "{err}");
+        let profile = dir.path().join(user);
+        let args = ["login", "--tracker", addr, "--ca", ca.to_str().expect("utf-8"), "--user", user];
+        let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
+        assert!(ok, "{err}");
+        let mut d = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
+        d.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
+        daemons.push(d);
+        profiles.push(profile);
+    }
+    let alice = profiles[0].clone();
+    wait_presence(&alice, "bob", "online").await;
+    // 200 messages, one after another, while alice's tracker is killed.
+    const N: usize = 200;
+    let sending = tokio::spawn(async move {
+        let mut paths = Vec::new();
+        for i in 0..N {
+            paths.push(send(&alice, "bob", &format!("m{i}")).await);
+        }
+        paths
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    t1.kill().await;
+    let killed = Instant::now();
+    daemons[0]
+        .wait_next(Duration::from_secs(10), "alice on the second tracker", |l| {
+            l.contains("\"type\":\"connected\"") && l.contains(&addr2)
+        })
+        .await;
+    assert!(killed.elapsed() < Duration::from_secs(5), "alice failed over after {:?}", killed.elapsed());
+    let paths = sending.await.expect("the sends");
+    assert_eq!(paths.len(), N);
+    assert!(paths.iter().all(|p| ["direct", "relayed", "queued"].contains(&p.as_str())), "{paths:?}");
+    // Bob has every one, each once.
+    let count = |seen: &[String], i: usize| {
+        let text = format!("\"text\":\"m{i}\"");
+        seen.iter().filter(|l| l.contains("\"type\":\"message\"") && l.contains(&text)).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        daemons[1].collect_for(Duration::from_millis(200)).await;
+        let missing = (0..N).filter(|i| count(&daemons[1].seen, *i) == 0).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} of {N} never reached bob");
+    }
+    daemons[1].collect_for(Duration::from_millis(500)).await;
+    let twice: Vec<usize> = (0..N).filter(|i| count(&daemons[1].seen, *i) > 1).collect();
+    assert!(twice.is_empty(), "arrived more than once: {twice:?}");
+    for mut d in daemons {
+        d.kill().await;
+    }
+    stop(&mut t2).await;
+    pg.drop_now().await;
+}
