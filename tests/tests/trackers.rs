@@ -57,7 +57,12 @@ async fn send(profile: &Path, to: &str, text: &str) -> String {
 
 /// Waits until `profile`'s daemon reports `user` as `status`.
 async fn wait_presence(profile: &Path, user: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_presence_for(profile, user, status, Duration::from_secs(10)).await;
+}
+
+/// [`wait_presence`], for at most `patience`.
+async fn wait_presence_for(profile: &Path, user: &str, status: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
     loop {
         let (ok, out, err) = skein(profile, &["presence", "--json"], None).await;
         assert!(ok, "{err}");
@@ -383,6 +388,46 @@ async fn messages_arrive_exactly_once_while_the_senders_tracker_is_killed() {
     daemons[1].collect_for(Duration::from_millis(500)).await;
     let twice: Vec<usize> = (0..N).filter(|i| count(&daemons[1].seen, *i) > 1).collect();
     assert!(twice.is_empty(), "arrived more than once: {twice:?}");
+    for mut d in daemons {
+        d.kill().await;
+    }
+    stop(&mut t2).await;
+    pg.drop_now().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn the_users_of_a_tracker_that_vanished_go_offline_on_the_others() {
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
+    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
+    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
+    let ca = d1.join("ca.pem");
+    let mut daemons = Vec::new();
+    for (user, addr) in [("carol", &addr1), ("bob", &addr2)] {
+        let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", user]).await;
+        assert!(ok, "{err}");
+        let profile = dir.path().join(user);
+        let args = ["login", "--tracker", addr, "--ca", ca.to_str().expect("utf-8"), "--user", user];
+        let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
+        assert!(ok, "{err}");
+        let mut d = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
+        d.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
+        daemons.push(d);
+    }
+    let bob = dir.path().join("bob");
+    wait_presence(&bob, "carol", "online").await;
+    // Carol's tracker and then carol's device vanish without a word: the
+    // tracker cannot clear her presence, so the second drops what the first
+    // said once it has not announced itself for 15 s.
+    t1.kill().await;
+    daemons[0].kill().await;
+    let vanished = Instant::now();
+    wait_presence_for(&bob, "carol", "offline", Duration::from_secs(30)).await;
+    assert!(vanished.elapsed() >= Duration::from_secs(10), "offline only once the tracker fell silent");
     for mut d in daemons {
         d.kill().await;
     }
