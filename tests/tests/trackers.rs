@@ -323,32 +323,69 @@ async fn a_device_resumes_on_another_tracker_when_its_own_stops_or_is_killed() {
     pg.drop_now().await;
 }
 
+/// Two trackers of one organisation on a fresh PostgreSQL database (the
+/// second joined to the first), and a logged-in daemon for each of `users`
+/// (name, the tracker it logs in through, extra daemon arguments), started
+/// in that order.
+struct TwoTrackers {
+    pg: PgDatabase,
+    dir: tempfile::TempDir,
+    trackers: Vec<(Proc, String)>,
+    daemons: Vec<Proc>,
+}
+
+impl TwoTrackers {
+    async fn start(users: &[(&str, usize, &[&str])]) -> TwoTrackers {
+        let pg = PgDatabase::create().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
+        let first = run(&d1, Some(&pg.url), &[]).await;
+        let second = run(&d2, Some(&pg.url), &["--join", d1.to_str().expect("utf-8")]).await;
+        let trackers = vec![first, second];
+        let ca = d1.join("ca.pem");
+        let mut daemons = Vec::new();
+        for (user, on, extra) in users {
+            let (ok, _, err) = tracker_cmd(&d1, Some(&pg.url), &["user", "add", user]).await;
+            assert!(ok, "{err}");
+            let profile = dir.path().join(user);
+            let addr = &trackers[*on].1;
+            let args = ["login", "--tracker", addr, "--ca", ca.to_str().expect("utf-8"), "--user", user];
+            let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
+            assert!(ok, "{err}");
+            let mut args = vec!["--profile", profile.to_str().expect("utf-8"), "daemon"];
+            args.extend(extra.iter());
+            let mut d = Proc::spawn(&bin("skein"), &args, &[]);
+            d.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
+            daemons.push(d);
+        }
+        TwoTrackers { pg, dir, trackers, daemons }
+    }
+
+    fn profile(&self, user: &str) -> std::path::PathBuf {
+        self.dir.path().join(user)
+    }
+
+    /// Kills the daemons, stops the trackers still running, drops the database.
+    async fn end(self) {
+        for mut d in self.daemons {
+            d.kill().await;
+        }
+        for (mut t, _) in self.trackers {
+            if matches!(t.child.try_wait(), Ok(None)) {
+                stop(&mut t).await;
+            }
+        }
+        self.pg.drop_now().await;
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
 async fn messages_arrive_exactly_once_while_the_senders_tracker_is_killed() {
     init();
-    let pg = PgDatabase::create().await;
-    let url = pg.url.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
-    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
-    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
-    let ca = d1.join("ca.pem");
-    let mut daemons = Vec::new();
-    let mut profiles = Vec::new();
-    for (user, addr) in [("alice", &addr1), ("bob", &addr2)] {
-        let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", user]).await;
-        assert!(ok, "{err}");
-        let profile = dir.path().join(user);
-        let args = ["login", "--tracker", addr, "--ca", ca.to_str().expect("utf-8"), "--user", user];
-        let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
-        assert!(ok, "{err}");
-        let mut d = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
-        d.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
-        daemons.push(d);
-        profiles.push(profile);
-    }
-    let alice = profiles[0].clone();
+    let mut org = TwoTrackers::start(&[("alice", 0, &[]), ("bob", 1, &[])]).await;
+    let alice = org.profile("alice");
+    let addr2 = org.trackers[1].1.clone();
     wait_presence(&alice, "bob", "online").await;
     // 200 messages, one after another, while alice's tracker is killed.
     const N: usize = 200;
@@ -360,9 +397,9 @@ async fn messages_arrive_exactly_once_while_the_senders_tracker_is_killed() {
         paths
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    t1.kill().await;
+    org.trackers[0].0.kill().await;
     let killed = Instant::now();
-    daemons[0]
+    org.daemons[0]
         .wait_next(Duration::from_secs(10), "alice on the second tracker", |l| {
             l.contains("\"type\":\"connected\"") && l.contains(&addr2)
         })
@@ -378,59 +415,57 @@ async fn messages_arrive_exactly_once_while_the_senders_tracker_is_killed() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        daemons[1].collect_for(Duration::from_millis(200)).await;
-        let missing = (0..N).filter(|i| count(&daemons[1].seen, *i) == 0).count();
+        org.daemons[1].collect_for(Duration::from_millis(200)).await;
+        let missing = (0..N).filter(|i| count(&org.daemons[1].seen, *i) == 0).count();
         if missing == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "{missing} of {N} never reached bob");
     }
-    daemons[1].collect_for(Duration::from_millis(500)).await;
-    let twice: Vec<usize> = (0..N).filter(|i| count(&daemons[1].seen, *i) > 1).collect();
+    org.daemons[1].collect_for(Duration::from_millis(500)).await;
+    let twice: Vec<usize> = (0..N).filter(|i| count(&org.daemons[1].seen, *i) > 1).collect();
     assert!(twice.is_empty(), "arrived more than once: {twice:?}");
-    for mut d in daemons {
-        d.kill().await;
-    }
-    stop(&mut t2).await;
-    pg.drop_now().await;
+    org.end().await;
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
 async fn the_users_of_a_tracker_that_vanished_go_offline_on_the_others() {
     init();
-    let pg = PgDatabase::create().await;
-    let url = pg.url.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (d1, d2) = (dir.path().join("t1"), dir.path().join("t2"));
-    let (mut t1, addr1) = run(&d1, Some(&url), &[]).await;
-    let (mut t2, addr2) = run(&d2, Some(&url), &["--join", d1.to_str().expect("utf-8")]).await;
-    let ca = d1.join("ca.pem");
-    let mut daemons = Vec::new();
-    for (user, addr) in [("carol", &addr1), ("bob", &addr2)] {
-        let (ok, _, err) = tracker_cmd(&d1, Some(&url), &["user", "add", user]).await;
-        assert!(ok, "{err}");
-        let profile = dir.path().join(user);
-        let args = ["login", "--tracker", addr, "--ca", ca.to_str().expect("utf-8"), "--user", user];
-        let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
-        assert!(ok, "{err}");
-        let mut d = Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon"], &[]);
-        d.wait_line(Duration::from_secs(20), "connected", |l| l.contains("\"type\":\"connected\"")).await;
-        daemons.push(d);
-    }
-    let bob = dir.path().join("bob");
+    let mut org = TwoTrackers::start(&[("carol", 0, &[]), ("bob", 1, &[])]).await;
+    let bob = org.profile("bob");
     wait_presence(&bob, "carol", "online").await;
     // Carol's tracker and then carol's device vanish without a word: the
     // tracker cannot clear her presence, so the second drops what the first
     // said once it has not announced itself for 15 s.
-    t1.kill().await;
-    daemons[0].kill().await;
+    org.trackers[0].0.kill().await;
+    org.daemons[0].kill().await;
     let vanished = Instant::now();
     wait_presence_for(&bob, "carol", "offline", Duration::from_secs(30)).await;
     assert!(vanished.elapsed() >= Duration::from_secs(10), "offline only once the tracker fell silent");
-    for mut d in daemons {
-        d.kill().await;
+    org.end().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn a_device_is_relayed_through_another_trackers_relay_as_soon_as_it_logs_in() {
+    init();
+    // Bob, on the second tracker, is reachable only through its relay;
+    // alice logs in through the first after both trackers started (so the
+    // second's relay did not load her device at its start).
+    let relay_only: &[&str] = &["--relay-only"];
+    let mut org = TwoTrackers::start(&[("bob", 1, relay_only), ("alice", 0, relay_only)]).await;
+    let alice = org.profile("alice");
+    let mut path = String::new();
+    for _ in 0..50 {
+        path = send(&alice, "bob", "through the other relay").await;
+        if path != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop(&mut t2).await;
-    pg.drop_now().await;
+    assert_eq!(path, "relayed", "alice reaches bob through the second tracker's relay");
+    let text = "\"text\":\"through the other relay\"";
+    org.daemons[0].wait_line(Duration::from_secs(10), "alice's message", |l| l.contains(text)).await;
+    org.end().await;
 }

@@ -174,7 +174,9 @@ async fn decline_stops_a_transfer_in_progress() {
     let mut bob = daemon(&pb, &["--download-dir", utf8(&downloads), "--auto-accept"]).await;
     reach(&pa, "bob").await;
 
-    let chunks = 192u64;
+    // Large enough that the decline lands while the transfer is under way:
+    // a debug build on a quiet machine sent all of 192 MiB before it did.
+    let chunks = 512u64;
     let src = make_file(dir.path(), "video.mkv", (chunks * MIB) as usize, 12);
     let sending = spawn_skein(&pa, &["send-file", "bob", utf8(&src), "--json"]);
     let offer = bob.wait_line(T, "the offer", |l| event(l, "file_offer").is_some()).await;

@@ -281,6 +281,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> {
+    // Listening for SIGTERM and SIGINT from the start: one that comes as
+    // soon as the serving line is printed must stop the tracker cleanly,
+    // not kill it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
     let lock = Tracker::lock(&cfg)?;
     if let Some(from) = &join {
         let joined = crate::join::prepare(&cfg, from)?;
@@ -329,7 +334,7 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
         "Log in:      SKEIN_PASSWORD=... skein --profile ~/.skein/alice login --tracker 127.0.0.1:{port} --ca {} --user alice",
         cfg.ca_cert_path().display()
     );
-    running.run_until(shutdown_signal()).await;
+    running.run_until(shutdown_signal(signals)).await;
     println!("Tracker stopped.");
     Ok(())
 }
@@ -375,18 +380,23 @@ async fn trackers(cfg: TrackerConfig, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+async fn shutdown_signal(signals: (Option<tokio::signal::unix::Signal>, Option<tokio::signal::unix::Signal>)) {
+    let (mut term, mut int) = signals;
+    let term = async {
+        match term.as_mut() {
+            Some(t) => drop(t.recv().await),
+            None => std::future::pending().await,
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    };
+    let int = async {
+        match int.as_mut() {
+            Some(i) => drop(i.recv().await),
+            None => drop(tokio::signal::ctrl_c().await),
         }
+    };
+    tokio::select! {
+        () = term => {}
+        () = int => {}
     }
 }
 

@@ -15,7 +15,9 @@
 //! until it succeeds, newest part first.
 //!
 //! Mail stored through one tracker for a device connected to another is
-//! announced to that device by its tracker ([`MAIL_CHANNEL`]).
+//! announced to that device by its tracker ([`MAIL_CHANNEL`]), and a device
+//! that logs in through one tracker is admitted at once by the others'
+//! relays ([`DEVICES_CHANNEL`]), which its peers may reach it through.
 //!
 //! Online devices that reported their addresses are written the same way
 //! (no notification: a peer lookup reads them, from the trackers this one
@@ -24,7 +26,7 @@
 use crate::hub::{Hub, LocalChange};
 use crate::roster::{BEAT, SILENT_AFTER, standing};
 use crate::store::listen::{Heard, Listener, MAX_BACKOFF};
-use crate::store::{MAIL_CHANNEL, PRESENCE_CHANNEL, Store, StoreError, TRACKERS_CHANNEL};
+use crate::store::{DEVICES_CHANNEL, MAIL_CHANNEL, PRESENCE_CHANNEL, Store, StoreError, TRACKERS_CHANNEL};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -61,20 +63,28 @@ struct Sync {
     unwritten: HashMap<String, LocalChange>,
     /// `heard`'s trackers, for lookups.
     live: LiveTrackers,
+    /// This tracker's relay, which admits devices that logged in elsewhere.
+    relay: crate::relay::Relay,
 }
 
 /// Runs until `shutdown`: publishes `local` changes of the tracker `me`
-/// and follows the others on the store at `url`.
+/// and follows the others on `state`'s store.
 pub async fn run(
-    store: Store,
-    url: String,
+    state: std::sync::Arc<crate::state::State>,
     me: String,
-    hub: Hub,
     mut local: mpsc::UnboundedReceiver<LocalChange>,
-    live: LiveTrackers,
     shutdown: CancellationToken,
 ) {
-    let mut sync = Sync { store, me, hub, heard: HashMap::new(), unwritten: HashMap::new(), live };
+    let url = state.config.database_url();
+    let mut sync = Sync {
+        store: state.store.clone(),
+        me,
+        hub: state.hub.clone(),
+        heard: HashMap::new(),
+        unwritten: HashMap::new(),
+        live: state.live_trackers.clone(),
+        relay: state.relay.clone(),
+    };
     // Parts left by this tracker's previous run (it may have been killed).
     if let Err(e) = sync.store.clear_presence(&sync.me).await {
         tracing::warn!(error = %e, "cannot clear this tracker's presence left from an earlier run");
@@ -109,7 +119,7 @@ pub async fn run(
 async fn listen(url: &str) -> Listener {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match Listener::connect(url, &[PRESENCE_CHANNEL, TRACKERS_CHANNEL, MAIL_CHANNEL]).await {
+        match Listener::connect(url, &[PRESENCE_CHANNEL, TRACKERS_CHANNEL, MAIL_CHANNEL, DEVICES_CHANNEL]).await {
             Ok(l) => return l,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for other trackers' presence yet");
@@ -144,6 +154,15 @@ impl Sync {
     }
 
     async fn notified(&mut self, channel: &str, payload: &str) {
+        if channel == DEVICES_CHANNEL {
+            if let Some((tracker, peer)) = payload.split_once(' ')
+                && tracker != self.me
+                && let Ok(peer) = hex::decode(peer)
+            {
+                crate::relay::sync::allow_bytes(&self.relay, &peer).await;
+            }
+            return;
+        }
         if channel == MAIL_CHANNEL {
             let mut words = payload.split(' ');
             let (Some(tracker), Some(user), Some(device), Some(count)) =

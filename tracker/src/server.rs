@@ -152,9 +152,7 @@ impl Tracker {
         tasks.spawn(housekeeping(state.clone(), shutdown.clone()));
         let roster_id = me.relay_peer_id.clone();
         if let Some(rx) = local_changes {
-            let (store, url, hub) = (state.store.clone(), state.config.database_url(), state.hub.clone());
-            let live = state.live_trackers.clone();
-            tasks.spawn(crate::presence_sync::run(store, url, roster_id.clone(), hub, rx, live, shutdown.clone()));
+            tasks.spawn(crate::presence_sync::run(state.clone(), roster_id.clone(), rx, shutdown.clone()));
         }
         tasks.spawn(crate::roster::run(state.store.clone(), me, crate::roster::BEAT, shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));

@@ -238,8 +238,13 @@ async fn establish(
         Ok(None) => return Err(session_ended()),
         Err(e) => return Err(store_error(e)),
     };
-    // In force before the client sees its certificate, so it can reserve at once.
+    // In force before the client sees its certificate, so it can reserve at
+    // once; and on the other trackers' relays, which its peers may use.
     relay::sync::allow_bytes(&state.relay, &device.peer_id).await;
+    let me = state.relay.peer_id().to_string();
+    if let Err(e) = state.store.announce_device(&me, &device.peer_id).await {
+        tracing::warn!(error = %e, "cannot tell the other trackers' relays of a device; they learn of it within a minute");
+    }
     let live = LiveSession {
         user_id: user.id,
         user: user.name.clone(),

@@ -41,7 +41,7 @@ pub use events::{ADMIN_CHANNEL, AdminEvent, EVENT_GROUP_CHANGED};
 pub use groups::{GroupKindRecord, GroupRecord, GroupStoreChange, department_group_id};
 pub use mailbox::{MailRecord, MailboxLimits, SenderShare};
 pub use migrate::CODE_VERSION;
-pub use presence::{MAIL_CHANNEL, PRESENCE_CHANNEL};
+pub use presence::{DEVICES_CHANNEL, MAIL_CHANNEL, PRESENCE_CHANNEL};
 pub use sessions::{Issue, SessionRecord, SessionStart};
 pub use trackers::{TRACKERS_CHANNEL, TrackerRecord};
 pub use users::{NewUserRecord, UserRecord};

@@ -12,6 +12,9 @@ use sqlx::Row;
 
 /// The channel on which a tracker says it changed one of its rows.
 pub const PRESENCE_CHANNEL: &str = "skein_presence";
+/// The channel on which a tracker says a device logged in (its relay must
+/// admit it too), with `TRACKER PEER_ID_HEX` as the payload.
+pub const DEVICES_CHANNEL: &str = "skein_devices";
 /// The channel on which a tracker says mail came for a device, with
 /// `TRACKER USER_ID DEVICE_HEX COUNT` as the payload.
 pub const MAIL_CHANNEL: &str = "skein_mail";
@@ -116,6 +119,20 @@ impl Store {
             return Err(StoreError::InvalidInput(format!("cannot announce mail from {tracker:?}")));
         }
         let sql = format!("NOTIFY {MAIL_CHANNEL}, '{tracker} {user_id} {} {count}'", hex::encode(device.0));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Tells the other trackers on PostgreSQL that the device with PeerId
+    /// `peer_id` (binary) logged in through `tracker`.
+    pub async fn announce_device(&self, tracker: &str, peer_id: &[u8]) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        if !tracker.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StoreError::InvalidInput(format!("cannot announce a device from {tracker:?}")));
+        }
+        let sql = format!("NOTIFY {DEVICES_CHANNEL}, '{tracker} {}'", hex::encode(peer_id));
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
         Ok(())
     }
