@@ -109,7 +109,8 @@ struct Live {
     /// When this attempt started, and how much was done then.
     since: Instant,
     base: u64,
-    /// Stops an incoming fetch.
+    /// Stops an incoming fetch, or serving an outgoing one to a device
+    /// that declined it.
     cancel: Option<CancellationToken>,
     /// Outgoing: chunks and bytes sent and not yet saved to the history.
     unsaved: (u64, u64),
@@ -310,17 +311,23 @@ impl Transfers {
         let size = source.manifest.size;
         let this = self.clone();
         let key = Key::Out(transfer, device, self.inner.sessions.fetch_add(1, Ordering::Relaxed));
-        lock(&self.inner.live).insert(key, Live { path: Some(path), ..Live::new(0) });
+        let declined = CancellationToken::new();
+        lock(&self.inner.live).insert(key, Live { path: Some(path), cancel: Some(declined.clone()), ..Live::new(0) });
         let _ = self.inner.history.set_target_path(transfer, device, path.as_str()).await;
         let mut sent_total = 0u64;
-        let result = serve::serve_file(stream, source, |c, b| {
+        let serving = serve::serve_file(stream, source, |c, b| {
             sent_total += b;
             if let Some((c, b)) = this.outgoing_progress(transfer, key, c, b, sent_total.min(size), size, true) {
                 let h = this.inner.history.clone();
                 tokio::spawn(async move { h.add_target_sent(transfer, device, c, b).await });
             }
-        })
-        .await;
+        });
+        // A device that declined stops being served at once, whether or not
+        // its end of the stream has closed yet.
+        let result = tokio::select! {
+            r = serving => r,
+            () = declined.cancelled() => Err(serve::ServeError::Stream("the device declined the file".into())),
+        };
         // What was counted but not yet saved, taken out under the same lock
         // that `describe` reads it under, so it is never counted twice.
         let rest = lock(&self.inner.live).remove(&key).map_or((0, 0), |l| l.unsaved);
@@ -422,6 +429,17 @@ impl Transfers {
             FileState::Failed(why) => (OfferState::Failed, Some(why.as_str())),
         };
         let _ = h.set_target_state(st.transfer, st.by_device, state, error).await;
+        if state == OfferState::Declined {
+            let live = lock(&self.inner.live);
+            let serving = live
+                .iter()
+                .filter(|(k, _)| matches!(k, Key::Out(id, d, _) if *id == st.transfer && *d == st.by_device));
+            for (_, l) in serving {
+                if let Some(c) = &l.cancel {
+                    c.cancel();
+                }
+            }
+        }
         // The offer stands as well as its best recipient device: completed
         // once one has it all, failed or declined only when none is still
         // fetching.
