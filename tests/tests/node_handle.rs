@@ -49,7 +49,16 @@ async fn a_node_started_through_the_handle_chats_and_serves_the_cli_and_holds_it
 
     // Bob's daemon, and a message each way.
     let mut bob_daemon = online(&bob, &[]).await;
-    let sent = node.send("bob", "hello from the app 👋").await.expect("send");
+    // Until bob's daemon has told the tracker where it listens, a send waits
+    // in the mailbox (and arrives all the same); then it goes direct.
+    let mut sent = Value::Null;
+    for _ in 0..50 {
+        sent = node.send("bob", "hello from the app 👋").await.expect("send");
+        if sent["path"] != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(["direct", "relayed"].contains(&sent["path"].as_str().unwrap_or_default()), "{sent}");
     bob_daemon.wait_line(T, "alice's message", |l| l.contains("hello from the app 👋")).await;
     let (ok, _, err) = skein(&bob, &["send", "alice", "hi app"], None).await;
