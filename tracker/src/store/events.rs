@@ -134,16 +134,11 @@ pub(super) async fn insert_event(
     .bind(at_ms)
     .fetch_one(&mut *conn)
     .await?;
-    if backend == Backend::Postgres {
-        // Delivered when the transaction commits, to every tracker
-        // listening (see `listen.rs`); none is sent if it rolls back.
-        sqlx::raw_sql(ADMIN_NOTIFY).execute(&mut *conn).await?;
-    }
+    // Delivered when the transaction commits, to every tracker listening
+    // (see `listen.rs`); none is sent if it rolls back.
+    super::listen::notify(backend, &mut *conn, ADMIN_CHANNEL, "").await?;
     Ok(seq)
 }
-
-/// The statement that tells listening trackers of a new admin event.
-const ADMIN_NOTIFY: &str = "NOTIFY skein_admin_events";
 
 /// The channel on which PostgreSQL tells trackers of new admin events.
 pub const ADMIN_CHANNEL: &str = "skein_admin_events";

@@ -83,3 +83,27 @@ impl Listener {
         }
     }
 }
+
+/// Sends `payload` on `channel` through `conn` (delivered when its
+/// transaction commits), on PostgreSQL only. Payloads are words of
+/// letters, digits, '.', '-', '_' and '*' separated by spaces (ids, user
+/// names, hex); anything else is refused rather than quoted.
+pub(super) async fn notify<'c, E>(
+    backend: super::Backend,
+    conn: E,
+    channel: &str,
+    payload: &str,
+) -> Result<(), super::StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if backend != super::Backend::Postgres {
+        return Ok(());
+    }
+    if !payload.chars().all(|c| c.is_ascii_alphanumeric() || " .-_*".contains(c)) {
+        return Err(super::StoreError::InvalidInput(format!("cannot announce {payload:?} on {channel}")));
+    }
+    let sql = format!("NOTIFY {channel}, '{payload}'");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+    Ok(())
+}

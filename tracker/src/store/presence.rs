@@ -4,7 +4,8 @@
 //! Presence is announced on [`PRESENCE_CHANNEL`] with `TRACKER USER` as
 //! the payload; devices are read when a lookup needs them.
 
-use super::{Backend, Store, StoreError, fixed, flag};
+use super::listen::notify;
+use super::{Store, StoreError, fixed, flag};
 use crate::presence::Remote;
 use skein_proto::bytes::DeviceId;
 use skein_proto::control::{Addresses, PresenceStatus};
@@ -89,18 +90,8 @@ impl Store {
         tracker: &str,
         user: Option<&str>,
     ) -> Result<(), StoreError> {
-        if self.backend() != Backend::Postgres {
-            return Ok(());
-        }
-        // Tracker ids are base58 and user names letters, digits, '.', '-'
-        // and '_'; anything else is refused rather than quoted.
         let payload = format!("{tracker} {}", user.unwrap_or("*"));
-        if !payload.chars().all(|c| c.is_ascii_alphanumeric() || " .-_*".contains(c)) {
-            return Err(StoreError::InvalidInput(format!("cannot announce presence for {payload:?}")));
-        }
-        let sql = format!("NOTIFY {PRESENCE_CHANNEL}, '{payload}'");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **tx).await?;
-        Ok(())
+        notify(self.backend(), &mut **tx, PRESENCE_CHANNEL, &payload).await
     }
 
     /// Tells the other trackers on PostgreSQL that `count` items wait for
@@ -112,29 +103,15 @@ impl Store {
         device: DeviceId,
         count: u32,
     ) -> Result<(), StoreError> {
-        if self.backend() != Backend::Postgres {
-            return Ok(());
-        }
-        if !tracker.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(StoreError::InvalidInput(format!("cannot announce mail from {tracker:?}")));
-        }
-        let sql = format!("NOTIFY {MAIL_CHANNEL}, '{tracker} {user_id} {} {count}'", hex::encode(device.0));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
-        Ok(())
+        let payload = format!("{tracker} {user_id} {} {count}", hex::encode(device.0));
+        notify(self.backend(), self.pool(), MAIL_CHANNEL, &payload).await
     }
 
     /// Tells the other trackers on PostgreSQL that the device with PeerId
     /// `peer_id` (binary) logged in through `tracker`.
     pub async fn announce_device(&self, tracker: &str, peer_id: &[u8]) -> Result<(), StoreError> {
-        if self.backend() != Backend::Postgres {
-            return Ok(());
-        }
-        if !tracker.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(StoreError::InvalidInput(format!("cannot announce a device from {tracker:?}")));
-        }
-        let sql = format!("NOTIFY {DEVICES_CHANNEL}, '{tracker} {}'", hex::encode(peer_id));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
-        Ok(())
+        let payload = format!("{tracker} {}", hex::encode(peer_id));
+        notify(self.backend(), self.pool(), DEVICES_CHANNEL, &payload).await
     }
 
     /// `tracker`'s part of `user`'s presence, if it has one.

@@ -7,7 +7,7 @@
 //! cleanly. Addresses are stored as text: control addresses
 //! (`HOST:PORT`) separated by commas, relay multiaddrs by spaces.
 
-use super::{Backend, Store, StoreError, flag};
+use super::{Store, StoreError, flag};
 
 /// The channel on which a running tracker says it is still there (its
 /// relay's PeerId as the payload), every time it refreshes its entry.
@@ -60,15 +60,7 @@ impl Store {
 
     /// Tells the other trackers on PostgreSQL that `relay_peer_id` runs.
     async fn announce_tracker(&self, relay_peer_id: &str) -> Result<(), StoreError> {
-        if self.backend() != Backend::Postgres {
-            return Ok(());
-        }
-        if !relay_peer_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(StoreError::InvalidInput(format!("cannot announce the tracker {relay_peer_id:?}")));
-        }
-        let sql = format!("NOTIFY {TRACKERS_CHANNEL}, '{relay_peer_id}'");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?;
-        Ok(())
+        super::listen::notify(self.backend(), self.pool(), TRACKERS_CHANNEL, relay_peer_id).await
     }
 
     /// Refreshes a running tracker's `last_seen_ms`; with `running ==
