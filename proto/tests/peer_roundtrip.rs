@@ -247,9 +247,47 @@ fn encoded_len<T: Serialize>(value: &T) -> usize {
 // ---- properties -----------------------------------------------------------
 
 /// How many variants this build knows; the first unknown index is this.
-const KNOWN_PEER_REQUESTS: u8 = 4;
+const KNOWN_PEER_REQUESTS: u8 = 5;
 const KNOWN_SEALED_PAYLOADS: u8 = 3;
 const KNOWN_FETCH_REPLIES: u8 = 3;
+
+/// Pins the counts above to the enums: each last variant's tag is one
+/// below its count, so a new variant without a raised count fails here
+/// every time, not only when the property below happens to draw it.
+#[test]
+fn known_counts_match_the_last_variants() {
+    let backfill = PeerRequest::Backfill(Backfill {
+        group: skein_proto::bytes::GroupId([0; 16]),
+        device: DeviceId([0; 16]),
+        after_seq: 0,
+        before_seq: 0,
+    });
+    let tag = |bytes: Vec<u8>| bytes[0];
+    assert_eq!(
+        tag(encode_payload(&backfill).expect("encode")),
+        KNOWN_PEER_REQUESTS - 1,
+        "Backfill must be the last PeerRequest"
+    );
+    let file_status = SealedPayload::FileStatus(FileStatus {
+        transfer: MailId([0; 16]),
+        by_user: String::new(),
+        by_device: DeviceId([0; 16]),
+        state: FileState::Accepted,
+        at_ms: 0,
+    });
+    assert_eq!(
+        tag(encode_payload(&file_status).expect("encode")),
+        KNOWN_SEALED_PAYLOADS - 1,
+        "FileStatus must be the last SealedPayload"
+    );
+    let refused =
+        FetchReply::Refused(ErrorBody { code: ErrorCode::Internal, message: String::new(), retry_after_ms: None });
+    assert_eq!(
+        tag(encode_payload(&refused).expect("encode")),
+        KNOWN_FETCH_REPLIES - 1,
+        "Refused must be the last FetchReply"
+    );
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]

@@ -403,7 +403,20 @@ fn concat_frames<T: Serialize>(msgs: &[T]) -> Vec<u8> {
 
 /// How many `Request` variants this build knows (the golden tests pin
 /// each); the first unknown variant index is this.
-const KNOWN_REQUESTS: u8 = 23;
+const KNOWN_REQUESTS: u8 = 25;
+
+/// Pins [`KNOWN_REQUESTS`] to the enum: the last variant's tag is one
+/// below it, so adding a variant without raising the count fails here
+/// every time, not only when the property below happens to draw it.
+#[test]
+fn known_requests_counts_every_variant() {
+    let bytes = encode_payload(&Request::Trackers).expect("encode");
+    assert_eq!(
+        bytes,
+        [KNOWN_REQUESTS - 1],
+        "Trackers must be the last Request variant; raise KNOWN_REQUESTS with each new one"
+    );
+}
 
 proptest! {
     #[test]
