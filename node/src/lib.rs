@@ -29,6 +29,7 @@ pub mod inbox;
 pub mod json;
 pub mod lookups;
 pub mod mesh;
+pub mod nearest;
 pub mod profile;
 pub mod reporter;
 pub mod seal;

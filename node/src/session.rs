@@ -6,6 +6,7 @@ use crate::tracker_client::{ClientError, TrackerClient, TrackerTarget};
 use skein_proto::control::{Event, Login, PresenceStatus, Request, Response, Resume, Session};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::path::Path;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Software name sent in the hello.
@@ -108,10 +109,11 @@ pub async fn resume(profile: &Profile) -> Result<Connected, SessionError> {
     resume_avoiding(profile, None).await
 }
 
-/// [`resume`] on the saved tracker or, when it does not answer, on the
-/// organisation's other trackers, in the order the last one listed them;
-/// `avoid` (a tracker that just went away) is tried last. The tracker
-/// that answers becomes the saved one.
+/// [`resume`] on the nearest of the organisation's trackers: the saved one
+/// and those the last one listed are raced ([`race`]), and the soonest to
+/// answer wins, ties broken at random ([`crate::nearest`]). `avoid` (a
+/// tracker that just went away) is left out of the race and tried only
+/// when no other answers. The tracker that answers becomes the saved one.
 pub async fn resume_avoiding(profile: &Profile, avoid: Option<&str>) -> Result<Connected, SessionError> {
     let mut saved = profile.session()?;
     let token = saved.token().ok_or_else(|| ProfileError::Corrupt {
@@ -125,34 +127,17 @@ pub async fn resume_avoiding(profile: &Profile, avoid: Option<&str>) -> Result<C
             candidates.push(addr.clone());
         }
     }
+    let mut last = Vec::new();
     if let Some(a) = avoid
         && let Some(i) = candidates.iter().position(|c| c == a)
         && candidates.len() > 1
     {
-        let gone = candidates.remove(i);
-        candidates.push(gone);
+        last.push(candidates.remove(i));
     }
-    let mut reached = None;
-    let mut failure = None;
-    for addr in candidates {
-        let target = TrackerTarget::new(addr.clone(), profile.ca_path());
-        match TrackerClient::connect(&target, AGENT).await {
-            Ok(c) => {
-                reached = Some((addr, c));
-                break;
-            }
-            Err(e) => {
-                let e = SessionError::from(e);
-                if !e.is_transient() {
-                    return Err(e);
-                }
-                tracing::info!(tracker = %addr, error = %e, "a tracker did not answer; trying the next");
-                failure = Some(e);
-            }
-        }
-    }
-    let Some((addr, (client, events))) = reached else {
-        return Err(failure.unwrap_or_else(|| SessionError::Unexpected("no tracker to resume on".into())));
+    let (addr, (client, events)) = match race(profile, candidates).await {
+        Ok(won) => won,
+        Err(e) if !e.is_transient() || last.is_empty() => return Err(e),
+        Err(_) => race(profile, last).await?,
     };
     if addr != saved.tracker {
         tracing::info!(from = %saved.tracker, to = %addr, "resuming on another tracker of the organisation");
@@ -185,9 +170,77 @@ pub async fn resume_avoiding(profile: &Profile, avoid: Option<&str>) -> Result<C
     Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
 }
 
+/// Connects to every one of `addrs` at once and keeps the nearest (see
+/// [`crate::nearest`]); the others are closed. A refusal that retrying
+/// cannot mend (an untrusted certificate, say) is returned only when no
+/// tracker answered.
+async fn race(
+    profile: &Profile,
+    addrs: Vec<String>,
+) -> Result<(String, (TrackerClient, mpsc::Receiver<Event>)), SessionError> {
+    use futures::StreamExt;
+    let started = tokio::time::Instant::now();
+    let mut attempts: futures::stream::FuturesUnordered<_> = addrs
+        .into_iter()
+        .map(|addr| async move {
+            let target = TrackerTarget::new(addr.clone(), profile.ca_path());
+            let result = TrackerClient::connect(&target, AGENT).await;
+            (addr, result)
+        })
+        .collect();
+    let mut race = crate::nearest::Race::new();
+    let mut failure: Option<SessionError> = None;
+    loop {
+        let next = match race.tie_deadline() {
+            Some(d) => match tokio::time::timeout_at(started + d, attempts.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => attempts.next().await,
+        };
+        let Some((addr, result)) = next else { break };
+        match result {
+            Ok(connected) => race.answered(started.elapsed(), (addr, connected)),
+            Err(e) => {
+                let e = SessionError::from(e);
+                tracing::info!(tracker = %addr, error = %e, "a tracker did not answer");
+                if failure.as_ref().is_none_or(|f| f.is_transient()) {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    let answered = race.len();
+    match race.pick(&mut rand::thread_rng()) {
+        Some((won, rest)) => {
+            for (_, (client, _)) in rest {
+                client.close();
+            }
+            tracing::debug!(tracker = %won.0, answered, "nearest tracker chosen");
+            Ok(won)
+        }
+        None => Err(failure.unwrap_or_else(|| SessionError::Unexpected("no tracker to resume on".into()))),
+    }
+}
+
+/// How often a connected device asks for the list of the organisation's
+/// trackers again.
+pub const TRACKERS_REFRESH: Duration = Duration::from_secs(60);
+
+/// Saves `list` as the other trackers of the saved session, if the session
+/// is still on the tracker `at` that gave it.
+pub fn save_trackers(profile: &Profile, at: &str, list: Vec<String>) -> Result<(), ProfileError> {
+    let mut saved = profile.session()?;
+    if saved.tracker != at || saved.trackers == list {
+        return Ok(());
+    }
+    saved.trackers = list;
+    profile.save_session(&saved)
+}
+
 /// The control addresses of the organisation's running trackers other than
 /// `current`, as it says (`None` when it cannot say: an older tracker).
-async fn other_trackers(client: &TrackerClient, current: &str) -> Option<Vec<String>> {
+pub async fn other_trackers(client: &TrackerClient, current: &str) -> Option<Vec<String>> {
     match client.request(Request::Trackers).await {
         Ok(Response::Trackers(list)) => Some(
             list.into_iter()

@@ -302,10 +302,32 @@ impl Node {
         // The tracker that just went away: the next resume tries the
         // organisation's other trackers first.
         let mut gone: Option<String> = None;
+        // The organisation's trackers change (one added, one back from a
+        // restart): the list kept for the next resume is asked again now
+        // and then, and saved here, in this loop, which alone rotates the
+        // token in the same file.
+        let mut ask_trackers = tokio::time::interval(crate::session::TRACKERS_REFRESH);
+        ask_trackers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (trackers_tx, mut trackers_rx) = mpsc::channel::<(String, Vec<String>)>(1);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
+                Some((at, list)) = trackers_rx.recv() => {
+                    if let Err(e) = crate::session::save_trackers(&self.profile, &at, list) {
+                        tracing::warn!(error = %e, "cannot save the list of the organisation's trackers");
+                    }
+                }
+                _ = ask_trackers.tick(), if self.tracker.is_some() => {
+                    if let (Some(client), Ok(saved)) = (self.tracker.clone(), self.profile.session()) {
+                        let tx = trackers_tx.clone();
+                        tokio::spawn(async move {
+                            if let Some(list) = crate::session::other_trackers(&client, &saved.tracker).await {
+                                let _ = tx.send((saved.tracker, list)).await;
+                            }
+                        });
+                    }
+                }
                 _ = tokio::time::sleep_until(next_attempt), if self.tracker.is_none() => {
                     match crate::session::resume_avoiding(&self.profile, gone.as_deref()).await {
                         Ok(conn) => {
