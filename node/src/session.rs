@@ -3,7 +3,7 @@
 
 use crate::profile::{Profile, ProfileError, SavedSession};
 use crate::tracker_client::{ClientError, TrackerClient, TrackerTarget};
-use skein_proto::control::{Event, Login, PresenceStatus, Request, Response, Resume, Session};
+use skein_proto::control::{Event, Login, PresenceStatus, Request, Response, Resume, Session, TrackerAddrs};
 use skein_proto::{ErrorBody, ErrorCode};
 use std::path::Path;
 use std::time::Duration;
@@ -61,6 +61,9 @@ pub struct Connected {
     /// The password is a one-time password: the tracker allows nothing
     /// but [`Request::ChangePassword`] (or a logout) until it is changed.
     pub password_change_required: bool,
+    /// The relays of the organisation's running trackers, as the tracker
+    /// listed them (`.../p2p/RELAY`).
+    pub relays: Vec<String>,
 }
 
 /// Password login. Copies `ca` into the profile and saves the session.
@@ -99,9 +102,11 @@ pub async fn login(
         trackers: Vec::new(),
     };
     saved.update(&session);
-    saved.trackers = other_trackers(&client, tracker).await.unwrap_or_default();
+    let listed = org_trackers(&client).await;
+    saved.trackers = listed.as_ref().map(|l| others(l, tracker)).unwrap_or_default();
     profile.save_session(&saved)?;
-    Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
+    let relays = listed.as_ref().map(|l| relays(l)).unwrap_or_default();
+    Ok(Connected { client, events, saved, password_change_required: session.password_change_required, relays })
 }
 
 /// Resumes the saved session, rotating and saving its token.
@@ -163,11 +168,13 @@ pub async fn resume_avoiding(profile: &Profile, avoid: Option<&str>) -> Result<C
     };
     let session = expect_session(resp)?;
     saved.update(&session);
-    if let Some(others) = other_trackers(&client, &saved.tracker).await {
-        saved.trackers = others;
+    let listed = org_trackers(&client).await;
+    if let Some(list) = &listed {
+        saved.trackers = others(list, &saved.tracker);
     }
     profile.save_session(&saved)?;
-    Ok(Connected { client, events, saved, password_change_required: session.password_change_required })
+    let relays = listed.as_ref().map(|l| relays(l)).unwrap_or_default();
+    Ok(Connected { client, events, saved, password_change_required: session.password_change_required, relays })
 }
 
 /// Connects to every one of `addrs` at once and keeps the nearest (see
@@ -238,23 +245,33 @@ pub fn save_trackers(profile: &Profile, at: &str, list: Vec<String>) -> Result<(
     profile.save_session(&saved)
 }
 
-/// The control addresses of the organisation's running trackers other than
-/// `current`, as it says (`None` when it cannot say: an older tracker).
-pub async fn other_trackers(client: &TrackerClient, current: &str) -> Option<Vec<String>> {
+/// The organisation's running trackers, as `client`'s tracker lists them
+/// (`None` when it cannot say: an older tracker).
+pub async fn org_trackers(client: &TrackerClient) -> Option<Vec<TrackerAddrs>> {
     match client.request(Request::Trackers).await {
-        Ok(Response::Trackers(list)) => Some(
-            list.into_iter()
-                .flat_map(|t| t.control)
-                .filter(|a| a != current)
-                .filter(|a| a.parse::<std::net::SocketAddr>().map_or(true, |s| !s.ip().is_unspecified()))
-                .collect(),
-        ),
+        Ok(Response::Trackers(list)) => Some(list),
         Ok(_) => None,
         Err(e) => {
             tracing::debug!(error = %e, "the tracker did not list the organisation's trackers");
             None
         }
     }
+}
+
+/// The control addresses in `list` other than `current` (and other than
+/// unspecified ones, which no device can dial).
+pub fn others(list: &[TrackerAddrs], current: &str) -> Vec<String> {
+    list.iter()
+        .flat_map(|t| t.control.iter())
+        .filter(|a| *a != current)
+        .filter(|a| a.parse::<std::net::SocketAddr>().map_or(true, |s| !s.ip().is_unspecified()))
+        .cloned()
+        .collect()
+}
+
+/// The relay addresses in `list`.
+pub fn relays(list: &[TrackerAddrs]) -> Vec<String> {
+    list.iter().flat_map(|t| t.relay.iter()).cloned().collect()
 }
 
 fn expect_session(resp: Response) -> Result<Box<Session>, SessionError> {

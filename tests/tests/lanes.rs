@@ -287,7 +287,7 @@ async fn reserve(t: &TestTracker, bob: &mut Node) -> Multiaddr {
     let relay = t.running().relay();
     let addr: Multiaddr =
         format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}", relay.port(), relay.peer_id()).parse().expect("relay addr");
-    bob.mesh.listen_relay(addr).await;
+    bob.mesh.use_relays(vec![addr]).await;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), bob.events.recv()).await.expect("a reservation in time") {
             Some(MeshEvent::Addresses { relayed, .. }) if !relayed.is_empty() => {

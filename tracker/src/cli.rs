@@ -93,6 +93,11 @@ struct RunArgs {
     /// database (--database).
     #[arg(long, value_name = "DIR")]
     join: Option<PathBuf>,
+    /// What this process serves: control (logins, presence, directory,
+    /// mailbox), relay, or both [default: control,relay]. A relay-only
+    /// process needs the organisation's PostgreSQL database and no keys.
+    #[arg(long, env = "SKEIN_TRACKER_ROLES", value_name = "ROLES")]
+    roles: Option<crate::roles::Roles>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +262,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = args.max_file_size_mib {
                 cfg.max_file_size = crate::config::mib(v);
             }
+            if let Some(v) = args.roles {
+                cfg.roles = v;
+            }
+            if !cfg.roles.control {
+                if args.join.is_some() {
+                    anyhow::bail!(
+                        "a relay-only tracker (--roles relay) keeps no keys of the organisation: leave out --join"
+                    );
+                }
+                return serve_relay(cfg).await;
+            }
             serve(cfg, args.join).await
         }
         Command::Trackers(TrackersCmd::List { json }) => trackers(cfg, json).await,
@@ -322,7 +338,10 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
         crate::store::redact_url(&cfg.database_url())
     );
     let relay = running.relay();
-    println!("Relay serving on UDP {} as {}", relay.port(), relay.peer_id());
+    match cfg.roles.relay {
+        true => println!("Relay serving on UDP {} as {}", relay.port(), relay.peer_id()),
+        false => println!("No relay here (--roles control): devices reserve on the organisation's relays"),
+    }
     if let Some(ca) = skein_certs::rustls_io::load_certs(&cfg.ca_cert_path())?.first() {
         println!(
             "Organisation CA fingerprint (SHA-256), which users confirm when they first sign in without the CA file:"
@@ -339,6 +358,32 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `run --roles relay`: the relay alone, until SIGTERM or SIGINT.
+async fn serve_relay(cfg: TrackerConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+    let lock = Tracker::lock(&cfg)?;
+    let running = crate::relay_role::start(cfg.clone(), lock).await?;
+    let relay = running.relay();
+    println!(
+        "Relay serving on UDP {} as {} (relay role only; store {})",
+        relay.port(),
+        relay.peer_id(),
+        crate::store::redact_url(&cfg.database_url())
+    );
+    for a in relay.advertised() {
+        println!("  devices reach it at {a}");
+    }
+    running.run_until(shutdown_signal(signals)).await;
+    println!("Relay stopped.");
+    Ok(())
+}
+
+/// The roles a tracker of the list serves, as its addresses show.
+fn roles_of(t: &crate::store::TrackerRecord) -> String {
+    crate::roles::Roles { control: !t.control_addrs.is_empty(), relay: !t.relay_addrs.is_empty() }.to_string()
+}
+
 async fn trackers(cfg: TrackerConfig, json: bool) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let list = store.list_trackers().await;
@@ -352,6 +397,7 @@ async fn trackers(cfg: TrackerConfig, json: bool) -> anyhow::Result<()> {
                 serde_json::json!({
                     "name": t.name,
                     "relay_peer_id": t.relay_peer_id,
+                    "roles": roles_of(t),
                     "control_addrs": t.control_addrs,
                     "relay_addrs": t.relay_addrs,
                     "started_at_ms": t.started_at_ms,
@@ -369,8 +415,9 @@ async fn trackers(cfg: TrackerConfig, json: bool) -> anyhow::Result<()> {
     for t in &list {
         let ago = std::time::Duration::from_millis(now.saturating_sub(t.last_seen_ms).max(0) as u64);
         println!(
-            "{}  {}  last seen {} ago  control {}  relay {}",
+            "{}  {}  {}  last seen {} ago  control {}  relay {}",
             t.name,
+            roles_of(t),
             crate::roster::standing(t, now),
             crate::roster::ago(ago),
             if t.control_addrs.is_empty() { "-".to_owned() } else { t.control_addrs.join(", ") },

@@ -111,6 +111,8 @@ pub struct TrackerConfig {
     pub login_deadline: Duration,
     /// Presence changes per connection: a burst, then a steady rate.
     pub presence_rate: RateLimit,
+    /// What this process serves: the control plane, the relay, or both.
+    pub roles: crate::roles::Roles,
 }
 
 impl TrackerConfig {
@@ -144,6 +146,7 @@ impl TrackerConfig {
             max_strangers_per_network: 128,
             login_deadline: Duration::from_secs(10),
             presence_rate: RateLimit::new(10, 0.5),
+            roles: crate::roles::Roles::default(),
         }
     }
 
@@ -259,6 +262,9 @@ fn default_tracker_id() -> String {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// What this process serves (`"control,relay"`).
+    #[serde(default, deserialize_with = "roles")]
+    pub roles: Option<crate::roles::Roles>,
     /// Control-plane address.
     pub listen: Option<SocketAddr>,
     /// Relay address.
@@ -331,6 +337,9 @@ impl FileConfig {
         if let Some(v) = self.public_addrs {
             cfg.public_addrs = v;
         }
+        if let Some(v) = self.roles {
+            cfg.roles = v;
+        }
         if let Some(v) = self.database {
             cfg.database = Some(v);
         }
@@ -402,6 +411,12 @@ impl FileConfig {
     }
 }
 
+/// Reads `roles = "control,relay"`, naming a role that does not exist.
+fn roles<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<crate::roles::Roles>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +436,12 @@ mod tests {
         assert_eq!(cfg.relay.max_circuit_duration, Duration::from_secs(3600));
         assert_eq!(cfg.relay.max_circuit_bytes, 1 << 30);
         assert_eq!((cfg.relay.max_circuits, cfg.relay.max_circuits_per_peer, cfg.relay.max_reservations), (50, 4, 20));
+        std::fs::write(&p, "roles = \"relay\"\n").expect("write");
+        let cfg = FileConfig::load(&p).expect("load").apply(TrackerConfig::new("/d"));
+        assert_eq!(cfg.roles, crate::roles::Roles::RELAY);
+        std::fs::write(&p, "roles = \"relay,api2\"\n").expect("write");
+        let err = FileConfig::load(&p).expect_err("an unknown role must fail");
+        assert!(err.contains("api2"), "{err}");
         std::fs::write(&p, "lisen = 1\n").expect("write");
         let err = FileConfig::load(&p).expect_err("typo must fail");
         assert!(err.contains("t.toml") && err.contains("lisen"), "{err}");

@@ -37,13 +37,20 @@ pub fn control_addrs(config: &TrackerConfig, bound: SocketAddr) -> Vec<String> {
     addrs
 }
 
-/// This tracker's entry as it starts, at `now_ms`.
-pub fn entry(config: &TrackerConfig, bound: SocketAddr, relay: &crate::relay::Relay, now_ms: i64) -> TrackerRecord {
+/// This tracker's entry as it starts, at `now_ms`: its control plane
+/// bound at `bound` (none for a relay-only process) and its relay (which
+/// advertises nothing when the process runs none).
+pub fn entry(
+    config: &TrackerConfig,
+    bound: Option<SocketAddr>,
+    relay: &crate::relay::Relay,
+    now_ms: i64,
+) -> TrackerRecord {
     let peer = relay.peer_id();
     TrackerRecord {
         relay_peer_id: peer.to_string(),
         name: config.tracker_id.clone(),
-        control_addrs: control_addrs(config, bound),
+        control_addrs: bound.map(|b| control_addrs(config, b)).unwrap_or_default(),
         relay_addrs: relay
             .advertised()
             .iter()

@@ -55,6 +55,25 @@ pub enum StartError {
         /// The fingerprint the store keeps.
         expected: String,
     },
+    /// A relay-only process was pointed at an SQLite store, which one
+    /// tracker holds alone.
+    #[error(
+        "a relay-only tracker (--roles relay) needs the organisation's PostgreSQL database (--database postgres://...): \
+         it learns there who may use it. On SQLite run one tracker with both roles"
+    )]
+    RelayNeedsPostgres,
+    /// A relay-only process would not know what address to announce.
+    #[error(
+        "a relay-only tracker must say where devices reach it: give --public-addr HOST (or a --relay-listen with a \
+         specific IP); devices learn its addresses from the list of trackers"
+    )]
+    RelayUnannounced,
+    /// A relay-only process was pointed at a store without an organisation.
+    #[error(
+        "this database has no organisation yet: start the organisation's first tracker (with the control role) \
+         before a relay-only one"
+    )]
+    NoOrganisation,
     /// The UDP port could not be bound.
     #[error(
         "cannot listen on UDP {addr}: {source}; is another tracker running there? Choose another address with --listen"
@@ -114,15 +133,15 @@ impl Tracker {
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         lock.say(&format!("skein-tracker serving UDP {local_addr}"));
-        let (relay, relay_task) = Relay::start(RelayOptions {
-            listen: config.relay_listen,
-            public_addrs: config.public_addrs.clone(),
-            limits: config.relay.clone(),
-            keypair: relay::identity::load_or_create(&config.relay_key_path())?,
-            allowed: relay::sync::valid_peers(&store).await?,
-        })
-        .await?;
-        let me = crate::roster::entry(&config, local_addr, &relay, crate::clock::now_ms() as i64);
+        let keypair = relay::identity::load_or_create(&config.relay_key_path())?;
+        let (relay, relay_task) = match config.roles.relay {
+            true => {
+                let (relay, task) = start_relay(&config, &store, keypair).await?;
+                (relay, Some(task))
+            }
+            false => (Relay::detached(&keypair), None),
+        };
+        let me = crate::roster::entry(&config, Some(local_addr), &relay, crate::clock::now_ms() as i64);
         store.tracker_started(&me).await?;
         // On PostgreSQL other trackers may share the store: presence crosses
         // between them.
@@ -141,8 +160,11 @@ impl Tracker {
         tasks.spawn(async move {
             let _ = hub_task.await;
         });
-        tasks.spawn(relay_task.run(shutdown.clone()));
-        tasks.spawn(relay::sync::run(state.store.clone(), relay.clone(), relay::sync::REFRESH_EVERY, shutdown.clone()));
+        if let Some(task) = relay_task {
+            tasks.spawn(task.run(shutdown.clone()));
+            let store = state.store.clone();
+            tasks.spawn(relay::sync::run(store, relay.clone(), relay::sync::REFRESH_EVERY, shutdown.clone()));
+        }
         let org = state.org.clone();
         let wake = match state.store.backend() {
             crate::store::Backend::Postgres => admin_watch::Wake::Listen(state.config.database_url()),
@@ -159,6 +181,23 @@ impl Tracker {
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
         Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions, roster_id, _lock: lock })
     }
+}
+
+/// Binds the relay with `keypair`, allowing the devices the store holds
+/// valid.
+pub(crate) async fn start_relay(
+    config: &TrackerConfig,
+    store: &Store,
+    keypair: libp2p::identity::Keypair,
+) -> Result<(Relay, relay::actor::RelayTask), StartError> {
+    Ok(Relay::start(RelayOptions {
+        listen: config.relay_listen,
+        public_addrs: config.public_addrs.clone(),
+        limits: config.relay.clone(),
+        keypair,
+        allowed: relay::sync::valid_peers(store).await?,
+    })
+    .await?)
 }
 
 /// Checks that the data directory's CA is the organisation's, as the store

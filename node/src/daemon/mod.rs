@@ -33,6 +33,7 @@ use skein_proto::ErrorCode;
 use skein_proto::bytes::{DeviceId, MailId, PublicKey};
 use skein_proto::control::{
     Addresses, DirectoryQuery, Event, PresenceEntry, PresenceStatus, Request, Response, SetPresence, Subscription,
+    TrackerAddrs,
 };
 use skein_proto::peer::{ChatMessage, Conversation, MessageBody, Receipt, ReceiptKind, group_address};
 use std::collections::{BTreeMap, HashMap};
@@ -189,7 +190,7 @@ pub(crate) async fn start(
         presence: BTreeMap::new(),
         addresses: AddressReporter::new(events.clone()),
         lookups,
-        relay: None,
+        own_relay: None,
         transfers,
         trust: Arc::default(),
         groups: GroupBook::default(),
@@ -231,7 +232,7 @@ struct Node {
     tracker: Option<TrackerClient>,
     presence: BTreeMap<String, PresenceEntry>,
     addresses: AddressReporter,
-    relay: Option<Multiaddr>,
+    own_relay: Option<Multiaddr>,
     lookups: crate::lookups::Lookups,
     transfers: Transfers,
     trust: Arc<Mutex<Trust>>,
@@ -308,21 +309,24 @@ impl Node {
         // token in the same file.
         let mut ask_trackers = tokio::time::interval(crate::session::TRACKERS_REFRESH);
         ask_trackers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (trackers_tx, mut trackers_rx) = mpsc::channel::<(String, Vec<String>)>(1);
+        let (trackers_tx, mut trackers_rx) = mpsc::channel::<(String, Vec<TrackerAddrs>)>(1);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
                 Some((at, list)) = trackers_rx.recv() => {
-                    if let Err(e) = crate::session::save_trackers(&self.profile, &at, list) {
+                    if let Err(e) = crate::session::save_trackers(&self.profile, &at, crate::session::others(&list, &at)) {
                         tracing::warn!(error = %e, "cannot save the list of the organisation's trackers");
+                    }
+                    if self.tracker.is_some() {
+                        self.use_relays(&crate::session::relays(&list)).await;
                     }
                 }
                 _ = ask_trackers.tick(), if self.tracker.is_some() => {
                     if let (Some(client), Ok(saved)) = (self.tracker.clone(), self.profile.session()) {
                         let tx = trackers_tx.clone();
                         tokio::spawn(async move {
-                            if let Some(list) = crate::session::other_trackers(&client, &saved.tracker).await {
+                            if let Some(list) = crate::session::org_trackers(&client).await {
                                 let _ = tx.send((saved.tracker, list)).await;
                             }
                         });
@@ -373,7 +377,7 @@ impl Node {
     }
 
     async fn connected(&mut self, conn: Connected) -> mpsc::Receiver<Event> {
-        let Connected { client, events, saved, password_change_required } = conn;
+        let Connected { client, events, saved, password_change_required, relays } = conn;
         if password_change_required {
             self.events.emit(json!({
                 "type": "password_change_required",
@@ -388,16 +392,15 @@ impl Node {
         if let Ok(Response::PresenceSnapshot(s)) = client.request(Request::SubscribePresence(Subscription::All)).await {
             self.presence = s.into_iter().map(|e| (e.user.clone(), e)).collect();
         }
-        match client.request(Request::RelayInfo).await {
-            Ok(Response::Relay(info)) => {
-                if let Some(addr) = relay_addr(&info, &client) {
-                    self.relay = Some(addr.clone());
-                    self.mesh.listen_relay(addr).await;
-                }
+        self.own_relay = match client.request(Request::RelayInfo).await {
+            Ok(Response::Relay(info)) => relay_addr(&info, &client),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::info!(error = %e, "the tracker offers no relay of its own");
+                None
             }
-            Ok(_) => {}
-            Err(e) => tracing::info!(error = %e, "the tracker offers no relay"),
-        }
+        };
+        self.use_relays(&relays).await;
         match client.request(Request::Policy).await {
             Ok(Response::Policy(p)) => self.transfers.set_max_file_size(p.max_file_size),
             Ok(_) => {}
@@ -610,13 +613,9 @@ impl Node {
             }
             MeshEvent::RelayLost { reason } => {
                 self.events.emit(json!({"type": "relay_lost", "reason": reason}));
-                if let (Some(addr), true) = (self.relay.clone(), self.tracker.is_some()) {
-                    let mesh = self.mesh.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        mesh.listen_relay(addr).await;
-                    });
-                }
+            }
+            MeshEvent::RelayReserved { relay, standby } => {
+                self.events.emit(json!({"type": "relay_reserved", "relay": relay.to_string(), "standby": standby}));
             }
             MeshEvent::Confirm { peer, verified, reply } => {
                 let (client, trust) = (self.tracker.clone(), self.trust.clone());
@@ -1098,6 +1097,16 @@ async fn send_receipts(sender: &Sender, kind: ReceiptKind, messages: Vec<(MailId
         if let Err(e) = sender.send_receipt(&from, r).await {
             tracing::info!(error = %e, ?kind, "receipt not sent");
         }
+    }
+}
+
+impl Node {
+    /// Reserves on the nearest of the organisation's relays (`listed`, and
+    /// this tracker's own) with a standby; see [`crate::mesh::relays`].
+    async fn use_relays(&self, listed: &[String]) {
+        let mut all: Vec<Multiaddr> = self.own_relay.iter().cloned().collect();
+        all.extend(listed.iter().filter_map(|a| a.parse::<Multiaddr>().ok()));
+        self.mesh.use_relays(all).await;
     }
 }
 

@@ -23,12 +23,12 @@ mod held;
 pub mod lane;
 pub mod nearby;
 pub mod patience;
+pub mod relays;
 mod state;
 mod streams;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -175,10 +175,18 @@ pub enum MeshEvent {
         /// `true` to accept.
         reply: oneshot::Sender<bool>,
     },
-    /// The relay reservation ended; ask again with [`Mesh::listen_relay`].
+    /// A relay reservation ended (the mesh seeks another at once).
     RelayLost {
         /// Why.
         reason: String,
+    },
+    /// A relay reservation was asked for: on the nearest relay, or on a
+    /// standby beside one already held.
+    RelayReserved {
+        /// The relay (`.../p2p/RELAY`).
+        relay: Multiaddr,
+        /// Not the first reservation held.
+        standby: bool,
     },
     /// A verified peer asks something; answer on `reply`.
     Request {
@@ -218,8 +226,8 @@ enum Command {
         cert: DeviceCert,
         org_key: PublicKey,
     },
-    ListenRelay {
-        addr: Multiaddr,
+    UseRelays {
+        addrs: Vec<Multiaddr>,
     },
     Connect {
         peer: PeerId,
@@ -356,9 +364,11 @@ impl Mesh {
         let _ = self.tx.send(Command::SetIdentity { cert, org_key }).await;
     }
 
-    /// Reserves a slot on a relay (`/ip4/../udp/../quic-v1/p2p/RELAY`).
-    pub async fn listen_relay(&self, addr: Multiaddr) {
-        let _ = self.tx.send(Command::ListenRelay { addr }).await;
+    /// Keeps reservations on the nearest of `addrs` and a standby (each
+    /// `/ip4/../udp/../quic-v1/p2p/RELAY`); see [`relays`]. Reservations
+    /// on relays no longer listed end.
+    pub async fn use_relays(&self, addrs: Vec<Multiaddr>) {
+        let _ = self.tx.send(Command::UseRelays { addrs }).await;
     }
 
     /// Connects to a peer over any of `addrs` and waits until it passes the hello.
@@ -547,7 +557,7 @@ struct Actor {
     waiting: HashMap<PeerId, Vec<Waiter>>,
     answers: FuturesUnordered<Answer>,
     confirmations: FuturesUnordered<Confirmation>,
-    relay: Option<(ListenerId, PeerId, Multiaddr)>,
+    relays: relays::Relays,
     listen: HashSet<Multiaddr>,
     observed: Vec<Multiaddr>,
     relayed: HashSet<Multiaddr>,
@@ -587,7 +597,7 @@ impl Actor {
             waiting: HashMap::new(),
             answers: FuturesUnordered::new(),
             confirmations: FuturesUnordered::new(),
-            relay: None,
+            relays: relays::Relays::default(),
             listen: HashSet::new(),
             observed: Vec::new(),
             relayed: HashSet::new(),
@@ -644,7 +654,7 @@ impl Actor {
                 self.cert = cert;
                 self.org_key = org_key;
             }
-            Command::ListenRelay { addr } => self.listen_relay(addr),
+            Command::UseRelays { addrs } => self.use_relays(addrs),
             Command::Connect { peer, addrs, reply } => {
                 if let Some(s) = self.peers.summary(&peer) {
                     let _ = reply.send(Ok(s));
@@ -763,26 +773,45 @@ impl Actor {
         }
     }
 
-    fn listen_relay(&mut self, addr: Multiaddr) {
-        let Some(Protocol::P2p(relay_peer)) = addr.iter().last() else {
-            tracing::warn!(%addr, "relay address lacks /p2p/<relay id>");
-            return;
-        };
-        if let Some((id, _, old)) = self.relay.take() {
-            if old == addr {
-                self.relay = Some((id, relay_peer, old));
-                return;
-            }
-            self.swarm.remove_listener(id);
+    fn use_relays(&mut self, addrs: Vec<Multiaddr>) {
+        for gone in self.relays.set_candidates(addrs, Instant::now()) {
+            tracing::info!(relay = %gone.addr, "the relay is no longer listed; ending the reservation");
+            self.swarm.remove_listener(gone.listener);
+            self.relayed.remove(&self.circuit(&gone.addr));
         }
-        match self.swarm.listen_on(addr.clone().with(Protocol::P2pCircuit)) {
-            Ok(id) => self.relay = Some((id, relay_peer, addr)),
-            Err(e) => self.emit(MeshEvent::RelayLost { reason: format!("cannot use relay {addr}: {e}") }),
-        }
+        self.addresses_changed();
+        self.relays_step();
     }
 
-    fn relay_peer(&self) -> Option<PeerId> {
-        self.relay.as_ref().map(|(_, p, _)| *p)
+    /// This node's address through the relay at `relay`.
+    fn circuit(&self, relay: &Multiaddr) -> Multiaddr {
+        relay.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(*self.swarm.local_peer_id()))
+    }
+
+    /// Probes the relays when reservations are missing, and reserves on
+    /// those chosen once the probe is over.
+    fn relays_step(&mut self) {
+        let now = Instant::now();
+        for (peer, addr) in self.relays.due(now) {
+            let opts = DialOpts::peer_id(peer).addresses(vec![addr]).condition(PeerCondition::Always).build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => self.relays.dialled(id, peer),
+                Err(e) => tracing::debug!(relay = %peer, error = %e, "cannot dial the relay"),
+            }
+        }
+        let Some(chosen) = self.relays.chosen(now) else { return };
+        for (peer, addr) in chosen {
+            let standby = !self.relays.reserved().is_empty();
+            match self.swarm.listen_on(addr.clone().with(Protocol::P2pCircuit)) {
+                Ok(id) => {
+                    tracing::info!(relay = %addr, standby, "reserving a slot on the relay");
+                    self.relays.reserving(id, peer, addr.clone());
+                    self.emit(MeshEvent::RelayReserved { relay: addr, standby });
+                }
+                Err(e) => self.emit(MeshEvent::RelayLost { reason: format!("cannot use relay {addr}: {e}") }),
+            }
+        }
     }
 
     fn addresses_changed(&mut self) {
@@ -800,6 +829,7 @@ impl Actor {
     }
 
     fn expire_waits(&mut self) {
+        self.relays_step();
         let now = Instant::now();
         for peer in self.held.late(now) {
             if !self.peers.is_verified(&peer) {
@@ -969,11 +999,11 @@ impl Actor {
     fn swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
         match ev {
             SwarmEvent::NewListenAddr { listener_id, address } => {
-                if let Some((_, _, relay_addr)) = self.relay.as_ref().filter(|(id, _, _)| *id == listener_id) {
+                if let Some(r) = self.relays.by_listener(listener_id) {
                     // The relay announces the addresses it knows itself by,
                     // which may be only loopback; peers reach it where we did.
-                    let me = *self.swarm.local_peer_id();
-                    self.relayed.insert(relay_addr.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(me)));
+                    let circuit = self.circuit(&r.addr);
+                    self.relayed.insert(circuit);
                 } else if is_relayed(&address) {
                     self.relayed.insert(address);
                 } else {
@@ -982,24 +1012,26 @@ impl Actor {
                 self.addresses_changed();
             }
             SwarmEvent::ExpiredListenAddr { listener_id, address } => {
-                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) {
-                    self.relayed.clear();
+                if let Some(r) = self.relays.by_listener(listener_id) {
+                    let circuit = self.circuit(&r.addr);
+                    self.relayed.remove(&circuit);
                 }
                 self.relayed.remove(&address);
                 self.listen.remove(&address);
                 self.addresses_changed();
             }
             SwarmEvent::ListenerClosed { listener_id, reason, .. }
-                if self.relay.as_ref().is_some_and(|(id, _, _)| *id == listener_id) =>
+                if self.relays.by_listener(listener_id).is_some() =>
             {
-                self.relay = None;
-                self.relayed.clear();
+                let Some(lost) = self.relays.closed(listener_id, Instant::now()) else { return };
+                self.relayed.remove(&self.circuit(&lost.addr));
                 self.addresses_changed();
                 let reason = match reason {
-                    Ok(()) => "the relay closed the reservation".to_owned(),
-                    Err(e) => e.to_string(),
+                    Ok(()) => format!("the relay {} closed the reservation", lost.addr),
+                    Err(e) => format!("the reservation on {} ended: {e}", lost.addr),
                 };
                 self.emit(MeshEvent::RelayLost { reason });
+                self.relays_step();
             }
             SwarmEvent::NewExternalAddrCandidate { address } => {
                 let usable = !is_relayed(&address)
@@ -1016,7 +1048,11 @@ impl Actor {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 self.dialing.finished(connection_id);
                 self.dialing.cancel_fallback(&peer_id);
-                if Some(peer_id) == self.relay_peer() {
+                if self.relays.connected(connection_id, Instant::now()) {
+                    self.relays_step();
+                    return;
+                }
+                if self.relays.is_relay(&peer_id) {
                     return;
                 }
                 // On the listening side of a relayed connection the circuit
@@ -1092,6 +1128,11 @@ impl Actor {
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 self.dialing.finished(connection_id);
+                if self.relays.failed(connection_id) {
+                    tracing::info!(relay = ?peer_id, %error, "a relay did not answer");
+                    self.relays_step();
+                    return;
+                }
                 if let Some(peer) = peer_id
                     && !self.peers.is_connected(&peer)
                     && !self.dialing.pending(&peer)

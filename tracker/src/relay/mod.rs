@@ -150,6 +150,15 @@ impl Relay {
         Ok((Relay { tx, peer_id: task.peer_id(), port, advertised }, task))
     }
 
+    /// A handle on no relay, for a tracker that runs the control plane
+    /// alone (`--roles control`): it keeps `keypair`'s PeerId, which names
+    /// the tracker in the list of trackers, advertises nothing, and acts as
+    /// a relay that has stopped.
+    pub fn detached(keypair: &Keypair) -> Relay {
+        let (tx, _) = mpsc::channel(1);
+        Relay { tx, peer_id: keypair.public().to_peer_id(), port: 0, advertised: Arc::from(Vec::new()) }
+    }
+
     /// The relay's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id

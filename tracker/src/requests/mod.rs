@@ -113,6 +113,12 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Re
         Request::GroupChanges { group, after_version } => groups::changes(state, ctx, group, after_version).await,
         Request::RelayInfo => {
             ctx.authed()?;
+            if !state.config.roles.relay {
+                return Err(ErrorBody::new(
+                    ErrorCode::Unavailable,
+                    "this tracker runs no relay (--roles control); the organisation's relays are in its list of trackers",
+                ));
+            }
             Ok(relay_info(state))
         }
         Request::Policy => {
