@@ -528,3 +528,117 @@ async fn new_logins_spread_over_the_trackers_and_onto_one_that_comes_back() {
     assert!(on_first < USERS, "none stayed on the tracker they logged in through: {landed:?}");
     org.end().await;
 }
+
+/// Starts `skein-tracker run --roles relay` on loopback and waits until it
+/// serves; returns it and its relay's PeerId.
+async fn run_relay(data: &Path, database: &str) -> (Proc, String) {
+    let data = data.to_str().expect("utf-8 path");
+    let args = ["run", "--roles", "relay", "--data", data, "--database", database, "--relay-listen", "127.0.0.1:0"];
+    let mut p = Proc::spawn(&bin("skein-tracker"), &args, &[("RUST_LOG", "warn")]);
+    let line =
+        p.wait_line(Duration::from_secs(30), "the relay's serving line", |l| l.starts_with("Relay serving")).await;
+    let peer = line.split_whitespace().nth(6).expect("PeerId in the serving line").to_owned();
+    (p, peer)
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn control_and_relays_run_apart_and_a_standby_relay_keeps_peers_talking() {
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |n: &str| dir.path().join(n);
+
+    // A relay-only process needs an organisation to serve, PostgreSQL, and
+    // an address to announce; an unknown role is named.
+    let (ok, _, err) =
+        tracker_cmd(&d("r0"), Some(&url), &["run", "--roles", "relay", "--relay-listen", "127.0.0.1:0"]).await;
+    assert!(!ok && one_error(&err).contains("no organisation yet"), "{err}");
+    let (ok, _, err) = tracker_cmd(&d("r0"), None, &["run", "--roles", "relay", "--relay-listen", "127.0.0.1:0"]).await;
+    assert!(!ok && one_error(&err).contains("PostgreSQL"), "{err}");
+    let (ok, _, err) = tracker_cmd(&d("r0"), Some(&url), &["run", "--roles", "control,relya"]).await;
+    assert!(!ok && err.contains("\"relya\"") && err.contains("control, relay"), "{err}");
+
+    // The control plane in the data centre, a relay in each of two offices.
+    let (mut control, addr) = run(&d("t1"), Some(&url), &["--roles", "control"]).await;
+    control.wait_line(Duration::from_secs(5), "no relay", |l| l.starts_with("No relay here")).await;
+    let (ok, _, err) =
+        tracker_cmd(&d("r0"), Some(&url), &["run", "--roles", "relay", "--relay-listen", "0.0.0.0:0"]).await;
+    assert!(!ok && one_error(&err).contains("--public-addr"), "{err}");
+    let mut relays = vec![run_relay(&d("r1"), &url).await, run_relay(&d("r2"), &url).await];
+    for kept in ["ca.key", "org.key", "ca.pem", "tracker.key"] {
+        assert!(!d("r1").join(kept).exists(), "a relay-only process keeps no {kept}");
+    }
+    let (ok, out, err) = tracker_cmd(&d("t1"), Some(&url), &["trackers", "list", "--json"]).await;
+    assert!(ok, "{err}");
+    let mut roles: Vec<String> =
+        trackers(&out).iter().map(|t| t["roles"].as_str().unwrap_or_default().to_owned()).collect();
+    roles.sort();
+    assert_eq!(roles, ["control", "relay", "relay"], "{out}");
+
+    // Alice and bob talk through relays only; each reserves on one relay
+    // and keeps a standby on the other.
+    let ca = d("t1").join("ca.pem");
+    let mut daemons = Vec::new();
+    let mut primaries = Vec::new();
+    for user in ["bob", "alice"] {
+        let (ok, _, err) = tracker_cmd(&d("t1"), Some(&url), &["user", "add", user]).await;
+        assert!(ok, "{err}");
+        let profile = dir.path().join(user);
+        let args = ["login", "--tracker", &addr, "--ca", ca.to_str().expect("utf-8"), "--user", user];
+        let (ok, _, err) = skein(&profile, &args, Some(PW)).await;
+        assert!(ok, "{err}");
+        let mut p =
+            Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon", "--relay-only"], &[]);
+        let reserved = |standby: bool| {
+            move |l: &str| l.contains("\"type\":\"relay_reserved\"") && l.contains(&format!("\"standby\":{standby}"))
+        };
+        let first = p.wait_line(Duration::from_secs(20), "a reservation", reserved(false)).await;
+        p.wait_line(Duration::from_secs(20), "a standby reservation", reserved(true)).await;
+        primaries.push(relays.iter().position(|(_, id)| first.contains(id.as_str())).expect("one of the relays"));
+        daemons.push(p);
+    }
+    let alice = dir.path().join("alice");
+    let mut path = String::new();
+    for _ in 0..50 {
+        path = send(&alice, "bob", "through an office relay").await;
+        if path != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "relayed");
+    let message = |text: &'static str| move |l: &str| l.contains("\"type\":\"message\"") && l.contains(text);
+    daemons[0].wait_line(Duration::from_secs(10), "alice's message", message("through an office relay")).await;
+
+    // Bob's nearest relay is killed: he is still reached through his
+    // standby, at once, not through the mailbox.
+    relays[primaries[0]].0.kill().await;
+    daemons[0]
+        .wait_next(Duration::from_secs(20), "bob's reservation lost", |l| l.contains("\"type\":\"relay_lost\""))
+        .await;
+    let lost = Instant::now();
+    let mut path = String::new();
+    while lost.elapsed() < Duration::from_secs(5) {
+        path = send(&alice, "bob", "through the standby").await;
+        if path == "relayed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(path, "relayed", "bob is reached through his standby relay");
+    daemons[0]
+        .wait_next(Duration::from_secs(10), "the message through the standby", message("through the standby"))
+        .await;
+    for mut p in daemons {
+        p.kill().await;
+    }
+    for (mut p, _) in relays {
+        if matches!(p.child.try_wait(), Ok(None)) {
+            stop(&mut p).await;
+        }
+    }
+    stop(&mut control).await;
+    pg.drop_now().await;
+}
