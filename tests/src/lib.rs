@@ -1,7 +1,8 @@
 //! Shared pieces of Skein's end-to-end tests: logging setup, the paths of
 //! the real binaries, a child-process wrapper that reads JSON event lines,
 //! a UDP proxy that can go silent to simulate a vanished client, the NAT
-//! lab ([`lab`]) and a desktop session for the desktop app ([`x11`]).
+//! lab ([`lab`]), a bare libp2p node for relay tests ([`relay_peer`]) and a
+//! desktop session for the desktop app ([`x11`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 pub mod lab;
+pub mod relay_peer;
 pub mod x11;
 
 pub use skein_tracker::test_utils::{TestTracker, wait_for};

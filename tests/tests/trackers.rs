@@ -6,7 +6,9 @@
 //! trackers, and an admin change reaching the other tracker as it commits.
 
 use serde_json::Value;
-use skein_tests::{Proc, bin, init, output, skein};
+use skein_tests::{Proc, TestTracker, bin, init, output, skein};
+use skein_tracker::config::TrackerConfig;
+use skein_tracker::server::Tracker;
 use skein_tracker::test_utils::PgDatabase;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -640,5 +642,80 @@ async fn control_and_relays_run_apart_and_a_standby_relay_keeps_peers_talking() 
         }
     }
     stop(&mut control).await;
+    pg.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn a_relay_only_process_admits_devices_and_learns_revocations_through_the_database() {
+    use skein_node::profile::Profile;
+    use skein_node::session;
+    use skein_proto::control::{Request, Response};
+    use skein_tests::relay_peer::Peer;
+    use skein_tracker::roles::Roles;
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let mut control = TestTracker::start_with(|c| {
+        let mut c = c.database(url.clone());
+        c.roles = Roles::CONTROL;
+        c
+    })
+    .await;
+    let relay_dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrackerConfig::new(relay_dir.path())
+        .database(url.clone())
+        .relay_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.roles = Roles::RELAY;
+    let lock = Tracker::lock(&cfg).expect("the relay's directory");
+    let relay = skein_tracker::relay_role::start(cfg, lock).await.expect("a relay-only process starts");
+    let relay_id = relay.relay().peer_id();
+
+    // Alice and bob log in after the relay started: it admits them as they do.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut keys = Vec::new();
+    let mut conns = Vec::new();
+    for user in ["alice", "bob"] {
+        control.add_user(user, PW).await;
+        let profile = Profile::new(dir.path().join(user));
+        let conn =
+            session::login(&profile, &control.address(), &control.ca_path(), user, PW.into()).await.expect("login");
+        keys.push(profile.device().expect("device").keypair);
+        conns.push(conn);
+    }
+    // The control plane has no relay of its own; its list of trackers names the relay.
+    let e = conns[0].client.request(Request::RelayInfo).await.expect_err("no relay here");
+    assert!(e.to_string().contains("runs no relay"), "{e}");
+    let Ok(Response::Trackers(list)) = conns[0].client.request(Request::Trackers).await else {
+        panic!("the list of trackers")
+    };
+    let listed = list.iter().find(|t| t.control.is_empty()).expect("the relay-only process is listed");
+    let addr: libp2p::Multiaddr = listed.relay[0].parse().expect("a multiaddr");
+    assert!(listed.relay[0].ends_with(&relay_id.to_string()), "{listed:?}");
+    assert_eq!(conns[0].relays, listed.relay, "the session hands the relays to the node");
+
+    let mut bob = Peer::spawn(keys.pop().expect("bob's key"));
+    let mut alice = Peer::spawn(keys.pop().expect("alice's key"));
+    let (bob_listener, _) = bob.reserve(&addr).await.expect("bob reserves");
+    alice.reserve(&addr).await.expect("alice reserves");
+    alice.dial_via(&addr, bob.id).await.expect("alice reaches bob through the relay");
+    let mut stranger = Peer::spawn(libp2p::identity::Keypair::generate_ed25519());
+    stranger.reserve(&addr).await.expect_err("a device the organisation does not know is refused");
+
+    // Bob is disabled on the store, as the admin CLI does on any tracker:
+    // the relay is told as the change commits, not at its minute's reload.
+    let store = control.store().await;
+    skein_tracker::admin::set_disabled(&store, "bob", true).await.expect("disable bob");
+    store.close().await;
+    let disabled = Instant::now();
+    bob.wait("bob's reservation to end", |e| match e {
+        libp2p::swarm::SwarmEvent::ListenerClosed { listener_id, .. } if *listener_id == bob_listener => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(disabled.elapsed() < Duration::from_secs(5), "ended after {:?}", disabled.elapsed());
+    bob.reserve(&addr).await.expect_err("a disabled user's device cannot reserve again");
+    relay.shutdown().await;
+    control.stop().await;
     pg.drop_now().await;
 }
