@@ -594,7 +594,7 @@ async fn control_and_relays_run_apart_and_a_standby_relay_keeps_peers_talking() 
         let mut p =
             Proc::spawn(&bin("skein"), &["--profile", profile.to_str().expect("utf-8"), "daemon", "--relay-only"], &[]);
         let reserved = |standby: bool| {
-            move |l: &str| l.contains("\"type\":\"relay_reserved\"") && l.contains(&format!("\"standby\":{standby}"))
+            move |l: &str| l.contains("\"type\":\"relay_slot\"") && l.contains(&format!("\"standby\":{standby}"))
         };
         let first = p.wait_line(Duration::from_secs(20), "a reservation", reserved(false)).await;
         p.wait_line(Duration::from_secs(20), "a standby reservation", reserved(true)).await;

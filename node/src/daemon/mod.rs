@@ -614,8 +614,8 @@ impl Node {
             MeshEvent::RelayLost { reason } => {
                 self.events.emit(json!({"type": "relay_lost", "reason": reason}));
             }
-            MeshEvent::RelayReserved { relay, standby } => {
-                self.events.emit(json!({"type": "relay_reserved", "relay": relay.to_string(), "standby": standby}));
+            MeshEvent::RelaySlot { relay, standby } => {
+                self.events.emit(json!({"type": "relay_slot", "relay": relay.to_string(), "standby": standby}));
             }
             MeshEvent::Confirm { peer, verified, reply } => {
                 let (client, trust) = (self.tracker.clone(), self.trust.clone());

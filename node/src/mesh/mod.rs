@@ -180,9 +180,9 @@ pub enum MeshEvent {
         /// Why.
         reason: String,
     },
-    /// A relay reservation was asked for: on the nearest relay, or on a
+    /// A relay accepted a reservation: on the nearest relay, or on a
     /// standby beside one already held.
-    RelayReserved {
+    RelaySlot {
         /// The relay (`.../p2p/RELAY`).
         relay: Multiaddr,
         /// Not the first reservation held.
@@ -802,12 +802,10 @@ impl Actor {
         }
         let Some(chosen) = self.relays.chosen(now) else { return };
         for (peer, addr) in chosen {
-            let standby = !self.relays.reserved().is_empty();
             match self.swarm.listen_on(addr.clone().with(Protocol::P2pCircuit)) {
                 Ok(id) => {
-                    tracing::info!(relay = %addr, standby, "reserving a slot on the relay");
-                    self.relays.reserving(id, peer, addr.clone());
-                    self.emit(MeshEvent::RelayReserved { relay: addr, standby });
+                    tracing::info!(relay = %addr, "asking the relay for a slot");
+                    self.relays.reserving(id, peer, addr);
                 }
                 Err(e) => self.emit(MeshEvent::RelayLost { reason: format!("cannot use relay {addr}: {e}") }),
             }
@@ -1004,6 +1002,10 @@ impl Actor {
                     // which may be only loopback; peers reach it where we did.
                     let circuit = self.circuit(&r.addr);
                     self.relayed.insert(circuit);
+                    if let Some(r) = self.relays.accepted(listener_id) {
+                        let (relay, standby) = (r.addr.clone(), r.standby);
+                        self.emit(MeshEvent::RelaySlot { relay, standby });
+                    }
                 } else if is_relayed(&address) {
                     self.relayed.insert(address);
                 } else {

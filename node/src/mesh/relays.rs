@@ -36,6 +36,10 @@ pub struct Reserved {
     pub peer: PeerId,
     /// Its address (with `/p2p/RELAY`).
     pub addr: Multiaddr,
+    /// Asked for beside another reservation.
+    pub standby: bool,
+    /// The relay accepted it.
+    pub accepted: bool,
 }
 
 /// A race between relays' handshakes under way.
@@ -163,9 +167,19 @@ impl Relays {
         Some(std::iter::once(first).chain(rest).filter_map(addr_of).take(missing).collect())
     }
 
-    /// A reservation is being made on `addr`'s relay as `listener`.
+    /// A reservation is being made on `addr`'s relay as `listener`; a
+    /// standby when another is held.
     pub fn reserving(&mut self, listener: ListenerId, peer: PeerId, addr: Multiaddr) {
-        self.reserved.push(Reserved { listener, peer, addr });
+        let standby = !self.reserved.is_empty();
+        self.reserved.push(Reserved { listener, peer, addr, standby, accepted: false });
+    }
+
+    /// The relay accepted the reservation of `listener`: returns it the
+    /// first time.
+    pub fn accepted(&mut self, listener: ListenerId) -> Option<&Reserved> {
+        let r = self.reserved.iter_mut().find(|r| r.listener == listener && !r.accepted)?;
+        r.accepted = true;
+        Some(r)
     }
 
     /// The reservation with this listener, if it is one.
@@ -216,10 +230,14 @@ mod tests {
         assert!(relays.connected(ids[0], t0 + Duration::from_millis(60)));
         let chosen = relays.chosen(t0 + Duration::from_millis(61)).expect("settled");
         assert_eq!(chosen, vec![c.clone(), a.clone()], "nearest first, then the standby");
-        for (peer, addr) in chosen {
-            relays.reserving(listener(), peer, addr);
+        let ids: Vec<ListenerId> = chosen.iter().map(|_| listener()).collect();
+        for (id, (peer, addr)) in ids.iter().zip(chosen) {
+            relays.reserving(*id, peer, addr);
         }
         assert_eq!(relays.missing(), 0);
+        assert_eq!(relays.accepted(ids[1]).map(|r| (r.peer, r.standby)), Some((a.0, true)));
+        assert!(relays.accepted(ids[1]).is_none(), "accepted once");
+        assert_eq!(relays.accepted(ids[0]).map(|r| (r.peer, r.standby)), Some((c.0, false)));
         assert!(relays.due(t0 + RECHECK * 2).is_empty(), "nothing missing");
         assert!(relays.is_relay(&b.0) && !relays.is_relay(&PeerId::random()));
     }
