@@ -16,8 +16,12 @@ need_packages() {
 }
 
 # Starts a private PostgreSQL on 127.0.0.1 and exports SKEIN_TEST_POSTGRES_URL.
-# It is stopped and removed when the calling script exits.
+# It is stopped and removed when the calling script exits. Tests run it
+# with fsync off; `start_postgres durable` keeps fsync on, as a deployment
+# does (the benchmarks measure commits).
 start_postgres() {
+    local fsync="-c fsync=off"
+    [ "${1:-}" = durable ] && fsync=""
     local bindir
     bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
     if [ -z "$bindir" ]; then
@@ -34,7 +38,7 @@ start_postgres() {
     fi
     "${run[@]}" "$bindir/initdb" -D "$SKEIN_PG_DIR/data" -A trust -U skein >/dev/null
     "${run[@]}" "$bindir/pg_ctl" -D "$SKEIN_PG_DIR/data" -l "$SKEIN_PG_DIR/log" -w \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $SKEIN_PG_DIR -c fsync=off -c max_connections=300" start >/dev/null
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $SKEIN_PG_DIR $fsync -c max_connections=300" start >/dev/null
     export SKEIN_TEST_POSTGRES_URL="postgres://skein@127.0.0.1:$port/postgres"
     SKEIN_PG_STOP=("${run[@]}" "$bindir/pg_ctl" -D "$SKEIN_PG_DIR/data" -m immediate stop)
     trap stop_postgres EXIT

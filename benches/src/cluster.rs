@@ -63,6 +63,8 @@ pub struct Cluster {
     pub addr: String,
     /// The tracker's `run` arguments, to start it again.
     run: Vec<String>,
+    /// `--database URL` when the store is not the data directory's SQLite.
+    database: Option<String>,
 }
 
 impl Cluster {
@@ -76,7 +78,9 @@ impl Cluster {
         run.extend(["--listen".into(), addr.clone(), "--relay-listen".into(), relay]);
         run.extend(extra.iter().map(|e| (*e).to_owned()));
         let tracker = Self::spawn(&run).await?;
-        Ok(Cluster { dir, tracker, addr, run })
+        let database =
+            extra.iter().position(|e| *e == "--database").and_then(|i| extra.get(i + 1)).map(|u| u.to_string());
+        Ok(Cluster { dir, tracker, addr, run, database })
     }
 
     async fn spawn(run: &[String]) -> Result<Child> {
@@ -115,6 +119,7 @@ impl Cluster {
         let out = Command::new(bin("skein-tracker")?)
             .args(["user", "add", name, "--data"])
             .arg(self.data())
+            .args(self.database.iter().flat_map(|u| ["--database", u.as_str()]))
             .args(if admin { &["--admin"][..] } else { &[] })
             .env("SKEIN_PASSWORD", PASSWORD)
             .output()

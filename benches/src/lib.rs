@@ -6,7 +6,8 @@
 //!   [`rawquic`]), [`fanout`] (a daemon sending to a group of member
 //!   devices running in the harness) and [`load`] (a tracker under many
 //!   simulated clients), with [`hops`] (where a message's time goes, hop
-//!   by hop).
+//!   by hop) and [`cross`] (two trackers on one PostgreSQL database:
+//!   presence across them, failover).
 //! - `skein-load` is the load generator on its own.
 //! - `cargo bench -p skein-benches` runs the criterion micro-benchmarks
 //!   (`benches/codec.rs`, `benches/seal.rs`).
@@ -18,6 +19,7 @@
 
 pub mod cluster;
 pub mod cpu;
+pub mod cross;
 pub mod fanout;
 pub mod hops;
 pub mod load;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// The user whose presence the fan-out measurement changes.
-const STAR: &str = "star";
+pub(crate) const STAR: &str = "star";
 /// Endpoints (UDP sockets) the simulated clients share, each on its own
 /// loopback address (127.0.0.1, 127.0.0.2, …): an organisation's clients
 /// come from many addresses, and the tracker throttles logins in flight
@@ -61,10 +61,12 @@ pub fn endpoint(ca: &Path, ip: [u8; 4]) -> Result<Endpoint> {
     let mut ep = Endpoint::client(SocketAddr::from((ip, 0)))
         .or_else(|_| Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    // QUIC keep-alives keep idle clients connected, as the tracker's idle
-    // timeout is the connection's.
+    // As a node's: QUIC keep-alives keep idle clients connected (the
+    // tracker's idle timeout is the connection's), and a tracker silent
+    // for a few seconds is taken for gone.
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.keep_alive_interval(Some(skein_node::tracker_client::KEEP_ALIVE));
+    transport.max_idle_timeout(Some(skein_node::tracker_client::SILENT_FOR.try_into()?));
     cfg.transport_config(Arc::new(transport));
     ep.set_default_client_config(cfg);
     Ok(ep)
@@ -87,7 +89,7 @@ impl Device {
 }
 
 /// A new device.
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     let key = libp2p_identity::Keypair::generate_ed25519();
     let hello = DeviceHello {
         device_id: DeviceId(rand::random()),
@@ -102,12 +104,14 @@ fn device() -> Device {
 /// One simulated client's connection.
 #[derive(Debug)]
 pub struct Sim {
-    conn: quinn::Connection,
+    pub(crate) conn: quinn::Connection,
     send: SendStream,
     recv: RecvStream,
     next: u32,
     nonce: [u8; 32],
-    device: Device,
+    pub(crate) device: Device,
+    /// The session, once logged in (for the failover scenario).
+    pub(crate) token: Option<SessionToken>,
 }
 
 impl Sim {
@@ -125,7 +129,7 @@ impl Sim {
             Some(ServerFrame::Welcome(w)) => w.nonce,
             other => bail!("expected a welcome, got {other:?}"),
         };
-        Ok(Sim { conn, send, recv, next: 1, nonce, device: device() })
+        Ok(Sim { conn, send, recv, next: 1, nonce, device: device(), token: None })
     }
 
     /// Sends a request and waits for its answer, skipping events.
@@ -166,7 +170,7 @@ impl Sim {
     /// Stays connected in the background (QUIC keep-alives); events for
     /// `STAR`'s presence are reported as (client, status, arrival). The
     /// returned handle asks the client to ping the tracker.
-    fn idle(self, index: usize, events: mpsc::UnboundedSender<(usize, PresenceStatus, Instant)>) -> Held {
+    pub(crate) fn idle(self, index: usize, events: mpsc::UnboundedSender<(usize, PresenceStatus, Instant)>) -> Held {
         let Sim { conn, mut send, recv, mut next, .. } = self;
         let (ping, mut pings) = mpsc::channel::<oneshot::Sender<()>>(1);
         tokio::spawn(async move {
@@ -332,7 +336,7 @@ impl LoadPlan {
 /// Connects clients `from..to`, each logged in and subscribed; the first
 /// `subscribers` follow `STAR`, the rest a colleague. Returns the clients
 /// whose login and subscription succeeded.
-async fn connect_clients(
+pub(crate) async fn connect_clients(
     eps: &[Endpoint],
     addr: SocketAddr,
     from: usize,
@@ -417,6 +421,20 @@ async fn fan_out(
     events: &mut mpsc::UnboundedReceiver<(usize, PresenceStatus, Instant)>,
 ) -> Result<Samples> {
     let mut samples = Samples::default();
+    for (_, d) in fan_out_each(star, subscribers, rounds, events).await? {
+        samples.push(d);
+    }
+    Ok(samples)
+}
+
+/// [`fan_out`], with each arrival's subscriber: (client index, time).
+pub(crate) async fn fan_out_each(
+    star: &mut Sim,
+    subscribers: usize,
+    rounds: usize,
+    events: &mut mpsc::UnboundedReceiver<(usize, PresenceStatus, Instant)>,
+) -> Result<Vec<(usize, Duration)>> {
+    let mut samples = Vec::new();
     while events.try_recv().is_ok() {}
     for round in 0..rounds {
         let status = if round % 2 == 0 { PresenceStatus::Away } else { PresenceStatus::Online };
@@ -426,8 +444,8 @@ async fn fan_out(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while got < subscribers {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some((_, s, at))) if s == status => {
-                    samples.push(at - t0);
+                Ok(Some((i, s, at))) if s == status => {
+                    samples.push((i, at - t0));
                     got += 1;
                 }
                 Ok(Some(_)) => {}
@@ -552,14 +570,7 @@ pub async fn tracker_conns(plan: &LoadPlan) -> Result<Vec<Row>> {
         measured: format!("{} arrivals over 5 changes", fan.len()),
     });
     drop(held);
-    // Close every client now, so thousands of connections timing out in
-    // the background do not share the CPU with the next scenario.
-    for ep in &eps {
-        ep.close(0u32.into(), b"done");
-    }
-    for ep in &eps {
-        ep.wait_idle().await;
-    }
+    close_all(&eps).await;
     Ok(rows)
 }
 
@@ -638,6 +649,18 @@ pub async fn tracker_logins(plan: &LoadPlan) -> Result<Row> {
             cpu::describe(base_cpu)
         ),
     })
+}
+
+/// Closes every client of `eps` and waits until they are gone, so many
+/// connections timing out in the background do not share the CPU with
+/// what runs next.
+pub(crate) async fn close_all(eps: &[Endpoint]) {
+    for ep in eps {
+        ep.close(0u32.into(), b"done");
+    }
+    for ep in eps {
+        ep.wait_idle().await;
+    }
 }
 
 /// Runs `workers` loops of `op` for `period`; returns completions per second.

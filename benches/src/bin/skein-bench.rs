@@ -12,7 +12,7 @@ use anyhow::Result;
 use skein_benches::load::{self, LoadPlan};
 use skein_benches::report::{Row, table};
 use skein_benches::scenarios::{self, Pair, Plan};
-use skein_benches::{fanout, hops};
+use skein_benches::{cross, fanout, hops};
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -87,6 +87,14 @@ async fn main() -> Result<()> {
     if wanted("tracker-logins") {
         rows.push(load::tracker_logins(&load_plan).await?);
         eprintln!("skein-bench: tracker-logins done");
+    }
+    if wanted("presence-cross") {
+        rows.push(cross::presence_cross(&load_plan).await?);
+        eprintln!("skein-bench: presence-cross done");
+    }
+    if wanted("failover") {
+        rows.push(cross::failover(&load_plan).await?);
+        eprintln!("skein-bench: failover done");
     }
     println!("Machine: {}; {profile}.\n", machine());
     println!("{}", table(&rows));
