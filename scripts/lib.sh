@@ -15,7 +15,8 @@ need_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-# Starts a private PostgreSQL on 127.0.0.1 and exports SKEIN_TEST_POSTGRES_URL.
+# Starts a private PostgreSQL on 127.0.0.1 and exports SKEIN_TEST_POSTGRES_URL
+# (and SKEIN_TEST_POSTGRES_SOCKET_DIR, the directory of its Unix socket).
 # It is stopped and removed when the calling script exits. Tests run it
 # with fsync off; `start_postgres durable` keeps fsync on, as a deployment
 # does (the benchmarks measure commits).
@@ -40,6 +41,9 @@ start_postgres() {
     "${run[@]}" "$bindir/pg_ctl" -D "$SKEIN_PG_DIR/data" -l "$SKEIN_PG_DIR/log" -w \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $SKEIN_PG_DIR $fsync -c max_connections=300" start >/dev/null
     export SKEIN_TEST_POSTGRES_URL="postgres://skein@127.0.0.1:$port/postgres"
+    # Its Unix socket, for the NAT lab's trackers, whose namespaces reach
+    # no address of this machine.
+    export SKEIN_TEST_POSTGRES_SOCKET_DIR="$SKEIN_PG_DIR"
     SKEIN_PG_STOP=("${run[@]}" "$bindir/pg_ctl" -D "$SKEIN_PG_DIR/data" -m immediate stop)
     trap stop_postgres EXIT
     echo "PostgreSQL for tests at $SKEIN_TEST_POSTGRES_URL" >&2

@@ -12,7 +12,11 @@
 //! 4. cone ↔ cone with 5 % loss per WAN leg (plus 40 ms delay where the
 //!    kernel has netem): delivered, and still direct;
 //! 5. a tracker crash and restart mid-conversation: everyone reconnects and
-//!    re-reserves, and messages sent during the outage arrive exactly once.
+//!    re-reserves, and messages sent during the outage arrive exactly once;
+//! 6. two trackers on one PostgreSQL database (`t1` and `t2`): branch A on
+//!    the first, branch B on the second, cone ↔ cone still direct; the first
+//!    is killed, branch A resumes on the second, re-reserves, and messages
+//!    keep flowing, each arriving once.
 //!
 //! Each scenario builds its own lab and tears it down, also on failure or
 //! timeout. The run ends with a table of what each scenario reached.
@@ -28,7 +32,7 @@
 mod office;
 
 use futures::StreamExt;
-use office::{Desk, Office, STEP, event};
+use office::{Desk, Office, STEP, TRACKER, TRACKER2, event};
 use skein_node::control::{Connection, ControlRequest, call};
 use skein_tests::lab::Nat;
 use std::future::Future;
@@ -55,6 +59,7 @@ const SCENARIOS: &[(&str, &str, Scenario)] = &[
     ("symmetric_to_symmetric_relayed", "3b. symmetric ↔ symmetric", || Box::pin(symmetric(true))),
     ("lossy_cone_to_cone_goes_direct", "4. cone ↔ cone, 5 % loss", || Box::pin(lossy())),
     ("tracker_restart_exactly_once", "5. tracker restart", || Box::pin(tracker_restart())),
+    ("two_trackers_failover", "6. two trackers, the first killed", || Box::pin(two_trackers())),
 ];
 
 /// Longest a scenario may run, lab set-up included.
@@ -522,6 +527,69 @@ async fn tracker_restart() -> Row {
              3 direct sends during the outage took {} ms; relayed: {relayed_before_crash} bytes before the crash \
              + {relayed_after_restart} after the restart",
             outage_sends.as_millis()
+        ),
+    }
+}
+
+/// Waits for `desk`'s `connected` event to `tracker` printed after the
+/// first `mark` lines.
+async fn wait_connected(desk: &mut Desk, mark: usize, tracker: &str, within: Duration) {
+    let on = |l: &str| event(l, "connected").is_some_and(|v| v["tracker"] == tracker);
+    if desk.daemon.seen[mark.min(desk.daemon.seen.len())..].iter().any(|l| on(l)) {
+        return;
+    }
+    let what = format!("{} connected to {tracker}", desk.user);
+    desk.daemon.wait_next(within, &what, on).await;
+}
+
+async fn two_trackers() -> Row {
+    let mut office = Office::open_two(&["alice", "bob"]).await;
+    let mut alice = office.desk_on("a1", "alice", TRACKER).await;
+    let mut bob = office.desk_on("b1", "bob", TRACKER2).await;
+    wait_connected(&mut alice, 0, TRACKER, STEP).await;
+    wait_connected(&mut bob, 0, TRACKER2, STEP).await;
+    let before = office.relayed_bytes().await;
+    let t0 = Instant::now();
+    let (path, _) = first_message(&office, &alice, &mut bob, "from a tracker to the other").await;
+    let first = t0.elapsed();
+    let direct_at = office
+        .wait_path(&alice, &bob, "direct", Duration::from_secs(10))
+        .await
+        .expect("cone ↔ cone goes direct across trackers");
+    chat(&office, &mut alice, &mut bob, 3, "direct").await;
+    let relayed = office.relayed_bytes().await - before;
+
+    // The first tracker is killed: alice and bob keep talking directly
+    // while alice's daemon resumes on the second.
+    let mark = alice.daemon.seen.len();
+    office.kill_tracker().await;
+    let killed = Instant::now();
+    let during: Vec<String> = (0..3).map(|i| format!("during the failover #{i}")).collect();
+    for t in &during {
+        assert_eq!(office.send(&alice, &bob, t).await, "direct", "connected peers need no tracker");
+    }
+    wait_connected(&mut alice, mark, TRACKER2, STEP).await;
+    let failed_over = killed.elapsed();
+    assert!(failed_over < Duration::from_secs(5), "alice resumed on the second tracker after {failed_over:?}");
+    alice.wait_since(mark, STEP, "alice's relayed address on the second tracker", "relay_reserved").await;
+    for t in &during {
+        bob.receive(t, STEP).await;
+    }
+    chat(&office, &mut alice, &mut bob, 3, "direct").await;
+    bob.settle(Duration::from_secs(2)).await;
+    for t in &during {
+        assert_eq!(bob.times_received(t), 1, "{t:?} arrived once");
+    }
+    office.close().await;
+    Row {
+        path: "direct".into(),
+        first_delivery: Some(first),
+        to_direct: Some(direct_at - t0),
+        relayed_bytes: relayed,
+        note: format!(
+            "alice (branch A) on t1, bob (branch B) on t2; the first send printed `{path}`; t1 killed: alice \
+             resumed on t2 after {} ms, 3 direct sends meanwhile, each arriving once",
+            failed_over.as_millis()
         ),
     }
 }

@@ -1,15 +1,21 @@
 //! One company in the NAT lab: a tracker on `t1` (198.18.0.1), users, and
 //! daemons on the branch hosts, all real `skein-tracker` and `skein`
-//! processes inside the lab's namespaces.
+//! processes inside the lab's namespaces. With [`Office::open_two`], a
+//! second tracker on `t2` (198.18.0.2) joins the first on their PostgreSQL
+//! database, which both reach through its Unix socket (no lab address
+//! leads to the machine's own network).
 
 use serde_json::Value;
 use skein_tests::lab::Lab;
 use skein_tests::{Proc, bin};
+use skein_tracker::test_utils::PgDatabase;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const PW: &str = "correct horse battery";
 pub const TRACKER: &str = "198.18.0.1:7400";
+/// The second tracker, in [`Office::open_two`].
+pub const TRACKER2: &str = "198.18.0.2:7400";
 /// Longest wait for any single step.
 pub const STEP: Duration = Duration::from_secs(30);
 
@@ -19,7 +25,11 @@ pub struct Office {
     pub lab: Lab,
     pub dir: tempfile::TempDir,
     pub tracker: Proc,
+    /// The second tracker, in [`Office::open_two`].
+    pub tracker2: Option<Proc>,
     admin: PathBuf,
+    /// The shared database: its URL through the server's Unix socket.
+    database: Option<(PgDatabase, String)>,
 }
 
 /// A running daemon for `user` on `host`.
@@ -39,16 +49,66 @@ pub fn event(line: &str, kind: &str) -> Option<Value> {
 impl Office {
     /// Builds a lab, starts the tracker and adds `users` plus an administrator.
     pub async fn open(users: &[&str]) -> Office {
+        Self::open_on(users, None).await
+    }
+
+    /// [`Office::open`] with the tracker on a fresh PostgreSQL database,
+    /// and a second tracker on `t2` that joins the first.
+    pub async fn open_two(users: &[&str]) -> Office {
+        let pg = PgDatabase::create().await;
+        let url = through_socket(&pg.url);
+        let mut office = Self::open_on(users, Some((pg, url))).await;
+        let url = office.database_url().expect("the database").to_owned();
+        let (d1, d2) = (office.data(), office.dir.path().join("t2"));
+        let args = [
+            "run",
+            "--data",
+            d2.to_str().expect("utf-8"),
+            "--database",
+            &url,
+            "--join",
+            d1.to_str().expect("utf-8"),
+            "--listen",
+            TRACKER2,
+            "--relay-listen",
+            "198.18.0.2:7401",
+            "--public-addr",
+            "198.18.0.2",
+        ];
+        let mut t = office.lab.spawn("t2", &bin("skein-tracker"), &args, &[("RUST_LOG", &log_filter())]);
+        t.wait_line(STEP, "the second tracker's relay", |l| l.starts_with("Relay serving")).await;
+        office.tracker2 = Some(t);
+        office
+    }
+
+    async fn open_on(users: &[&str], database: Option<(PgDatabase, String)>) -> Office {
         let lab = Lab::up();
         let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = start_tracker(&lab, dir.path()).await;
-        let mut office = Office { lab, tracker, admin: dir.path().join("admin-profile"), dir };
+        let url = database.as_ref().map(|(_, u)| u.as_str());
+        let tracker = start_tracker(&lab, dir.path(), url).await;
+        let admin = dir.path().join("admin-profile");
+        let mut office = Office { lab, tracker, tracker2: None, admin, dir, database };
         for u in users {
             office.add_user(u, false).await;
         }
         office.add_user("boss", true).await;
-        office.login("t1", "boss", &office.admin.clone()).await;
+        office.login("t1", "boss", &office.admin.clone(), TRACKER).await;
         office
+    }
+
+    fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|(_, u)| u.as_str())
+    }
+
+    /// Stops the trackers and drops the shared database, if there is one.
+    pub async fn close(mut self) {
+        self.tracker.kill().await;
+        if let Some(t) = self.tracker2.as_mut() {
+            t.kill().await;
+        }
+        if let Some((pg, _)) = self.database.take() {
+            pg.drop_now().await;
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -61,18 +121,22 @@ impl Office {
         if admin {
             args.push("--admin");
         }
+        let url = self.database_url().map(str::to_owned);
+        if let Some(url) = &url {
+            args.extend(["--database", url]);
+        }
         let (ok, _, err) = self.lab.output("t1", &bin("skein-tracker"), &args, &[("SKEIN_PASSWORD", PW)]).await;
         assert!(ok, "user add {name}: {err}");
     }
 
-    async fn login(&self, host: &str, user: &str, profile: &Path) {
+    async fn login(&self, host: &str, user: &str, profile: &Path, tracker: &str) {
         let ca = self.data().join("ca.pem");
         let args = [
             "--profile",
             profile.to_str().expect("utf-8"),
             "login",
             "--tracker",
-            TRACKER,
+            tracker,
             "--ca",
             ca.to_str().expect("utf-8"),
             "--user",
@@ -85,8 +149,20 @@ impl Office {
     /// Logs `user` in on `host` and starts its daemon, waiting until it is
     /// connected and holds a relay reservation.
     pub async fn desk(&self, host: &str, user: &str) -> Desk {
+        self.desk_on(host, user, TRACKER).await
+    }
+
+    /// [`Office::desk`] through `tracker`, which its daemon starts on (the
+    /// list of other trackers is asked for again once connected, so it can
+    /// still fail over).
+    pub async fn desk_on(&self, host: &str, user: &str, tracker: &str) -> Desk {
         let profile = self.dir.path().join(format!("{user}-on-{host}"));
-        self.login(host, user, &profile).await;
+        self.login(host, user, &profile, tracker).await;
+        let session = profile.join("session.json");
+        let mut saved: Value =
+            serde_json::from_str(&std::fs::read_to_string(&session).expect("session")).expect("json");
+        saved["trackers"] = Value::Array(Vec::new());
+        std::fs::write(&session, serde_json::to_vec(&saved).expect("json")).expect("write the session");
         let p = profile.to_str().expect("utf-8").to_owned();
         let downloads = profile.join("downloads");
         let args = ["--profile", &p, "daemon", "--download-dir", downloads.to_str().expect("utf-8"), "--auto-accept"];
@@ -170,7 +246,8 @@ impl Office {
 
     /// Starts the tracker again on the same data and addresses.
     pub async fn start_tracker(&mut self) {
-        self.tracker = start_tracker(&self.lab, self.dir.path()).await;
+        let url = self.database_url().map(str::to_owned);
+        self.tracker = start_tracker(&self.lab, self.dir.path(), url.as_deref()).await;
     }
 }
 
@@ -181,9 +258,9 @@ fn log_filter() -> String {
     std::env::var("NATLAB_LOG").unwrap_or_else(|_| "warn,skein_node::delivery=info,skein_node::mesh=info".into())
 }
 
-async fn start_tracker(lab: &Lab, dir: &Path) -> Proc {
+async fn start_tracker(lab: &Lab, dir: &Path, database: Option<&str>) -> Proc {
     let data = dir.join("t1");
-    let args = [
+    let mut args = vec![
         "run",
         "--data",
         data.to_str().expect("utf-8"),
@@ -196,9 +273,34 @@ async fn start_tracker(lab: &Lab, dir: &Path) -> Proc {
         "--org",
         "Branch Lab",
     ];
+    if let Some(url) = database {
+        args.extend(["--database", url]);
+    }
     let mut t = lab.spawn("t1", &bin("skein-tracker"), &args, &[("RUST_LOG", &log_filter())]);
     t.wait_line(STEP, "the tracker's relay", |l| l.starts_with("Relay serving")).await;
     t
+}
+
+/// The environment variable naming the test PostgreSQL server's socket
+/// directory (`scripts/lib.sh` sets it with the server's URL).
+const SOCKET_ENV: &str = "SKEIN_TEST_POSTGRES_SOCKET_DIR";
+
+/// `url` (`postgres://USER@HOST:PORT/DB`) reached through the server's Unix
+/// socket instead: the lab's namespaces share the file system, not the
+/// machine's loopback.
+fn through_socket(url: &str) -> String {
+    let dir = std::env::var(SOCKET_ENV).unwrap_or_else(|_| {
+        panic!(
+            "the two-tracker scenario needs the PostgreSQL server's socket directory in {SOCKET_ENV} \
+             (scripts/test and scripts/natlab start a server and set it)"
+        )
+    });
+    let rest = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (user, rest) = rest.split_once('@').expect("USER@ in the URL");
+    let (authority, db) = rest.split_once('/').expect("/DB in the URL");
+    let port = authority.rsplit_once(':').map_or("5432", |(_, p)| p);
+    let db = db.split('?').next().unwrap_or(db);
+    format!("postgres://{user}@localhost:{port}/{db}?host={dir}")
 }
 
 impl Desk {
