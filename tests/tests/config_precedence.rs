@@ -138,7 +138,7 @@ async fn without_a_file_or_variables_the_defaults_hold() {
         observe(dir.path(), &["run", "--data", d, "--listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0"], &[])
             .await;
     assert_eq!(seen.org, "Skein");
-    assert_eq!(seen.tracker_id, hostname());
+    assert_eq!(seen.tracker_id, format!("{}:{}", hostname(), seen.listen.port()), "named after its host and port");
     assert_eq!(seen.idle_timeout_ms, 15_000);
     assert_eq!(seen.max_file_size, 4096 * MIB);
     assert_eq!(seen.store, format!("sqlite://{}", data.join("tracker.db").display()));

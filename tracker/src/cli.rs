@@ -98,6 +98,9 @@ struct RunArgs {
     /// process needs the organisation's PostgreSQL database and no keys.
     #[arg(long, env = "SKEIN_TRACKER_ROLES", value_name = "ROLES")]
     roles: Option<crate::roles::Roles>,
+    /// This tracker's name in the list of trackers [default: HOST:PORT].
+    #[arg(long, env = "SKEIN_TRACKER_NAME")]
+    name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +267,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(v) = args.roles {
                 cfg.roles = v;
+            }
+            if let Some(v) = args.name {
+                cfg.tracker_id = v;
             }
             if !cfg.roles.control {
                 if args.join.is_some() {

@@ -75,7 +75,8 @@ pub struct TrackerConfig {
     pub database: Option<String>,
     /// Organisation name, used at first initialisation.
     pub org: String,
-    /// This tracker's identifier among redundant trackers.
+    /// This tracker's name among the organisation's trackers; empty means
+    /// the host name and the port it serves on ([`TrackerConfig::named`]).
     pub tracker_id: String,
     /// Session token lifetime; each resume extends it.
     pub session_ttl: Duration,
@@ -126,7 +127,7 @@ impl TrackerConfig {
             public_addrs: Vec::new(),
             database: None,
             org: "Skein".into(),
-            tracker_id: default_tracker_id(),
+            tracker_id: String::new(),
             session_ttl: Duration::from_secs(30 * 86400),
             device_cert_ttl: Duration::from_secs(7 * 86400),
             idle_timeout: Duration::from_secs(15),
@@ -253,9 +254,20 @@ pub fn mib(v: u64) -> u64 {
     v.saturating_mul(1 << 20)
 }
 
-fn default_tracker_id() -> String {
+fn host_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     if host.is_empty() { "tracker".into() } else { host }
+}
+
+impl TrackerConfig {
+    /// Gives the tracker its default name, `HOST:PORT` (`port` being the
+    /// one it serves on), unless it was named.
+    pub fn named(mut self, port: u16) -> Self {
+        if self.tracker_id.trim().is_empty() {
+            self.tracker_id = format!("{}:{port}", host_name());
+        }
+        self
+    }
 }
 
 /// The TOML file's shape: every key optional, durations in seconds.

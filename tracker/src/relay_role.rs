@@ -50,6 +50,7 @@ pub async fn start(config: TrackerConfig, mut lock: DataLock) -> Result<RunningR
     }
     let keypair = relay::identity::load_or_create(&config.relay_key_path())?;
     let (relay, task) = crate::server::start_relay(&config, &store, keypair).await?;
+    let config = config.named(relay.port());
     lock.say(&format!("skein-tracker relaying on UDP {}", relay.port()));
     let me = crate::roster::entry(&config, None, &relay, crate::clock::now_ms() as i64);
     store.tracker_started(&me).await?;

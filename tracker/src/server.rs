@@ -132,6 +132,7 @@ impl Tracker {
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let config = config.named(local_addr.port());
         lock.say(&format!("skein-tracker serving UDP {local_addr}"));
         let keypair = relay::identity::load_or_create(&config.relay_key_path())?;
         let (relay, relay_task) = match config.roles.relay {

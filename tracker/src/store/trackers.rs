@@ -19,7 +19,7 @@ use sqlx::Row;
 pub struct TrackerRecord {
     /// Its relay's PeerId (base58), stable across restarts.
     pub relay_peer_id: String,
-    /// The name it gives itself (`tracker_id`; the host name by default).
+    /// The name it gives itself (`--name`, `tracker_id`; `HOST:PORT` by default).
     pub name: String,
     /// Where nodes reach its control plane (`HOST:PORT`).
     pub control_addrs: Vec<String>,
