@@ -212,7 +212,9 @@ enum DeptCmd {
 /// Logs to standard error; `RUST_LOG` selects what (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // PostgreSQL's notices at start (a migration table that exists) are
+        // not news.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -354,7 +356,13 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
         );
         println!("             {}", skein_certs::fingerprint(ca));
     }
-    println!("Add a user:  SKEIN_PASSWORD=... skein-tracker user add alice --data {dir}");
+    // On a shared database admin commands need its URL too; the password
+    // in it is not printed.
+    let database = match cfg.database.as_deref() {
+        Some(url) => format!(" --database '{}'", crate::store::redact_url(url)),
+        None => String::new(),
+    };
+    println!("Add a user:  SKEIN_PASSWORD=... skein-tracker user add alice --data {dir}{database}");
     println!(
         "Log in:      SKEIN_PASSWORD=... skein --profile ~/.skein/alice login --tracker 127.0.0.1:{port} --ca {} --user alice",
         cfg.ca_cert_path().display()
