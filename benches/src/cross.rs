@@ -246,7 +246,7 @@ async fn fail_over(sim: Sim, ep: quinn::Endpoint, other: SocketAddr) -> Result<R
     loop {
         let attempt = async {
             let mut again = Sim::open(&ep, other).await?;
-            again.resume(token.clone(), device.clone()).await
+            again.resume(token, device.clone()).await
         };
         attempts += 1;
         match attempt.await {
