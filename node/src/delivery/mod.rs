@@ -296,7 +296,7 @@ impl Sender {
                     return Err(format!("the device answering for {user} has a certificate for {}", summary.user));
                 }
                 match self.mesh.request(peer, direct.clone()).await.map_err(|e| e.to_string())? {
-                    (PeerResponse::Stored { .. } | PeerResponse::Ok, path) => Ok(path),
+                    (answer, path) if took(&direct, &answer) => Ok(path),
                     (PeerResponse::Refused(b), _) => Err(b.message),
                     (other, _) => Err(format!("unexpected answer {other:?}")),
                 }
@@ -349,7 +349,7 @@ impl Sender {
                 continue;
             }
             match self.mesh.request(p.peer, req.clone()).await {
-                Ok((PeerResponse::Stored { .. } | PeerResponse::Ok, path)) => {
+                Ok((answer, path)) if took(req, &answer) => {
                     *best = better(*best, path);
                     reached.push(p.device);
                 }
@@ -613,5 +613,48 @@ fn outcome_of(p: Path) -> Outcome {
     match p {
         Path::Direct => Outcome::Direct,
         Path::Relayed => Outcome::Relayed,
+    }
+}
+
+/// Whether `answer` says the peer took `req`: a message only by saying it
+/// stored that very message (an answer about another one, or a bare
+/// `Ok`, leaves it undelivered, for the mailbox to carry); other requests
+/// by `Ok` or `Stored`.
+fn took(req: &PeerRequest, answer: &PeerResponse) -> bool {
+    match (req, answer) {
+        (PeerRequest::Deliver(m), PeerResponse::Stored { id }) => *id == m.id,
+        (PeerRequest::Deliver(_), _) => false,
+        (_, PeerResponse::Stored { .. } | PeerResponse::Ok) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skein_proto::peer::{Conversation, MessageBody, Receipt, ReceiptKind};
+
+    #[test]
+    fn a_message_counts_as_taken_only_when_that_message_was_stored() {
+        let msg = ChatMessage {
+            id: MailId([1; 16]),
+            from_user: "alice".into(),
+            from_device: DeviceId([2; 16]),
+            to_user: "bob".into(),
+            conversation: Conversation::Direct,
+            sent_at_ms: 1,
+            body: MessageBody::Text("hi".into()),
+        };
+        let deliver = PeerRequest::Deliver(msg);
+        assert!(took(&deliver, &PeerResponse::Stored { id: MailId([1; 16]) }));
+        assert!(!took(&deliver, &PeerResponse::Stored { id: MailId([9; 16]) }), "another message's answer");
+        assert!(!took(&deliver, &PeerResponse::Ok), "a bare Ok stores nothing");
+        let receipt = PeerRequest::Receipt(Receipt {
+            ids: vec![MailId([1; 16])],
+            kind: ReceiptKind::Read,
+            by_user: "bob".into(),
+            at_ms: 2,
+        });
+        assert!(took(&receipt, &PeerResponse::Ok));
     }
 }

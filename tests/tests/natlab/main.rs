@@ -230,7 +230,9 @@ async fn first_message(office: &Office, from: &Desk, to: &mut Desk, text: &str) 
     let path = office.send(from, to, text).await;
     let took = t0.elapsed();
     assert_ne!(path, "queued", "the first message must be delivered at once, not queued");
-    let ev = to.receive(text, STEP).await;
+    let what = format!("{} receives {text:?}, whose send printed {path:?} after {took:?}", to.user);
+    let line = to.daemon.wait_line(STEP, &what, |l| event(l, "message").is_some_and(|v| v["text"] == text)).await;
+    let ev: serde_json::Value = serde_json::from_str(&line).expect("event JSON");
     // The two may differ when a relayed connection gives way to a direct
     // one while the message is in flight.
     assert!(ev["path"] == "direct" || ev["path"] == "relayed", "{ev}");
