@@ -55,6 +55,11 @@ const RETRY_WAIT: Duration = Duration::from_secs(5);
 /// How long [`Mesh::connect`] callers keep waiting after the peer's last
 /// connection closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long requests to a peer whose last connection, a relayed one, just
+/// closed wait for a direct one: hole punching ends with each end closing
+/// the relayed connection once it has the direct one, and the other end's
+/// close can come a moment before this end hears of the direct connection.
+const UPGRADE_GRACE: Duration = Duration::from_millis(1500);
 /// How long a request from a peer whose hello is under way is kept.
 const HOLD: Duration = Duration::from_secs(5);
 /// How long a stopping node waits for its peers to hear its connections close.
@@ -573,6 +578,10 @@ struct Actor {
     /// when: dialling one again gets one attempt's time, not the full
     /// connect timeout, while the tracker may still list it online.
     silenced: HashMap<PeerId, Instant>,
+    /// Peers whose last connection was relayed and closed, perhaps as hole
+    /// punching replaced it: until when their requests wait (see
+    /// [`UPGRADE_GRACE`]).
+    upgrading: HashMap<PeerId, Instant>,
     lanes: lane::Lanes,
 }
 
@@ -607,6 +616,7 @@ impl Actor {
             strangers: Vec::new(),
             heard: HashMap::new(),
             silenced: HashMap::new(),
+            upgrading: HashMap::new(),
             lanes,
         }
     }
@@ -686,6 +696,13 @@ impl Actor {
                         // request went): send once it passes.
                         let why = "the peer did not pass the hello on its new connection".to_owned();
                         self.retry_after_hello(peer, req, why, reply);
+                        return;
+                    }
+                    if let Some(until) = self.upgrading.get(&peer).copied().filter(|u| *u > Instant::now()) {
+                        // Its relayed connection just closed: a direct one
+                        // may be a moment away.
+                        let why = "its relayed connection closed and no direct one came".to_owned();
+                        self.retries.push((until, peer, req, why, reply));
                         return;
                     }
                     let _ = reply.send(Err(MeshError::Unreachable("no verified connection to that peer".into())));
@@ -829,6 +846,7 @@ impl Actor {
     fn expire_waits(&mut self) {
         self.relays_step();
         let now = Instant::now();
+        self.upgrading.retain(|_, until| *until > now);
         for peer in self.held.late(now) {
             if !self.peers.is_verified(&peer) {
                 self.release_held(peer);
@@ -1066,6 +1084,7 @@ impl Actor {
                     _ => endpoint.get_remote_address().clone(),
                 };
                 let before = self.peers.summary(&peer_id).map(|s| s.path);
+                self.upgrading.remove(&peer_id);
                 self.heard.insert(peer_id, Instant::now());
                 self.silenced.remove(&peer_id);
                 self.peers.connected(
@@ -1115,10 +1134,20 @@ impl Actor {
                     for (deadline, _) in self.waiting.get_mut(&peer_id).into_iter().flatten() {
                         *deadline = (*deadline).min(soon);
                     }
-                    // Requests waiting to be sent again have nowhere to go:
-                    // the peer closed its last connection (it is stopping),
-                    // and the caller turns to the mailbox now.
-                    if !self.dialing.pending(&peer_id) {
+                    if self.config.direct && before.as_ref().is_some_and(|b| b.path == Path::Relayed) {
+                        // A relayed connection closed: perhaps the peer
+                        // stopped, perhaps it closed it for the direct one
+                        // hole punching just made, which this end has not
+                        // heard of yet. Requests wait a moment for it.
+                        let until = Instant::now() + UPGRADE_GRACE;
+                        self.upgrading.insert(peer_id, until);
+                        for r in self.retries.iter_mut().filter(|r| r.1 == peer_id) {
+                            r.0 = r.0.min(until);
+                        }
+                    } else if !self.dialing.pending(&peer_id) {
+                        // Requests waiting to be sent again have nowhere to
+                        // go: the peer closed its last connection (it is
+                        // stopping), and the caller turns to the mailbox now.
                         self.fail_retries(peer_id, "the peer closed its connection");
                     }
                 }
