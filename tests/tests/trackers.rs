@@ -719,3 +719,66 @@ async fn a_relay_only_process_admits_devices_and_learns_revocations_through_the_
     control.stop().await;
     pg.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (SKEIN_TEST_POSTGRES_URL); scripts/test starts one and runs it"]
+async fn what_changed_while_the_database_connection_was_cut_is_caught_up() {
+    use skein_node::profile::Profile;
+    use skein_node::session;
+    use skein_proto::control::{Event, PresenceStatus, Request, SetPresence, Subscription};
+    init();
+    let pg = PgDatabase::create().await;
+    let url = pg.url.clone();
+    let first = TestTracker::start_with(|c| c.database(url.clone())).await;
+    let second = TestTracker::join(&first).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conns = Vec::new();
+    for (user, t) in [("alice", &first), ("bob", &second), ("carol", &second)] {
+        first.add_user(user, PW).await;
+        let profile = Profile::new(dir.path().join(user));
+        conns.push(session::login(&profile, &t.address(), &t.ca_path(), user, PW.into()).await.expect("login"));
+    }
+    let mut carol = conns.pop().expect("carol");
+    let mut bob = conns.pop().expect("bob");
+    let alice = conns.pop().expect("alice");
+    bob.client.request(Request::SubscribePresence(Subscription::Users(vec!["alice".into()]))).await.expect("subscribe");
+
+    // Every connection listening for notifications is cut; alice's change
+    // and carol's disabling commit before the trackers listen again, so
+    // their notifications reach no one: the second tracker must read them
+    // from the tables when its listening connection is back.
+    let cut = pg.cut_listeners().await;
+    assert!(cut >= 2, "each tracker listens: {cut} connections cut");
+    let busy = SetPresence { status: PresenceStatus::Busy, note: Some("cut off".into()) };
+    alice.client.request(Request::SetPresence(busy)).await.expect("alice is busy");
+    let store = first.store().await;
+    skein_tracker::admin::set_disabled(&store, "carol", true).await.expect("disable carol");
+    store.close().await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, bob.events.recv()).await {
+            Ok(Some(Event::Presence(p))) if p.user == "alice" && p.status == PresenceStatus::Busy => break,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("bob's session ended"),
+            Err(_) => panic!("alice's change, made while the listeners were cut, never reached bob's tracker"),
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match carol.events.recv().await {
+                Some(Event::SessionEnded(why)) => return why,
+                Some(_) => {}
+                None => panic!("carol's connection closed without saying why"),
+            }
+        }
+    })
+    .await
+    .expect("carol's session, disabled while the listeners were cut, ends on her tracker");
+    assert_eq!(ended.code, skein_proto::ErrorCode::AccountDisabled, "{ended:?}");
+    drop((alice, bob, carol));
+    let (mut first, mut second) = (first, second);
+    second.stop().await;
+    first.stop().await;
+    pg.drop_now().await;
+}

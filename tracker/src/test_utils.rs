@@ -51,6 +51,22 @@ impl TestTracker {
         Self { dir, config, running: Some(running), addr }
     }
 
+    /// Starts a second tracker of `first`'s organisation, joined to it
+    /// (`run --join`), on the same PostgreSQL store.
+    pub async fn join(first: &TestTracker) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = first.config.clone();
+        config.data_dir = dir.path().to_path_buf();
+        config.tracker_id = String::new();
+        let config =
+            config.listen(SocketAddr::from(([127, 0, 0, 1], 0))).relay_listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+        crate::join::prepare(&config, &first.config.data_dir).expect("join the first tracker's organisation");
+        ensure_initialised(&config).await.expect("initialise tracker data");
+        let running = Tracker::start(config.clone()).await.expect("start tracker");
+        let addr = running.local_addr();
+        Self { dir, config, running: Some(running), addr }
+    }
+
     /// The control-plane address, as `HOST:PORT`.
     pub fn address(&self) -> String {
         self.addr.to_string()
@@ -171,6 +187,24 @@ impl PgDatabase {
             .expect("create a test database");
         let _ = admin.close().await;
         PgDatabase { url: with_database(&admin_url, &name), admin_url, name }
+    }
+
+    /// Ends every connection to the database that listens for
+    /// notifications (`LISTEN`), as a database restart or a network cut
+    /// would; returns how many.
+    pub async fn cut_listeners(&self) -> usize {
+        use sqlx::Connection;
+        let mut admin = sqlx::postgres::PgConnection::connect(&self.admin_url).await.expect("connect to PostgreSQL");
+        let cut: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE '%LISTEN%' \
+             AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut admin)
+        .await
+        .expect("end the listening connections");
+        let _ = admin.close().await;
+        cut.into_iter().filter(|(ok,)| *ok).count()
     }
 
     /// Drops the database, closing whatever is still connected to it.
