@@ -574,6 +574,8 @@ async fn two_trackers() -> Row {
     let failed_over = killed.elapsed();
     assert!(failed_over < Duration::from_secs(5), "alice resumed on the second tracker after {failed_over:?}");
     alice.wait_since(mark, STEP, "alice's relayed address on the second tracker", "relay_reserved").await;
+    let republished = killed.elapsed();
+    assert!(republished < Duration::from_secs(5), "t2 had alice's relayed address after {republished:?}");
     for t in &during {
         bob.receive(t, STEP).await;
     }
@@ -590,8 +592,10 @@ async fn two_trackers() -> Row {
         relayed_bytes: relayed,
         note: format!(
             "alice (branch A) on t1, bob (branch B) on t2; the first send printed `{path}`; t1 killed: alice \
-             resumed on t2 after {} ms, 3 direct sends meanwhile, each arriving once",
-            failed_over.as_millis()
+             resumed on t2 after {} ms and t2 had her relayed address after {} ms; 3 direct sends meanwhile, \
+             each arriving once",
+            failed_over.as_millis(),
+            republished.as_millis()
         ),
     }
 }
