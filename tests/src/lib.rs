@@ -15,6 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod http;
 pub mod lab;
 pub mod relay_peer;
 pub mod x11;

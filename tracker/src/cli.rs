@@ -57,6 +57,9 @@ enum Command {
     /// The organisation's trackers.
     #[command(subcommand)]
     Trackers(TrackersCmd),
+    /// Apps of the HTTP API (company systems with a token).
+    #[command(subcommand)]
+    App(AppCmd),
     /// Print the organisation CA certificate (PEM) that nodes must trust.
     ExportCa {
         /// Write to this file instead of standard output.
@@ -101,6 +104,38 @@ struct RunArgs {
     /// This tracker's name in the list of trackers [default: HOST:PORT].
     #[arg(long, env = "SKEIN_TRACKER_NAME")]
     name: Option<String>,
+    /// The HTTP API's TCP address, with --roles …,api [default: 127.0.0.1:7480].
+    #[arg(long, env = "SKEIN_TRACKER_API_LISTEN")]
+    api_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCmd {
+    /// Create an app and print its bearer token, this once.
+    Create {
+        /// The app's name, shown beside what it posts.
+        name: String,
+        /// What it may do: send, presence, admin (comma-separated).
+        #[arg(long)]
+        scopes: String,
+        /// A PNG icon shown beside what it posts.
+        #[arg(long, value_name = "FILE")]
+        icon: Option<PathBuf>,
+        /// Print `{"name": …, "token": …}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every app, with its scopes and whether it is revoked.
+    List {
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an app's token: its calls are refused from now on.
+    Revoke {
+        /// The app's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +308,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = args.name {
                 cfg.tracker_id = v;
             }
+            if let Some(v) = args.api_listen {
+                cfg.api_listen = v;
+            }
             if !cfg.roles.control {
                 if args.join.is_some() {
                     anyhow::bail!(
@@ -284,6 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg, args.join).await
         }
         Command::Trackers(TrackersCmd::List { json }) => trackers(cfg, json).await,
+        Command::App(cmd) => app(cfg, cmd).await,
         Command::User(cmd) => user(cfg, cmd).await,
         Command::Dept(cmd) => dept(cfg, cmd).await,
         Command::Group(cmd) => group(cfg, cmd).await,
@@ -310,6 +349,9 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
     // not kill it.
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+    if cfg.roles.api {
+        crate::api::check_listen(cfg.api_listen)?;
+    }
     let lock = Tracker::lock(&cfg)?;
     if let Some(from) = &join {
         let joined = crate::join::prepare(&cfg, from)?;
@@ -349,6 +391,9 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
     match cfg.roles.relay {
         true => println!("Relay serving on UDP {} as {}", relay.port(), relay.peer_id()),
         false => println!("No relay here (--roles control): devices reserve on the organisation's relays"),
+    }
+    if let Some(api) = running.api_addr() {
+        println!("HTTP API serving on http://{api} (apps: skein-tracker app create NAME --scopes send,presence)");
     }
     if let Some(ca) = skein_certs::rustls_io::load_certs(&cfg.ca_cert_path())?.first() {
         println!(
@@ -395,7 +440,66 @@ async fn serve_relay(cfg: TrackerConfig) -> anyhow::Result<()> {
 
 /// The roles a tracker of the list serves, as its addresses show.
 fn roles_of(t: &crate::store::TrackerRecord) -> String {
-    crate::roles::Roles { control: !t.control_addrs.is_empty(), relay: !t.relay_addrs.is_empty() }.to_string()
+    crate::roles::Roles { control: !t.control_addrs.is_empty(), relay: !t.relay_addrs.is_empty(), api: false }
+        .to_string()
+}
+
+async fn app(cfg: TrackerConfig, cmd: AppCmd) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let result = app_on(&store, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn app_on(store: &Store, cmd: AppCmd) -> anyhow::Result<()> {
+    let now = crate::clock::now_ms() as i64;
+    match cmd {
+        AppCmd::Create { name, scopes, icon, json } => {
+            let scopes = crate::apps::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
+            let icon = match &icon {
+                Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the icon {}", p.display()))?),
+                None => None,
+            };
+            let made = crate::apps::create(store, &name, &scopes, icon.as_deref(), now).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": made.app.name, "token": made.token, "scopes": made.app.scopes})
+                );
+            } else {
+                println!("Created app {} with scopes {}.", made.app.name, made.app.scopes.join(", "));
+                println!("Its token, shown only now (the tracker keeps only a hash of it):");
+                println!("{}", made.token);
+            }
+        }
+        AppCmd::List { json } => {
+            let apps = store.list_apps().await?;
+            if json {
+                let list: Vec<_> = apps
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "name": a.name, "scopes": a.scopes, "created_at_ms": a.created_at_ms,
+                            "revoked_at_ms": a.revoked_at_ms, "icon": a.icon.is_some(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if apps.is_empty() {
+                println!("No apps yet: skein-tracker app create NAME --scopes send,presence");
+            } else {
+                for a in &apps {
+                    let state = if a.revoked_at_ms.is_some() { "revoked" } else { "active" };
+                    println!("{}  {state}  scopes {}", a.name, a.scopes.join(","));
+                }
+            }
+        }
+        AppCmd::Revoke { name } => {
+            store.revoke_app(&name, now).await?;
+            println!("Revoked the token of app {name}: its calls are refused from now on.");
+        }
+    }
+    Ok(())
 }
 
 async fn trackers(cfg: TrackerConfig, json: bool) -> anyhow::Result<()> {

@@ -112,8 +112,11 @@ pub struct TrackerConfig {
     pub login_deadline: Duration,
     /// Presence changes per connection: a burst, then a steady rate.
     pub presence_rate: RateLimit,
-    /// What this process serves: the control plane, the relay, or both.
+    /// What this process serves: the control plane, the relay, or both,
+    /// and the HTTP API.
     pub roles: crate::roles::Roles,
+    /// The HTTP API's TCP address (with the api role).
+    pub api_listen: SocketAddr,
 }
 
 impl TrackerConfig {
@@ -148,6 +151,7 @@ impl TrackerConfig {
             login_deadline: Duration::from_secs(10),
             presence_rate: RateLimit::new(10, 0.5),
             roles: crate::roles::Roles::default(),
+            api_listen: SocketAddr::from(crate::api::DEFAULT_LISTEN),
         }
     }
 
@@ -277,6 +281,8 @@ pub struct FileConfig {
     /// What this process serves (`"control,relay"`).
     #[serde(default, deserialize_with = "roles")]
     pub roles: Option<crate::roles::Roles>,
+    /// The HTTP API's address.
+    pub api_listen: Option<SocketAddr>,
     /// Control-plane address.
     pub listen: Option<SocketAddr>,
     /// Relay address.
@@ -351,6 +357,9 @@ impl FileConfig {
         }
         if let Some(v) = self.roles {
             cfg.roles = v;
+        }
+        if let Some(v) = self.api_listen {
+            cfg.api_listen = v;
         }
         if let Some(v) = self.database {
             cfg.database = Some(v);

@@ -17,6 +17,8 @@
 
 pub mod admin;
 pub mod admin_watch;
+pub mod api;
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod clock;

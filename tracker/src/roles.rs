@@ -1,5 +1,6 @@
 //! What one tracker process serves: the control plane (logins, presence,
-//! the directory, the mailbox), the relay, or both (the default).
+//! the directory, the mailbox), the relay, both (the default), and the
+//! HTTP API for company systems (with the control plane).
 //!
 //! A relay-only process sits near a branch office while the control plane
 //! runs in the data centre; it needs the organisation's PostgreSQL store
@@ -17,39 +18,47 @@ pub struct Roles {
     pub control: bool,
     /// libp2p circuit relay v2 for devices whose hole punching failed.
     pub relay: bool,
+    /// The HTTP API for company systems ([`crate::api`]).
+    pub api: bool,
 }
 
 impl Default for Roles {
     fn default() -> Self {
-        Self { control: true, relay: true }
+        Self { control: true, relay: true, api: false }
     }
 }
 
 impl Roles {
     /// The relay alone.
-    pub const RELAY: Roles = Roles { control: false, relay: true };
+    pub const RELAY: Roles = Roles { control: false, relay: true, api: false };
     /// The control plane alone.
-    pub const CONTROL: Roles = Roles { control: true, relay: false };
+    pub const CONTROL: Roles = Roles { control: true, relay: false, api: false };
 }
 
 /// The role names, as `--roles` takes them.
-pub const NAMES: &str = "control, relay";
+pub const NAMES: &str = "control, relay, api";
 
 impl FromStr for Roles {
     type Err = String;
 
     /// `control`, `relay` or both, comma-separated, in any order.
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut roles = Roles { control: false, relay: false };
+        let mut roles = Roles { control: false, relay: false, api: false };
         for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match word.to_ascii_lowercase().as_str() {
                 "control" => roles.control = true,
                 "relay" => roles.relay = true,
+                "api" => roles.api = true,
                 _ => return Err(format!("unknown role {word:?}: the roles are {NAMES} (comma-separated)")),
             }
         }
-        if !roles.control && !roles.relay {
+        if !roles.control && !roles.relay && !roles.api {
             return Err(format!("no role given: name one or more of {NAMES}"));
+        }
+        if roles.api && !roles.control {
+            return Err(
+                "the api role runs with the control role in one process: --roles control,api (and relay)".into()
+            );
         }
         Ok(roles)
     }
@@ -57,11 +66,13 @@ impl FromStr for Roles {
 
 impl fmt::Display for Roles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.control, self.relay) {
-            (true, true) => f.write_str("control,relay"),
-            (true, false) => f.write_str("control"),
-            (false, true) => f.write_str("relay"),
-            (false, false) => f.write_str("none"),
+        let names: Vec<&str> = [(self.control, "control"), (self.relay, "relay"), (self.api, "api")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        match names.is_empty() {
+            true => f.write_str("none"),
+            false => f.write_str(&names.join(",")),
         }
     }
 }
@@ -77,6 +88,9 @@ mod tests {
         assert_eq!("relay".parse(), Ok(Roles::RELAY));
         assert_eq!("control".parse(), Ok(Roles::CONTROL));
         assert_eq!(Roles::RELAY.to_string().parse(), Ok(Roles::RELAY));
+        let all = Roles { control: true, relay: true, api: true };
+        assert_eq!("control,relay,api".parse(), Ok(all));
+        assert_eq!(all.to_string(), "control,relay,api");
     }
 
     #[test]
@@ -85,5 +99,7 @@ mod tests {
         assert!(e.contains("\"relya\"") && e.contains(NAMES), "{e}");
         let e = " , ".parse::<Roles>().expect_err("nothing");
         assert!(e.contains("no role"), "{e}");
+        let e = "relay,api".parse::<Roles>().expect_err("api without control");
+        assert!(e.contains("control,api"), "{e}");
     }
 }

@@ -74,6 +74,9 @@ pub enum StartError {
          before a relay-only one"
     )]
     NoOrganisation,
+    /// The HTTP API could not start.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
     /// The UDP port could not be bound.
     #[error(
         "cannot listen on UDP {addr}: {source}; is another tracker running there? Choose another address with --listen"
@@ -101,6 +104,8 @@ pub struct RunningTracker {
     sessions: Arc<tls::Sessions>,
     /// This tracker's PeerId in the list of trackers.
     roster_id: String,
+    /// Where the HTTP API listens, with the api role.
+    api_addr: Option<SocketAddr>,
     _lock: DataLock,
 }
 
@@ -125,6 +130,11 @@ impl Tracker {
     /// [`Tracker::start`] with the data directory already taken (the
     /// command line takes it before it initialises the directory).
     pub async fn start_locked(config: TrackerConfig, mut lock: DataLock) -> Result<RunningTracker, StartError> {
+        // The API's address first: a wrong one is refused before anything starts.
+        let api_listener = match config.roles.api {
+            true => Some(crate::api::bind(config.api_listen).await?),
+            false => None,
+        };
         let store = Store::open(&config.database_url()).await?;
         let org = Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
         check_ca(&store, &config).await?;
@@ -179,8 +189,12 @@ impl Tracker {
         }
         tasks.spawn(crate::roster::run(state.store.clone(), me, crate::roster::BEAT, shutdown.clone()));
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
+        let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(listener) = api_listener {
+            tasks.spawn(crate::api::serve(listener, crate::api::Api::new(state.clone()), shutdown.clone()));
+        }
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
-        Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions, roster_id, _lock: lock })
+        Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions, roster_id, api_addr, _lock: lock })
     }
 }
 
@@ -224,6 +238,11 @@ impl RunningTracker {
     /// The control-plane address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the HTTP API listens, with the api role.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
     }
 
     /// The TLS sessions kept for resumption, and how many handshakes

@@ -87,6 +87,7 @@ store_cases! {
         case_group_changes_page_forward,
         case_department_groups,
         case_trackers,
+        case_apps,
     ],
     url: [
         case_migrations_idempotent,
@@ -321,6 +322,24 @@ async fn case_settings_race_safe(store: Store) {
     let stored = store.get_setting("org_key").await.unwrap().unwrap();
     assert!(winners.contains(&stored));
     assert_eq!(store.put_setting_if_absent("org_key", b"late").await.unwrap(), stored);
+}
+
+async fn case_apps(store: Store) {
+    let scopes = vec!["send".to_owned(), "presence".to_owned()];
+    let icon = b"\x89PNG\r\n\x1a\nicon".to_vec();
+    let made = skein_tracker::apps::create(&store, "Ticket system", &scopes, Some(&icon), 10).await.unwrap();
+    let found = skein_tracker::apps::authenticate(&store, &made.token).await.unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), &found.scopes, found.icon.as_deref()),
+        ("Ticket system", &scopes, Some(&icon[..]))
+    );
+    assert!(skein_tracker::apps::create(&store, "Ticket system", &scopes, None, 11).await.is_err());
+    store.audit(found.id, 12, "127.0.0.1:5000", "GET", "/v1/presence", 429).await.unwrap();
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!((log[0].app.as_str(), log[0].status, log[0].route.as_str()), ("Ticket system", 429, "/v1/presence"));
+    store.revoke_app("Ticket system", 13).await.unwrap();
+    assert!(skein_tracker::apps::authenticate(&store, &made.token).await.unwrap().is_none());
+    assert_eq!(store.list_apps().await.unwrap()[0].revoked_at_ms, Some(13));
 }
 
 async fn case_trackers(store: Store) {

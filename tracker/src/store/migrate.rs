@@ -27,6 +27,7 @@ const SQLITE: &[Embedded] = &[
     Embedded { version: 3, description: "groups", sql: include_str!("../../migrations/sqlite/0003_groups.sql") },
     Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/sqlite/0004_trackers.sql") },
     Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/sqlite/0005_presence.sql") },
+    Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/sqlite/0006_apps.sql") },
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -35,10 +36,11 @@ const POSTGRES: &[Embedded] = &[
     Embedded { version: 3, description: "groups", sql: include_str!("../../migrations/postgres/0003_groups.sql") },
     Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/postgres/0004_trackers.sql") },
     Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/postgres/0005_presence.sql") },
+    Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/postgres/0006_apps.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 5;
+pub const CODE_VERSION: i64 = 6;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

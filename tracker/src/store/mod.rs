@@ -19,6 +19,7 @@
 //! The store takes plain byte arrays and integers, never wire types.
 
 mod access;
+mod apps;
 mod departments;
 mod devices;
 mod error;
@@ -34,6 +35,7 @@ mod trackers;
 mod users;
 
 pub use access::{AccessEnd, DeviceScope};
+pub use apps::{AppRecord, AuditRecord};
 pub use departments::DeptRecord;
 pub use devices::DeviceRecord;
 pub use error::{StoreError, redact_url};

@@ -1,0 +1,127 @@
+//! The HTTP API that company systems call (`--roles …,api`), built on axum.
+//!
+//! It serves plain HTTP on a loopback address (default 127.0.0.1:7480),
+//! for an operator's HTTPS proxy in front of it. Every `/v1` call carries
+//! an app's bearer token ([`auth`]); errors are problem details
+//! ([`problem`]); bodies are limited to 1 MiB. `/healthz` says the process
+//! is up and `/readyz` that its store answers.
+//!
+//! What an app can do so far: read presence and the directory ([`read`]).
+
+pub mod auth;
+pub mod problem;
+pub mod read;
+
+pub use auth::Caller;
+pub use problem::Problem;
+
+use crate::rate::RateLimit;
+use crate::state::State;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The default address of the API.
+pub const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 7480);
+/// Largest request body.
+pub const MAX_BODY: usize = 1 << 20;
+/// Calls an app may make at once, then [`RATE_PER_SEC`] a second.
+pub const RATE_BURST: u32 = 50;
+/// Calls an app may make a second, steadily.
+pub const RATE_PER_SEC: f64 = 20.0;
+
+/// What the API's handlers share.
+#[derive(Debug)]
+pub struct Api {
+    /// The tracker.
+    pub state: Arc<State>,
+    limits: Mutex<HashMap<i64, RateLimit>>,
+}
+
+impl Api {
+    /// The API of the tracker with `state`.
+    pub fn new(state: Arc<State>) -> Arc<Api> {
+        Arc::new(Api { state, limits: Mutex::new(HashMap::new()) })
+    }
+
+    /// Takes one call from app `id`'s rate, or says how long to wait.
+    fn take(&self, id: i64) -> Result<(), Duration> {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        limits.entry(id).or_insert_with(|| RateLimit::new(RATE_BURST, RATE_PER_SEC)).take(Instant::now())
+    }
+}
+
+/// The API's routes.
+pub fn router(api: Arc<Api>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/presence", get(read::presence))
+        .route("/v1/directory", get(read::directory))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_app));
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .merge(v1)
+        .fallback(|| async { Problem::not_found("no such route; the API's routes are under /v1") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// `GET /readyz`: 200 once the store answers, 503 while it does not.
+async fn ready(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+) -> Result<axum::Json<serde_json::Value>, Problem> {
+    api.state.store.get_setting("org_name").await?;
+    Ok(axum::Json(json!({"status": "ready"})))
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// Plain HTTP is served on loopback only.
+    #[error(
+        "the HTTP API serves plain HTTP on a loopback address only (--api-listen {0} is not one): put it behind \
+         your HTTPS proxy, listening on 127.0.0.1"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on TCP {addr} for the HTTP API: {source}; choose another address with --api-listen")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Refuses an address the API may not serve plain HTTP on.
+pub fn check_listen(addr: SocketAddr) -> Result<(), ApiError> {
+    match addr.ip().is_loopback() {
+        true => Ok(()),
+        false => Err(ApiError::NotLoopback(addr)),
+    }
+}
+
+/// Binds the API's address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApiError> {
+    check_listen(addr)?;
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| ApiError::Bind { addr, source })
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
+    let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "the HTTP API stopped");
+    }
+}
