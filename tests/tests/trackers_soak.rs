@@ -25,9 +25,25 @@ const SOAK: Duration = Duration::from_secs(60);
 /// Between a node's puts (and fetches).
 const PACE: Duration = Duration::from_millis(1000);
 
-/// A free loopback UDP port (the trackers come back on the same one).
+/// A free loopback UDP port for a tracker, which comes back on it after each
+/// kill. It is taken below the range the kernel picks ephemeral ports from
+/// (`ip_local_port_range`), so none of the nodes' own sockets, opened by
+/// the hundred while a tracker is down, can take it meanwhile.
 fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port").local_addr().expect("address").port()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let from = low.saturating_sub(8000).max(1024);
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), from..low.max(from + 1));
+        let free = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free UDP port below the ephemeral range ({from}..{low})")
 }
 
 /// One tracker of the two: its directory and addresses, for restarts.
