@@ -1,7 +1,7 @@
 //! The tracker's HTTP API (`--roles control,relay,api`), called over real
 //! TCP as a company system calls it: health, app tokens and their scopes,
 //! presence and the directory, problem bodies for every refusal, the rate
-//! limit, the audit log, and the `app` commands.
+//! limit, the audit log, the OpenAPI document, and the `app` commands.
 
 use skein_node::profile::Profile;
 use skein_proto::control::{PresenceStatus, Request, SetPresence};
@@ -47,6 +47,16 @@ async fn apps_read_presence_and_the_directory_with_their_scopes_and_every_refusa
     let (t, api) = tracker_with_api().await;
     assert_eq!(get(api, "/healthz", None).await.json()["status"], "ok");
     assert_eq!(get(api, "/readyz", None).await.json()["status"], "ready");
+    // The OpenAPI document, made from the handlers.
+    let doc = get(api, "/openapi.json", None).await.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+    for path in ["/v1/presence", "/v1/directory"] {
+        let op = &doc["paths"][path]["get"];
+        assert!(op["responses"]["200"].is_object() && op["responses"]["429"].is_object(), "{path}: {op}");
+        assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{path}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["ProblemBody"].is_object());
     t.add_user("alice", PW).await;
     let store = t.store().await;
     let reader = skein_tracker::apps::create(&store, "Wallboard", &["presence".into()], None, 1).await.expect("app");

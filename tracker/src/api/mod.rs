@@ -7,6 +7,8 @@
 //! is up and `/readyz` that its store answers.
 //!
 //! What an app can do so far: read presence and the directory ([`read`]).
+//! The OpenAPI 3.1 document, made from the handlers (utoipa), is served at
+//! `/openapi.json`.
 
 pub mod auth;
 pub mod problem;
@@ -58,15 +60,42 @@ impl Api {
     }
 }
 
-/// The API's routes.
+/// Adds the bearer-token scheme the `/v1` routes name, and what the API is.
+struct Described;
+
+impl utoipa::Modify for Described {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.info.title = "Skein tracker API".into();
+        doc.info.version = env!("CARGO_PKG_VERSION").into();
+        doc.info.description = Some(
+            "What company systems call: an app's bearer token (skein-tracker app create) on every /v1 call; \
+             every refusal is a problem body (RFC 9457)."
+                .into(),
+        );
+        let components = doc.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(modifiers(&Described))]
+struct Doc;
+
+/// The API's routes, and its OpenAPI document made from them.
 pub fn router(api: Arc<Api>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/presence", get(read::presence))
-        .route("/v1/directory", get(read::directory))
-        .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_app));
+    use utoipa::OpenApi;
+    let (v1, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(Doc::openapi())
+        .routes(utoipa_axum::routes!(read::presence))
+        .routes(utoipa_axum::routes!(read::directory))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_app))
+        .split_for_parts();
+    let doc = Arc::new(doc);
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .merge(v1)
         .fallback(|| async { Problem::not_found("no such route; the API's routes are under /v1") })
         .method_not_allowed_fallback(|| async {

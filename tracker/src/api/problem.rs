@@ -18,12 +18,17 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// A problem as the body says it (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemBody {
+    /// Always `about:blank`: the status says what kind of problem it is.
     r#type: &'static str,
-    title: &'a str,
+    /// The status's reason phrase.
+    title: String,
+    /// The HTTP status.
     status: u16,
-    detail: &'a str,
+    /// What is wrong and what to do.
+    detail: String,
 }
 
 impl Problem {
@@ -71,7 +76,12 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = Body { r#type: "about:blank", title, status: self.status.as_u16(), detail: &self.detail };
+        let body = ProblemBody {
+            r#type: "about:blank",
+            title: title.to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+        };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, json).into_response();
         let headers = res.headers_mut();

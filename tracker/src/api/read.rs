@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Extension, Query, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 /// Users asked about at once, at most.
 pub const MAX_USERS: usize = 100;
@@ -13,23 +14,45 @@ pub const MAX_USERS: usize = 100;
 pub const MAX_PAGE: u32 = 200;
 
 /// `?users=alice,bob`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsersQuery {
+    /// User names, comma-separated (at most 100).
     users: Option<String>,
 }
 
 /// One user's presence.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Presence {
+    /// The user name.
     user: String,
+    /// `online`, `away`, `busy` or `offline`.
     status: &'static str,
+    /// The status note of the device that set the status.
     note: Option<String>,
+    /// Devices connected now.
     devices: u16,
+    /// When a device of the user was last connected, ms since the Unix epoch (0: never).
     last_seen_ms: u64,
 }
 
-/// `GET /v1/presence?users=alice,bob`: each user's presence, combined over
-/// their devices on every tracker.
+/// Each user's presence, combined over their devices on every tracker.
+#[utoipa::path(
+    get,
+    path = "/v1/presence",
+    tag = "read",
+    params(UsersQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Each user's presence, in the order asked", body = [Presence]),
+        (status = 400, description = "No users named, or too many", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No live app's token", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The app lacks the presence scope", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The app's rate limit", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 pub async fn presence(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
@@ -75,35 +98,63 @@ pub async fn presence(
 }
 
 /// `?q=TEXT&dept=PATH&limit=N&offset=N`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DirectoryQuery {
+    /// Matches the user name, display name, title or e-mail.
     q: Option<String>,
+    /// A department path, such as `Engineering/Backend`.
     dept: Option<String>,
+    /// At most this many (1 to 200; 50 when left out).
     limit: Option<u32>,
+    /// Skip this many.
     offset: Option<u32>,
 }
 
 /// One person of the directory.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Person {
+    /// The user name.
     name: String,
+    /// The full name.
     display_name: String,
+    /// The department path.
     department: Option<String>,
+    /// The job title.
     title: Option<String>,
+    /// The e-mail address.
     email: Option<String>,
+    /// The phone number.
     phone: Option<String>,
+    /// `online`, `away`, `busy` or `offline`.
     status: &'static str,
 }
 
 /// A page of the directory.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page {
+    /// The people of this page, by name.
     users: Vec<Person>,
+    /// How many match in all.
     total: i64,
 }
 
-/// `GET /v1/directory?q=…`: the organisation's enabled users matching the
-/// text (name, display name, title or e-mail) and department, by name.
+/// The organisation's enabled users matching the text and department, by name.
+#[utoipa::path(
+    get,
+    path = "/v1/directory",
+    tag = "read",
+    params(DirectoryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the directory", body = Page),
+        (status = 400, description = "A malformed query", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No live app's token", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The app lacks the presence scope", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The app's rate limit", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
 pub async fn directory(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
