@@ -33,6 +33,13 @@ pub async fn handle(state: &State, ctx: &mut ConnCtx, req: AdminRequest) -> Resu
         }
         AdminRequest::RevokeDevice { user, device_id } => Some(admin::revoke_device(store, &user, device_id.0).await?),
         AdminRequest::RelayStats => {
+            if !state.config.roles.relay {
+                return Err(ErrorBody::new(
+                    ErrorCode::Unavailable,
+                    "this tracker runs no relay (--roles control); the organisation's relays run apart and log \
+                     their counts",
+                ));
+            }
             let s = state.relay.stats().await;
             let stats = RelayStats {
                 total_relayed_bytes: s.total_relayed_bytes,
