@@ -7,7 +7,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, noise, ping, relay, yamux};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -101,8 +101,18 @@ impl Peer {
     }
 
     /// Waits until `pick` returns `Some` for an event, or panics naming `what`.
-    pub async fn wait<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+    pub async fn wait<T>(&mut self, what: &str, pick: impl FnMut(&Event) -> Option<T>) -> T {
+        self.wait_within(what, DEADLINE, pick).await
+    }
+
+    /// [`Peer::wait`], for at most `within`.
+    pub async fn wait_within<T>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(ev)) => {
@@ -111,7 +121,7 @@ impl Peer {
                     }
                 }
                 Ok(None) => panic!("swarm task ended while waiting for {what}"),
-                Err(_) => panic!("timed out after {DEADLINE:?} waiting for {what}"),
+                Err(_) => panic!("timed out after {within:?} waiting for {what}"),
             }
         }
     }
@@ -146,9 +156,9 @@ impl Peer {
         .await
     }
 
-    /// Dials `target` only through `relay`; Ok once connected, Err(why) if
-    /// the dial fails.
-    pub async fn dial_via(&mut self, relay: &Multiaddr, target: PeerId) -> Result<(), String> {
+    /// Dials `target` only through `relay` on a new circuit; its connection
+    /// once connected, Err(why) if the dial fails.
+    pub async fn dial_via(&mut self, relay: &Multiaddr, target: PeerId) -> Result<ConnectionId, String> {
         let via = relay.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(target));
         let opts = DialOpts::peer_id(target).addresses(vec![via]).condition(PeerCondition::Always).build();
         let conn = opts.connection_id();
@@ -156,7 +166,7 @@ impl Peer {
         self.wait("the relayed dial to end", |e| match e {
             SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } if *connection_id == conn => {
                 assert!(endpoint.is_relayed(), "the connection must be relayed: {endpoint:?}");
-                Some(Ok(()))
+                Some(Ok(conn))
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } if *connection_id == conn => {
                 Some(Err(error.to_string()))
@@ -164,6 +174,18 @@ impl Peer {
             _ => None,
         })
         .await
+    }
+
+    /// Waits until the connection `conn` closes, for at most `within`;
+    /// returns how long that took.
+    pub async fn closed(&mut self, conn: ConnectionId, within: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        self.wait_within("the connection to close", within, |e| match e {
+            SwarmEvent::ConnectionClosed { connection_id, .. } if *connection_id == conn => Some(()),
+            _ => None,
+        })
+        .await;
+        start.elapsed()
     }
 
     /// Answers every FILE stream with the number of bytes read.
@@ -184,15 +206,20 @@ impl Peer {
 
     /// Sends `len` bytes to `peer` on a FILE stream; returns what it counted.
     pub async fn send_file(&self, peer: PeerId, len: usize) -> u64 {
+        self.try_send_file(peer, len).await.expect("the transfer")
+    }
+
+    /// [`Peer::send_file`], saying why it failed (a circuit cut, say).
+    pub async fn try_send_file(&self, peer: PeerId, len: usize) -> Result<u64, String> {
         let mut control = self.control.clone();
         let transfer = async move {
-            let mut s = control.open_stream(peer, FILE).await.expect("open stream");
-            s.write_all(&vec![0x5a; len]).await.expect("write");
-            s.close().await.expect("close");
+            let mut s = control.open_stream(peer, FILE).await.map_err(|e| format!("open: {e}"))?;
+            s.write_all(&vec![0x5a; len]).await.map_err(|e| format!("write: {e}"))?;
+            s.close().await.map_err(|e| format!("close: {e}"))?;
             let mut reply = [0u8; 8];
-            s.read_exact(&mut reply).await.expect("reply");
-            u64::from_be_bytes(reply)
+            s.read_exact(&mut reply).await.map_err(|e| format!("reply: {e}"))?;
+            Ok(u64::from_be_bytes(reply))
         };
-        tokio::time::timeout(DEADLINE, transfer).await.expect("transfer finished in time")
+        tokio::time::timeout(DEADLINE, transfer).await.unwrap_or_else(|_| Err("timed out".into()))
     }
 }
