@@ -59,18 +59,7 @@ async fn relay_only_daemons_talk_through_the_tracker_relay() {
     // Administrators read the same counts from outside the tracker process.
     let (ok, _, err) = skein(&pa, &["relay-stats", "--json"], None).await;
     assert!(!ok && err.contains("administrator"), "members may not: {err}");
-    let store = t.store().await;
-    let boss = skein_proto::control::NewUser {
-        name: "boss".into(),
-        display_name: "Boss".into(),
-        password: PW.into(),
-        department: None,
-        title: None,
-        email: None,
-        phone: None,
-        admin: true,
-    };
-    skein_tracker::admin::add_user(&store, boss, &t.passwords()).await.expect("admin");
+    t.add_admin("boss", PW).await;
     let pboss = profile(&t, dir.path(), "boss").await;
     let (ok, out, err) = skein(&pboss, &["relay-stats", "--json"], None).await;
     assert!(ok, "{err}");

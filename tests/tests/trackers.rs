@@ -650,7 +650,7 @@ async fn control_and_relays_run_apart_and_a_standby_relay_keeps_peers_talking() 
 async fn a_relay_only_process_admits_devices_and_learns_revocations_through_the_database() {
     use skein_node::profile::Profile;
     use skein_node::session;
-    use skein_proto::control::{AdminRequest, NewUser, Request, Response};
+    use skein_proto::control::{AdminRequest, Request, Response};
     use skein_tests::relay_peer::Peer;
     use skein_tracker::roles::Roles;
     init();
@@ -686,19 +686,7 @@ async fn a_relay_only_process_admits_devices_and_learns_revocations_through_the_
     // The control plane has no relay of its own; its list of trackers names the relay.
     let e = conns[0].client.request(Request::RelayInfo).await.expect_err("no relay here");
     assert!(e.to_string().contains("runs no relay"), "{e}");
-    let boss = NewUser {
-        name: "boss".into(),
-        display_name: "Boss".into(),
-        password: PW.into(),
-        department: None,
-        title: None,
-        email: None,
-        phone: None,
-        admin: true,
-    };
-    let store = control.store().await;
-    skein_tracker::admin::add_user(&store, boss, &control.passwords()).await.expect("an administrator");
-    store.close().await;
+    control.add_admin("boss", PW).await;
     let profile = Profile::new(dir.path().join("boss"));
     let admin =
         session::login(&profile, &control.address(), &control.ca_path(), "boss", PW.into()).await.expect("login");

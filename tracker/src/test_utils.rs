@@ -94,6 +94,15 @@ impl TestTracker {
 
     /// Creates a user with a password.
     pub async fn add_user(&self, name: &str, password: &str) {
+        self.add(name, password, false).await;
+    }
+
+    /// Creates an administrator with a password (no one-time password).
+    pub async fn add_admin(&self, name: &str, password: &str) {
+        self.add(name, password, true).await;
+    }
+
+    async fn add(&self, name: &str, password: &str, admin: bool) {
         let store = self.store().await;
         let new = NewUser {
             name: name.into(),
@@ -103,7 +112,7 @@ impl TestTracker {
             title: None,
             email: None,
             phone: None,
-            admin: false,
+            admin,
         };
         crate::admin::add_user(&store, new, &self.passwords()).await.expect("add user");
         store.close().await;
