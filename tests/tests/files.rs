@@ -211,7 +211,10 @@ async fn a_receiver_killed_halfway_resumes_byte_identical() {
     let mut bob = daemon(&pb, &["--download-dir", &dl, "--auto-accept"]).await;
     reach(&pa, "bob").await;
 
-    let chunks = 192u64;
+    // Large enough that the transfer outlasts the first progress events
+    // (every 500 ms): at 192 MiB one CI run finished before the receiver
+    // reported a quarter.
+    let chunks = 512u64;
     let src = make_file(dir.path(), "big.iso", (chunks as usize) << 20, 4);
     let sending = spawn_skein(&pa, &["send-file", "bob", src.to_str().expect("utf-8"), "--json"]);
     let halfway = bob
