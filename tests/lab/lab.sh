@@ -6,6 +6,8 @@
 #   lab.sh nat     PREFIX ra|rb cone|symmetric
 #   lab.sh loss    PREFIX ra|rb PERCENT       0 removes the loss rules
 #   lab.sh delay   PREFIX ra|rb MS            tc netem on the WAN side (if the kernel has it)
+#   lab.sh isolate PREFIX ra|rb on|off        on: the branch reaches only the trackers (198.18.0.0/24),
+#                                             not the other branches, so hole punching fails until off
 #   lab.sh exec    PREFIX NODE CMD...         run CMD inside PREFIX-NODE
 #   lab.sh status  PREFIX
 #
@@ -216,6 +218,29 @@ cmd_delay() {
   echo "$r: delay ${ms}ms egress on wan"
 }
 
+cmd_isolate() {
+  local r=${1:-} on=${2:-}
+  [[ "$r" == ra || "$r" == rb ]] || die "ROUTER must be ra or rb"
+  [[ "$on" == on || "$on" == off ]] || die "isolate takes on or off"
+  inn "$r" nft -f - <<EOF
+table ip natisolate
+delete table ip natisolate
+EOF
+  if [[ "$on" == on ]]; then
+    # As for loss: raw priority on ingress and after NAT on egress, so that
+    # nothing dropped leaves conntrack state behind.
+    inn "$r" nft -f - <<EOF
+table ip natisolate {
+  chain in  { type filter hook prerouting  priority raw; policy accept;
+              iifname "wan" ip saddr != 198.18.0.0/24 drop; }
+  chain out { type filter hook postrouting priority 300; policy accept;
+              oifname "wan" ip daddr != 198.18.0.0/24 drop; }
+}
+EOF
+  fi
+  echo "$r: isolated from the other branches: $on"
+}
+
 cmd_status() {
   local n
   for n in "${NODES[@]}"; do
@@ -234,7 +259,8 @@ case "$sub" in
   nat)    cmd_nat "$@" ;;
   loss)   cmd_loss "$@" ;;
   delay)  cmd_delay "$@" ;;
+  isolate) cmd_isolate "$@" ;;
   exec)   n=${1:?NODE}; shift; exec ip netns exec "$(ns "$n")" "$@" ;;
   status) cmd_status ;;
-  *) die "usage: $0 up|down|nat|loss|delay|exec|status PREFIX ..." ;;
+  *) die "usage: $0 up|down|nat|loss|delay|isolate|exec|status PREFIX ..." ;;
 esac

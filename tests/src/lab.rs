@@ -124,6 +124,14 @@ impl Lab {
         self.run(&["loss", router, &percent.to_string()]);
     }
 
+    /// Cuts (`true`) or restores a branch's WAN traffic to and from the
+    /// other branches, leaving the trackers reachable: hole punching fails
+    /// while it is cut, and everything between the branches goes through
+    /// the relay.
+    pub fn isolate(&self, router: &str, cut: bool) {
+        self.run(&["isolate", router, if cut { "on" } else { "off" }]);
+    }
+
     /// Adds `ms` of delay on a router's WAN side; `false` when the kernel
     /// has no netem, in which case nothing changed.
     pub fn delay(&self, router: &str, ms: u32) -> bool {

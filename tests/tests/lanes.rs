@@ -5,11 +5,12 @@
 //! a peer writing garbage or a hello on a lane loses that lane only; and a
 //! peer that is slow to answer, but there, is waited for rather than taken
 //! for gone; and a lane goes on as a relayed connection gives way to a
-//! direct one, each answer saying the path it took.
+//! direct one, each answer saying the path it took; and requests a lane
+//! has under way are finished though their answers can no longer be sent.
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, StreamProtocol};
-use skein_node::mesh::lane::Handler;
+use skein_node::mesh::lane::{self, Handler};
 use skein_node::mesh::{Mesh, MeshConfig, MeshEvent, Path};
 use skein_node::profile::Profile;
 use skein_node::session;
@@ -229,6 +230,47 @@ async fn garbage_or_a_hello_on_a_lane_costs_the_sender_that_lane_only() {
     let r = alice.request(bob.peer_id(), PeerRequest::Deliver(message(2, "alice", "bob"))).await;
     assert!(matches!(r, Ok((PeerResponse::Stored { .. }, _))), "{r:?}");
     assert_eq!(seen.lock().expect("lock").len(), 2);
+}
+
+/// Requests on a lane in [`requests_under_way_finish_when_the_lane_cannot_answer`].
+const UNDER_WAY: u32 = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_under_way_finish_when_the_lane_cannot_answer() {
+    init();
+    let t = skein_tests::tracker_with_users(&["alice", "bob"], PW).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = node(&t, dir.path(), "alice", true).await;
+    let bob = node(&t, dir.path(), "bob", true).await;
+    // Bob's handler takes a while, each request a different while, and
+    // counts the requests it finished: as storing a message and then
+    // printing its event would.
+    let finished = Arc::new(Mutex::new(0u32));
+    let count = finished.clone();
+    bob.mesh.set_handler(Arc::new(move |_from, _path, req| {
+        let count = count.clone();
+        Box::pin(async move {
+            let PeerRequest::Deliver(m) = req else { return PeerResponse::Ok };
+            tokio::time::sleep(Duration::from_millis(200 + 20 * u64::from(m.id.0[3]))).await;
+            *count.lock().expect("lock") += 1;
+            PeerResponse::Stored { id: m.id }
+        })
+    }));
+    let _bob_on_events = answer_events(bob.events);
+    alice.mesh.connect(bob.mesh.peer_id(), bob.addrs).await.expect("bob is verified");
+
+    // Alice writes her requests on a lane and goes away at once: bob's
+    // first answer fails to be written, with the rest still under way.
+    let mut raw = alice.mesh.streams().open_stream(bob.mesh.peer_id(), lane::PROTOCOL).await.expect("a lane");
+    for n in 0..UNDER_WAY {
+        let f = LaneRequest { id: u64::from(n), req: PeerRequest::Deliver(message(n, "alice", "bob")) };
+        raw.write_all(&skein_proto::frame::encode_frame(&f, MAX_PEER_FRAME).expect("encode")).await.expect("write");
+    }
+    raw.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(200 + 20 * u64::from(UNDER_WAY) + 1_000)).await;
+    assert_eq!(*finished.lock().expect("lock"), UNDER_WAY, "every request under way was finished");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

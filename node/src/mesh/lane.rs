@@ -466,7 +466,8 @@ impl futures::AsyncWrite for Guarded {
 /// completes. A lane on a relayed connection ends when the path turns
 /// direct, and any lane when the peer's last connection closes (a stream
 /// whose connection this end closed may never hear of it): requests under
-/// way are finished, their answers not sent (the peer sends them again).
+/// way are finished, also when an answer cannot be written, their answers
+/// not sent (the peer sends them again).
 pub async fn serve(stream: libp2p::Stream, peer: PeerId, from: Verified, path: Path, lanes: Lanes, handler: Handler) {
     let ended = lanes.serving(peer, path);
     let (mut reader, mut w) = stream.split();
@@ -513,11 +514,7 @@ pub async fn serve(stream: libp2p::Stream, peer: PeerId, from: Verified, path: P
                     break;
                 }
             }
-            () = ended.cancelled() => {
-                read.abort();
-                while working.next().await.is_some() {}
-                return;
-            }
+            () = ended.cancelled() => break,
             else => break,
         }
         if !open && working.is_empty() {
@@ -525,8 +522,13 @@ pub async fn serve(stream: libp2p::Stream, peer: PeerId, from: Verified, path: P
         }
     }
     ended.cancel();
-    let _ = w.close().await;
     read.abort();
+    let _ = w.close().await;
+    // Requests under way are finished whichever way the lane ended, though
+    // their answers are not sent: a message already on its way into the
+    // history must also reach the user's events, or it would be stored
+    // unseen (the peer's resend is then a duplicate, which prints nothing).
+    while working.next().await.is_some() {}
 }
 
 fn refused(why: &str) -> PeerResponse {

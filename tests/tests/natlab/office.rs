@@ -320,6 +320,18 @@ impl Desk {
         self.daemon.seen.iter().filter(|l| event(l, "message").is_some_and(|v| v["text"] == text)).count()
     }
 
+    /// How many times each text arrived so far, by text: one pass over the
+    /// output, for checks over thousands of messages.
+    pub fn received_counts(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for v in self.daemon.seen.iter().filter_map(|l| event(l, "message")) {
+            if let Some(t) = v["text"].as_str() {
+                *counts.entry(t.to_owned()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// Waits for an event of `kind` printed after the first `mark` lines.
     pub async fn wait_since(&mut self, mark: usize, within: Duration, what: &str, kind: &str) {
         if self.daemon.seen[mark.min(self.daemon.seen.len())..].iter().any(|l| event(l, kind).is_some()) {
