@@ -14,6 +14,7 @@
 //! replaced on request ([`files`]). Errors name the file involved
 //! ([`CertError`]).
 
+pub mod app;
 pub mod ca;
 pub mod device;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod files;
 pub mod group;
 pub mod inspect;
 pub mod rustls_io;
+pub mod seal;
 
 pub use ca::{DEFAULT_CA_VALIDITY_DAYS, DEFAULT_TRACKER_VALIDITY_DAYS, IssuedCert, OrgCa};
 pub use device::{DeviceCertError, OrgSigningKey, verify_device_cert, verify_device_cert_for};

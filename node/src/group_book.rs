@@ -55,7 +55,13 @@ impl GroupBook {
         self.lock().clock.observe(reading);
     }
 
-    /// The organisation key certificates must verify under.
+    /// The organisation key, once known.
+    pub fn org_key(&self) -> Option<PublicKey> {
+        self.lock().org_key
+    }
+
+    /// The organisation key certificates must verify under (and app
+    /// messages).
     pub fn set_org_key(&self, key: PublicKey) {
         self.lock().org_key = Some(key);
     }

@@ -17,6 +17,12 @@ pub struct Hlc {
     last: u64,
 }
 
+/// The first reading of the millisecond `ms` (since the Unix epoch): what
+/// every node gives an event whose time someone else fixed.
+pub fn reading_at(ms: u64) -> u64 {
+    ms << COUNTER_BITS
+}
+
 /// The wall-clock part of a reading, in ms since the Unix epoch.
 pub fn physical_ms(reading: u64) -> u64 {
     reading >> COUNTER_BITS

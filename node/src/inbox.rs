@@ -111,6 +111,7 @@ async fn check_body(body: &MessageBody) -> Result<(), PeerResponse> {
         }
         MessageBody::Reaction(r) if crate::emoji::is_emoji(&r.emoji) => Ok(()),
         MessageBody::Reaction(r) => Err(refused(ErrorCode::InvalidInput, format!("{:?} is not an emoji", r.emoji))),
+        MessageBody::App(p) => p.check().map_err(|e| refused(ErrorCode::InvalidInput, e)),
     }
 }
 
@@ -137,6 +138,11 @@ impl Inbox {
                 }
                 self.notice_gap(msg, *group, *seq).await;
             }
+        }
+        if matches!(msg.body, MessageBody::App(_)) {
+            // Only the organisation's signed mailbox items carry those.
+            let why = "a message from an app comes only from the tracker, signed";
+            return (refused(ErrorCode::PermissionDenied, why), Vec::new());
         }
         if let Err(r) = check_body(&msg.body).await {
             return (r, Vec::new());
@@ -278,7 +284,7 @@ impl Inbox {
                 }
                 return events;
             }
-            MessageBody::Text(_) => events.push(message_event(&self.me, msg, path)),
+            MessageBody::Text(_) | MessageBody::App(_) => events.push(message_event(&self.me, msg, path)),
             MessageBody::File(f) => {
                 events.push(message_event(&self.me, msg, path));
                 if let Some(ev) = self.offered(msg, f, false).await {
@@ -436,6 +442,14 @@ impl Inbox {
                             events.push(ev);
                         }
                     }
+                    Ok(SealedPayload::App(m)) => match self.app_message(&item.from_user, &m).await {
+                        Ok(evs) => events.extend(evs),
+                        Err(e) if e.keep() => {
+                            tracing::warn!(id = %item.id, error = %e, "an app message stays in the mailbox");
+                            continue;
+                        }
+                        Err(e) => tracing::warn!(id = %item.id, error = %e, "dropping a mailbox item"),
+                    },
                     Err(e) => {
                         tracing::warn!(id = %item.id, from = %item.from_user, error = %e, "dropping a mailbox item this device cannot open")
                     }

@@ -68,6 +68,24 @@ pub fn add_body(v: &mut Value, body: &MessageBody) {
             v["text"] = Value::Null;
             v["reaction"] = json!({"to": r.target.to_hex(), "emoji": r.emoji, "removed": r.remove});
         }
+        MessageBody::App(p) => {
+            v["text"] = json!(p.text);
+            v["app"] = json!({"name": p.app});
+            if let Some(c) = &p.card {
+                v["card"] = json!({
+                    "title": c.title,
+                    "text": c.text,
+                    "fields": c.fields.iter().map(|f| json!({"name": f.name, "value": f.value})).collect::<Vec<_>>(),
+                    "buttons": c.buttons.iter().map(|b| json!({"label": b.label, "url": b.url})).collect::<Vec<_>>(),
+                });
+            }
+            if let Some(i) = &p.image {
+                v["image"] = json!({
+                    "format": i.mime, "width": i.width, "height": i.height, "size": i.bytes.len(),
+                    "base64": base64::engine::general_purpose::STANDARD.encode(&i.bytes),
+                });
+            }
+        }
     }
 }
 
@@ -80,6 +98,32 @@ pub fn body_line(body: &MessageBody) -> String {
             format!("[image] {} {}×{} ({})", i.file.name, i.width, i.height, crate::transfer::disk::human(i.file.size))
         }
         MessageBody::Reaction(r) => format!("[{} {}]", if r.remove { "took back" } else { "reacted" }, r.emoji),
+        MessageBody::App(p) => {
+            let mut parts: Vec<String> = p.text.iter().cloned().collect();
+            if let Some(c) = &p.card {
+                let fields: Vec<String> = c.fields.iter().map(|f| format!("{}: {}", f.name, f.value)).collect();
+                let mut card = format!("[card] {}", c.title);
+                if let Some(t) = &c.text {
+                    card.push_str(&format!(" — {t}"));
+                }
+                if !fields.is_empty() {
+                    card.push_str(&format!(" ({})", fields.join("; ")));
+                }
+                for b in &c.buttons {
+                    card.push_str(&format!(" [{}: {}]", b.label, b.url));
+                }
+                parts.push(card);
+            }
+            if let Some(i) = &p.image {
+                parts.push(format!(
+                    "[image] {}×{} ({})",
+                    i.width,
+                    i.height,
+                    crate::transfer::disk::human(i.bytes.len() as u64)
+                ));
+            }
+            parts.join(" ")
+        }
     }
 }
 

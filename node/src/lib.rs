@@ -13,6 +13,7 @@
 //! - [`emoji`] expands `:shortcodes:` and checks reactions.
 //! - [`cli`] is the `skein` command line; [`json`] fixes its output shapes.
 
+pub mod app_mail;
 pub mod cli;
 pub mod control;
 pub mod daemon;
@@ -32,7 +33,7 @@ pub mod mesh;
 pub mod nearest;
 pub mod profile;
 pub mod reporter;
-pub mod seal;
+pub use skein_certs::seal;
 pub mod session;
 pub mod tracker_client;
 pub mod transfer;

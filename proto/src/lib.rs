@@ -16,6 +16,7 @@
 //! The crate does no IO: encoding and decoding are pure functions over bytes.
 //! The optional `tokio` feature adds two thin async helpers in [`io`].
 
+pub mod app;
 pub mod bytes;
 pub mod control;
 pub mod device;

@@ -131,6 +131,9 @@ pub enum MessageBody {
     Image(ImageMessage),
     /// A reaction to an earlier message.
     Reaction(Reaction),
+    /// A post from an app (a company system), taken only from a mailbox
+    /// item the organisation signed ([`crate::app`]).
+    App(Box<crate::app::AppPost>),
 }
 
 /// One chat message.
@@ -184,6 +187,8 @@ pub enum SealedPayload {
     Receipt(Receipt),
     /// A file status for an offline device.
     FileStatus(FileStatus),
+    /// A message from an app, signed by the organisation.
+    App(crate::app::AppMessage),
 }
 
 /// A request on the message lane ([`LANE_PROTOCOL`]).

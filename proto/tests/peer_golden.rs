@@ -48,6 +48,35 @@ where
 
 // ---- fixtures -------------------------------------------------------------
 
+fn app_post() -> skein_proto::app::AppPost {
+    use skein_proto::app::{Card, CardButton, CardField};
+    skein_proto::app::AppPost {
+        app: "tickets".into(),
+        text: Some("down".into()),
+        card: Some(Card {
+            title: "T-1".into(),
+            text: None,
+            fields: vec![CardField { name: "p".into(), value: "1".into() }],
+            buttons: vec![CardButton { label: "Open".into(), url: "https://t/1".into() }],
+        }),
+        image: None,
+    }
+}
+
+fn app_message() -> skein_proto::app::AppMessage {
+    skein_proto::app::AppMessage {
+        body: skein_proto::app::AppMessageBody {
+            id: mail_id(),
+            to_user: "bob".into(),
+            group: None,
+            sent_at_ms: 1_700_000_000_000,
+            icon_png: None,
+            post: app_post(),
+        },
+        signature: skein_proto::bytes::Signature([0x51; 64]),
+    }
+}
+
 fn device_id() -> DeviceId {
     DeviceId([0xd1; 16])
 }
@@ -159,6 +188,7 @@ fn body_index(v: &MessageBody) -> usize {
         MessageBody::File(_) => 1,
         MessageBody::Image(_) => 2,
         MessageBody::Reaction(_) => 3,
+        MessageBody::App(_) => 4,
     }
 }
 
@@ -174,6 +204,7 @@ fn sealed_payload_index(v: &SealedPayload) -> usize {
         SealedPayload::Message(_) => 0,
         SealedPayload::Receipt(_) => 1,
         SealedPayload::FileStatus(_) => 2,
+        SealedPayload::App(_) => 3,
     }
 }
 
@@ -293,6 +324,10 @@ fn message_bodies() {
                 "02076361742e706e67f0a20420c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c403706e678005e00304ffd8ffd9",
             ),
             (MessageBody::Reaction(reaction()), "03104e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e04f09f918d00"),
+            (
+                MessageBody::App(Box::new(app_post())),
+                "04077469636b6574730104646f776e0103542d3100010170013101044f70656e0b68747470733a2f2f742f3100",
+            ),
         ],
         body_index,
     );
@@ -356,6 +391,10 @@ fn sealed_payloads() {
             (
                 SealedPayload::FileStatus(file_status(FileState::Failed("disk full".into()))),
                 "02104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d03626f6210d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d103096469736b2066756c6cfbd095ffbc31",
+            ),
+            (
+                SealedPayload::App(app_message()),
+                "03104d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d03626f620080d095ffbc3100077469636b6574730104646f776e0103542d3100010170013101044f70656e0b68747470733a2f2f742f31004051515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151515151",
             ),
         ],
         sealed_payload_index,

@@ -810,6 +810,7 @@ fn mail(id: u8, to: &UserRecord, device: u8, from: &UserRecord, size: usize, at:
         to_device: [device; 16],
         from_user_id: from.id,
         from_user: String::new(),
+        from_app: None,
         sealed: vec![id; size],
         stored_at_ms: at,
     }
@@ -1078,6 +1079,7 @@ async fn case_mailbox_sender_share(store: Store) {
         to_device: [1; 16],
         from_user_id: from.id,
         from_user: from.name.clone(),
+        from_app: None,
         sealed: vec![n; size],
         stored_at_ms: 1_000,
     };
@@ -1091,6 +1093,28 @@ async fn case_mailbox_sender_share(store: Store) {
     assert_eq!(store.mailbox_put(&[item(&carol, 4, 10)], limits).await.unwrap(), 1, "others still get through");
     let big = store.mailbox_put(&[MailRecord { to_device: [2; 16], ..item(&carol, 5, 300) }], limits).await;
     assert!(matches!(big, Err(StoreError::MailboxFull { .. })), "bytes count per sender too: {big:?}");
+
+    // Items an app posted are stored under the recipient's own id, named
+    // after the app, and each app is a sender of its own: bob's copies to
+    // his other devices and two apps each get their share.
+    let from_app = |app: Option<&str>, n: u8| MailRecord { from_app: app.map(str::to_owned), ..item(&bob, n, 10) };
+    for app in [None, Some("Tickets"), Some("Alerts")] {
+        let put = [
+            from_app(app, 10 + app.map_or(0, |a| a.len() as u8)),
+            from_app(app, 20 + app.map_or(0, |a| a.len() as u8)),
+        ];
+        assert_eq!(store.mailbox_put(&put, limits).await.unwrap(), 2, "{app:?} has a share of its own");
+        let over = store.mailbox_put(&[from_app(app, 30 + app.map_or(0, |a| a.len() as u8))], limits).await;
+        assert!(matches!(over, Err(StoreError::MailboxFull { .. })), "{app:?}: {over:?}");
+    }
+    let fetched = store.mailbox_fetch(bob.id, [1; 16], 100).await.unwrap();
+    let names: Vec<&str> = fetched.iter().map(|r| r.from_user.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice", "alice", "carol", "bob", "bob", "app:Tickets", "app:Tickets", "app:Alerts", "app:Alerts"]
+    );
+    assert_eq!(fetched[5].from_app.as_deref(), Some("Tickets"));
+    assert_eq!(fetched[0].from_app, None);
 }
 
 async fn case_mailbox_put_each(store: Store) {
@@ -1109,6 +1133,7 @@ async fn case_mailbox_put_each(store: Store) {
         to_device: [1; 16],
         from_user_id: alice.id,
         from_user: alice.name.clone(),
+        from_app: None,
         sealed: vec![n; 10],
         stored_at_ms: 1_000,
     };

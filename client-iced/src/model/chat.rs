@@ -41,6 +41,8 @@ impl Msg {
                 thumbnail: i.thumbnail.clone(),
             },
             MessageBody::Reaction(_) => return None,
+            // An app's post, as one line: its text, then its card.
+            MessageBody::App(_) => Body::Text(skein_node::json::body_line(&m.body)),
         };
         let mut msg = Msg {
             id: m.id.to_hex(),

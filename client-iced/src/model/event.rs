@@ -138,6 +138,9 @@ fn s(v: &Value, k: &str) -> String {
 
 /// A message body from an event or a `history --json` entry.
 pub fn body(v: &Value) -> Option<Body> {
+    if v.get("app").is_some_and(Value::is_object) {
+        return Some(Body::Text(app_line(v)));
+    }
     if let Some(t) = v["text"].as_str() {
         return Some(Body::Text(t.to_owned()));
     }
@@ -157,6 +160,35 @@ pub fn body(v: &Value) -> Option<Body> {
     }
     let f = v.get("file").filter(|f| f.is_object())?;
     Some(Body::File { name: s(f, "name"), size: f["size"].as_u64().unwrap_or(0) })
+}
+
+/// An app's post as one line, as the history shows it
+/// (`skein_node::json::body_line`): its text, then its card.
+fn app_line(v: &Value) -> String {
+    let mut parts: Vec<String> = v["text"].as_str().map(str::to_owned).into_iter().collect();
+    if let Some(c) = v.get("card").filter(|c| c.is_object()) {
+        let mut card = format!("[card] {}", s(c, "title"));
+        if let Some(t) = c["text"].as_str() {
+            card.push_str(&format!(" — {t}"));
+        }
+        let fields: Vec<String> = c["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| format!("{}: {}", s(f, "name"), s(f, "value")))
+            .collect();
+        if !fields.is_empty() {
+            card.push_str(&format!(" ({})", fields.join("; ")));
+        }
+        for b in c["buttons"].as_array().into_iter().flatten() {
+            card.push_str(&format!(" [{}: {}]", s(b, "label"), s(b, "url")));
+        }
+        parts.push(card);
+    }
+    if let Some(i) = v.get("image").filter(|i| i.is_object()) {
+        parts.push(format!("[image] {}×{}", i["width"].as_u64().unwrap_or(0), i["height"].as_u64().unwrap_or(0)));
+    }
+    parts.join(" ")
 }
 
 /// Parses one event line; `None` for events the app does not act on.

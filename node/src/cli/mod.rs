@@ -467,9 +467,13 @@ async fn conversation_name(profile: &Profile, spec: &str) -> anyhow::Result<Stri
         let groups = my_groups(profile).await?;
         return Ok(skein_proto::peer::group_address(&crate::groups::resolve(&groups, spec)?.body.group));
     }
+    if let Some(app) = skein_proto::app::app_of(spec.trim()).filter(|a| !a.is_empty()) {
+        // An app's conversation, by the app's name as its messages show it.
+        return Ok(skein_proto::app::app_sender(app));
+    }
     let name = spec.trim().to_lowercase();
     if !skein_proto::limits::valid_user_name(&name) {
-        bail!("{spec:?} is neither a user name nor a group (#name or a group id)");
+        bail!("{spec:?} is neither a user name, a group (#name or a group id) nor an app (app:NAME)");
     }
     Ok(name)
 }

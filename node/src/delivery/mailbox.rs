@@ -3,7 +3,7 @@
 //! packed into as few requests as the tracker's limits allow.
 
 use crate::seal;
-use skein_proto::bytes::{DeviceId, MailId, PublicKey};
+use skein_proto::bytes::{MailId, PublicKey};
 use skein_proto::control::{MailboxPut, SealedItem};
 use skein_proto::device::DeviceCert;
 use skein_proto::limits::{MAX_CONTROL_FRAME, MAX_MAIL_MANY_ITEMS};
@@ -15,12 +15,7 @@ const MANY_BYTES: usize = MAX_CONTROL_FRAME * 3 / 4;
 /// What one item costs beyond its ciphertext (id, device, lengths).
 const ITEM_OVERHEAD: usize = 40;
 
-/// The additional data bound into a sealed item: its id and recipient device.
-pub fn seal_aad(id: &MailId, device: &DeviceId) -> Vec<u8> {
-    let mut aad = id.0.to_vec();
-    aad.extend_from_slice(&device.0);
-    aad
-}
+pub use crate::seal::seal_aad;
 
 /// The certificates among `certs` that may be sealed to for `user` at
 /// `now_ms`: signed by the organisation key `org_key`, issued to `user`, and
@@ -90,6 +85,7 @@ pub fn pack(puts: Vec<MailboxPut>) -> Vec<Vec<MailboxPut>> {
 mod tests {
     use super::*;
     use skein_certs::OrgSigningKey;
+    use skein_proto::bytes::DeviceId;
     use skein_proto::device::DeviceCertBody;
 
     const NOW: u64 = 1_700_000_000_000;

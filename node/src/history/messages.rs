@@ -219,10 +219,12 @@ impl History {
         let conversation = conversation_of(me, msg);
         let body = encode_payload(&msg.body).map_err(|e| HistoryError::InvalidInput(e.to_string()))?;
         let (text, kind) = match &msg.body {
-            MessageBody::Text(text) => (Some(text.as_str()), "text"),
-            MessageBody::File(f) => (Some(f.name.as_str()), "file"),
-            MessageBody::Image(i) => (Some(i.file.name.as_str()), "image"),
+            MessageBody::Text(text) => (Some(text.clone()), "text"),
+            MessageBody::File(f) => (Some(f.name.clone()), "file"),
+            MessageBody::Image(i) => (Some(i.file.name.clone()), "image"),
             MessageBody::Reaction(_) => (None, "reaction"),
+            // Shown and counted as a text; found by its text and card.
+            MessageBody::App(p) => (Some(p.searchable()), "text"),
         };
         let now = now_db();
         let row = NewRow {
@@ -234,7 +236,7 @@ impl History {
             sent_at_ms: db_time(msg.sent_at_ms),
             stored_at_ms: now,
             body,
-            text: text.map(str::to_owned),
+            text,
             outgoing,
             state,
             delivered_at_ms: (outgoing && matches!(state, "delivered" | "read")).then_some(now),

@@ -6,11 +6,13 @@
 //! ([`problem`]); bodies are limited to 1 MiB. `/healthz` says the process
 //! is up and `/readyz` that its store answers.
 //!
-//! What an app can do so far: read presence and the directory ([`read`]).
+//! What an app can do: push messages to users, groups and departments
+//! ([`messages`]), and read presence and the directory ([`read`]).
 //! The OpenAPI 3.1 document, made from the handlers (utoipa), is served at
 //! `/openapi.json`.
 
 pub mod auth;
+pub mod messages;
 pub mod problem;
 pub mod read;
 
@@ -87,6 +89,7 @@ struct Doc;
 pub fn router(api: Arc<Api>) -> Router {
     use utoipa::OpenApi;
     let (v1, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(Doc::openapi())
+        .routes(utoipa_axum::routes!(messages::send))
         .routes(utoipa_axum::routes!(read::presence))
         .routes(utoipa_axum::routes!(read::directory))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_app))

@@ -108,6 +108,7 @@ async fn records_for(
             to_device: i.to_device.0,
             from_user_id: sender.user_id,
             from_user: sender.user.clone(),
+            from_app: None,
             sealed: i.sealed.clone(),
             stored_at_ms: now,
         })
@@ -118,7 +119,17 @@ async fn records_for(
 /// Tells each connected device that items came for it, and how many wait.
 async fn announce(state: &State, user_id: i64, put: &MailboxPut) -> Result<(), ErrorBody> {
     let targets: HashSet<[u8; 16]> = put.items.iter().map(|i| i.to_device.0).collect();
-    for d in targets {
+    announce_to(state, user_id, targets).await
+}
+
+/// Tells each of `devices` of the user, wherever it is connected, that
+/// items came for it, and how many wait.
+pub async fn announce_to(
+    state: &State,
+    user_id: i64,
+    devices: impl IntoIterator<Item = [u8; 16]>,
+) -> Result<(), ErrorBody> {
+    for d in devices {
         let count = state.store.mailbox_count(user_id, d).await.map_err(store_error)?;
         let count = u32::try_from(count).unwrap_or(u32::MAX);
         state.hub.mail_waiting(user_id, DeviceId(d), count).await;

@@ -6,7 +6,7 @@ mod admin;
 pub mod counts;
 mod directory;
 pub mod groups;
-mod mailbox;
+pub(crate) mod mailbox;
 mod presence;
 mod session;
 

@@ -25,6 +25,10 @@ pub struct MailRecord {
     pub from_user_id: i64,
     /// The sender's name; filled in by fetch, ignored by put.
     pub from_user: String,
+    /// The app that posted it through the HTTP API, for items the tracker
+    /// made: then `from_user_id` is the recipient's own, and fetch names
+    /// the sender `app:NAME`.
+    pub from_app: Option<String>,
     /// Ciphertext.
     pub sealed: Vec<u8>,
     /// When the tracker stored it, ms since the Unix epoch.
@@ -144,7 +148,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<MailRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.id, m.to_user_id, m.to_device, m.from_user_id, u.name AS from_user, m.sealed, m.stored_at_ms \
+            "SELECT m.id, m.to_user_id, m.to_device, m.from_user_id, \
+                    CASE WHEN m.from_app IS NULL THEN u.name ELSE 'app:' || m.from_app END AS from_user, \
+                    m.from_app, m.sealed, m.stored_at_ms \
              FROM mailbox m JOIN users u ON u.id = m.from_user_id \
              WHERE m.to_user_id = $1 AND m.to_device = $2 \
              ORDER BY m.stored_at_ms, m.seq LIMIT $3",
@@ -205,12 +211,12 @@ async fn put_in(tx: &mut AnyConnection, items: &[MailRecord], limits: MailboxLim
     let mut stored: u32 = 0;
     let mut devices: BTreeSet<(i64, [u8; 16])> = BTreeSet::new();
     let mut users: BTreeSet<i64> = BTreeSet::new();
-    let mut senders: BTreeSet<(i64, i64)> = BTreeSet::new();
+    let mut senders: BTreeSet<(i64, String, i64)> = BTreeSet::new();
     for item in items {
         let size = i64::try_from(item.sealed.len()).unwrap_or(i64::MAX);
         let done = sqlx::query(
-            "INSERT INTO mailbox (id, to_user_id, to_device, from_user_id, sealed, size, stored_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (to_user_id, to_device, id) DO NOTHING",
+            "INSERT INTO mailbox (id, to_user_id, to_device, from_user_id, sealed, size, stored_at_ms, from_app) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (to_user_id, to_device, id) DO NOTHING",
         )
         .bind(&item.id[..])
         .bind(item.to_user_id)
@@ -219,13 +225,14 @@ async fn put_in(tx: &mut AnyConnection, items: &[MailRecord], limits: MailboxLim
         .bind(&item.sealed[..])
         .bind(size)
         .bind(item.stored_at_ms)
+        .bind(item.from_app.as_deref())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
             stored += 1;
             devices.insert((item.to_user_id, item.to_device));
             users.insert(item.to_user_id);
-            senders.insert((item.from_user_id, item.to_user_id));
+            senders.insert((item.from_user_id, item.from_app.clone().unwrap_or_default(), item.to_user_id));
         }
     }
     for (user_id, device) in &devices {
@@ -259,14 +266,18 @@ async fn put_in(tx: &mut AnyConnection, items: &[MailRecord], limits: MailboxLim
         }
     }
     let share = limits.sender_share;
-    for (from, to) in &senders {
+    // Each app is a sender of its own.
+    for (from, app, to) in &senders {
         let (items, bytes) = sqlx::query_as::<_, (i64, i64)>(
                 "SELECT CAST(COALESCE(MAX(n), 0) AS BIGINT), \
-                        CAST(COALESCE((SELECT SUM(size) FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2), 0) AS BIGINT) \
-                 FROM (SELECT COUNT(*) AS n FROM mailbox WHERE from_user_id = $1 AND to_user_id = $2 GROUP BY to_device) per_device",
+                        CAST(COALESCE((SELECT SUM(size) FROM mailbox \
+                                       WHERE from_user_id = $1 AND to_user_id = $2 AND COALESCE(from_app, '') = $3), 0) AS BIGINT) \
+                 FROM (SELECT COUNT(*) AS n FROM mailbox \
+                       WHERE from_user_id = $1 AND to_user_id = $2 AND COALESCE(from_app, '') = $3 GROUP BY to_device) per_device",
             )
             .bind(*from)
             .bind(*to)
+            .bind(app.as_str())
             .fetch_one(&mut *tx)
             .await?;
         if items > share.items_per_device.max(0) || bytes > share.bytes_per_user.max(0) {
@@ -290,6 +301,7 @@ fn mail_from_row(row: &AnyRow) -> Result<MailRecord, StoreError> {
         to_device: fixed(row.try_get("to_device")?, "mail device id")?,
         from_user_id: row.try_get("from_user_id")?,
         from_user: row.try_get("from_user")?,
+        from_app: row.try_get("from_app")?,
         sealed: row.try_get("sealed")?,
         stored_at_ms: row.try_get("stored_at_ms")?,
     })

@@ -28,6 +28,7 @@ const SQLITE: &[Embedded] = &[
     Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/sqlite/0004_trackers.sql") },
     Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/sqlite/0005_presence.sql") },
     Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/sqlite/0006_apps.sql") },
+    Embedded { version: 7, description: "app mail", sql: include_str!("../../migrations/sqlite/0007_app_mail.sql") },
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -37,10 +38,11 @@ const POSTGRES: &[Embedded] = &[
     Embedded { version: 4, description: "trackers", sql: include_str!("../../migrations/postgres/0004_trackers.sql") },
     Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/postgres/0005_presence.sql") },
     Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/postgres/0006_apps.sql") },
+    Embedded { version: 7, description: "app mail", sql: include_str!("../../migrations/postgres/0007_app_mail.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 6;
+pub const CODE_VERSION: i64 = 7;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

@@ -49,7 +49,7 @@ use hkdf::Hkdf;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::Sha256;
-use skein_proto::bytes::PublicKey;
+use skein_proto::bytes::{DeviceId, MailId, PublicKey};
 use skein_proto::frame::{decode_payload, encode_payload};
 use skein_proto::peer::SealedPayload;
 use x25519_dalek::StaticSecret;
@@ -93,6 +93,14 @@ pub enum SealError {
     /// decode as a [`SealedPayload`].
     #[error("malformed sealed payload: {0}")]
     Malformed(String),
+}
+
+/// The `aad` of a mailbox item: its id and recipient device, which the
+/// tracker sees, bound to the sealed content.
+pub fn seal_aad(id: &MailId, device: &DeviceId) -> Vec<u8> {
+    let mut aad = id.0.to_vec();
+    aad.extend_from_slice(&device.0);
+    aad
 }
 
 /// Seals `plaintext` to the device whose X25519 public key is `recipient`,
