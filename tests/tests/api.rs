@@ -155,4 +155,24 @@ async fn apps_are_made_listed_and_revoked_from_the_command_line() {
     assert!(out.contains("Ticket system  revoked"), "{out}");
     let (ok, _, err) = tracker_cmd(&data, &["app", "revoke", "Nobody"]).await;
     assert!(!ok && err.contains("no app named"), "{err}");
+
+    // Webhooks: made for a place that exists, listed, revoked.
+    let (ok, _, err) = tracker_cmd(&data, &["hook", "create", "--to", "#nowhere"]).await;
+    assert!(!ok && err.contains("no open group is named \"nowhere\""), "{err}");
+    let (ok, out, err) = tracker_cmd(&data, &["hook", "create", "--to", "admin", "--json"]).await;
+    assert!(ok, "{err}");
+    let made: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!((made["name"].as_str(), made["to"].as_str()), (Some("Webhook"), Some("admin")), "{made}");
+    assert!(made["path"].as_str().is_some_and(|p| p.starts_with("/hooks/") && p.contains("/skn_")), "{made}");
+    let (ok, out, err) = tracker_cmd(&data, &["hook", "create", "--to", "admin"]).await;
+    assert!(ok && out.contains("Created webhook Webhook 2 posting to admin") && out.contains("/hooks/"), "{out}{err}");
+    let (_, out, _) = tracker_cmd(&data, &["hook", "list"]).await;
+    assert!(out.contains("Webhook  active  posts to admin") && !out.contains("Ticket system"), "{out}");
+    let (ok, _, err) = tracker_cmd(&data, &["hook", "revoke", "Ticket system"]).await;
+    assert!(!ok && err.contains("no webhook named"), "{err}");
+    let (ok, _, err) = tracker_cmd(&data, &["hook", "revoke", "Webhook"]).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = tracker_cmd(&data, &["hook", "list", "--json"]).await;
+    let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(list[0]["revoked_at_ms"].is_number() && list[1]["revoked_at_ms"].is_null(), "{list}");
 }

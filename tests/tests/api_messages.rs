@@ -289,3 +289,53 @@ async fn bad_posts_are_refused_with_problems_and_forged_app_messages_are_not_tak
     assert!(history(&bob, "app:Payroll").await.is_empty());
     bob_d.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_posts_slack_style_into_its_one_conversation_and_nothing_else() {
+    init();
+    let (t, api) = tracker_with_api().await;
+    add_user(&t, "bob", "Operations").await;
+    let store = t.store().await;
+    let nowhere = skein_tracker::apps::create_hook(&store, None, "#nothing", None, 1).await;
+    assert!(nowhere.is_err_and(|e| e.to_string().contains("no open group")), "a hook to nowhere is refused");
+    let hook = skein_tracker::apps::create_hook(&store, Some("Deploys"), "bob", None, 1).await.expect("hook");
+    let other = skein_tracker::apps::create_hook(&store, None, "dept:/Operations", None, 1).await.expect("hook");
+    assert_eq!(other.app.name, "Webhook", "a hook without a name gets one");
+    store.close().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bob = login_profile(&t, dir.path(), "bob", "bob", PW).await;
+    let mut bob_d = online(&bob, &[]).await;
+    let url = format!("/hooks/{}/{}", hook.app.id, hook.token);
+    let json_type = [("Content-Type", "application/json")];
+
+    // A Slack sender's payload, with fields Skein has no use for.
+    let slack =
+        json!({"text": "Deployed 4.2 to production", "username": "ci", "icon_emoji": ":rocket:", "channel": "#x"});
+    let r = request(api, "POST", &url, &json_type, slack.to_string().as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["ok"], true);
+    let ev = message(&mut bob_d, r.json()["id"].as_str().expect("id")).await;
+    assert_eq!((ev["from"].as_str(), ev["conversation"].as_str()), (Some("app:Deploys"), Some("app:Deploys")));
+    assert_eq!(ev["text"], "Deployed 4.2 to production");
+    let card = json!({"card": {"title": "Build 981 failed", "fields": [{"name": "Branch", "value": "main"}]}});
+    let r = request(api, "POST", &url, &json_type, card.to_string().as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ev = message(&mut bob_d, r.json()["id"].as_str().expect("id")).await;
+    assert_eq!(ev["card"]["title"], "Build 981 failed");
+
+    // A wrong secret, an unknown id, another hook's id: nothing to see.
+    let wrong = format!("/hooks/{}/{}x", hook.app.id, hook.token);
+    let swapped = format!("/hooks/{}/{}", other.app.id, hook.token);
+    for path in [wrong.as_str(), "/hooks/999/skn_nothing", "/hooks/abc/def", swapped.as_str()] {
+        problem(&request(api, "POST", path, &json_type, slack.to_string().as_bytes()).await, 404, "no such webhook");
+    }
+    problem(&request(api, "POST", &url, &json_type, b"{\"text\": ").await, 400, "not a message");
+    // Its secret opens no /v1 route.
+    problem(&post(api, &hook.token, &json!({"to": "bob", "text": "hi"}), None).await, 403, "\"send\" scope");
+    // Revoked, it is gone.
+    let store = t.store().await;
+    store.revoke_app("Deploys", 2).await.expect("revoke");
+    store.close().await;
+    problem(&request(api, "POST", &url, &json_type, slack.to_string().as_bytes()).await, 404, "no such webhook");
+    bob_d.kill().await;
+}

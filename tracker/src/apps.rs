@@ -4,6 +4,10 @@
 //! A token is `skn_` and 43 characters of URL-safe base64 (32 random
 //! bytes). The store keeps only its BLAKE3 hash, so a copy of the
 //! database cannot call the API; the token is printed once, at creation.
+//!
+//! An incoming webhook (`skein-tracker hook create`) is an app too: its
+//! token is the secret in its URL, its only scope is [`HOOK_SCOPE`] (which
+//! opens no `/v1` route), and it posts only where it was made to post.
 
 use crate::store::{AppRecord, Store, StoreError};
 use base64::Engine;
@@ -12,6 +16,10 @@ use base64::Engine;
 pub const SCOPES: [&str; 3] = ["send", "presence", "admin"];
 /// Largest icon accepted, in bytes.
 pub const MAX_ICON: usize = 256 * 1024;
+/// The one scope of an incoming webhook.
+pub const HOOK_SCOPE: &str = "hook";
+/// The name a webhook gets when none is given (then "Webhook 2", …).
+pub const HOOK_NAME: &str = "Webhook";
 /// What every token starts with, so a leaked one is easy to recognise.
 pub const TOKEN_PREFIX: &str = "skn_";
 
@@ -82,6 +90,42 @@ pub async fn create(
     icon: Option<&[u8]>,
     now_ms: i64,
 ) -> Result<Created, AppError> {
+    create_with(store, name, scopes, icon, None, now_ms).await
+}
+
+/// Creates an incoming webhook that posts to `to` (a user, `#group` or
+/// `dept:/path`, which must exist), named `name` or else the first free
+/// of "Webhook", "Webhook 2", …
+pub async fn create_hook(
+    store: &Store,
+    name: Option<&str>,
+    to: &str,
+    icon: Option<&[u8]>,
+    now_ms: i64,
+) -> Result<Created, AppError> {
+    crate::api::messages::recipients(store, to).await.map_err(|p| AppError::Invalid(p.detail))?;
+    let scopes = [HOOK_SCOPE.to_owned()];
+    if let Some(name) = name {
+        return create_with(store, name, &scopes, icon, Some(to.trim()), now_ms).await;
+    }
+    for n in 1..=100 {
+        let name = if n == 1 { HOOK_NAME.to_owned() } else { format!("{HOOK_NAME} {n}") };
+        match create_with(store, &name, &scopes, icon, Some(to.trim()), now_ms).await {
+            Err(AppError::Store(StoreError::Conflict(_))) => continue,
+            other => return other,
+        }
+    }
+    Err(AppError::Invalid("name the webhook: --name NAME".into()))
+}
+
+async fn create_with(
+    store: &Store,
+    name: &str,
+    scopes: &[String],
+    icon: Option<&[u8]>,
+    hook_to: Option<&str>,
+    now_ms: i64,
+) -> Result<Created, AppError> {
     check_name(name).map_err(AppError::Invalid)?;
     if let Some(icon) = icon {
         if icon.len() > MAX_ICON {
@@ -98,7 +142,7 @@ pub async fn create(
     let mut secret = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
     let token = format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
-    let app = store.create_app(name, &token_hash(&token), scopes, icon, now_ms).await?;
+    let app = store.create_app(name, &token_hash(&token), scopes, icon, hook_to, now_ms).await?;
     Ok(Created { app, token })
 }
 

@@ -60,6 +60,9 @@ enum Command {
     /// Apps of the HTTP API (company systems with a token).
     #[command(subcommand)]
     App(AppCmd),
+    /// Incoming webhooks: URLs that post into one conversation.
+    #[command(subcommand)]
+    Hook(HookCmd),
     /// Print the organisation CA certificate (PEM) that nodes must trust.
     ExportCa {
         /// Write to this file instead of standard output.
@@ -323,6 +326,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Trackers(TrackersCmd::List { json }) => trackers(cfg, json).await,
         Command::App(cmd) => app(cfg, cmd).await,
+        Command::Hook(cmd) => hook(cfg, cmd).await,
         Command::User(cmd) => user(cfg, cmd).await,
         Command::Dept(cmd) => dept(cfg, cmd).await,
         Command::Group(cmd) => group(cfg, cmd).await,
@@ -442,6 +446,97 @@ async fn serve_relay(cfg: TrackerConfig) -> anyhow::Result<()> {
 fn roles_of(t: &crate::store::TrackerRecord) -> String {
     crate::roles::Roles { control: !t.control_addrs.is_empty(), relay: !t.relay_addrs.is_empty(), api: false }
         .to_string()
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCmd {
+    /// Make a webhook and print its URL's path, this once.
+    Create {
+        /// Whom its posts go to: a user (bob), a group (#team) or a
+        /// department (dept:/Engineering).
+        #[arg(long)]
+        to: String,
+        /// The name its posts show [default: Webhook, or Webhook 2, …].
+        #[arg(long)]
+        name: Option<String>,
+        /// A PNG icon shown beside its posts.
+        #[arg(long, value_name = "FILE")]
+        icon: Option<PathBuf>,
+        /// Print `{"name": …, "to": …, "path": …}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every webhook, with where it posts and whether it is revoked.
+    List {
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a webhook: posts to its URL are refused from now on.
+    Revoke {
+        /// The webhook's name.
+        name: String,
+    },
+}
+
+async fn hook(cfg: TrackerConfig, cmd: HookCmd) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let result = hook_on(&store, &cfg, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn hook_on(store: &Store, cfg: &TrackerConfig, cmd: HookCmd) -> anyhow::Result<()> {
+    let now = crate::clock::now_ms() as i64;
+    match cmd {
+        HookCmd::Create { to, name, icon, json } => {
+            let icon = match &icon {
+                Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the icon {}", p.display()))?),
+                None => None,
+            };
+            let made = crate::apps::create_hook(store, name.as_deref(), &to, icon.as_deref(), now).await?;
+            let path = format!("/hooks/{}/{}", made.app.id, made.token);
+            if json {
+                println!("{}", serde_json::json!({"name": made.app.name, "to": made.app.hook_to, "path": path}));
+            } else {
+                println!("Created webhook {} posting to {}.", made.app.name, to.trim());
+                println!("Post to this URL, shown only now (the tracker keeps only a hash of its secret):");
+                println!("http://{}{path}", cfg.api_listen);
+                println!("  curl -X POST -H 'Content-Type: application/json' -d '{{\"text\": \"Deployed\"}}' URL");
+            }
+        }
+        HookCmd::List { json } => {
+            let hooks: Vec<_> = store.list_apps().await?.into_iter().filter(|a| a.hook_to.is_some()).collect();
+            if json {
+                let list: Vec<_> = hooks
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "name": a.name, "id": a.id, "to": a.hook_to, "created_at_ms": a.created_at_ms,
+                            "revoked_at_ms": a.revoked_at_ms, "icon": a.icon.is_some(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if hooks.is_empty() {
+                println!("No webhooks yet: skein-tracker hook create --to '#team'");
+            } else {
+                for a in &hooks {
+                    let state = if a.revoked_at_ms.is_some() { "revoked" } else { "active" };
+                    println!("{}  {state}  posts to {}", a.name, a.hook_to.as_deref().unwrap_or_default());
+                }
+            }
+        }
+        HookCmd::Revoke { name } => {
+            let is_hook = store.list_apps().await?.iter().any(|a| a.name == name && a.hook_to.is_some());
+            if !is_hook {
+                anyhow::bail!("no webhook named {name:?}; `skein-tracker hook list` shows them");
+            }
+            store.revoke_app(&name, now).await?;
+            println!("Revoked webhook {name}: posts to its URL are refused from now on.");
+        }
+    }
+    Ok(())
 }
 
 async fn app(cfg: TrackerConfig, cmd: AppCmd) -> anyhow::Result<()> {

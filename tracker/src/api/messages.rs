@@ -17,7 +17,7 @@
 use super::{Api, Caller, Problem};
 use crate::clock::now_ms;
 use crate::requests::mailbox::announce_to;
-use crate::store::{GroupKindRecord, MailRecord, UserRecord, department_group_id};
+use crate::store::{AppRecord, GroupKindRecord, MailRecord, Store, UserRecord, department_group_id};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, State};
@@ -100,11 +100,11 @@ pub struct NewImage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     /// The message's id (32 hex digits), the same for every recipient.
-    id: String,
+    pub id: String,
     /// The users it is for.
-    recipients: usize,
+    pub recipients: usize,
     /// Their devices it was put in the mailbox of (connected ones are told at once).
-    devices: usize,
+    pub devices: usize,
 }
 
 /// Pushes a message to a user, a group or a department.
@@ -135,9 +135,16 @@ pub async fn send(
 ) -> Result<(StatusCode, Json<Accepted>), Problem> {
     caller.need("send")?;
     let Json(m) = body.map_err(json_problem)?;
-    let post = post_of(&caller.app.name, &m)?;
+    let post = post_of(&caller.app.name, &m.text, &m.card, &m.image)?;
     let id = message_id(caller.app.id, &headers)?;
-    let (recipients, group) = recipients(&api, &m.to).await?;
+    let accepted = deliver(&api, &caller.app, &m.to, post, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Puts `post` from `app`, as message `id`, in the mailbox of every
+/// device of everyone `to` names, and tells the connected ones.
+pub async fn deliver(api: &Api, app: &AppRecord, to: &str, post: AppPost, id: MailId) -> Result<Accepted, Problem> {
+    let (recipients, group) = recipients(&api.state.store, to).await?;
     let state = &api.state;
     let sent_at_ms = now_ms();
     let mut devices = 0;
@@ -147,7 +154,7 @@ pub async fn send(
             to_user: user.name.clone(),
             group,
             sent_at_ms,
-            icon_png: caller.app.icon.clone(),
+            icon_png: app.icon.clone(),
             post: post.clone(),
         };
         let payload = SealedPayload::App(state.org.signing.sign_app_message(body));
@@ -169,7 +176,7 @@ pub async fn send(
                 to_device: d.device_id,
                 from_user_id: user.id,
                 from_user: String::new(),
-                from_app: Some(caller.app.name.clone()),
+                from_app: Some(app.name.clone()),
                 sealed,
                 stored_at_ms: sent_at_ms as i64,
             });
@@ -185,16 +192,16 @@ pub async fn send(
                 announce_to(state, user.id, ids).await.map_err(|e| Problem::unavailable(e.message))?;
             }
             Err(crate::store::StoreError::MailboxFull { user, limit }) => {
-                tracing::warn!(app = %caller.app.name, %user, %limit, "an app message did not fit a mailbox");
+                tracing::warn!(app = %app.name, %user, %limit, "an app message did not fit a mailbox");
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(Accepted { id: id.to_hex(), recipients: recipients.len(), devices })))
+    Ok(Accepted { id: id.to_hex(), recipients: recipients.len(), devices })
 }
 
 /// A malformed or unreadable body as a problem that says what is wrong.
-fn json_problem(e: JsonRejection) -> Problem {
+pub fn json_problem(e: JsonRejection) -> Problem {
     match e {
         JsonRejection::MissingJsonContentType(_) => {
             Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the message as JSON: Content-Type: application/json")
@@ -206,9 +213,14 @@ fn json_problem(e: JsonRejection) -> Problem {
     }
 }
 
-/// The post the body describes, checked.
-fn post_of(app: &str, m: &NewMessage) -> Result<AppPost, Problem> {
-    let image = match &m.image {
+/// The post of `app` with these parts, checked.
+pub fn post_of(
+    app: &str,
+    text: &Option<String>,
+    card: &Option<NewCard>,
+    image: &Option<NewImage>,
+) -> Result<AppPost, Problem> {
+    let image = match image {
         None => None,
         Some(i) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -224,13 +236,13 @@ fn post_of(app: &str, m: &NewMessage) -> Result<AppPost, Problem> {
             Some(AppImage { mime: mime.into(), width, height, bytes })
         }
     };
-    let card = m.card.as_ref().map(|c| Card {
+    let card = card.as_ref().map(|c| Card {
         title: c.title.clone(),
         text: c.text.clone(),
         fields: c.fields.iter().map(|f| CardField { name: f.name.clone(), value: f.value.clone() }).collect(),
         buttons: c.buttons.iter().map(|b| CardButton { label: b.label.clone(), url: b.url.clone() }).collect(),
     });
-    let post = AppPost { app: app.to_owned(), text: m.text.clone(), card, image };
+    let post = AppPost { app: app.to_owned(), text: text.clone(), card, image };
     post.check().map_err(Problem::bad_request)?;
     Ok(post)
 }
@@ -260,8 +272,7 @@ fn message_id(app_id: i64, headers: &HeaderMap) -> Result<MailId, Problem> {
 
 /// The enabled users `to` names, and the group whose conversation the
 /// message goes into (none for a user).
-async fn recipients(api: &Api, to: &str) -> Result<(Vec<UserRecord>, Option<GroupId>), Problem> {
-    let store = &api.state.store;
+pub async fn recipients(store: &Store, to: &str) -> Result<(Vec<UserRecord>, Option<GroupId>), Problem> {
     let to = to.trim();
     let group = if let Some(name) = to.strip_prefix('#') {
         let all = store.all_groups().await?;

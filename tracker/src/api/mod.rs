@@ -8,10 +8,12 @@
 //!
 //! What an app can do: push messages to users, groups and departments
 //! ([`messages`]), and read presence and the directory ([`read`]).
+//! Incoming webhooks post into one conversation each ([`hooks`]).
 //! The OpenAPI 3.1 document, made from the handlers (utoipa), is served at
 //! `/openapi.json`.
 
 pub mod auth;
+pub mod hooks;
 pub mod messages;
 pub mod problem;
 pub mod read;
@@ -56,7 +58,7 @@ impl Api {
     }
 
     /// Takes one call from app `id`'s rate, or says how long to wait.
-    fn take(&self, id: i64) -> Result<(), Duration> {
+    pub fn take(&self, id: i64) -> Result<(), Duration> {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         limits.entry(id).or_insert_with(|| RateLimit::new(RATE_BURST, RATE_PER_SEC)).take(Instant::now())
     }
@@ -93,6 +95,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .routes(utoipa_axum::routes!(read::presence))
         .routes(utoipa_axum::routes!(read::directory))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_app))
+        // Webhooks carry their secret in the URL, not a bearer token.
+        .routes(utoipa_axum::routes!(hooks::receive))
         .split_for_parts();
     let doc = Arc::new(doc);
     Router::new()

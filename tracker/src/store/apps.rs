@@ -20,6 +20,9 @@ pub struct AppRecord {
     pub created_at_ms: i64,
     /// When its token was revoked, if it was.
     pub revoked_at_ms: Option<i64>,
+    /// For an incoming webhook: whom all its posts go to (`bob`, `#team`,
+    /// `dept:/Engineering`).
+    pub hook_to: Option<String>,
 }
 
 /// One line of the audit log.
@@ -48,29 +51,33 @@ fn app(row: &sqlx::any::AnyRow) -> Result<AppRecord, StoreError> {
         icon: row.try_get("icon")?,
         created_at_ms: row.try_get("created_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
+        hook_to: row.try_get("hook_to")?,
     })
 }
 
 /// The columns [`app`] reads, for `concat!` (queries are static text).
 macro_rules! app_columns {
     () => {
-        "id, name, scopes, icon, created_at_ms, revoked_at_ms"
+        "id, name, scopes, icon, created_at_ms, revoked_at_ms, hook_to"
     };
 }
 
 impl Store {
-    /// Records a new app whose token hashes to `token_hash`. A name in use
-    /// (by a revoked app too) is a [`StoreError::Conflict`].
+    /// Records a new app whose token hashes to `token_hash` (a webhook when
+    /// `hook_to` names whom it posts to). A name in use (by a revoked app
+    /// too) is a [`StoreError::Conflict`].
     pub async fn create_app(
         &self,
         name: &str,
         token_hash: &[u8; 32],
         scopes: &[String],
         icon: Option<&[u8]>,
+        hook_to: Option<&str>,
         now_ms: i64,
     ) -> Result<AppRecord, StoreError> {
         let row = sqlx::query(concat!(
-            "INSERT INTO apps (name, token_hash, scopes, icon, created_at_ms) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            "INSERT INTO apps (name, token_hash, scopes, icon, created_at_ms, hook_to) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
             app_columns!()
         ))
         .bind(name)
@@ -78,6 +85,7 @@ impl Store {
         .bind(scopes.join(","))
         .bind(icon.map(<[u8]>::to_vec))
         .bind(now_ms)
+        .bind(hook_to)
         .fetch_one(self.pool())
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("an app named {name:?} exists already")))?;

@@ -29,6 +29,7 @@ const SQLITE: &[Embedded] = &[
     Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/sqlite/0005_presence.sql") },
     Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/sqlite/0006_apps.sql") },
     Embedded { version: 7, description: "app mail", sql: include_str!("../../migrations/sqlite/0007_app_mail.sql") },
+    Embedded { version: 8, description: "hooks", sql: include_str!("../../migrations/sqlite/0008_hooks.sql") },
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -39,10 +40,11 @@ const POSTGRES: &[Embedded] = &[
     Embedded { version: 5, description: "presence", sql: include_str!("../../migrations/postgres/0005_presence.sql") },
     Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/postgres/0006_apps.sql") },
     Embedded { version: 7, description: "app mail", sql: include_str!("../../migrations/postgres/0007_app_mail.sql") },
+    Embedded { version: 8, description: "hooks", sql: include_str!("../../migrations/postgres/0008_hooks.sql") },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 7;
+pub const CODE_VERSION: i64 = 8;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {
