@@ -45,6 +45,7 @@ pub async fn serve(state: Arc<State>, conn: quinn::Connection, slot: Slot, shutd
     let remote = conn.remote_address();
     let span = tracing::info_span!("conn", id, %remote, user = tracing::field::Empty);
     async move {
+        state.metrics.connections.inc();
         let code = match serve_inner(&state, &conn, id, slot, &shutdown).await {
             Ok(code) => code,
             Err(e) => {
@@ -53,6 +54,7 @@ pub async fn serve(state: Arc<State>, conn: quinn::Connection, slot: Slot, shutd
             }
         };
         conn.close(code.into(), b"");
+        state.metrics.connections.dec();
     }
     .instrument(span)
     .await

@@ -117,6 +117,7 @@ pub struct OnlineHere {
 #[derive(Debug, Clone)]
 pub struct Hub {
     tx: mpsc::Sender<Command>,
+    fanout: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl std::fmt::Debug for Command {
@@ -138,8 +139,15 @@ impl Hub {
         publish: Option<mpsc::UnboundedSender<LocalChange>>,
     ) -> (Hub, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let task = tokio::spawn(run(rx, publish));
-        (Hub { tx }, task)
+        let fanout = crate::metrics::fanout_histogram();
+        let task = tokio::spawn(run(rx, publish, fanout.clone()));
+        (Hub { tx, fanout }, task)
+    }
+
+    /// How long each presence change took to reach every subscriber's
+    /// queue, for the metrics.
+    pub fn fanout(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.fanout.clone()
     }
 
     /// Folds in `user`'s presence on another tracker (`None`: none there).
@@ -237,7 +245,11 @@ impl Hub {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Command>, publish: Option<mpsc::UnboundedSender<LocalChange>>) {
+async fn run(
+    mut rx: mpsc::Receiver<Command>,
+    publish: Option<mpsc::UnboundedSender<LocalChange>>,
+    fanout: prometheus_client::metrics::histogram::Histogram,
+) {
     let mut book = PresenceBook::new();
     let mut live: HashMap<ConnId, Live> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
@@ -257,7 +269,22 @@ async fn run(mut rx: mpsc::Receiver<Command>, publish: Option<mpsc::UnboundedSen
             },
             _ => None,
         };
+        // The commands that change someone's presence, whose subscribers
+        // each get an event.
+        let changes = matches!(
+            cmd,
+            Command::Register { .. }
+                | Command::Unregister { .. }
+                | Command::SetStatus { .. }
+                | Command::SetRemote { .. }
+                | Command::ReplaceRemote { .. }
+                | Command::DropTracker { .. }
+        );
+        let started = std::time::Instant::now();
         command(&mut book, &mut live, cmd);
+        if changes {
+            fanout.observe(started.elapsed().as_secs_f64());
+        }
         if let (Some(publish), Some((user, before, device, was))) = (&publish, watched) {
             let now = device_here(&book, &live, device);
             if now != was {

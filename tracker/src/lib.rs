@@ -30,6 +30,7 @@ pub mod init;
 pub mod join;
 pub mod lock;
 pub mod login_guard;
+pub mod metrics;
 pub mod org;
 pub mod passwords;
 pub mod presence;

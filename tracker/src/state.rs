@@ -42,6 +42,8 @@ pub struct State {
     /// The other trackers of the store running now, whose online devices
     /// peer lookups include (none on SQLite).
     pub live_trackers: crate::presence_sync::LiveTrackers,
+    /// What `/metrics` shows.
+    pub metrics: crate::metrics::Metrics,
     next_conn: AtomicU64,
 }
 
@@ -53,6 +55,7 @@ impl State {
         let passwords = Passwords::per_core(config.password_cost.clone());
         let strangers = Strangers::new(config.max_strangers_per_network);
         let enrolment = Enrolment::spawn(store.clone());
+        let metrics = crate::metrics::Metrics::new(hub.fanout());
         Self {
             config,
             store,
@@ -65,6 +68,7 @@ impl State {
             enrolment,
             requests: Default::default(),
             live_trackers: Default::default(),
+            metrics,
             next_conn: AtomicU64::new(1),
         }
     }

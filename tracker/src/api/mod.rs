@@ -4,7 +4,8 @@
 //! for an operator's HTTPS proxy in front of it. Every `/v1` call carries
 //! an app's bearer token ([`auth`]); errors are problem details
 //! ([`problem`]); bodies are limited to 1 MiB. `/healthz` says the process
-//! is up and `/readyz` that its store answers.
+//! is up and `/readyz` that its store answers; `/metrics` serves the
+//! tracker's metrics to Prometheus ([`crate::metrics`]).
 //!
 //! What an app can do: push messages to users, groups and departments
 //! ([`messages`]), and read presence and the directory ([`read`]).
@@ -103,13 +104,37 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async { Problem::not_found("no such route; the API's routes are under /v1") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), count_calls))
         .with_state(api)
+}
+
+/// Counts every call by its route's pattern (`unmatched` for none) and
+/// status, for `/metrics`.
+async fn count_calls(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    api.state.metrics.api_call(&route, response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: the tracker's metrics for Prometheus (text format).
+async fn metrics(axum::extract::State(api): axum::extract::State<Arc<Api>>) -> impl axum::response::IntoResponse {
+    let body = api.state.metrics.render(&api.state).await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
 /// `GET /readyz`: 200 once the store answers, 503 while it does not.

@@ -69,7 +69,15 @@ impl ConnCtx {
 
 /// Handles one request.
 pub async fn handle(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Response, ErrorBody> {
-    state.requests.count(req.kind());
+    let kind = req.kind();
+    state.requests.count(kind);
+    let answer = answer(state, ctx, req).await;
+    state.metrics.request(kind, &answer);
+    answer
+}
+
+/// The answer to one request.
+async fn answer(state: &State, ctx: &mut ConnCtx, req: Request) -> Result<Response, ErrorBody> {
     if let Some(s) = ctx.session.as_ref().filter(|s| s.must_change_password)
         && !matches!(
             req,

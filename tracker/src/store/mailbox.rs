@@ -140,6 +140,15 @@ impl Store {
         Ok(())
     }
 
+    /// Items waiting in the whole mailbox, and when the oldest was stored.
+    pub async fn mailbox_stats(&self) -> Result<(i64, Option<i64>), StoreError> {
+        Ok(sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(MIN(stored_at_ms) AS BIGINT) FROM mailbox",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Up to `limit` items waiting for one device, oldest first.
     pub async fn mailbox_fetch(
         &self,
