@@ -62,7 +62,8 @@ impl From<AdminError> for ErrorBody {
     }
 }
 
-fn check_text(field: &str, value: &Option<String>) -> Result<(), AdminError> {
+/// Checks an optional text field against the length limit, naming it.
+pub fn check_text(field: &str, value: &Option<String>) -> Result<(), AdminError> {
     match value {
         Some(v) if v.len() > MAX_TEXT_FIELD => {
             Err(AdminError::Invalid(format!("{field} is longer than {MAX_TEXT_FIELD} bytes")))

@@ -9,7 +9,9 @@
 //!
 //! What an app can do: push messages to users, groups and departments
 //! ([`messages`]), and read presence and the directory ([`read`]).
-//! Incoming webhooks post into one conversation each ([`hooks`]).
+//! Incoming webhooks post into one conversation each ([`hooks`]). An
+//! identity provider provisions users and departments over SCIM 2.0
+//! ([`scim`]).
 //! The OpenAPI 3.1 document, made from the handlers (utoipa), is served at
 //! `/openapi.json`.
 
@@ -18,6 +20,7 @@ pub mod hooks;
 pub mod messages;
 pub mod problem;
 pub mod read;
+pub mod scim;
 
 pub use auth::Caller;
 pub use problem::Problem;
@@ -106,6 +109,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics))
         .merge(v1)
+        .merge(scim::routes().route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_app)))
         .fallback(|| async { Problem::not_found("no such route; the API's routes are under /v1") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -164,6 +164,30 @@ impl Store {
         require_user(done.rows_affected(), name)
     }
 
+    /// Replaces a user's display name, title, e-mail and phone (what an
+    /// identity provider keeps up to date).
+    pub async fn set_profile(
+        &self,
+        name: &str,
+        display_name: &str,
+        title: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET display_name = $1, title = $2, email = $3, phone = $4, updated_at_ms = $5 WHERE name = $6",
+        )
+        .bind(display_name)
+        .bind(title)
+        .bind(email)
+        .bind(phone)
+        .bind(now_ms())
+        .bind(name)
+        .execute(self.pool())
+        .await?;
+        require_user(done.rows_affected(), name)
+    }
+
     /// Disables or re-enables a user. Does not end sessions or record an
     /// admin event; callers do both.
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
