@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod emoji;
 pub mod events;
 pub mod first_contact;
+pub mod forward;
 pub mod group_book;
 pub mod groups;
 pub mod handle;

@@ -75,6 +75,14 @@ enum Command {
         /// With --auto-accept, only files up to this many MiB.
         #[arg(long, requires = "auto_accept")]
         auto_accept_max_mib: Option<u64>,
+        /// Forward every message this user receives to this http:// URL as
+        /// signed JSON (a bot); a `text` in the answer is sent back.
+        #[arg(long, value_name = "URL")]
+        forward_to: Option<String>,
+        /// The file holding the secret forwarded messages are signed with
+        /// [or SKEIN_FORWARD_SECRET].
+        #[arg(long, value_name = "FILE", requires = "forward_to")]
+        forward_secret_file: Option<PathBuf>,
     },
     /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
     Send {
@@ -590,7 +598,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Daemon { listen, relay_only, download_dir, auto_accept, auto_accept_max_mib } => {
+        Command::Daemon {
+            listen,
+            relay_only,
+            download_dir,
+            auto_accept,
+            auto_accept_max_mib,
+            forward_to,
+            forward_secret_file,
+        } => {
+            let forward = match forward_to {
+                None => None,
+                Some(url) => {
+                    let secret = match (&forward_secret_file, std::env::var("SKEIN_FORWARD_SECRET")) {
+                        (Some(f), _) => std::fs::read(f)
+                            .with_context(|| format!("cannot read the forwarding secret {}", f.display()))?
+                            .trim_ascii()
+                            .to_vec(),
+                        (None, Ok(s)) => s.trim().as_bytes().to_vec(),
+                        (None, Err(_)) => bail!(
+                            "--forward-to needs the secret its posts are signed with: --forward-secret-file FILE \
+                             or SKEIN_FORWARD_SECRET"
+                        ),
+                    };
+                    Some(crate::forward::Forward::new(&url, secret).map_err(anyhow::Error::msg)?)
+                }
+            };
             let stop = CancellationToken::new();
             let signal_stop = stop.clone();
             tokio::spawn(async move {
@@ -602,6 +635,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 download_dir,
                 auto_accept,
                 auto_accept_max: auto_accept_max_mib.map(|m| m.saturating_mul(1 << 20)),
+                forward,
                 ..Default::default()
             };
             if let Some(addr) = listen {

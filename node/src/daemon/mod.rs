@@ -85,6 +85,8 @@ pub struct DaemonOptions {
     pub auto_accept: bool,
     /// With `auto_accept`, only files up to this many bytes.
     pub auto_accept_max: Option<u64>,
+    /// Forward every received message to a company system (a bot).
+    pub forward: Option<crate::forward::Forward>,
 }
 
 /// A control request on its way to the node, with where its answer goes.
@@ -96,8 +98,13 @@ pub(crate) struct ControlCall {
 /// Runs the daemon until `stop` fires or the session ends for good,
 /// printing the node's events, one JSON object per line.
 pub async fn run(profile: Profile, options: DaemonOptions, stop: CancellationToken) -> Result<(), DaemonError> {
+    let forward = options.forward.clone();
+    let queue = crate::forward::queue_dir(profile.dir());
     let (node, task) = crate::handle::start(profile, options, "skein daemon").await?;
     let mut events = node.events();
+    if let Some(forward) = forward {
+        tokio::spawn(crate::forward::run(node.clone(), forward, queue, stop.clone()));
+    }
     let stopper = node.clone();
     tokio::spawn(async move {
         stop.cancelled().await;
