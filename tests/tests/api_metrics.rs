@@ -46,6 +46,7 @@ fn value(samples: &[(String, Value, f64)], name: &str, labels: &Value) -> Option
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python's prometheus_client (python3-prometheus-client; scripts/test installs it and runs this)"]
 async fn metrics_count_what_the_tracker_did_and_parse_as_prometheus_reads_them() {
     init();
     let t = TestTracker::start_with(|mut c| {
