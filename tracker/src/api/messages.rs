@@ -147,7 +147,10 @@ pub async fn deliver(api: &Api, app: &AppRecord, to: &str, post: AppPost, id: Ma
     let (recipients, group) = recipients(&api.state.store, to).await?;
     let state = &api.state;
     let sent_at_ms = now_ms();
-    let mut devices = 0;
+    // Every recipient's copies, sealed first, then stored in one
+    // transaction: one savepoint per user, so a full mailbox spoils no one
+    // else's.
+    let mut puts: Vec<(i64, Vec<MailRecord>)> = Vec::with_capacity(recipients.len());
     for user in &recipients {
         let body = AppMessageBody {
             id,
@@ -181,15 +184,19 @@ pub async fn deliver(api: &Api, app: &AppRecord, to: &str, post: AppPost, id: Ma
                 stored_at_ms: sent_at_ms as i64,
             });
         }
-        if records.is_empty() {
-            continue;
+        if !records.is_empty() {
+            puts.push((user.id, records));
         }
-        // One recipient's full mailbox spoils no one else's.
-        match state.store.mailbox_put(&records, state.config.mailbox.for_store()).await {
+    }
+    let batches: Vec<Vec<MailRecord>> = puts.iter().map(|(_, r)| r.clone()).collect();
+    let outcomes = state.store.mailbox_put_each(&batches, state.config.mailbox.for_store()).await?;
+    let mut devices = 0;
+    for ((user_id, records), outcome) in puts.into_iter().zip(outcomes) {
+        match outcome {
             Ok(_) => {
                 devices += records.len();
-                let ids: Vec<[u8; 16]> = targets.iter().map(|d| d.device_id).collect();
-                announce_to(state, user.id, ids).await.map_err(|e| Problem::unavailable(e.message))?;
+                let ids: Vec<[u8; 16]> = records.iter().map(|r| r.to_device).collect();
+                announce_to(state, user_id, ids).await.map_err(|e| Problem::unavailable(e.message))?;
             }
             Err(crate::store::StoreError::MailboxFull { user, limit }) => {
                 tracing::warn!(app = %app.name, %user, %limit, "an app message did not fit a mailbox");
