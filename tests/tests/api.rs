@@ -7,22 +7,10 @@ use skein_node::profile::Profile;
 use skein_proto::control::{PresenceStatus, Request, SetPresence};
 use skein_tests::http::{Reply, request};
 use skein_tests::{TestTracker, bin, init, output};
-use skein_tracker::roles::Roles;
 use std::net::SocketAddr;
 use tokio::process::Command;
 
 const PW: &str = "correct horse battery";
-
-async fn tracker_with_api() -> (TestTracker, SocketAddr) {
-    let t = TestTracker::start_with(|mut c| {
-        c.roles = Roles { api: true, ..Roles::default() };
-        c.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        c
-    })
-    .await;
-    let api = t.running().api_addr().expect("the API listens");
-    (t, api)
-}
 
 async fn get(api: SocketAddr, path: &str, token: Option<&str>) -> Reply {
     let auth = token.map(|t| format!("Bearer {t}"));
@@ -44,7 +32,7 @@ fn problem(r: &Reply, status: u16, says: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_read_presence_and_the_directory_with_their_scopes_and_every_refusal_is_a_problem() {
     init();
-    let (t, api) = tracker_with_api().await;
+    let (t, api) = TestTracker::start_with_api().await;
     assert_eq!(get(api, "/healthz", None).await.json()["status"], "ok");
     assert_eq!(get(api, "/readyz", None).await.json()["status"], "ready");
     // The OpenAPI document, made from the handlers.

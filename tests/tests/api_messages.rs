@@ -8,45 +8,16 @@
 use serde_json::{Value, json};
 use skein_proto::app::{AppMessage, AppMessageBody, AppPost};
 use skein_proto::bytes::{MailId, Signature};
-use skein_proto::control::{MailboxPut, NewUser, Request, Response, SealedItem};
+use skein_proto::control::{MailboxPut, Request, Response, SealedItem};
 use skein_proto::peer::{MessageBody, PeerResponse, SealedPayload};
 use skein_tests::http::{Reply, request};
 use skein_tests::{Proc, RawDevice, TestTracker, init, login_profile, online, skein};
-use skein_tracker::roles::Roles;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
 const T: Duration = Duration::from_secs(30);
-
-async fn tracker_with_api() -> (TestTracker, SocketAddr) {
-    let t = TestTracker::start_with(|mut c| {
-        c.roles = Roles { api: true, ..Roles::default() };
-        c.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        c
-    })
-    .await;
-    let api = t.running().api_addr().expect("the API listens");
-    (t, api)
-}
-
-/// Adds `name` in department `dept`.
-async fn add_user(t: &TestTracker, name: &str, dept: &str) {
-    let store = t.store().await;
-    let new = NewUser {
-        name: name.into(),
-        display_name: name.into(),
-        password: PW.into(),
-        department: Some(dept.into()),
-        title: None,
-        email: None,
-        phone: None,
-        admin: false,
-    };
-    skein_tracker::admin::add_user(&store, new, &t.passwords()).await.expect("add user");
-    store.close().await;
-}
 
 /// A small PNG.
 fn icon() -> Vec<u8> {
@@ -94,9 +65,9 @@ async fn history(profile: &Path, conversation: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_pushes_to_users_departments_and_groups_online_at_once_and_offline_later_each_once() {
     init();
-    let (t, api) = tracker_with_api().await;
+    let (t, api) = TestTracker::start_with_api().await;
     for (name, dept) in [("alice", "Engineering/Backend"), ("bob", "Engineering"), ("carol", "Sales")] {
-        add_user(&t, name, dept).await;
+        t.add_user_in(name, PW, dept).await;
     }
     let store = t.store().await;
     let png = icon();
@@ -181,9 +152,9 @@ async fn an_app_pushes_to_users_departments_and_groups_online_at_once_and_offlin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_posts_are_refused_with_problems_and_forged_app_messages_are_not_taken() {
     init();
-    let (t, api) = tracker_with_api().await;
-    add_user(&t, "alice", "Engineering").await;
-    add_user(&t, "bob", "Engineering").await;
+    let (t, api) = TestTracker::start_with_api().await;
+    t.add_user_in("alice", PW, "Engineering").await;
+    t.add_user_in("bob", PW, "Engineering").await;
     let store = t.store().await;
     let app = skein_tracker::apps::create(&store, "Alerts", &["send".into()], None, 1).await.expect("app");
     let reader = skein_tracker::apps::create(&store, "Wallboard", &["presence".into()], None, 1).await.expect("app");
@@ -293,8 +264,8 @@ async fn bad_posts_are_refused_with_problems_and_forged_app_messages_are_not_tak
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_posts_slack_style_into_its_one_conversation_and_nothing_else() {
     init();
-    let (t, api) = tracker_with_api().await;
-    add_user(&t, "bob", "Operations").await;
+    let (t, api) = TestTracker::start_with_api().await;
+    t.add_user_in("bob", PW, "Operations").await;
     let store = t.store().await;
     let nowhere = skein_tracker::apps::create_hook(&store, None, "#nothing", None, 1).await;
     assert!(nowhere.is_err_and(|e| e.to_string().contains("no open group")), "a hook to nowhere is refused");

@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 use skein_node::profile::Profile;
 use skein_tests::http::request;
 use skein_tests::{TestTracker, init, login};
-use skein_tracker::roles::Roles;
-use std::net::SocketAddr;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
@@ -49,13 +47,7 @@ fn value(samples: &[(String, Value, f64)], name: &str, labels: &Value) -> Option
 #[ignore = "needs Python's prometheus_client (python3-prometheus-client; scripts/test installs it and runs this)"]
 async fn metrics_count_what_the_tracker_did_and_parse_as_prometheus_reads_them() {
     init();
-    let t = TestTracker::start_with(|mut c| {
-        c.roles = Roles { api: true, ..Roles::default() };
-        c.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        c
-    })
-    .await;
-    let api = t.running().api_addr().expect("the API listens");
+    let (t, api) = TestTracker::start_with_api().await;
     t.add_user("alice", PW).await;
     t.add_user("bob", PW).await;
     let store = t.store().await;

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use skein_proto::control::Request;
 use skein_tests::http::{Reply, request};
 use skein_tests::{TestTracker, init, login};
-use skein_tracker::roles::Roles;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -36,13 +35,7 @@ fn scim_error(r: &Reply, status: u16, scim_type: Option<&str>, says: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_provider_creates_changes_and_deactivates_users_and_fills_departments() {
     init();
-    let t = TestTracker::start_with(|mut c| {
-        c.roles = Roles { api: true, ..Roles::default() };
-        c.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        c
-    })
-    .await;
-    let api = t.running().api_addr().expect("the API listens");
+    let (t, api) = TestTracker::start_with_api().await;
     let store = t.store().await;
     let idp = skein_tracker::apps::create(&store, "Okta", &["admin".into()], None, 1).await.expect("app");
     let sender = skein_tracker::apps::create(&store, "Alerts", &["send".into()], None, 1).await.expect("app");

@@ -51,6 +51,19 @@ impl TestTracker {
         Self { dir, config, running: Some(running), addr }
     }
 
+    /// A tracker that also serves the HTTP API, on a free loopback port,
+    /// and the API's address.
+    pub async fn start_with_api() -> (Self, std::net::SocketAddr) {
+        let t = Self::start_with(|mut c| {
+            c.roles = crate::roles::Roles { api: true, ..crate::roles::Roles::default() };
+            c.api_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            c
+        })
+        .await;
+        let api = t.running().api_addr().expect("the API listens");
+        (t, api)
+    }
+
     /// Starts a second tracker of `first`'s organisation, joined to it
     /// (`run --join`), on the same PostgreSQL store.
     pub async fn join(first: &TestTracker) -> Self {
@@ -94,21 +107,26 @@ impl TestTracker {
 
     /// Creates a user with a password.
     pub async fn add_user(&self, name: &str, password: &str) {
-        self.add(name, password, false).await;
+        self.add(name, password, None, false).await;
+    }
+
+    /// Creates a user with a password in the department at `dept`.
+    pub async fn add_user_in(&self, name: &str, password: &str, dept: &str) {
+        self.add(name, password, Some(dept), false).await;
     }
 
     /// Creates an administrator with a password (no one-time password).
     pub async fn add_admin(&self, name: &str, password: &str) {
-        self.add(name, password, true).await;
+        self.add(name, password, None, true).await;
     }
 
-    async fn add(&self, name: &str, password: &str, admin: bool) {
+    async fn add(&self, name: &str, password: &str, department: Option<&str>, admin: bool) {
         let store = self.store().await;
         let new = NewUser {
             name: name.into(),
             display_name: format!("{}{}", name[..1].to_uppercase(), &name[1..]),
             password: password.into(),
-            department: None,
+            department: department.map(str::to_owned),
             title: None,
             email: None,
             phone: None,
