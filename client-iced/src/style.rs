@@ -82,6 +82,20 @@ pub fn badge<'a, M: 'a>(n: u64) -> Element<'a, M> {
 
 /// Text in which every emoji is drawn with the colour emoji font.
 pub fn rich<'a, M: Clone + 'a>(content: &'a str, size: f32, color: Option<Color>) -> Element<'a, M> {
+    rich_spans(content, size, color).into()
+}
+
+/// [`rich`] on one line that does not wrap (its container clips it), for
+/// a preview such as a conversation's last message.
+pub fn rich_line<'a, M: Clone + 'a>(content: &'a str, size: f32, color: Option<Color>) -> Element<'a, M> {
+    rich_spans(content, size, color).wrapping(iced::widget::text::Wrapping::None).into()
+}
+
+fn rich_spans<'a, M: Clone + 'a>(
+    content: &'a str,
+    size: f32,
+    color: Option<Color>,
+) -> iced::widget::text::Rich<'a, iced::Never, M, Theme, iced::Renderer> {
     let spans: Vec<Span<'a, iced::Never, Font>> = runs(content)
         .into_iter()
         .map(|r| {
@@ -95,7 +109,7 @@ pub fn rich<'a, M: Clone + 'a>(content: &'a str, size: f32, color: Option<Color>
             }
         })
         .collect();
-    rich_text(spans).size(size).on_link_click(iced::never).into()
+    rich_text(spans).size(size).on_link_click(iced::never)
 }
 
 /// Secondary text colour.

@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 use skein_tests::x11::{Desktop, check_picture, missing_tools};
-use skein_tests::{Proc, bin, daemon, login_profile, skein, tracker_with_users};
+use skein_tests::{Proc, bin, daemon, login_profile, skein};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,7 +62,11 @@ fn texts(v: &Value) -> Vec<String> {
 async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     let missing = missing_tools();
     assert!(missing.is_empty(), "install the Debian packages {missing:?} for the desktop test");
-    let t = tracker_with_users(&["alice", "bob"], PW).await;
+    skein_tests::init();
+    let (t, api) = skein_tracker::test_utils::TestTracker::start_with_api().await;
+    for u in ["alice", "bob"] {
+        t.add_user(u, PW).await;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let bob = login_profile(&t, dir.path(), "bob", "bob", PW).await;
     let mut bob_daemon = daemon(&bob, &["--auto-accept"]);
@@ -225,7 +229,25 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     let v = state(&snapshots, "the conversation at 800×600", |v| v["chat"]["id"] == "bob").await;
     assert!(texts(&v).iter().any(|t| t == "Are you still there?"), "{v:#}");
 
-    for name in ["login", "main", "conversation", "conversation-800x600"] {
+    // A company system's message (POST /v1/messages): a conversation of
+    // its own, from app:Alerts, its card on the line after the text.
+    let store = t.store().await;
+    let app = skein_tracker::apps::create(&store, "Alerts", &["send".into()], None, 1).await.expect("app");
+    store.close().await;
+    let body = serde_json::json!({"to": "alice", "text": "Disk 90% full on build-3", "card": {
+        "title": "build-3", "fields": [{"name": "Disk", "value": "90%"}],
+        "buttons": [{"label": "Open", "url": "https://monitor.example/build-3"}]}});
+    let auth = format!("Bearer {}", app.token);
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let r = skein_tests::http::request(api, "POST", "/v1/messages", &headers, body.to_string().as_bytes()).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    state(&snapshots, "the app's conversation", |v| v["conversations"][0]["id"] == "app:Alerts").await;
+    desk.key("ctrl+1").await;
+    let v = state(&snapshots, "the app's message", |v| v["chat"]["id"] == "app:Alerts" && texts(v).len() == 1).await;
+    assert!(texts(&v)[0].starts_with("Disk 90% full on build-3 [card] build-3 (Disk: 90%)"), "{v:#}");
+    desk.capture(&window, &shots.join("app-message.png")).await;
+
+    for name in ["login", "main", "conversation", "conversation-800x600", "app-message"] {
         let colours = check_picture(&shots.join(format!("{name}.png")));
         println!("{name}.png: {colours} colours, in {}", shots.display());
     }

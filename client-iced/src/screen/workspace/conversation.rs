@@ -48,6 +48,9 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
             Some(c) => format!("Group · {} members", c.body.members.len()),
             None => "Group".to_owned(),
         }
+    } else if skein_proto::app::app_of(&chat.id).is_some() {
+        // Not a person: no presence, and its messages all come through the mailbox.
+        "Messages from a company system".to_owned()
     } else {
         let status = w.directory.status(&chat.id);
         let path = chat.messages.iter().rev().find(|m| !m.outgoing).and_then(|m| m.path.clone());

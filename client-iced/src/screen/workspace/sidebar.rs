@@ -101,7 +101,7 @@ fn chats(w: &Workspace) -> Element<'_, Message> {
         .spacing(6)
         .align_y(Alignment::Center);
         let mut bottom =
-            row![container(style::rich(&r.last_text, 12.0, None)).width(Length::Fill).height(18).clip(true)]
+            row![container(style::rich_line(&r.last_text, 12.0, None)).width(Length::Fill).height(18).clip(true)]
                 .spacing(6)
                 .align_y(Alignment::Center);
         if r.muted {
