@@ -119,6 +119,29 @@ pub enum ControlRequest {
         /// The transfer id; all when absent.
         id: Option<String>,
     },
+    /// Post text and/or a card as written: no slash command is run (what
+    /// plugins post goes this way).
+    Post {
+        /// A user, or a group (`#name` or its id).
+        to: String,
+        /// Text.
+        text: Option<String>,
+        /// A card.
+        card: Option<Box<skein_proto::app::Card>>,
+    },
+    /// The installed plugins and their state.
+    Plugins,
+    /// Start the plugins installed now, in place of those running.
+    PluginsReload,
+    /// Run a plugin's message action on a message.
+    PluginAction {
+        /// The plugin.
+        plugin: String,
+        /// The action's id.
+        action: String,
+        /// The message's id.
+        message: String,
+    },
     /// React to a message, or take a reaction back.
     React {
         /// The message id.

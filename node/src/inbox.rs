@@ -112,6 +112,7 @@ async fn check_body(body: &MessageBody) -> Result<(), PeerResponse> {
         MessageBody::Reaction(r) if crate::emoji::is_emoji(&r.emoji) => Ok(()),
         MessageBody::Reaction(r) => Err(refused(ErrorCode::InvalidInput, format!("{:?} is not an emoji", r.emoji))),
         MessageBody::App(p) => p.check().map_err(|e| refused(ErrorCode::InvalidInput, e)),
+        MessageBody::Card(c) => c.check().map_err(|e| refused(ErrorCode::InvalidInput, e)),
     }
 }
 
@@ -284,7 +285,9 @@ impl Inbox {
                 }
                 return events;
             }
-            MessageBody::Text(_) | MessageBody::App(_) => events.push(message_event(&self.me, msg, path)),
+            MessageBody::Text(_) | MessageBody::App(_) | MessageBody::Card(_) => {
+                events.push(message_event(&self.me, msg, path))
+            }
             MessageBody::File(f) => {
                 events.push(message_event(&self.me, msg, path));
                 if let Some(ev) = self.offered(msg, f, false).await {

@@ -72,12 +72,7 @@ pub fn add_body(v: &mut Value, body: &MessageBody) {
             v["text"] = json!(p.text);
             v["app"] = json!({"name": p.app});
             if let Some(c) = &p.card {
-                v["card"] = json!({
-                    "title": c.title,
-                    "text": c.text,
-                    "fields": c.fields.iter().map(|f| json!({"name": f.name, "value": f.value})).collect::<Vec<_>>(),
-                    "buttons": c.buttons.iter().map(|b| json!({"label": b.label, "url": b.url})).collect::<Vec<_>>(),
-                });
+                v["card"] = card_json(c);
             }
             if let Some(i) = &p.image {
                 v["image"] = json!({
@@ -85,6 +80,10 @@ pub fn add_body(v: &mut Value, body: &MessageBody) {
                     "base64": base64::engine::general_purpose::STANDARD.encode(&i.bytes),
                 });
             }
+        }
+        MessageBody::Card(c) => {
+            v["text"] = Value::Null;
+            v["card"] = card_json(c);
         }
     }
 }
@@ -100,20 +99,7 @@ pub fn body_line(body: &MessageBody) -> String {
         MessageBody::Reaction(r) => format!("[{} {}]", if r.remove { "took back" } else { "reacted" }, r.emoji),
         MessageBody::App(p) => {
             let mut parts: Vec<String> = p.text.iter().cloned().collect();
-            if let Some(c) = &p.card {
-                let fields: Vec<String> = c.fields.iter().map(|f| format!("{}: {}", f.name, f.value)).collect();
-                let mut card = format!("[card] {}", c.title);
-                if let Some(t) = &c.text {
-                    card.push_str(&format!(" — {t}"));
-                }
-                if !fields.is_empty() {
-                    card.push_str(&format!(" ({})", fields.join("; ")));
-                }
-                for b in &c.buttons {
-                    card.push_str(&format!(" [{}: {}]", b.label, b.url));
-                }
-                parts.push(card);
-            }
+            parts.extend(p.card.as_ref().map(card_line));
             if let Some(i) = &p.image {
                 parts.push(format!(
                     "[image] {}×{} ({})",
@@ -124,7 +110,32 @@ pub fn body_line(body: &MessageBody) -> String {
             }
             parts.join(" ")
         }
+        MessageBody::Card(c) => card_line(c),
     }
+}
+
+fn card_line(c: &skein_proto::app::Card) -> String {
+    let fields: Vec<String> = c.fields.iter().map(|f| format!("{}: {}", f.name, f.value)).collect();
+    let mut card = format!("[card] {}", c.title);
+    if let Some(t) = &c.text {
+        card.push_str(&format!(" — {t}"));
+    }
+    if !fields.is_empty() {
+        card.push_str(&format!(" ({})", fields.join("; ")));
+    }
+    for b in &c.buttons {
+        card.push_str(&format!(" [{}: {}]", b.label, b.url));
+    }
+    card
+}
+
+fn card_json(c: &skein_proto::app::Card) -> Value {
+    json!({
+        "title": c.title,
+        "text": c.text,
+        "fields": c.fields.iter().map(|f| json!({"name": f.name, "value": f.value})).collect::<Vec<_>>(),
+        "buttons": c.buttons.iter().map(|b| json!({"label": b.label, "url": b.url})).collect::<Vec<_>>(),
+    })
 }
 
 /// A stored message for `history --json`, with its reactions as

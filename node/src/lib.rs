@@ -32,6 +32,7 @@ pub mod json;
 pub mod lookups;
 pub mod mesh;
 pub mod nearest;
+pub mod plugins;
 pub mod profile;
 pub mod reporter;
 pub use skein_certs::seal;

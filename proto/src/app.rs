@@ -175,21 +175,26 @@ impl AppPost {
     /// The words a search finds it by: the text, the card's title, text
     /// and fields.
     pub fn searchable(&self) -> String {
-        let mut parts: Vec<&str> = self.text.iter().map(String::as_str).collect();
-        if let Some(c) = &self.card {
-            parts.push(&c.title);
-            parts.extend(c.text.as_deref());
-            for f in &c.fields {
-                parts.push(&f.name);
-                parts.push(&f.value);
-            }
-        }
+        let mut parts: Vec<String> = self.text.iter().cloned().collect();
+        parts.extend(self.card.as_ref().map(Card::searchable));
         parts.join("\n")
     }
 }
 
 impl Card {
-    fn check(&self) -> Result<(), String> {
+    /// The words a search finds it by: its title, text and fields.
+    pub fn searchable(&self) -> String {
+        let mut parts: Vec<&str> = vec![&self.title];
+        parts.extend(self.text.as_deref());
+        for f in &self.fields {
+            parts.push(&f.name);
+            parts.push(&f.value);
+        }
+        parts.join("\n")
+    }
+
+    /// Whether the card may be sent; the error says which part is wrong.
+    pub fn check(&self) -> Result<(), String> {
         not_blank("the card's `title`", &self.title)?;
         within("the card's `title`", &self.title, MAX_CARD_TITLE)?;
         if let Some(t) = &self.text {

@@ -134,6 +134,9 @@ pub enum MessageBody {
     /// A post from an app (a company system), taken only from a mailbox
     /// item the organisation signed ([`crate::app`]).
     App(Box<crate::app::AppPost>),
+    /// A card a user posted (through a plugin): a title, text, fields and
+    /// link buttons, under the same rules as an app's ([`crate::app::Card::check`]).
+    Card(Box<crate::app::Card>),
 }
 
 /// One chat message.

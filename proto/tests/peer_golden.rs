@@ -189,6 +189,7 @@ fn body_index(v: &MessageBody) -> usize {
         MessageBody::Image(_) => 2,
         MessageBody::Reaction(_) => 3,
         MessageBody::App(_) => 4,
+        MessageBody::Card(_) => 5,
     }
 }
 
@@ -327,6 +328,10 @@ fn message_bodies() {
             (
                 MessageBody::App(Box::new(app_post())),
                 "04077469636b6574730104646f776e0103542d3100010170013101044f70656e0b68747470733a2f2f742f3100",
+            ),
+            (
+                MessageBody::Card(Box::new(app_post().card.expect("a card"))),
+                "0503542d3100010170013101044f70656e0b68747470733a2f2f742f31",
             ),
         ],
         body_index,

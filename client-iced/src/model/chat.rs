@@ -42,7 +42,7 @@ impl Msg {
             },
             MessageBody::Reaction(_) => return None,
             // An app's post, as one line: its text, then its card.
-            MessageBody::App(_) => Body::Text(skein_node::json::body_line(&m.body)),
+            MessageBody::App(_) | MessageBody::Card(_) => Body::Text(skein_node::json::body_line(&m.body)),
         };
         let mut msg = Msg {
             id: m.id.to_hex(),

@@ -10,6 +10,7 @@
 //! `--json` output is exact.
 
 mod files;
+mod plugins;
 mod terminal;
 
 use crate::control::{self, ControlReply, ControlRequest};
@@ -85,8 +86,12 @@ enum Command {
         forward_secret_file: Option<PathBuf>,
     },
     /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
+    ///
+    /// A message that starts with a plugin's slash command (`/ticket open
+    /// printer broken`) goes to the plugin, and its answer is printed; start
+    /// text with `//` to send it with a single leading `/`.
     Send {
-        /// Recipient user.
+        /// Recipient user, or a group (`#name`).
         user: String,
         /// The message.
         text: String,
@@ -171,6 +176,11 @@ enum Command {
     /// Make, list and change groups (see `skein group --help`).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Install, list and remove plugins, and run their message actions
+    /// (see `skein plugin --help`). A message that starts with a plugin's
+    /// `/command` goes to the plugin instead of being sent.
+    #[command(subcommand)]
+    Plugin(plugins::PluginCommand),
     /// Show the department tree.
     Departments {
         /// One JSON document on standard output.
@@ -646,7 +656,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Send { user, text, json } => {
             let v = need_daemon(&profile, ControlRequest::Send { to: user, text }).await?;
-            if json {
+            if v.get("plugin").is_some() {
+                plugins::print_outcome(&v, json);
+            } else if json {
                 println!("{v}");
             } else {
                 println!("{}", field(&v, "path", "?"));
@@ -806,6 +818,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Group(cmd) => run_group(&profile, cmd).await,
+        Command::Plugin(cmd) => plugins::run(&profile, cmd).await,
         Command::Departments { json } => {
             let depts = match ask_daemon(&profile, ControlRequest::Departments).await? {
                 Some(v) => v,

@@ -8,6 +8,7 @@
 //! image messages and reactions are answered in [`files`].
 
 mod files;
+mod plugins;
 mod socket;
 
 pub use socket::MAX_IN_FLIGHT;
@@ -187,6 +188,8 @@ pub(crate) async fn start(
     transfers.serve().map_err(|e| DaemonError::Local(format!("cannot serve files: {e}")))?;
     transfers.resume_all().await;
     let (gaps_tx, gaps_rx) = mpsc::channel(64);
+    let host = crate::plugins::host::Host::new(saved.user.clone(), history.clone(), events.clone(), calls_tx.clone());
+    let plugins = crate::plugins::Plugins::start(profile.dir().to_path_buf(), host, stop.child_token());
     let node = Node {
         profile,
         device,
@@ -203,6 +206,7 @@ pub(crate) async fn start(
         groups: GroupBook::default(),
         gaps: gaps_tx,
         events: events.clone(),
+        plugins,
     };
     node.groups.set_org_key(org_key);
     // Requests on peers' lanes are answered from the lanes' own tasks, as
@@ -246,6 +250,7 @@ struct Node {
     groups: GroupBook,
     gaps: mpsc::Sender<Gap>,
     events: Events,
+    plugins: crate::plugins::Plugins,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -288,6 +293,7 @@ impl Node {
         mesh_events: mpsc::Receiver<MeshEvent>,
     ) -> Result<(), DaemonError> {
         let result = self.serve_until_done(stop, calls, mesh_events).await;
+        self.plugins.stop();
         let tracker = self.tracker.take();
         let close_tracker = async {
             if let Some(c) = tracker {
@@ -762,6 +768,13 @@ impl Node {
                 self.answer_files(req, call.reply);
                 return false;
             }
+            req @ (ControlRequest::Post { .. }
+            | ControlRequest::Plugins
+            | ControlRequest::PluginsReload
+            | ControlRequest::PluginAction { .. }) => {
+                self.answer_plugins(req, call.reply);
+                return false;
+            }
             ControlRequest::Mute { conversation, muted } => match self.conversation_name(&conversation).await {
                 Err(e) => e,
                 Ok(name) => match self.history.set_muted(&name, muted).await {
@@ -787,12 +800,26 @@ impl Node {
     }
 
     fn spawn_send(&self, to: String, text: String, reply: oneshot::Sender<ControlReply>) {
+        let text = match crate::plugins::slash(&text) {
+            crate::plugins::Slash::Command { name, args } => {
+                self.spawn_command(to, name.to_owned(), args.to_owned(), reply);
+                return;
+            }
+            crate::plugins::Slash::Escaped(t) => t.to_owned(),
+            crate::plugins::Slash::Text => text,
+        };
         let text = crate::emoji::expand(&text);
         if text.is_empty() || text.len() > skein_proto::peer::MAX_TEXT {
             let msg = format!("the message must be 1 to {} bytes", skein_proto::peer::MAX_TEXT);
             let _ = reply.send(ControlReply::err("invalid_input", msg));
             return;
         }
+        self.spawn_deliver(to, vec![MessageBody::Text(text)], reply);
+    }
+
+    /// Sends `bodies` to `to` (a user or a group), one message each, in
+    /// order; answers with the last one's id and path.
+    fn spawn_deliver(&self, to: String, bodies: Vec<MessageBody>, reply: oneshot::Sender<ControlReply>) {
         if is_group_spec(&to) {
             let (groups, sender, me, device) =
                 (self.groups.clone(), self.sender(), self.me.clone(), self.device.device_id);
@@ -800,11 +827,15 @@ impl Node {
             tokio::spawn(async move {
                 let r = async {
                     let b = sendable_group(&groups, &to, &me).await?;
-                    let conversation = group_stamp(&groups, &sender, &b).await;
-                    let msg = new_message(&me, device, group_address(&b.group), conversation, MessageBody::Text(text));
-                    let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
-                    out.emit(sent_event(&msg, path));
-                    Ok(json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()}))
+                    let mut last = Value::Null;
+                    for body in bodies {
+                        let conversation = group_stamp(&groups, &sender, &b).await;
+                        let msg = new_message(&me, device, group_address(&b.group), conversation, body);
+                        let path = deliver_to(&sender, &msg, &b.members).await.map_err(ControlReply::from)?;
+                        out.emit(sent_event(&msg, path));
+                        last = json!({"id": msg.id.to_hex(), "path": path, "group": b.group.to_hex()});
+                    }
+                    Ok(last)
                 };
                 let _ = reply.send(r.await.map_or_else(|e| e, ControlReply::ok));
             });
@@ -817,14 +848,20 @@ impl Node {
                 return;
             }
         };
-        let msg = self.message(to, MessageBody::Text(text));
+        let messages: Vec<ChatMessage> = bodies.into_iter().map(|body| self.message(to.clone(), body)).collect();
         let (sender, out) = (self.sender(), self.events.clone());
         tokio::spawn(async move {
-            let r = deliver(&sender, &msg).await.map(|path| {
-                out.emit(sent_event(&msg, path));
-                json!({"id": msg.id.to_hex(), "path": path})
-            });
-            let _ = reply.send(r.map_or_else(ControlReply::from, ControlReply::ok));
+            let mut last = Ok(Value::Null);
+            for msg in &messages {
+                last = deliver(&sender, msg).await.map(|path| {
+                    out.emit(sent_event(msg, path));
+                    json!({"id": msg.id.to_hex(), "path": path})
+                });
+                if last.is_err() {
+                    break;
+                }
+            }
+            let _ = reply.send(last.map_or_else(ControlReply::from, ControlReply::ok));
         });
     }
 

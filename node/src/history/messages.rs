@@ -225,6 +225,7 @@ impl History {
             MessageBody::Reaction(_) => (None, "reaction"),
             // Shown and counted as a text; found by its text and card.
             MessageBody::App(p) => (Some(p.searchable()), "text"),
+            MessageBody::Card(c) => (Some(c.searchable()), "text"),
         };
         let now = now_db();
         let row = NewRow {

@@ -1,0 +1,495 @@
+//! One plugin's process and the task that owns it: starts it, speaks
+//! JSON-RPC with it ([`super::rpc`]), answers its requests through the
+//! [`Host`], times it out, and on a crash, a hang or garbage stops it and
+//! starts it again as [`super::policy`] says, or disables it.
+//!
+//! Nothing a plugin does reaches past this task: its lines are bounded, its
+//! own requests run a few at a time, writing to it is timed out, and the
+//! node only ever waits for it through a reply channel that this task
+//! always answers.
+
+use super::host::Host;
+use super::install::Installed;
+use super::policy::{AfterFailure, Supervision};
+use super::rpc::{self, Incoming, RpcError};
+use super::{PluginError, PluginEvent, State, Status};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// How long a plugin has to answer `initialize`.
+pub const START_WITHIN: Duration = Duration::from_secs(5);
+/// Most of a plugin's own requests under way at once.
+pub const MAX_PLUGIN_REQUESTS: usize = 4;
+/// Largest standard-error log before it is started afresh (the last one is kept as `.1`).
+pub const MAX_LOG: u64 = 1024 * 1024;
+
+/// A request for the plugin, from the node.
+pub(crate) struct Call {
+    /// `command` or `action`.
+    pub(crate) method: &'static str,
+    /// Its parameters; the task adds `invocation`.
+    pub(crate) params: Value,
+    /// The conversation it was invoked in, which its requests may reach.
+    pub(crate) conversation: String,
+    /// Where the plugin's result goes.
+    pub(crate) reply: oneshot::Sender<Result<Value, PluginError>>,
+}
+
+/// Starts the task for `plugin`; it runs until `stop` fires.
+pub(crate) fn spawn(
+    plugin: Installed,
+    host: Host,
+    stop: CancellationToken,
+) -> (mpsc::Sender<Call>, watch::Receiver<Status>) {
+    let (calls, inbox) = mpsc::channel(32);
+    let (status, watch) = watch::channel(Status::default());
+    let task = Supervisor {
+        plugin,
+        host,
+        stop,
+        inbox,
+        status,
+        busy: Arc::new(Semaphore::new(MAX_PLUGIN_REQUESTS)),
+        last_error: Arc::new(Mutex::new(String::new())),
+        errors: None,
+    };
+    tokio::spawn(task.run());
+    (calls, watch)
+}
+
+struct Supervisor {
+    plugin: Installed,
+    host: Host,
+    stop: CancellationToken,
+    inbox: mpsc::Receiver<Call>,
+    status: watch::Sender<Status>,
+    busy: Arc<Semaphore>,
+    last_error: Arc<Mutex<String>>,
+    /// The task copying the running process's standard error to its log.
+    errors: Option<tokio::task::JoinHandle<()>>,
+}
+
+enum Ended {
+    Stopped,
+    Failed(String),
+}
+
+/// What the node is waiting for from the plugin.
+enum Waiting {
+    Start,
+    Call { invocation: String, conversation: String, reply: oneshot::Sender<Result<Value, PluginError>> },
+}
+
+struct Pending {
+    method: &'static str,
+    deadline: tokio::time::Instant,
+    waiting: Waiting,
+}
+
+impl Supervisor {
+    fn name(&self) -> &str {
+        &self.plugin.manifest.name
+    }
+
+    fn set(&self, state: State, reason: Option<String>, retry_in: Option<Duration>) {
+        self.status.send_modify(|s| {
+            if state == State::Restarting {
+                s.restarts += 1;
+            }
+            s.state = state;
+            s.reason = reason.clone();
+        });
+        let event = PluginEvent { plugin: self.name().to_owned(), state, reason, retry_in };
+        self.host.events.emit(event.to_json());
+    }
+
+    async fn run(mut self) {
+        let mut policy = Supervision::default();
+        let born = Instant::now();
+        loop {
+            let why = match self.run_once().await {
+                Ended::Stopped => break,
+                Ended::Failed(why) => why,
+            };
+            tracing::warn!(plugin = %self.name(), "plugin failed: {why}");
+            match policy.failed(born.elapsed()) {
+                AfterFailure::RestartAfter(wait) => {
+                    self.set(State::Restarting, Some(why), Some(wait));
+                    // Calls that come meanwhile wait in the inbox.
+                    tokio::select! {
+                        _ = self.stop.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                AfterFailure::Disable => {
+                    self.set(State::Disabled, Some(why.clone()), None);
+                    self.refuse_until_stopped(&why).await;
+                    break;
+                }
+            }
+        }
+        self.status.send_modify(|s| s.state = State::Stopped);
+    }
+
+    async fn refuse_until_stopped(&mut self, why: &str) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                call = self.inbox.recv() => match call {
+                    None => return,
+                    Some(call) => {
+                        let e = PluginError::Disabled { plugin: self.name().to_owned(), reason: why.to_owned() };
+                        let _ = call.reply.send(Err(e));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn run_once(&mut self) -> Ended {
+        let manifest = &self.plugin.manifest;
+        let mut child = match Command::new(self.plugin.dir.join(&manifest.exec))
+            .args(&manifest.args)
+            .current_dir(&self.plugin.dir)
+            .env("SKEIN_PLUGIN_NAME", &manifest.name)
+            .env("SKEIN_PLUGIN_DATA", &self.plugin.data)
+            .env("SKEIN_USER", &self.host.me)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return Ended::Failed(format!("cannot start {}: {e}", manifest.exec)),
+        };
+        self.status.send_modify(|s| {
+            s.state = State::Starting;
+            s.pid = child.id();
+        });
+        if let Some(err) = child.stderr.take() {
+            self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.errors = Some(tokio::spawn(log_errors(err, self.plugin.log.clone(), self.last_error.clone())));
+        }
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Ended::Failed("its standard input and output could not be opened".into());
+        };
+        let mut conn = Conn::new(stdin, self.plugin.manifest.timeout_ms);
+        let ended = self.converse(&mut child, &mut conn, BufReader::new(stdout)).await;
+        let why = match &ended {
+            Ended::Stopped => "the node is stopping".to_owned(),
+            Ended::Failed(why) => why.clone(),
+        };
+        for (_, p) in conn.pending.drain() {
+            if let Waiting::Call { reply, .. } = p.waiting {
+                let _ = reply.send(Err(PluginError::Failed { plugin: self.name().to_owned(), reason: why.clone() }));
+            }
+        }
+        drop(conn);
+        // Closing its input asks it to finish; it gets a moment, then is killed.
+        if tokio::time::timeout(Duration::from_millis(500), child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+        self.status.send_modify(|s| s.pid = None);
+        ended
+    }
+
+    async fn converse(&mut self, child: &mut Child, conn: &mut Conn, stdout: impl AsyncBufRead + Unpin) -> Ended {
+        let mut lines = Lines::new(stdout);
+        let start = json!({
+            "protocol": 1, "plugin": self.name(), "user": self.host.me,
+            "data_dir": self.plugin.data, "granted": self.plugin.granted,
+        });
+        if let Err(why) = conn.ask("initialize", start, START_WITHIN, Waiting::Start).await {
+            return Ended::Failed(why);
+        }
+        let (answers_tx, mut answers) = mpsc::channel::<(Value, Result<Value, RpcError>)>(MAX_PLUGIN_REQUESTS);
+        let mut started = false;
+        loop {
+            let deadline = conn.next_deadline();
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Ended::Stopped,
+                line = lines.next() => {
+                    let line = match line {
+                        Ok(Some(l)) => l,
+                        Ok(None) => return Ended::Failed(self.exit_reason(child, "closed its output").await),
+                        Err(why) => return Ended::Failed(why),
+                    };
+                    match rpc::parse(&line) {
+                        Err(why) => return Ended::Failed(format!("wrote something that is not JSON-RPC 2.0: {why}")),
+                        Ok(Incoming::Response { id, outcome }) => match conn.pending.remove(&id) {
+                            Some(Pending { waiting: Waiting::Start, .. }) => match outcome {
+                                Ok(_) => {
+                                    started = true;
+                                    self.set(State::Running, None, None);
+                                }
+                                Err(e) => return Ended::Failed(format!("refused to start: {}", e.message)),
+                            },
+                            Some(Pending { waiting: Waiting::Call { reply, .. }, .. }) => {
+                                let plugin = self.name().to_owned();
+                                let _ = reply.send(outcome.map_err(|e| PluginError::Refused { plugin, message: e.message }));
+                            }
+                            None => tracing::debug!(plugin = %self.name(), id, "an answer to nothing under way"),
+                        },
+                        Ok(Incoming::Request { id, method, params }) => {
+                            if let Some(now) = self.plugin_request(conn, id, &method, params, &answers_tx)
+                                && let Err(why) = conn.write(&now).await
+                            {
+                                return Ended::Failed(why);
+                            }
+                        }
+                        Ok(Incoming::Notification { method, params }) => {
+                            if method == "log" {
+                                let text = params.get("message").and_then(Value::as_str).unwrap_or_default();
+                                tracing::info!(plugin = %self.name(), "{}", text.chars().take(1000).collect::<String>());
+                            }
+                        }
+                    }
+                }
+                status = child.wait() => {
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    return Ended::Failed(format!("exited ({status}){}", self.last_error_note().await));
+                }
+                Some((id, outcome)) = answers.recv() => {
+                    if let Err(why) = conn.write(&rpc::answer(&id, outcome)).await {
+                        return Ended::Failed(why);
+                    }
+                }
+                call = self.inbox.recv(), if started => {
+                    let Some(call) = call else { return Ended::Stopped };
+                    let invocation = format!("{}-{}", self.name(), conn.next_id);
+                    let mut params = call.params;
+                    params["invocation"] = json!(invocation);
+                    let waiting = Waiting::Call { invocation, conversation: call.conversation, reply: call.reply };
+                    let within = conn.timeout;
+                    if let Err(why) = conn.ask(call.method, params, within, waiting).await {
+                        return Ended::Failed(why);
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    let (method, within) = conn.overdue();
+                    return Ended::Failed(format!("did not answer `{method}` within {}", seconds(within)));
+                }
+            }
+        }
+    }
+
+    /// Handles a request from the plugin: an answer to write at once, or
+    /// none when a task answers it later through `answers`.
+    fn plugin_request(
+        &self,
+        conn: &Conn,
+        id: Value,
+        method: &str,
+        params: Value,
+        answers: &mpsc::Sender<(Value, Result<Value, RpcError>)>,
+    ) -> Option<String> {
+        let refuse = |code, message: String| Some(rpc::answer(&id, Err(RpcError { code, message })));
+        let Some(need) = super::host::permission_for(method) else {
+            return refuse(
+                rpc::METHOD_NOT_FOUND,
+                format!("the node has no method {method:?}; it answers conversation.read and message.post"),
+            );
+        };
+        if !self.plugin.may(need) {
+            return refuse(
+                rpc::NOT_PERMITTED,
+                format!("{method} needs the permission {:?}, which the user did not grant", need.as_str()),
+            );
+        }
+        let invocation = params.get("invocation").and_then(Value::as_str).unwrap_or_default();
+        let Some(conversation) = conn.conversation_of(invocation) else {
+            return refuse(
+                rpc::NO_INVOCATION,
+                "no command or action is under way with that `invocation`: a plugin reads and posts only while it answers one".into(),
+            );
+        };
+        let Ok(permit) = self.busy.clone().try_acquire_owned() else {
+            return refuse(rpc::BUSY, format!("at most {MAX_PLUGIN_REQUESTS} requests may be under way at once"));
+        };
+        let (host, answers, method) = (self.host.clone(), answers.clone(), method.to_owned());
+        tokio::spawn(async move {
+            let outcome = host.serve(&method, &conversation, &params).await;
+            let _ = answers.send((id, outcome)).await;
+            drop(permit);
+        });
+        None
+    }
+
+    async fn exit_reason(&mut self, child: &mut Child, what: &str) -> String {
+        match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
+            Ok(Ok(status)) => format!("exited ({status}){}", self.last_error_note().await),
+            _ => format!("{what}{}", self.last_error_note().await),
+        }
+    }
+
+    /// What the process last wrote on standard error, once it has been
+    /// read to its end (the process has exited), as a note for its failure.
+    async fn last_error_note(&mut self) -> String {
+        if let Some(task) = self.errors.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(300), task).await;
+        }
+        let last = self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if last.is_empty() { String::new() } else { format!("; it last wrote on standard error: {last}") }
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The node's side of the conversation with one running process.
+struct Conn {
+    stdin: ChildStdin,
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    timeout: Duration,
+}
+
+impl Conn {
+    fn new(stdin: ChildStdin, timeout_ms: u64) -> Conn {
+        Conn { stdin, next_id: 1, pending: HashMap::new(), timeout: Duration::from_millis(timeout_ms) }
+    }
+
+    async fn ask(
+        &mut self,
+        method: &'static str,
+        params: Value,
+        within: Duration,
+        waiting: Waiting,
+    ) -> Result<(), String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline = tokio::time::Instant::now() + within;
+        self.pending.insert(id, Pending { method, deadline, waiting });
+        self.write(&rpc::request(id, method, &params)).await
+    }
+
+    async fn write(&mut self, line: &str) -> Result<(), String> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        match tokio::time::timeout(self.timeout, self.stdin.write_all(&bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("stopped reading its input ({e})")),
+            Err(_) => Err(format!("stopped reading its input (nothing read for {})", seconds(self.timeout))),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    fn overdue(&self) -> (&'static str, Duration) {
+        let first = self.pending.values().min_by_key(|p| p.deadline);
+        let within =
+            if matches!(first.map(|p| &p.waiting), Some(Waiting::Start)) { START_WITHIN } else { self.timeout };
+        (first.map_or("?", |p| p.method), within)
+    }
+
+    fn conversation_of(&self, invocation: &str) -> Option<String> {
+        self.pending.values().find_map(|p| match &p.waiting {
+            Waiting::Call { invocation: i, conversation, .. } if i == invocation => Some(conversation.clone()),
+            _ => None,
+        })
+    }
+}
+
+/// Newline-separated lines of at most [`rpc::MAX_LINE`] bytes; blank lines are skipped.
+struct Lines<R> {
+    reader: R,
+    line: Vec<u8>,
+}
+
+impl<R: AsyncBufRead + Unpin> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines { reader, line: Vec::new() }
+    }
+
+    /// The next line; `None` at the end. Cancel-safe: a partial line stays buffered.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        loop {
+            let buf = self.reader.fill_buf().await.map_err(|e| format!("its output could not be read: {e}"))?;
+            if buf.is_empty() {
+                return Ok(if self.line.is_empty() { None } else { Some(std::mem::take(&mut self.line)) });
+            }
+            let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (i, true),
+                None => (buf.len(), false),
+            };
+            self.line.extend_from_slice(&buf[..take]);
+            self.reader.consume(take + usize::from(done));
+            if self.line.len() > rpc::MAX_LINE {
+                return Err(format!("wrote a line over {} KiB", rpc::MAX_LINE / 1024));
+            }
+            if done {
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                if self.line.iter().all(u8::is_ascii_whitespace) {
+                    self.line.clear();
+                    continue;
+                }
+                return Ok(Some(std::mem::take(&mut self.line)));
+            }
+        }
+    }
+}
+
+/// Appends what the plugin writes on standard error to its log, and keeps
+/// its last line for failure messages.
+async fn log_errors(err: tokio::process::ChildStderr, log: std::path::PathBuf, last: Arc<Mutex<String>>) {
+    let mut lines = Lines::new(BufReader::new(err));
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    while let Ok(Some(line)) = lines.next().await {
+        let text: String = String::from_utf8_lossy(&line).chars().take(300).collect();
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = text;
+        append_log(&log, &line);
+    }
+}
+
+fn append_log(log: &Path, line: &[u8]) {
+    use std::io::Write;
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > MAX_LOG) {
+        let _ = std::fs::rename(log, log.with_extension("log.1"));
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        let _ = f.write_all(line);
+        let _ = f.write_all(b"\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_cancel_safe() {
+        let input: &[u8] = b"{\"a\":1}\r\n\n  \npartial";
+        let mut lines = Lines::new(BufReader::with_capacity(3, input));
+        assert_eq!(lines.next().await.expect("should succeed").expect("should succeed"), b"{\"a\":1}");
+        assert_eq!(lines.next().await.expect("should succeed").expect("should succeed"), b"partial");
+        assert_eq!(lines.next().await.expect("should succeed"), None);
+        let long = vec![b'x'; rpc::MAX_LINE + 10];
+        let mut lines = Lines::new(BufReader::new(&long[..]));
+        assert!(lines.next().await.expect_err("should fail").contains("over 1024 KiB"));
+    }
+}
