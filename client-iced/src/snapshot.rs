@@ -1,7 +1,8 @@
 //! State snapshots for checking the app from outside (tests, support):
 //! with `SKEIN_DESK_SNAPSHOTS=DIR`, what the window shows is kept in
 //! `DIR/state.json` (the screen, the conversation list, the open
-//! conversation's messages, the composer, who is online, the focus),
+//! conversation's messages, the composer, who is online, the focus, the
+//! plugins' commands and answers),
 //! rewritten within 200 ms of a change. Pictures of the window are taken
 //! from the display (`import -window`): iced's own screenshot leaves out
 //! the composer's text.
@@ -46,7 +47,10 @@ pub fn state(app: &App) -> Value {
                     .filter(|p| p.status != "offline").map(|p| p.name.clone()).collect::<Vec<_>>(),
                 "composer": w.composer.text(), "query": w.query, "marked": w.marked, "results_for": w.results_for(),
                 "results": w.results.iter().map(|h| json!({"conversation": h.conversation, "id": h.id.to_hex(), "text": h.text})).collect::<Vec<_>>(),
-                "groups": w.groups})
+                "groups": w.groups,
+                "commands": w.plugins.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                "completions": w.plugins.completing(w.composer.text().trim_end_matches('\n')).iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                "plugin_reply": w.plugin_reply.as_ref().map(|(p, t)| json!({"plugin": p, "text": t}))})
         }
         Screen::Login(l) => json!({"screen": "login", "tracker": l.tracker, "user": l.user,
             "failure": l.failure.as_ref().map(|f| f.message.clone()),

@@ -208,6 +208,17 @@ impl NodeHandle {
         self.ask(ControlRequest::Read { user: conversation.to_owned() }).await
     }
 
+    /// The installed plugins, their commands, actions and state.
+    pub async fn plugins(&self) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::Plugins).await
+    }
+
+    /// Runs a plugin's message action on a message (hex id).
+    pub async fn plugin_action(&self, plugin: &str, action: &str, message: &str) -> Result<Value, NodeError> {
+        let (plugin, action, message) = (plugin.to_owned(), action.to_owned(), message.to_owned());
+        self.ask(ControlRequest::PluginAction { plugin, action, message }).await
+    }
+
     /// Verified peers and their paths.
     pub async fn peers(&self) -> Result<Value, NodeError> {
         self.ask(ControlRequest::Peers).await

@@ -229,6 +229,36 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     let v = state(&snapshots, "the conversation at 800×600", |v| v["chat"]["id"] == "bob").await;
     assert!(texts(&v).iter().any(|t| t == "Are you still there?"), "{v:#}");
 
+    // A plugin: the sample ticket plugin, installed while the app runs.
+    // The composer completes its command; its answer shows to alice alone
+    // and its card goes to bob.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/ticket");
+    let (ok, out, err) = skein(&alice, &["plugin", "install", sample.to_str().expect("utf-8"), "--yes"], None).await;
+    assert!(ok && out.contains("The running node has started it"), "{out}{err}");
+    state(&snapshots, "the plugin's command", |v| {
+        v["commands"].as_array().is_some_and(|c| c.iter().any(|c| c == "ticket"))
+    })
+    .await;
+    desk.key("ctrl+1").await;
+    state(&snapshots, "bob's conversation open", |v| v["chat"]["id"] == "bob").await;
+    desk.type_text("/ti").await;
+    state(&snapshots, "the command completed", |v| v["completions"] == serde_json::json!(["ticket"])).await;
+    desk.capture(&window, &shots.join("plugin-command.png")).await;
+    desk.key("Tab").await;
+    state(&snapshots, "the command in the composer", |v| v["composer"] == "/ticket ").await;
+    desk.type_text("open printer on floor 3 is broken").await;
+    desk.key("Return").await;
+    let v = state(&snapshots, "the plugin's answer", |v| v["plugin_reply"].is_object()).await;
+    assert_eq!(v["plugin_reply"]["text"], "Opened ticket #1: printer on floor 3 is broken");
+    bob_daemon
+        .wait_line(T, "the ticket's card", |l| l.contains(r#""type":"message""#) && l.contains("Ticket #1 opened"))
+        .await;
+    state(&snapshots, "the card in alice's conversation", |v| {
+        texts(v).last().is_some_and(|t| t.starts_with("[card] Ticket #1 opened"))
+    })
+    .await;
+    desk.capture(&window, &shots.join("plugin-reply.png")).await;
+
     // A company system's message (POST /v1/messages): a conversation of
     // its own, from app:Alerts, its card on the line after the text.
     let store = t.store().await;
@@ -247,7 +277,9 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     assert!(texts(&v)[0].starts_with("Disk 90% full on build-3 [card] build-3 (Disk: 90%)"), "{v:#}");
     desk.capture(&window, &shots.join("app-message.png")).await;
 
-    for name in ["login", "main", "conversation", "conversation-800x600", "app-message"] {
+    for name in
+        ["login", "main", "conversation", "conversation-800x600", "plugin-command", "plugin-reply", "app-message"]
+    {
         let colours = check_picture(&shots.join(format!("{name}.png")));
         println!("{name}.png: {colours} colours, in {}", shots.display());
     }

@@ -130,6 +130,15 @@ pub enum NodeEvent {
         /// The change, as a line ("alice added carol").
         text: String,
     },
+    /// A plugin started, failed and is started again, or was disabled.
+    Plugin {
+        /// The plugin.
+        plugin: String,
+        /// `running`, `restarting` or `disabled`.
+        state: String,
+        /// Why it failed.
+        reason: Option<String>,
+    },
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -138,7 +147,8 @@ fn s(v: &Value, k: &str) -> String {
 
 /// A message body from an event or a `history --json` entry.
 pub fn body(v: &Value) -> Option<Body> {
-    if v.get("app").is_some_and(Value::is_object) {
+    // An app's post, or a card a user posted through a plugin.
+    if v.get("app").is_some_and(Value::is_object) || v.get("card").is_some_and(Value::is_object) {
         return Some(Body::Text(app_line(v)));
     }
     if let Some(t) = v["text"].as_str() {
@@ -229,6 +239,11 @@ pub fn parse(v: &Value) -> Option<NodeEvent> {
         },
         "transfer" => NodeEvent::Transfer(v.clone()),
         "group_changed" => NodeEvent::GroupChanged { text: s(v, "text") },
+        "plugin" => NodeEvent::Plugin {
+            plugin: s(v, "plugin"),
+            state: s(v, "state"),
+            reason: v["reason"].as_str().map(str::to_owned),
+        },
         _ => return None,
     })
 }

@@ -2,11 +2,13 @@
 //! it is tested as plain functions: the node's events parsed
 //! ([`event`]), the conversation list ([`conversations`]), one
 //! conversation's messages ([`chat`]), file transfers ([`transfers`]),
-//! the directory ([`directory`]) and emoji runs in text ([`emoji_runs`]).
+//! the directory ([`directory`]), emoji runs in text ([`emoji_runs`]) and
+//! the plugins' commands and actions ([`plugins`]).
 
 pub mod chat;
 pub mod conversations;
 pub mod directory;
 pub mod emoji_runs;
 pub mod event;
+pub mod plugins;
 pub mod transfers;

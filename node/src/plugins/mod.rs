@@ -98,10 +98,10 @@ pub struct PluginEvent {
 }
 
 impl PluginEvent {
-    /// The event's JSON: `{"event": "plugin", "plugin", "state", "reason", "retry_in_ms"}`.
+    /// The event's JSON: `{"type": "plugin", "plugin", "state", "reason", "retry_in_ms"}`.
     pub fn to_json(&self) -> Value {
         json!({
-            "event": "plugin", "plugin": self.plugin, "state": self.state, "reason": self.reason,
+            "type": "plugin", "plugin": self.plugin, "state": self.state, "reason": self.reason,
             "retry_in_ms": self.retry_in.map(|d| d.as_millis() as u64),
         })
     }

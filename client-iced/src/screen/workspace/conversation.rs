@@ -241,6 +241,17 @@ fn message<'a>(w: &'a Workspace, m: &'a Msg, show_sender: bool) -> Element<'a, M
                         .on_press(Message::React(m.id.clone(), (*q).to_owned())),
                 );
             }
+            // The plugins' message actions, on messages that say something.
+            if matches!(m.body, Body::Text(_)) {
+                for a in &w.plugins.actions {
+                    reactions = reactions.push(
+                        button(text(a.label.clone()).size(12))
+                            .padding([2, 8])
+                            .style(button::secondary)
+                            .on_press(Message::Action(a.plugin.clone(), a.id.clone(), m.id.clone())),
+                    );
+                }
+            }
         }
         block = block.push(reactions);
     }
@@ -393,6 +404,41 @@ fn composer(w: &Workspace) -> Element<'_, Message> {
             extras = extras.push(r.wrap());
         }
     }
+    let typed = w.composer.text();
+    let commands = w.plugins.completing(typed.trim_end_matches('\n'));
+    if !commands.is_empty() {
+        let mut list = column![].spacing(2);
+        for c in &commands {
+            let line = column![
+                row![text(format!("/{}", c.name)).size(13).font(style::BOLD), text(c.usage.clone()).size(13)]
+                    .spacing(8),
+                muted_text(c.description.clone(), 12.0),
+            ]
+            .spacing(1);
+            list = list.push(
+                button(line)
+                    .width(Length::Fill)
+                    .padding([4, 8])
+                    .style(button::text)
+                    .on_press(Message::CompleteCommand(c.name.clone())),
+            );
+        }
+        extras = extras.push(container(list).padding(4).style(style::card));
+    }
+    if let Some((plugin, reply)) = &w.plugin_reply {
+        let answer = row![
+            column![
+                text(format!("🧩 {plugin} · only you see this")).size(12).font(style::BOLD),
+                text(reply.clone()).size(13),
+            ]
+            .spacing(2)
+            .width(Length::Fill),
+            button(text("×").size(14)).padding([2, 8]).style(button::text).on_press(Message::CloseReply),
+        ]
+        .align_y(Alignment::Start);
+        extras = extras.push(container(answer).padding([6, 10]).style(style::card));
+    }
+    let first_command = commands.first().map(|c| c.name.clone());
     let editor = text_editor(&w.composer)
         .id(COMPOSER)
         .placeholder("Write a message…")
@@ -400,13 +446,19 @@ fn composer(w: &Workspace) -> Element<'_, Message> {
         .padding(10)
         .size(15)
         .height(72)
-        .key_binding(|kp| {
+        .key_binding(move |kp| {
             let focused = matches!(kp.status, text_editor::Status::Focused { .. });
             match kp.key.as_ref() {
                 keyboard::Key::Named(keyboard::key::Named::Enter) if focused && !kp.modifiers.shift() => {
                     Some(text_editor::Binding::Custom(Message::Send))
                 }
                 keyboard::Key::Named(keyboard::key::Named::Enter) if focused => Some(text_editor::Binding::Enter),
+                // The window's shortcuts (Ctrl+1…9, Ctrl+K), not text: the
+                // editor would type the digit or letter.
+                keyboard::Key::Character(c) if kp.modifiers.command() && !matches!(c, "a" | "c" | "v" | "x") => None,
+                keyboard::Key::Named(keyboard::key::Named::Tab) if focused && first_command.is_some() => {
+                    first_command.clone().map(|c| text_editor::Binding::Custom(Message::CompleteCommand(c)))
+                }
                 _ => text_editor::Binding::from_key_press(kp),
             }
         });

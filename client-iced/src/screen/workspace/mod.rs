@@ -148,6 +148,14 @@ pub enum Message {
     GroupCerts(Vec<skein_proto::group::MembershipCert>),
     /// A conversation was marked read on the node.
     ReadDone(String),
+    /// The node's plugins, for their commands and actions.
+    PluginsLoaded(Result<Value, String>),
+    /// Put this slash command in the composer.
+    CompleteCommand(String),
+    /// Run a plugin's message action: (plugin, action, message id).
+    Action(String, String, String),
+    /// Close the plugin's answer shown above the composer.
+    CloseReply,
     /// Sign this device out.
     SignOut,
     /// Close the error banner.
@@ -252,6 +260,10 @@ pub struct Workspace {
     loading_older: bool,
     /// No tracker connection yet since the app started.
     first_connect: bool,
+    /// The plugins' slash commands and message actions.
+    pub plugins: crate::model::plugins::Plugins,
+    /// A plugin's last answer, shown to this user alone: (plugin, text).
+    pub plugin_reply: Option<(String, String)>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -296,11 +308,22 @@ impl Workspace {
             thumbs: Default::default(),
             loading_older: false,
             first_connect: true,
+            plugins: Default::default(),
+            plugin_reply: None,
         }
     }
 
-    /// Loads what the history holds.
+    /// Loads what the history holds, and the plugins.
     pub fn load(&self) -> Task<Message> {
+        Task::batch([self.load_conversations(), self.load_plugins()])
+    }
+
+    fn load_plugins(&self) -> Task<Message> {
+        let Some(node) = self.node.clone() else { return Task::none() };
+        Task::perform(async move { node.plugins().await.map_err(err) }, Message::PluginsLoaded)
+    }
+
+    fn load_conversations(&self) -> Task<Message> {
         let Some(node) = self.node.clone() else { return Task::none() };
         Task::perform(
             async move {
@@ -633,13 +656,34 @@ impl Workspace {
                 return self.update(Message::Done(r));
             }
             Message::Done(r) => {
-                if let Err(e) = r {
-                    self.error = Some(e);
+                match r {
+                    Err(e) => self.error = Some(e),
+                    // A slash command or an action: the plugin's answer is for this user alone.
+                    Ok(v) if v.get("plugin").is_some() => {
+                        let reply = v["reply"].as_str().map(str::to_owned);
+                        let posted = v["posted"].is_object().then(|| "Posted here.".to_owned());
+                        if let Some(text) = reply.or(posted) {
+                            self.plugin_reply = Some((v["plugin"].as_str().unwrap_or_default().to_owned(), text));
+                        }
+                    }
+                    Ok(_) => {}
                 }
                 if let Some(id) = self.chat.as_ref().map(|c| c.id.clone()) {
                     return self.page(&id, None);
                 }
             }
+            Message::PluginsLoaded(Ok(list)) => self.plugins = crate::model::plugins::Plugins::from_list(&list),
+            Message::PluginsLoaded(Err(e)) => tracing::warn!("cannot list the plugins: {e}"),
+            Message::CompleteCommand(name) => {
+                self.composer = text_editor::Content::with_text(&format!("/{name} "));
+                self.composer.perform(text_editor::Action::Move(text_editor::Motion::DocumentEnd));
+                return operation::focus(COMPOSER);
+            }
+            Message::Action(plugin, action, id) => {
+                self.hovered = None;
+                return self.command(move |n| async move { n.plugin_action(&plugin, &action, &id).await });
+            }
+            Message::CloseReply => self.plugin_reply = None,
             Message::Tab(t) => self.tab = t,
             Message::Search(s) => self.search = s,
             Message::Status(s) => {
@@ -873,13 +917,21 @@ impl Workspace {
         self.picker = false;
         self.sending += 1;
         self.at_bottom = true;
-        let title = self.title_of(&to);
-        self.conversations.outgoing(
-            &to,
-            &title,
-            Body::Text(skein_node::emoji::expand(&text)).summary(),
-            skein_node::now_ms(),
-        );
+        self.plugin_reply = None;
+        // A slash command goes to its plugin: nothing is sent as it is.
+        if !matches!(skein_node::plugins::slash(&text), skein_node::plugins::Slash::Command { .. }) {
+            let title = self.title_of(&to);
+            let shown = match skein_node::plugins::slash(&text) {
+                skein_node::plugins::Slash::Escaped(t) => t.to_owned(),
+                _ => text.clone(),
+            };
+            self.conversations.outgoing(
+                &to,
+                &title,
+                Body::Text(skein_node::emoji::expand(&shown)).summary(),
+                skein_node::now_ms(),
+            );
+        }
         Task::batch([self.send_command(move |n| async move { n.send(&to, &text).await }), operation::focus(COMPOSER)])
     }
 
@@ -900,6 +952,21 @@ impl Workspace {
                 return self.load_directory();
             }
             NodeEvent::Disconnected { reason, .. } => self.connection = Connection::Reconnecting(reason),
+            NodeEvent::Plugin { plugin, state, reason } => {
+                let why = reason.unwrap_or_default();
+                match state.as_str() {
+                    "restarting" => {
+                        self.error = Some(format!("The plugin {plugin} failed and is being started again: {why}"))
+                    }
+                    "disabled" => {
+                        self.error = Some(format!(
+                            "The plugin {plugin} was turned off after failing repeatedly: {why}. Install it again to retry."
+                        ))
+                    }
+                    _ => {}
+                }
+                return self.load_plugins();
+            }
             NodeEvent::SessionEnded { message } => self.connection = Connection::Ended(message),
             NodeEvent::Presence { user, status, note } => self.directory.presence(&user, &status, note),
             NodeEvent::Message(m) => {
@@ -945,7 +1012,7 @@ impl Workspace {
                 // the open conversation show it.
                 let open = self.chat.as_ref().is_some_and(|c| c.id == conversation);
                 let page = if open { self.page(&conversation, None) } else { Task::none() };
-                return Task::batch([self.load(), page]);
+                return Task::batch([self.load_conversations(), page]);
             }
             NodeEvent::Transfer(v) => {
                 // An offer made elsewhere (`skein send-file`) shows up too.
@@ -957,7 +1024,7 @@ impl Workspace {
                         Some(c) => self.page(&c.id.clone(), None),
                         None => Task::none(),
                     };
-                    return Task::batch([self.load(), page]);
+                    return Task::batch([self.load_conversations(), page]);
                 }
             }
             NodeEvent::GroupChanged { .. } => {
