@@ -32,6 +32,7 @@ pub fn state(app: &App) -> Value {
                             Body::File { name, .. } => ("file", name.clone()),
                             Body::Image { name, .. } => ("image", name.clone()),
                             Body::Line(t) => ("line", t.clone()),
+                            Body::Card { .. } => ("card", m.body.line()),
                         };
                         let transfer =
                             w.transfers.get(&m.id).map(|t| json!({"state": t.state, "done": t.done, "size": t.size}));

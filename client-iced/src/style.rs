@@ -131,6 +131,18 @@ pub fn card(t: &Theme) -> container::Style {
     }
 }
 
+/// A card inside a message: the window's background, a thin border and
+/// an accent on its left edge.
+pub fn message_card(t: &Theme) -> container::Style {
+    let p = t.extended_palette();
+    container::Style {
+        background: Some(p.background.base.color.into()),
+        border: Border { radius: 8.0.into(), width: 1.0, color: p.background.strong.color },
+        text_color: Some(p.background.base.text),
+        ..Default::default()
+    }
+}
+
 /// Our own message bubble.
 pub fn own_bubble(t: &Theme) -> container::Style {
     let p = t.extended_palette();

@@ -114,7 +114,8 @@ pub fn body_line(body: &MessageBody) -> String {
     }
 }
 
-fn card_line(c: &skein_proto::app::Card) -> String {
+/// A card as one line: `[card] TITLE — TEXT (NAME: VALUE; …) [LABEL: URL]`.
+pub fn card_line(c: &skein_proto::app::Card) -> String {
     let fields: Vec<String> = c.fields.iter().map(|f| format!("{}: {}", f.name, f.value)).collect();
     let mut card = format!("[card] {}", c.title);
     if let Some(t) = &c.text {

@@ -262,7 +262,15 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     // A company system's message (POST /v1/messages): a conversation of
     // its own, from app:Alerts, its card on the line after the text.
     let store = t.store().await;
-    let app = skein_tracker::apps::create(&store, "Alerts", &["send".into()], None, 1).await.expect("app");
+    let mut icon = std::io::Cursor::new(Vec::new());
+    image::RgbaImage::from_fn(64, 64, |x, y| {
+        let ring = ((x as i32 - 32).pow(2) + (y as i32 - 32).pow(2)) < 26 * 26;
+        if ring { image::Rgba([0xe0, 0x4f, 0x3a, 255]) } else { image::Rgba([255, 255, 255, 255]) }
+    })
+    .write_to(&mut icon, image::ImageFormat::Png)
+    .expect("icon");
+    let icon = icon.into_inner();
+    let app = skein_tracker::apps::create(&store, "Alerts", &["send".into()], Some(&icon), 1).await.expect("app");
     store.close().await;
     let body = serde_json::json!({"to": "alice", "text": "Disk 90% full on build-3", "card": {
         "title": "build-3", "fields": [{"name": "Disk", "value": "90%"}],
@@ -275,6 +283,8 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     desk.key("ctrl+1").await;
     let v = state(&snapshots, "the app's message", |v| v["chat"]["id"] == "app:Alerts" && texts(v).len() == 1).await;
     assert!(texts(&v)[0].starts_with("Disk 90% full on build-3 [card] build-3 (Disk: 90%)"), "{v:#}");
+    assert_eq!(v["chat"]["messages"][0]["kind"], "card");
+    assert_eq!(v["chat"]["title"], "Alerts", "an app's conversation is called by the app's name");
     desk.capture(&window, &shots.join("app-message.png")).await;
 
     for name in

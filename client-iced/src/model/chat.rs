@@ -41,8 +41,16 @@ impl Msg {
                 thumbnail: i.thumbnail.clone(),
             },
             MessageBody::Reaction(_) => return None,
-            // An app's post, as one line: its text, then its card.
-            MessageBody::App(_) | MessageBody::Card(_) => Body::Text(skein_node::json::body_line(&m.body)),
+            MessageBody::App(p) => match &p.card {
+                // Its text and image above its card.
+                Some(card) => {
+                    let rest = MessageBody::App(Box::new(skein_proto::app::AppPost { card: None, ..(**p).clone() }));
+                    let text = Some(skein_node::json::body_line(&rest)).filter(|t| !t.is_empty());
+                    Body::Card { text, card: Box::new(card.clone()) }
+                }
+                None => Body::Text(skein_node::json::body_line(&m.body)),
+            },
+            MessageBody::Card(c) => Body::Card { text: None, card: c.clone() },
         };
         let mut msg = Msg {
             id: m.id.to_hex(),

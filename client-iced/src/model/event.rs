@@ -28,6 +28,13 @@ pub enum Body {
         /// The thumbnail, JPEG bytes.
         thumbnail: Vec<u8>,
     },
+    /// A card (from an app, or a user's plugin), with the text posted beside it.
+    Card {
+        /// The text above the card.
+        text: Option<String>,
+        /// The card.
+        card: Box<skein_proto::app::Card>,
+    },
 }
 
 impl Body {
@@ -38,6 +45,20 @@ impl Body {
             Self::File { name, .. } => format!("📎 {name}"),
             Self::Image { .. } => "🖼 Image".to_owned(),
             Self::Line(t) => t.clone(),
+            Self::Card { text: Some(t), .. } => t.lines().next().unwrap_or_default().to_owned(),
+            Self::Card { card, .. } => card.title.clone(),
+        }
+    }
+
+    /// The whole body as one line of text, as the history shows it.
+    pub fn line(&self) -> String {
+        match self {
+            Self::Text(t) | Self::Line(t) => t.clone(),
+            Self::File { name, .. } | Self::Image { name, .. } => name.clone(),
+            Self::Card { text, card } => {
+                let card = skein_node::json::card_line(card);
+                text.as_ref().map_or(card.clone(), |t| format!("{t} {card}"))
+            }
         }
     }
 }
@@ -147,8 +168,13 @@ fn s(v: &Value, k: &str) -> String {
 
 /// A message body from an event or a `history --json` entry.
 pub fn body(v: &Value) -> Option<Body> {
-    // An app's post, or a card a user posted through a plugin.
-    if v.get("app").is_some_and(Value::is_object) || v.get("card").is_some_and(Value::is_object) {
+    // A card, from an app or a user's plugin, with what was posted beside it.
+    let card = v.get("card").filter(|c| c.is_object());
+    if let Some(card) = card.and_then(|c| serde_json::from_value::<skein_proto::app::Card>(c.clone()).ok()) {
+        let text = Some(app_line(v)).filter(|t| !t.is_empty());
+        return Some(Body::Card { text, card: Box::new(card) });
+    }
+    if v.get("app").is_some_and(Value::is_object) {
         return Some(Body::Text(app_line(v)));
     }
     if let Some(t) = v["text"].as_str() {
@@ -172,29 +198,9 @@ pub fn body(v: &Value) -> Option<Body> {
     Some(Body::File { name: s(f, "name"), size: f["size"].as_u64().unwrap_or(0) })
 }
 
-/// An app's post as one line, as the history shows it
-/// (`skein_node::json::body_line`): its text, then its card.
+/// An app's text and image, as one line (its card is shown apart).
 fn app_line(v: &Value) -> String {
     let mut parts: Vec<String> = v["text"].as_str().map(str::to_owned).into_iter().collect();
-    if let Some(c) = v.get("card").filter(|c| c.is_object()) {
-        let mut card = format!("[card] {}", s(c, "title"));
-        if let Some(t) = c["text"].as_str() {
-            card.push_str(&format!(" — {t}"));
-        }
-        let fields: Vec<String> = c["fields"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| format!("{}: {}", s(f, "name"), s(f, "value")))
-            .collect();
-        if !fields.is_empty() {
-            card.push_str(&format!(" ({})", fields.join("; ")));
-        }
-        for b in c["buttons"].as_array().into_iter().flatten() {
-            card.push_str(&format!(" [{}: {}]", s(b, "label"), s(b, "url")));
-        }
-        parts.push(card);
-    }
     if let Some(i) = v.get("image").filter(|i| i.is_object()) {
         parts.push(format!("[image] {}×{}", i["width"].as_u64().unwrap_or(0), i["height"].as_u64().unwrap_or(0)));
     }

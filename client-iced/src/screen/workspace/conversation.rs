@@ -60,7 +60,7 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
         }
     };
     let mut head = row![].spacing(10).align_y(Alignment::Center);
-    head = head.push(style::avatar(&chat.title, 34.0));
+    head = head.push(super::conversation_avatar(w, &chat.id, &chat.title, 34.0));
     head = head.push(
         column![text(chat.title.clone()).size(17).font(style::BOLD), muted_text(subtitle, 12.0)]
             .spacing(2)
@@ -106,7 +106,15 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
         .on_scroll(Message::Scrolled)
         .height(Length::Fill);
 
-    let pane = column![header, list, composer(w)].height(Length::Fill);
+    let bottom: Element<'_, Message> = if skein_proto::app::app_of(&chat.id).is_some() {
+        // A company system posts here; there is no one to answer.
+        container(muted_text("Company systems post here; replies cannot be sent to them.".into(), 13.0))
+            .padding([16, 20])
+            .into()
+    } else {
+        composer(w)
+    };
+    let pane = column![header, list, bottom].height(Length::Fill);
     match cert.filter(|_| w.members_panel) {
         Some(c) => row![pane, members(w, c)].height(Length::Fill).into(),
         None => pane.into(),
@@ -242,7 +250,7 @@ fn message<'a>(w: &'a Workspace, m: &'a Msg, show_sender: bool) -> Element<'a, M
                 );
             }
             // The plugins' message actions, on messages that say something.
-            if matches!(m.body, Body::Text(_)) {
+            if matches!(m.body, Body::Text(_) | Body::Card { .. }) {
                 for a in &w.plugins.actions {
                     reactions = reactions.push(
                         button(text(a.label.clone()).size(12))
@@ -269,6 +277,13 @@ fn body<'a>(w: &'a Workspace, m: &'a Msg) -> Element<'a, Message> {
         }
         Body::File { name, size } => file(w, m, "📎", "Accept", name, *size),
         Body::Line(t) => muted_text(t.clone(), 12.0).into(),
+        Body::Card { text, card: c } => {
+            let mut col = column![].spacing(8);
+            if let Some(t) = text {
+                col = col.push(style::rich(t, 15.0, None));
+            }
+            col.push(card(c)).into()
+        }
         Body::Image { name, size, dims, .. } => {
             let mut col = column![].spacing(6);
             if let Some(h) = w.thumbs.get(&m.id) {
@@ -358,6 +373,39 @@ fn file<'a>(
         }
     }
     container(col).padding(4).into()
+}
+
+/// A card: its title, text, fields (name and value in two columns) and
+/// buttons that open their links in the browser.
+fn card(c: &skein_proto::app::Card) -> Element<'_, Message> {
+    let mut inner = column![text(c.title.clone()).size(15).font(style::BOLD)].spacing(6);
+    if let Some(t) = &c.text {
+        inner = inner.push(text(t.clone()).size(14));
+    }
+    if !c.fields.is_empty() {
+        let mut fields = column![].spacing(3);
+        for f in &c.fields {
+            fields = fields.push(
+                row![muted_text(f.name.clone(), 13.0).width(110), text(f.value.clone()).size(13)]
+                    .spacing(8)
+                    .align_y(Alignment::Start),
+            );
+        }
+        inner = inner.push(fields);
+    }
+    if !c.buttons.is_empty() {
+        let mut buttons = row![].spacing(6);
+        for b in &c.buttons {
+            buttons = buttons.push(
+                button(text(format!("{} ↗", b.label)).size(13))
+                    .padding([4, 10])
+                    .style(button::secondary)
+                    .on_press(Message::OpenLink(b.url.clone())),
+            );
+        }
+        inner = inner.push(buttons.wrap());
+    }
+    container(inner).padding([10, 12]).style(style::message_card).into()
 }
 
 fn composer(w: &Workspace) -> Element<'_, Message> {

@@ -98,6 +98,8 @@ pub enum Message {
     Reveal(String),
     /// Open a received image full size.
     View(String),
+    /// Open a card's link in the browser.
+    OpenLink(String),
     /// A file was dropped on the window: offer it here.
     Dropped(PathBuf),
     /// Pick a file to send, with the desktop's file chooser.
@@ -264,6 +266,8 @@ pub struct Workspace {
     pub plugins: crate::model::plugins::Plugins,
     /// A plugin's last answer, shown to this user alone: (plugin, text).
     pub plugin_reply: Option<(String, String)>,
+    /// Apps' icons by conversation (`app:NAME`), as the node keeps them.
+    pub app_icons: std::collections::HashMap<String, iced::widget::image::Handle>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -310,6 +314,7 @@ impl Workspace {
             first_connect: true,
             plugins: Default::default(),
             plugin_reply: None,
+            app_icons: Default::default(),
         }
     }
 
@@ -361,8 +366,23 @@ impl Workspace {
         ])
     }
 
+    /// Finds the icon the node kept for the app of conversation `id`, once.
+    fn find_app_icon(&mut self, id: &str) {
+        let (Some(app), Some(node)) = (skein_proto::app::app_of(id), self.node.as_ref()) else { return };
+        if self.app_icons.contains_key(id) {
+            return;
+        }
+        let path = skein_node::app_mail::icons_dir(node.history().path()).join(format!("{app}.png"));
+        if path.is_file() {
+            self.app_icons.insert(id.to_owned(), iced::widget::image::Handle::from_path(path));
+        }
+    }
+
     /// What a conversation is called.
     pub fn title_of(&self, id: &str) -> String {
+        if let Some(app) = skein_proto::app::app_of(id) {
+            return app.to_owned();
+        }
         match id.strip_prefix('#') {
             Some(_) => self.groups.get(id).cloned().unwrap_or_else(|| "Group".to_owned()),
             None => self.directory.display_name(id),
@@ -514,6 +534,7 @@ impl Workspace {
                 let mut rows = rows;
                 for r in &mut rows {
                     r.title = self.title_of(&r.id);
+                    self.find_app_icon(&r.id);
                 }
                 self.conversations.merge(rows);
             }
@@ -602,7 +623,7 @@ impl Workspace {
             Message::Decline(id) => return self.command(move |n| async move { n.decline(&id).await }),
             Message::Reveal(path) => {
                 let dir = std::path::Path::new(&path).parent().map(PathBuf::from).unwrap_or_default();
-                return open_externally(dir);
+                return open_externally(dir.into_os_string());
             }
             Message::View(path) => {
                 // Only a file that is an image by its name and its bytes: the
@@ -619,7 +640,15 @@ impl Workspace {
                     self.error = Some(format!("{} is not an image; open its folder instead", path.display()));
                     return Task::none();
                 }
-                return open_externally(path);
+                return open_externally(path.into_os_string());
+            }
+            Message::OpenLink(url) => {
+                // Cards carry only web links (checked where they are made and taken).
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    self.error = Some(format!("{url} is not a web link; it was not opened"));
+                    return Task::none();
+                }
+                return open_externally(url.into());
             }
             Message::Attach => {
                 if self.chat.is_none() {
@@ -970,6 +999,7 @@ impl Workspace {
             NodeEvent::SessionEnded { message } => self.connection = Connection::Ended(message),
             NodeEvent::Presence { user, status, note } => self.directory.presence(&user, &status, note),
             NodeEvent::Message(m) => {
+                self.find_app_icon(&m.conversation);
                 let open = self.chat.as_ref().is_some_and(|c| c.id == m.conversation);
                 let seen = open && self.focused;
                 if let Some(g) = &m.group {
@@ -1076,19 +1106,28 @@ fn is_image(path: &std::path::Path) -> bool {
     matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "gif" | "webp")
 }
 
-/// Opens a file or folder with the desktop's default application.
-fn open_externally(path: PathBuf) -> Task<Message> {
+/// Opens a file, a folder or a web link with the desktop's default application.
+fn open_externally(target: std::ffi::OsString) -> Task<Message> {
     Task::perform(
         async move {
             tokio::process::Command::new("xdg-open")
-                .arg(&path)
+                .arg(&target)
                 .spawn()
                 .map(|_| Value::Null)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))
+                .map_err(|e| format!("cannot open {}: {e}", target.to_string_lossy()))
         },
         |r| match r {
             Ok(_) => Message::Dismiss,
             Err(e) => Message::Failed(e),
         },
     )
+}
+
+/// A conversation's picture: an app's own icon when the node kept one,
+/// else the coloured initial.
+fn conversation_avatar<'a>(w: &Workspace, id: &str, title: &str, size: f32) -> iced::Element<'a, Message> {
+    match w.app_icons.get(id) {
+        Some(icon) => iced::widget::image(icon.clone()).width(size).height(size).border_radius(size / 5.0).into(),
+        None => crate::style::avatar(title, size),
+    }
 }

@@ -85,14 +85,16 @@ fn chats(w: &Workspace) -> Element<'_, Message> {
     let rows = w.conversations.rows().iter().map(|r| {
         let selected = open == Some(r.id.as_str());
         let title = if r.is_group() { format!("# {}", r.title) } else { r.title.clone() };
-        let status = (!r.is_group()).then(|| w.directory.status(&r.id));
+        // People show their presence; groups and company systems have none.
+        let app = skein_proto::app::app_of(&r.id).is_some();
+        let status = (!r.is_group() && !app).then(|| w.directory.status(&r.id));
         let avatar: Element<'_, Message> = match status {
             Some(s) => iced::widget::stack![
                 style::avatar(&r.title, 36.0),
                 container(style::dot(&s, 10.0)).align_right(36.0).align_bottom(36.0),
             ]
             .into(),
-            None => style::avatar(&r.title, 36.0),
+            None => super::conversation_avatar(w, &r.id, &r.title, 36.0),
         };
         let top = row![
             text(title).size(14).font(if r.unread > 0 { style::BOLD } else { style::SANS }).width(Length::Fill),
