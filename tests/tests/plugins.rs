@@ -12,6 +12,12 @@ use std::time::Duration;
 const PW: &str = "correct horse battery";
 const T: Duration = Duration::from_secs(30);
 
+/// The plugins here are Python programs: say so plainly when it is missing.
+fn need_python() {
+    let found = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "these tests run Python plugins: install python3 (apt install python3)");
+}
+
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/ticket")
 }
@@ -84,6 +90,7 @@ async fn card_from(bob: &mut Proc, title: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ticket_plugin_answers_commands_and_actions_and_posts_cards() {
     skein_tests::init();
+    need_python();
     let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let sample = sample();
     let s = sample.to_str().expect("utf-8");
@@ -150,6 +157,7 @@ async fn the_ticket_plugin_answers_commands_and_actions_and_posts_cards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_plugins_are_restarted_timed_out_or_disabled_and_the_node_keeps_serving() {
     skein_tests::init();
+    need_python();
     let (_t, dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let mut alice_d = online(&alice, &[]).await;
     let mut bob_d = online(&bob, &[]).await;
