@@ -145,6 +145,24 @@ async fn an_identity_provider_creates_changes_and_deactivates_users_and_fills_de
     let back = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
     let r = call(api, token, "PATCH", &format!("/scim/v2/Groups/{gid}"), Some(&back)).await;
     assert_eq!(r.json()["members"][0]["display"], "dana");
+    // Replacing the members (PATCH replace, or PUT) leaves exactly those listed.
+    let empty = json!({"Operations": [{"op": "replace", "path": "members", "value": []}]});
+    let r = call(api, token, "PATCH", &format!("/scim/v2/Groups/{gid}"), Some(&empty)).await;
+    assert_eq!(r.json()["members"], json!([]), "replace sets the whole list");
+    let put = json!({"displayName": "Sales/EMEA", "members": [{"value": id}]});
+    let r = call(api, token, "PUT", &format!("/scim/v2/Groups/{gid}"), Some(&put)).await;
+    assert_eq!((r.status, r.json()["members"][0]["value"].as_str()), (200, Some(id.as_str())));
+    let renamed = json!({"displayName": "Sales/APAC", "members": []});
+    scim_error(
+        &call(api, token, "PUT", &format!("/scim/v2/Groups/{gid}"), Some(&renamed)).await,
+        400,
+        Some("mutability"),
+        "cannot change",
+    );
+    // Only what is asked for (RFC 7644 §3.4.2.5).
+    let r = call(api, token, "GET", &format!("/scim/v2/Users/{id}?attributes=userName"), None).await;
+    let keys: Vec<String> = r.json().as_object().expect("object").keys().cloned().collect();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
     store.close().await;
 
     // Deactivation ends dana's live session at once.

@@ -61,22 +61,26 @@ pub async fn require_app(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // SCIM clients read SCIM's error bodies; everyone else problem details.
+    let scim = req.uri().path().starts_with("/scim/");
+    let refuse = |p: Problem| if scim { super::scim::refusal(p) } else { p.into_response() };
     let token = match bearer(req.headers()) {
         Ok(t) => t.to_owned(),
-        Err(p) => return p.into_response(),
+        Err(p) => return refuse(p),
     };
     let app = match crate::apps::authenticate(&api.state.store, &token).await {
         Ok(Some(app)) => app,
         Ok(None) => {
-            return Problem::unauthorized("the token is not that of a live app: it was revoked, or never issued")
-                .into_response();
+            return refuse(Problem::unauthorized(
+                "the token is not that of a live app: it was revoked, or never issued",
+            ));
         }
-        Err(e) => return Problem::from(e).into_response(),
+        Err(e) => return refuse(Problem::from(e)),
     };
     let method = req.method().to_string();
     let route = matched.map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
     let res = match api.take(app.id) {
-        Err(wait) => Problem::too_many(wait).into_response(),
+        Err(wait) => refuse(Problem::too_many(wait)),
         Ok(()) => {
             req.extensions_mut().insert(Caller { app: app.clone() });
             next.run(req).await

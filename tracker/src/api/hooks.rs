@@ -53,6 +53,8 @@ pub struct HookAnswer {
         (status = 200, description = "Taken", body = HookAnswer),
         (status = 400, description = "A malformed body, or a part of the message over its limits", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook, or the secret is wrong or revoked", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 1 MiB", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "The webhook's rate limit", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The store does not answer", body = super::problem::ProblemBody, content_type = "application/problem+json"),
     )

@@ -43,6 +43,7 @@ pub const MAX_RECIPIENTS: usize = 5_000;
 pub struct NewMessage {
     /// Whom to: a user (`bob`), a group (`#team`) or a department with its
     /// sub-departments (`dept:/Engineering`).
+    #[schema(min_length = 1)]
     to: String,
     /// Plain text.
     text: Option<String>,
@@ -123,6 +124,7 @@ pub struct Accepted {
         (status = 404, description = "No such user, group or department", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Several groups have that name", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 1 MiB", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "The app's rate limit", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The store does not answer", body = super::problem::ProblemBody, content_type = "application/problem+json"),
     )

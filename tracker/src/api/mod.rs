@@ -21,6 +21,7 @@ pub mod messages;
 pub mod problem;
 pub mod read;
 pub mod scim;
+pub mod scim_schemas;
 
 pub use auth::Caller;
 pub use problem::Problem;

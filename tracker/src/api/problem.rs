@@ -95,6 +95,13 @@ impl IntoResponse for Problem {
     }
 }
 
+/// A query string that does not parse (`?limit=ten`).
+impl From<axum::extract::rejection::QueryRejection> for Problem {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Problem::bad_request(format!("the query string is malformed: {}", e.body_text()))
+    }
+}
+
 /// A store failure, as the API answers it: details go to the log only.
 impl From<crate::store::StoreError> for Problem {
     fn from(e: crate::store::StoreError) -> Self {

@@ -3,6 +3,7 @@
 
 use super::{Api, Caller, Problem};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub const MAX_PAGE: u32 = 200;
 #[into_params(parameter_in = Query)]
 pub struct UsersQuery {
     /// User names, comma-separated (at most 100).
+    #[param(min_length = 1)]
     users: Option<String>,
 }
 
@@ -56,8 +58,9 @@ pub struct Presence {
 pub async fn presence(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<UsersQuery>,
+    q: Result<Query<UsersQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Presence>>, Problem> {
+    let Query(q) = q?;
     caller.need("presence")?;
     let users: Vec<String> = q
         .users
@@ -158,9 +161,10 @@ pub struct Page {
 pub async fn directory(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<DirectoryQuery>,
+    q: Result<Query<DirectoryQuery>, QueryRejection>,
 ) -> Result<Json<Page>, Problem> {
     caller.need("presence")?;
+    let Query(q) = q?;
     if q.q.as_ref().is_some_and(|t| t.len() > 256) {
         return Err(Problem::bad_request("the search text is at most 256 bytes"));
     }

@@ -10,8 +10,8 @@
 //!   theirs; deactivate instead.
 //! - **Groups are departments**: `displayName` is the department's path
 //!   (`Engineering/Backend`) and its members the users directly in it.
-//!   List, read, create (with members), and `PATCH` members in (moving each
-//!   user into the department) or out.
+//!   List, read, create (with members), `PATCH` members in (moving each
+//!   user into the department), out, or replaced, and `PUT` the members.
 //!
 //! The user's id is their row id; `userName` is the Skein user name (1 to
 //! 64 lowercase letters, digits, `.`, `-` or `_`), which identity
@@ -19,8 +19,10 @@
 //! gets a random one that nobody knows, until an administrator sets one
 //! (`skein-tracker user passwd`). Errors are SCIM error bodies
 //! (`application/scim+json`) with the status, a `scimType` where RFC 7644
-//! has one, and a `detail` that says what to do.
+//! has one, and a `detail` that says what to do. The discovery endpoints
+//! (`/ResourceTypes`, `/Schemas`) are in [`super::scim_schemas`].
 
+use super::scim_schemas as discovery;
 use super::{Api, Caller};
 use crate::admin::{self, AdminError};
 use crate::store::{DeptRecord, StoreError, UserRecord};
@@ -35,10 +37,10 @@ use serde_json::{Value, json};
 use skein_proto::control::NewUser;
 use std::sync::Arc;
 
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub(super) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(super) const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub(super) const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(super) const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const CONFIG: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 /// Most resources in one page.
@@ -53,7 +55,12 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(no_delete))
         .route("/scim/v2/Groups", get(list_groups).post(create_group))
-        .route("/scim/v2/Groups/{id}", get(get_group).patch(patch_group).delete(no_delete))
+        .route("/scim/v2/Groups/{id}", get(get_group).put(replace_group).patch(patch_group).delete(no_delete))
+        .route("/scim/v2/ResourceTypes", get(discovery::list_resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(discovery::get_resource_type))
+        .route("/scim/v2/Schemas", get(discovery::list_schemas))
+        .route("/scim/v2/Schemas/{id}", get(discovery::get_schema))
+        .route("/scim/v2/{*rest}", axum::routing::any(discovery::unknown))
 }
 
 /// A SCIM error (RFC 7644 §3.12).
@@ -65,7 +72,7 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
         Self { status, scim_type, detail: detail.into() }
     }
     fn invalid(detail: impl Into<String>) -> Self {
@@ -74,6 +81,17 @@ impl ScimError {
     fn not_found(what: &str, id: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, None, format!("no {what} with id {id:?}"))
     }
+}
+
+/// A refusal of the API's own checks (a missing token, the rate limit) in
+/// SCIM's form, for the routes under `/scim/v2`.
+pub fn refusal(p: super::Problem) -> Response {
+    let wait = p.retry_after;
+    let mut res = ScimError::new(p.status, None, p.detail).into_response();
+    if let Some(v) = wait.and_then(|w| header::HeaderValue::from_str(&w.as_secs().to_string()).ok()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 impl IntoResponse for ScimError {
@@ -110,18 +128,26 @@ impl From<AdminError> for ScimError {
     }
 }
 
+fn query_error(e: axum::extract::rejection::QueryRejection) -> ScimError {
+    ScimError::new(
+        StatusCode::BAD_REQUEST,
+        Some("invalidValue"),
+        format!("the query string is malformed: {}", e.body_text()),
+    )
+}
+
 fn body_error(e: JsonRejection) -> ScimError {
     ScimError::new(StatusCode::BAD_REQUEST, Some("invalidSyntax"), format!("the body is not JSON: {}", e.body_text()))
 }
 
 /// A SCIM answer: `status`, the media type, and `body`.
-fn scim(status: StatusCode, body: Value) -> Response {
+pub(super) fn scim(status: StatusCode, body: Value) -> Response {
     (status, [(header::CONTENT_TYPE, SCIM_JSON)], body.to_string()).into_response()
 }
 
-type Answer = Result<Response, ScimError>;
+pub(super) type Answer = Result<Response, ScimError>;
 
-fn admin_only(caller: &Caller) -> Result<(), ScimError> {
+pub(super) fn admin_only(caller: &Caller) -> Result<(), ScimError> {
     caller.need("admin").map_err(|p| ScimError::new(StatusCode::FORBIDDEN, None, p.detail))
 }
 
@@ -199,6 +225,23 @@ pub struct ListQuery {
     filter: Option<String>,
     start_index: Option<usize>,
     count: Option<usize>,
+    attributes: Option<String>,
+    excluded_attributes: Option<String>,
+}
+
+impl ListQuery {
+    fn projection(&self) -> discovery::Projection {
+        discovery::Projection {
+            attributes: self.attributes.clone(),
+            excluded_attributes: self.excluded_attributes.clone(),
+        }
+    }
+}
+
+/// A resource as the query asks for it.
+fn projected(mut v: Value, p: &discovery::Projection) -> Value {
+    p.apply(&mut v);
+    v
 }
 
 /// `ATTR eq "VALUE"`, the one filter form supported: (attribute, value).
@@ -232,16 +275,18 @@ fn page<T>(items: Vec<T>, q: &ListQuery) -> (Vec<T>, usize, usize) {
 async fn list_users(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
     admin_only(&caller)?;
+    let Query(q) = q.map_err(query_error)?;
     let mut users = api.state.store.list_users().await?;
     if let Some(f) = &q.filter {
         let (_, value) = parse_filter(f, &["userName"])?;
         users.retain(|u| u.name.eq_ignore_ascii_case(&value));
     }
     let (users, total, start) = page(users, &q);
-    Ok(scim(StatusCode::OK, list_json(users.iter().map(user_json).collect(), total, start)))
+    let p = q.projection();
+    Ok(scim(StatusCode::OK, list_json(users.iter().map(|u| projected(user_json(u), &p)).collect(), total, start)))
 }
 
 async fn user_by_id(api: &Api, id: &str) -> Result<UserRecord, ScimError> {
@@ -249,9 +294,15 @@ async fn user_by_id(api: &Api, id: &str) -> Result<UserRecord, ScimError> {
     api.state.store.user_by_id(n).await?.ok_or_else(|| ScimError::not_found("user", id))
 }
 
-async fn get_user(State(api): State<Arc<Api>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Answer {
+async fn get_user(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    q: Result<Query<discovery::Projection>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
     admin_only(&caller)?;
-    Ok(scim(StatusCode::OK, user_json(&user_by_id(&api, &id).await?)))
+    let Query(p) = q.map_err(query_error)?;
+    Ok(scim(StatusCode::OK, projected(user_json(&user_by_id(&api, &id).await?), &p)))
 }
 
 /// What a SCIM user body sets, each `None` when it does not say.
@@ -314,6 +365,8 @@ impl Fields {
             p if p.starts_with("emails[") => self.email = Some(text(v, "emails")?),
             p if p.starts_with("phonenumbers[") => self.phone = Some(text(v, "phoneNumbers")?),
             p if p == dept_path || p == "department" => self.department = Some(text(v, "department")?),
+            // The whole extension: removed (null) or set.
+            p if p == ENTERPRISE.to_ascii_lowercase() && v.is_null() => self.department = Some(None),
             p if p == ENTERPRISE.to_ascii_lowercase() => {
                 if let Some(d) = v.get("department") {
                     self.department = Some(text(d, "department")?);
@@ -513,9 +566,10 @@ async fn no_delete(Extension(caller): Extension<Caller>) -> Answer {
 async fn list_groups(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
     admin_only(&caller)?;
+    let Query(q) = q.map_err(query_error)?;
     let store = &api.state.store;
     let mut depts = store.list_departments().await?;
     if let Some(f) = &q.filter {
@@ -525,7 +579,8 @@ async fn list_groups(
     }
     let users = store.list_users().await?;
     let (depts, total, start) = page(depts, &q);
-    let resources = depts.iter().map(|d| group_json(d, &members(&users, d))).collect();
+    let p = q.projection();
+    let resources = depts.iter().map(|d| projected(group_json(d, &members(&users, d)), &p)).collect();
     Ok(scim(StatusCode::OK, list_json(resources, total, start)))
 }
 
@@ -548,10 +603,13 @@ async fn get_group(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    q: Result<Query<discovery::Projection>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
     admin_only(&caller)?;
+    let Query(p) = q.map_err(query_error)?;
     let d = dept_by_id(&api, &id).await?;
-    group_answer(&api, &d, StatusCode::OK).await
+    let users = api.state.store.list_users().await?;
+    Ok(scim(StatusCode::OK, projected(group_json(&d, &members(&users, &d)), &p)))
 }
 
 /// The user ids of a `members` value: `[{"value": "12"}, …]`.
@@ -610,6 +668,44 @@ async fn create_group(
     group_answer(&api, &d, StatusCode::CREATED).await
 }
 
+/// A department's `displayName` may be sent again, not changed.
+fn same_path(d: &DeptRecord, name: &Value) -> Result<(), ScimError> {
+    if name.as_str().is_some_and(|v| v.trim_matches('/').eq_ignore_ascii_case(&d.path)) {
+        return Ok(());
+    }
+    Err(ScimError::new(
+        StatusCode::BAD_REQUEST,
+        Some("mutability"),
+        "a department's path cannot change here; make the new department and move its members",
+    ))
+}
+
+/// Makes `ids` the department's direct members: those listed are moved in,
+/// the others out (to no department).
+async fn set_members(api: &Api, d: &DeptRecord, ids: &[String]) -> Result<(), ScimError> {
+    move_members(api, ids, Some(&d.path), &d.path).await?;
+    let users = api.state.store.list_users().await?;
+    let out: Vec<String> = members(&users, d).iter().map(|u| u.id.to_string()).filter(|id| !ids.contains(id)).collect();
+    move_members(api, &out, None, &d.path).await
+}
+
+/// `PUT /Groups/{id}`: the department's members become those listed (its
+/// path stays as it is).
+async fn replace_group(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Answer {
+    admin_only(&caller)?;
+    let Json(body) = body.map_err(body_error)?;
+    let d = dept_by_id(&api, &id).await?;
+    same_path(&d, &body["displayName"])?;
+    let ids = if body["members"].is_null() { Vec::new() } else { member_ids(&body["members"])? };
+    set_members(&api, &d, &ids).await?;
+    group_answer(&api, &d, StatusCode::OK).await
+}
+
 async fn patch_group(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
@@ -623,23 +719,17 @@ async fn patch_group(
         let path = path.unwrap_or_default();
         let lower = path.to_ascii_lowercase();
         match (op.as_str(), lower.as_str()) {
-            ("add", "members") | ("replace", "members") => {
-                move_members(&api, &member_ids(&value)?, Some(&d.path), &d.path).await?;
-            }
+            ("add", "members") => move_members(&api, &member_ids(&value)?, Some(&d.path), &d.path).await?,
+            ("replace", "members") => set_members(&api, &d, &member_ids(&value)?).await?,
+            // Without a value: every member (RFC 7644 §3.5.2.2).
+            ("remove", "members") if value.is_null() => set_members(&api, &d, &[]).await?,
             ("remove", "members") => move_members(&api, &member_ids(&value)?, None, &d.path).await?,
             // `members[value eq "12"]`, as some providers name one member.
             ("remove", p) if p.starts_with("members[value eq ") => {
                 let id = path.split('"').nth(1).unwrap_or_default().to_owned();
                 move_members(&api, &[id], None, &d.path).await?;
             }
-            (_, "displayname") if value.as_str().is_some_and(|v| v.trim_matches('/') == d.path) => {}
-            (_, "displayname") => {
-                return Err(ScimError::new(
-                    StatusCode::BAD_REQUEST,
-                    Some("mutability"),
-                    "a department's path cannot change here; make the new department and move its members",
-                ));
-            }
+            (_, "displayname") => same_path(&d, &value)?,
             _ => {
                 return Err(ScimError::new(
                     StatusCode::BAD_REQUEST,
