@@ -17,7 +17,8 @@
 //! within [`ANSWER_WITHIN`], is tried again after 1 s, 2 s, 4 s … up to a
 //! minute, and the queue outlives a restart, so nothing is lost. A 2xx
 //! answer whose body is JSON with a `text` is sent back into the
-//! conversation as the bot.
+//! conversation as the bot. An `https://` URL is verified against the
+//! system's certificate authorities and those given with `--forward-ca`.
 
 use crate::handle::NodeHandle as Node;
 use hmac::{Hmac, Mac};
@@ -41,10 +42,13 @@ pub const TIMESTAMP_HEADER: &str = "x-skein-timestamp";
 /// Where to forward, and the secret posts are signed with.
 #[derive(Clone)]
 pub struct Forward {
-    /// An `http://` URL.
+    /// An `https://` or `http://` URL.
     pub url: hyper::Uri,
     /// The shared secret.
     pub secret: Vec<u8>,
+    /// Certificate authorities trusted for an `https://` URL: the system's,
+    /// and those in these PEM files (a company's own CA).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for Forward {
@@ -54,20 +58,50 @@ impl std::fmt::Debug for Forward {
 }
 
 impl Forward {
-    /// Checks `url` (an `http://` URL with a host) and `secret` (at least
-    /// 16 bytes), saying what is wrong.
+    /// Checks `url` (an `https://` or `http://` URL with a host) and
+    /// `secret` (at least 16 bytes), saying what is wrong.
     pub fn new(url: &str, secret: Vec<u8>) -> Result<Forward, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("--forward-to {url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
-                "--forward-to {url:?}: give an http:// URL of a service on this host or your network \
-                 (for HTTPS, put a local proxy in front of it)"
-            ));
+        if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.host().is_none() {
+            return Err(format!("--forward-to {url:?}: give an https:// (or http://) URL with a host"));
         }
         if secret.len() < 16 {
             return Err("the forwarding secret must be at least 16 bytes; make one with: openssl rand -hex 32".into());
         }
-        Ok(Forward { url: uri, secret })
+        Ok(Forward { url: uri, secret, extra_roots: Vec::new() })
+    }
+
+    /// Also trusts the certificate authorities in the PEM file `path`.
+    pub fn trust(mut self, path: &Path) -> Result<Forward, String> {
+        use rustls_pki_types::pem::PemObject;
+        let what = |e: &dyn std::fmt::Display| format!("--forward-ca {}: {e}", path.display());
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| what(&e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| what(&e))?;
+        if certs.is_empty() {
+            return Err(what(&"holds no PEM certificate"));
+        }
+        self.extra_roots.extend(certs);
+        Ok(self)
+    }
+
+    /// The HTTP client: HTTPS trusting the system's authorities and the
+    /// extra ones, or plain HTTP.
+    fn client(&self) -> Result<Client, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        roots.add_parsable_certificates(self.extra_roots.iter().cloned());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
     }
 }
 
@@ -115,7 +149,14 @@ pub async fn run(node: Node, forward: Forward, dir: PathBuf, stop: CancellationT
             }
         })
     };
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client = match forward.client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up HTTPS for forwarding; nothing is forwarded");
+            queue.abort();
+            return;
+        }
+    };
     let mut backoff = Duration::from_secs(1);
     while !stop.is_cancelled() {
         let Some(next) = oldest(&dir).await else {
@@ -186,7 +227,10 @@ async fn oldest(dir: &Path) -> Option<PathBuf> {
     best
 }
 
-type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 /// Posts `body`, signed; the answer's body on a 2xx status.
 async fn post(client: &Client, forward: &Forward, body: Vec<u8>) -> Result<Bytes, String> {
@@ -243,9 +287,10 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_and_real_secrets_are_taken() {
+    fn only_web_urls_and_real_secrets_are_taken() {
         assert!(Forward::new("http://127.0.0.1:9000/skein", vec![1; 32]).is_ok());
-        assert!(Forward::new("https://bots.example/x", vec![1; 32]).is_err_and(|e| e.contains("http://")));
+        assert!(Forward::new("https://bots.example/x", vec![1; 32]).is_ok());
+        assert!(Forward::new("ftp://bots.example/x", vec![1; 32]).is_err_and(|e| e.contains("https://")));
         assert!(Forward::new("not a url", vec![1; 32]).is_err());
         assert!(Forward::new("http://127.0.0.1:9000/", vec![1; 8]).is_err_and(|e| e.contains("16 bytes")));
     }

@@ -1,11 +1,12 @@
 //! The tracker's HTTP API (`--roles control,relay,api`), called over real
 //! TCP as a company system calls it: health, app tokens and their scopes,
 //! presence and the directory, problem bodies for every refusal, the rate
-//! limit, the audit log, the OpenAPI document, and the `app` commands.
+//! limit, the audit log, the OpenAPI document, the `app` commands, and
+//! HTTPS with the tracker's certificate.
 
 use skein_node::profile::Profile;
 use skein_proto::control::{PresenceStatus, Request, SetPresence};
-use skein_tests::http::{Reply, request};
+use skein_tests::http::{Reply, request, request_tls};
 use skein_tests::{TestTracker, bin, init, output};
 use std::net::SocketAddr;
 use tokio::process::Command;
@@ -163,4 +164,30 @@ async fn apps_are_made_listed_and_revoked_from_the_command_line() {
     let (_, out, _) = tracker_cmd(&data, &["hook", "list", "--json"]).await;
     let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert!(list[0]["revoked_at_ms"].is_number() && list[1]["revoked_at_ms"].is_null(), "{list}");
+}
+
+#[tokio::test]
+async fn the_api_serves_https_with_the_trackers_certificate_and_plain_http_only_on_loopback() {
+    init();
+    let (t, api) = TestTracker::start_with_api_tls().await;
+    let r = request_tls(api, &t.ca_path(), "localhost", "GET", "/healthz").await.expect("a certificate the CA signed");
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
+    // Another organisation's CA does not vouch for it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (other, key) = (dir.path().join("other.pem"), dir.path().join("other.key"));
+    skein_certs::OrgCa::generate("Other Org", 30).expect("a CA").save(&other, &key, false).expect("save");
+    let refused = request_tls(api, &other, "localhost", "GET", "/healthz").await.expect_err("an unknown issuer");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let mut tcp = tokio::net::TcpStream::connect(api).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    // Without HTTPS the API serves loopback only; with it, any address.
+    let away: SocketAddr = "198.18.0.1:7480".parse().expect("address");
+    let e = skein_tracker::api::check_listen(away, false).expect_err("plain HTTP away from loopback");
+    assert!(e.to_string().contains("--api-tls"), "{e}");
+    skein_tracker::api::check_listen(away, true).expect("HTTPS anywhere");
 }

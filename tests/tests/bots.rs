@@ -70,9 +70,40 @@ async fn serve_system(sys: Arc<System>) -> String {
     format!("http://{addr}/skein")
 }
 
+/// The system over HTTPS, with a certificate from a CA of its own (as a
+/// company's internal service has): its URL and that CA's file.
+async fn serve_system_tls(sys: Arc<System>, dir: &Path) -> (String, std::path::PathBuf) {
+    let ca = skein_certs::OrgCa::generate("Helpdesk Inc", 30).expect("a CA");
+    let (ca_pem, ca_key) = (dir.join("helpdesk-ca.pem"), dir.join("helpdesk-ca.key"));
+    ca.save(&ca_pem, &ca_key, false).expect("save the CA");
+    let (cert, key) = (dir.join("helpdesk.pem"), dir.join("helpdesk.key"));
+    ca.issue_tracker_cert(&["127.0.0.1".into()], 30).expect("a certificate").save(&cert, &key, false).expect("save");
+    let chain = skein_certs::rustls_io::load_certs(&cert).expect("certificate");
+    let key = skein_certs::rustls_io::load_private_key(&key).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("TLS settings");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tls = skein_tracker::api::https::TlsListener::new(listener, Arc::new(tls), stop).expect("listen");
+    let app = axum::Router::new().route("/skein", axum::routing::post(hook)).with_state(sys);
+    tokio::spawn(async move { axum::serve(tls, app).await });
+    (format!("https://{addr}/skein"), ca_pem)
+}
+
 fn bot(profile: &Path, url: &str) -> Proc {
+    bot_with(profile, url, &[])
+}
+
+fn bot_with(profile: &Path, url: &str, extra: &[&str]) -> Proc {
     let p = profile.to_str().expect("utf-8");
-    let args = ["--profile", p, "daemon", "--listen", "127.0.0.1:0", "--forward-to", url];
+    let mut args = vec!["--profile", p, "daemon", "--listen", "127.0.0.1:0", "--forward-to", url];
+    args.extend_from_slice(extra);
     Proc::spawn(&bin("skein"), &args, &[("SKEIN_FORWARD_SECRET", SECRET)])
 }
 
@@ -147,6 +178,29 @@ async fn a_bot_without_its_secret_or_with_a_bad_url_does_not_start() {
     std::fs::write(&secret, SECRET).expect("write");
     let s = secret.to_str().expect("utf-8");
     let (ok, _, err) =
-        skein(&helpdesk, &["daemon", "--forward-to", "https://bots.example/x", "--forward-secret-file", s], None).await;
-    assert!(!ok && err.contains("http://"), "{err}");
+        skein(&helpdesk, &["daemon", "--forward-to", "ftp://bots.example/x", "--forward-secret-file", s], None).await;
+    assert!(!ok && err.contains("https://"), "{err}");
+    let args = ["daemon", "--forward-to", "https://bots.example/x", "--forward-secret-file", s, "--forward-ca", s];
+    let (ok, _, err) = skein(&helpdesk, &args, None).await;
+    assert!(!ok && err.contains("--forward-ca") && err.contains("no PEM certificate"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_forwards_over_https_to_a_system_its_company_ca_vouches_for() {
+    skein_tests::init();
+    let (_t, dir, [alice, helpdesk]) = users_with_profiles(["alice", "helpdesk"], PW).await;
+    let sys = Arc::new(System::default());
+    sys.up.store(true, Ordering::SeqCst);
+    let (url, ca) = serve_system_tls(sys.clone(), dir.path()).await;
+    let mut bot_d = bot_with(&helpdesk, &url, &["--forward-ca", ca.to_str().expect("utf-8")]);
+    bot_d.wait_line(T, "the bot connected", |l| l.contains(r#""type":"connected""#)).await;
+    let mut alice_d = skein_tests::online(&alice, &[]).await;
+    let (ok, _, err) = skein(&alice, &["send", "helpdesk", "the printer needs toner"], None).await;
+    assert!(ok, "{err}");
+    until("the message over HTTPS", || !sys.taken.lock().expect("lock").is_empty()).await;
+    assert_eq!(sys.taken.lock().expect("lock")[0]["message"]["text"], "the printer needs toner");
+    assert!(sys.refused.lock().expect("lock").is_empty(), "the signature held");
+    for d in [&mut alice_d, &mut bot_d] {
+        d.kill().await;
+    }
 }

@@ -110,6 +110,11 @@ struct RunArgs {
     /// The HTTP API's TCP address, with --roles …,api [default: 127.0.0.1:7480].
     #[arg(long, env = "SKEIN_TRACKER_API_LISTEN")]
     api_listen: Option<SocketAddr>,
+    /// Serve the HTTP API over HTTPS with the tracker's certificate (which
+    /// the organisation CA signed), on any address; without it, plain HTTP
+    /// on loopback only, for a proxy in front.
+    #[arg(long, env = "SKEIN_TRACKER_API_TLS")]
+    api_tls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +319,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(v) = args.api_listen {
                 cfg.api_listen = v;
             }
+            if args.api_tls {
+                cfg.api_tls = true;
+            }
             if !cfg.roles.control {
                 if args.join.is_some() {
                     anyhow::bail!(
@@ -354,7 +362,7 @@ async fn serve(cfg: TrackerConfig, join: Option<PathBuf>) -> anyhow::Result<()> 
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
     if cfg.roles.api {
-        crate::api::check_listen(cfg.api_listen)?;
+        crate::api::check_listen(cfg.api_listen, cfg.api_tls)?;
     }
     let lock = Tracker::lock(&cfg)?;
     if let Some(from) = &join {
@@ -501,7 +509,7 @@ async fn hook_on(store: &Store, cfg: &TrackerConfig, cmd: HookCmd) -> anyhow::Re
             } else {
                 println!("Created webhook {} posting to {}.", made.app.name, to.trim());
                 println!("Post to this URL, shown only now (the tracker keeps only a hash of its secret):");
-                println!("http://{}{path}", cfg.api_listen);
+                println!("{}://{}{path}", if cfg.api_tls { "https" } else { "http" }, cfg.api_listen);
                 println!("  curl -X POST -H 'Content-Type: application/json' -d '{{\"text\": \"Deployed\"}}' URL");
             }
         }

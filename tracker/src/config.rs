@@ -117,6 +117,9 @@ pub struct TrackerConfig {
     pub roles: crate::roles::Roles,
     /// The HTTP API's TCP address (with the api role).
     pub api_listen: SocketAddr,
+    /// Serve the HTTP API over HTTPS with the tracker's certificate (on any
+    /// address), instead of plain HTTP (on loopback only).
+    pub api_tls: bool,
 }
 
 impl TrackerConfig {
@@ -152,6 +155,7 @@ impl TrackerConfig {
             presence_rate: RateLimit::new(10, 0.5),
             roles: crate::roles::Roles::default(),
             api_listen: SocketAddr::from(crate::api::DEFAULT_LISTEN),
+            api_tls: false,
         }
     }
 
@@ -283,6 +287,8 @@ pub struct FileConfig {
     pub roles: Option<crate::roles::Roles>,
     /// The HTTP API's address.
     pub api_listen: Option<SocketAddr>,
+    /// HTTPS for the HTTP API, with the tracker's certificate.
+    pub api_tls: Option<bool>,
     /// Control-plane address.
     pub listen: Option<SocketAddr>,
     /// Relay address.
@@ -360,6 +366,9 @@ impl FileConfig {
         }
         if let Some(v) = self.api_listen {
             cfg.api_listen = v;
+        }
+        if let Some(v) = self.api_tls {
+            cfg.api_tls = v;
         }
         if let Some(v) = self.database {
             cfg.database = Some(v);

@@ -132,13 +132,17 @@ impl Tracker {
     pub async fn start_locked(config: TrackerConfig, mut lock: DataLock) -> Result<RunningTracker, StartError> {
         // The API's address first: a wrong one is refused before anything starts.
         let api_listener = match config.roles.api {
-            true => Some(crate::api::bind(config.api_listen).await?),
+            true => Some(crate::api::bind(config.api_listen, config.api_tls).await?),
             false => None,
         };
         let store = Store::open(&config.database_url()).await?;
         let org = Org::load_or_init(&store, &config.org, &config.org_key_path()).await?;
         check_ca(&store, &config).await?;
         let (server_config, sessions) = tls::server_config(&config)?;
+        let api_tls = match config.roles.api && config.api_tls {
+            true => Some(tls::https_config(&config)?),
+            false => None,
+        };
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
@@ -191,7 +195,7 @@ impl Tracker {
         tasks.spawn(accept_loop(endpoint.clone(), state.clone(), shutdown.clone()));
         let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(listener) = api_listener {
-            tasks.spawn(crate::api::serve(listener, crate::api::Api::new(state.clone()), shutdown.clone()));
+            tasks.spawn(crate::api::serve(listener, api_tls, crate::api::Api::new(state.clone()), shutdown.clone()));
         }
         tracing::info!(%local_addr, org = %state.org.name, "tracker serving");
         Ok(RunningTracker { local_addr, state, shutdown, tasks, endpoint, sessions, roster_id, api_addr, _lock: lock })

@@ -64,6 +64,19 @@ impl TestTracker {
         (t, api)
     }
 
+    /// [`TestTracker::start_with_api`] serving HTTPS with the tracker's certificate.
+    pub async fn start_with_api_tls() -> (Self, std::net::SocketAddr) {
+        let t = Self::start_with(|mut c| {
+            c.roles = crate::roles::Roles { api: true, ..crate::roles::Roles::default() };
+            c.api_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            c.api_tls = true;
+            c
+        })
+        .await;
+        let api = t.running().api_addr().expect("the API listens");
+        (t, api)
+    }
+
     /// Starts a second tracker of `first`'s organisation, joined to it
     /// (`run --join`), on the same PostgreSQL store.
     pub async fn join(first: &TestTracker) -> Self {

@@ -69,16 +69,7 @@ pub enum TlsError {
 /// The quinn server configuration for the control plane, and the sessions
 /// it keeps for resumption.
 pub fn server_config(config: &TrackerConfig) -> Result<(quinn::ServerConfig, Arc<Sessions>), TlsError> {
-    let mut chain = skein_certs::rustls_io::load_certs(&config.tracker_cert_path())?;
-    // The organisation CA goes with the tracker's certificate, so a device
-    // signing in for the first time can be shown its fingerprint to confirm
-    // (devices that hold the CA already ignore the extra certificate).
-    for ca in skein_certs::rustls_io::load_certs(&config.ca_cert_path())? {
-        if !chain.contains(&ca) {
-            chain.push(ca);
-        }
-    }
-    let key = skein_certs::rustls_io::load_private_key(&config.tracker_key_path())?;
+    let (chain, key) = chain_and_key(config)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -102,4 +93,36 @@ pub fn server_config(config: &TrackerConfig) -> Result<(quinn::ServerConfig, Arc
         .max_concurrent_uni_streams(0u8.into());
     server.transport_config(Arc::new(transport));
     Ok((server, sessions))
+}
+
+/// The HTTP API's HTTPS settings: the tracker's certificate (with the
+/// organisation CA, as on the control plane), TLS 1.2 and 1.3, HTTP/1.1.
+pub fn https_config(config: &TrackerConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (chain, key) = chain_and_key(config)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// The tracker's certificate chain and key.
+fn chain_and_key(
+    config: &TrackerConfig,
+) -> Result<(Vec<rustls_pki_types::CertificateDer<'static>>, rustls_pki_types::PrivateKeyDer<'static>), TlsError> {
+    let mut chain = skein_certs::rustls_io::load_certs(&config.tracker_cert_path())?;
+    // The organisation CA goes with the tracker's certificate, so a device
+    // signing in for the first time can be shown its fingerprint to confirm
+    // (devices that hold the CA already ignore the extra certificate).
+    for ca in skein_certs::rustls_io::load_certs(&config.ca_cert_path())? {
+        if !chain.contains(&ca) {
+            chain.push(ca);
+        }
+    }
+    let key = skein_certs::rustls_io::load_private_key(&config.tracker_key_path())?;
+    Ok((chain, key))
 }

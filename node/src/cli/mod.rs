@@ -76,14 +76,18 @@ enum Command {
         /// With --auto-accept, only files up to this many MiB.
         #[arg(long, requires = "auto_accept")]
         auto_accept_max_mib: Option<u64>,
-        /// Forward every message this user receives to this http:// URL as
-        /// signed JSON (a bot); a `text` in the answer is sent back.
+        /// Forward every message this user receives to this https:// (or
+        /// http://) URL as signed JSON (a bot); a `text` in the answer is sent back.
         #[arg(long, value_name = "URL")]
         forward_to: Option<String>,
         /// The file holding the secret forwarded messages are signed with
         /// [or SKEIN_FORWARD_SECRET].
         #[arg(long, value_name = "FILE", requires = "forward_to")]
         forward_secret_file: Option<PathBuf>,
+        /// For an https:// --forward-to: also trust the certificate
+        /// authorities in this PEM file (the system's are trusted already).
+        #[arg(long, value_name = "FILE", requires = "forward_to")]
+        forward_ca: Option<PathBuf>,
     },
     /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
     ///
@@ -616,6 +620,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             auto_accept_max_mib,
             forward_to,
             forward_secret_file,
+            forward_ca,
         } => {
             let forward = match forward_to {
                 None => None,
@@ -631,7 +636,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                              or SKEIN_FORWARD_SECRET"
                         ),
                     };
-                    Some(crate::forward::Forward::new(&url, secret).map_err(anyhow::Error::msg)?)
+                    let mut forward = crate::forward::Forward::new(&url, secret).map_err(anyhow::Error::msg)?;
+                    if let Some(ca) = &forward_ca {
+                        forward = forward.trust(ca).map_err(anyhow::Error::msg)?;
+                    }
+                    Some(forward)
                 }
             };
             let stop = CancellationToken::new();

@@ -1,7 +1,8 @@
 //! The HTTP API that company systems call (`--roles …,api`), built on axum.
 //!
-//! It serves plain HTTP on a loopback address (default 127.0.0.1:7480),
-//! for an operator's HTTPS proxy in front of it. Every `/v1` call carries
+//! It serves plain HTTP on a loopback address (default 127.0.0.1:7480), for
+//! an operator's HTTPS proxy in front of it, or HTTPS with the tracker's
+//! certificate on any address (`--api-tls`, [`https`]). Every `/v1` call carries
 //! an app's bearer token ([`auth`]); errors are problem details
 //! ([`problem`]); bodies are limited to 1 MiB. `/healthz` says the process
 //! is up and `/readyz` that its store answers; `/metrics` serves the
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod hooks;
+pub mod https;
 pub mod messages;
 pub mod problem;
 pub mod read;
@@ -156,8 +158,8 @@ async fn ready(
 pub enum ApiError {
     /// Plain HTTP is served on loopback only.
     #[error(
-        "the HTTP API serves plain HTTP on a loopback address only (--api-listen {0} is not one): put it behind \
-         your HTTPS proxy, listening on 127.0.0.1"
+        "the HTTP API serves plain HTTP on a loopback address only (--api-listen {0} is not one): serve HTTPS \
+         with the tracker's certificate (--api-tls), or put it behind your HTTPS proxy, listening on 127.0.0.1"
     )]
     NotLoopback(SocketAddr),
     /// The address could not be bound.
@@ -170,24 +172,41 @@ pub enum ApiError {
     },
 }
 
-/// Refuses an address the API may not serve plain HTTP on.
-pub fn check_listen(addr: SocketAddr) -> Result<(), ApiError> {
-    match addr.ip().is_loopback() {
+/// Refuses an address the API may not serve on: plain HTTP goes to
+/// loopback only; HTTPS (`tls`) anywhere.
+pub fn check_listen(addr: SocketAddr, tls: bool) -> Result<(), ApiError> {
+    match tls || addr.ip().is_loopback() {
         true => Ok(()),
         false => Err(ApiError::NotLoopback(addr)),
     }
 }
 
 /// Binds the API's address.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApiError> {
-    check_listen(addr)?;
+pub async fn bind(addr: SocketAddr, tls: bool) -> Result<tokio::net::TcpListener, ApiError> {
+    check_listen(addr, tls)?;
     tokio::net::TcpListener::bind(addr).await.map_err(|source| ApiError::Bind { addr, source })
 }
 
-/// Serves the API on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
+/// Serves the API on `listener` until `shutdown`: over HTTPS with `tls`,
+/// else plain HTTP.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    api: Arc<Api>,
+    shutdown: CancellationToken,
+) {
+    use axum::serve::ListenerExt;
     let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+    let stopped = shutdown.clone().cancelled_owned();
+    let served = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+        Some(tls) => match https::TlsListener::new(listener, tls, shutdown) {
+            // `tap_io` only so that axum hands on the caller's address.
+            Ok(l) => axum::serve(l.tap_io(|_| {}), app).with_graceful_shutdown(stopped).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "the HTTP API stopped");
     }
 }
