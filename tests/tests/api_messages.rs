@@ -310,3 +310,35 @@ async fn a_webhook_posts_slack_style_into_its_one_conversation_and_nothing_else(
     problem(&request(api, "POST", &url, &json_type, slack.to_string().as_bytes()).await, 404, "no such webhook");
     bob_d.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_to_someone_who_never_logged_in_waits_for_their_first_device() {
+    init();
+    let (t, api) = TestTracker::start_with_api().await;
+    t.add_user("dana", PW).await;
+    let store = t.store().await;
+    let app = skein_tracker::apps::create(&store, "HR", &["send".into()], None, 1).await.expect("app");
+    store.close().await;
+    // Provisioned, never logged in: no device to seal to yet.
+    let welcome = json!({"to": "dana", "text": "Welcome aboard! Your laptop is on your desk."});
+    let r = post(api, &app.token, &welcome, Some("welcome-dana")).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!((r.json()["devices"].as_u64(), r.json()["waiting"].as_u64()), (Some(0), Some(1)));
+    // A retried post waits once.
+    let again = post(api, &app.token, &welcome, Some("welcome-dana")).await;
+    assert_eq!(again.json()["id"], r.json()["id"]);
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+
+    // Her first login: the message is in her first device's mailbox.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dana = login_profile(&t, dir.path(), "dana", "dana", PW).await;
+    let mut dana_d = online(&dana, &[]).await;
+    let got = message(&mut dana_d, &id).await;
+    assert_eq!((got["from"].as_str(), got["text"].as_str()), (Some("app:HR"), welcome["text"].as_str()));
+    let kept = history(&dana, "app:HR").await;
+    assert_eq!(kept.len(), 1, "shown once: {kept:?}");
+    // Nothing waits any more: the next post goes to her device directly.
+    let r = post(api, &app.token, &json!({"to": "dana", "text": "Lunch at noon"}), None).await;
+    assert_eq!((r.json()["devices"].as_u64(), r.json()["waiting"].as_u64()), (Some(1), Some(0)));
+    dana_d.kill().await;
+}

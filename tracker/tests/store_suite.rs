@@ -88,6 +88,7 @@ store_cases! {
         case_department_groups,
         case_trackers,
         case_apps,
+        case_app_pending,
     ],
     url: [
         case_migrations_idempotent,
@@ -340,6 +341,26 @@ async fn case_apps(store: Store) {
     store.revoke_app("Ticket system", 13).await.unwrap();
     assert!(skein_tracker::apps::authenticate(&store, &made.token).await.unwrap().is_none());
     assert_eq!(store.list_apps().await.unwrap()[0].revoked_at_ms, Some(13));
+}
+
+async fn case_app_pending(store: Store) {
+    use skein_tracker::store::{MAX_PENDING_PER_USER, PendingApp};
+    let dana = add(&store, "dana").await;
+    let pending =
+        |n: u8| PendingApp { id: [n; 16], from_app: "HR".into(), payload: vec![n; 40], stored_at_ms: i64::from(n) };
+    assert!(store.app_pending_put(dana.id, &pending(2)).await.unwrap());
+    assert!(store.app_pending_put(dana.id, &pending(1)).await.unwrap());
+    assert!(store.app_pending_put(dana.id, &pending(1)).await.unwrap(), "the same id again is kept once");
+    let waiting = store.app_pending(dana.id).await.unwrap();
+    assert_eq!(waiting, vec![pending(1), pending(2)], "oldest first, each once");
+    store.app_pending_done(dana.id, &[[1; 16]]).await.unwrap();
+    assert_eq!(store.app_pending(dana.id).await.unwrap(), vec![pending(2)]);
+    for n in 0..MAX_PENDING_PER_USER - 1 {
+        let p = PendingApp { id: (n as u128 + 1000).to_be_bytes(), ..pending(3) };
+        assert!(store.app_pending_put(dana.id, &p).await.unwrap());
+    }
+    assert!(!store.app_pending_put(dana.id, &pending(9)).await.unwrap(), "no more than the limit wait");
+    assert_eq!(store.app_pending(dana.id).await.unwrap().len() as i64, MAX_PENDING_PER_USER);
 }
 
 async fn case_trackers(store: Store) {

@@ -10,6 +10,9 @@
 //! connection, the others when they next connect. The peer-to-peer
 //! messages between users never pass here; these are the tracker's own.
 //!
+//! A user with no device yet (provisioned, never logged in) gets theirs
+//! when their first device logs in ([`release_pending`]).
+//!
 //! With an `Idempotency-Key` header the message's id comes from the app
 //! and the key, so a retried post is the same message: mailboxes keep an
 //! id once, and a device that already took it stores it once.
@@ -17,7 +20,7 @@
 use super::{Api, Caller, Problem};
 use crate::clock::now_ms;
 use crate::requests::mailbox::announce_to;
-use crate::store::{AppRecord, GroupKindRecord, MailRecord, Store, UserRecord, department_group_id};
+use crate::store::{AppRecord, GroupKindRecord, MailRecord, PendingApp, Store, UserRecord, department_group_id};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, State};
@@ -106,6 +109,9 @@ pub struct Accepted {
     pub recipients: usize,
     /// Their devices it was put in the mailbox of (connected ones are told at once).
     pub devices: usize,
+    /// Recipients with no device yet (never logged in): their copy waits
+    /// for their first device.
+    pub waiting: usize,
 }
 
 /// Pushes a message to a user, a group or a department.
@@ -153,6 +159,7 @@ pub async fn deliver(api: &Api, app: &AppRecord, to: &str, post: AppPost, id: Ma
     // transaction: one savepoint per user, so a full mailbox spoils no one
     // else's.
     let mut puts: Vec<(i64, Vec<MailRecord>)> = Vec::with_capacity(recipients.len());
+    let mut waiting = 0;
     for user in &recipients {
         let body = AppMessageBody {
             id,
@@ -164,27 +171,13 @@ pub async fn deliver(api: &Api, app: &AppRecord, to: &str, post: AppPost, id: Ma
         };
         let payload = SealedPayload::App(state.org.signing.sign_app_message(body));
         let targets = state.store.devices_of(user.id, false).await?;
+        if targets.is_empty() {
+            waiting += usize::from(keep_for_first_device(state, user, app, id, &payload, sent_at_ms).await?);
+            continue;
+        }
         let mut records = Vec::with_capacity(targets.len());
         for d in &targets {
-            let device = DeviceId(d.device_id);
-            let sealed = seal_payload(&PublicKey(d.x25519), &payload, &seal_aad(&id, &device))
-                .map_err(|e| Problem::bad_request(format!("cannot seal the message: {e}")))?;
-            if sealed.len() > MAX_SEALED_ITEM {
-                return Err(Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the message comes to {} bytes sealed; at most {MAX_SEALED_ITEM} fit", sealed.len()),
-                ));
-            }
-            records.push(MailRecord {
-                id: id.0,
-                to_user_id: user.id,
-                to_device: d.device_id,
-                from_user_id: user.id,
-                from_user: String::new(),
-                from_app: Some(app.name.clone()),
-                sealed,
-                stored_at_ms: sent_at_ms as i64,
-            });
+            records.push(sealed_for(user.id, &app.name, id, &payload, d.device_id, d.x25519, sent_at_ms as i64)?);
         }
         if !records.is_empty() {
             puts.push((user.id, records));
@@ -206,7 +199,91 @@ pub async fn deliver(api: &Api, app: &AppRecord, to: &str, post: AppPost, id: Ma
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Accepted { id: id.to_hex(), recipients: recipients.len(), devices })
+    Ok(Accepted { id: id.to_hex(), recipients: recipients.len(), devices, waiting })
+}
+
+/// One device's mailbox item of an app message.
+fn sealed_for(
+    user_id: i64,
+    app: &str,
+    id: MailId,
+    payload: &SealedPayload,
+    device_id: [u8; 16],
+    x25519: [u8; 32],
+    at_ms: i64,
+) -> Result<MailRecord, Problem> {
+    let sealed = seal_payload(&PublicKey(x25519), payload, &seal_aad(&id, &DeviceId(device_id)))
+        .map_err(|e| Problem::bad_request(format!("cannot seal the message: {e}")))?;
+    if sealed.len() > MAX_SEALED_ITEM {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the message comes to {} bytes sealed; at most {MAX_SEALED_ITEM} fit", sealed.len()),
+        ));
+    }
+    Ok(MailRecord {
+        id: id.0,
+        to_user_id: user_id,
+        to_device: device_id,
+        from_user_id: user_id,
+        from_user: String::new(),
+        from_app: Some(app.to_owned()),
+        sealed,
+        stored_at_ms: at_ms,
+    })
+}
+
+/// Keeps the message of a user with no device yet for their first one;
+/// false when too many wait for them already.
+async fn keep_for_first_device(
+    state: &crate::state::State,
+    user: &UserRecord,
+    app: &AppRecord,
+    id: MailId,
+    payload: &SealedPayload,
+    at_ms: u64,
+) -> Result<bool, Problem> {
+    let encoded = skein_proto::frame::encode_payload(payload)
+        .map_err(|e| Problem::bad_request(format!("cannot encode the message: {e}")))?;
+    // Its size as a device will get it, checked now: a message too large
+    // to seal later is refused here.
+    sealed_for(user.id, &app.name, id, payload, [0; 16], [9; 32], at_ms as i64)?;
+    let pending = PendingApp { id: id.0, from_app: app.name.clone(), payload: encoded, stored_at_ms: at_ms as i64 };
+    let kept = state.store.app_pending_put(user.id, &pending).await?;
+    if !kept {
+        tracing::warn!(app = %app.name, user = %user.name, "too many app messages wait for this user's first device");
+    }
+    Ok(kept)
+}
+
+/// Moves the app messages waiting for `user_id`'s first device into the
+/// mailbox of `device_id` (which just logged in), sealed to its key.
+pub async fn release_pending(
+    state: &crate::state::State,
+    user_id: i64,
+    device_id: [u8; 16],
+) -> Result<usize, crate::store::StoreError> {
+    let pending = state.store.app_pending(user_id).await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let Some(device) = state.store.device(user_id, device_id).await? else { return Ok(0) };
+    let mut records = Vec::with_capacity(pending.len());
+    for p in &pending {
+        let sealed = skein_proto::frame::decode_payload::<SealedPayload>(&p.payload).ok().and_then(|payload| {
+            sealed_for(user_id, &p.from_app, MailId(p.id), &payload, device_id, device.x25519, p.stored_at_ms).ok()
+        });
+        match sealed {
+            Some(r) => records.push(r),
+            None => tracing::warn!(app = %p.from_app, "a waiting app message could not be sealed; dropping it"),
+        }
+    }
+    let outcome = state.store.mailbox_put_each(&[records.clone()], state.config.mailbox.for_store()).await?;
+    if let Some(Err(e)) = outcome.into_iter().next() {
+        return Err(e);
+    }
+    let ids: Vec<[u8; 16]> = pending.iter().map(|p| p.id).collect();
+    state.store.app_pending_done(user_id, &ids).await?;
+    Ok(records.len())
 }
 
 /// A malformed or unreadable body as a problem that says what is wrong.

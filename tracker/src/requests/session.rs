@@ -125,7 +125,7 @@ pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Res
         epoch: user.session_epoch,
         max_devices: state.config.max_devices_per_user,
     };
-    let device_id = login.device.device_id;
+    let (device_id, user_id) = (login.device.device_id, user.id);
     let response = establish(state, ctx, user, login.device, start, token, expires).await.map_err(|e| {
         if e.code == ErrorCode::SessionRevoked {
             ErrorBody::new(
@@ -137,6 +137,15 @@ pub async fn login(state: &State, ctx: &mut ConnCtx, login: Login) -> Result<Res
         }
     })?;
     tracing::info!(user = %name, device = %device_id, remote = %ctx.remote, "logged in");
+    // App messages posted before the user had any device go to this one,
+    // before it drains its mailbox.
+    match crate::api::messages::release_pending(state, user_id, device_id.0).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(user = %name, device = %device_id, messages = n, "app messages that waited for a device")
+        }
+        Err(e) => tracing::warn!(user = %name, error = %e, "cannot hand over the app messages that wait for this user"),
+    }
     Ok(response)
 }
 

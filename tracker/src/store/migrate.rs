@@ -30,6 +30,11 @@ const SQLITE: &[Embedded] = &[
     Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/sqlite/0006_apps.sql") },
     Embedded { version: 7, description: "app mail", sql: include_str!("../../migrations/sqlite/0007_app_mail.sql") },
     Embedded { version: 8, description: "hooks", sql: include_str!("../../migrations/sqlite/0008_hooks.sql") },
+    Embedded {
+        version: 9,
+        description: "app pending",
+        sql: include_str!("../../migrations/sqlite/0009_app_pending.sql"),
+    },
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -41,10 +46,15 @@ const POSTGRES: &[Embedded] = &[
     Embedded { version: 6, description: "apps", sql: include_str!("../../migrations/postgres/0006_apps.sql") },
     Embedded { version: 7, description: "app mail", sql: include_str!("../../migrations/postgres/0007_app_mail.sql") },
     Embedded { version: 8, description: "hooks", sql: include_str!("../../migrations/postgres/0008_hooks.sql") },
+    Embedded {
+        version: 9,
+        description: "app pending",
+        sql: include_str!("../../migrations/postgres/0009_app_pending.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 8;
+pub const CODE_VERSION: i64 = 9;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

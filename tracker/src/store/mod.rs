@@ -19,6 +19,7 @@
 //! The store takes plain byte arrays and integers, never wire types.
 
 mod access;
+mod app_pending;
 mod apps;
 mod departments;
 mod devices;
@@ -35,6 +36,7 @@ mod trackers;
 mod users;
 
 pub use access::{AccessEnd, DeviceScope};
+pub use app_pending::{MAX_PENDING_PER_USER, PendingApp};
 pub use apps::{AppRecord, AuditRecord};
 pub use departments::DeptRecord;
 pub use devices::DeviceRecord;

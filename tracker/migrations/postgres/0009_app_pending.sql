@@ -1,0 +1,14 @@
+-- Skein tracker schema, version 9 (PostgreSQL): app messages for users with no device yet.
+-- Keep in step with ../sqlite/0009_app_pending.sql.
+
+-- A post to a user who has no device yet (provisioned, never logged in)
+-- waits here, signed by the organisation, until their first device logs
+-- in: then it is sealed to that device and put in its mailbox.
+CREATE TABLE app_pending (
+    id           BYTEA NOT NULL CHECK (octet_length(id) = 16),
+    to_user_id   BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    from_app     TEXT NOT NULL,
+    payload      BYTEA NOT NULL,
+    stored_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (to_user_id, id)
+);
