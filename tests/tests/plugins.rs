@@ -204,6 +204,19 @@ async fn misbehaving_plugins_are_restarted_timed_out_or_disabled_and_the_node_ke
     let err = fails(&alice, &["send", "bob", "/garbage hello"]).await;
     assert!(err.contains("is disabled after repeated failures"), "{err}");
 
+    // A program whose interpreter is missing: said so, not "no such file".
+    let nopython = probe(&root, "nopython", "x", "");
+    let script = std::fs::read_to_string(nopython.join("probe.py")).expect("read");
+    std::fs::write(nopython.join("probe.py"), script.replace("#!/usr/bin/env python3", "#!/opt/none/python9"))
+        .expect("write");
+    ok(&alice, &["plugin", "install", nopython.to_str().expect("utf-8")]).await;
+    let line = alice_d
+        .wait_line(T, "the plugin without its interpreter", |l| {
+            l.contains(r#""plugin":"nopython""#) && l.contains("disabled")
+        })
+        .await;
+    assert!(line.contains("the program its first line names (#!/opt/none/python9) is not installed"), "{line}");
+
     // The node kept serving all the while.
     ok(&alice, &["send", "bob", "still here"]).await;
     bob_d.wait_line(T, "the message", |l| l.contains("still here")).await;

@@ -233,6 +233,8 @@ impl std::fmt::Debug for Plugins {
 impl Plugins {
     /// Starts the plugins installed in `profile`; they stop with `stop`.
     pub(crate) fn start(profile: PathBuf, host: Host, stop: CancellationToken) -> Plugins {
+        // Plugins run in their own folders: every path they are given is whole.
+        let profile = std::path::absolute(&profile).unwrap_or(profile);
         let plugins = Plugins { host, profile, stop, running: Arc::default(), broken: Arc::default() };
         plugins.reload();
         plugins

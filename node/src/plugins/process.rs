@@ -169,6 +169,13 @@ impl Supervisor {
             .spawn()
         {
             Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.plugin.dir.join(&manifest.exec).is_file() => {
+                let line = interpreter(&self.plugin.dir.join(&manifest.exec));
+                return Ended::Failed(format!(
+                    "cannot start {}: the program its first line names ({line}) is not installed",
+                    manifest.exec
+                ));
+            }
             Err(e) => return Ended::Failed(format!("cannot start {}: {e}", manifest.exec)),
         };
         self.status.send_modify(|s| {
@@ -341,6 +348,13 @@ impl Supervisor {
         let last = self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if last.is_empty() { String::new() } else { format!("; it last wrote on standard error: {last}") }
     }
+}
+
+/// The `#!` line of a script, for saying which interpreter is missing.
+fn interpreter(path: &Path) -> String {
+    let head = std::fs::read(path).map(|b| b.into_iter().take(200).collect::<Vec<u8>>()).unwrap_or_default();
+    let first = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_owned();
+    if first.starts_with("#!") { first } else { "its interpreter".to_owned() }
 }
 
 fn seconds(d: Duration) -> String {
