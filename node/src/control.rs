@@ -131,8 +131,13 @@ pub enum ControlRequest {
     },
     /// The installed plugins and their state.
     Plugins,
-    /// Start the plugins installed now, in place of those running.
-    PluginsReload,
+    /// Start the plugins installed now in place of those running: every
+    /// one, or only `plugin` (just installed or removed).
+    PluginsReload {
+        /// The plugin; all when absent.
+        #[serde(default)]
+        plugin: Option<String>,
+    },
     /// Run a plugin's message action on a message.
     PluginAction {
         /// The plugin.

@@ -25,6 +25,11 @@ DATA = os.environ.get("SKEIN_PLUGIN_DATA", ".")
 STORE = os.path.join(DATA, "tickets.json")
 _next_id = 0
 _backlog = []
+_granted = set()  # what the user granted at install, from `initialize`
+
+# The protocol is UTF-8 whatever the locale says.
+sys.stdin.reconfigure(encoding="utf-8")
+sys.stdout.reconfigure(encoding="utf-8")
 
 
 def load():
@@ -36,7 +41,7 @@ def load():
 
 
 def save(db):
-    tmp = STORE + ".tmp"
+    tmp = "%s.%d.tmp" % (STORE, os.getpid())
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(db, f, indent=1)
         f.flush()
@@ -93,7 +98,14 @@ def open_ticket(title, user, conversation):
     db["next"] += 1
     db["tickets"].append(t)
     save(db)
-    return {"reply": "Opened ticket #%d: %s" % (t["id"], title), "post": {"card": card(t, "opened")}}
+    return with_post({"reply": "Opened ticket #%d: %s" % (t["id"], title)}, card(t, "opened"))
+
+
+def with_post(answer, a_card):
+    """The answer, with the card to post when the user granted `post`."""
+    if "post" in _granted:
+        answer["post"] = {"card": a_card}
+    return answer
 
 
 def find(db, arg):
@@ -133,7 +145,11 @@ def command(p):
             return {"reply": "Ticket #%d is already closed." % t["id"]}
         t["status"] = "closed"
         save(db)
-        return {"reply": "Closed ticket #%d." % t["id"], "post": {"card": card(t, "closed")}}
+        answer = {"reply": "Closed ticket #%d." % t["id"]}
+        # Said where it was opened only: its title stays in that conversation.
+        if t.get("conversation") == p["conversation"]:
+            return with_post(answer, card(t, "closed"))
+        return answer
     raise UsageError("unknown: /ticket %s; try open TEXT, list, show N or close N" % verb)
 
 
@@ -158,10 +174,11 @@ def requests():
 def main():
     for msg in requests():
         method, rid = msg.get("method"), msg.get("id")
-        if rid is None:
-            continue
+        if rid is None or method is None:
+            continue  # a notification, or a stray answer
         try:
             if method == "initialize":
+                _granted.update(msg.get("params", {}).get("granted", []))
                 result = {"name": "ticket"}
             elif method == "command":
                 result = command(msg["params"])
@@ -173,6 +190,9 @@ def main():
             write({"jsonrpc": "2.0", "id": rid, "result": result})
         except (UsageError, RuntimeError) as e:
             write({"jsonrpc": "2.0", "id": rid, "error": {"code": 1, "message": str(e)}})
+        except Exception as e:  # a damaged tickets.json, say: answer, do not crash
+            sys.stderr.write("ticket: %r\n" % e)
+            write({"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": "the ticket plugin failed: %s" % e}})
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ for line in sys.stdin:
         sys.stderr.write("boom: giving up\n"); sys.stderr.flush(); os._exit(3)
     elif args == "sleep":
         time.sleep(3600)
+    elif args == "flood":
+        while True:
+            write({"jsonrpc": "2.0", "method": "noise"})
+    elif args == "spawn":
+        import subprocess
+        child = subprocess.Popen(["sleep", "3600"])
+        result(rid, {"reply": "started %d" % child.pid})
     elif args == "ping":
         result(rid, {"reply": "pong from %d" % os.getpid()})
     elif args in ("stale", "post"):
@@ -183,6 +190,19 @@ async fn misbehaving_plugins_are_restarted_timed_out_or_disabled_and_the_node_ke
     let err = fails(&alice, &["send", "bob", "/hangy sleep"]).await;
     assert!(err.contains("did not answer `command` within 0.7 s"), "{err}");
     assert!(ok(&alice, &["send", "bob", "/hangy ping"]).await.contains("pong from"));
+    // A flood of output instead of an answer is timed out all the same.
+    let err = fails(&alice, &["send", "bob", "/hangy flood"]).await;
+    assert!(err.contains("did not answer `command` within 0.7 s"), "{err}");
+    // What a plugin starts goes with it.
+    let out = ok(&alice, &["send", "bob", "/hangy spawn"]).await;
+    let orphan = pid(&out);
+    assert!(Path::new(&format!("/proc/{orphan}")).exists(), "{out}");
+    ok(&alice, &["plugin", "remove", "hangy"]).await;
+    let gone = std::time::Instant::now() + T;
+    while std::fs::read_to_string(format!("/proc/{orphan}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(std::time::Instant::now() < gone, "the plugin's child {orphan} outlived it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // It reaches only the conversation it is invoked in, only with what was granted.
     let out = ok(&alice, &["send", "bob", "/probe stale"]).await;

@@ -72,7 +72,8 @@ pub(super) async fn run(profile: &Profile, cmd: PluginCommand) -> anyhow::Result
             };
             profile.create()?;
             let installed = install::install(profile.dir(), &dir, &granted)?;
-            let running = ask_daemon(profile, ControlRequest::PluginsReload).await?.is_some();
+            let reload = ControlRequest::PluginsReload { plugin: Some(installed.manifest.name.clone()) };
+            let running = ask_daemon(profile, reload).await?.is_some();
             if json {
                 println!(
                     "{}",
@@ -98,7 +99,8 @@ pub(super) async fn run(profile: &Profile, cmd: PluginCommand) -> anyhow::Result
         }
         PluginCommand::Remove { name, purge } => {
             install::remove(profile.dir(), &name, purge)?;
-            let running = ask_daemon(profile, ControlRequest::PluginsReload).await?.is_some();
+            let running =
+                ask_daemon(profile, ControlRequest::PluginsReload { plugin: Some(name.clone()) }).await?.is_some();
             println!("Removed {}{}", terminal::line(&name), if running { "; the node has stopped it" } else { "" });
             Ok(())
         }

@@ -293,7 +293,7 @@ impl Node {
         mesh_events: mpsc::Receiver<MeshEvent>,
     ) -> Result<(), DaemonError> {
         let result = self.serve_until_done(stop, calls, mesh_events).await;
-        self.plugins.stop();
+        self.plugins.stop().await;
         let tracker = self.tracker.take();
         let close_tracker = async {
             if let Some(c) = tracker {
@@ -770,7 +770,7 @@ impl Node {
             }
             req @ (ControlRequest::Post { .. }
             | ControlRequest::Plugins
-            | ControlRequest::PluginsReload
+            | ControlRequest::PluginsReload { .. }
             | ControlRequest::PluginAction { .. }) => {
                 self.answer_plugins(req, call.reply);
                 return false;

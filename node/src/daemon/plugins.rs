@@ -21,9 +21,12 @@ impl Node {
             ControlRequest::Plugins => {
                 let _ = reply.send(ControlReply::ok(self.plugins.list()));
             }
-            ControlRequest::PluginsReload => {
-                self.plugins.reload();
-                let _ = reply.send(ControlReply::ok(self.plugins.list()));
+            ControlRequest::PluginsReload { plugin } => {
+                let plugins = self.plugins.clone();
+                tokio::spawn(async move {
+                    plugins.reload(plugin.as_deref()).await;
+                    let _ = reply.send(ControlReply::ok(plugins.list()));
+                });
             }
             ControlRequest::PluginAction { plugin, action, message } => {
                 let (plugins, history) = (self.plugins.clone(), self.history.clone());

@@ -16,6 +16,21 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most messages one `conversation.read` returns.
 pub const MAX_READ: u32 = 200;
+/// Longest text of one message a plugin reads, in bytes (a whole read
+/// stays well under the protocol's line limit).
+pub const MAX_READ_TEXT: usize = 4 * 1024;
+
+fn clipped(mut text: String) -> String {
+    if text.len() > MAX_READ_TEXT {
+        let mut end = MAX_READ_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 /// The node as plugins reach it; cheap to clone.
 #[derive(Clone, Debug)]
@@ -112,7 +127,7 @@ impl Host {
             .map(|m| {
                 json!({
                     "id": m.id.to_hex(), "from": m.from_user, "outgoing": m.outgoing,
-                    "sent_at_ms": m.sent_at_ms, "text": crate::json::body_line(&m.body),
+                    "sent_at_ms": m.sent_at_ms, "text": clipped(crate::json::body_line(&m.body)),
                 })
             })
             .collect();

@@ -1,20 +1,21 @@
 //! Plugins on disk, in the profile:
 //!
-//! - `plugins/NAME/`: the plugin's folder, copied whole at install, with
-//!   [`GRANTS`] beside its files (the permissions the user granted);
-//! - `plugin-data/NAME/`: the plugin's own files (its working folder's
-//!   sibling, kept when it is installed again or upgraded);
+//! - `plugins/NAME/`: the plugin's folder, copied whole at install;
+//! - `plugin-grants/NAME.json`: the permissions the user granted, with the
+//!   hash of the manifest they were granted to (outside the plugin's folder,
+//!   and void if its manifest changes);
+//! - `plugin-data/NAME/`: the plugin's own files (kept when it is installed
+//!   again or upgraded);
 //! - `plugin-logs/NAME.log`: what it wrote on standard error.
 //!
-//! Installing copies into a hidden folder first and renames it into place,
-//! so a plugin is never seen half copied.
+//! Installing copies into a hidden folder first, checks the copy (what runs
+//! is what was checked), and renames it into place, so a plugin is never
+//! seen half copied; a failed rename puts the previous version back.
 
 use super::manifest::{MANIFEST, Manifest, ManifestError, Permission};
 use std::path::{Path, PathBuf};
 
-/// The file in an installed plugin's folder naming what the user granted.
-pub const GRANTS: &str = ".skein-granted.json";
-/// Most files a plugin's folder may hold.
+/// Most files and folders a plugin's folder may hold.
 pub const MAX_FILES: usize = 2_000;
 /// Most bytes a plugin's folder may hold.
 pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -88,6 +89,15 @@ fn places(profile: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+fn grants_path(profile: &Path, name: &str) -> PathBuf {
+    profile.join("plugin-grants").join(format!("{name}.json"))
+}
+
+/// The hash grants are tied to: the manifest's bytes.
+fn manifest_hash(dir: &Path) -> Option<String> {
+    std::fs::read(dir.join(MANIFEST)).ok().map(|b| blake3::hash(&b).to_hex().to_string())
+}
+
 /// Reads and checks the manifest of the plugin folder `src`, and that the
 /// program it names is there and executable.
 pub fn read_source(src: &Path) -> Result<Manifest, InstallError> {
@@ -123,7 +133,59 @@ pub fn read_source(src: &Path) -> Result<Manifest, InstallError> {
 /// `granted`, in place of an installed plugin of the same name (its own
 /// files are kept).
 pub fn install(profile: &Path, src: &Path, granted: &[Permission]) -> Result<Installed, InstallError> {
-    let manifest = read_source(src)?;
+    let name = read_source(src)?.name;
+    let root = plugins_dir(profile);
+    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    let fresh = root.join(format!(".{name}.new"));
+    let old = root.join(format!(".{name}.old"));
+    for leftover in [&fresh, &old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(io("remove", leftover))?;
+        }
+    }
+    let mut budget = (MAX_FILES, MAX_BYTES);
+    let checked = copy_tree(src, &fresh, &mut budget).and_then(|()| check_copy(profile, &fresh, &name, granted));
+    let manifest = match checked {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&fresh);
+            return Err(e);
+        }
+    };
+    let (dir, data, log) = places(profile, &name);
+    if dir.exists() {
+        std::fs::rename(&dir, &old).map_err(io("move aside", &dir))?;
+    }
+    if let Err(e) = std::fs::rename(&fresh, &dir) {
+        if old.exists() {
+            let _ = std::fs::rename(&old, &dir);
+        }
+        let _ = std::fs::remove_dir_all(&fresh);
+        return Err(InstallError::Io { what: "move into place", path: fresh.display().to_string(), source: e });
+    }
+    if old.exists() {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    let grants = grants_path(profile, &name);
+    if let Some(parent) = grants.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    let names: Vec<&str> = granted.iter().map(|p| p.as_str()).collect();
+    let record = serde_json::json!({ "granted": names, "manifest": manifest_hash(&dir) });
+    crate::profile::write_atomic(&grants, record.to_string().as_bytes(), true)
+        .map_err(|e| InstallError::Refused(format!("cannot write {}: {e}", grants.display())))?;
+    std::fs::create_dir_all(&data).map_err(io("create", &data))?;
+    Ok(Installed { manifest, dir, data, log, granted: granted.to_vec() })
+}
+
+/// Checks the copy about to be installed as `name`: its manifest (the one
+/// that will run), the permissions granted, and its commands against the
+/// other plugins'.
+fn check_copy(profile: &Path, copy: &Path, name: &str, granted: &[Permission]) -> Result<Manifest, InstallError> {
+    let manifest = read_source(copy)?;
+    if manifest.name != name {
+        return Err(InstallError::Refused("the plugin's manifest changed while it was copied; try again".into()));
+    }
     if let Some(p) = granted.iter().find(|p| !manifest.asks(**p)) {
         return Err(InstallError::Refused(format!("the plugin does not ask for the permission {:?}", p.as_str())));
     }
@@ -138,33 +200,7 @@ pub fn install(profile: &Path, src: &Path, granted: &[Permission]) -> Result<Ins
             )));
         }
     }
-    let root = plugins_dir(profile);
-    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
-    let (dir, data, log) = places(profile, &manifest.name);
-    let fresh = root.join(format!(".{}.new", manifest.name));
-    let old = root.join(format!(".{}.old", manifest.name));
-    for leftover in [&fresh, &old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover).map_err(io("remove", leftover))?;
-        }
-    }
-    let mut budget = (MAX_FILES, MAX_BYTES);
-    copy_tree(src, &fresh, &mut budget).inspect_err(|_| {
-        let _ = std::fs::remove_dir_all(&fresh);
-    })?;
-    let grants = fresh.join(GRANTS);
-    let names: Vec<&str> = granted.iter().map(|p| p.as_str()).collect();
-    crate::profile::write_atomic(&grants, serde_json::json!({ "granted": names }).to_string().as_bytes(), true)
-        .map_err(|e| InstallError::Refused(format!("cannot write {}: {e}", grants.display())))?;
-    if dir.exists() {
-        std::fs::rename(&dir, &old).map_err(io("move aside", &dir))?;
-    }
-    std::fs::rename(&fresh, &dir).map_err(io("move into place", &fresh))?;
-    if old.exists() {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    std::fs::create_dir_all(&data).map_err(io("create", &data))?;
-    Ok(Installed { manifest, dir, data, log, granted: granted.to_vec() })
+    Ok(manifest)
 }
 
 fn copy_tree(from: &Path, to: &Path, budget: &mut (usize, u64)) -> Result<(), InstallError> {
@@ -180,6 +216,10 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut (usize, u64)) -> Result<(), In
             )));
         }
         if kind.is_dir() {
+            if budget.0 == 0 {
+                return Err(too_big(from));
+            }
+            budget.0 -= 1;
             copy_tree(&src, &dst, budget)?;
             continue;
         }
@@ -188,17 +228,21 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut (usize, u64)) -> Result<(), In
         }
         let size = entry.metadata().map_err(io("read", &src))?.len();
         if budget.0 == 0 || size > budget.1 {
-            return Err(InstallError::Refused(format!(
-                "{} holds more than {MAX_FILES} files or {} MiB; a plugin's folder must be smaller",
-                from.display(),
-                MAX_BYTES >> 20
-            )));
+            return Err(too_big(from));
         }
         budget.0 -= 1;
         budget.1 -= size;
         std::fs::copy(&src, &dst).map_err(io("copy", &src))?;
     }
     Ok(())
+}
+
+fn too_big(dir: &Path) -> InstallError {
+    InstallError::Refused(format!(
+        "{} holds more than {MAX_FILES} files and folders or {} MiB; a plugin's folder must be smaller",
+        dir.display(),
+        MAX_BYTES >> 20
+    ))
 }
 
 /// The plugins installed in `profile`, by name; a folder that is no longer
@@ -226,13 +270,19 @@ fn read_installed(profile: &Path, name: &str) -> Result<Installed, InstallError>
             manifest.name
         )));
     }
-    let granted = std::fs::read(dir.join(GRANTS))
+    // Grants hold for the manifest they were given to, and no other.
+    let record = std::fs::read(grants_path(profile, name))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| serde_json::from_value::<Vec<Permission>>(v["granted"].clone()).ok())
+        .unwrap_or_default();
+    let same = record["manifest"].as_str().is_some_and(|h| Some(h.to_owned()) == manifest_hash(&dir));
+    if !same && record["granted"].as_array().is_some_and(|g| !g.is_empty()) {
+        tracing::warn!(plugin = %name, "its manifest changed since it was installed: no permission holds until it is installed again");
+    }
+    let granted = serde_json::from_value::<Vec<Permission>>(record["granted"].clone())
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| manifest.asks(*p))
+        .filter(|p| same && manifest.asks(*p))
         .collect();
     Ok(Installed { manifest, dir, data, log, granted })
 }
@@ -244,6 +294,7 @@ pub fn remove(profile: &Path, name: &str, purge: bool) -> Result<(), InstallErro
         return Err(InstallError::NotInstalled(name.to_owned()));
     }
     std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+    let _ = std::fs::remove_file(grants_path(profile, name));
     if purge {
         for p in [&data] {
             if p.exists() {
@@ -286,6 +337,13 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert!(listed[0].granted.is_empty());
         assert!(i.data.join("tickets.json").is_file());
+        // Granted to one manifest, void for another: a plugin cannot grant itself more.
+        install(&profile, &src, &[Permission::Post]).expect("should succeed");
+        let manifest = i.dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&manifest).expect("should succeed");
+        std::fs::write(&manifest, format!("{text}# changed\n")).expect("should succeed");
+        let listed: Vec<_> = installed(&profile).into_iter().map(|r| r.expect("should succeed")).collect();
+        assert!(listed[0].granted.is_empty(), "an edited manifest keeps no grant");
         remove(&profile, "ticket", false).expect("should succeed");
         assert!(installed(&profile).is_empty() && i.data.is_dir());
         assert!(matches!(remove(&profile, "ticket", true), Err(InstallError::NotInstalled(_))));

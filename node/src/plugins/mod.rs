@@ -7,7 +7,13 @@
 //! line on its standard input and output ([`rpc`]). A plugin that crashes,
 //! hangs or writes garbage cannot take the node down: its task
 //! ([`process`]) stops it and starts it again with a backoff, and disables
-//! it after repeated failures ([`policy`]); each change is an event.
+//! it after repeated failures ([`policy`]) until it is installed again or
+//! the node restarts; it is reported as an event when it runs, when it
+//! failed and is started again, and when it is disabled.
+//!
+//! Permissions bound what the node does for a plugin. A plugin runs as the
+//! user, unconfined, so they are no sandbox: install only plugins you
+//! trust, as you would any program.
 //!
 //! ## The protocol
 //!
@@ -212,7 +218,11 @@ struct Running {
     calls: mpsc::Sender<process::Call>,
     status: watch::Receiver<Status>,
     stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
+
+/// How long stopping a plugin waits for its process to be gone.
+const STOP_WITHIN: Duration = Duration::from_secs(3);
 
 /// The node's plugins; cheap to clone.
 #[derive(Clone)]
@@ -222,6 +232,18 @@ pub struct Plugins {
     stop: CancellationToken,
     running: Arc<Mutex<BTreeMap<String, Running>>>,
     broken: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+/// Stops `plugins` and waits, a while, for each task to end.
+async fn finish(plugins: Vec<Running>) {
+    for r in &plugins {
+        r.stop.cancel();
+    }
+    for r in plugins {
+        if tokio::time::timeout(STOP_WITHIN, r.task).await.is_err() {
+            tracing::warn!(plugin = %r.plugin.manifest.name, "a plugin's task did not end in time");
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugins {
@@ -236,38 +258,74 @@ impl Plugins {
         // Plugins run in their own folders: every path they are given is whole.
         let profile = std::path::absolute(&profile).unwrap_or(profile);
         let plugins = Plugins { host, profile, stop, running: Arc::default(), broken: Arc::default() };
-        plugins.reload();
+        plugins.launch(None);
         plugins
     }
 
-    /// Stops every plugin and starts those installed now (after an install
-    /// or a removal; a disabled plugin gets a new chance).
-    pub(crate) fn reload(&self) {
+    /// Starts the installed plugins that do not run yet (every one, or
+    /// only `only`). Of two that answer the same command, the first by name
+    /// runs and the other is listed as broken, saying why.
+    fn launch(&self, only: Option<&str>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, r) in std::mem::take(&mut *running) {
-            r.stop.cancel();
-        }
-        let mut broken = Vec::new();
+        let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+        broken.retain(|(name, _)| only.is_some_and(|o| o != name));
         for found in install::installed(&self.profile) {
-            match found {
-                Ok(plugin) => {
-                    let stop = self.stop.child_token();
-                    let (calls, status) = process::spawn(plugin.clone(), self.host.clone(), stop.clone());
-                    running.insert(plugin.manifest.name.clone(), Running { plugin, calls, status, stop });
-                }
+            let name = match &found {
+                Ok(p) => p.manifest.name.clone(),
+                Err((name, _)) => name.clone(),
+            };
+            if only.is_some_and(|o| o != name) || running.contains_key(&name) {
+                continue;
+            }
+            let plugin = match found {
+                Ok(p) => p,
                 Err((name, e)) => {
                     tracing::warn!(plugin = %name, "not started: {e}");
                     broken.push((name, e.to_string()));
+                    continue;
                 }
+            };
+            let clash = plugin.manifest.commands.iter().find_map(|c| {
+                running
+                    .values()
+                    .find(|r| r.plugin.manifest.commands.iter().any(|o| o.name == c.name))
+                    .map(|r| (c.name.clone(), r.plugin.manifest.name.clone()))
+            });
+            if let Some((command, owner)) = clash {
+                let why = format!("its command /{command} is already the plugin {owner}'s; remove one of them");
+                tracing::warn!(plugin = %name, "not started: {why}");
+                broken.push((name, why));
+                continue;
             }
+            let stop = self.stop.child_token();
+            let spawned = process::spawn(plugin.clone(), self.host.clone(), stop.clone());
+            let r = Running { plugin, calls: spawned.calls, status: spawned.status, stop, task: spawned.task };
+            running.insert(name, r);
         }
-        *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = broken;
     }
 
-    /// Stops every plugin (the node is stopping).
-    pub(crate) fn stop(&self) {
+    /// Stops `only` (or every plugin), waits for their processes to be
+    /// gone, and starts what is installed now in their place: after an
+    /// install or a removal. A plugin that was disabled gets a new chance.
+    pub(crate) async fn reload(&self, only: Option<&str>) {
+        let stopped: Vec<Running> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            match only {
+                Some(name) => running.remove(name).into_iter().collect(),
+                None => std::mem::take(&mut *running).into_values().collect(),
+            }
+        };
+        finish(stopped).await;
+        self.launch(only);
+    }
+
+    /// Stops every plugin and waits for their processes to be gone (the
+    /// node is stopping).
+    pub(crate) async fn stop(&self) {
         self.stop.cancel();
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let stopped: Vec<Running> =
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner())).into_values().collect();
+        finish(stopped).await;
     }
 
     /// Every installed plugin: its manifest, what was granted and its state.

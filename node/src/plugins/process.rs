@@ -4,9 +4,12 @@
 //! starts it again as [`super::policy`] says, or disables it.
 //!
 //! Nothing a plugin does reaches past this task: its lines are bounded, its
-//! own requests run a few at a time, writing to it is timed out, and the
-//! node only ever waits for it through a reply channel that this task
-//! always answers.
+//! own requests run a few at a time (and end with its process), writing to
+//! it goes through a bounded queue and is timed out, a flood of its output
+//! cannot starve the timers, and the node only ever waits for it through a
+//! reply channel that this task always answers. It runs in a process group
+//! of its own, with only the environment it needs, and the whole group is
+//! killed when it stops.
 
 use super::host::Host;
 use super::install::Installed;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// How long a plugin has to answer `initialize`.
@@ -30,6 +34,12 @@ pub const START_WITHIN: Duration = Duration::from_secs(5);
 pub const MAX_PLUGIN_REQUESTS: usize = 4;
 /// Largest standard-error log before it is started afresh (the last one is kept as `.1`).
 pub const MAX_LOG: u64 = 1024 * 1024;
+/// Lines queued for a plugin that has not read them yet, at most.
+pub const MAX_UNREAD: usize = 64;
+/// `log` notifications written to the node's log per second, at most.
+pub const LOGS_PER_SECOND: u32 = 20;
+/// What of the node's environment a plugin gets (besides its own `SKEIN_PLUGIN_*`).
+const PASSED_ENV: [&str; 8] = ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "USER"];
 
 /// A request for the plugin, from the node.
 pub(crate) struct Call {
@@ -43,26 +53,21 @@ pub(crate) struct Call {
     pub(crate) reply: oneshot::Sender<Result<Value, PluginError>>,
 }
 
+/// A plugin's task, as its owner holds it.
+pub(crate) struct Spawned {
+    pub(crate) calls: mpsc::Sender<Call>,
+    pub(crate) status: watch::Receiver<Status>,
+    /// Ends once the plugin's process is gone.
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
 /// Starts the task for `plugin`; it runs until `stop` fires.
-pub(crate) fn spawn(
-    plugin: Installed,
-    host: Host,
-    stop: CancellationToken,
-) -> (mpsc::Sender<Call>, watch::Receiver<Status>) {
+pub(crate) fn spawn(plugin: Installed, host: Host, stop: CancellationToken) -> Spawned {
     let (calls, inbox) = mpsc::channel(32);
     let (status, watch) = watch::channel(Status::default());
-    let task = Supervisor {
-        plugin,
-        host,
-        stop,
-        inbox,
-        status,
-        busy: Arc::new(Semaphore::new(MAX_PLUGIN_REQUESTS)),
-        last_error: Arc::new(Mutex::new(String::new())),
-        errors: None,
-    };
-    tokio::spawn(task.run());
-    (calls, watch)
+    let task =
+        Supervisor { plugin, host, stop, inbox, status, last_error: Arc::new(Mutex::new(String::new())), errors: None };
+    Spawned { calls, status: watch, task: tokio::spawn(task.run()) }
 }
 
 struct Supervisor {
@@ -71,7 +76,6 @@ struct Supervisor {
     stop: CancellationToken,
     inbox: mpsc::Receiver<Call>,
     status: watch::Sender<Status>,
-    busy: Arc<Semaphore>,
     last_error: Arc<Mutex<String>>,
     /// The task copying the running process's standard error to its log.
     errors: Option<tokio::task::JoinHandle<()>>,
@@ -156,9 +160,17 @@ impl Supervisor {
 
     async fn run_once(&mut self) -> Ended {
         let manifest = &self.plugin.manifest;
-        let mut child = match Command::new(self.plugin.dir.join(&manifest.exec))
+        let mut command = Command::new(self.plugin.dir.join(&manifest.exec));
+        command.env_clear();
+        for key in PASSED_ENV {
+            if let Some(v) = std::env::var_os(key) {
+                command.env(key, v);
+            }
+        }
+        let mut child = match command
             .args(&manifest.args)
             .current_dir(&self.plugin.dir)
+            .process_group(0)
             .env("SKEIN_PLUGIN_NAME", &manifest.name)
             .env("SKEIN_PLUGIN_DATA", &self.plugin.data)
             .env("SKEIN_USER", &self.host.me)
@@ -186,7 +198,9 @@ impl Supervisor {
             self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clear();
             self.errors = Some(tokio::spawn(log_errors(err, self.plugin.log.clone(), self.last_error.clone())));
         }
+        let group = child.id();
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            kill_group(group);
             return Ended::Failed("its standard input and output could not be opened".into());
         };
         let mut conn = Conn::new(stdin, self.plugin.manifest.timeout_ms);
@@ -201,10 +215,12 @@ impl Supervisor {
             }
         }
         drop(conn);
-        // Closing its input asks it to finish; it gets a moment, then is killed.
+        // Closing its input asks it to finish; it gets a moment, then it
+        // and whatever it started are killed.
         if tokio::time::timeout(Duration::from_millis(500), child.wait()).await.is_err() {
             let _ = child.kill().await;
         }
+        kill_group(group);
         self.status.send_modify(|s| s.pid = None);
         ended
     }
@@ -215,16 +231,30 @@ impl Supervisor {
             "protocol": 1, "plugin": self.name(), "user": self.host.me,
             "data_dir": self.plugin.data, "granted": self.plugin.granted,
         });
-        if let Err(why) = conn.ask("initialize", start, START_WITHIN, Waiting::Start).await {
+        if let Err(why) = conn.ask("initialize", start, START_WITHIN, Waiting::Start) {
             return Ended::Failed(why);
         }
         let (answers_tx, mut answers) = mpsc::channel::<(Value, Result<Value, RpcError>)>(MAX_PLUGIN_REQUESTS);
+        // The plugin's own requests: a few at a time, and none outlives this process.
+        let busy = Arc::new(Semaphore::new(MAX_PLUGIN_REQUESTS));
+        let mut serving = JoinSet::new();
+        let mut logs = (Instant::now(), 0u32);
         let mut started = false;
         loop {
             let deadline = conn.next_deadline();
+            // Checked on every turn: a plugin flooding its output keeps the
+            // line branch ready and must not keep its timeout from firing.
+            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                let (method, within) = conn.overdue();
+                return Ended::Failed(format!("did not answer `{method}` within {}", seconds(within)));
+            }
+            if let Some(why) = conn.write_failed() {
+                return Ended::Failed(why);
+            }
             tokio::select! {
-                biased;
                 _ = self.stop.cancelled() => return Ended::Stopped,
+                why = conn.writer_failed() => return Ended::Failed(why),
+                Some(_) = serving.join_next(), if !serving.is_empty() => {}
                 line = lines.next() => {
                     let line = match line {
                         Ok(Some(l)) => l,
@@ -248,14 +278,19 @@ impl Supervisor {
                             None => tracing::debug!(plugin = %self.name(), id, "an answer to nothing under way"),
                         },
                         Ok(Incoming::Request { id, method, params }) => {
-                            if let Some(now) = self.plugin_request(conn, id, &method, params, &answers_tx)
-                                && let Err(why) = conn.write(&now).await
+                            let asked = Asked { id, method: &method, params };
+                            if let Some(now) = self.plugin_request(conn, asked, &answers_tx, &busy, &mut serving)
+                                && let Err(why) = conn.write(&now)
                             {
                                 return Ended::Failed(why);
                             }
                         }
                         Ok(Incoming::Notification { method, params }) => {
-                            if method == "log" {
+                            if logs.0.elapsed() >= Duration::from_secs(1) {
+                                logs = (Instant::now(), 0);
+                            }
+                            logs.1 += 1;
+                            if method == "log" && logs.1 <= LOGS_PER_SECOND {
                                 let text = params.get("message").and_then(Value::as_str).unwrap_or_default();
                                 tracing::info!(plugin = %self.name(), "{}", text.chars().take(1000).collect::<String>());
                             }
@@ -267,7 +302,7 @@ impl Supervisor {
                     return Ended::Failed(format!("exited ({status}){}", self.last_error_note().await));
                 }
                 Some((id, outcome)) = answers.recv() => {
-                    if let Err(why) = conn.write(&rpc::answer(&id, outcome)).await {
+                    if let Err(why) = conn.write(&rpc::answer(&id, outcome)) {
                         return Ended::Failed(why);
                     }
                 }
@@ -278,7 +313,7 @@ impl Supervisor {
                     params["invocation"] = json!(invocation);
                     let waiting = Waiting::Call { invocation, conversation: call.conversation, reply: call.reply };
                     let within = conn.timeout;
-                    if let Err(why) = conn.ask(call.method, params, within, waiting).await {
+                    if let Err(why) = conn.ask(call.method, params, within, waiting) {
                         return Ended::Failed(why);
                     }
                 }
@@ -295,11 +330,12 @@ impl Supervisor {
     fn plugin_request(
         &self,
         conn: &Conn,
-        id: Value,
-        method: &str,
-        params: Value,
+        asked: Asked<'_>,
         answers: &mpsc::Sender<(Value, Result<Value, RpcError>)>,
+        busy: &Arc<Semaphore>,
+        serving: &mut JoinSet<()>,
     ) -> Option<String> {
+        let Asked { id, method, params } = asked;
         let refuse = |code, message: String| Some(rpc::answer(&id, Err(RpcError { code, message })));
         let Some(need) = super::host::permission_for(method) else {
             return refuse(
@@ -320,11 +356,11 @@ impl Supervisor {
                 "no command or action is under way with that `invocation`: a plugin reads and posts only while it answers one".into(),
             );
         };
-        let Ok(permit) = self.busy.clone().try_acquire_owned() else {
+        let Ok(permit) = busy.clone().try_acquire_owned() else {
             return refuse(rpc::BUSY, format!("at most {MAX_PLUGIN_REQUESTS} requests may be under way at once"));
         };
         let (host, answers, method) = (self.host.clone(), answers.clone(), method.to_owned());
-        tokio::spawn(async move {
+        serving.spawn(async move {
             let outcome = host.serve(&method, &conversation, &params).await;
             let _ = answers.send((id, outcome)).await;
             drop(permit);
@@ -357,6 +393,22 @@ fn interpreter(path: &Path) -> String {
     if first.starts_with("#!") { first } else { "its interpreter".to_owned() }
 }
 
+/// A request from the plugin.
+struct Asked<'a> {
+    id: Value,
+    method: &'a str,
+    params: Value,
+}
+
+/// Kills what is left of the process group `group` (the plugin and
+/// whatever it started).
+fn kill_group(group: Option<u32>) {
+    let pid = group.and_then(|g| i32::try_from(g).ok()).and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
 fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -368,41 +420,66 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// The node's side of the conversation with one running process.
+/// The node's side of the conversation with one running process. Lines
+/// for the plugin go through a bounded queue to a writer task, so the
+/// node keeps reading while the plugin is slow to read.
 struct Conn {
-    stdin: ChildStdin,
+    lines: mpsc::Sender<Vec<u8>>,
+    failed: mpsc::Receiver<String>,
     next_id: u64,
     pending: HashMap<u64, Pending>,
     timeout: Duration,
 }
 
 impl Conn {
-    fn new(stdin: ChildStdin, timeout_ms: u64) -> Conn {
-        Conn { stdin, next_id: 1, pending: HashMap::new(), timeout: Duration::from_millis(timeout_ms) }
+    fn new(mut stdin: ChildStdin, timeout_ms: u64) -> Conn {
+        let timeout = Duration::from_millis(timeout_ms);
+        let (lines, mut queue) = mpsc::channel::<Vec<u8>>(MAX_UNREAD);
+        let (fail, failed) = mpsc::channel(1);
+        tokio::spawn(async move {
+            // Ends when the conversation drops its sender: stdin closes then.
+            while let Some(line) = queue.recv().await {
+                let why = match tokio::time::timeout(timeout, stdin.write_all(&line)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => format!("stopped reading its input ({e})"),
+                    Err(_) => format!("stopped reading its input (nothing read for {})", seconds(timeout)),
+                };
+                let _ = fail.send(why).await;
+                return;
+            }
+        });
+        Conn { lines, failed, next_id: 1, pending: HashMap::new(), timeout }
     }
 
-    async fn ask(
-        &mut self,
-        method: &'static str,
-        params: Value,
-        within: Duration,
-        waiting: Waiting,
-    ) -> Result<(), String> {
+    fn ask(&mut self, method: &'static str, params: Value, within: Duration, waiting: Waiting) -> Result<(), String> {
         let id = self.next_id;
         self.next_id += 1;
         let deadline = tokio::time::Instant::now() + within;
         self.pending.insert(id, Pending { method, deadline, waiting });
-        self.write(&rpc::request(id, method, &params)).await
+        self.write(&rpc::request(id, method, &params))
     }
 
-    async fn write(&mut self, line: &str) -> Result<(), String> {
+    /// Queues `line` for the plugin.
+    fn write(&mut self, line: &str) -> Result<(), String> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        match tokio::time::timeout(self.timeout, self.stdin.write_all(&bytes)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("stopped reading its input ({e})")),
-            Err(_) => Err(format!("stopped reading its input (nothing read for {})", seconds(self.timeout))),
+        self.lines.try_send(bytes).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => format!("stopped reading its input ({MAX_UNREAD} lines unread)"),
+            mpsc::error::TrySendError::Closed(_) => "stopped reading its input".to_owned(),
+        })
+    }
+
+    /// Why writing to the plugin failed, if it did.
+    fn write_failed(&mut self) -> Option<String> {
+        self.failed.try_recv().ok()
+    }
+
+    /// Waits until writing to the plugin fails.
+    async fn writer_failed(&mut self) -> String {
+        match self.failed.recv().await {
+            Some(why) => why,
+            None => std::future::pending().await,
         }
     }
 
@@ -467,27 +544,50 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
 }
 
 /// Appends what the plugin writes on standard error to its log, and keeps
-/// its last line for failure messages.
-async fn log_errors(err: tokio::process::ChildStderr, log: std::path::PathBuf, last: Arc<Mutex<String>>) {
-    let mut lines = Lines::new(BufReader::new(err));
+/// its last line for failure messages. It reads whatever comes, however
+/// long its lines, so the plugin never blocks on it.
+async fn log_errors(mut err: tokio::process::ChildStderr, log: std::path::PathBuf, last: Arc<Mutex<String>>) {
+    use tokio::io::AsyncReadExt;
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    while let Ok(Some(line)) = lines.next().await {
-        let text: String = String::from_utf8_lossy(&line).chars().take(300).collect();
+    let keep = |line: &[u8]| {
+        let text: String = String::from_utf8_lossy(line).chars().take(300).collect();
         *last.lock().unwrap_or_else(|e| e.into_inner()) = text;
-        append_log(&log, &line);
+    };
+    let mut chunk = vec![0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match err.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        append_log(&log, &chunk[..n]);
+        for b in &chunk[..n] {
+            match *b {
+                b'\n' => {
+                    if !line.iter().all(u8::is_ascii_whitespace) {
+                        keep(&line);
+                    }
+                    line.clear();
+                }
+                b if line.len() < 1200 => line.push(b),
+                _ => {}
+            }
+        }
+    }
+    if !line.iter().all(u8::is_ascii_whitespace) {
+        keep(&line);
     }
 }
 
-fn append_log(log: &Path, line: &[u8]) {
+fn append_log(log: &Path, bytes: &[u8]) {
     use std::io::Write;
     if std::fs::metadata(log).is_ok_and(|m| m.len() > MAX_LOG) {
         let _ = std::fs::rename(log, log.with_extension("log.1"));
     }
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-        let _ = f.write_all(line);
-        let _ = f.write_all(b"\n");
+        let _ = f.write_all(bytes);
     }
 }
 
