@@ -14,6 +14,7 @@
 //! - [`cli`] is the `skein` command line; [`json`] fixes its output shapes.
 
 pub mod app_mail;
+pub mod calls;
 pub mod cli;
 pub mod control;
 pub mod daemon;

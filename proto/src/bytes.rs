@@ -110,6 +110,11 @@ fixed_bytes!(
     16
 );
 fixed_bytes!(
+    /// A call's identifier, chosen at random by the caller's device.
+    CallId,
+    16
+);
+fixed_bytes!(
     /// A group's identifier, chosen by the tracker that creates it.
     GroupId,
     16

@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod bytes;
+pub mod call;
 pub mod control;
 pub mod device;
 pub mod error;

@@ -1,0 +1,66 @@
+//! Golden bytes for call signalling ([`CallSignal`]) and every enum
+//! variant it carries: postcard encodes enums by variant index and structs
+//! by field order, so a reordering or removal changes these bytes. Append
+//! variants instead, and pin each here.
+
+use skein_proto::bytes::{CallId, GroupId};
+use skein_proto::call::*;
+use skein_proto::frame::{decode_payload, encode_payload};
+
+#[track_caller]
+fn golden<T>(value: T, hex: &str)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let bytes = encode_payload(&value).expect("encode");
+    assert_eq!(hex::encode(&bytes), hex, "encoding of {value:?} changed");
+    let decoded: T = decode_payload(&hex::decode(hex).expect("valid hex")).expect("decode");
+    assert_eq!(decoded, value);
+}
+
+const C: CallId = CallId([0xca; 16]);
+const CALL_HEX: &str = "10cacacacacacacacacacacacacacacaca";
+
+fn signal_index(s: &CallSignal) -> usize {
+    match s {
+        CallSignal::Invite(_) => 0,
+        CallSignal::Ringing(_) => 1,
+        CallSignal::Accept(_) => 2,
+        CallSignal::Confirm(_) => 3,
+        CallSignal::Decline(_) => 4,
+        CallSignal::Busy(_) => 5,
+        CallSignal::Cancel { .. } => 6,
+        CallSignal::HangUp(_) => 7,
+    }
+}
+
+#[test]
+fn every_signal_has_its_bytes() {
+    let invite = Invite { call: C, media: Media::Video, group: Some(GroupId([0x9e; 16])), sent_at_ms: 1 };
+    let table = vec![
+        (CallSignal::Invite(invite), format!("00{CALL_HEX}010110{}01", "9e".repeat(16))),
+        (CallSignal::Ringing(C), format!("01{CALL_HEX}")),
+        (CallSignal::Accept(C), format!("02{CALL_HEX}")),
+        (CallSignal::Confirm(C), format!("03{CALL_HEX}")),
+        (CallSignal::Decline(C), format!("04{CALL_HEX}")),
+        (CallSignal::Busy(C), format!("05{CALL_HEX}")),
+        (CallSignal::Cancel { call: C, reason: CancelReason::AnsweredElsewhere }, format!("06{CALL_HEX}01")),
+        (CallSignal::HangUp(C), format!("07{CALL_HEX}")),
+    ];
+    for (i, (signal, hex)) in table.into_iter().enumerate() {
+        assert_eq!(signal_index(&signal), i, "table out of order at {signal:?}");
+        assert_eq!(signal.call(), C);
+        golden(signal, &hex);
+    }
+}
+
+#[test]
+fn media_and_reasons_by_index() {
+    golden(Media::Audio, "00");
+    golden(Media::Video, "01");
+    golden(CancelReason::CallerGaveUp, "00");
+    golden(CancelReason::AnsweredElsewhere, "01");
+    golden(CancelReason::NoAnswer, "02");
+    let audio = Invite { call: C, media: Media::Audio, group: None, sent_at_ms: 300 };
+    golden(audio, &format!("{CALL_HEX}0000ac02"));
+}
