@@ -327,6 +327,9 @@ async fn a_post_to_someone_who_never_logged_in_waits_for_their_first_device() {
     // A retried post waits once.
     let again = post(api, &app.token, &welcome, Some("welcome-dana")).await;
     assert_eq!(again.json()["id"], r.json()["id"]);
+    // The same key for another message is a mistake, said so.
+    let other = json!({"to": "dana", "text": "Something else"});
+    problem(&post(api, &app.token, &other, Some("welcome-dana")).await, 409, "already used for a different message");
     let id = r.json()["id"].as_str().expect("id").to_owned();
 
     // Her first login: the message is in her first device's mailbox.

@@ -338,6 +338,10 @@ async fn case_apps(store: Store) {
     store.audit(found.id, 12, "127.0.0.1:5000", "GET", "/v1/presence", 429).await.unwrap();
     let log = store.audit_log(10).await.unwrap();
     assert_eq!((log[0].app.as_str(), log[0].status, log[0].route.as_str()), ("Ticket system", 429, "/v1/presence"));
+    // An idempotency key: the same post again is a retry, another post is refused.
+    assert!(store.claim_idempotency(found.id, &[1; 16], &[2; 32], 12).await.unwrap());
+    assert!(store.claim_idempotency(found.id, &[1; 16], &[2; 32], 13).await.unwrap(), "a retry");
+    assert!(!store.claim_idempotency(found.id, &[1; 16], &[3; 32], 13).await.unwrap(), "another post");
     store.revoke_app("Ticket system", 13).await.unwrap();
     assert!(skein_tracker::apps::authenticate(&store, &made.token).await.unwrap().is_none());
     assert_eq!(store.list_apps().await.unwrap()[0].revoked_at_ms, Some(13));

@@ -128,7 +128,7 @@ pub struct Accepted {
         (status = 401, description = "No live app's token", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The app lacks the send scope", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such user, group or department", body = super::problem::ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Several groups have that name", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Several groups have that name, or the Idempotency-Key was used for a different message", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 1 MiB", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "The app's rate limit", body = super::problem::ProblemBody, content_type = "application/problem+json"),
@@ -145,6 +145,20 @@ pub async fn send(
     let Json(m) = body.map_err(json_problem)?;
     let post = post_of(&caller.app.name, &m.text, &m.card, &m.image)?;
     let id = message_id(caller.app.id, &headers)?;
+    if headers.contains_key("idempotency-key") {
+        // A retry is the same post; the same key for another one is a mistake.
+        let mut h = blake3::Hasher::new();
+        h.update(m.to.trim().as_bytes());
+        h.update(&[0]);
+        h.update(&skein_proto::frame::encode_payload(&post).map_err(|e| Problem::bad_request(e.to_string()))?);
+        let fingerprint = *h.finalize().as_bytes();
+        if !api.state.store.claim_idempotency(caller.app.id, &id.0, &fingerprint, now_ms() as i64).await? {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "this Idempotency-Key was already used for a different message; use a new key for a new message",
+            ));
+        }
+    }
     let accepted = deliver(&api, &caller.app, &m.to, post, id).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

@@ -176,3 +176,36 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Claims the message id an app's Idempotency-Key gives for the post
+    /// with `fingerprint`: true when the key is new or was used for the
+    /// same post (a retry), false when it was used for a different one.
+    pub async fn claim_idempotency(
+        &self,
+        app_id: i64,
+        message_id: &[u8; 16],
+        fingerprint: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_idempotency (app_id, message_id, fingerprint, at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (app_id, message_id) DO NOTHING",
+        )
+        .bind(app_id)
+        .bind(&message_id[..])
+        .bind(&fingerprint[..])
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let kept: Vec<u8> =
+            sqlx::query_scalar("SELECT fingerprint FROM api_idempotency WHERE app_id = $1 AND message_id = $2")
+                .bind(app_id)
+                .bind(&message_id[..])
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(kept == fingerprint[..])
+    }
+}

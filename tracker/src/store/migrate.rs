@@ -35,6 +35,11 @@ const SQLITE: &[Embedded] = &[
         description: "app pending",
         sql: include_str!("../../migrations/sqlite/0009_app_pending.sql"),
     },
+    Embedded {
+        version: 10,
+        description: "idempotency",
+        sql: include_str!("../../migrations/sqlite/0010_idempotency.sql"),
+    },
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -51,10 +56,15 @@ const POSTGRES: &[Embedded] = &[
         description: "app pending",
         sql: include_str!("../../migrations/postgres/0009_app_pending.sql"),
     },
+    Embedded {
+        version: 10,
+        description: "idempotency",
+        sql: include_str!("../../migrations/postgres/0010_idempotency.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const CODE_VERSION: i64 = 9;
+pub const CODE_VERSION: i64 = 10;
 
 /// The migrator for one backend.
 fn migrator(backend: Backend) -> Migrator {

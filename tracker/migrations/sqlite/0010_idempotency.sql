@@ -1,0 +1,14 @@
+-- Skein tracker schema, version 10 (SQLite): idempotency keys of the HTTP API.
+-- Keep in step with ../postgres/0010_idempotency.sql.
+
+-- A post with an Idempotency-Key becomes the message whose id the key
+-- gives. The key is kept with a fingerprint of what was posted under it,
+-- so the same key with a different message is refused (409) instead of
+-- being taken for a retry and never shown.
+CREATE TABLE api_idempotency (
+    app_id      INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    message_id  BLOB NOT NULL CHECK (length(message_id) = 16),
+    fingerprint BLOB NOT NULL CHECK (length(fingerprint) = 32),
+    at_ms       INTEGER NOT NULL,
+    PRIMARY KEY (app_id, message_id)
+);
