@@ -84,6 +84,14 @@ fn send(device: DeviceId, signal: CallSignal) -> Action {
     Action::Send { device, signal }
 }
 
+/// Ends a connected call: hung up here (telling `peer`), or by the other side.
+fn hung_up(phase: &mut Phase, call: CallId, here: Option<DeviceId>) -> Vec<Action> {
+    *phase = Phase::Ended(End::HungUp(here.is_some()));
+    let mut actions: Vec<Action> = here.map(|peer| send(peer, CallSignal::HangUp(call))).into_iter().collect();
+    actions.extend([Action::StopMedia, Action::Report(*phase)]);
+    actions
+}
+
 /// A call this device placed.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -176,10 +184,7 @@ impl Outgoing {
                 self.phase = Phase::Ended(end);
                 vec![Action::Report(self.phase)]
             }
-            CallSignal::HangUp(_) if self.phase == Phase::Connected(from) => {
-                self.phase = Phase::Ended(End::HungUp(false));
-                vec![Action::StopMedia, Action::Report(self.phase)]
-            }
+            CallSignal::HangUp(_) if self.phase == Phase::Connected(from) => hung_up(&mut self.phase, self.call, None),
             _ => Vec::new(),
         }
     }
@@ -187,10 +192,7 @@ impl Outgoing {
     /// The user hangs up (or gives up before an answer).
     pub fn hang_up(&mut self, _now: u64) -> Vec<Action> {
         match self.phase {
-            Phase::Connected(peer) => {
-                self.phase = Phase::Ended(End::HungUp(true));
-                vec![send(peer, CallSignal::HangUp(self.call)), Action::StopMedia, Action::Report(self.phase)]
-            }
+            Phase::Connected(peer) => hung_up(&mut self.phase, self.call, Some(peer)),
             Phase::Inviting | Phase::Ringing => {
                 let mut actions = self.cancel_others(None, CancelReason::CallerGaveUp);
                 self.phase = Phase::Ended(End::Cancelled);
@@ -292,10 +294,7 @@ impl Incoming {
                 }
                 actions
             }
-            (CallSignal::HangUp(_), Phase::Connected(_)) => {
-                self.phase = Phase::Ended(End::HungUp(false));
-                vec![Action::StopMedia, Action::Report(self.phase)]
-            }
+            (CallSignal::HangUp(_), Phase::Connected(_)) => hung_up(&mut self.phase, self.call, None),
             _ => Vec::new(),
         }
     }
@@ -303,10 +302,7 @@ impl Incoming {
     /// The user hangs up.
     pub fn hang_up(&mut self, _now: u64) -> Vec<Action> {
         match self.phase {
-            Phase::Connected(peer) => {
-                self.phase = Phase::Ended(End::HungUp(true));
-                vec![send(peer, CallSignal::HangUp(self.call)), Action::StopMedia, Action::Report(self.phase)]
-            }
+            Phase::Connected(peer) => hung_up(&mut self.phase, self.call, Some(peer)),
             Phase::Ringing => self.decline(),
             _ => Vec::new(),
         }
