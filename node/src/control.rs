@@ -156,6 +156,35 @@ pub enum ControlRequest {
         /// Take the reaction back.
         remove: bool,
     },
+    /// Call a user: rings every device of theirs that is online.
+    Call {
+        /// The user.
+        to: String,
+        /// Audio only (no video).
+        audio_only: bool,
+        /// Send GStreamer's test tone and pattern, not the microphone and camera.
+        #[serde(default)]
+        test_source: bool,
+    },
+    /// Answer the ringing call.
+    Answer {
+        /// Answer with audio only.
+        audio_only: bool,
+        /// Send GStreamer's test tone and pattern, not the microphone and camera.
+        #[serde(default)]
+        test_source: bool,
+    },
+    /// Hang up, decline a ringing call, or give up one that rings.
+    HangUp,
+    /// The current (or last) call, with its latest statistics.
+    CallStatus,
+    /// Mute the microphone or turn the camera off, or back on.
+    CallControls {
+        /// Mute (true) or unmute (false); unchanged when absent.
+        muted: Option<bool>,
+        /// Camera on (true) or off (false); unchanged when absent.
+        camera: Option<bool>,
+    },
 }
 
 /// A daemon's answer.

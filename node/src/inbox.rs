@@ -113,6 +113,7 @@ async fn check_body(body: &MessageBody) -> Result<(), PeerResponse> {
         MessageBody::Reaction(r) => Err(refused(ErrorCode::InvalidInput, format!("{:?} is not an emoji", r.emoji))),
         MessageBody::App(p) => p.check().map_err(|e| refused(ErrorCode::InvalidInput, e)),
         MessageBody::Card(c) => c.check().map_err(|e| refused(ErrorCode::InvalidInput, e)),
+        MessageBody::Call(_) => Ok(()),
     }
 }
 
@@ -285,7 +286,7 @@ impl Inbox {
                 }
                 return events;
             }
-            MessageBody::Text(_) | MessageBody::App(_) | MessageBody::Card(_) => {
+            MessageBody::Text(_) | MessageBody::App(_) | MessageBody::Card(_) | MessageBody::Call(_) => {
                 events.push(message_event(&self.me, msg, path))
             }
             MessageBody::File(f) => {
@@ -400,6 +401,8 @@ impl Inbox {
             }
             PeerRequest::Backfill(b) => (self.backfill(&from.user, &b).await, Vec::new()),
             PeerRequest::Hello(_) => (PeerResponse::Ok, Vec::new()),
+            // Calls are answered by the node's calls task, before the inbox.
+            PeerRequest::Call(_) => (refused(ErrorCode::Unavailable, "this device takes no calls"), Vec::new()),
         }
     }
 

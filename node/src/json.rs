@@ -85,6 +85,10 @@ pub fn add_body(v: &mut Value, body: &MessageBody) {
             v["text"] = Value::Null;
             v["card"] = card_json(c);
         }
+        MessageBody::Call(r) => {
+            v["text"] = json!(call_line(r));
+            v["call"] = call_json(r);
+        }
     }
 }
 
@@ -111,7 +115,45 @@ pub fn body_line(body: &MessageBody) -> String {
             parts.join(" ")
         }
         MessageBody::Card(c) => card_line(c),
+        MessageBody::Call(r) => call_line(r),
     }
+}
+
+/// A call's history line: `[call] video call, 2:31`, `[call] missed audio call`…
+pub fn call_line(r: &skein_proto::call::CallRecord) -> String {
+    use skein_proto::call::{CallOutcome, Media};
+    let kind = match r.media {
+        Media::Audio => "audio call",
+        Media::Video => "video call",
+    };
+    match r.outcome {
+        CallOutcome::Answered { duration_ms } => format!("[call] {kind}, {}", duration(duration_ms)),
+        CallOutcome::Missed => format!("[call] missed {kind}"),
+        CallOutcome::Declined => format!("[call] {kind} declined"),
+        CallOutcome::Busy => format!("[call] {kind} not answered: busy"),
+    }
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn call_json(r: &skein_proto::call::CallRecord) -> Value {
+    use skein_proto::call::{CallOutcome, Media};
+    let (outcome, duration_ms) = match r.outcome {
+        CallOutcome::Answered { duration_ms } => ("answered", Some(duration_ms)),
+        CallOutcome::Missed => ("missed", None),
+        CallOutcome::Declined => ("declined", None),
+        CallOutcome::Busy => ("busy", None),
+    };
+    let media = if r.media == Media::Video { "video" } else { "audio" };
+    json!({"id": r.call.to_hex(), "media": media, "outcome": outcome, "duration_ms": duration_ms})
 }
 
 /// A card as one line: `[card] TITLE — TEXT (NAME: VALUE; …) [LABEL: URL]`.

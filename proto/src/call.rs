@@ -90,3 +90,45 @@ impl CallSignal {
         }
     }
 }
+
+/// How a call ended, as its history line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallOutcome {
+    /// Answered, then hung up after this long.
+    Answered {
+        /// How long the call lasted, in ms.
+        duration_ms: u64,
+    },
+    /// Nobody answered (the caller gave up, or it rang out).
+    Missed,
+    /// The callee declined.
+    Declined,
+    /// The callee was in another call.
+    Busy,
+}
+
+/// A call's line in a conversation's history: sent by the caller's device
+/// as a message once the call ends, so every device of both users (and
+/// the mailbox, for those offline) shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call.
+    pub call: CallId,
+    /// What it carried.
+    pub media: Media,
+    /// How it ended.
+    pub outcome: CallOutcome,
+}
+
+impl CallRecord {
+    /// The message id of a call's record: the same on every device that
+    /// makes one (a callee device that rang out makes its own), so each
+    /// keeps one line per call.
+    pub fn message_id(call: &CallId) -> crate::bytes::MailId {
+        let mut id = [0u8; 16];
+        for (i, b) in call.0.iter().enumerate() {
+            id[i] = b ^ 0x5c;
+        }
+        crate::bytes::MailId(id)
+    }
+}

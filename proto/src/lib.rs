@@ -28,6 +28,7 @@ pub mod group;
 #[cfg(feature = "tokio")]
 pub mod io;
 pub mod limits;
+pub mod media;
 pub mod peer;
 pub mod time;
 

@@ -44,6 +44,9 @@ pub enum PeerRequest {
     /// between two of its sequence numbers (a gap noticed); answered by
     /// [`PeerResponse::Messages`].
     Backfill(Backfill),
+    /// A call signal from one device to another ([`crate::call`]);
+    /// answered by [`PeerResponse::Ok`].
+    Call(crate::call::CallSignal),
 }
 
 /// Most messages one [`PeerResponse::Messages`] carries (text messages at
@@ -137,6 +140,9 @@ pub enum MessageBody {
     /// A card a user posted (through a plugin): a title, text, fields and
     /// link buttons, under the same rules as an app's ([`crate::app::Card::check`]).
     Card(Box<crate::app::Card>),
+    /// A call's line in the history ([`crate::call::CallRecord`]), sent by
+    /// the caller's device once the call is over.
+    Call(crate::call::CallRecord),
 }
 
 /// One chat message.

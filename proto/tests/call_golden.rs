@@ -64,3 +64,35 @@ fn media_and_reasons_by_index() {
     let audio = Invite { call: C, media: Media::Audio, group: None, sent_at_ms: 300 };
     golden(audio, &format!("{CALL_HEX}0000ac02"));
 }
+
+#[test]
+fn call_records_by_index() {
+    golden(CallOutcome::Answered { duration_ms: 1 }, "0001");
+    golden(CallOutcome::Missed, "01");
+    golden(CallOutcome::Declined, "02");
+    golden(CallOutcome::Busy, "03");
+    let record = CallRecord { call: C, media: Media::Video, outcome: CallOutcome::Missed };
+    golden(record, &format!("{CALL_HEX}0101"));
+    // Every device derives the same message id for a call's line.
+    assert_eq!(CallRecord::message_id(&C), CallRecord::message_id(&CallId([0xca; 16])));
+    assert_ne!(CallRecord::message_id(&C).0, C.0, "the line's id is not the call's own");
+}
+
+#[test]
+fn media_stream_frames() {
+    use skein_proto::media::*;
+    golden(StreamHead { call: C, group: 2 }, &format!("{CALL_HEX}02"));
+    let packet = MediaPacket { seq: 1, capture_us: 2, duration_us: 20_000, keyframe: true, data: vec![0xfc, 0x01] };
+    golden(packet, "0102a09c010102fc01");
+    golden(Feedback::KeyframeRequest, "01");
+    let report = ReceiverReport {
+        period_ms: 1000,
+        video_bytes: 5,
+        video_expected: 30,
+        video_lost: 1,
+        audio_expected: 50,
+        audio_lost: 0,
+        jitter_us: 3,
+    };
+    golden(Feedback::Report(report), "00e807051e01320003");
+}

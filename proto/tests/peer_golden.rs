@@ -162,6 +162,7 @@ fn peer_request_index(v: &PeerRequest) -> usize {
         PeerRequest::Receipt(_) => 2,
         PeerRequest::FileStatus(_) => 3,
         PeerRequest::Backfill(_) => 4,
+        PeerRequest::Call(_) => 5,
     }
 }
 
@@ -190,6 +191,7 @@ fn body_index(v: &MessageBody) -> usize {
         MessageBody::Reaction(_) => 3,
         MessageBody::App(_) => 4,
         MessageBody::Card(_) => 5,
+        MessageBody::Call(_) => 6,
     }
 }
 
@@ -283,6 +285,10 @@ fn peer_requests() {
                 }),
                 "04106767676767676767676767676767676710d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d10307",
             ),
+            (
+                PeerRequest::Call(skein_proto::call::CallSignal::HangUp(skein_proto::bytes::CallId([0xca; 16]))),
+                "050710cacacacacacacacacacacacacacacaca",
+            ),
         ],
         peer_request_index,
     );
@@ -332,6 +338,14 @@ fn message_bodies() {
             (
                 MessageBody::Card(Box::new(app_post().card.expect("a card"))),
                 "0503542d3100010170013101044f70656e0b68747470733a2f2f742f31",
+            ),
+            (
+                MessageBody::Call(skein_proto::call::CallRecord {
+                    call: skein_proto::bytes::CallId([0xca; 16]),
+                    media: skein_proto::call::Media::Audio,
+                    outcome: skein_proto::call::CallOutcome::Answered { duration_ms: 300 },
+                }),
+                "0610cacacacacacacacacacacacacacacaca0000ac02",
             ),
         ],
         body_index,

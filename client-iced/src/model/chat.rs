@@ -51,6 +51,7 @@ impl Msg {
                 None => Body::Text(skein_node::json::body_line(&m.body)),
             },
             MessageBody::Card(c) => Body::Card { text: None, card: c.clone() },
+            MessageBody::Call(_) => Body::Text(skein_node::json::body_line(&m.body)),
         };
         let mut msg = Msg {
             id: m.id.to_hex(),

@@ -9,6 +9,7 @@
 //! other people chose through [`terminal`], so it cannot drive the terminal;
 //! `--json` output is exact.
 
+mod calls;
 mod files;
 mod plugins;
 mod terminal;
@@ -88,6 +89,77 @@ enum Command {
         /// authorities in this PEM file (the system's are trusted already).
         #[arg(long, value_name = "FILE", requires = "forward_to")]
         forward_ca: Option<PathBuf>,
+        /// Answer every call at once (for tests and bots).
+        #[arg(long)]
+        auto_answer: bool,
+        /// In calls, send GStreamer's test tone and colour bars instead of
+        /// the microphone and camera.
+        #[arg(long)]
+        test_source: bool,
+        /// The microphone for calls, by name (`skein devices` lists them).
+        #[arg(long, value_name = "NAME")]
+        microphone: Option<String>,
+        /// The camera for calls, by name (`skein devices` lists them).
+        #[arg(long, value_name = "NAME")]
+        camera: Option<String>,
+        /// Play the other side of a call on the speaker (otherwise its
+        /// audio is decoded and measured only).
+        #[arg(long)]
+        speaker: bool,
+    },
+    /// Call a user (audio and video) and follow the call: prints `ringing`,
+    /// `connected` with the path, then statistics every second.
+    ///
+    /// Exits 0 when the call connected and ended with a hang-up.
+    Call {
+        /// The user to call.
+        user: String,
+        /// Send GStreamer's test tone and colour bars instead of the
+        /// microphone and camera.
+        #[arg(long)]
+        test_source: bool,
+        /// Audio only.
+        #[arg(long)]
+        audio_only: bool,
+        /// Hang up this many seconds after the call connects (otherwise it
+        /// lasts until either side hangs up, or Ctrl+C).
+        #[arg(long, value_name = "N")]
+        seconds: Option<u64>,
+        /// One JSON object per line: the call's states, then `call_stats`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer the call that is ringing.
+    Answer {
+        /// Answer with audio only.
+        #[arg(long)]
+        audio_only: bool,
+        /// Send GStreamer's test tone and colour bars.
+        #[arg(long)]
+        test_source: bool,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hang up the current call, or decline the one that is ringing.
+    Hangup,
+    /// Turn the microphone off (mute) or on in the current call.
+    Mic {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Turn the camera off or on in the current call.
+    Camera {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// List the microphones and cameras calls can use.
+    Devices {
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
     },
     /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
     ///
@@ -621,6 +693,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             forward_to,
             forward_secret_file,
             forward_ca,
+            auto_answer,
+            test_source,
+            microphone,
+            camera,
+            speaker,
         } => {
             let forward = match forward_to {
                 None => None,
@@ -655,6 +732,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 auto_accept,
                 auto_accept_max: auto_accept_max_mib.map(|m| m.saturating_mul(1 << 20)),
                 forward,
+                auto_answer,
+                media: crate::calls::MediaConfig { test_source, microphone, camera, speaker, pictures: None },
                 ..Default::default()
             };
             if let Some(addr) = listen {
@@ -674,6 +753,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Call { user, test_source, audio_only, seconds, json } => {
+            calls::call(&profile, calls::CallArgs { user, test_source, audio_only, seconds, json }).await
+        }
+        Command::Answer { audio_only, test_source, json } => {
+            calls::answer(&profile, audio_only, test_source, json).await
+        }
+        Command::Hangup => calls::hang_up(&profile).await,
+        Command::Mic { state } => calls::controls(&profile, Some(state == "off"), None).await,
+        Command::Camera { state } => calls::controls(&profile, None, Some(state == "on")).await,
+        Command::Devices { json } => calls::devices(json),
         Command::Mute { conversation } => set_muted(&profile, &conversation, true).await,
         Command::Unmute { conversation } => set_muted(&profile, &conversation, false).await,
         Command::History { user, limit, json } => {

@@ -7,6 +7,7 @@
 //! session, disabled account) end it with a non-zero exit. File offers,
 //! image messages and reactions are answered in [`files`].
 
+mod calls;
 mod files;
 mod plugins;
 mod socket;
@@ -36,7 +37,9 @@ use skein_proto::control::{
     Addresses, DirectoryQuery, Event, PresenceEntry, PresenceStatus, Request, Response, SetPresence, Subscription,
     TrackerAddrs,
 };
-use skein_proto::peer::{ChatMessage, Conversation, MessageBody, Receipt, ReceiptKind, group_address};
+use skein_proto::peer::{
+    ChatMessage, Conversation, MessageBody, PeerRequest, PeerResponse, Receipt, ReceiptKind, group_address,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -88,6 +91,10 @@ pub struct DaemonOptions {
     pub auto_accept_max: Option<u64>,
     /// Forward every received message to a company system (a bot).
     pub forward: Option<crate::forward::Forward>,
+    /// Answer every call at once (tests and bots).
+    pub auto_answer: bool,
+    /// Where calls' audio and video come from and go.
+    pub media: crate::calls::MediaConfig,
 }
 
 /// A control request on its way to the node, with where its answer goes.
@@ -190,6 +197,25 @@ pub(crate) async fn start(
     let (gaps_tx, gaps_rx) = mpsc::channel(64);
     let host = crate::plugins::host::Host::new(saved.user.clone(), history.clone(), events.clone(), calls_tx.clone());
     let plugins = crate::plugins::Plugins::start(profile.dir().to_path_buf(), host, stop.child_token());
+    let call_inbox =
+        Inbox { history: history.clone(), me: saved.user.clone(), transfers: None, groups: None, gaps: None };
+    let call_task = crate::calls::Calls::start(
+        crate::calls::CallsContext {
+            sender: Sender {
+                me: saved.user.clone(),
+                device: device.device_id,
+                tracker: None,
+                mesh: mesh.clone(),
+                history: history.clone(),
+                lookups: lookups.clone(),
+            },
+            inbox: call_inbox,
+            events: events.clone(),
+            media: options.media.clone(),
+            auto_answer: options.auto_answer,
+        },
+        stop.child_token(),
+    );
     let node = Node {
         profile,
         device,
@@ -207,13 +233,18 @@ pub(crate) async fn start(
         gaps: gaps_tx,
         events: events.clone(),
         plugins,
+        calls: call_task,
     };
     node.groups.set_org_key(org_key);
     // Requests on peers' lanes are answered from the lanes' own tasks, as
     // `MeshEvent::Request` is below, without a turn through this loop.
-    let (inbox, out) = (node.inbox(), node.events.clone());
+    let (inbox, out, ringer) = (node.inbox(), node.events.clone(), node.calls.clone());
     node.mesh.set_handler(Arc::new(move |from, path, req| {
         let (inbox, out) = (inbox.clone(), out.clone());
+        if let PeerRequest::Call(signal) = req {
+            ringer.signal_from(&from, signal);
+            return Box::pin(async { PeerResponse::Ok });
+        }
         Box::pin(async move {
             let (resp, events) = inbox.handle_peer(&from, path.as_str(), req).await;
             for ev in events {
@@ -251,6 +282,7 @@ struct Node {
     gaps: mpsc::Sender<Gap>,
     events: Events,
     plugins: crate::plugins::Plugins,
+    calls: crate::calls::Calls,
 }
 
 fn peer_json(s: &PeerSummary) -> Value {
@@ -368,6 +400,7 @@ impl Node {
                         self.addresses.disconnect();
                         self.groups.set_tracker(None);
                         self.transfers.set_tracker(None);
+                        self.calls.set_tracker(None);
                         let reason = match self.tracker.take() {
                             Some(c) => c.closed().await,
                             None => String::new(),
@@ -426,6 +459,7 @@ impl Node {
         }
         self.lookups.reset();
         self.transfers.set_tracker(Some(client.clone()));
+        self.calls.set_tracker(Some(client.clone()));
         self.events.emit(json!({
             "type": "connected", "user": saved.user, "tracker": saved.tracker,
             "tracker_id": client.welcome().tracker_id, "org": client.welcome().org, "status": status.as_str(),
@@ -642,6 +676,12 @@ impl Node {
                     let _ = reply.send(ok);
                 });
             }
+            MeshEvent::Request { from, req, reply, .. } if matches!(*req, PeerRequest::Call(_)) => {
+                if let PeerRequest::Call(signal) = *req {
+                    self.calls.signal_from(&from, signal);
+                }
+                let _ = reply.send(PeerResponse::Ok);
+            }
             MeshEvent::Request { from, path, req, reply, .. } => {
                 let (inbox, out) = (self.inbox(), self.events.clone());
                 tokio::spawn(async move {
@@ -768,6 +808,14 @@ impl Node {
                 self.answer_files(req, call.reply);
                 return false;
             }
+            req @ (ControlRequest::Call { .. }
+            | ControlRequest::Answer { .. }
+            | ControlRequest::HangUp
+            | ControlRequest::CallStatus
+            | ControlRequest::CallControls { .. }) => {
+                self.answer_calls(req, call.reply);
+                return false;
+            }
             req @ (ControlRequest::Post { .. }
             | ControlRequest::Plugins
             | ControlRequest::PluginsReload { .. }
@@ -882,7 +930,7 @@ impl Node {
 
 /// The event for a message this device sent, from any face of the node
 /// (the desktop app shows what `skein send` sent, and the reverse).
-fn sent_event(msg: &ChatMessage, path: &str) -> Value {
+pub(crate) fn sent_event(msg: &ChatMessage, path: &str) -> Value {
     let conversation = match &msg.conversation {
         Conversation::Group { group, .. } => group_address(group),
         Conversation::Direct => msg.to_user.clone(),

@@ -587,6 +587,32 @@ impl Sender {
         self.lookups.cached(&self.me).is_some_and(|me| me.known.iter().all(|c| c.body.device_id == self.device))
     }
 
+    /// Every device of `user` (not this one) that is online and can be
+    /// reached now, connected: those already connected, and those the
+    /// tracker lists as online, dialled at once. For a call, which rings
+    /// only devices that can answer now.
+    pub async fn devices(&self, user: &str) -> Result<Vec<PeerSummary>, SendError> {
+        let connected = self.mesh.peers().await;
+        let mine = self.mesh.peer_id();
+        let mut found: Vec<PeerSummary> =
+            connected.iter().filter(|p| p.user == user && p.peer != mine).cloned().collect();
+        let Some(info) = self.lookup(user, &connected).await? else { return Ok(found) };
+        let dials = info
+            .online
+            .iter()
+            .filter(|d| d.device_id != self.device && !found.iter().any(|p| p.device == d.device_id))
+            .filter_map(|d| PeerId::from_bytes(&d.cert.body.peer_id).ok().map(|peer| (peer, addrs_of(d))))
+            .map(|(peer, addrs)| async move { self.mesh.connect(peer, addrs).await });
+        for reached in futures::future::join_all(dials).await {
+            match reached {
+                Ok(summary) if summary.user == user => found.push(summary),
+                Ok(summary) => tracing::info!(%user, answered = %summary.user, "a device answered for another user"),
+                Err(e) => tracing::info!(%user, error = %e, "a device listed online could not be reached"),
+            }
+        }
+        Ok(found)
+    }
+
     /// Sends a file status to every device of `user` (the file's sender).
     pub async fn send_file_status(&self, user: &str, status: FileStatus) -> Result<Outcome, SendError> {
         let mut id = [0u8; 16];

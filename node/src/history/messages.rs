@@ -226,6 +226,7 @@ impl History {
             // Shown and counted as a text; found by its text and card.
             MessageBody::App(p) => (Some(p.searchable()), "text"),
             MessageBody::Card(c) => (Some(c.searchable()), "text"),
+            MessageBody::Call(r) => (Some(crate::json::call_line(r)), "text"),
         };
         let now = now_db();
         let row = NewRow {

@@ -1,0 +1,277 @@
+//! The sending side: capture (microphone and camera, or GStreamer's test
+//! sources), then Opus and VP8 encoding, out through `appsink`s as
+//! [`Encoded`] frames, each with the time it was captured.
+//!
+//! ```text
+//! mic | audiotestsrc ! audioconvert ! audioresample ! 48 kHz mono ! volume (mute) ! opusenc (FEC) ! appsink
+//! cam | videotestsrc ! videoconvert ! videoscale ! I420 W×H ! tee ! valve (camera off) ! vp8enc (real time) ! appsink
+//!                                                               tee ! small RGBA ! appsink (self-view)
+//! ```
+//!
+//! The bitrate and keyframes are the caller's to steer:
+//! [`Capture::set_video_kbps`], [`Capture::request_keyframe`].
+
+use crate::elements::{MediaError, init, make, pipeline_err};
+use crate::watch::BusWatch;
+use crate::{Frame, Kind, unix_us};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+
+/// What to capture, and how to encode it.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Send video too.
+    pub video: bool,
+    /// Use GStreamer's test sources (a tone and moving colour bars).
+    pub test_source: bool,
+    /// The microphone, by name (default: the system's).
+    pub microphone: Option<String>,
+    /// The camera, by name (default: the system's).
+    pub camera: Option<String>,
+    /// Video width.
+    pub width: u32,
+    /// Video height.
+    pub height: u32,
+    /// Frames a second.
+    pub fps: u32,
+    /// The starting video bitrate, kbit/s.
+    pub video_kbps: u32,
+    /// The Opus bitrate, kbit/s.
+    pub audio_kbps: u32,
+    /// Also give a small RGBA self-view of the camera.
+    pub self_view: bool,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            video: true,
+            test_source: false,
+            microphone: None,
+            camera: None,
+            width: 640,
+            height: 360,
+            fps: 30,
+            video_kbps: 600,
+            audio_kbps: 32,
+            self_view: false,
+        }
+    }
+}
+
+/// One encoded frame.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// Audio or video.
+    pub kind: Kind,
+    /// When it was captured, µs since the Unix epoch.
+    pub capture_us: u64,
+    /// How long it plays, µs.
+    pub duration_us: u32,
+    /// A keyframe (every audio frame is one).
+    pub keyframe: bool,
+    /// The Opus or VP8 frame.
+    pub data: Vec<u8>,
+}
+
+/// A running capture pipeline; stops when dropped.
+#[derive(Debug)]
+pub struct Capture {
+    pipeline: gst::Pipeline,
+    volume: gst::Element,
+    video: Option<(gst::Element, gst::Element, gst::Element)>,
+    _watch: BusWatch,
+}
+
+impl Capture {
+    /// Starts capturing; encoded frames go to `out` (dropped when it is
+    /// full: the sender is behind), the self-view to `self_view`, and a
+    /// pipeline failure to `on_error`.
+    pub fn start(
+        config: &CaptureConfig,
+        out: mpsc::Sender<Encoded>,
+        self_view: Option<mpsc::Sender<Frame>>,
+        on_error: impl Fn(String) + Send + 'static,
+    ) -> Result<Capture, MediaError> {
+        init()?;
+        let pipeline = gst::Pipeline::new();
+        let volume = audio_branch(&pipeline, config, out.clone())?;
+        let video = if config.video { Some(video_branch(&pipeline, config, out, self_view)?) } else { None };
+        let watch = BusWatch::start(&pipeline, on_error)?;
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            let why = watch.first_error().unwrap_or_else(|| "it would not start".into());
+            MediaError::Pipeline(format!("capture: {why}"))
+        })?;
+        Ok(Capture { pipeline, volume, video, _watch: watch })
+    }
+
+    /// Sets the video bitrate, kbit/s.
+    pub fn set_video_kbps(&self, kbps: u32) {
+        if let Some((enc, _, _)) = &self.video {
+            enc.set_property("target-bitrate", (kbps * 1000) as i32);
+        }
+    }
+
+    /// Makes the next video frame a keyframe.
+    pub fn request_keyframe(&self) {
+        if let Some((_, sink, _)) = &self.video {
+            let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+            sink.send_event(event);
+        }
+    }
+
+    /// Mutes (sends silence) or unmutes the microphone.
+    pub fn set_muted(&self, muted: bool) {
+        self.volume.set_property("mute", muted);
+    }
+
+    /// Turns the camera off (no video is sent) or on.
+    pub fn set_camera(&self, on: bool) {
+        if let Some((_, _, valve)) = &self.video {
+            valve.set_property("drop", !on);
+            if on {
+                self.request_keyframe();
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn caps_filter(caps: gst::Caps) -> Result<gst::Element, MediaError> {
+    let f = make("capsfilter")?;
+    f.set_property("caps", caps);
+    Ok(f)
+}
+
+fn audio_branch(
+    pipeline: &gst::Pipeline,
+    config: &CaptureConfig,
+    out: mpsc::Sender<Encoded>,
+) -> Result<gst::Element, MediaError> {
+    let src = match (&config.microphone, config.test_source) {
+        (_, true) => {
+            let s = make("audiotestsrc")?;
+            s.set_property("is-live", true);
+            s.set_property("freq", 440.0f64);
+            s.set_property("volume", 0.2f64);
+            s
+        }
+        (Some(name), false) => crate::devices::source("microphone", name)?,
+        (None, false) => make("autoaudiosrc")?,
+    };
+    let convert = make("audioconvert")?;
+    let resample = make("audioresample")?;
+    let caps = caps_filter(gst::Caps::builder("audio/x-raw").field("rate", 48_000i32).field("channels", 1i32).build())?;
+    let volume = make("volume")?;
+    let enc = make("opusenc")?;
+    enc.set_property("bitrate", (config.audio_kbps * 1000) as i32);
+    enc.set_property("inband-fec", true);
+    enc.set_property("packet-loss-percentage", 10i32);
+    enc.set_property_from_str("frame-size", "20");
+    enc.set_property_from_str("audio-type", "voice");
+    let sink = encoded_sink(Kind::Audio, out)?;
+    let chain = [&src, &convert, &resample, &caps, &volume, &enc, &sink];
+    pipeline.add_many(chain).map_err(pipeline_err)?;
+    gst::Element::link_many(chain).map_err(pipeline_err)?;
+    Ok(volume)
+}
+
+fn video_branch(
+    pipeline: &gst::Pipeline,
+    config: &CaptureConfig,
+    out: mpsc::Sender<Encoded>,
+    self_view: Option<mpsc::Sender<Frame>>,
+) -> Result<(gst::Element, gst::Element, gst::Element), MediaError> {
+    let src = match (&config.camera, config.test_source) {
+        (_, true) => {
+            let s = make("videotestsrc")?;
+            s.set_property("is-live", true);
+            s.set_property_from_str("pattern", "smpte");
+            s.set_property("horizontal-speed", 4i32);
+            s
+        }
+        (Some(name), false) => crate::devices::source("camera", name)?,
+        (None, false) => make("autovideosrc")?,
+    };
+    let convert = make("videoconvert")?;
+    let scale = make("videoscale")?;
+    let rate = make("videorate")?;
+    let caps = caps_filter(
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", config.width as i32)
+            .field("height", config.height as i32)
+            .field("framerate", gst::Fraction::new(config.fps as i32, 1))
+            .build(),
+    )?;
+    let tee = make("tee")?;
+    let queue = make("queue")?;
+    let valve = make("valve")?;
+    let enc = make("vp8enc")?;
+    enc.set_property("deadline", 1i64);
+    enc.set_property("cpu-used", 8i32);
+    enc.set_property_from_str("end-usage", "cbr");
+    enc.set_property("target-bitrate", (config.video_kbps * 1000) as i32);
+    enc.set_property("keyframe-max-dist", (config.fps * 2) as i32);
+    enc.set_property("lag-in-frames", 0i32);
+    enc.set_property("threads", 2i32);
+    let sink = encoded_sink(Kind::Video, out)?;
+    let chain = [&src, &convert, &scale, &rate, &caps, &tee];
+    let encode = [&queue, &valve, &enc, &sink];
+    pipeline.add_many(chain).map_err(pipeline_err)?;
+    pipeline.add_many(encode).map_err(pipeline_err)?;
+    gst::Element::link_many(chain).map_err(pipeline_err)?;
+    gst::Element::link_many(encode).map_err(pipeline_err)?;
+    tee.link(&queue).map_err(pipeline_err)?;
+    if let Some(frames) = self_view.filter(|_| config.self_view) {
+        let branch = crate::frames::rgba_branch(pipeline, 320, 180, frames, |_| ())?;
+        tee.link(&branch).map_err(pipeline_err)?;
+    }
+    Ok((enc, sink, valve))
+}
+
+/// An `appsink` that stamps each encoded buffer with its capture time.
+fn encoded_sink(kind: Kind, out: mpsc::Sender<Encoded>) -> Result<gst::Element, MediaError> {
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(64)
+        .callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                    let capture_us = capture_time(sink.upcast_ref(), buffer.pts());
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let frame = Encoded {
+                        kind,
+                        capture_us,
+                        duration_us: buffer.duration().map_or(0, |d| d.useconds() as u32),
+                        keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                        data: map.as_slice().to_vec(),
+                    };
+                    // A full queue means the network is behind: this frame is dropped.
+                    let _ = out.try_send(frame);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        )
+        .build();
+    Ok(sink.upcast())
+}
+
+/// The wall-clock time a buffer with running time `pts` was captured:
+/// now, less how long ago (in the pipeline's running time) that was.
+fn capture_time(element: &gst::Element, pts: Option<gst::ClockTime>) -> u64 {
+    let now = unix_us();
+    match (element.current_running_time(), pts) {
+        (Some(running), Some(pts)) => now.saturating_sub(running.saturating_sub(pts).useconds()),
+        _ => now,
+    }
+}

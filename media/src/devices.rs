@@ -1,0 +1,47 @@
+//! Capture devices: the microphones and cameras GStreamer's device
+//! monitor sees, for `skein devices` and the desktop app's pickers.
+
+use crate::elements::{MediaError, init, pipeline_err};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+/// One capture device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// `microphone` or `camera`.
+    pub kind: &'static str,
+    /// Its name, as `--microphone` and `--camera` take it.
+    pub name: String,
+}
+
+/// Every microphone and camera present now.
+pub fn list() -> Result<Vec<Device>, MediaError> {
+    init()?;
+    let monitor = gst::DeviceMonitor::new();
+    monitor.add_filter(Some("Audio/Source"), None);
+    monitor.add_filter(Some("Video/Source"), None);
+    monitor.start().map_err(pipeline_err)?;
+    let found = monitor
+        .devices()
+        .iter()
+        .map(|d| Device {
+            kind: if d.has_classes("Video") { "camera" } else { "microphone" },
+            name: d.display_name().to_string(),
+        })
+        .collect();
+    monitor.stop();
+    Ok(found)
+}
+
+/// The source element of the device named `name` of `kind`.
+pub(crate) fn source(kind: &'static str, name: &str) -> Result<gst::Element, MediaError> {
+    init()?;
+    let monitor = gst::DeviceMonitor::new();
+    let class = if kind == "camera" { "Video/Source" } else { "Audio/Source" };
+    monitor.add_filter(Some(class), None);
+    monitor.start().map_err(pipeline_err)?;
+    let device = monitor.devices().into_iter().find(|d| d.display_name() == name);
+    monitor.stop();
+    let device = device.ok_or_else(|| MediaError::NoDevice { kind, name: name.to_owned() })?;
+    device.create_element(None).map_err(pipeline_err)
+}

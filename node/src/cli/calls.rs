@@ -1,0 +1,200 @@
+//! `skein call`, `answer`, `hangup`, `mic`, `camera` and `devices`.
+//!
+//! `skein call` places the call through the daemon and follows it by
+//! asking a few times a second: it prints `ringing`, then `connected` with
+//! the path, then the statistics once a second, and hangs up after
+//! `--seconds` (or on Ctrl+C). It exits 0 when the call connected and
+//! ended with a hang-up, by either side.
+
+use super::{need_daemon, shutdown_signal};
+use crate::control::ControlRequest;
+use crate::profile::Profile;
+use anyhow::bail;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How often `skein call` asks the daemon.
+const POLL: Duration = Duration::from_millis(200);
+/// How long `skein call` waits for a hung-up call to be reported over.
+const ENDING: Duration = Duration::from_secs(5);
+
+/// What `skein call` was asked.
+#[derive(Debug, Clone)]
+pub(super) struct CallArgs {
+    pub user: String,
+    pub test_source: bool,
+    pub audio_only: bool,
+    pub seconds: Option<u64>,
+    pub json: bool,
+}
+
+fn print_state(v: &Value, json_out: bool) {
+    if json_out {
+        let mut line = v.clone();
+        if let Some(o) = line.as_object_mut() {
+            o.remove("stats");
+        }
+        println!("{line}");
+        return;
+    }
+    let state = v["state"].as_str().unwrap_or("?");
+    match state {
+        "connected" => println!("connected ({})", v["path"].as_str().unwrap_or("unknown path")),
+        "ended" => println!("ended: {}", v["reason"].as_str().unwrap_or("?")),
+        other => println!("{other}"),
+    }
+}
+
+fn print_stats(s: &Value, json_out: bool) {
+    if json_out {
+        println!("{s}");
+        return;
+    }
+    let num = |k: &str| s[k].as_f64().map_or("-".to_owned(), |x| format!("{x}"));
+    println!(
+        "{}s {} rtt {} ms, loss {}%, audio {} kbit/s, video {} kbit/s, {} fps, {} frames, {} audio gaps, latency audio {} ms video {} ms",
+        s["seconds"],
+        s["path"].as_str().unwrap_or("?"),
+        num("rtt_ms"),
+        num("loss_pct"),
+        num("audio_kbps"),
+        num("video_kbps"),
+        num("fps"),
+        s["frames_received"],
+        s["audio_gaps"],
+        num("audio_latency_ms"),
+        num("video_latency_ms"),
+    );
+}
+
+pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()> {
+    let req =
+        ControlRequest::Call { to: args.user.clone(), audio_only: args.audio_only, test_source: args.test_source };
+    let placed = need_daemon(profile, req).await?;
+    let id = placed["call"].as_str().unwrap_or_default().to_owned();
+    if args.json {
+        println!(
+            "{}",
+            json!({"type": "call", "call": id, "with": args.user, "state": "calling", "devices": placed["devices"]})
+        );
+    } else {
+        println!("calling {} ({} device(s) online)", args.user, placed["devices"]);
+    }
+    let interrupted = shutdown_signal();
+    tokio::pin!(interrupted);
+    let (mut state, mut last_stats, mut printed) = (String::from("calling"), Value::Null, 0);
+    let mut connected_at: Option<tokio::time::Instant> = None;
+    let mut hung_up_at: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = &mut interrupted, if hung_up_at.is_none() => {
+                hung_up_at = Some(tokio::time::Instant::now());
+                let _ = need_daemon(profile, ControlRequest::HangUp).await;
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let v = need_daemon(profile, ControlRequest::CallStatus).await?;
+        if v["call"].as_str() != Some(id.as_str()) {
+            bail!("the daemon has no call {id} any more (it restarted?)");
+        }
+        let now_state = v["state"].as_str().unwrap_or_default().to_owned();
+        if let Some(s) =
+            v.get("stats").filter(|s| s["call"].as_str() == Some(id.as_str()) && s["at_ms"] != last_stats["at_ms"])
+        {
+            if now_state == "connected" {
+                print_stats(s, args.json);
+            }
+            last_stats = s.clone();
+        }
+        // The states passed through since the last look (ringing may be
+        // over before it is seen), the current one with its details.
+        let states: Vec<&str> =
+            v["states"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
+        for (i, passed) in states.iter().enumerate().skip(printed) {
+            if i + 1 == states.len() {
+                break;
+            }
+            if *passed != "calling" {
+                print_state(&json!({"type": "call", "call": id, "with": args.user, "state": passed}), args.json);
+            }
+            printed = i + 1;
+        }
+        if now_state != state {
+            if now_state == "ended"
+                && let Some(last) = v.get("stats").filter(|s| s["final"] == json!(true))
+            {
+                print_stats(last, args.json);
+            }
+            state = now_state;
+            print_state(&v, args.json);
+            printed = states.len();
+            if state == "connected" {
+                connected_at = Some(tokio::time::Instant::now());
+            }
+        }
+        if state == "ended" {
+            let reason = v["reason"].as_str().unwrap_or_default();
+            let connected = v["connected"].as_bool().unwrap_or(false);
+            if connected && reason.starts_with("hung up") {
+                return Ok(());
+            }
+            bail!("the call to {} ended without being answered: {reason}", args.user);
+        }
+        if let (Some(secs), Some(at), None) = (args.seconds, connected_at, hung_up_at)
+            && at.elapsed() >= Duration::from_secs(secs)
+        {
+            hung_up_at = Some(tokio::time::Instant::now());
+            need_daemon(profile, ControlRequest::HangUp).await?;
+        }
+        if hung_up_at.is_some_and(|t| t.elapsed() > ENDING) {
+            bail!("the call was hung up but the daemon did not report it over within {ENDING:?}");
+        }
+    }
+}
+
+pub(super) async fn answer(
+    profile: &Profile,
+    audio_only: bool,
+    test_source: bool,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let v = need_daemon(profile, ControlRequest::Answer { audio_only, test_source }).await?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("answered the call from {}", v["with"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+pub(super) async fn hang_up(profile: &Profile) -> anyhow::Result<()> {
+    let v = need_daemon(profile, ControlRequest::HangUp).await?;
+    println!("{}", v["reason"].as_str().or(v["state"].as_str()).unwrap_or("hung up"));
+    Ok(())
+}
+
+pub(super) async fn controls(profile: &Profile, muted: Option<bool>, camera: Option<bool>) -> anyhow::Result<()> {
+    let v = need_daemon(profile, ControlRequest::CallControls { muted, camera }).await?;
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    println!(
+        "microphone {}, camera {}",
+        on_off(!v["muted"].as_bool().unwrap_or(false)),
+        on_off(v["camera"].as_bool().unwrap_or(false))
+    );
+    Ok(())
+}
+
+pub(super) fn devices(json_out: bool) -> anyhow::Result<()> {
+    let found = skein_media::devices::list()?;
+    if json_out {
+        let list: Vec<Value> = found.iter().map(|d| json!({"kind": d.kind, "name": d.name})).collect();
+        println!("{}", Value::Array(list));
+    } else if found.is_empty() {
+        println!("no microphone or camera found (calls can still use --test-source)");
+    } else {
+        for d in found {
+            println!("{:<10} {}", d.kind, d.name);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Calls, end to end on loopback: real daemons ring, answer and carry
+//! GStreamer's test sources as Opus and VP8 over their peer connection;
+//! `skein call` prints the states and statistics; declines, busy lines,
+//! missed calls (also to a user who is offline, through the mailbox) and
+//! cancelled calls end as they should and leave their line in both users'
+//! histories; and a peer that sends garbage on a media stream leaves the
+//! node serving.
+
+use futures::AsyncWriteExt;
+use serde_json::Value;
+use skein_proto::call::{CallSignal, Invite, Media};
+use skein_proto::media::{AUDIO_PROTOCOL, MediaPacket, StreamHead, VIDEO_PROTOCOL};
+use skein_tests::{Proc, RawDevice, online, skein, users_with_profiles};
+use std::path::Path;
+use std::time::Duration;
+
+const PW: &str = "correct horse battery";
+const T: Duration = Duration::from_secs(30);
+
+/// Every element a call needs, or a failure naming the package to install.
+fn need_gstreamer() {
+    skein_media::elements::init().expect("GStreamer");
+    if let Err(e) = skein_media::elements::check(skein_media::NEEDED) {
+        panic!("calls need GStreamer's plugins: {e} (scripts/test installs them)");
+    }
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+}
+
+async fn history(profile: &Path, with: &str) -> String {
+    let (ok, out, err) = skein(profile, &["history", with], None).await;
+    assert!(ok, "history: {err}");
+    out
+}
+
+/// Waits for `profile`'s history with `with` to show a line containing `text`.
+async fn wait_history(profile: &Path, with: &str, text: &str) -> String {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let h = history(profile, with).await;
+        if h.contains(text) {
+            return h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} never showed {text:?}: {h}", profile.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn event(d: &Proc, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    d.seen.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| pred(v))
+}
+
+async fn call_event(d: &mut Proc, state: &str) -> Value {
+    let needle = format!(r#""state":"{state}""#);
+    let line =
+        d.wait_line(T, &format!("the call {state}"), |l| l.contains(r#""type":"call""#) && l.contains(&needle)).await;
+    serde_json::from_str(&line).expect("event JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_video_call_between_two_daemons_is_direct_continuous_and_measured() {
+    skein_tests::init();
+    need_gstreamer();
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
+    let mut alice_d = online(&alice, &[]).await;
+    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
+
+    let (ok, out, err) = skein(&alice, &["call", "bob", "--test-source", "--seconds", "10", "--json"], None).await;
+    assert!(ok, "skein call failed: {err}\n{out}");
+    let lines = json_lines(&out);
+    let states: Vec<&str> = lines.iter().filter(|l| l["type"] == "call").filter_map(|l| l["state"].as_str()).collect();
+    assert_eq!(states.first(), Some(&"calling"), "{out}");
+    assert!(states.contains(&"connected") && states.last() == Some(&"ended"), "{out}");
+    let connected = lines.iter().find(|l| l["state"] == "connected").expect("connected");
+    assert_eq!(connected["path"], "direct", "{connected}");
+
+    let stats: Vec<&Value> = lines.iter().filter(|l| l["type"] == "call_stats").collect();
+    assert!(stats.len() >= 8, "a statistics line a second: {out}");
+    for s in &stats {
+        for key in ["path", "rtt_ms", "loss_pct", "audio_kbps", "video_kbps", "fps", "frames_received", "audio_gaps"] {
+            assert!(s.get(key).is_some(), "{key} missing from {s}");
+        }
+        assert_eq!(s["path"], "direct", "{s}");
+    }
+    let mid = stats[stats.len() / 2];
+    assert!(mid["fps"].as_f64().unwrap_or(0.0) >= 20.0, "pictures arrive at about 30 a second: {mid}");
+    assert!(mid["audio_kbps"].as_f64().unwrap_or(0.0) > 10.0, "audio flows: {mid}");
+    assert!(mid["video_kbps"].as_f64().unwrap_or(0.0) > 50.0, "video flows: {mid}");
+    let latency = mid["audio_latency_ms"].as_f64().expect("audio latency measured");
+    assert!(latency > 0.0 && latency < 1000.0, "glass-to-glass latency from the capture stamps: {mid}");
+    assert!(mid["video_latency_ms"].as_f64().is_some(), "video latency measured: {mid}");
+
+    let alice_last: &Value = stats.last().expect("stats");
+    assert_eq!(alice_last["final"], true, "the last line is the call's final figures: {alice_last}");
+    let bob_end = call_event(&mut bob_d, "ended").await;
+    let bob_last = &bob_end["stats"];
+    assert_eq!(bob_end["reason"], "hung up by the other side", "{bob_end}");
+    let bob_connected = event(&bob_d, |v| v["type"] == "call" && v["state"] == "connected").expect("bob connected");
+    assert_eq!(bob_connected["path"], "direct", "{bob_connected}");
+    // Each side decoded at least 90% of the pictures the other sent, and
+    // its audio never had a hole over 100 ms.
+    for (who, got, from) in [("alice", alice_last, bob_last), ("bob", bob_last, alice_last)] {
+        let received = got["frames_received"].as_f64().expect("frames_received");
+        let sent = from["frames_sent"].as_f64().expect("frames_sent");
+        assert!(sent >= 240.0, "about 300 pictures in 10 s were sent to {who}: {from}");
+        assert!(received >= 0.9 * sent, "{who} decoded {received} of {sent} pictures: {got}");
+        assert_eq!(got["audio_gaps"], 0, "{who}'s audio was continuous: {got}");
+    }
+
+    // Both histories keep the call's line.
+    for (profile, with) in [(&alice, "bob"), (&bob, "alice")] {
+        let h = wait_history(profile, with, "[call] video call, 0:1").await;
+        assert_eq!(h.matches("[call]").count(), 1, "one line per call: {h}");
+    }
+    for d in [&mut alice_d, &mut bob_d] {
+        d.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_busy_cancelled_and_unanswered_calls_end_so_and_leave_their_line() {
+    skein_tests::init();
+    need_gstreamer();
+    let (_t, _dir, [alice, bob, carol]) = users_with_profiles(["alice", "bob", "carol"], PW).await;
+    let mut alice_d = online(&alice, &[]).await;
+    let mut bob_d = online(&bob, &["--test-source"]).await;
+    let mut carol_d = online(&carol, &["--test-source"]).await;
+
+    // Bad requests are refused with what to do.
+    let (ok, _, err) = skein(&alice, &["call", "alice"], None).await;
+    assert!(!ok && err.contains("you cannot call yourself"), "{err}");
+    let (ok, _, err) = skein(&alice, &["call", "#team"], None).await;
+    assert!(!ok && err.contains("group calls are not offered"), "{err}");
+    let (ok, _, err) = skein(&alice, &["hangup"], None).await;
+    assert!(!ok && err.contains("no call to hang up"), "{err}");
+    let (ok, _, err) = skein(&bob, &["answer"], None).await;
+    assert!(!ok && err.contains("no call is ringing"), "{err}");
+
+    // Bob declines.
+    let calling = tokio::spawn({
+        let alice = alice.clone();
+        async move { skein(&alice, &["call", "bob", "--test-source"], None).await }
+    });
+    call_event(&mut bob_d, "ringing").await;
+    let (ok, _, err) = skein(&bob, &["hangup"], None).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = calling.await.expect("join");
+    assert!(!ok && out.contains("ringing") && err.contains("declined"), "{out}\n{err}");
+    wait_history(&bob, "alice", "[call] video call declined").await;
+
+    // Alice gives up while it rings: a missed call on bob's side.
+    let calling = tokio::spawn({
+        let alice = alice.clone();
+        async move { skein(&alice, &["call", "bob", "--audio-only"], None).await }
+    });
+    let ringing = bob_d.wait_next(T, "the second ring", |l| l.contains(r#""state":"ringing""#)).await;
+    assert!(ringing.contains(r#""media":"audio""#), "{ringing}");
+    assert!(skein(&alice, &["hangup"], None).await.0);
+    let (ok, _, err) = calling.await.expect("join");
+    assert!(!ok && err.contains("cancelled"), "{err}");
+    let missed = bob_d.wait_next(T, "the missed call", |l| l.contains(r#""state":"ended""#)).await;
+    assert!(missed.contains(r#""reason":"missed""#), "{missed}");
+    wait_history(&bob, "alice", "[call] missed audio call").await;
+    wait_history(&alice, "bob", "[call] missed audio call").await;
+
+    // Bob is in a call with carol: alice gets busy.
+    let carol_call = tokio::spawn({
+        let carol = carol.clone();
+        async move { skein(&carol, &["call", "bob", "--audio-only", "--seconds", "4"], None).await }
+    });
+    bob_d.wait_next(T, "carol's ring", |l| l.contains(r#""state":"ringing""#) && l.contains("carol")).await;
+    assert!(skein(&bob, &["answer", "--audio-only"], None).await.0);
+    carol_d.wait_line(T, "carol connected", |l| l.contains(r#""state":"connected""#)).await;
+    let (ok, _, err) = skein(&alice, &["call", "bob"], None).await;
+    assert!(!ok && err.contains("busy"), "{err}");
+    let (ok, out, err) = carol_call.await.expect("join");
+    assert!(ok, "carol's call ended normally: {out}\n{err}");
+    wait_history(&alice, "bob", "[call] video call not answered: busy").await;
+    wait_history(&carol, "bob", "[call] audio call, 0:0").await;
+
+    // Bob is offline: the call rings nowhere and the missed call waits in
+    // his mailbox.
+    bob_d.kill().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, out, err) = skein(&alice, &["call", "bob"], None).await;
+    assert!(!ok && err.contains("no answer"), "{out}\n{err}");
+    let mut bob_d = online(&bob, &[]).await;
+    wait_history(&bob, "alice", "[call] missed video call").await;
+    for d in [&mut alice_d, &mut bob_d, &mut carol_d] {
+        d.kill().await;
+    }
+}
+
+/// Finds `to`'s online device and connects `raw` to it.
+async fn reach(raw: &RawDevice, to: &str) -> libp2p::PeerId {
+    use skein_proto::control::{Request, Response};
+    for _ in 0..150 {
+        if let Ok(Response::Peer(p)) = raw.session.client.request(Request::LookupPeer { user: to.into() }).await
+            && let Some(d) = p.online.iter().find(|d| !d.addresses.listen.is_empty())
+        {
+            let peer = libp2p::PeerId::from_bytes(&d.cert.body.peer_id).expect("peer id");
+            let addrs = d.addresses.listen.iter().filter_map(|a| a.parse().ok()).collect();
+            raw.mesh.connect(peer, addrs).await.expect("connect");
+            return peer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{to} never came online");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_a_media_stream_is_dropped_and_the_node_keeps_serving() {
+    skein_tests::init();
+    need_gstreamer();
+    let (t, dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
+    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
+    let mallory = RawDevice::login(&t, &dir.path().join("raw"), "alice", PW).await;
+    let peer = reach(&mallory, "bob").await;
+    let call = skein_proto::bytes::CallId([7; 16]);
+    let invite = Invite { call, media: Media::Video, group: None, sent_at_ms: skein_node::now_ms() };
+    mallory.mesh.request(peer, skein_proto::peer::PeerRequest::Call(CallSignal::Invite(invite))).await.expect("invite");
+    call_event(&mut bob_d, "answering").await;
+    mallory.mesh.request(peer, skein_proto::peer::PeerRequest::Call(CallSignal::Confirm(call))).await.expect("confirm");
+    call_event(&mut bob_d, "connected").await;
+
+    let frame = |m: &MediaPacket| skein_proto::frame::encode_frame(m, 1 << 20).expect("frame");
+    let head = |group| skein_proto::frame::encode_frame(&StreamHead { call, group }, 64).expect("head");
+    let mut streams = mallory.mesh.streams();
+    // Audio: well-framed packets of noise, then a frame length far over the limit.
+    let mut audio = streams.open_stream(peer, libp2p::StreamProtocol::new(AUDIO_PROTOCOL)).await.expect("audio");
+    audio.write_all(&head(0)).await.expect("write");
+    for seq in 0..50u32 {
+        let noise = skein_tests::pseudo_random(120, u64::from(seq));
+        let p =
+            MediaPacket { seq, capture_us: skein_media::unix_us(), duration_us: 20_000, keyframe: true, data: noise };
+        audio.write_all(&frame(&p)).await.expect("write");
+    }
+    audio.write_all(&[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]).await.expect("write");
+    let _ = audio.flush().await;
+    // Video: "keyframes" that are not VP8, and postcard that is not a packet.
+    let mut video = streams.open_stream(peer, libp2p::StreamProtocol::new(VIDEO_PROTOCOL)).await.expect("video");
+    video.write_all(&head(0)).await.expect("write");
+    for seq in 0..30u32 {
+        let p = MediaPacket {
+            seq,
+            capture_us: skein_media::unix_us(),
+            duration_us: 33_333,
+            keyframe: true,
+            data: skein_tests::pseudo_random(4000, 100 + u64::from(seq)),
+        };
+        video.write_all(&frame(&p)).await.expect("write");
+    }
+    video.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.expect("write");
+    let _ = video.flush().await;
+    // A stream for a call that does not exist.
+    let mut stray = streams.open_stream(peer, libp2p::StreamProtocol::new(VIDEO_PROTOCOL)).await.expect("stray");
+    let other =
+        skein_proto::frame::encode_frame(&StreamHead { call: skein_proto::bytes::CallId([9; 16]), group: 0 }, 64);
+    stray.write_all(&other.expect("head")).await.expect("write");
+    let _ = stray.flush().await;
+
+    // Bob's node is still in the call (its own media keeps flowing) or
+    // ended it; either way it serves: a status answer and a message.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ok, status, err) = skein(&bob, &["peers"], None).await;
+    assert!(ok, "bob's daemon answers after the garbage: {err}");
+    assert!(status.contains("alice"), "{status}");
+    let alice_d = online(&alice, &[]).await;
+    let (ok, out, err) = skein(&alice, &["send", "bob", "still there?"], None).await;
+    assert!(ok, "{out}{err}");
+    bob_d.wait_line(T, "the message after the garbage", |l| l.contains("still there?")).await;
+    assert!(bob_d.child.try_wait().expect("status").is_none(), "bob's daemon is still running");
+    drop(alice_d);
+    bob_d.kill().await;
+}
