@@ -15,6 +15,14 @@ need_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+# GStreamer for calls: the libraries to build against, and the plugins a
+# call uses at run time (Opus and the test sources in base, VP8, V4L2 and
+# PulseAudio in good, x264 in ugly).
+need_gstreamer() {
+    need_packages pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+        gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+}
+
 # Starts a private PostgreSQL on 127.0.0.1 and exports SKEIN_TEST_POSTGRES_URL
 # (and SKEIN_TEST_POSTGRES_SOCKET_DIR, the directory of its Unix socket).
 # It is stopped and removed when the calling script exits. Tests run it
