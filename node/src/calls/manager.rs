@@ -503,6 +503,8 @@ impl Task {
                 Action::Report(phase) => reports.push(phase),
                 Action::StartMedia(device) => {
                     c.connected_ms = Some(crate::now_ms());
+                    // The first figures once a whole second has been measured.
+                    c.next_stats_ms = crate::now_ms() + STATS_EVERY_MS;
                     let Some(peer) = c.peers.get(&device).copied() else { continue };
                     let params = SessionParams {
                         call: c.call,

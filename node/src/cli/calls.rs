@@ -28,30 +28,37 @@ pub(super) struct CallArgs {
     pub json: bool,
 }
 
-fn print_state(v: &Value, json_out: bool) {
+/// Prints a line; an error when standard output is gone (a closed pipe),
+/// so the call is hung up rather than left running unseen.
+fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(line)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()
+}
+
+fn print_state(v: &Value, json_out: bool) -> std::io::Result<()> {
     if json_out {
         let mut line = v.clone();
         if let Some(o) = line.as_object_mut() {
             o.remove("stats");
         }
-        println!("{line}");
-        return;
+        return out(format_args!("{line}"));
     }
-    let state = v["state"].as_str().unwrap_or("?");
-    match state {
-        "connected" => println!("connected ({})", v["path"].as_str().unwrap_or("unknown path")),
-        "ended" => println!("ended: {}", v["reason"].as_str().unwrap_or("?")),
-        other => println!("{other}"),
+    match v["state"].as_str().unwrap_or("?") {
+        "connected" => out(format_args!("connected ({})", v["path"].as_str().unwrap_or("unknown path"))),
+        "ended" => out(format_args!("ended: {}", v["reason"].as_str().unwrap_or("?"))),
+        other => out(format_args!("{other}")),
     }
 }
 
-fn print_stats(s: &Value, json_out: bool) {
+fn print_stats(s: &Value, json_out: bool) -> std::io::Result<()> {
     if json_out {
-        println!("{s}");
-        return;
+        return out(format_args!("{s}"));
     }
     let num = |k: &str| s[k].as_f64().map_or("-".to_owned(), |x| format!("{x}"));
-    println!(
+    out(format_args!(
         "{}s {} rtt {} ms, loss {}%, audio {} kbit/s, video {} kbit/s, {} fps, {} frames, {} audio gaps, latency audio {} ms video {} ms",
         s["seconds"],
         s["path"].as_str().unwrap_or("?"),
@@ -64,7 +71,7 @@ fn print_stats(s: &Value, json_out: bool) {
         s["audio_gaps"],
         num("audio_latency_ms"),
         num("video_latency_ms"),
-    );
+    ))
 }
 
 pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()> {
@@ -97,40 +104,14 @@ pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()
         if v["call"].as_str() != Some(id.as_str()) {
             bail!("the daemon has no call {id} any more (it restarted?)");
         }
-        let now_state = v["state"].as_str().unwrap_or_default().to_owned();
-        if let Some(s) =
-            v.get("stats").filter(|s| s["call"].as_str() == Some(id.as_str()) && s["at_ms"] != last_stats["at_ms"])
-        {
-            if now_state == "connected" {
-                print_stats(s, args.json);
+        if let Err(e) = follow(&v, &id, &args, &mut state, &mut last_stats, &mut printed) {
+            if hung_up_at.is_none() {
+                let _ = need_daemon(profile, ControlRequest::HangUp).await;
             }
-            last_stats = s.clone();
+            bail!("cannot print ({e}); the call was hung up");
         }
-        // The states passed through since the last look (ringing may be
-        // over before it is seen), the current one with its details.
-        let states: Vec<&str> =
-            v["states"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
-        for (i, passed) in states.iter().enumerate().skip(printed) {
-            if i + 1 == states.len() {
-                break;
-            }
-            if *passed != "calling" {
-                print_state(&json!({"type": "call", "call": id, "with": args.user, "state": passed}), args.json);
-            }
-            printed = i + 1;
-        }
-        if now_state != state {
-            if now_state == "ended"
-                && let Some(last) = v.get("stats").filter(|s| s["final"] == json!(true))
-            {
-                print_stats(last, args.json);
-            }
-            state = now_state;
-            print_state(&v, args.json);
-            printed = states.len();
-            if state == "connected" {
-                connected_at = Some(tokio::time::Instant::now());
-            }
+        if state == "connected" && connected_at.is_none() {
+            connected_at = Some(tokio::time::Instant::now());
         }
         if state == "ended" {
             let reason = v["reason"].as_str().unwrap_or_default();
@@ -150,6 +131,47 @@ pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()
             bail!("the call was hung up but the daemon did not report it over within {ENDING:?}");
         }
     }
+}
+
+/// Prints what is new in the call's status `v`: the states passed through
+/// since the last look (ringing may be over before it is seen), the
+/// current one with its details, and a new statistics line.
+fn follow(
+    v: &Value,
+    id: &str,
+    args: &CallArgs,
+    state: &mut String,
+    last_stats: &mut Value,
+    printed: &mut usize,
+) -> std::io::Result<()> {
+    let now_state = v["state"].as_str().unwrap_or_default().to_owned();
+    if let Some(s) = v.get("stats").filter(|s| s["call"].as_str() == Some(id) && s["at_ms"] != last_stats["at_ms"]) {
+        if now_state == "connected" {
+            print_stats(s, args.json)?;
+        }
+        *last_stats = s.clone();
+    }
+    let states: Vec<&str> = v["states"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
+    for (i, passed) in states.iter().enumerate().skip(*printed) {
+        if i + 1 == states.len() {
+            break;
+        }
+        if *passed != "calling" {
+            print_state(&json!({"type": "call", "call": id, "with": args.user, "state": passed}), args.json)?;
+        }
+        *printed = i + 1;
+    }
+    if now_state != *state {
+        if now_state == "ended"
+            && let Some(last) = v.get("stats").filter(|s| s["final"] == json!(true))
+        {
+            print_stats(last, args.json)?;
+        }
+        *state = now_state;
+        print_state(v, args.json)?;
+        *printed = states.len();
+    }
+    Ok(())
 }
 
 pub(super) async fn answer(
