@@ -76,6 +76,11 @@ pub enum Shortcut {
     Previous,
     /// Ctrl+K: search messages.
     Search,
+    /// Ctrl+Shift+U: a video call to the open conversation's user;
+    /// Ctrl+Shift+C: an audio call.
+    Call { audio_only: bool },
+    /// Ctrl+Shift+H: hang up (or decline).
+    HangUp,
 }
 
 /// The application's state.
@@ -91,7 +96,13 @@ pub struct App {
     /// Where what shows is written, if anywhere.
     snapshots: Option<PathBuf>,
     last_snapshot: Option<Value>,
+    /// Where a call's pictures come from (the other side's, the self-view),
+    /// until the window takes them.
+    pictures: Option<Pictures>,
 }
+
+/// The receiving ends of a call's pictures.
+type Pictures = (tokio::sync::mpsc::Receiver<skein_media::Frame>, tokio::sync::mpsc::Receiver<skein_media::Frame>);
 
 impl App {
     /// Starts on `profile`.
@@ -107,6 +118,7 @@ impl App {
             last_activity: Instant::now(),
             snapshots,
             last_snapshot: None,
+            pictures: None,
         };
         if signed_in {
             let task = app.start_node();
@@ -133,11 +145,24 @@ impl App {
     fn start_node(&mut self) -> Task<Message> {
         self.screen = Screen::Starting;
         let profile = Profile::new(&self.profile);
+        let (remote_tx, remote) = tokio::sync::mpsc::channel(2);
+        let (local_tx, local) = tokio::sync::mpsc::channel(2);
+        self.pictures = Some((remote, local));
+        let options = DaemonOptions {
+            media: skein_node::calls::MediaConfig {
+                // GStreamer's test tone and colour bars instead of the
+                // microphone and camera: for demonstrations and tests.
+                test_source: std::env::var("SKEIN_DESK_TEST_SOURCE").is_ok_and(|v| v == "1"),
+                speaker: true,
+                pictures: Some(skein_node::calls::Pictures { remote: remote_tx, local: local_tx }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         Task::perform(
             async move {
-                let (node, task) = skein_node::handle::start(profile, DaemonOptions::default(), "skein-desk")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (node, task) =
+                    skein_node::handle::start(profile, options, "skein-desk").await.map_err(|e| e.to_string())?;
                 // The node's end is watched by its own task.
                 tokio::spawn(async move {
                     let _ = task.await;
@@ -172,8 +197,22 @@ impl App {
                 self.node = Some(node);
                 let stream =
                     iced::futures::stream::unfold(events, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) });
+                let pictures = match self.pictures.take() {
+                    Some((remote, local)) => {
+                        let frames = |rx, remote: bool| {
+                            let s = iced::futures::stream::unfold(
+                                rx,
+                                |mut rx: tokio::sync::mpsc::Receiver<_>| async move { rx.recv().await.map(|f| (f, rx)) },
+                            );
+                            Task::run(s, move |f| Message::Work(workspace::Message::Frame(remote, f)))
+                        };
+                        Task::batch([frames(remote, true), frames(local, false)])
+                    }
+                    None => Task::none(),
+                };
                 return Task::batch([
                     load.map(Message::Work),
+                    pictures,
                     Task::run(stream, Message::Event),
                     Task::perform(async move { ended.stopped().await }, Message::Stopped),
                 ]);
@@ -292,6 +331,12 @@ impl App {
                 }
             }
             (Shortcut::Search, Screen::Work(_)) => iced::widget::operation::focus(workspace::SEARCH),
+            (Shortcut::Call { audio_only }, Screen::Work(w)) if w.call.is_none() => {
+                w.update(workspace::Message::CallStart(audio_only)).map(Message::Work)
+            }
+            (Shortcut::HangUp, Screen::Work(w)) if w.call.is_some() => {
+                w.update(workspace::Message::CallHangUp).map(Message::Work)
+            }
             (Shortcut::Next, Screen::Login(_)) => iced::widget::operation::focus_next(),
             (Shortcut::Previous, Screen::Login(_)) => iced::widget::operation::focus_previous(),
             _ => Task::none(),
@@ -378,6 +423,14 @@ fn shortcut(e: keyboard::Event) -> Option<Message> {
     let keyboard::Event::KeyPressed { key, modifiers, .. } = e else { return None };
     match key.as_ref() {
         keyboard::Key::Character("k") if modifiers.command() => Some(Message::Key(Shortcut::Search)),
+        keyboard::Key::Character(c) if modifiers.command() && modifiers.shift() => {
+            match c.to_ascii_lowercase().as_str() {
+                "u" => Some(Message::Key(Shortcut::Call { audio_only: false })),
+                "c" => Some(Message::Key(Shortcut::Call { audio_only: true })),
+                "h" => Some(Message::Key(Shortcut::HangUp)),
+                _ => None,
+            }
+        }
         keyboard::Key::Character(c) if modifiers.command() => {
             let n: usize = c.parse().ok().filter(|n| (1..=9).contains(n))?;
             Some(Message::Key(Shortcut::Conversation(n - 1)))

@@ -51,7 +51,10 @@ pub fn state(app: &App) -> Value {
                 "groups": w.groups,
                 "commands": w.plugins.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
                 "completions": w.plugins.completing(w.composer.text().trim_end_matches('\n')).iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-                "plugin_reply": w.plugin_reply.as_ref().map(|(p, t)| json!({"plugin": p, "text": t}))})
+                "plugin_reply": w.plugin_reply.as_ref().map(|(p, t)| json!({"plugin": p, "text": t})),
+                "call": w.call.as_ref().map(|c| json!({"id": c.id, "with": c.with, "state": c.state, "path": c.path,
+                    "incoming": c.incoming, "remote_frames": c.remote_frames, "self_view": c.local.is_some(),
+                    "muted": c.muted, "camera": c.camera}))})
         }
         Screen::Login(l) => json!({"screen": "login", "tracker": l.tracker, "user": l.user,
             "failure": l.failure.as_ref().map(|f| f.message.clone()),

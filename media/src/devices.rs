@@ -33,6 +33,32 @@ pub fn list() -> Result<Vec<Device>, MediaError> {
     Ok(found)
 }
 
+/// Whether a device of GStreamer class `class` (`Audio/Sink`,
+/// `Video/Source`…) is present.
+fn present(class: &str) -> bool {
+    if init().is_err() {
+        return false;
+    }
+    let monitor = gst::DeviceMonitor::new();
+    monitor.add_filter(Some(class), None);
+    if monitor.start().is_err() {
+        return false;
+    }
+    let found = !monitor.devices().is_empty();
+    monitor.stop();
+    found
+}
+
+/// Whether there is a speaker (an audio output) to play a call on.
+pub fn has_speaker() -> bool {
+    present("Audio/Sink")
+}
+
+/// Whether there is a camera.
+pub fn has_camera() -> bool {
+    present("Video/Source")
+}
+
 /// The source element of the device named `name` of `kind`.
 pub(crate) fn source(kind: &'static str, name: &str) -> Result<gst::Element, MediaError> {
     init()?;

@@ -177,7 +177,9 @@ fn audio_branch(
     dec.set_property("use-inband-fec", true);
     let convert = make("audioconvert")?;
     let resample = make("audioresample")?;
-    let sink = if config.speaker {
+    // With no audio output at all (a server, a virtual display), the call's
+    // audio is decoded and measured but not played.
+    let sink = if config.speaker && crate::devices::has_speaker() {
         make("autoaudiosink")?
     } else {
         let s = make("fakesink")?;

@@ -193,6 +193,26 @@ impl NodeHandle {
         self.ask(ControlRequest::Decline { id: id.to_owned() }).await
     }
 
+    /// Calls a user (audio only, or with video too).
+    pub async fn place_call(&self, to: &str, audio_only: bool) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::Call { to: to.to_owned(), audio_only, test_source: false }).await
+    }
+
+    /// Answers the call that rings (audio only, or with video too).
+    pub async fn answer_call(&self, audio_only: bool) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::Answer { audio_only, test_source: false }).await
+    }
+
+    /// Hangs up, declines the call that rings, or gives up one that rings.
+    pub async fn hang_up(&self) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::HangUp).await
+    }
+
+    /// Mutes the microphone or turns the camera off (or back on).
+    pub async fn call_controls(&self, muted: Option<bool>, camera: Option<bool>) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::CallControls { muted, camera }).await
+    }
+
     /// One transfer, or the latest ones.
     pub async fn transfers(&self, id: Option<&str>) -> Result<Value, NodeError> {
         self.ask(ControlRequest::Transfers { id: id.map(str::to_owned) }).await

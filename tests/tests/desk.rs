@@ -69,7 +69,7 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let bob = login_profile(&t, dir.path(), "bob", "bob", PW).await;
-    let mut bob_daemon = daemon(&bob, &["--auto-accept"]);
+    let mut bob_daemon = daemon(&bob, &["--auto-accept", "--auto-answer", "--test-source"]);
     bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
 
     let mut desk = Desktop::start().await;
@@ -78,6 +78,8 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     let mut env: Vec<(&str, String)> = desk.env();
     env.push(("SKEIN_DESK_SNAPSHOTS", snapshots.display().to_string()));
     env.push(("SKEIN_DESK_THEME", "light".into()));
+    // Calls send GStreamer's test tone and colour bars (no camera here).
+    env.push(("SKEIN_DESK_TEST_SOURCE", "1".into()));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _app = Proc::spawn(&bin("skein-desk"), &["--profile", alice.to_str().expect("utf-8")], &env_refs);
     let window = desk.window("Skein").await;
@@ -287,9 +289,58 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     assert_eq!(v["chat"]["title"], "Alerts", "an app's conversation is called by the app's name");
     desk.capture(&window, &shots.join("app-message.png")).await;
 
-    for name in
-        ["login", "main", "conversation", "conversation-800x600", "plugin-command", "plugin-reply", "app-message"]
-    {
+    // A video call to bob's headless node, which answers: the call pane
+    // shows bob's test pattern and alice's own in the corner.
+    desk.xdotool(&["windowsize", "--sync", &window, "1100", "760"]).await;
+    let v = state(&snapshots, "the conversation list", |v| v["conversations"].as_array().is_some_and(|c| c.len() >= 2))
+        .await;
+    let at = v["conversations"].as_array().and_then(|c| c.iter().position(|r| r["id"] == "bob")).expect("bob's row");
+    desk.key(&format!("ctrl+{}", at + 1)).await;
+    state(&snapshots, "bob's conversation open", |v| v["chat"]["id"] == "bob").await;
+    desk.key("ctrl+shift+u").await;
+    let v = state(&snapshots, "the call connected with bob's pictures", |v| {
+        v["call"]["state"] == "connected" && v["call"]["remote_frames"].as_u64().is_some_and(|n| n >= 60)
+    })
+    .await;
+    assert_eq!(v["call"]["path"], "direct", "{v:#}");
+    state(&snapshots, "the self-view", |v| v["call"]["self_view"] == true).await;
+    bob_daemon
+        .wait_line(T, "bob's side connected", |l| l.contains(r#""type":"call""#) && l.contains("connected"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    desk.capture(&window, &shots.join("call.png")).await;
+    desk.key("ctrl+shift+h").await;
+    state(&snapshots, "the call over, its line in the conversation", |v| {
+        v["call"].is_null() && texts(v).last().is_some_and(|t| t.starts_with("[call] video call, 0:0"))
+    })
+    .await;
+    bob_daemon.wait_line(T, "bob's side ended", |l| l.contains(r#""state":"ended""#)).await;
+    // Bob calls back: alice's window rings; she declines with the keyboard.
+    let calling = tokio::spawn({
+        let bob = bob.clone();
+        async move { skein(&bob, &["call", "alice", "--test-source"], None).await }
+    });
+    state(&snapshots, "the incoming call", |v| v["call"]["incoming"] == true && v["call"]["state"] == "ringing").await;
+    desk.capture(&window, &shots.join("incoming-call.png")).await;
+    desk.key("ctrl+shift+h").await;
+    let (ok, out, err) = calling.await.expect("join");
+    assert!(!ok && err.contains("declined"), "bob's call was declined: {out}\n{err}");
+    state(&snapshots, "the declined call's line", |v| {
+        v["call"].is_null() && texts(v).last().is_some_and(|t| t == "[call] video call declined")
+    })
+    .await;
+
+    for name in [
+        "login",
+        "main",
+        "conversation",
+        "conversation-800x600",
+        "plugin-command",
+        "plugin-reply",
+        "app-message",
+        "call",
+        "incoming-call",
+    ] {
         let colours = check_picture(&shots.join(format!("{name}.png")));
         println!("{name}.png: {colours} colours, in {}", shots.display());
     }

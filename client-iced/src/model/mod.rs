@@ -5,6 +5,7 @@
 //! the directory ([`directory`]), emoji runs in text ([`emoji_runs`]) and
 //! the plugins' commands and actions ([`plugins`]).
 
+pub mod call;
 pub mod chat;
 pub mod conversations;
 pub mod directory;

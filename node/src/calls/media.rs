@@ -212,8 +212,13 @@ impl Session {
         let on_failure: Arc<dyn Fn(String) + Send + Sync> = Arc::from(on_failure);
         let video = params.media == Media::Video;
         let config = &params.config;
+        // No camera: this side sends audio only, and still shows the other's video.
+        let camera = video && (config.test_source || config.camera.is_some() || skein_media::devices::has_camera());
+        if video && !camera {
+            tracing::info!("no camera found; sending audio only");
+        }
         let capture_config = CaptureConfig {
-            video,
+            video: camera,
             test_source: config.test_source,
             microphone: config.microphone.clone(),
             camera: config.camera.clone(),
@@ -253,7 +258,7 @@ impl Session {
             rate: Mutex::new(RateControl::new(capture_config.video_kbps, MAX_DIRECT_KBPS)),
             last: Mutex::new(None),
             muted: AtomicBool::new(false),
-            camera: AtomicBool::new(video),
+            camera: AtomicBool::new(camera),
             keyframe_needed: AtomicBool::new(false),
             newest_group: tokio::sync::watch::Sender::new(0),
             sent_kbps: AtomicU32::new(capture_config.video_kbps),

@@ -66,6 +66,17 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
             .spacing(2)
             .width(Length::Fill),
     );
+    let is_person = !is_group && skein_proto::app::app_of(&chat.id).is_none() && chat.id != w.me;
+    if is_person {
+        for (label, audio_only) in [("Call", true), ("Video call", false)] {
+            head = head.push(
+                button(text(label).size(13))
+                    .padding([5, 12])
+                    .style(button::secondary)
+                    .on_press_maybe(w.call.is_none().then_some(Message::CallStart(audio_only))),
+            );
+        }
+    }
     if cert.is_some() {
         let label = if w.members_panel { "Hide members" } else { "Members" };
         head = head

@@ -3,6 +3,7 @@
 //! what the node reported; its commands go to the node and never block
 //! the window: each runs as a task, and a failed one says why in a banner.
 
+mod call;
 mod conversation;
 mod sidebar;
 
@@ -158,6 +159,20 @@ pub enum Message {
     Action(String, String, String),
     /// Close the plugin's answer shown above the composer.
     CloseReply,
+    /// Call the open conversation's user (audio only: true).
+    CallStart(bool),
+    /// Answer the call that rings (audio only: true).
+    CallAnswer(bool),
+    /// Hang up, decline, or cancel.
+    CallHangUp,
+    /// Mute or unmute the microphone.
+    CallMute,
+    /// Turn the camera off or on.
+    CallCamera,
+    /// Show or hide the call's statistics.
+    CallStats,
+    /// A picture for the call pane: the other side's (true) or the self-view.
+    Frame(bool, skein_media::Frame),
     /// Sign this device out.
     SignOut,
     /// Close the error banner.
@@ -268,6 +283,8 @@ pub struct Workspace {
     pub plugin_reply: Option<(String, String)>,
     /// Apps' icons by conversation (`app:NAME`), as the node keeps them.
     pub app_icons: std::collections::HashMap<String, iced::widget::image::Handle>,
+    /// The call, while one is on.
+    pub call: Option<crate::model::call::Call>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -315,6 +332,7 @@ impl Workspace {
             plugins: Default::default(),
             plugin_reply: None,
             app_icons: Default::default(),
+            call: None,
         }
     }
 
@@ -529,7 +547,55 @@ impl Workspace {
     /// Handles a message.
     pub fn update(&mut self, message: Message) -> Task<Message> {
         match message {
+            Message::Node(v) if matches!(v["type"].as_str(), Some("call" | "call_stats" | "call_error")) => {
+                self.call_event(&v)
+            }
             Message::Node(v) => return self.node_event(&v),
+            Message::CallStart(audio_only) => {
+                let (Some(node), Some(chat)) = (self.node.clone(), self.chat.as_ref()) else { return Task::none() };
+                let to = chat.id.clone();
+                return Task::perform(
+                    async move { node.place_call(&to, audio_only).await.map_err(err) },
+                    Message::Done,
+                );
+            }
+            Message::CallAnswer(audio_only) => {
+                let Some(node) = self.node.clone() else { return Task::none() };
+                return Task::perform(async move { node.answer_call(audio_only).await.map_err(err) }, Message::Done);
+            }
+            Message::CallHangUp => {
+                let Some(node) = self.node.clone() else { return Task::none() };
+                return Task::perform(async move { node.hang_up().await.map_err(err) }, Message::Done);
+            }
+            Message::CallMute | Message::CallCamera => {
+                let (Some(node), Some(c)) = (self.node.clone(), self.call.as_mut()) else { return Task::none() };
+                let (muted, camera) = match message {
+                    Message::CallMute => (Some(!c.muted), None),
+                    _ => (None, Some(!c.camera)),
+                };
+                c.muted = muted.unwrap_or(c.muted);
+                c.camera = camera.unwrap_or(c.camera);
+                return Task::perform(
+                    async move { node.call_controls(muted, camera).await.map_err(err) },
+                    Message::Done,
+                );
+            }
+            Message::CallStats => {
+                if let Some(c) = self.call.as_mut() {
+                    c.show_stats = !c.show_stats;
+                }
+            }
+            Message::Frame(remote, f) => {
+                if let Some(c) = self.call.as_mut().filter(|c| c.state == "connected") {
+                    let picture = crate::model::call::picture(f);
+                    if remote {
+                        c.remote = Some(picture);
+                        c.remote_frames += 1;
+                    } else {
+                        c.local = Some(picture);
+                    }
+                }
+            }
             Message::Conversations(Ok(rows)) => {
                 let mut rows = rows;
                 for r in &mut rows {
@@ -964,6 +1030,47 @@ impl Workspace {
         Task::batch([self.send_command(move |n| async move { n.send(&to, &text).await }), operation::focus(COMPOSER)])
     }
 
+    /// A call's event: it starts, moves on, reports its figures, or ends
+    /// (an end the user did not choose is said in the banner).
+    fn call_event(&mut self, v: &Value) {
+        let id = v["call"].as_str().unwrap_or_default();
+        match v["type"].as_str() {
+            Some("call_stats") => {
+                if let Some(c) = self.call.as_mut().filter(|c| c.id == id) {
+                    c.stats(v);
+                }
+            }
+            Some("call_error") => self.error = Some(format!("The call failed: {}", v["error"].as_str().unwrap_or("?"))),
+            _ => {
+                let ended = v["state"] == "ended";
+                match self.call.as_mut().filter(|c| c.id == id) {
+                    Some(c) => c.update(v),
+                    None if !ended => {
+                        self.call = crate::model::call::Call::from_event(v);
+                        // A call that rings while the window is elsewhere is announced.
+                        if let Some(c) = self.call.as_ref().filter(|c| c.incoming && !self.focused) {
+                            let kind = if c.media == "audio" { "an audio call" } else { "a video call" };
+                            self.notices.push(Notice {
+                                conversation: c.with.clone(),
+                                title: self.title_of(&c.with),
+                                body: format!("is calling you: {kind}"),
+                            });
+                        }
+                    }
+                    None => {}
+                }
+                if ended {
+                    let reason = v["reason"].as_str().unwrap_or_default();
+                    if !reason.starts_with("hung up") && reason != "cancelled" {
+                        let who = self.title_of(v["with"].as_str().unwrap_or_default());
+                        self.error = Some(format!("Call with {who} ended: {reason}"));
+                    }
+                    self.call = None;
+                }
+            }
+        }
+    }
+
     fn node_event(&mut self, v: &Value) -> Task<Message> {
         let Some(ev) = event::parse(v) else {
             return Task::none();
@@ -1091,7 +1198,11 @@ impl Workspace {
             .into(),
             None => iced::widget::space().height(0).into(),
         };
-        iced::widget::column![banner, row![sidebar::view(self), conversation::view(self)].height(Length::Fill)].into()
+        let main = match &self.call {
+            Some(c) => call::view(self, c),
+            None => conversation::view(self),
+        };
+        iced::widget::column![banner, row![sidebar::view(self), main].height(Length::Fill)].into()
     }
 }
 
