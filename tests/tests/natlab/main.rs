@@ -21,7 +21,11 @@
 //!    reachable) for the first second and a half: a pipelined burst runs
 //!    from the first send until well after the path turned direct, so it
 //!    straddles the upgrade, part relayed and part direct, each message
-//!    arriving exactly once.
+//!    arriving exactly once;
+//! 8. calls with GStreamer's test sources, 8 s each: cone ↔ cone goes
+//!    direct; symmetric ↔ cone completes through the relay, whose byte
+//!    count shows it; cone ↔ cone with 5 % loss per WAN leg keeps the
+//!    audio continuous (forward error correction and concealment).
 //!
 //! Each scenario builds its own lab and tears it down, also on failure or
 //! timeout. The run ends with a table of what each scenario reached.
@@ -66,6 +70,9 @@ const SCENARIOS: &[(&str, &str, Scenario)] = &[
     ("tracker_restart_exactly_once", "5. tracker restart", || Box::pin(tracker_restart())),
     ("two_trackers_failover", "6. two trackers, the first killed", || Box::pin(two_trackers())),
     ("upgrade_under_load_exactly_once", "7. cone ↔ cone, burst across the upgrade", || Box::pin(upgrade_under_load())),
+    ("call_cone_to_cone_direct", "8a. call, cone ↔ cone", || Box::pin(call_scenario(Lab::Cone))),
+    ("call_symmetric_to_cone_relayed", "8b. call, symmetric ↔ cone", || Box::pin(call_scenario(Lab::Symmetric))),
+    ("call_lossy_audio_continuous", "8c. call, cone ↔ cone, 5 % loss", || Box::pin(call_scenario(Lab::Lossy))),
 ];
 
 /// Longest a scenario may run, lab set-up included.
@@ -707,6 +714,72 @@ async fn two_trackers() -> Row {
              each arriving once",
             failed_over.as_millis(),
             republished.as_millis()
+        ),
+    }
+}
+
+/// The network a call scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lab {
+    /// Both branches behind cone NATs.
+    Cone,
+    /// Branch A behind a symmetric NAT.
+    Symmetric,
+    /// Cone NATs with 5 % loss on each WAN leg.
+    Lossy,
+}
+
+/// Scenario 8: an 8 s call from a1 to b1, which answers, checked from both
+/// ends: the path, pictures at a real frame rate, and continuous audio.
+async fn call_scenario(lab: Lab) -> Row {
+    let office = Office::open(&["alice", "bob"]).await;
+    match lab {
+        Lab::Symmetric => office.lab.nat("ra", Nat::Symmetric),
+        Lab::Lossy => {
+            office.lab.loss("ra", 5);
+            office.lab.loss("rb", 5);
+        }
+        Lab::Cone => {}
+    }
+    let alice = office.desk("a1", "alice").await;
+    let mut bob = office.desk("b1", "bob").await;
+    let want = if lab == Lab::Symmetric { "relayed" } else { "direct" };
+    // The call starts once the peers know each other's path: a message
+    // first, then (where it can) the direct connection.
+    first_message(&office, &alice, &mut bob, "call me").await;
+    if want == "direct" {
+        office.wait_path(&alice, &bob, "direct", Duration::from_secs(30)).await.expect("the path becomes direct");
+    }
+    let before = office.relayed_bytes().await;
+    let t0 = Instant::now();
+    let (lines, bob_last) = office.call(&alice, &mut bob, 8).await;
+    let relayed = office.relayed_bytes().await - before;
+    let connected = lines.iter().find(|l| l["state"] == "connected").expect("the call connected");
+    assert_eq!(connected["path"], want, "{connected}");
+    let alice_last = lines.iter().rev().find(|l| l["type"] == "call_stats").expect("statistics");
+    for (who, stats) in [("alice", alice_last), ("bob", &bob_last)] {
+        assert_eq!(stats["path"], want, "{who}: {stats}");
+        assert_eq!(stats["audio_gaps"], 0, "{who}'s audio was continuous: {stats}");
+        let frames = stats["frames_received"].as_u64().unwrap_or(0);
+        assert!(frames >= 120, "{who} decoded pictures at a real frame rate (8 s at 30 a second): {stats}");
+    }
+    if lab == Lab::Symmetric {
+        assert!(relayed > 200_000, "the relay carried the call and counted it: {relayed} bytes");
+    }
+    let mid = lines.iter().filter(|l| l["type"] == "call_stats").nth(4).unwrap_or(alice_last);
+    Row {
+        path: want.into(),
+        first_delivery: None,
+        to_direct: None,
+        relayed_bytes: relayed,
+        note: format!(
+            "8 s call in {:.1} s: alice decoded {} pictures, bob {}; no audio gap; mid-call loss {}%, audio {} kbit/s, video {} kbit/s",
+            t0.elapsed().as_secs_f64(),
+            alice_last["frames_received"],
+            bob_last["frames_received"],
+            mid["loss_pct"],
+            mid["audio_kbps"],
+            mid["video_kbps"],
         ),
     }
 }

@@ -165,11 +165,40 @@ impl Office {
         std::fs::write(&session, serde_json::to_vec(&saved).expect("json")).expect("write the session");
         let p = profile.to_str().expect("utf-8").to_owned();
         let downloads = profile.join("downloads");
-        let args = ["--profile", &p, "daemon", "--download-dir", downloads.to_str().expect("utf-8"), "--auto-accept"];
+        // Files are taken, and calls answered with GStreamer's test sources.
+        let args = [
+            "--profile",
+            &p,
+            "daemon",
+            "--download-dir",
+            downloads.to_str().expect("utf-8"),
+            "--auto-accept",
+            "--auto-answer",
+            "--test-source",
+        ];
         let mut daemon = self.lab.spawn(host, &bin("skein"), &args, &[("RUST_LOG", &log_filter())]);
         daemon.wait_line(STEP, &format!("{user} connected"), |l| event(l, "connected").is_some()).await;
         daemon.wait_line(STEP, &format!("{user}'s relay reservation"), |l| event(l, "relay_reserved").is_some()).await;
         Desk { user: user.to_owned(), host: host.to_owned(), profile, daemon }
+    }
+
+    /// `from` calls `to` (whose daemon answers) for `seconds` with the test
+    /// sources: the caller's `skein call --json` lines, and the callee's
+    /// final statistics (from its `ended` event).
+    pub async fn call(&self, from: &Desk, to: &mut Desk, seconds: u64) -> (Vec<Value>, Value) {
+        let secs = seconds.to_string();
+        let (ok, out, err) = self.skein(from, &["call", &to.user, "--test-source", "--seconds", &secs, "--json"]).await;
+        assert!(ok, "{} calling {}: {err}\n{out}", from.user, to.user);
+        let lines: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let call = lines.first().and_then(|l| l["call"].as_str()).expect("the call's id").to_owned();
+        let ended = to
+            .daemon
+            .wait_line(STEP, &format!("{}'s end of the call", to.user), |l| {
+                event(l, "call").is_some_and(|v| v["call"] == call.as_str() && v["state"] == "ended")
+            })
+            .await;
+        let ended: Value = serde_json::from_str(&ended).expect("event JSON");
+        (lines, ended["stats"].clone())
     }
 
     /// Runs `skein ARGS` for `desk` on its host.
