@@ -7,7 +7,8 @@
 //!   devices running in the harness) and [`load`] (a tracker under many
 //!   simulated clients), with [`hops`] (where a message's time goes, hop
 //!   by hop) and [`cross`] (two trackers on one PostgreSQL database:
-//!   presence across them, failover).
+//!   presence across them, failover) and [`calls`] (glass-to-glass
+//!   latency of a call, against bare GStreamer).
 //! - `skein-load` is the load generator on its own.
 //! - `cargo bench -p skein-benches` runs the criterion micro-benchmarks
 //!   (`benches/codec.rs`, `benches/seal.rs`).
@@ -17,6 +18,7 @@
 //! CPU did during a scenario. The harness prints only what it measured in
 //! the run; explanations from profiles taken once are in the README.
 
+pub mod calls;
 pub mod cluster;
 pub mod cpu;
 pub mod cross;

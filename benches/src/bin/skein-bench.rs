@@ -6,6 +6,7 @@
 //! skein-bench --quick    # small sizes, under a minute: keeps the harness working
 //! skein-bench msg file   # only scenarios whose name contains one of these
 //! skein-bench msg-hops   # where a message's time goes, hop by hop
+//! skein-bench call       # glass-to-glass latency of calls, direct and relayed
 //! ```
 
 use anyhow::Result;
@@ -95,6 +96,15 @@ async fn main() -> Result<()> {
     if wanted("failover") {
         rows.push(cross::failover(&load_plan).await?);
         eprintln!("skein-bench: failover done");
+    }
+    let call_secs = if quick { 4 } else { 20 };
+    if wanted("call-latency") {
+        rows.extend(skein_benches::calls::call_latency(false, call_secs).await?);
+        eprintln!("skein-bench: call-latency done");
+    }
+    if wanted("call-relayed") {
+        rows.extend(skein_benches::calls::call_latency(true, call_secs).await?);
+        eprintln!("skein-bench: call-relayed done");
     }
     println!("Machine: {}; {profile}.\n", machine());
     println!("{}", table(&rows));

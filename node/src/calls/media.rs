@@ -330,7 +330,12 @@ impl Session {
         let last = *lock(&self.shared.last);
         let mut s = last.unwrap_or_default();
         // The call's totals as they are now, not as of the last window.
-        lock(&self.shared.stats).totals(&mut s);
+        let (audio, video) = {
+            let stats = lock(&self.shared.stats);
+            stats.totals(&mut s);
+            let (a, v) = stats.latencies();
+            (percentiles(a), percentiles(v))
+        };
         let round = |x: f64| (x * 10.0).round() / 10.0;
         json!({
             "loss_pct": round(s.loss_pct),
@@ -348,14 +353,8 @@ impl Session {
             "audio_sent": self.shared.audio_sent.load(Ordering::Relaxed),
             "muted": self.muted(),
             "camera": self.camera(),
+            "call_latency_ms": {"audio": audio, "video": video},
         })
-    }
-
-    /// Every glass-to-glass latency of the call so far, µs: audio, video.
-    pub fn latencies(&self) -> (Vec<u64>, Vec<u64>) {
-        let stats = lock(&self.shared.stats);
-        let (a, v) = stats.latencies();
-        (a.to_vec(), v.to_vec())
     }
 
     /// Stops the media: the tasks end, the streams close, the pipelines stop.
@@ -368,6 +367,17 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.tasks.abort_all();
     }
+}
+
+/// The p50 and p99 of latencies in µs, as ms, over the whole call.
+fn percentiles(samples: &[u64]) -> Value {
+    if samples.is_empty() {
+        return Value::Null;
+    }
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    let at = |p: f64| v[((p / 100.0) * (v.len() - 1) as f64).round() as usize] as f64 / 1000.0;
+    json!({"p50": at(50.0), "p99": at(99.0), "samples": v.len()})
 }
 
 async fn open(mesh: &Mesh, shared: &Shared, protocol: &'static str, group: u32) -> std::io::Result<libp2p::Stream> {
