@@ -77,7 +77,9 @@ async fn baseline(secs: u64) -> Result<(Spread, Spread)> {
             _ = tokio::time::sleep_until(until) => break,
             Some(e) = encoded.recv() => match e.kind {
                 Kind::Audio => playback.push_audio(e.capture_us, e.duration_us, &e.data),
-                Kind::Video => playback.push_video(e.capture_us, e.duration_us, e.keyframe, &e.data),
+                Kind::Video => {
+                    playback.push_video(e.capture_us, e.duration_us, e.keyframe, &e.data);
+                }
             },
             Some(d) = decoded.recv() => match d {
                 Decoded::Audio { capture_us, at_us, .. } => audio.push(at_us.saturating_sub(capture_us) as f64 / 1000.0),

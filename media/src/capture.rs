@@ -212,7 +212,13 @@ fn video_branch(
             .build(),
     )?;
     let tee = make("tee")?;
+    // An encoder that falls behind (a busy CPU) skips pictures rather than
+    // letting them wait: the oldest waiting picture is dropped.
     let queue = make("queue")?;
+    queue.set_property_from_str("leaky", "downstream");
+    queue.set_property("max-size-buffers", 2u32);
+    queue.set_property("max-size-bytes", 0u32);
+    queue.set_property("max-size-time", 0u64);
     let valve = make("valve")?;
     let enc = make("vp8enc")?;
     enc.set_property("deadline", 1i64);

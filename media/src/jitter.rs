@@ -127,7 +127,7 @@ impl JitterBuffer {
             // Far behind: the oldest is dropped as lost.
             if let Some((seq, old)) = self.held.pop_first() {
                 self.counts.lost += 1;
-                self.next = Some(seq + 1);
+                self.next = Some(seq.saturating_add(1));
                 self.last = Some((old.capture_us, old.duration_us));
             }
         }
@@ -147,7 +147,7 @@ impl JitterBuffer {
                 return None;
             }
             let p = self.held.remove(&next)?;
-            self.next = Some(next + 1);
+            self.next = Some(next.saturating_add(1));
             self.last = Some((p.capture_us, p.duration_us));
             self.counts.played += 1;
             return Some(Out::Play(p));
@@ -155,6 +155,15 @@ impl JitterBuffer {
         // The next packet is missing: it is lost once a later one is due,
         // or once its own turn (by the last one's timing) has passed.
         let (&later_seq, later) = self.held.first_key_value()?;
+        if later_seq - next > MAX_HELD as u32 {
+            // A jump no real sender makes (a peer's garbage): skip to what
+            // came, counting one loss, rather than conceal every number
+            // in between.
+            let (capture_us, duration_us) = (later.capture_us, later.duration_us);
+            self.next = Some(later_seq);
+            self.counts.lost += 1;
+            return Some(Out::Lost { seq: next, capture_us, duration_us });
+        }
         let (capture_us, duration_us) = match self.last {
             Some((c, d)) => (c + u64::from(d), d),
             None => {
@@ -165,7 +174,7 @@ impl JitterBuffer {
         if self.due(capture_us) > now_us && self.due(later.capture_us) > now_us {
             return None;
         }
-        self.next = Some(next + 1);
+        self.next = Some(next.saturating_add(1));
         self.last = Some((capture_us, duration_us));
         self.counts.lost += 1;
         Some(Out::Lost { seq: next, capture_us, duration_us })
@@ -235,6 +244,18 @@ mod tests {
         }
         assert!(j.delay_us() > 100_000, "the delay follows the jitter: {}", j.delay_us());
         assert!(j.delay_us() <= MAX_DELAY_US);
+    }
+
+    #[test]
+    fn a_sequence_jump_is_skipped_in_one_step() {
+        let mut j = JitterBuffer::new();
+        j.push(1_000_000, packet(0));
+        let wild = Packet { seq: u32::MAX, capture_us: 0, duration_us: 20_000, data: vec![] };
+        j.push(1_000_000, wild);
+        let out = drain(&mut j, 10_000_000);
+        assert_eq!(out.len(), 3, "0, one loss for the jump, then the far packet: {out:?}");
+        assert!(matches!(out[2], Out::Play(ref p) if p.seq == u32::MAX));
+        assert_eq!(j.push(10_000_000, packet(5)), Pushed::Late);
     }
 
     #[test]

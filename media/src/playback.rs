@@ -23,6 +23,9 @@ use gstreamer_app as gst_app;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
+/// How much video may wait for the decoder before it counts as behind.
+pub const DECODER_BEHIND: gst::ClockTime = gst::ClockTime::from_mseconds(300);
+
 /// How far before the first frame's capture time the timestamps start.
 const EPOCH_LEAD_US: u64 = 10_000_000;
 
@@ -116,13 +119,16 @@ impl Playback {
         self.audio.send_event(gap);
     }
 
-    /// Decodes a VP8 frame.
-    pub fn push_video(&self, capture_us: u64, duration_us: u32, keyframe: bool, data: &[u8]) {
-        let Some(src) = &self.video else { return };
+    /// Decodes a VP8 frame. Returns false when the decoder is behind (more
+    /// than [`DECODER_BEHIND`] of pictures wait for it): the caller should
+    /// skip to the next keyframe rather than let the picture fall further back.
+    pub fn push_video(&self, capture_us: u64, duration_us: u32, keyframe: bool, data: &[u8]) -> bool {
+        let Some(src) = &self.video else { return true };
         let buffer = buffer(data, self.pts(capture_us), duration_us, !keyframe);
         if let Err(e) = src.push_buffer(buffer) {
             tracing::debug!(error = ?e, "the video decoder took no more");
         }
+        src.current_level_time() <= DECODER_BEHIND
     }
 }
 

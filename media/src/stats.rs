@@ -77,13 +77,13 @@ impl ReceiveStats {
         self.total_video_arrived += 1;
         let whole = match self.next_video_seq {
             Some(next) if seq > next => {
-                self.video_lost += seq - next;
+                self.video_lost = self.video_lost.saturating_add(seq - next);
                 false
             }
             _ => true,
         };
         if self.next_video_seq.is_none_or(|n| seq >= n) {
-            self.next_video_seq = Some(seq + 1);
+            self.next_video_seq = Some(seq.saturating_add(1));
         }
         whole
     }
@@ -128,10 +128,10 @@ impl ReceiveStats {
     /// its figures, and the report for the sender.
     pub fn window(&mut self, period_ms: u32, audio: Counts, jitter_us: u32) -> (Snapshot, ReceiverReport) {
         let secs = f64::from(period_ms.max(1)) / 1000.0;
-        let audio_expected = audio.played + audio.lost;
-        let video_expected = self.video_arrived + self.video_lost;
-        let expected = audio_expected + video_expected;
-        let lost = audio.lost + self.video_lost;
+        let audio_expected = audio.played.saturating_add(audio.lost);
+        let video_expected = self.video_arrived.saturating_add(self.video_lost);
+        let expected = audio_expected.saturating_add(video_expected);
+        let lost = audio.lost.saturating_add(self.video_lost);
         let snapshot = Snapshot {
             audio_kbps: self.audio_bytes as f64 * 8.0 / 1000.0 / secs,
             video_kbps: self.video_bytes as f64 * 8.0 / 1000.0 / secs,

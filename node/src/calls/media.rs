@@ -527,6 +527,18 @@ async fn send_feedback(shared: Arc<Shared>, mesh: Mesh, mut rx: mpsc::Receiver<F
     }
 }
 
+/// The longest an Opus frame plays, µs.
+const MAX_AUDIO_FRAME_US: u32 = 120_000;
+/// The longest a picture is said to show, µs.
+const MAX_VIDEO_FRAME_US: u32 = 1_000_000;
+
+/// A peer's word for how long an Opus frame plays, within what Opus allows
+/// (20 ms when it says nothing sensible), so a lie cannot make the decoder
+/// conceal minutes of audio.
+fn audio_duration(us: u32) -> u32 {
+    if us == 0 || us > MAX_AUDIO_FRAME_US { 20_000 } else { us }
+}
+
 /// Reads the peer's audio into the jitter buffer.
 async fn read_audio(shared: Arc<Shared>, mut stream: libp2p::Stream) {
     loop {
@@ -540,7 +552,8 @@ async fn read_audio(shared: Arc<Shared>, mut stream: libp2p::Stream) {
             }
         };
         lock(&shared.stats).audio_packet(p.data.len());
-        let packet = Packet { seq: p.seq, capture_us: p.capture_us, duration_us: p.duration_us, data: p.data };
+        let packet =
+            Packet { seq: p.seq, capture_us: p.capture_us, duration_us: audio_duration(p.duration_us), data: p.data };
         lock(&shared.jitter).push(unix_us(), packet);
     }
 }
@@ -570,7 +583,13 @@ async fn read_video(shared: Arc<Shared>, group: u32, mut stream: libp2p::Stream)
             shared.keyframe_needed.store(true, Ordering::Relaxed);
             continue;
         }
-        shared.playback.push_video(p.capture_us, p.duration_us, p.keyframe, &p.data);
+        if !shared.playback.push_video(p.capture_us, p.duration_us.min(MAX_VIDEO_FRAME_US), p.keyframe, &p.data) {
+            // The decoder is behind (a busy CPU): the rest of this group
+            // is skipped, and the next one asked for now.
+            tracing::debug!(group, "the video decoder is behind; skipping to the next group");
+            whole = false;
+            shared.keyframe_needed.store(true, Ordering::Relaxed);
+        }
     }
 }
 
