@@ -564,3 +564,43 @@ async fn raw_streams_are_taken_only_from_peers_that_passed_the_hello() {
     taken.read_to_end(&mut got).await.expect("read");
     assert_eq!(got, b"hello");
 }
+
+/// Waits a moment for the node to hand anything to its owner; fails if a
+/// request does.
+async fn no_request_reaches_the_owner(events: &mut mpsc::Receiver<MeshEvent>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        if let MeshEvent::Request { req, .. } = ev {
+            panic!("a request from a peer without a valid certificate reached the owner: {req:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_from_a_peer_without_a_valid_certificate_never_rings() {
+    use skein_proto::call::{CallSignal, Invite, Media};
+    init();
+    let org = OrgSigningKey::generate();
+    let (alice, mut events, addrs) = node(&org, "alice", config()).await;
+    let invite = || {
+        let call = skein_proto::bytes::CallId(rand::random());
+        PeerRequest::Call(CallSignal::Invite(Invite { call, media: Media::Video, group: None, sent_at_ms: 1 }))
+    };
+    // No hello at all: refused.
+    let s = Stranger::start(Keypair::generate_ed25519());
+    s.dial(alice.peer_id(), &addrs[0]).await.expect("connected");
+    let r = answer(s.send(alice.peer_id(), invite()).await).await;
+    assert!(not_authenticated(&r), "{r:?}");
+    no_request_reaches_the_owner(&mut events).await;
+    // A certificate another organisation signed: the hello is refused, and
+    // so is the invite after it.
+    let key = Keypair::generate_ed25519();
+    let outsider = Stranger::start(key.clone());
+    outsider.dial(alice.peer_id(), &addrs[0]).await.expect("connected");
+    let other_org = OrgSigningKey::generate();
+    let r = answer(outsider.send(alice.peer_id(), hello(&other_org, "mallory", &outsider.peer)).await).await;
+    assert!(matches!(r, Ok(PeerResponse::Refused(_)) | Err(_)), "another organisation's certificate: {r:?}");
+    let r = answer(outsider.send(alice.peer_id(), invite()).await).await;
+    assert!(!matches!(r, Ok(PeerResponse::Ok)), "the invite was taken: {r:?}");
+    no_request_reaches_the_owner(&mut events).await;
+}
