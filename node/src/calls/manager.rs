@@ -33,6 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 const TICK: Duration = Duration::from_millis(250);
 /// How often a connected call reports its statistics.
 const STATS_EVERY_MS: u64 = 1000;
+/// How long a media failure waits for the other side's hang-up.
+const MEDIA_FAILURE_GRACE_MS: u64 = 1500;
 /// Media streams kept for a call that has not connected here yet.
 const MAX_EARLY_STREAMS: usize = 8;
 
@@ -219,6 +221,8 @@ struct Current {
     test_source: bool,
     /// The statistics as the media stopped.
     final_stats: Option<Value>,
+    /// The media failed: why, and when to hang up unless the other side does first.
+    failing: Option<(String, u64)>,
     /// Media streams that came before the call connected here.
     /// (A stream is not `Sync`; the lock makes the task's state so.)
     early: Mutex<Vec<super::media::IncomingStream>>,
@@ -319,6 +323,7 @@ impl Task {
                     ended: None,
                     test_source,
                     final_stats: None,
+                    failing: None,
                     early: Mutex::default(),
                 });
                 let _ = reply.send(Ok(json!({"call": call.to_hex(), "with": to, "devices": ids.len()})));
@@ -373,20 +378,31 @@ impl Task {
                 let _ = reply.send(answer);
             }
             Input::MediaFailed { call, reason } => {
-                if self.current.as_ref().is_some_and(|c| c.call == call && c.ended.is_none()) {
-                    tracing::warn!(%reason, "the call's media failed; hanging up");
-                    self.cx.events.emit(json!({"type": "call_error", "call": call.to_hex(), "error": reason}));
-                    if let Some(c) = self.current.as_mut() {
-                        c.ended = Some(format!("media failed: {reason}"));
-                    }
-                    let actions = self.role_mut_any(|r, now| match r {
-                        Role::Out(o) => o.hang_up(now),
-                        Role::In(i) => i.hang_up(now),
-                    });
-                    self.carry_out(actions).await;
+                // The other side hanging up stops its streams a moment before
+                // its hang-up arrives: the failure counts only if no hang-up
+                // comes within the grace.
+                if let Some(c) = self.current.as_mut().filter(|c| c.call == call && c.ended.is_none()) {
+                    c.failing.get_or_insert((reason, crate::now_ms() + MEDIA_FAILURE_GRACE_MS));
                 }
             }
         }
+    }
+
+    /// The media failed for good (no hang-up came in its grace): hang up.
+    async fn media_failed(&mut self, call: CallId, reason: String) {
+        if !self.current.as_ref().is_some_and(|c| c.call == call && c.ended.is_none()) {
+            return;
+        }
+        tracing::warn!(%reason, "the call's media failed; hanging up");
+        self.cx.events.emit(json!({"type": "call_error", "call": call.to_hex(), "error": reason}));
+        if let Some(c) = self.current.as_mut() {
+            c.ended = Some(format!("media failed: {reason}"));
+        }
+        let actions = self.role_mut_any(|r, now| match r {
+            Role::Out(o) => o.hang_up(now),
+            Role::In(i) => i.hang_up(now),
+        });
+        self.carry_out(actions).await;
     }
 
     /// [`Task::role_mut`] even when the call was marked ended by media.
@@ -424,6 +440,7 @@ impl Task {
                 ended: None,
                 test_source: false,
                 final_stats: None,
+                failing: None,
                 early: Mutex::default(),
             });
             self.carry_out(actions).await;
@@ -471,6 +488,13 @@ impl Task {
     }
 
     async fn tick(&mut self) {
+        let due = self.current.as_ref().and_then(|c| match &c.failing {
+            Some((why, at)) if c.ended.is_none() && crate::now_ms() >= *at => Some((c.call, why.clone())),
+            _ => None,
+        });
+        if let Some((call, why)) = due {
+            self.media_failed(call, why).await;
+        }
         let actions = self.role_mut(|r, now| match r {
             Role::Out(o) => o.tick(now),
             Role::In(i) => i.tick(now),
