@@ -457,6 +457,16 @@ async fn send_media(
     }
 }
 
+/// Writes each packet from `rx` to `stream` as it comes, until `rx` ends
+/// (`Ok`) or a write fails.
+async fn write_packets(stream: &mut libp2p::Stream, rx: &mut mpsc::Receiver<MediaPacket>) -> std::io::Result<()> {
+    while let Some(p) = rx.recv().await {
+        write_frame(stream, &p, MAX_MEDIA_FRAME).await?;
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
 async fn write_audio(
     shared: Arc<Shared>,
     mesh: Mesh,
@@ -470,15 +480,8 @@ async fn write_audio(
             return;
         }
     };
-    while let Some(p) = rx.recv().await {
-        let sent = async {
-            write_frame(&mut stream, &p, MAX_MEDIA_FRAME).await?;
-            stream.flush().await
-        };
-        if let Err(e) = sent.await {
-            on_failure(format!("the audio stream broke: {e}"));
-            return;
-        }
+    if let Err(e) = write_packets(&mut stream, &mut rx).await {
+        on_failure(format!("the audio stream broke: {e}"));
     }
 }
 
@@ -490,18 +493,13 @@ async fn write_group(shared: Arc<Shared>, mesh: Mesh, group: u32, mut rx: mpsc::
             return;
         }
     };
-    while let Some(p) = rx.recv().await {
-        let sent = async {
-            write_frame(&mut stream, &p, MAX_MEDIA_FRAME).await?;
-            stream.flush().await
-        };
-        if let Err(e) = sent.await {
-            // The receiver stopped reading this group (a newer one came).
-            tracing::debug!(group, error = %e, "a video group ended early");
-            return;
+    match write_packets(&mut stream, &mut rx).await {
+        Ok(()) => {
+            let _ = stream.close().await;
         }
+        // The receiver stopped reading this group (a newer one came).
+        Err(e) => tracing::debug!(group, error = %e, "a video group ended early"),
     }
-    let _ = stream.close().await;
 }
 
 async fn send_feedback(shared: Arc<Shared>, mesh: Mesh, mut rx: mpsc::Receiver<Feedback>) {
