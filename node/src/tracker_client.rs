@@ -146,8 +146,10 @@ pub(crate) fn resolve(address: &str) -> Result<(SocketAddr, String, u16), Client
 /// resumes a session only under the configuration (the same certificate
 /// verifier) that made it, hence one configuration per CA rather than one
 /// per connection.
-static CONFIGS: std::sync::LazyLock<std::sync::Mutex<Vec<(Vec<u8>, quinn::ClientConfig)>>> =
-    std::sync::LazyLock::new(Default::default);
+static CONFIGS: std::sync::LazyLock<std::sync::Mutex<Vec<CaConfig>>> = std::sync::LazyLock::new(Default::default);
+
+/// A CA certificate's bytes and the client configuration that trusts it.
+type CaConfig = (Vec<u8>, quinn::ClientConfig);
 
 /// The client configuration trusting the CA in the file `ca`.
 fn client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {

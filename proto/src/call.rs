@@ -8,7 +8,7 @@
 //! What each side does with these is the pure state machine in the node
 //! (`skein_node::calls`); this module is only the wire shapes.
 
-use crate::bytes::{CallId, GroupId};
+use crate::bytes::{CallId, DeviceId, GroupId};
 use serde::{Deserialize, Serialize};
 
 /// How long an invite rings before the caller gives up.
@@ -73,6 +73,25 @@ pub enum CallSignal {
     },
     /// Either side, once connected: the call is over.
     HangUp(CallId),
+    /// The host of a group call to each participant's device, whenever
+    /// someone joins: who is in the call now. Each pair of participants
+    /// links up directly (a full mesh): the device with the smaller id
+    /// invites the other, which answers by itself.
+    Roster {
+        /// The call.
+        call: CallId,
+        /// Everyone connected to the host, and the host.
+        members: Vec<Participant>,
+    },
+}
+
+/// One participant of a group call: a user and the device they are on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// The user.
+    pub user: String,
+    /// Their device in the call.
+    pub device: DeviceId,
 }
 
 impl CallSignal {
@@ -86,7 +105,8 @@ impl CallSignal {
             | CallSignal::Decline(c)
             | CallSignal::Busy(c)
             | CallSignal::HangUp(c)
-            | CallSignal::Cancel { call: c, .. } => *c,
+            | CallSignal::Cancel { call: c, .. }
+            | CallSignal::Roster { call: c, .. } => *c,
         }
     }
 }

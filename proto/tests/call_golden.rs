@@ -3,7 +3,7 @@
 //! by field order, so a reordering or removal changes these bytes. Append
 //! variants instead, and pin each here.
 
-use skein_proto::bytes::{CallId, GroupId};
+use skein_proto::bytes::{CallId, DeviceId, GroupId};
 use skein_proto::call::*;
 use skein_proto::frame::{decode_payload, encode_payload};
 
@@ -31,12 +31,14 @@ fn signal_index(s: &CallSignal) -> usize {
         CallSignal::Busy(_) => 5,
         CallSignal::Cancel { .. } => 6,
         CallSignal::HangUp(_) => 7,
+        CallSignal::Roster { .. } => 8,
     }
 }
 
 #[test]
 fn every_signal_has_its_bytes() {
     let invite = Invite { call: C, media: Media::Video, group: Some(GroupId([0x9e; 16])), sent_at_ms: 1 };
+    let bob = Participant { user: "bob".into(), device: DeviceId([0xd1; 16]) };
     let table = vec![
         (CallSignal::Invite(invite), format!("00{CALL_HEX}010110{}01", "9e".repeat(16))),
         (CallSignal::Ringing(C), format!("01{CALL_HEX}")),
@@ -46,6 +48,7 @@ fn every_signal_has_its_bytes() {
         (CallSignal::Busy(C), format!("05{CALL_HEX}")),
         (CallSignal::Cancel { call: C, reason: CancelReason::AnsweredElsewhere }, format!("06{CALL_HEX}01")),
         (CallSignal::HangUp(C), format!("07{CALL_HEX}")),
+        (CallSignal::Roster { call: C, members: vec![bob] }, format!("08{CALL_HEX}0103626f6210{}", "d1".repeat(16))),
     ];
     for (i, (signal, hex)) in table.into_iter().enumerate() {
         assert_eq!(signal_index(&signal), i, "table out of order at {signal:?}");

@@ -3,8 +3,9 @@
 //! `skein call` prints the states and statistics; declines, busy lines,
 //! missed calls (also to a user who is offline, through the mailbox) and
 //! cancelled calls end as they should and leave their line in both users'
-//! histories; and a peer that sends garbage on a media stream leaves the
-//! node serving.
+//! histories; a group call links every participant with every other and
+//! leaves one line in the group's conversation; and a peer that sends
+//! garbage on a media stream leaves the node serving.
 
 use futures::AsyncWriteExt;
 use serde_json::Value;
@@ -56,10 +57,11 @@ fn event(d: &Proc, pred: impl Fn(&Value) -> bool) -> Option<Value> {
     d.seen.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| pred(v))
 }
 
+/// The daemon's event of its call reaching `state` (the call's own, not a
+/// participant's).
 async fn call_event(d: &mut Proc, state: &str) -> Value {
-    let needle = format!(r#""state":"{state}""#);
-    let line =
-        d.wait_line(T, &format!("the call {state}"), |l| l.contains(r#""type":"call""#) && l.contains(&needle)).await;
+    let is = |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["type"] == "call" && v["state"] == state);
+    let line = d.wait_line(T, &format!("the call {state}"), is).await;
     serde_json::from_str(&line).expect("event JSON")
 }
 
@@ -140,7 +142,7 @@ async fn declined_busy_cancelled_and_unanswered_calls_end_so_and_leave_their_lin
     let (ok, _, err) = skein(&alice, &["call", "alice"], None).await;
     assert!(!ok && err.contains("you cannot call yourself"), "{err}");
     let (ok, _, err) = skein(&alice, &["call", "#team"], None).await;
-    assert!(!ok && err.contains("group calls are not offered"), "{err}");
+    assert!(!ok && err.contains("#team"), "no such group: {err}");
     let (ok, _, err) = skein(&alice, &["hangup"], None).await;
     assert!(!ok && err.contains("no call to hang up"), "{err}");
     let (ok, _, err) = skein(&bob, &["answer"], None).await;
@@ -196,6 +198,99 @@ async fn declined_busy_cancelled_and_unanswered_calls_end_so_and_leave_their_lin
     assert!(!ok && err.contains("no answer"), "{out}\n{err}");
     let mut bob_d = online(&bob, &[]).await;
     wait_history(&bob, "alice", "[call] missed video call").await;
+    for d in [&mut alice_d, &mut bob_d, &mut carol_d] {
+        d.kill().await;
+    }
+}
+
+/// The `call_stats` events `d` printed for its leg with `with`.
+fn leg_stats<'a>(d: &'a Proc, with: &'a str) -> impl Iterator<Item = Value> + 'a {
+    d.seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(move |v| v["type"] == "call_stats" && v["with"] == with)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_call_links_every_participant_with_every_other_and_leaves_one_line() {
+    skein_tests::init();
+    need_gstreamer();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_t, _dir, [alice, bob, carol, _dave, _erin]) =
+        users_with_profiles(["alice", "bob", "carol", "dave", "erin"], PW).await;
+    let mut alice_d = online(&alice, &[]).await;
+    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
+    let mut carol_d = online(&carol, &["--auto-answer", "--test-source"]).await;
+
+    // A group over the limit is refused, saying what to do.
+    let (ok, _, err) = skein(&alice, &["group", "create", "all", "--members", "bob,carol,dave,erin"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = skein(&alice, &["call", "#all"], None).await;
+    assert!(!ok && err.contains("at most 4"), "{err}");
+
+    let (ok, out, err) = skein(&alice, &["group", "create", "team", "--members", "bob,carol", "--json"], None).await;
+    assert!(ok, "{err}");
+    let group: Value = serde_json::from_str(&out).expect("group JSON");
+    let id = group["id"].as_str().expect("group id").to_owned();
+
+    let (ok, out, err) =
+        skein(&alice, &["call", "#team", "--test-source", "--audio-only", "--seconds", "6", "--json"], None).await;
+    assert!(ok, "the group call connected and was hung up: {err}\n{out}");
+    let lines = json_lines(&out);
+    for user in ["bob", "carol"] {
+        let joined = lines.iter().find(|l| l["type"] == "call_participant" && l["user"] == user);
+        let joined = lines
+            .iter()
+            .find(|l| l["type"] == "call_participant" && l["user"] == user && l["state"] == "connected")
+            .unwrap_or_else(|| panic!("{user} joined ({joined:?}): {out}"));
+        assert_eq!(joined["path"], "direct", "{joined}");
+        let stats: Vec<&Value> = lines.iter().filter(|l| l["type"] == "call_stats" && l["with"] == user).collect();
+        assert!(stats.len() >= 4, "a statistics line a second from {user}: {out}");
+        let mid = stats[stats.len() / 2];
+        assert!(mid["audio_kbps"].as_f64().unwrap_or(0.0) > 10.0, "alice hears {user}: {mid}");
+        assert_eq!(mid["audio_gaps"], 0, "{user}'s audio is continuous: {mid}");
+    }
+    let last = lines.last().expect("output");
+    assert_eq!((&last["state"], &last["reason"]), (&Value::from("ended"), &Value::from("hung up")), "{last}");
+
+    // Bob and carol linked up with each other, directly, and hear each
+    // other; alice leaving does not end their call.
+    let hears = |with: &'static str| {
+        move |l: &str| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["type"] == "call_stats" && v["with"] == with && v["audio_kbps"].as_f64().unwrap_or(0.0) > 10.0
+            })
+        }
+    };
+    bob_d.wait_line(T, "bob hearing carol", hears("carol")).await;
+    carol_d.wait_line(T, "carol hearing bob", hears("bob")).await;
+    for d in [&mut bob_d, &mut carol_d] {
+        d.wait_line(T, "alice leaving the call", |l| {
+            l.contains(r#""type":"call""#)
+                && l.contains(r#""state":"connected""#)
+                && l.contains("hung up by the other side")
+        })
+        .await;
+    }
+    for (d, with) in [(&bob_d, "carol"), (&carol_d, "bob"), (&bob_d, "alice"), (&carol_d, "alice")] {
+        let stats: Vec<Value> = leg_stats(d, with).collect();
+        assert!(!stats.is_empty(), "a leg with {with}");
+        assert!(stats.iter().all(|s| s["path"] == "direct"), "{stats:?}");
+        assert!(stats.iter().any(|s| s["audio_kbps"].as_f64().unwrap_or(0.0) > 10.0), "audio from {with}: {stats:?}");
+    }
+    let (ok, _, err) = skein(&bob, &["hangup"], None).await;
+    assert!(ok, "{err}");
+    let bob_end = call_event(&mut bob_d, "ended").await;
+    assert_eq!(bob_end["reason"], "hung up", "{bob_end}");
+    let carol_end = call_event(&mut carol_d, "ended").await;
+    assert_eq!(carol_end["reason"], "hung up by the others", "{carol_end}");
+    assert_eq!(carol_end["group_name"], "team", "{carol_end}");
+
+    // One line in the group's conversation, on every member's device.
+    for profile in [&alice, &bob, &carol] {
+        let h = wait_history(profile, &id, "[call] audio call, 0:0").await;
+        assert_eq!(h.matches("[call]").count(), 1, "one line per call: {h}");
+    }
     for d in [&mut alice_d, &mut bob_d, &mut carol_d] {
         d.kill().await;
     }

@@ -1,29 +1,32 @@
 //! The node's calls: one task that owns this device's call (at most one
-//! at a time), drives its [`signal`](super::signal) state machine with
-//! peers' signals, the user's commands and the clock, carries out what it
-//! asks (signals over the mesh, media, history lines) and reports each
-//! change as a `{"type": "call"}` event and, once a second while media
-//! flows, a `{"type": "call_stats"}` event.
+//! at a time), drives the [`signal`](super::signal) state machine of each
+//! of its [legs](super::call) with peers' signals, the user's commands and
+//! the clock, carries out what they ask (signals over the mesh, media,
+//! history lines) and reports each change as a `{"type": "call"}` event
+//! and, once a second per connected leg, a `{"type": "call_stats"}` event.
 //!
-//! A call's history line ([`CallRecord`]) is sent by the caller's device
-//! once the call is over, as a message, so every device of both users
-//! shows it (the mailbox carries it to those offline). A callee device
-//! that rang out without hearing from the caller records the missed call
-//! itself, under the same message id, so it is never shown twice.
+//! A group call's host rings every other member; whenever one answers, it
+//! sends everyone connected the roster, and each pair of members links up
+//! directly (the device with the smaller id invites, the other answers by
+//! itself), so media flows in a full mesh. One capture feeds every leg.
 
+use super::call::{Current, GroupCall, Leg, MAX_PARTICIPANTS, Role, end_reason};
+use super::capture::{CaptureParams, SharedCapture};
 pub use super::media::Pictures;
 use super::media::{MediaConfig, Session, SessionParams};
-use super::signal::{Action, End, Incoming, Outgoing, Phase};
+use super::record;
+use super::signal::{Action, Incoming, Outgoing, Phase};
 use crate::delivery::Sender;
 use crate::events::Events;
+use crate::group_book::GroupBook;
 use crate::inbox::Inbox;
 use crate::mesh::{Mesh, PeerSummary};
 use crate::tracker_client::TrackerClient;
 use libp2p::PeerId;
 use serde_json::{Value, json};
 use skein_proto::bytes::{CallId, DeviceId};
-use skein_proto::call::{CallOutcome, CallRecord, CallSignal, Media};
-use skein_proto::peer::{ChatMessage, Conversation, MessageBody, PeerRequest};
+use skein_proto::call::{CallRecord, CallSignal, CancelReason, Invite, Media, Participant};
+use skein_proto::peer::PeerRequest;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,8 +38,10 @@ const TICK: Duration = Duration::from_millis(250);
 const STATS_EVERY_MS: u64 = 1000;
 /// How long a media failure waits for the other side's hang-up.
 const MEDIA_FAILURE_GRACE_MS: u64 = 1500;
-/// Media streams kept for a call that has not connected here yet.
+/// Media streams kept for a leg that has not connected here yet.
 const MAX_EARLY_STREAMS: usize = 8;
+
+type Reply = oneshot::Sender<Result<Value, String>>;
 
 /// What may be asked of the calls task.
 enum Input {
@@ -47,27 +52,37 @@ enum Input {
         signal: CallSignal,
     },
     Place {
-        to: String,
+        group: Option<GroupCall>,
         media: Media,
         test_source: bool,
-        devices: Vec<PeerSummary>,
-        reply: oneshot::Sender<Result<Value, String>>,
+        /// Each user to ring, with their devices online now.
+        targets: Vec<(String, Vec<PeerSummary>)>,
+        reply: Reply,
+    },
+    /// A group call's member to link up with, found.
+    Link {
+        call: CallId,
+        user: String,
+        device: DeviceId,
+        peer: PeerId,
     },
     Answer {
         media: Option<Media>,
         test_source: bool,
-        reply: oneshot::Sender<Result<Value, String>>,
+        reply: Reply,
     },
     HangUp {
-        reply: oneshot::Sender<Result<Value, String>>,
+        reply: Reply,
     },
     Controls {
         muted: Option<bool>,
         camera: Option<bool>,
-        reply: oneshot::Sender<Result<Value, String>>,
+        reply: Reply,
     },
+    /// The media failed: a leg's (`with`), or the whole call's capture.
     MediaFailed {
         call: CallId,
+        with: Option<String>,
         reason: String,
     },
 }
@@ -93,6 +108,8 @@ pub struct CallsContext {
     pub sender: Sender,
     /// Stores a missed call's line on this device.
     pub inbox: Inbox,
+    /// The groups this user is in, for group calls and their lines.
+    pub groups: GroupBook,
     /// Where events go.
     pub events: Events,
     /// Where media comes from.
@@ -141,7 +158,35 @@ impl Calls {
             return Err("you cannot call yourself".into());
         }
         let devices = sender.devices(to).await.map_err(|e| e.to_string())?;
-        self.ask(|reply| Input::Place { to: to.to_owned(), media, test_source, devices, reply }).await
+        let targets = vec![(to.to_owned(), devices)];
+        self.ask(|reply| Input::Place { group: None, media, test_source, targets, reply }).await
+    }
+
+    /// Calls group `group` (named `name`, with `members`): rings every
+    /// online device of every other member.
+    pub async fn place_group(
+        &self,
+        group: skein_proto::bytes::GroupId,
+        name: &str,
+        members: &[String],
+        media: Media,
+        test_source: bool,
+    ) -> Result<Value, String> {
+        if members.len() > MAX_PARTICIPANTS {
+            return Err(format!(
+                "group {name} has {} members; a group call takes at most {MAX_PARTICIPANTS} (call its members one by one, or make a smaller group)",
+                members.len()
+            ));
+        }
+        let sender = lock(&self.sender).clone();
+        let others: Vec<String> = members.iter().filter(|m| **m != sender.me).cloned().collect();
+        if others.is_empty() {
+            return Err(format!("group {name} has no one else to call"));
+        }
+        let found = futures::future::join_all(others.iter().map(|u| sender.devices(u))).await;
+        let targets = others.into_iter().zip(found).map(|(u, d)| (u, d.unwrap_or_default())).collect();
+        let group = GroupCall { id: group, name: name.to_owned(), members: members.to_vec() };
+        self.ask(|reply| Input::Place { group: Some(group), media, test_source, targets, reply }).await
     }
 
     /// Answers the ringing call (audio only when `media` says so; with the
@@ -165,7 +210,7 @@ impl Calls {
         lock(&self.shown).clone()
     }
 
-    async fn ask(&self, input: impl FnOnce(oneshot::Sender<Result<Value, String>>) -> Input) -> Result<Value, String> {
+    async fn ask(&self, input: impl FnOnce(Reply) -> Input) -> Result<Value, String> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(input(reply)).await.map_err(|_| "the node has stopped".to_owned())?;
         rx.await.map_err(|_| "the node has stopped".to_owned())?
@@ -199,33 +244,10 @@ fn spawn_outbound() -> mpsc::UnboundedSender<(Mesh, Batch)> {
     tx
 }
 
-enum Role {
-    Out(Outgoing),
-    In(Incoming),
-}
-
-struct Current {
-    call: CallId,
-    role: Role,
-    with: String,
-    media: Media,
-    peers: HashMap<DeviceId, PeerId>,
-    started_ms: u64,
-    connected_ms: Option<u64>,
-    session: Option<Session>,
-    next_stats_ms: u64,
-    /// The caller's device, for a callee's missed-call line.
-    caller_device: Option<DeviceId>,
-    ended: Option<String>,
-    /// This call sends the test sources whatever the node's media says.
-    test_source: bool,
-    /// The statistics as the media stopped.
-    final_stats: Option<Value>,
-    /// The media failed: why, and when to hang up unless the other side does first.
-    failing: Option<(String, u64)>,
-    /// Media streams that came before the call connected here.
-    /// (A stream is not `Sync`; the lock makes the task's state so.)
-    early: Mutex<Vec<super::media::IncomingStream>>,
+fn new_call_id() -> CallId {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+    CallId(id)
 }
 
 struct Task {
@@ -241,7 +263,7 @@ impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>, stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mesh = lock(&self.sender).mesh.clone();
+        let mesh = self.mesh();
         let mut incoming = super::media::accept_all(&mesh);
         loop {
             tokio::select! {
@@ -254,42 +276,56 @@ impl Task {
                 },
             }
         }
-        // Stopping mid-call hangs up, so the other side is not left waiting.
-        if self.current.as_ref().is_some_and(|c| c.ended.is_none()) {
-            let actions = self.role_mut(|r, now| match r {
-                Role::Out(o) => o.hang_up(now),
-                Role::In(i) => i.hang_up(now),
-            });
-            self.carry_out(actions).await;
-        }
+        // Stopping mid-call hangs up, so the others are not left waiting.
+        self.hang_up_all().await;
     }
 
-    /// A media stream a peer opened: to the call's media, or kept a moment
-    /// for it when it came just before this side saw the call connect
-    /// (the caller starts sending as it confirms the answer).
+    fn mesh(&self) -> Mesh {
+        lock(&self.sender).mesh.clone()
+    }
+
+    fn live(&mut self) -> Option<&mut Current> {
+        self.current.as_mut().filter(|c| c.live())
+    }
+
+    /// A media stream a peer opened: to its leg's media, or kept a moment
+    /// for it when it came just before this side saw the leg connect (the
+    /// caller starts sending as it confirms the answer).
     fn media_stream(&mut self, stream: super::media::IncomingStream) {
-        let Some(c) = self.current.as_mut().filter(|c| c.ended.is_none() && c.call == stream.head.call) else {
+        let Some(c) = self.current.as_mut().filter(|c| c.live() && c.call == stream.head.call) else {
             tracing::debug!(peer = %stream.peer, "a media stream for no current call");
             return;
         };
-        match c.session.as_mut() {
-            Some(session) => session.take_stream(stream),
-            None if lock(&c.early).len() < MAX_EARLY_STREAMS && c.peers.values().any(|p| *p == stream.peer) => {
-                lock(&c.early).push(stream)
-            }
-            None => tracing::debug!(peer = %stream.peer, "too many media streams before the call connected"),
+        let leg = c.legs.iter_mut().filter(|l| l.live()).find(|l| l.peers.values().any(|p| *p == stream.peer));
+        match leg {
+            Some(leg) => match leg.session.as_mut() {
+                Some(session) => session.take_stream(stream),
+                None if lock(&leg.early).len() < MAX_EARLY_STREAMS => lock(&leg.early).push(stream),
+                None => tracing::debug!(peer = %stream.peer, "too many media streams before the call connected"),
+            },
+            None => tracing::debug!(peer = %stream.peer, "a media stream from no participant of the call"),
         }
     }
 
     fn busy(&self) -> bool {
-        self.current.as_ref().is_some_and(|c| c.ended.is_none())
+        self.current.as_ref().is_some_and(|c| c.live())
     }
 
-    fn role_mut(&mut self, f: impl FnOnce(&mut Role, u64) -> Vec<Action>) -> Vec<Action> {
+    /// Runs `f` on leg `i` of the live call, then carries out what it asks.
+    async fn on_leg(&mut self, i: usize, f: impl FnOnce(&mut Role, u64) -> Vec<Action>) {
         let now = crate::now_ms();
-        match self.current.as_mut() {
-            Some(c) if c.ended.is_none() => f(&mut c.role, now),
-            _ => Vec::new(),
+        let actions = match self.live().and_then(|c| c.legs.get_mut(i)).filter(|l| l.live()) {
+            Some(leg) => f(&mut leg.role, now),
+            None => return,
+        };
+        self.carry_out(i, actions).await;
+    }
+
+    async fn hang_up_all(&mut self) {
+        let Some(c) = self.live() else { return };
+        c.hung_up_here = true;
+        for i in 0..c.legs.len() {
+            self.on_leg(i, |r, now| r.hang_up(now)).await;
         }
     }
 
@@ -298,185 +334,242 @@ impl Task {
             Input::Signal { from_user, from_device, peer, signal } => {
                 self.on_signal(from_user, from_device, peer, signal).await
             }
-            Input::Place { to, media, test_source, devices, reply } => {
+            Input::Place { group, media, test_source, targets, reply } => {
                 if self.busy() {
                     let _ = reply.send(Err("you are already in a call; hang up first".into()));
                     return;
                 }
-                let mut id = [0u8; 16];
-                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-                let call = CallId(id);
+                let call = new_call_id();
                 let now = crate::now_ms();
-                let ids: Vec<DeviceId> = devices.iter().map(|d| d.device).collect();
-                let (out, actions) = Outgoing::place(call, media, None, &ids, now);
-                self.current = Some(Current {
-                    call,
-                    role: Role::Out(out),
-                    with: to.clone(),
-                    media,
-                    peers: devices.iter().map(|d| (d.device, d.peer)).collect(),
-                    started_ms: now,
-                    connected_ms: None,
-                    session: None,
-                    next_stats_ms: 0,
-                    caller_device: None,
-                    ended: None,
-                    test_source,
-                    final_stats: None,
-                    failing: None,
-                    early: Mutex::default(),
-                });
-                let _ = reply.send(Ok(json!({"call": call.to_hex(), "with": to, "devices": ids.len()})));
-                self.carry_out(actions).await;
+                let mut c = Current::new(call, media, group, true, now);
+                c.test_source = test_source;
+                let gid = c.group.as_ref().map(|g| g.id);
+                let mut actions = Vec::new();
+                for (user, devices) in targets {
+                    let ids: Vec<DeviceId> = devices.iter().map(|d| d.device).collect();
+                    let (out, a) = Outgoing::place(call, media, gid, &ids, now);
+                    let peers = devices.iter().map(|d| (d.device, d.peer)).collect();
+                    actions.push(a);
+                    c.legs.push(Leg::new(user, Role::Out(out), peers, None));
+                }
+                let devices: usize = c.legs.iter().map(|l| l.peers.len()).sum();
+                let _ = reply.send(Ok(json!({"call": call.to_hex(), "with": c.with(), "devices": devices})));
+                self.current = Some(c);
+                for (i, a) in actions.into_iter().enumerate() {
+                    self.carry_out(i, a).await;
+                }
             }
+            Input::Link { call, user, device, peer } => self.link(call, user, device, peer).await,
             Input::Answer { media, test_source, reply } => {
-                let ringing = self.current.as_ref().is_some_and(|c| {
-                    c.ended.is_none() && matches!(&c.role, Role::In(i) if i.phase() == Phase::Ringing)
+                let ringing = self.live().and_then(|c| {
+                    c.legs.iter().position(|l| matches!(&l.role, Role::In(i) if i.phase() == Phase::Ringing))
                 });
-                if !ringing {
+                let Some(i) = ringing else {
                     let _ = reply.send(Err("no call is ringing".into()));
                     return;
-                }
-                if let Some(c) = self.current.as_mut() {
+                };
+                if let Some(c) = self.live() {
                     c.test_source |= test_source;
                     if media == Some(Media::Audio) {
                         c.media = Media::Audio;
                     }
                 }
-                let actions = self.role_mut(|r, now| match r {
-                    Role::In(i) => i.accept(now),
-                    Role::Out(_) => Vec::new(),
-                });
+                self.on_leg(i, |r, now| r.accept(now)).await;
                 let _ = reply.send(Ok(self.shown()));
-                self.carry_out(actions).await;
             }
             Input::HangUp { reply } => {
                 if !self.busy() {
                     let _ = reply.send(Err("there is no call to hang up".into()));
                     return;
                 }
-                let actions = self.role_mut(|r, now| match r {
-                    Role::Out(o) => o.hang_up(now),
-                    Role::In(i) => i.hang_up(now),
-                });
-                self.carry_out(actions).await;
+                self.hang_up_all().await;
                 let _ = reply.send(Ok(self.shown()));
             }
             Input::Controls { muted, camera, reply } => {
-                let answer = match self.current.as_ref().and_then(|c| c.session.as_ref()) {
+                let answer = match self.live().and_then(|c| c.capture.clone()) {
                     None => Err("there is no connected call".into()),
-                    Some(s) => {
+                    Some(capture) => {
                         if let Some(m) = muted {
-                            s.set_muted(m);
+                            capture.set_muted(m);
                         }
                         if let Some(on) = camera {
-                            s.set_camera(on);
+                            capture.set_camera(on);
                         }
-                        Ok(json!({"muted": s.muted(), "camera": s.camera()}))
+                        Ok(json!({"muted": capture.muted(), "camera": capture.camera()}))
                     }
                 };
                 let _ = reply.send(answer);
             }
-            Input::MediaFailed { call, reason } => {
+            Input::MediaFailed { call, with: Some(with), reason } => {
                 // The other side hanging up stops its streams a moment before
                 // its hang-up arrives: the failure counts only if no hang-up
                 // comes within the grace.
-                if let Some(c) = self.current.as_mut().filter(|c| c.call == call && c.ended.is_none()) {
-                    c.failing.get_or_insert((reason, crate::now_ms() + MEDIA_FAILURE_GRACE_MS));
+                let leg = self.live().filter(|c| c.call == call).and_then(|c| {
+                    let i = c.leg_with(&with)?;
+                    c.legs.get_mut(i)
+                });
+                if let Some(leg) = leg {
+                    leg.failing.get_or_insert((reason, crate::now_ms() + MEDIA_FAILURE_GRACE_MS));
                 }
+            }
+            Input::MediaFailed { call, with: None, reason } => {
+                // The capture failed: nothing can be sent to anyone.
+                if self.live().is_none_or(|c| c.call != call) {
+                    return;
+                }
+                tracing::warn!(%reason, "the call's capture failed; hanging up");
+                if let Some(c) = self.live() {
+                    for leg in c.legs.iter_mut().filter(|l| l.live()) {
+                        leg.failing = Some((reason.clone(), 0));
+                    }
+                }
+                self.tick().await;
             }
         }
     }
 
-    /// The media failed for good (no hang-up came in its grace): hang up.
-    async fn media_failed(&mut self, call: CallId, reason: String) {
-        if !self.current.as_ref().is_some_and(|c| c.call == call && c.ended.is_none()) {
-            return;
-        }
-        tracing::warn!(%reason, "the call's media failed; hanging up");
+    /// A leg's media failed for good (no hang-up came in its grace): that
+    /// leg hangs up.
+    async fn leg_failed(&mut self, i: usize) {
+        let Some(c) = self.current.as_mut().filter(|c| c.live()) else { return };
+        let call = c.call;
+        let Some(leg) = c.legs.get_mut(i).filter(|l| l.live()) else { return };
+        let Some((reason, _)) = leg.failing.clone() else { return };
+        tracing::warn!(%reason, with = %leg.with, "the call's media failed; hanging up");
         self.cx.events.emit(json!({"type": "call_error", "call": call.to_hex(), "error": reason}));
-        if let Some(c) = self.current.as_mut() {
-            c.ended = Some(format!("media failed: {reason}"));
-        }
-        let actions = self.role_mut_any(|r, now| match r {
-            Role::Out(o) => o.hang_up(now),
-            Role::In(i) => i.hang_up(now),
-        });
-        self.carry_out(actions).await;
-    }
-
-    /// [`Task::role_mut`] even when the call was marked ended by media.
-    fn role_mut_any(&mut self, f: impl FnOnce(&mut Role, u64) -> Vec<Action>) -> Vec<Action> {
         let now = crate::now_ms();
-        match self.current.as_mut() {
-            Some(c) => f(&mut c.role, now),
-            None => Vec::new(),
+        let mut actions = leg.role.hang_up(now);
+        leg.ended = Some(format!("media failed: {reason}"));
+        if actions.is_empty() {
+            // Nothing to hang up (not connected yet): the leg ends as it is.
+            actions.push(Action::StopMedia);
         }
+        self.carry_out(i, actions).await;
     }
 
     async fn on_signal(&mut self, from_user: String, from_device: DeviceId, peer: PeerId, signal: CallSignal) {
-        if let CallSignal::Invite(invite) = &signal {
-            let now = crate::now_ms();
-            let busy = self.busy() && self.current.as_ref().is_some_and(|c| c.call != invite.call);
-            if self.current.as_ref().is_some_and(|c| c.call == invite.call) {
-                return; // a repeated invite
-            }
-            let (incoming, actions) = Incoming::invited(from_device, invite, busy, now);
-            let Some(incoming) = incoming else {
-                self.send_now(peer, actions);
-                return;
-            };
-            self.current = Some(Current {
-                call: invite.call,
-                role: Role::In(incoming),
-                with: from_user,
-                media: invite.media,
-                peers: HashMap::from([(from_device, peer)]),
-                started_ms: now,
-                connected_ms: None,
-                session: None,
-                next_stats_ms: 0,
-                caller_device: Some(from_device),
-                ended: None,
-                test_source: false,
-                final_stats: None,
-                failing: None,
-                early: Mutex::default(),
-            });
-            self.carry_out(actions).await;
-            if self.cx.auto_answer {
-                let actions = self.role_mut(|r, now| match r {
-                    Role::In(i) => i.accept(now),
-                    Role::Out(_) => Vec::new(),
-                });
-                self.carry_out(actions).await;
-            }
-            return;
+        match &signal {
+            CallSignal::Invite(invite) => return self.invited(from_user, from_device, peer, invite).await,
+            CallSignal::Roster { call, members } => return self.roster(&from_user, from_device, *call, members),
+            _ => {}
         }
         let Some(c) = self.current.as_mut() else {
             tracing::debug!(?signal, "a signal about no call of ours");
             return;
         };
-        if c.with != from_user || c.call != signal.call() {
+        let leg = c.legs.iter().rposition(|l| l.with == from_user);
+        let Some(i) = leg.filter(|_| c.call == signal.call()) else {
             // Late answers from a call that is over still get their cancel.
-            if let (CallSignal::Accept(call), true) = (&signal, c.call != signal.call()) {
-                let cancel =
-                    CallSignal::Cancel { call: *call, reason: skein_proto::call::CancelReason::AnsweredElsewhere };
+            if let CallSignal::Accept(call) = &signal
+                && c.call != *call
+            {
+                let cancel = CallSignal::Cancel { call: *call, reason: CancelReason::AnsweredElsewhere };
                 self.send_now(peer, vec![Action::Send { device: from_device, signal: cancel }]);
             }
             return;
-        }
-        c.peers.entry(from_device).or_insert(peer);
-        let now = crate::now_ms();
-        let actions = match &mut c.role {
-            Role::Out(o) => o.on_signal(from_device, &signal, now),
-            Role::In(i) => i.on_signal(from_device, &signal, now),
         };
-        self.carry_out(actions).await;
+        if let Some(leg) = c.legs.get_mut(i) {
+            leg.peers.entry(from_device).or_insert(peer);
+        }
+        self.on_leg(i, |r, now| r.on_signal(from_device, &signal, now)).await;
+    }
+
+    /// An invite: a new call, a busy line, or (in a group call already
+    /// under way) another participant linking up.
+    async fn invited(&mut self, from_user: String, from_device: DeviceId, peer: PeerId, invite: &Invite) {
+        let now = crate::now_ms();
+        if let Some(c) = self.live().filter(|c| c.call == invite.call) {
+            let member = c.group.as_ref().is_some_and(|g| Some(g.id) == invite.group && g.members.contains(&from_user));
+            if !member || c.leg_with(&from_user).is_some() {
+                return; // a repeated invite
+            }
+            let (incoming, mut actions) = Incoming::invited(from_device, invite, false, now);
+            let Some(mut incoming) = incoming else { return };
+            actions.extend(incoming.accept(now));
+            let peers = HashMap::from([(from_device, peer)]);
+            c.legs.push(Leg::new(from_user, Role::In(incoming), peers, Some(from_device)));
+            let i = c.legs.len() - 1;
+            return self.carry_out(i, actions).await;
+        }
+        let (incoming, actions) = Incoming::invited(from_device, invite, self.busy(), now);
+        let Some(incoming) = incoming else {
+            self.send_now(peer, actions);
+            return;
+        };
+        let group = match invite.group {
+            Some(id) => self.group_of(id, &from_user).await,
+            None => None,
+        };
+        let mut c = Current::new(invite.call, invite.media, group, false, now);
+        c.legs.push(Leg::new(from_user, Role::In(incoming), HashMap::from([(from_device, peer)]), Some(from_device)));
+        self.current = Some(c);
+        self.carry_out(0, actions).await;
+        if self.cx.auto_answer {
+            self.on_leg(0, |r, now| r.accept(now)).await;
+        }
+    }
+
+    /// The group a call invites to, when both this user and the caller are
+    /// in it (otherwise the call is taken as a plain one from the caller).
+    async fn group_of(&self, id: skein_proto::bytes::GroupId, caller: &str) -> Option<GroupCall> {
+        let cert = self.cx.groups.current(id, 0).await;
+        let me = self.cx.inbox.me.clone();
+        match cert {
+            Some(c) if c.body.has_member(caller) && c.body.has_member(&me) && !c.body.closed => {
+                Some(GroupCall { id, name: c.body.name.clone(), members: c.body.members.clone() })
+            }
+            _ => {
+                tracing::info!(%caller, "a group call's invite for a group we do not share; taken as a direct call");
+                None
+            }
+        }
+    }
+
+    /// The host's roster of a group call: link up with every participant
+    /// this device has no leg with, where this device's id is the smaller.
+    fn roster(&mut self, from_user: &str, from_device: DeviceId, call: CallId, members: &[Participant]) {
+        let sender = lock(&self.sender).clone();
+        let Some(c) = self.current.as_ref().filter(|c| c.live() && c.call == call && c.group.is_some()) else {
+            return;
+        };
+        let from_host = c.legs.iter().any(|l| l.with == from_user && l.caller_device == Some(from_device));
+        if !from_host {
+            tracing::info!(%from_user, "a group call's roster from someone who did not invite us; ignored");
+            return;
+        }
+        let group = c.group.as_ref().map(|g| g.members.clone()).unwrap_or_default();
+        for p in members {
+            if p.user == sender.me
+                || p.device <= sender.device
+                || !group.contains(&p.user)
+                || c.leg_with(&p.user).is_some()
+            {
+                continue;
+            }
+            let (sender, tx, p) = (sender.clone(), self.tx.clone(), p.clone());
+            tokio::spawn(async move {
+                let found = sender.devices(&p.user).await.unwrap_or_default();
+                match found.into_iter().find(|d| d.device == p.device) {
+                    Some(d) => {
+                        let _ = tx.send(Input::Link { call, user: p.user, device: p.device, peer: d.peer }).await;
+                    }
+                    None => tracing::info!(user = %p.user, "cannot reach a group call's participant to link up"),
+                }
+            });
+        }
+    }
+
+    /// Links up with another participant of the group call.
+    async fn link(&mut self, call: CallId, user: String, device: DeviceId, peer: PeerId) {
+        let now = crate::now_ms();
+        let Some(c) = self.live().filter(|c| c.call == call && c.leg_with(&user).is_none()) else { return };
+        let (out, actions) = Outgoing::place(call, c.media, c.group.as_ref().map(|g| g.id), &[device], now);
+        c.legs.push(Leg::new(user, Role::Out(out), HashMap::from([(device, peer)]), None));
+        let i = c.legs.len() - 1;
+        self.carry_out(i, actions).await;
     }
 
     fn send_now(&self, peer: PeerId, actions: Vec<Action>) {
-        let mesh = lock(&self.sender).mesh.clone();
         let batch: Batch = actions
             .into_iter()
             .filter_map(|a| match a {
@@ -484,223 +577,264 @@ impl Task {
                 _ => None,
             })
             .collect();
-        let _ = self.outbound.send((mesh, batch));
+        let _ = self.outbound.send((self.mesh(), batch));
     }
 
     async fn tick(&mut self) {
-        let due = self.current.as_ref().and_then(|c| match &c.failing {
-            Some((why, at)) if c.ended.is_none() && crate::now_ms() >= *at => Some((c.call, why.clone())),
-            _ => None,
-        });
-        if let Some((call, why)) = due {
-            self.media_failed(call, why).await;
-        }
-        let actions = self.role_mut(|r, now| match r {
-            Role::Out(o) => o.tick(now),
-            Role::In(i) => i.tick(now),
-        });
-        self.carry_out(actions).await;
         let now = crate::now_ms();
-        let Some(c) = self.current.as_mut() else { return };
-        let Some(session) = c.session.as_ref() else { return };
-        if now < c.next_stats_ms {
-            return;
+        let legs = self.live().map_or(0, |c| c.legs.len());
+        for i in 0..legs {
+            let failed = self
+                .live()
+                .and_then(|c| c.legs.get(i))
+                .is_some_and(|l| l.live() && l.failing.as_ref().is_some_and(|(_, at)| now >= *at));
+            if failed {
+                self.leg_failed(i).await;
+            }
+            self.on_leg(i, |r, now| r.tick(now)).await;
         }
-        c.next_stats_ms = now + STATS_EVERY_MS;
-        let mesh = lock(&self.sender).mesh.clone();
-        let stats = stats_line(&mesh, c, session).await;
-        lock(&self.shown)["stats"] = stats.clone();
-        self.cx.events.emit(stats);
+        // Each connected leg's figures, once a second.
+        let mesh = self.mesh();
+        let Some(c) = self.current.as_mut() else { return };
+        let mut changed = false;
+        for leg in c.legs.iter_mut().filter(|l| l.live() && now >= l.next_stats_ms) {
+            let Some(session) = leg.session.as_ref() else { continue };
+            leg.next_stats_ms = now + STATS_EVERY_MS;
+            let stats = stats_line(&mesh, c.call, leg, session).await;
+            leg.path = stats["path"].as_str().map(str::to_owned);
+            leg.stats = Some(stats.clone());
+            self.cx.events.emit(stats);
+            changed = true;
+        }
+        if changed {
+            *lock(&self.shown) = c.shown();
+        }
     }
 
-    async fn carry_out(&mut self, actions: Vec<Action>) {
-        let mesh = lock(&self.sender).mesh.clone();
+    /// Carries out what leg `i`'s state machine asked, then reports the
+    /// call's state, and ends the call once every leg is over.
+    async fn carry_out(&mut self, i: usize, actions: Vec<Action>) {
+        let mesh = self.mesh();
         let mut batch: Batch = Vec::new();
-        let mut reports = Vec::new();
+        let mut connected = false;
         for action in actions {
             let Some(c) = self.current.as_mut() else { return };
+            let Some(leg) = c.legs.get_mut(i) else { return };
             match action {
-                Action::Send { device, signal } => match c.peers.get(&device) {
+                Action::Send { device, signal } => match leg.peers.get(&device) {
                     Some(peer) => batch.push((*peer, signal)),
                     None => tracing::debug!(%device, "no connection to a device of the call"),
                 },
-                Action::Report(phase) => reports.push(phase),
-                Action::StartMedia(device) => {
-                    c.connected_ms = Some(crate::now_ms());
-                    // The first figures once a whole second has been measured.
-                    c.next_stats_ms = crate::now_ms() + STATS_EVERY_MS;
-                    let Some(peer) = c.peers.get(&device).copied() else { continue };
-                    let params = SessionParams {
-                        call: c.call,
-                        peer,
-                        media: c.media,
-                        caller: matches!(c.role, Role::Out(_)),
-                        config: MediaConfig {
-                            test_source: c.test_source || self.cx.media.test_source,
-                            ..self.cx.media.clone()
-                        },
-                    };
-                    let failed = self.tx.clone();
-                    let call = c.call;
-                    let on_failure = move |reason: String| {
-                        let _ = failed.try_send(Input::MediaFailed { call, reason });
-                    };
-                    match Session::start(params, mesh.clone(), Box::new(on_failure)) {
-                        Ok(mut s) => {
-                            let early = std::mem::take(&mut *lock(&c.early));
-                            for early in early {
-                                s.take_stream(early);
-                            }
-                            c.session = Some(s);
-                        }
-                        Err(e) => {
-                            let reason = e.to_string();
-                            self.cx
-                                .events
-                                .emit(json!({"type": "call_error", "call": c.call.to_hex(), "error": reason}));
-                            let _ = self.tx.try_send(Input::MediaFailed { call: c.call, reason });
-                        }
+                Action::Report(Phase::Ended(end)) => {
+                    leg.ended.get_or_insert_with(|| end_reason(end).to_owned());
+                    if leg.session.is_none() {
+                        leg.early = Mutex::default();
                     }
+                    c.last_end = Some(end);
+                }
+                Action::Report(_) => {}
+                Action::StartMedia(device) => {
+                    connected = true;
+                    self.start_media(i, device, &mesh).await;
                 }
                 Action::StopMedia => {
-                    if let Some(s) = c.session.take() {
-                        let mut last = stats_line(&mesh, c, &s).await;
+                    if let Some(s) = leg.session.take() {
+                        let mut last = stats_line(&mesh, c.call, leg, &s).await;
                         last["final"] = json!(true);
-                        c.final_stats = Some(last);
+                        leg.stats = Some(last);
                         s.stop();
                     }
                 }
-                Action::RecordMissed => self.record_missed().await,
+                Action::RecordMissed if c.group.is_none() => self.record_missed(i).await,
+                Action::RecordMissed => {}
             }
         }
         if !batch.is_empty() {
             let _ = self.outbound.send((mesh, batch));
         }
-        for phase in reports {
-            self.report(phase).await;
+        if connected {
+            self.send_roster();
         }
+        self.report().await;
+    }
+
+    /// Starts leg `i`'s media with `device`, from the call's capture
+    /// (started with the first leg).
+    async fn start_media(&mut self, i: usize, device: DeviceId, mesh: &Mesh) {
+        let now = crate::now_ms();
+        let media_config = self.cx.media.clone();
+        let tx = self.tx.clone();
+        let Some(c) = self.current.as_mut() else { return };
+        c.connected_ms.get_or_insert(now);
+        let call = c.call;
+        let config = MediaConfig { test_source: c.test_source || media_config.test_source, ..media_config };
+        if c.capture.is_none() {
+            let video = c.media == Media::Video
+                && (config.test_source || config.camera.is_some() || skein_media::devices::has_camera());
+            if c.media == Media::Video && !video {
+                tracing::info!("no camera found; sending audio only");
+            }
+            let params = CaptureParams {
+                video,
+                test_source: config.test_source,
+                microphone: config.microphone.clone(),
+                camera: config.camera.clone(),
+                self_view: config.pictures.as_ref().map(|p| p.local.clone()),
+            };
+            let failed = tx.clone();
+            let on_error = move |e: String| {
+                let _ = failed.try_send(Input::MediaFailed { call, with: None, reason: format!("capture: {e}") });
+            };
+            match skein_media::elements::init()
+                .and_then(|_| skein_media::elements::check(skein_media::NEEDED))
+                .and_then(|_| SharedCapture::start(params, on_error))
+            {
+                Ok(capture) => c.capture = Some(Arc::new(capture)),
+                Err(e) => {
+                    let _ = tx.try_send(Input::MediaFailed { call, with: None, reason: e.to_string() });
+                    return;
+                }
+            }
+        }
+        // The desktop app's window shows the first participant's pictures.
+        let pictures_taken = c.legs.iter().enumerate().any(|(j, l)| j != i && l.session.is_some());
+        let Some(capture) = c.capture.clone() else { return };
+        let Some(leg) = c.legs.get_mut(i) else { return };
+        leg.connected_ms = Some(now);
+        // The first figures once a whole second has been measured.
+        leg.next_stats_ms = now + STATS_EVERY_MS;
+        let Some(peer) = leg.peers.get(&device).copied() else { return };
+        leg.path = mesh.peers().await.into_iter().find(|p| p.peer == peer).map(|p| p.path.as_str().to_owned());
+        let params = SessionParams {
+            call,
+            peer,
+            media: c.media,
+            caller: matches!(leg.role, Role::Out(_)),
+            config: MediaConfig { pictures: if pictures_taken { None } else { config.pictures.clone() }, ..config },
+        };
+        let with = leg.with.clone();
+        let failed = tx.clone();
+        let on_failure = move |reason: String| {
+            let _ = failed.try_send(Input::MediaFailed { call, with: Some(with.clone()), reason });
+        };
+        match Session::start(params, capture.subscribe(), mesh.clone(), Box::new(on_failure)) {
+            Ok(mut s) => {
+                for early in std::mem::take(&mut *lock(&leg.early)) {
+                    s.take_stream(early);
+                }
+                leg.session = Some(s);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                leg.failing = Some((reason, 0));
+            }
+        }
+    }
+
+    /// The host of a group call tells everyone connected who is in it.
+    fn send_roster(&self) {
+        let Some(c) = self.current.as_ref().filter(|c| c.live() && c.host && c.group.is_some()) else { return };
+        let sender = lock(&self.sender).clone();
+        let connected: Vec<(&Leg, DeviceId)> =
+            c.legs.iter().filter(|l| l.live()).filter_map(|l| l.device().map(|d| (l, d))).collect();
+        let mut members: Vec<Participant> =
+            connected.iter().map(|(l, d)| Participant { user: l.with.clone(), device: *d }).collect();
+        members.push(Participant { user: sender.me.clone(), device: sender.device });
+        let batch: Batch = connected
+            .iter()
+            .filter_map(|(l, d)| l.peers.get(d))
+            .map(|peer| (*peer, CallSignal::Roster { call: c.call, members: members.clone() }))
+            .collect();
+        let _ = self.outbound.send((sender.mesh, batch));
     }
 
     fn shown(&self) -> Value {
         lock(&self.shown).clone()
     }
 
-    async fn report(&mut self, phase: Phase) {
-        let Some(c) = self.current.as_mut() else { return };
+    /// Reports the call: an event when its state (or a participant's)
+    /// changed, and the end once every leg is over.
+    async fn report(&mut self) {
         let now = crate::now_ms();
-        let (state, reason) = match phase {
-            Phase::Inviting => ("calling", None),
-            Phase::Ringing => ("ringing", None),
-            Phase::Answering => ("answering", None),
-            Phase::Connected(_) => ("connected", None),
-            Phase::Ended(end) => ("ended", Some(end_reason(end))),
+        let Some(c) = self.current.as_mut() else { return };
+        if c.live() && !c.legs.is_empty() && c.all_ended() {
+            c.ended_ms = Some(now);
+            c.ended = Some(c.end_reason());
+            c.capture = None;
+        }
+        let state = c.state();
+        if c.states.last() != Some(&state) {
+            c.states.push(state);
+        }
+        let v = c.shown();
+        let before = std::mem::replace(&mut *lock(&self.shown), v.clone());
+        let participants = |v: &Value| -> Vec<Value> {
+            v["participants"].as_array().map_or(Vec::new(), |p| p.iter().map(|p| p["state"].clone()).collect())
         };
-        let path = match (phase, c.session.as_ref()) {
-            (Phase::Connected(_), Some(s)) => {
-                let mesh = lock(&self.sender).mesh.clone();
-                mesh.peers().await.into_iter().find(|p| p.peer == s.peer()).map(|p| p.path.as_str())
-            }
-            _ => None,
-        };
-        let outgoing = matches!(c.role, Role::Out(_));
-        let mut record_to = None;
-        let mut v = json!({
-            "type": "call", "call": c.call.to_hex(), "with": c.with, "state": state,
-            "direction": if outgoing { "outgoing" } else { "incoming" },
-            "media": media_name(c.media),
-        });
-        if let Some(p) = path {
-            v["path"] = json!(p);
+        let changed =
+            before["call"] != v["call"] || before["state"] != v["state"] || participants(&before) != participants(&v);
+        if !changed {
+            return;
         }
-        if let Phase::Ended(end) = phase {
-            let reason = c.ended.clone().unwrap_or_else(|| reason.unwrap_or_default().to_owned());
-            v["reason"] = json!(reason);
-            c.ended = Some(reason);
-            v["duration_ms"] = json!(c.connected_ms.map(|t| now.saturating_sub(t)));
-            v["connected"] = json!(c.connected_ms.is_some());
-            if let Some(last) = &c.final_stats {
-                v["stats"] = last.clone();
-            }
-            if outgoing {
-                let record = CallRecord { call: c.call, media: c.media, outcome: outcome(end, c.connected_ms, now) };
-                record_to = Some((c.with.clone(), record));
+        let mut event = v;
+        if let Some(o) = event.as_object_mut() {
+            o.remove("states");
+            if state != "ended" {
+                o.remove("stats");
             }
         }
-        {
-            let mut shown = lock(&self.shown);
-            let stats = shown.get("stats").cloned();
-            // Every state the call went through, so a caller that looks
-            // now and then misses none.
-            let mut states = match shown.get("states") {
-                Some(Value::Array(s)) if shown["call"] == v["call"] => s.clone(),
-                _ => Vec::new(),
-            };
-            states.push(json!(state));
-            *shown = v.clone();
-            shown["states"] = Value::Array(states);
-            shown["started_ms"] = json!(c.started_ms);
-            if let Some(s) = v.get("stats").cloned().or(stats).filter(|s| s["call"] == v["call"]) {
-                shown["stats"] = s;
-            }
-        }
-        self.cx.events.emit(v);
-        if let Some((with, record)) = record_to {
-            self.send_record(with, record);
+        self.cx.events.emit(event);
+        if state == "ended" && c.host {
+            self.send_record();
         }
     }
 
-    /// The caller's device sends the call's line to the callee (and its own
-    /// other devices), storing it here first.
-    fn send_record(&self, to: String, record: CallRecord) {
+    /// The call's history line, from the device that placed it.
+    fn send_record(&self) {
+        let Some(c) = self.current.as_ref() else { return };
         let sender = lock(&self.sender).clone();
-        let msg = ChatMessage {
-            id: CallRecord::message_id(&record.call),
-            from_user: sender.me.clone(),
-            from_device: sender.device,
-            to_user: to,
-            conversation: Conversation::Direct,
-            sent_at_ms: crate::now_ms(),
-            body: MessageBody::Call(record),
-        };
+        let record = CallRecord { call: c.call, media: c.media, outcome: c.outcome(c.last_end) };
         let events = self.cx.events.clone();
-        tokio::spawn(async move {
-            match sender.store_and_send(&msg).await {
-                Ok(o) => events.emit(crate::daemon::sent_event(&msg, o.as_str())),
-                Err(e) => tracing::warn!(error = %e, "the call's history line could not be sent"),
+        match &c.group {
+            Some(g) => record::send_group(sender, self.cx.groups.clone(), events, g.clone(), record),
+            None => {
+                let Some(leg) = c.legs.first() else { return };
+                record::send_direct(sender, events, leg.with.clone(), record)
             }
-        });
+        }
     }
 
     /// A callee device that rang out records the missed call itself.
-    async fn record_missed(&self) {
+    async fn record_missed(&self, i: usize) {
         let Some(c) = self.current.as_ref() else { return };
-        let Some(device) = c.caller_device else { return };
-        let msg = ChatMessage {
-            id: CallRecord::message_id(&c.call),
-            from_user: c.with.clone(),
-            from_device: device,
-            to_user: self.cx.inbox.me.clone(),
-            conversation: Conversation::Direct,
-            sent_at_ms: c.started_ms,
-            body: MessageBody::Call(CallRecord { call: c.call, media: c.media, outcome: CallOutcome::Missed }),
-        };
+        let Some(leg) = c.legs.get(i) else { return };
+        let Some(device) = leg.caller_device else { return };
         // Recorded as if it came the way the caller's signals did.
-        let caller = c.peers.get(&device).copied();
-        let mesh = lock(&self.sender).mesh.clone();
-        let path =
-            mesh.peers().await.into_iter().find(|p| Some(p.peer) == caller).map_or("direct", |p| p.path.as_str());
-        let (_, events) = self.cx.inbox.message(&c.with, &msg, path).await;
-        for ev in events {
-            self.cx.events.emit(ev);
-        }
+        let caller = leg.peers.get(&device).copied();
+        let path = self
+            .mesh()
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| Some(p.peer) == caller)
+            .map_or("direct".to_owned(), |p| p.path.as_str().to_owned());
+        let missed = record::Missed {
+            call: c.call,
+            media: c.media,
+            caller: leg.with.clone(),
+            caller_device: device,
+            started_ms: c.started_ms,
+            path,
+        };
+        record::record_missed(&self.cx.inbox, &self.cx.events, missed).await;
     }
 }
 
-/// A `call_stats` line: the session's figures, with the path and
-/// round-trip time as the mesh sees them.
-fn stats_line(mesh: &Mesh, c: &Current, session: &Session) -> impl Future<Output = Value> + Send + use<> {
+/// A `call_stats` line: a leg's figures, with the path and round-trip time
+/// as the mesh sees them.
+fn stats_line(mesh: &Mesh, call: CallId, leg: &Leg, session: &Session) -> impl Future<Output = Value> + Send + use<> {
     let (mesh, peer) = (mesh.clone(), session.peer());
-    let (mut stats, call, with, connected_ms) = (session.stats(), c.call, c.with.clone(), c.connected_ms);
+    let (mut stats, with, connected_ms) = (session.stats(), leg.with.clone(), leg.connected_ms);
     async move {
         let now = crate::now_ms();
         let peer = mesh.peers().await.into_iter().find(|p| p.peer == peer);
@@ -712,35 +846,5 @@ fn stats_line(mesh: &Mesh, c: &Current, session: &Session) -> impl Future<Output
         stats["at_ms"] = json!(now);
         stats["seconds"] = json!(connected_ms.map_or(0, |t| now.saturating_sub(t) / 1000));
         stats
-    }
-}
-
-fn media_name(m: Media) -> &'static str {
-    match m {
-        Media::Audio => "audio",
-        Media::Video => "video",
-    }
-}
-
-fn end_reason(end: End) -> &'static str {
-    match end {
-        End::HungUp(true) => "hung up",
-        End::HungUp(false) => "hung up by the other side",
-        End::Declined => "declined",
-        End::Busy => "busy in another call",
-        End::NoAnswer => "no answer",
-        End::Cancelled => "cancelled",
-        End::AnsweredElsewhere => "answered on another device",
-        End::Missed => "missed",
-        End::Lost => "the caller did not confirm the answer",
-    }
-}
-
-fn outcome(end: End, connected_ms: Option<u64>, now: u64) -> CallOutcome {
-    match (end, connected_ms) {
-        (_, Some(t)) => CallOutcome::Answered { duration_ms: now.saturating_sub(t) },
-        (End::Declined, None) => CallOutcome::Declined,
-        (End::Busy, None) => CallOutcome::Busy,
-        _ => CallOutcome::Missed,
     }
 }

@@ -18,12 +18,13 @@
 //! second on the control stream, from which the sender sets its bitrate
 //! ([`skein_media::rate`]).
 
+use super::capture::Feed;
 use crate::mesh::codec::{read_frame, write_frame};
 use crate::mesh::{Mesh, Path};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use serde_json::{Value, json};
-use skein_media::capture::{Capture, CaptureConfig, Encoded};
+use skein_media::capture::{CaptureConfig, Encoded};
 use skein_media::jitter::{JitterBuffer, Out, Packet};
 use skein_media::playback::{Decoded, Playback, PlaybackConfig};
 use skein_media::rate::RateControl;
@@ -165,14 +166,12 @@ pub fn accept_all(mesh: &Mesh) -> mpsc::Receiver<IncomingStream> {
 struct Shared {
     call: CallId,
     peer: PeerId,
-    capture: Capture,
+    feed: Feed,
     playback: Playback,
     stats: Mutex<ReceiveStats>,
     jitter: Mutex<JitterBuffer>,
     rate: Mutex<RateControl>,
     last: Mutex<Option<Snapshot>>,
-    muted: AtomicBool,
-    camera: AtomicBool,
     keyframe_needed: AtomicBool,
     /// The newest group of pictures being read.
     newest_group: tokio::sync::watch::Sender<u32>,
@@ -190,7 +189,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Session {
     shared: Arc<Shared>,
     tasks: JoinSet<()>,
-    video: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -200,10 +198,12 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Starts capture, playback and the streams to `params.peer`. A
-    /// failure later (a device gone, a pipeline error) goes to `on_failure`.
+    /// Starts playback and the streams to `params.peer`, sending what
+    /// `feed` brings from the call's capture. A failure later (a pipeline
+    /// error, a broken stream) goes to `on_failure`.
     pub fn start(
         params: SessionParams,
+        mut feed: Feed,
         mesh: Mesh,
         on_failure: Box<dyn Fn(String) + Send + Sync>,
     ) -> Result<Session, MediaError> {
@@ -212,35 +212,19 @@ impl Session {
         let on_failure: Arc<dyn Fn(String) + Send + Sync> = Arc::from(on_failure);
         let video = params.media == Media::Video;
         let config = &params.config;
-        // No camera: this side sends audio only, and still shows the other's video.
-        let camera = video && (config.test_source || config.camera.is_some() || skein_media::devices::has_camera());
-        if video && !camera {
-            tracing::info!("no camera found; sending audio only");
-        }
-        let capture_config = CaptureConfig {
-            video: camera,
-            test_source: config.test_source,
-            microphone: config.microphone.clone(),
-            camera: config.camera.clone(),
-            video_kbps: 600,
-            self_view: config.pictures.is_some(),
-            ..CaptureConfig::default()
+        let Some(encoded) = feed.take_frames() else {
+            return Err(MediaError::Pipeline("the capture feed was already taken".into()));
         };
-        let (encoded_tx, encoded) = mpsc::channel(256);
-        let fail = on_failure.clone();
-        let capture =
-            Capture::start(&capture_config, encoded_tx, config.pictures.as_ref().map(|p| p.local.clone()), move |e| {
-                fail(format!("capture: {e}"))
-            })?;
         let keyframe_needed = Arc::new(AtomicBool::new(false));
         let (decoded_tx, decoded) = mpsc::unbounded_channel();
         let needed = keyframe_needed.clone();
         let fail = on_failure.clone();
+        let size = CaptureConfig::default();
         let playback = Playback::start(
             &PlaybackConfig {
                 video,
                 speaker: config.speaker,
-                frames: config.pictures.as_ref().map(|_| (capture_config.width, capture_config.height)),
+                frames: config.pictures.as_ref().map(|_| (size.width, size.height)),
             },
             decoded_tx,
             config.pictures.as_ref().map(|p| p.remote.clone()),
@@ -251,17 +235,15 @@ impl Session {
         let shared = Arc::new(Shared {
             call: params.call,
             peer: params.peer,
-            capture,
+            feed,
             playback,
             stats: Mutex::new(ReceiveStats::default()),
             jitter: Mutex::new(JitterBuffer::new()),
-            rate: Mutex::new(RateControl::new(capture_config.video_kbps, MAX_DIRECT_KBPS)),
+            rate: Mutex::new(RateControl::new(super::capture::START_KBPS, MAX_DIRECT_KBPS)),
             last: Mutex::new(None),
-            muted: AtomicBool::new(false),
-            camera: AtomicBool::new(camera),
             keyframe_needed: AtomicBool::new(false),
             newest_group: tokio::sync::watch::Sender::new(0),
-            sent_kbps: AtomicU32::new(capture_config.video_kbps),
+            sent_kbps: AtomicU32::new(super::capture::START_KBPS),
             frames_sent: AtomicU32::new(0),
             audio_sent: AtomicU32::new(0),
             feedback: feedback_tx,
@@ -273,7 +255,7 @@ impl Session {
         tasks.spawn(playout(shared.clone()));
         tasks.spawn(count_decoded(shared.clone(), decoded));
         tasks.spawn(report(shared.clone(), mesh, keyframe_needed));
-        Ok(Session { shared, tasks, video })
+        Ok(Session { shared, tasks })
     }
 
     /// The other device.
@@ -298,30 +280,6 @@ impl Session {
             StreamKind::Video => self.tasks.spawn(read_video(shared, s.head.group, s.stream)),
             StreamKind::Control => self.tasks.spawn(read_feedback(shared, s.stream)),
         };
-    }
-
-    /// Mutes or unmutes the microphone.
-    pub fn set_muted(&self, muted: bool) {
-        self.shared.muted.store(muted, Ordering::Relaxed);
-        self.shared.capture.set_muted(muted);
-    }
-
-    /// Turns the camera off or on.
-    pub fn set_camera(&self, on: bool) {
-        if self.video {
-            self.shared.camera.store(on, Ordering::Relaxed);
-            self.shared.capture.set_camera(on);
-        }
-    }
-
-    /// Whether the microphone is muted.
-    pub fn muted(&self) -> bool {
-        self.shared.muted.load(Ordering::Relaxed)
-    }
-
-    /// Whether the camera is on.
-    pub fn camera(&self) -> bool {
-        self.shared.camera.load(Ordering::Relaxed)
     }
 
     /// The last second's figures, as `call_stats` shows them (without the
@@ -351,8 +309,8 @@ impl Session {
             "send_video_kbps": self.shared.sent_kbps.load(Ordering::Relaxed),
             "frames_sent": self.shared.frames_sent.load(Ordering::Relaxed),
             "audio_sent": self.shared.audio_sent.load(Ordering::Relaxed),
-            "muted": self.muted(),
-            "camera": self.camera(),
+            "muted": self.shared.feed.capture().muted(),
+            "camera": self.shared.feed.capture().camera(),
             "call_latency_ms": {"audio": audio, "video": video},
         })
     }
@@ -443,9 +401,9 @@ async fn send_media(
                     // the bitrate halves, and a keyframe starts the next.
                     skipping = true;
                     let kbps = lock(&shared.rate).on_backlog();
-                    shared.capture.set_video_kbps(kbps);
+                    shared.feed.set_video_kbps(kbps);
                     shared.sent_kbps.store(kbps, Ordering::Relaxed);
-                    shared.capture.request_keyframe();
+                    shared.feed.request_keyframe();
                     tracing::info!(kbps, "video fell behind; skipping to the next keyframe");
                 }
             }
@@ -598,12 +556,12 @@ async fn read_feedback(shared: Arc<Shared>, mut stream: libp2p::Stream) {
         match f {
             Feedback::Report(r) => {
                 let kbps = lock(&shared.rate).on_report(&r);
-                shared.capture.set_video_kbps(kbps);
+                shared.feed.set_video_kbps(kbps);
                 shared.sent_kbps.store(kbps, Ordering::Relaxed);
             }
             Feedback::KeyframeRequest if last_keyframe.is_none_or(|t| t.elapsed() >= KEYFRAME_EVERY) => {
                 last_keyframe = Some(tokio::time::Instant::now());
-                shared.capture.request_keyframe();
+                shared.feed.request_keyframe();
             }
             Feedback::KeyframeRequest => {}
         }
@@ -658,7 +616,7 @@ async fn report(shared: Arc<Shared>, mesh: Mesh, decoder_needs: Arc<AtomicBool>)
                 let relayed = mesh.peers().await.iter().any(|p| p.peer == shared.peer && p.path == Path::Relayed);
                 let max = if relayed { MAX_RELAYED_KBPS } else { MAX_DIRECT_KBPS };
                 let kbps = lock(&shared.rate).set_max(max);
-                shared.capture.set_video_kbps(kbps);
+                shared.feed.set_video_kbps(kbps);
                 shared.sent_kbps.store(kbps, Ordering::Relaxed);
             }
             _ = keyframes.tick() => {

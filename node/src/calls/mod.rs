@@ -7,9 +7,13 @@
 //! - [`media`] carries a connected call's audio and video on peer streams,
 //!   between the GStreamer pipelines of `skein_media`.
 
+mod call;
+pub mod capture;
 pub mod manager;
 pub mod media;
+mod record;
 pub mod signal;
 
+pub use call::MAX_PARTICIPANTS;
 pub use manager::{Calls, CallsContext};
 pub use media::{MediaConfig, Pictures};

@@ -1,8 +1,10 @@
 //! `skein call`, `answer`, `hangup`, `mic`, `camera` and `devices`.
 //!
-//! `skein call` places the call through the daemon and follows it by
-//! asking a few times a second: it prints `ringing`, then `connected` with
-//! the path, then the statistics once a second, and hangs up after
+//! `skein call` places the call (to a user, or to a `#group`) through the
+//! daemon and follows it by asking a few times a second: it prints
+//! `ringing`, then `connected` with the path, then the statistics once a
+//! second (in a group call, each participant's, and each participant's
+//! comings and goings), and hangs up after
 //! `--seconds` (or on Ctrl+C). It exits 0 when the call connected and
 //! ended with a hang-up, by either side.
 
@@ -11,6 +13,7 @@ use crate::control::ControlRequest;
 use crate::profile::Profile;
 use anyhow::bail;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How often `skein call` asks the daemon.
@@ -53,13 +56,15 @@ fn print_state(v: &Value, json_out: bool) -> std::io::Result<()> {
     }
 }
 
-fn print_stats(s: &Value, json_out: bool) -> std::io::Result<()> {
+/// A statistics line; in a group call, saying whose figures they are.
+fn print_stats(s: &Value, json_out: bool, whose: bool) -> std::io::Result<()> {
     if json_out {
         return out(format_args!("{s}"));
     }
     let num = |k: &str| s[k].as_f64().map_or("-".to_owned(), |x| format!("{x}"));
+    let with = if whose { format!("{}: ", s["with"].as_str().unwrap_or("?")) } else { String::new() };
     out(format_args!(
-        "{}s {} rtt {} ms, loss {}%, audio {} kbit/s, video {} kbit/s, {} fps, {} frames, {} audio gaps, latency audio {} ms video {} ms",
+        "{with}{}s {} rtt {} ms, loss {}%, audio {} kbit/s, video {} kbit/s, {} fps, {} frames, {} audio gaps, latency audio {} ms video {} ms",
         s["seconds"],
         s["path"].as_str().unwrap_or("?"),
         num("rtt_ms"),
@@ -89,7 +94,7 @@ pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()
     }
     let interrupted = shutdown_signal();
     tokio::pin!(interrupted);
-    let (mut state, mut last_stats, mut printed) = (String::from("calling"), Value::Null, 0);
+    let mut seen = Followed { state: "calling".into(), ..Followed::default() };
     let mut connected_at: Option<tokio::time::Instant> = None;
     let mut hung_up_at: Option<tokio::time::Instant> = None;
     loop {
@@ -104,16 +109,16 @@ pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()
         if v["call"].as_str() != Some(id.as_str()) {
             bail!("the daemon has no call {id} any more (it restarted?)");
         }
-        if let Err(e) = follow(&v, &id, &args, &mut state, &mut last_stats, &mut printed) {
+        if let Err(e) = follow(&v, &id, &args, &mut seen) {
             if hung_up_at.is_none() {
                 let _ = need_daemon(profile, ControlRequest::HangUp).await;
             }
             bail!("cannot print ({e}); the call was hung up");
         }
-        if state == "connected" && connected_at.is_none() {
+        if seen.state == "connected" && connected_at.is_none() {
             connected_at = Some(tokio::time::Instant::now());
         }
-        if state == "ended" {
+        if seen.state == "ended" {
             let reason = v["reason"].as_str().unwrap_or_default();
             let connected = v["connected"].as_bool().unwrap_or(false);
             if connected && reason.starts_with("hung up") {
@@ -133,45 +138,76 @@ pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()
     }
 }
 
+/// What `skein call` has printed so far.
+#[derive(Debug, Default)]
+struct Followed {
+    state: String,
+    /// States printed, of those the call went through.
+    printed: usize,
+    /// Each participant's last statistics line seen, and state printed.
+    stats: HashMap<String, Value>,
+    participants: HashMap<String, String>,
+}
+
 /// Prints what is new in the call's status `v`: the states passed through
-/// since the last look (ringing may be over before it is seen), the
-/// current one with its details, and a new statistics line.
-fn follow(
-    v: &Value,
-    id: &str,
-    args: &CallArgs,
-    state: &mut String,
-    last_stats: &mut Value,
-    printed: &mut usize,
-) -> std::io::Result<()> {
+/// since the last look (ringing may be over before it is seen), each
+/// participant's new statistics line, in a group call each participant's
+/// changes, and the call's current state with its details.
+fn follow(v: &Value, id: &str, args: &CallArgs, seen: &mut Followed) -> std::io::Result<()> {
     let now_state = v["state"].as_str().unwrap_or_default().to_owned();
-    if let Some(s) = v.get("stats").filter(|s| s["call"].as_str() == Some(id) && s["at_ms"] != last_stats["at_ms"]) {
-        if now_state == "connected" {
-            print_stats(s, args.json)?;
+    let group = v.get("group").is_some();
+    let participants = v["participants"].as_array().map_or(&[][..], |p| p.as_slice());
+    for p in participants {
+        let user = p["user"].as_str().unwrap_or_default();
+        let state = p["state"].as_str().unwrap_or_default();
+        if group && seen.participants.get(user).map(String::as_str) != Some(state) {
+            seen.participants.insert(user.to_owned(), state.to_owned());
+            print_participant(id, p, args.json)?;
         }
-        *last_stats = s.clone();
+        let Some(s) = p.get("stats").filter(|s| s["call"].as_str() == Some(id)) else { continue };
+        if seen.stats.get(user).is_some_and(|last| last["at_ms"] == s["at_ms"]) {
+            continue;
+        }
+        if now_state == "connected" || s["final"] == json!(true) {
+            print_stats(s, args.json, group)?;
+        }
+        seen.stats.insert(user.to_owned(), s.clone());
     }
     let states: Vec<&str> = v["states"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
-    for (i, passed) in states.iter().enumerate().skip(*printed) {
+    for (i, passed) in states.iter().enumerate().skip(seen.printed) {
         if i + 1 == states.len() {
             break;
         }
         if *passed != "calling" {
             print_state(&json!({"type": "call", "call": id, "with": args.user, "state": passed}), args.json)?;
         }
-        *printed = i + 1;
+        seen.printed = i + 1;
     }
-    if now_state != *state {
-        if now_state == "ended"
-            && let Some(last) = v.get("stats").filter(|s| s["final"] == json!(true))
-        {
-            print_stats(last, args.json)?;
-        }
-        *state = now_state;
+    if now_state != seen.state {
+        seen.state = now_state;
         print_state(v, args.json)?;
-        *printed = states.len();
+        seen.printed = states.len();
     }
     Ok(())
+}
+
+/// A group call's participant, as they join, ring, connect and leave.
+fn print_participant(id: &str, p: &Value, json_out: bool) -> std::io::Result<()> {
+    let (user, state) = (p["user"].as_str().unwrap_or("?"), p["state"].as_str().unwrap_or("?"));
+    if json_out {
+        let mut line = json!({"type": "call_participant", "call": id, "user": user, "state": state});
+        for key in ["path", "reason"] {
+            if let Some(x) = p.get(key).filter(|x| !x.is_null()) {
+                line[key] = x.clone();
+            }
+        }
+        return out(format_args!("{line}"));
+    }
+    match (state, p["path"].as_str(), p["reason"].as_str()) {
+        ("connected", Some(path), _) => out(format_args!("  {user}: connected ({path})")),
+        ("ended", _, Some(reason)) => out(format_args!("  {user}: ended: {reason}")),
+        (state, _, _) => out(format_args!("  {user}: {state}")),
+    }
 }
 
 pub(super) async fn answer(

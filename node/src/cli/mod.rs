@@ -107,12 +107,13 @@ enum Command {
         #[arg(long)]
         speaker: bool,
     },
-    /// Call a user (audio and video) and follow the call: prints `ringing`,
-    /// `connected` with the path, then statistics every second.
+    /// Call a user, or a group of up to 4 (audio and video), and follow the
+    /// call: prints `ringing`, `connected` with the path, then statistics
+    /// every second (in a group call, each participant's).
     ///
     /// Exits 0 when the call connected and ended with a hang-up.
     Call {
-        /// The user to call.
+        /// The user to call, or `#group` for a group call.
         user: String,
         /// Send GStreamer's test tone and colour bars instead of the
         /// microphone and camera.

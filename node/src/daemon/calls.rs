@@ -1,9 +1,9 @@
-//! The daemon's answers about calls: place one, answer, hang up, mute or
-//! turn the camera off, and the current call's state. Placing a call
-//! looks the callee's devices up and dials them, so it is answered from
-//! its own task.
+//! The daemon's answers about calls: place one (to a user, or to a group
+//! this user is in), answer, hang up, mute or turn the camera off, and the
+//! current call's state. Placing a call looks the callees' devices up and
+//! dials them, so it is answered from its own task.
 
-use super::{Node, recipient};
+use super::{Node, is_group_spec, recipient, sendable_group};
 use crate::control::{ControlReply, ControlRequest};
 use serde_json::Value;
 use skein_proto::call::Media;
@@ -20,9 +20,19 @@ impl Node {
         let media = |audio_only: bool| if audio_only { Media::Audio } else { Media::Video };
         match req {
             ControlRequest::Call { to, audio_only, test_source } => {
-                if to.trim().starts_with('#') {
-                    let _ =
-                        reply.send(ControlReply::err("invalid_input", "group calls are not offered yet; call a user"));
+                if is_group_spec(to.trim()) {
+                    let (groups, me) = (self.groups.clone(), self.me.clone());
+                    tokio::spawn(async move {
+                        let b = match sendable_group(&groups, to.trim(), &me).await {
+                            Ok(b) => b,
+                            Err(e) => {
+                                let _ = reply.send(e);
+                                return;
+                            }
+                        };
+                        let placed = calls.place_group(b.group, &b.name, &b.members, media(audio_only), test_source);
+                        let _ = reply.send(answer(placed.await, "unavailable"));
+                    });
                     return;
                 }
                 let to = match recipient(&to) {

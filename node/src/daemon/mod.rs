@@ -199,8 +199,10 @@ pub(crate) async fn start(
     let plugins = crate::plugins::Plugins::start(profile.dir().to_path_buf(), host, stop.child_token());
     let call_inbox =
         Inbox { history: history.clone(), me: saved.user.clone(), transfers: None, groups: None, gaps: None };
+    let groups = GroupBook::default();
     let call_task = crate::calls::Calls::start(
         crate::calls::CallsContext {
+            groups: groups.clone(),
             sender: Sender {
                 me: saved.user.clone(),
                 device: device.device_id,
@@ -229,7 +231,7 @@ pub(crate) async fn start(
         own_relay: None,
         transfers,
         trust: Arc::default(),
-        groups: GroupBook::default(),
+        groups,
         gaps: gaps_tx,
         events: events.clone(),
         plugins,
@@ -1056,7 +1058,11 @@ async fn sendable_group(
 /// Where a new group message of this device belongs: the group at its
 /// known version, a clock reading, and the device's next number for it
 /// (claimed now, so call this just before the message is stored).
-async fn group_stamp(groups: &GroupBook, sender: &Sender, b: &skein_proto::group::MembershipBody) -> Conversation {
+pub(crate) async fn group_stamp(
+    groups: &GroupBook,
+    sender: &Sender,
+    b: &skein_proto::group::MembershipBody,
+) -> Conversation {
     let last = sender.history.max_group_seq(&group_address(&b.group), sender.device).await.unwrap_or(0);
     let seq = groups.claim_seq(b.group, last);
     Conversation::Group { group: b.group, version: b.version, hlc: groups.tick(), seq }

@@ -1,0 +1,214 @@
+//! One call's capture, shared by every peer it is sent to.
+//!
+//! A microphone or camera opens once per call, however many participants
+//! a group call has: one [`Capture`] encodes, and a fan-out task hands
+//! each encoded frame to every [`Feed`] (a peer's sender), dropping it for
+//! a feed that is behind rather than holding the others up. The encoder
+//! runs at the lowest bitrate any feed asked for, so the slowest path
+//! sets the pace; a feed that joins, or loses a picture, asks for a
+//! keyframe, which every feed then gets.
+
+use skein_media::capture::{Capture, CaptureConfig, Encoded};
+use skein_media::{Frame, MediaError};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Encoded frames a feed may hold before it misses some.
+const FEED_QUEUE: usize = 256;
+
+/// Where a call's media comes from, and what it sends.
+#[derive(Debug, Clone)]
+pub struct CaptureParams {
+    /// Send video too (false: audio only, or no camera).
+    pub video: bool,
+    /// Test sources instead of the devices.
+    pub test_source: bool,
+    /// The microphone, by name.
+    pub microphone: Option<String>,
+    /// The camera, by name.
+    pub camera: Option<String>,
+    /// Where the self-view goes.
+    pub self_view: Option<mpsc::Sender<Frame>>,
+}
+
+struct Feeds {
+    next: u64,
+    senders: BTreeMap<u64, mpsc::Sender<Encoded>>,
+    kbps: BTreeMap<u64, u32>,
+}
+
+/// A call's running capture; stops when the last handle is dropped.
+pub struct SharedCapture {
+    capture: Capture,
+    feeds: Arc<Mutex<Feeds>>,
+    video: bool,
+    muted: AtomicBool,
+    camera: AtomicBool,
+    /// The bitrate the encoder runs at now.
+    kbps: AtomicU64,
+    fan_out: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SharedCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCapture").field("video", &self.video).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The bitrate a call's video starts at, kbit/s.
+pub const START_KBPS: u32 = 600;
+
+impl SharedCapture {
+    /// Starts capturing; a pipeline failure later goes to `on_error`.
+    pub fn start(
+        params: CaptureParams,
+        on_error: impl Fn(String) + Send + 'static,
+    ) -> Result<SharedCapture, MediaError> {
+        let config = CaptureConfig {
+            video: params.video,
+            test_source: params.test_source,
+            microphone: params.microphone,
+            camera: params.camera,
+            video_kbps: START_KBPS,
+            self_view: params.self_view.is_some(),
+            ..CaptureConfig::default()
+        };
+        let (tx, mut rx) = mpsc::channel::<Encoded>(FEED_QUEUE);
+        let capture = Capture::start(&config, tx, params.self_view, on_error)?;
+        let feeds = Arc::new(Mutex::new(Feeds { next: 0, senders: BTreeMap::new(), kbps: BTreeMap::new() }));
+        let to = feeds.clone();
+        let fan_out = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let senders: Vec<mpsc::Sender<Encoded>> = lock(&to).senders.values().cloned().collect();
+                for s in senders {
+                    // A feed that is behind misses this frame; its sender
+                    // notices the gap in the group and recovers.
+                    let _ = s.try_send(e.clone());
+                }
+            }
+        });
+        Ok(SharedCapture {
+            capture,
+            feeds,
+            video: params.video,
+            muted: AtomicBool::new(false),
+            camera: AtomicBool::new(params.video),
+            kbps: AtomicU64::new(u64::from(START_KBPS)),
+            fan_out,
+        })
+    }
+
+    /// A new feed of every encoded frame, from a keyframe on.
+    pub fn subscribe(self: &Arc<Self>) -> Feed {
+        let (tx, rx) = mpsc::channel(FEED_QUEUE);
+        let id = {
+            let mut f = lock(&self.feeds);
+            let id = f.next;
+            f.next += 1;
+            f.senders.insert(id, tx);
+            id
+        };
+        self.capture.request_keyframe();
+        Feed { id, rx: Some(rx), capture: self.clone() }
+    }
+
+    /// Whether the call sends video.
+    pub fn video(&self) -> bool {
+        self.video
+    }
+
+    /// Mutes (sends silence) or unmutes the microphone.
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+        self.capture.set_muted(muted);
+    }
+
+    /// Turns the camera off or on (a call without video stays without).
+    pub fn set_camera(&self, on: bool) {
+        if self.video {
+            self.camera.store(on, Ordering::Relaxed);
+            self.capture.set_camera(on);
+        }
+    }
+
+    /// Whether the microphone is muted.
+    pub fn muted(&self) -> bool {
+        self.muted.load(Ordering::Relaxed)
+    }
+
+    /// Whether the camera is on.
+    pub fn camera(&self) -> bool {
+        self.camera.load(Ordering::Relaxed)
+    }
+
+    fn set_kbps(&self, id: u64, kbps: Option<u32>) {
+        let least = {
+            let mut f = lock(&self.feeds);
+            match kbps {
+                Some(k) => f.kbps.insert(id, k),
+                None => f.kbps.remove(&id),
+            };
+            f.kbps.values().copied().min()
+        };
+        if let Some(least) = least
+            && self.kbps.swap(u64::from(least), Ordering::Relaxed) != u64::from(least)
+        {
+            self.capture.set_video_kbps(least);
+        }
+    }
+}
+
+impl Drop for SharedCapture {
+    fn drop(&mut self) {
+        self.fan_out.abort();
+    }
+}
+
+/// One peer's share of a call's capture; leaves it when dropped.
+pub struct Feed {
+    id: u64,
+    rx: Option<mpsc::Receiver<Encoded>>,
+    capture: Arc<SharedCapture>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Feed {
+    /// The encoded frames (once).
+    pub fn take_frames(&mut self) -> Option<mpsc::Receiver<Encoded>> {
+        self.rx.take()
+    }
+
+    /// The bitrate this peer's path can take, kbit/s; the encoder runs at
+    /// the least of every feed's.
+    pub fn set_video_kbps(&self, kbps: u32) {
+        self.capture.set_kbps(self.id, Some(kbps));
+    }
+
+    /// Asks the encoder for a keyframe.
+    pub fn request_keyframe(&self) {
+        self.capture.capture.request_keyframe();
+    }
+
+    /// The call's capture.
+    pub fn capture(&self) -> &SharedCapture {
+        &self.capture
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        lock(&self.capture.feeds).senders.remove(&self.id);
+        self.capture.set_kbps(self.id, None);
+    }
+}
