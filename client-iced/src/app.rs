@@ -102,7 +102,8 @@ pub struct App {
 }
 
 /// The receiving ends of a call's pictures.
-type Pictures = (tokio::sync::mpsc::Receiver<skein_media::Frame>, tokio::sync::mpsc::Receiver<skein_media::Frame>);
+type Pictures =
+    (tokio::sync::mpsc::Receiver<skein_node::calls::RemoteFrame>, tokio::sync::mpsc::Receiver<skein_media::Frame>);
 
 impl App {
     /// Starts on `profile`.
@@ -197,19 +198,27 @@ impl App {
                 self.node = Some(node);
                 let stream =
                     iced::futures::stream::unfold(events, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) });
-                let pictures = match self.pictures.take() {
-                    Some((remote, local)) => {
-                        let frames = |rx, remote: bool| {
-                            let s = iced::futures::stream::unfold(
-                                rx,
-                                |mut rx: tokio::sync::mpsc::Receiver<_>| async move { rx.recv().await.map(|f| (f, rx)) },
-                            );
-                            Task::run(s, move |f| Message::Work(workspace::Message::Frame(remote, f)))
-                        };
-                        Task::batch([frames(remote, true), frames(local, false)])
-                    }
-                    None => Task::none(),
-                };
+                let pictures =
+                    match self.pictures.take() {
+                        Some((remote, local)) => {
+                            fn frames<T: Send + 'static>(
+                                rx: tokio::sync::mpsc::Receiver<T>,
+                                to: impl Fn(T) -> workspace::Message + Send + 'static,
+                            ) -> Task<Message> {
+                                let s = iced::futures::stream::unfold(rx, |mut rx| async move {
+                                    rx.recv().await.map(|f| (f, rx))
+                                });
+                                Task::run(s, move |f| Message::Work(to(f)))
+                            }
+                            Task::batch([
+                                frames(remote, |r: skein_node::calls::RemoteFrame| {
+                                    workspace::Message::Frame(Some(r.from), r.frame)
+                                }),
+                                frames(local, |f| workspace::Message::Frame(None, f)),
+                            ])
+                        }
+                        None => Task::none(),
+                    };
                 return Task::batch([
                     load.map(Message::Work),
                     pictures,

@@ -6,9 +6,12 @@
 //! conversation and answers from the composer (bob's node gets the
 //! answer), and finds a message with the search. A message that comes
 //! while her window has no focus raises a desktop notification on the
-//! session bus. Screenshots of the sign-in screen, the main window and the
-//! conversation are saved under `target/screenshots/` and checked to be
-//! real pictures.
+//! session bus. She calls bob (his test pattern fills the call pane),
+//! declines his call back, and calls a group with bob and carol, whose
+//! nodes link up with each other while her pane shows each one's
+//! pictures. Screenshots of the sign-in screen, the main window, the
+//! conversation and the calls are saved under `target/screenshots/` and
+//! checked to be real pictures.
 //!
 //! It needs Xvfb, xdotool, ImageMagick and D-Bus, so it is `#[ignore]`d
 //! (reported as ignored, with the reason) unless asked for with
@@ -64,13 +67,16 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     assert!(missing.is_empty(), "install the Debian packages {missing:?} for the desktop test");
     skein_tests::init();
     let (t, api) = skein_tracker::test_utils::TestTracker::start_with_api().await;
-    for u in ["alice", "bob"] {
+    for u in ["alice", "bob", "carol"] {
         t.add_user(u, PW).await;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let bob = login_profile(&t, dir.path(), "bob", "bob", PW).await;
     let mut bob_daemon = daemon(&bob, &["--auto-accept", "--auto-answer", "--test-source"]);
     bob_daemon.wait_line(T, "bob connected", |l| l.contains(r#""type":"connected""#)).await;
+    let carol = login_profile(&t, dir.path(), "carol", "carol", PW).await;
+    let mut carol_daemon = daemon(&carol, &["--auto-answer", "--test-source"]);
+    carol_daemon.wait_line(T, "carol connected", |l| l.contains(r#""type":"connected""#)).await;
 
     let mut desk = Desktop::start().await;
     let snapshots = dir.path().join("snapshots");
@@ -330,6 +336,40 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     })
     .await;
 
+    // A group video call from a group's conversation: bob's and carol's
+    // nodes answer and link up with each other, and the pane shows each
+    // one's pictures under their name.
+    let (ok, out, err) = skein(&alice, &["group", "create", "crew", "--members", "bob,carol", "--json"], None).await;
+    assert!(ok, "{err}");
+    let crew: Value = serde_json::from_str(&out).expect("group JSON");
+    let crew = format!("#{}", crew["id"].as_str().expect("group id"));
+    let (ok, _, err) = skein(&bob, &["send", &crew, "Shall we talk it through?"], None).await;
+    assert!(ok, "{err}");
+    let v = state(&snapshots, "the group's conversation", |v| {
+        v["conversations"].as_array().is_some_and(|c| c.iter().any(|r| r["id"] == crew.as_str()))
+    })
+    .await;
+    let at = v["conversations"].as_array().and_then(|c| c.iter().position(|r| r["id"] == crew.as_str())).expect("row");
+    desk.key(&format!("ctrl+{}", at + 1)).await;
+    state(&snapshots, "the group's conversation open", |v| v["chat"]["id"] == crew.as_str()).await;
+    desk.key("ctrl+shift+u").await;
+    let v = state(&snapshots, "pictures from bob and carol", |v| {
+        let everyone = v["call"]["participants"].as_array().filter(|p| p.len() == 2);
+        v["call"]["state"] == "connected"
+            && everyone.is_some_and(|p| p.iter().all(|p| p["frames"].as_u64().is_some_and(|n| n >= 20)))
+    })
+    .await;
+    assert_eq!(v["call"]["group"], true, "{v:#}");
+    let linked = |l: &str| l.contains(r#""type":"call_stats""#) && l.contains(r#""with":"bob""#);
+    carol_daemon.wait_line(T, "carol linked up with bob", linked).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    desk.capture(&window, &shots.join("group-call.png")).await;
+    desk.key("ctrl+shift+h").await;
+    state(&snapshots, "the group call's line", |v| {
+        v["call"].is_null() && texts(v).last().is_some_and(|t| t.starts_with("[call] video call, 0:"))
+    })
+    .await;
+
     for name in [
         "login",
         "main",
@@ -340,6 +380,7 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
         "app-message",
         "call",
         "incoming-call",
+        "group-call",
     ] {
         let colours = check_picture(&shots.join(format!("{name}.png")));
         println!("{name}.png: {colours} colours, in {}", shots.display());

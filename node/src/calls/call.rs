@@ -250,10 +250,10 @@ impl Current {
         }
     }
 
-    /// Whom the call is with: the user, or the group.
+    /// Whom the call is with: the user, or the group's conversation.
     pub fn with(&self) -> String {
         match &self.group {
-            Some(g) => format!("#{}", g.name),
+            Some(g) => skein_proto::peer::group_address(&g.id),
             None => self.legs.first().map(|l| l.with.clone()).unwrap_or_default(),
         }
     }

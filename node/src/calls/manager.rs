@@ -696,8 +696,6 @@ impl Task {
                 }
             }
         }
-        // The desktop app's window shows the first participant's pictures.
-        let pictures_taken = c.legs.iter().enumerate().any(|(j, l)| j != i && l.session.is_some());
         let Some(capture) = c.capture.clone() else { return };
         let Some(leg) = c.legs.get_mut(i) else { return };
         leg.connected_ms = Some(now);
@@ -708,9 +706,10 @@ impl Task {
         let params = SessionParams {
             call,
             peer,
+            with: leg.with.clone(),
             media: c.media,
             caller: matches!(leg.role, Role::Out(_)),
-            config: MediaConfig { pictures: if pictures_taken { None } else { config.pictures.clone() }, ..config },
+            config,
         };
         let with = leg.with.clone();
         let failed = tx.clone();

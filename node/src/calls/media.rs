@@ -56,13 +56,22 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// The least time between two keyframe requests.
 const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 
-/// Pictures for a window: the other side's and our own camera's.
+/// Pictures for a window: the other participants' and our own camera's.
 #[derive(Debug, Clone)]
 pub struct Pictures {
-    /// Decoded remote video.
-    pub remote: mpsc::Sender<Frame>,
+    /// Decoded remote video, each picture with whose it is.
+    pub remote: mpsc::Sender<RemoteFrame>,
     /// The self-view.
     pub local: mpsc::Sender<Frame>,
+}
+
+/// A decoded picture from another participant.
+#[derive(Debug)]
+pub struct RemoteFrame {
+    /// The participant's user name.
+    pub from: String,
+    /// The picture.
+    pub frame: Frame,
 }
 
 /// Where a node's call media comes from and goes.
@@ -87,6 +96,8 @@ pub struct SessionParams {
     pub call: CallId,
     /// The other device.
     pub peer: PeerId,
+    /// The other device's user.
+    pub with: String,
     /// What it carries.
     pub media: Media,
     /// This side placed the call.
@@ -220,6 +231,19 @@ impl Session {
         let needed = keyframe_needed.clone();
         let fail = on_failure.clone();
         let size = CaptureConfig::default();
+        let mut tasks = JoinSet::new();
+        // The window learns whose each picture is.
+        let frames = config.pictures.as_ref().map(|p| {
+            let (tx, mut rx) = mpsc::channel::<Frame>(2);
+            let (remote, from) = (p.remote.clone(), params.with.clone());
+            tasks.spawn(async move {
+                while let Some(frame) = rx.recv().await {
+                    // A window that is behind misses a picture, not the call.
+                    let _ = remote.try_send(RemoteFrame { from: from.clone(), frame });
+                }
+            });
+            tx
+        });
         let playback = Playback::start(
             &PlaybackConfig {
                 video,
@@ -227,7 +251,7 @@ impl Session {
                 frames: config.pictures.as_ref().map(|_| (size.width, size.height)),
             },
             decoded_tx,
-            config.pictures.as_ref().map(|p| p.remote.clone()),
+            frames,
             move || needed.store(true, Ordering::Relaxed),
             move |e| fail(format!("playback: {e}")),
         )?;
@@ -249,7 +273,6 @@ impl Session {
             feedback: feedback_tx,
         });
         // The decoder's requests and the receiver's own go out the same way.
-        let mut tasks = JoinSet::new();
         tasks.spawn(send_media(shared.clone(), mesh.clone(), encoded, on_failure.clone()));
         tasks.spawn(send_feedback(shared.clone(), mesh.clone(), feedback));
         tasks.spawn(playout(shared.clone()));

@@ -16,4 +16,4 @@ pub mod signal;
 
 pub use call::MAX_PARTICIPANTS;
 pub use manager::{Calls, CallsContext};
-pub use media::{MediaConfig, Pictures};
+pub use media::{MediaConfig, Pictures, RemoteFrame};

@@ -1,6 +1,7 @@
 //! The call pane, in place of the conversation while a call is on:
 //! ringing (Accept, Audio only, Decline), calling (Cancel), and connected:
-//! the other side's picture filling the pane, the self-view in its corner,
+//! the other side's picture filling the pane (in a group call, a grid of
+//! everyone else's, each with their name), the self-view in its corner,
 //! and the controls (mute, camera, statistics, hang up).
 
 use super::{Message, Workspace};
@@ -24,13 +25,22 @@ fn pill<'a>(label: &'a str, on: Message, style: fn(&Theme, button::Status) -> bu
 /// The pane for call `c`.
 pub fn view<'a>(w: &'a Workspace, c: &'a Call) -> Element<'a, Message> {
     let name = w.title_of(&c.with);
-    let kind = if c.media == "audio" { "Audio call" } else { "Video call" };
+    let kind = match (c.group, c.media.as_str()) {
+        (true, "audio") => "Group audio call",
+        (true, _) => "Group video call",
+        (false, "audio") => "Audio call",
+        (false, _) => "Video call",
+    };
     match c.state.as_str() {
-        "connected" => connected(c, name),
+        "connected" => connected(w, c, name),
         state => {
+            let calling_you = match c.caller().filter(|_| c.group) {
+                Some(caller) => format!("{} is calling {name}", w.title_of(caller)),
+                None => format!("{name} is calling you"),
+            };
             let (line, buttons): (String, Vec<Element<'a, Message>>) = match (c.incoming, state) {
                 (true, "ringing") => (
-                    format!("{name} is calling you"),
+                    calling_you,
                     vec![
                         pill("Accept", Message::CallAnswer(false), button::success),
                         pill("Audio only", Message::CallAnswer(true), button::secondary),
@@ -56,14 +66,79 @@ pub fn view<'a>(w: &'a Workspace, c: &'a Call) -> Element<'a, Message> {
     }
 }
 
-fn connected<'a>(c: &'a Call, name: String) -> Element<'a, Message> {
-    let black = |_: &Theme| container::Style { background: Some(Color::BLACK.into()), ..Default::default() };
-    let remote: Element<'a, Message> = match (&c.remote, c.media.as_str()) {
-        (Some(picture), _) => {
-            image(picture.clone()).content_fit(ContentFit::Contain).width(Length::Fill).height(Length::Fill).into()
+fn black(_: &Theme) -> container::Style {
+    container::Style { background: Some(Color::BLACK.into()), ..Default::default() }
+}
+
+/// One participant's picture (or, without one, their avatar).
+fn picture<'a>(c: &'a Call, user: &str, name: &str, state: &str) -> Element<'a, Message> {
+    let waiting = match state {
+        "connected" if c.media == "audio" => None,
+        "connected" => Some("Waiting for video…".to_owned()),
+        "ended" => Some("Left".to_owned()),
+        _ => Some("Connecting…".to_owned()),
+    };
+    let shown: Element<'a, Message> = match (c.remote.get(user), waiting) {
+        (Some(p), _) => {
+            image(p.clone()).content_fit(ContentFit::Contain).width(Length::Fill).height(Length::Fill).into()
         }
-        (None, "audio") => center(column![style::avatar(&name, 96.0)].align_x(Alignment::Center)).into(),
-        (None, _) => center(text("Waiting for video…").size(15).color(Color::WHITE)).into(),
+        (None, None) => center(style::avatar(name, 96.0)).into(),
+        (None, Some(why)) => center(
+            column![style::avatar(name, 72.0), text(why).size(14).color(Color::WHITE)]
+                .spacing(10)
+                .align_x(Alignment::Center),
+        )
+        .into(),
+    };
+    container(shown).width(Length::Fill).height(Length::Fill).style(black).into()
+}
+
+/// A group call's tile: a participant's picture with their name on it.
+fn tile<'a>(c: &'a Call, user: &str, name: String, state: &str) -> Element<'a, Message> {
+    let label = container(text(name.clone()).size(13).color(Color::WHITE)).padding([3, 8]).style(|_: &Theme| {
+        container::Style {
+            background: Some(Color { a: 0.6, ..Color::BLACK }.into()),
+            border: iced::Border { radius: 4.0.into(), ..Default::default() },
+            ..Default::default()
+        }
+    });
+    stack![
+        picture(c, user, &name, state),
+        container(label).align_left(Length::Fill).align_bottom(Length::Fill).padding(8)
+    ]
+    .width(Length::Fill)
+    .height(Length::Fill)
+    .into()
+}
+
+/// Everyone else in a group call, two to a row.
+fn grid<'a>(w: &'a Workspace, c: &'a Call) -> Element<'a, Message> {
+    let mut rows: Vec<Element<'a, Message>> = Vec::new();
+    let mut row_tiles: Vec<Element<'a, Message>> = Vec::new();
+    let present: Vec<_> = c.present().collect();
+    for p in &present {
+        row_tiles.push(tile(c, &p.user, w.title_of(&p.user), &p.state));
+        if row_tiles.len() == 2 {
+            rows.push(row(std::mem::take(&mut row_tiles)).spacing(4).height(Length::Fill).into());
+        }
+    }
+    if !row_tiles.is_empty() {
+        rows.push(row(row_tiles).spacing(4).height(Length::Fill).into());
+    }
+    column(rows).spacing(4).width(Length::Fill).height(Length::Fill).into()
+}
+
+fn connected<'a>(w: &'a Workspace, c: &'a Call, name: String) -> Element<'a, Message> {
+    let remote: Element<'a, Message> = if c.group {
+        // The tiles stand apart on a dark grey.
+        let gaps = |_: &Theme| container::Style {
+            background: Some(Color::from_rgb8(0x30, 0x30, 0x30).into()),
+            ..Default::default()
+        };
+        container(grid(w, c)).width(Length::Fill).height(Length::Fill).style(gaps).into()
+    } else {
+        let user = c.participants.first().map_or(c.with.as_str(), |p| p.user.as_str());
+        picture(c, user, &name, "connected")
     };
     let mut layers: Vec<Element<'a, Message>> =
         vec![container(remote).width(Length::Fill).height(Length::Fill).style(black).into()];
@@ -87,13 +162,14 @@ fn connected<'a>(c: &'a Call, name: String) -> Element<'a, Message> {
         layers.push(container(panel).padding(12).into());
     }
     let path = c.path.as_deref().unwrap_or("connecting");
-    let head = row![
-        style::avatar(&name, 28.0),
-        text(name.clone()).size(16).font(style::BOLD),
-        muted_text(format!("{path} · {}", c.duration()), 13.0),
-    ]
-    .spacing(10)
-    .align_y(Alignment::Center);
+    let detail = match c.group {
+        true => format!("{} in the call · {}", c.present().count() + 1, c.duration()),
+        false => format!("{path} · {}", c.duration()),
+    };
+    let head =
+        row![style::avatar(&name, 28.0), text(name.clone()).size(16).font(style::BOLD), muted_text(detail, 13.0),]
+            .spacing(10)
+            .align_y(Alignment::Center);
     let controls = row![
         pill(if c.muted { "Unmute" } else { "Mute" }, Message::CallMute, button::secondary),
         pill(if c.camera { "Camera off" } else { "Camera on" }, Message::CallCamera, button::secondary),

@@ -67,7 +67,11 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
             .width(Length::Fill),
     );
     let is_person = !is_group && skein_proto::app::app_of(&chat.id).is_none() && chat.id != w.me;
-    if is_person {
+    // A group call takes a small open group.
+    let callable_group = cert.is_some_and(|c| {
+        !c.body.closed && c.body.members.len() <= skein_node::calls::MAX_PARTICIPANTS && c.body.members.len() > 1
+    });
+    if is_person || callable_group {
         for (label, audio_only) in [("Call", true), ("Video call", false)] {
             head = head.push(
                 button(text(label).size(13))

@@ -171,8 +171,9 @@ pub enum Message {
     CallCamera,
     /// Show or hide the call's statistics.
     CallStats,
-    /// A picture for the call pane: the other side's (true) or the self-view.
-    Frame(bool, skein_media::Frame),
+    /// A picture for the call pane: another participant's (whose), or the
+    /// self-view.
+    Frame(Option<String>, skein_media::Frame),
     /// Sign this device out.
     SignOut,
     /// Close the error banner.
@@ -585,14 +586,12 @@ impl Workspace {
                     c.show_stats = !c.show_stats;
                 }
             }
-            Message::Frame(remote, f) => {
+            Message::Frame(from, f) => {
                 if let Some(c) = self.call.as_mut().filter(|c| c.state == "connected") {
                     let picture = crate::model::call::picture(f);
-                    if remote {
-                        c.remote = Some(picture);
-                        c.remote_frames += 1;
-                    } else {
-                        c.local = Some(picture);
+                    match from {
+                        Some(from) => c.picture_from(from, picture),
+                        None => c.local = Some(picture),
                     }
                 }
             }
@@ -1061,7 +1060,9 @@ impl Workspace {
                 }
                 if ended {
                     let reason = v["reason"].as_str().unwrap_or_default();
-                    if !reason.starts_with("hung up") && reason != "cancelled" {
+                    // Declining here is the user's own choice too.
+                    let declined_here = reason == "declined" && v["direction"] == "incoming";
+                    if !reason.starts_with("hung up") && reason != "cancelled" && !declined_here {
                         let who = self.title_of(v["with"].as_str().unwrap_or_default());
                         self.error = Some(format!("Call with {who} ended: {reason}"));
                     }
