@@ -226,7 +226,9 @@ impl Current {
         {
             return leg.ended.clone().unwrap_or_default();
         }
-        if self.hung_up_here {
+        // Hanging up before anyone answered is declining or giving up,
+        // which the legs say.
+        if self.hung_up_here && self.connected_ms.is_some() {
             return "hung up".into();
         }
         if self.connected_ms.is_some() {
@@ -322,5 +324,71 @@ pub(super) fn end_reason(end: End) -> &'static str {
         End::AnsweredElsewhere => "answered on another device",
         End::Missed => "missed",
         End::Lost => "the caller did not confirm the answer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALL: CallId = CallId([1; 16]);
+
+    /// A leg to `with`'s one device, answered or not.
+    fn leg(with: &str, device: u8, answered: bool) -> Leg {
+        let d = DeviceId([device; 16]);
+        let (mut out, _) = Outgoing::place(CALL, Media::Audio, None, &[d], 0);
+        if answered {
+            out.on_signal(d, &CallSignal::Accept(CALL), 0);
+        }
+        Leg::new(with.into(), Role::Out(out), HashMap::new(), None)
+    }
+
+    fn group_call() -> Current {
+        let group = GroupCall { id: GroupId([9; 16]), name: "team".into(), members: vec!["a".into(), "b".into()] };
+        Current::new(CALL, Media::Audio, Some(group), true, 0)
+    }
+
+    #[test]
+    fn a_group_call_is_connected_while_anyone_is_in_it() {
+        let mut c = group_call();
+        c.legs = vec![leg("bob", 2, false), leg("carol", 3, true)];
+        assert_eq!(c.state(), "connected");
+        assert_eq!(c.legs[1].device(), Some(DeviceId([3; 16])));
+        c.legs[1].ended = Some("hung up by the other side".into());
+        assert_eq!(c.state(), "calling", "carol left; bob's still rings");
+        assert!(!c.all_ended());
+        c.legs[0].ended = Some("no answer".into());
+        assert!(c.all_ended());
+        assert_eq!(c.with(), skein_proto::peer::group_address(&GroupId([9; 16])));
+    }
+
+    #[test]
+    fn a_group_call_ends_as_its_legs_say() {
+        let mut c = group_call();
+        c.legs = vec![leg("bob", 2, false), leg("carol", 3, false)];
+        for l in &mut c.legs {
+            l.ended = Some("declined".into());
+        }
+        assert_eq!(c.end_reason(), "declined", "everyone declined");
+        c.legs[1].ended = Some("no answer".into());
+        assert_eq!(c.end_reason(), "nobody answered");
+        c.hung_up_here = true;
+        assert_eq!(c.end_reason(), "nobody answered", "giving up before an answer is not a hang-up");
+        c.connected_ms = Some(10);
+        assert_eq!(c.end_reason(), "hung up");
+        c.hung_up_here = false;
+        assert_eq!(c.end_reason(), "hung up by the others");
+        c.ended_ms = Some(70_010);
+        assert_eq!(c.outcome(Some(End::HungUp(false))), CallOutcome::Answered { duration_ms: 70_000 });
+    }
+
+    #[test]
+    fn a_one_to_one_call_ends_as_its_leg_did() {
+        let mut c = Current::new(CALL, Media::Video, None, true, 0);
+        c.legs = vec![leg("bob", 2, false)];
+        c.legs[0].ended = Some("busy in another call".into());
+        assert_eq!((c.end_reason().as_str(), c.with().as_str()), ("busy in another call", "bob"));
+        assert_eq!(c.outcome(Some(End::Busy)), CallOutcome::Busy);
+        assert_eq!(c.outcome(Some(End::NoAnswer)), CallOutcome::Missed);
     }
 }

@@ -510,12 +510,18 @@ impl Task {
     }
 
     /// The group a call invites to, when both this user and the caller are
-    /// in it (otherwise the call is taken as a plain one from the caller).
+    /// in it and it is small enough for a group call (otherwise the call is
+    /// taken as a plain one from the caller, and links up with no one else).
     async fn group_of(&self, id: skein_proto::bytes::GroupId, caller: &str) -> Option<GroupCall> {
         let cert = self.cx.groups.current(id, 0).await;
         let me = self.cx.inbox.me.clone();
         match cert {
-            Some(c) if c.body.has_member(caller) && c.body.has_member(&me) && !c.body.closed => {
+            Some(c)
+                if c.body.has_member(caller)
+                    && c.body.has_member(&me)
+                    && !c.body.closed
+                    && c.body.members.len() <= MAX_PARTICIPANTS =>
+            {
                 Some(GroupCall { id, name: c.body.name.clone(), members: c.body.members.clone() })
             }
             _ => {
