@@ -303,6 +303,18 @@ impl Proc {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Sends SIGINT, as Ctrl-C would, and waits up to `within` for the
+    /// process (`what`) to exit.
+    pub async fn interrupt(&mut self, what: &str, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("still running");
+        let kill = std::process::Command::new("kill").arg("-INT").arg(pid.to_string()).status().expect("run kill");
+        assert!(kill.success(), "kill -INT {pid}");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{what} still running {within:?} after SIGINT; output: {:#?}", self.seen))
+            .expect("wait")
+    }
 }
 
 /// A UDP relay between clients and a server that can be told to drop

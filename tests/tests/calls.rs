@@ -296,6 +296,30 @@ async fn a_group_call_links_every_participant_with_every_other_and_leaves_one_li
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_mid_call_hangs_up_before_it_goes() {
+    skein_tests::init();
+    need_gstreamer();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
+    let mut alice_d = online(&alice, &[]).await;
+    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
+    let calling = tokio::spawn({
+        let alice = alice.clone();
+        async move { skein(&alice, &["call", "bob", "--test-source", "--audio-only", "--json"], None).await }
+    });
+    call_event(&mut bob_d, "connected").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Ctrl-C on bob's daemon: alice hears a hang-up, not a broken call.
+    let status = bob_d.interrupt("bob's daemon", T).await;
+    assert!(status.success(), "bob's daemon stopped cleanly: {status}");
+    let (ok, out, err) = calling.await.expect("join");
+    assert!(ok, "alice's call ended with bob's hang-up: {err}\n{out}");
+    let last = json_lines(&out).pop().expect("output");
+    assert_eq!(last["reason"], "hung up by the other side", "{out}");
+    alice_d.kill().await;
+}
+
 /// Finds `to`'s online device and connects `raw` to it.
 async fn reach(raw: &RawDevice, to: &str) -> libp2p::PeerId {
     use skein_proto::control::{Request, Response};

@@ -54,14 +54,8 @@ async fn run_tracker(data: &Path, listen: &str) -> (Proc, String) {
 
 /// Sends SIGINT to `p` and waits for it to exit; returns its status and how long it took.
 async fn interrupt(p: &mut Proc, what: &str) -> (ExitStatus, Duration) {
-    let pid = p.child.id().expect("still running");
     let sent = Instant::now();
-    let kill = std::process::Command::new("kill").arg("-INT").arg(pid.to_string()).status().expect("run kill");
-    assert!(kill.success(), "kill -INT {pid}");
-    let status = tokio::time::timeout(PROMPT, p.child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("{what} still running {PROMPT:?} after SIGINT"))
-        .expect("wait");
+    let status = p.interrupt(what, PROMPT).await;
     (status, sent.elapsed())
 }
 

@@ -40,6 +40,8 @@ const STATS_EVERY_MS: u64 = 1000;
 const MEDIA_FAILURE_GRACE_MS: u64 = 1500;
 /// Media streams kept for a leg that has not connected here yet.
 const MAX_EARLY_STREAMS: usize = 8;
+/// How long a node that stops mid-call waits for its hang-ups to go out.
+const HANG_UP_WITHIN: Duration = Duration::from_secs(2);
 
 type Reply = oneshot::Sender<Result<Value, String>>;
 
@@ -93,6 +95,8 @@ pub struct Calls {
     tx: mpsc::Sender<Input>,
     shown: Arc<Mutex<Value>>,
     sender: Arc<Mutex<Sender>>,
+    /// Whether the task has stopped (having hung up any call).
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Calls {
@@ -124,8 +128,9 @@ impl Calls {
         let (tx, rx) = mpsc::channel(64);
         let shown = Arc::new(Mutex::new(json!({"state": "idle"})));
         let sender = Arc::new(Mutex::new(cx.sender.clone()));
-        let calls = Calls { tx: tx.clone(), shown: shown.clone(), sender: sender.clone() };
-        let task = Task { cx, sender, current: None, shown, tx, outbound: spawn_outbound() };
+        let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+        let calls = Calls { tx: tx.clone(), shown: shown.clone(), sender: sender.clone(), stopped };
+        let task = Task { cx, sender, current: None, shown, tx, outbound: spawn_outbound(), stopped: stopped_tx };
         tokio::spawn(task.run(rx, stop));
         calls
     }
@@ -205,6 +210,13 @@ impl Calls {
         self.ask(|reply| Input::Controls { muted, camera, reply }).await
     }
 
+    /// Waits until the task has stopped: once the node stops, after the
+    /// hang-up of a call it was in has gone out (or [`HANG_UP_WITHIN`]).
+    pub async fn stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+
     /// The current (or last) call, as `skein call` shows it.
     pub fn status(&self) -> Value {
         lock(&self.shown).clone()
@@ -224,12 +236,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A batch of signals, sent at once, after the batch before.
 type Batch = Vec<(PeerId, CallSignal)>;
 
+/// A batch to send, and who to tell once it is sent.
+type Outbound = (Mesh, Batch, Option<oneshot::Sender<()>>);
+
 /// Sends batches of signals in order (so a device never sees a hang-up
 /// before the confirmation it follows), each batch's signals at once.
-fn spawn_outbound() -> mpsc::UnboundedSender<(Mesh, Batch)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Mesh, Batch)>();
+fn spawn_outbound() -> mpsc::UnboundedSender<Outbound> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     tokio::spawn(async move {
-        while let Some((mesh, batch)) = rx.recv().await {
+        while let Some((mesh, batch, sent)) = rx.recv().await {
             let sends = batch.into_iter().map(|(peer, signal)| {
                 let mesh = mesh.clone();
                 async move {
@@ -239,6 +254,9 @@ fn spawn_outbound() -> mpsc::UnboundedSender<(Mesh, Batch)> {
                 }
             });
             futures::future::join_all(sends).await;
+            if let Some(sent) = sent {
+                let _ = sent.send(());
+            }
         }
     });
     tx
@@ -256,7 +274,8 @@ struct Task {
     current: Option<Current>,
     shown: Arc<Mutex<Value>>,
     tx: mpsc::Sender<Input>,
-    outbound: mpsc::UnboundedSender<(Mesh, Batch)>,
+    outbound: mpsc::UnboundedSender<Outbound>,
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 impl Task {
@@ -276,8 +295,17 @@ impl Task {
                 },
             }
         }
-        // Stopping mid-call hangs up, so the others are not left waiting.
-        self.hang_up_all().await;
+        // Stopping mid-call hangs up, so the others are not left waiting,
+        // and waits a moment for the hang-ups to go out.
+        if self.busy() {
+            self.hang_up_all().await;
+            let (sent, gone) = oneshot::channel();
+            let _ = self.outbound.send((self.mesh(), Vec::new(), Some(sent)));
+            if tokio::time::timeout(HANG_UP_WITHIN, gone).await.is_err() {
+                tracing::info!("stopping before the call's hang-up went out");
+            }
+        }
+        self.stopped.send_replace(true);
     }
 
     fn mesh(&self) -> Mesh {
@@ -583,7 +611,7 @@ impl Task {
                 _ => None,
             })
             .collect();
-        let _ = self.outbound.send((self.mesh(), batch));
+        let _ = self.outbound.send((self.mesh(), batch, None));
     }
 
     async fn tick(&mut self) {
@@ -656,7 +684,7 @@ impl Task {
             }
         }
         if !batch.is_empty() {
-            let _ = self.outbound.send((mesh, batch));
+            let _ = self.outbound.send((mesh, batch, None));
         }
         if connected {
             self.send_roster();
@@ -750,7 +778,7 @@ impl Task {
             .filter_map(|(l, d)| l.peers.get(d))
             .map(|peer| (*peer, CallSignal::Roster { call: c.call, members: members.clone() }))
             .collect();
-        let _ = self.outbound.send((sender.mesh, batch));
+        let _ = self.outbound.send((sender.mesh, batch, None));
     }
 
     fn shown(&self) -> Value {

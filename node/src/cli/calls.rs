@@ -124,6 +124,9 @@ pub(super) async fn call(profile: &Profile, args: CallArgs) -> anyhow::Result<()
             if connected && reason.starts_with("hung up") {
                 return Ok(());
             }
+            if connected {
+                bail!("the call with {} broke off: {reason}", args.user);
+            }
             bail!("the call to {} ended without being answered: {reason}", args.user);
         }
         if let (Some(secs), Some(at), None) = (args.seconds, connected_at, hung_up_at)

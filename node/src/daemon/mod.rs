@@ -360,7 +360,12 @@ impl Node {
         loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => {
+                    // A call in progress is hung up before the mesh goes
+                    // (the calls task gives that a moment, no more).
+                    let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.stopped()).await;
+                    return Ok(());
+                }
                 Some((at, list)) = trackers_rx.recv() => {
                     if let Err(e) = crate::session::save_trackers(&self.profile, &at, crate::session::others(&list, &at)) {
                         tracing::warn!(error = %e, "cannot save the list of the organisation's trackers");
