@@ -1,6 +1,6 @@
 //! The node's calls: one task that owns this device's call (at most one
 //! at a time), drives the [`signal`](super::signal) state machine of each
-//! of its [legs](super::call) with peers' signals, the user's commands and
+//! of its legs (`super::call`) with peers' signals, the user's commands and
 //! the clock, carries out what they ask (signals over the mesh, media,
 //! history lines) and reports each change as a `{"type": "call"}` event
 //! and, once a second per connected leg, a `{"type": "call_stats"}` event.
@@ -211,7 +211,7 @@ impl Calls {
     }
 
     /// Waits until the task has stopped: once the node stops, after the
-    /// hang-up of a call it was in has gone out (or [`HANG_UP_WITHIN`]).
+    /// hang-up of a call it was in has gone out (or 2 s have passed).
     pub async fn stopped(&self) {
         let mut stopped = self.stopped.clone();
         let _ = stopped.wait_for(|s| *s).await;

@@ -3,8 +3,14 @@
 //! - [`signal`] is the pure state machine of one call on one device: it
 //!   takes signals from peers, the user's answers and the time, and
 //!   returns what to send, report and start.
-//! - [`manager`] runs it: signals over the mesh, events, history lines.
-//! - [`media`] carries a connected call's audio and video on peer streams,
+//! - `call` is this device's call as a whole: one leg per other
+//!   participant (one in a one-to-one call; a full mesh in a group call).
+//! - [`manager`] runs it: signals over the mesh, events, the roster of a
+//!   group call.
+//! - `record` leaves the call's line in the conversation's history.
+//! - [`capture`] opens the microphone and camera once per call and feeds
+//!   every leg.
+//! - [`media`] carries a connected leg's audio and video on peer streams,
 //!   between the GStreamer pipelines of `skein_media`.
 
 mod call;

@@ -158,6 +158,21 @@ struct Followed {
 /// changes, and the call's current state with its details.
 fn follow(v: &Value, id: &str, args: &CallArgs, seen: &mut Followed) -> std::io::Result<()> {
     let now_state = v["state"].as_str().unwrap_or_default().to_owned();
+    let states: Vec<&str> = v["states"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
+    for (i, passed) in states.iter().enumerate().skip(seen.printed) {
+        if i + 1 == states.len() {
+            break;
+        }
+        if *passed != "calling" {
+            print_state(&json!({"type": "call", "call": id, "with": args.user, "state": passed}), args.json)?;
+        }
+        seen.printed = i + 1;
+    }
+    // The call's new state, before what happened in it; its end, after.
+    let changed = now_state != seen.state;
+    if changed && now_state != "ended" {
+        print_state(v, args.json)?;
+    }
     let group = v.get("group").is_some();
     let participants = v["participants"].as_array().map_or(&[][..], |p| p.as_slice());
     for p in participants {
@@ -176,19 +191,11 @@ fn follow(v: &Value, id: &str, args: &CallArgs, seen: &mut Followed) -> std::io:
         }
         seen.stats.insert(user.to_owned(), s.clone());
     }
-    let states: Vec<&str> = v["states"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
-    for (i, passed) in states.iter().enumerate().skip(seen.printed) {
-        if i + 1 == states.len() {
-            break;
+    if changed {
+        if now_state == "ended" {
+            print_state(v, args.json)?;
         }
-        if *passed != "calling" {
-            print_state(&json!({"type": "call", "call": id, "with": args.user, "state": passed}), args.json)?;
-        }
-        seen.printed = i + 1;
-    }
-    if now_state != seen.state {
         seen.state = now_state;
-        print_state(v, args.json)?;
         seen.printed = states.len();
     }
     Ok(())
