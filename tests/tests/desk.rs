@@ -7,10 +7,11 @@
 //! answer), and finds a message with the search. A message that comes
 //! while her window has no focus raises a desktop notification on the
 //! session bus. She calls bob (his test pattern fills the call pane),
-//! declines his call back, and calls a group with bob and carol, whose
-//! nodes link up with each other while her pane shows each one's
-//! pictures. Screenshots of the sign-in screen, the main window, the
-//! conversation and the calls are saved under `target/screenshots/` and
+//! declines his call back, calls a group with bob and carol, whose nodes
+//! link up with each other while her pane shows each one's pictures, and
+//! declines bob's call to the group, which goes on without her.
+//! Screenshots of the sign-in screen, the main window, the conversation
+//! and the calls are saved under `target/screenshots/` and
 //! checked to be real pictures.
 //!
 //! It needs Xvfb, xdotool, ImageMagick and D-Bus, so it is `#[ignore]`d
@@ -369,6 +370,26 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
         v["call"].is_null() && texts(v).last().is_some_and(|t| t.starts_with("[call] video call, 0:"))
     })
     .await;
+    // Bob and carol talked on without her; bob hangs up, then calls the
+    // group back: alice's window says who calls which group, she declines,
+    // and bob and carol talk on without her again.
+    assert!(skein(&bob, &["hangup"], None).await.0, "bob was still in the call with carol");
+    let ended = |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["type"] == "call" && v["state"] == "ended");
+    carol_daemon.wait_line(T, "carol's part of the first group call over", ended).await;
+    let calling = tokio::spawn({
+        let (bob, crew) = (bob.clone(), crew.clone());
+        async move { skein(&bob, &["call", &crew, "--test-source", "--audio-only", "--seconds", "3"], None).await }
+    });
+    let v = state(&snapshots, "the group call ringing", |v| {
+        v["call"]["incoming"] == true && v["call"]["state"] == "ringing" && v["call"]["group"] == true
+    })
+    .await;
+    assert_eq!(v["call"]["with"], crew.as_str(), "{v:#}");
+    desk.capture(&window, &shots.join("incoming-group-call.png")).await;
+    desk.key("ctrl+shift+h").await;
+    let (ok, out, err) = calling.await.expect("join");
+    assert!(ok, "bob's group call went on with carol: {out}\n{err}");
+    assert!(out.contains("alice: ended: declined") && out.contains("carol: connected"), "{out}");
 
     for name in [
         "login",
@@ -381,6 +402,7 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
         "call",
         "incoming-call",
         "group-call",
+        "incoming-group-call",
     ] {
         let colours = check_picture(&shots.join(format!("{name}.png")));
         println!("{name}.png: {colours} colours, in {}", shots.display());

@@ -1,5 +1,6 @@
 //! The call pane, in place of the conversation while a call is on:
-//! ringing (Accept, Audio only, Decline), calling (Cancel), and connected:
+//! ringing (Accept, Audio only for a video call, Decline), calling
+//! (Cancel), and connected:
 //! the other side's picture filling the pane (in a group call, a grid of
 //! everyone else's, each with their name), the self-view in its corner,
 //! and the controls (mute, camera, statistics, hang up).
@@ -41,11 +42,15 @@ pub fn view<'a>(w: &'a Workspace, c: &'a Call) -> Element<'a, Message> {
             let (line, buttons): (String, Vec<Element<'a, Message>>) = match (c.incoming, state) {
                 (true, "ringing") => (
                     calling_you,
-                    vec![
-                        pill("Accept", Message::CallAnswer(false), button::success),
-                        pill("Audio only", Message::CallAnswer(true), button::secondary),
-                        pill("Decline", Message::CallHangUp, danger),
-                    ],
+                    // An audio call has no video to leave out.
+                    [
+                        Some(pill("Accept", Message::CallAnswer(false), button::success)),
+                        (c.media != "audio").then(|| pill("Audio only", Message::CallAnswer(true), button::secondary)),
+                        Some(pill("Decline", Message::CallHangUp, danger)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 ),
                 (true, _) => (format!("Connecting to {name}…"), vec![pill("Hang up", Message::CallHangUp, danger)]),
                 (false, "ringing") => (format!("Ringing {name}…"), vec![pill("Cancel", Message::CallHangUp, danger)]),
