@@ -348,7 +348,8 @@ async fn garbage_on_a_media_stream_is_dropped_and_the_node_keeps_serving() {
     let peer = reach(&mallory, "bob").await;
     let call = skein_proto::bytes::CallId([7; 16]);
     let invite = Invite { call, media: Media::Video, group: None, sent_at_ms: skein_node::now_ms() };
-    mallory.mesh.request(peer, skein_proto::peer::PeerRequest::Call(CallSignal::Invite(invite))).await.expect("invite");
+    let first = CallSignal::Invite(invite.clone());
+    mallory.mesh.request(peer, skein_proto::peer::PeerRequest::Call(first)).await.expect("invite");
     call_event(&mut bob_d, "answering").await;
     mallory.mesh.request(peer, skein_proto::peer::PeerRequest::Call(CallSignal::Confirm(call))).await.expect("confirm");
     call_event(&mut bob_d, "connected").await;
@@ -406,6 +407,16 @@ async fn garbage_on_a_media_stream_is_dropped_and_the_node_keeps_serving() {
     assert!(ok, "{out}{err}");
     bob_d.wait_line(T, "the message after the garbage", |l| l.contains("still there?")).await;
     assert!(bob_d.child.try_wait().expect("status").is_none(), "bob's daemon is still running");
+
+    // Once the call is over, the same invite again rings nothing: it is
+    // declined, and bob has no call.
+    let signal = |s| mallory.mesh.request(peer, skein_proto::peer::PeerRequest::Call(s));
+    signal(CallSignal::HangUp(call)).await.expect("hang up");
+    call_event(&mut bob_d, "ended").await;
+    signal(CallSignal::Invite(invite)).await.expect("the invite again");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, _, err) = skein(&bob, &["hangup"], None).await;
+    assert!(!ok && err.contains("no call to hang up"), "the old call rang again: {err}");
     drop(alice_d);
     bob_d.kill().await;
 }

@@ -519,6 +519,13 @@ impl Task {
             let i = c.legs.len() - 1;
             return self.carry_out(i, actions).await;
         }
+        if self.current.as_ref().is_some_and(|c| c.call == invite.call) {
+            // A call this device has left: a participant who had not yet
+            // linked up with it is told so, rather than ringing it again.
+            let decline = Action::Send { device: from_device, signal: CallSignal::Decline(invite.call) };
+            self.send_now(peer, vec![decline]);
+            return;
+        }
         let (incoming, actions) = Incoming::invited(from_device, invite, self.busy(), now);
         let Some(incoming) = incoming else {
             self.send_now(peer, actions);
