@@ -53,7 +53,7 @@ pub fn state(app: &App) -> Value {
                 "completions": w.plugins.completing(w.composer.text().trim_end_matches('\n')).iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
                 "plugin_reply": w.plugin_reply.as_ref().map(|(p, t)| json!({"plugin": p, "text": t})),
                 "call": w.call.as_ref().map(|c| json!({"id": c.id, "with": c.with, "state": c.state, "path": c.path,
-                    "incoming": c.incoming, "remote_frames": c.remote_frames, "self_view": c.local.is_some(),
+                    "incoming": c.incoming, "remote_frames": c.remote_frames(), "self_view": c.local.is_some(),
                     "muted": c.muted, "camera": c.camera, "group": c.group,
                     "participants": c.participants.iter().map(|p| json!({"user": p.user, "state": p.state,
                         "frames": c.frames_from.get(&p.user).copied().unwrap_or(0)})).collect::<Vec<_>>()}))})

@@ -43,3 +43,10 @@ pub mod transfer;
 pub mod trust;
 
 pub use skein_proto::time::now_ms;
+
+/// A fresh random 16-byte id (a message's, a call's).
+pub(crate) fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+    id
+}

@@ -53,6 +53,13 @@ async fn wait_history(profile: &Path, with: &str, text: &str) -> String {
     }
 }
 
+/// Waits for `profile`'s history with `with` to show the call's line
+/// (containing `text`), and checks it shows only one.
+async fn one_call_line(profile: &Path, with: &str, text: &str) {
+    let h = wait_history(profile, with, text).await;
+    assert_eq!(h.matches("[call]").count(), 1, "one line per call: {h}");
+}
+
 fn event(d: &Proc, pred: impl Fn(&Value) -> bool) -> Option<Value> {
     d.seen.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| pred(v))
 }
@@ -120,8 +127,7 @@ async fn a_ten_second_video_call_between_two_daemons_is_direct_continuous_and_me
 
     // Both histories keep the call's line.
     for (profile, with) in [(&alice, "bob"), (&bob, "alice")] {
-        let h = wait_history(profile, with, "[call] video call, 0:1").await;
-        assert_eq!(h.matches("[call]").count(), 1, "one line per call: {h}");
+        one_call_line(profile, with, "[call] video call, 0:1").await;
     }
     for d in [&mut alice_d, &mut bob_d] {
         d.kill().await;
@@ -288,8 +294,7 @@ async fn a_group_call_links_every_participant_with_every_other_and_leaves_one_li
 
     // One line in the group's conversation, on every member's device.
     for profile in [&alice, &bob, &carol] {
-        let h = wait_history(profile, &id, "[call] audio call, 0:0").await;
-        assert_eq!(h.matches("[call]").count(), 1, "one line per call: {h}");
+        one_call_line(profile, &id, "[call] audio call, 0:0").await;
     }
     for d in [&mut alice_d, &mut bob_d, &mut carol_d] {
         d.kill().await;

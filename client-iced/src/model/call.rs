@@ -47,8 +47,6 @@ pub struct Call {
     pub remote: BTreeMap<String, Handle>,
     /// The newest picture of our own camera.
     pub local: Option<Handle>,
-    /// Pictures shown from the others so far, in all.
-    pub remote_frames: u64,
     /// Pictures shown from each other participant so far.
     pub frames_from: BTreeMap<String, u64>,
 }
@@ -72,7 +70,6 @@ impl Call {
             show_stats: false,
             remote: BTreeMap::new(),
             local: None,
-            remote_frames: 0,
             frames_from: BTreeMap::new(),
         })
     }
@@ -83,6 +80,11 @@ impl Call {
         self.participants.first().filter(|_| self.incoming).map(|p| p.user.as_str())
     }
 
+    /// Pictures shown from the others so far, in all.
+    pub fn remote_frames(&self) -> u64 {
+        self.frames_from.values().sum()
+    }
+
     /// The others in the call now (connecting or connected).
     pub fn present(&self) -> impl Iterator<Item = &Participant> {
         self.participants.iter().filter(|p| p.state != "ended")
@@ -90,7 +92,6 @@ impl Call {
 
     /// A picture from `from`.
     pub fn picture_from(&mut self, from: String, picture: Handle) {
-        self.remote_frames += 1;
         *self.frames_from.entry(from.clone()).or_default() += 1;
         self.remote.insert(from, picture);
     }
@@ -197,7 +198,7 @@ mod tests {
         c.picture_from("carol".into(), frame());
         c.stats(&json!({"with": "alice", "seconds": 3, "path": "direct"}));
         c.stats(&json!({"with": "carol", "seconds": 2, "path": "relayed"}));
-        assert_eq!((c.remote.len(), c.remote_frames, c.frames_from["carol"]), (2, 3, 2));
+        assert_eq!((c.remote.len(), c.remote_frames(), c.frames_from["carol"]), (2, 3, 2));
         assert_eq!(c.duration(), "0:03");
         let lines = c.stats_lines();
         assert_eq!((lines[0].as_str(), lines[6].as_str()), ("alice", "carol"), "{lines:?}");

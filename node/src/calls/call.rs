@@ -243,8 +243,8 @@ impl Current {
     }
 
     /// What the call's history line says.
-    pub fn outcome(&self, last_end: Option<End>) -> CallOutcome {
-        match (self.connected_ms, last_end) {
+    pub fn outcome(&self) -> CallOutcome {
+        match (self.connected_ms, self.last_end) {
             (Some(t), _) => CallOutcome::Answered { duration_ms: self.ended_ms.unwrap_or(t).saturating_sub(t) },
             (None, Some(End::Declined)) => CallOutcome::Declined,
             (None, Some(End::Busy)) => CallOutcome::Busy,
@@ -379,7 +379,8 @@ mod tests {
         c.hung_up_here = false;
         assert_eq!(c.end_reason(), "hung up by the others");
         c.ended_ms = Some(70_010);
-        assert_eq!(c.outcome(Some(End::HungUp(false))), CallOutcome::Answered { duration_ms: 70_000 });
+        c.last_end = Some(End::HungUp(false));
+        assert_eq!(c.outcome(), CallOutcome::Answered { duration_ms: 70_000 });
     }
 
     #[test]
@@ -388,7 +389,9 @@ mod tests {
         c.legs = vec![leg("bob", 2, false)];
         c.legs[0].ended = Some("busy in another call".into());
         assert_eq!((c.end_reason().as_str(), c.with().as_str()), ("busy in another call", "bob"));
-        assert_eq!(c.outcome(Some(End::Busy)), CallOutcome::Busy);
-        assert_eq!(c.outcome(Some(End::NoAnswer)), CallOutcome::Missed);
+        c.last_end = Some(End::Busy);
+        assert_eq!(c.outcome(), CallOutcome::Busy);
+        c.last_end = Some(End::NoAnswer);
+        assert_eq!(c.outcome(), CallOutcome::Missed);
     }
 }

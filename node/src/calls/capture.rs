@@ -85,10 +85,9 @@ impl SharedCapture {
         let to = feeds.clone();
         let fan_out = tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                let senders: Vec<mpsc::Sender<Encoded>> = lock(&to).senders.values().cloned().collect();
-                for s in senders {
-                    // A feed that is behind misses this frame; its sender
-                    // notices the gap in the group and recovers.
+                for s in lock(&to).senders.values() {
+                    // A feed 256 frames behind misses this one: its picture
+                    // may smear until the next keyframe (2 s at most).
                     let _ = s.try_send(e.clone());
                 }
             }
@@ -104,8 +103,8 @@ impl SharedCapture {
         })
     }
 
-    /// A new feed of every encoded frame, from a keyframe on.
-    pub fn subscribe(self: &Arc<Self>) -> Feed {
+    /// A new feed: its handle, and every encoded frame from a keyframe on.
+    pub fn subscribe(self: &Arc<Self>) -> (Feed, mpsc::Receiver<Encoded>) {
         let (tx, rx) = mpsc::channel(FEED_QUEUE);
         let id = {
             let mut f = lock(&self.feeds);
@@ -115,12 +114,7 @@ impl SharedCapture {
             id
         };
         self.capture.request_keyframe();
-        Feed { id, rx: Some(rx), capture: self.clone() }
-    }
-
-    /// Whether the call sends video.
-    pub fn video(&self) -> bool {
-        self.video
+        (Feed { id, capture: self.clone() }, rx)
     }
 
     /// Mutes (sends silence) or unmutes the microphone.
@@ -173,7 +167,6 @@ impl Drop for SharedCapture {
 /// One peer's share of a call's capture; leaves it when dropped.
 pub struct Feed {
     id: u64,
-    rx: Option<mpsc::Receiver<Encoded>>,
     capture: Arc<SharedCapture>,
 }
 
@@ -184,11 +177,6 @@ impl std::fmt::Debug for Feed {
 }
 
 impl Feed {
-    /// The encoded frames (once).
-    pub fn take_frames(&mut self) -> Option<mpsc::Receiver<Encoded>> {
-        self.rx.take()
-    }
-
     /// The bitrate this peer's path can take, kbit/s; the encoder runs at
     /// the least of every feed's.
     pub fn set_video_kbps(&self, kbps: u32) {

@@ -262,12 +262,6 @@ fn spawn_outbound() -> mpsc::UnboundedSender<Outbound> {
     tx
 }
 
-fn new_call_id() -> CallId {
-    let mut id = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-    CallId(id)
-}
-
 struct Task {
     cx: CallsContext,
     sender: Arc<Mutex<Sender>>,
@@ -367,7 +361,7 @@ impl Task {
                     let _ = reply.send(Err("you are already in a call; hang up first".into()));
                     return;
                 }
-                let call = new_call_id();
+                let call = CallId(crate::random_id());
                 let now = crate::now_ms();
                 let mut c = Current::new(call, media, group, true, now);
                 c.test_source = test_source;
@@ -442,14 +436,10 @@ impl Task {
             }
             Input::MediaFailed { call, with: None, reason } => {
                 // The capture failed: nothing can be sent to anyone.
-                if self.live().is_none_or(|c| c.call != call) {
-                    return;
-                }
+                let Some(c) = self.live().filter(|c| c.call == call) else { return };
                 tracing::warn!(%reason, "the call's capture failed; hanging up");
-                if let Some(c) = self.live() {
-                    for leg in c.legs.iter_mut().filter(|l| l.live()) {
-                        leg.failing = Some((reason.clone(), 0));
-                    }
+                for leg in c.legs.iter_mut().filter(|l| l.live()) {
+                    leg.failing = Some((reason.clone(), 0));
                 }
                 self.tick().await;
             }
@@ -744,14 +734,7 @@ impl Task {
         leg.next_stats_ms = now + STATS_EVERY_MS;
         let Some(peer) = leg.peers.get(&device).copied() else { return };
         leg.path = mesh.peers().await.into_iter().find(|p| p.peer == peer).map(|p| p.path.as_str().to_owned());
-        let params = SessionParams {
-            call,
-            peer,
-            with: leg.with.clone(),
-            media: c.media,
-            caller: matches!(leg.role, Role::Out(_)),
-            config,
-        };
+        let params = SessionParams { call, peer, with: leg.with.clone(), media: c.media, config };
         let with = leg.with.clone();
         let failed = tx.clone();
         let on_failure = move |reason: String| {
@@ -833,7 +816,7 @@ impl Task {
     fn send_record(&self) {
         let Some(c) = self.current.as_ref() else { return };
         let sender = lock(&self.sender).clone();
-        let record = CallRecord { call: c.call, media: c.media, outcome: c.outcome(c.last_end) };
+        let record = CallRecord { call: c.call, media: c.media, outcome: c.outcome() };
         let events = self.cx.events.clone();
         match &c.group {
             Some(g) => record::send_group(sender, self.cx.groups.clone(), events, g.clone(), record),

@@ -100,8 +100,6 @@ pub struct SessionParams {
     pub with: String,
     /// What it carries.
     pub media: Media,
-    /// This side placed the call.
-    pub caller: bool,
     /// Devices and outputs.
     pub config: MediaConfig,
 }
@@ -209,23 +207,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Starts playback and the streams to `params.peer`, sending what
-    /// `feed` brings from the call's capture. A failure later (a pipeline
+    /// Starts playback and the streams to `params.peer`, sending the
+    /// `encoded` frames of `feed`, the call's capture (which checked that
+    /// every element a call needs is there). A failure later (a pipeline
     /// error, a broken stream) goes to `on_failure`.
     pub fn start(
         params: SessionParams,
-        mut feed: Feed,
+        (feed, encoded): (Feed, mpsc::Receiver<Encoded>),
         mesh: Mesh,
         on_failure: Box<dyn Fn(String) + Send + Sync>,
     ) -> Result<Session, MediaError> {
-        skein_media::elements::init()?;
-        skein_media::elements::check(skein_media::NEEDED)?;
         let on_failure: Arc<dyn Fn(String) + Send + Sync> = Arc::from(on_failure);
         let video = params.media == Media::Video;
         let config = &params.config;
-        let Some(encoded) = feed.take_frames() else {
-            return Err(MediaError::Pipeline("the capture feed was already taken".into()));
-        };
         let keyframe_needed = Arc::new(AtomicBool::new(false));
         let (decoded_tx, decoded) = mpsc::unbounded_channel();
         let needed = keyframe_needed.clone();

@@ -947,10 +947,8 @@ pub(crate) fn sent_event(msg: &ChatMessage, path: &str) -> Value {
 
 /// A new message from `me`'s device `device`.
 fn new_message(me: &str, device: DeviceId, to: String, conversation: Conversation, body: MessageBody) -> ChatMessage {
-    let mut id = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
     ChatMessage {
-        id: MailId(id),
+        id: MailId(crate::random_id()),
         from_user: me.to_owned(),
         from_device: device,
         to_user: to,

@@ -615,16 +615,24 @@ impl Sender {
 
     /// Sends a file status to every device of `user` (the file's sender).
     pub async fn send_file_status(&self, user: &str, status: FileStatus) -> Result<Outcome, SendError> {
-        let mut id = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-        self.fan_out(user, MailId(id), PeerRequest::FileStatus(status.clone()), SealedPayload::FileStatus(status)).await
+        self.fan_out(
+            user,
+            MailId(crate::random_id()),
+            PeerRequest::FileStatus(status.clone()),
+            SealedPayload::FileStatus(status),
+        )
+        .await
     }
 
     /// Sends a receipt to every device of `user`.
     pub async fn send_receipt(&self, user: &str, receipt: Receipt) -> Result<Outcome, SendError> {
-        let mut id = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-        self.fan_out(user, MailId(id), PeerRequest::Receipt(receipt.clone()), SealedPayload::Receipt(receipt)).await
+        self.fan_out(
+            user,
+            MailId(crate::random_id()),
+            PeerRequest::Receipt(receipt.clone()),
+            SealedPayload::Receipt(receipt),
+        )
+        .await
     }
 }
 

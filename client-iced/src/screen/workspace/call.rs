@@ -80,7 +80,6 @@ fn picture<'a>(c: &'a Call, user: &str, name: &str, state: &str) -> Element<'a, 
     let waiting = match state {
         "connected" if c.media == "audio" => None,
         "connected" => Some("Waiting for video…".to_owned()),
-        "ended" => Some("Left".to_owned()),
         _ => Some("Connecting…".to_owned()),
     };
     let shown: Element<'a, Message> = match (c.remote.get(user), waiting) {
@@ -120,8 +119,7 @@ fn tile<'a>(c: &'a Call, user: &str, name: String, state: &str) -> Element<'a, M
 fn grid<'a>(w: &'a Workspace, c: &'a Call) -> Element<'a, Message> {
     let mut rows: Vec<Element<'a, Message>> = Vec::new();
     let mut row_tiles: Vec<Element<'a, Message>> = Vec::new();
-    let present: Vec<_> = c.present().collect();
-    for p in &present {
+    for p in c.present() {
         row_tiles.push(tile(c, &p.user, w.title_of(&p.user), &p.state));
         if row_tiles.len() == 2 {
             rows.push(row(std::mem::take(&mut row_tiles)).spacing(4).height(Length::Fill).into());
