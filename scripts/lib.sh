@@ -17,10 +17,12 @@ need_packages() {
 
 # GStreamer for calls: the libraries to build against, and the plugins a
 # call uses at run time (Opus and the test sources in base, VP8, V4L2 and
-# PulseAudio in good, x264 in ugly).
+# PulseAudio in good; for H.264, x264 in ugly, the parser in bad and the
+# decoder in libav).
 need_gstreamer() {
     need_packages pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-        gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+        gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
+        gstreamer1.0-plugins-bad gstreamer1.0-libav
 }
 
 # Starts a private PostgreSQL on 127.0.0.1 and exports SKEIN_TEST_POSTGRES_URL

@@ -10,14 +10,17 @@
 //!
 //! Each side sends GStreamer's test tone and colour bars (`--test-source`);
 //! the figures are alice's, for what bob sent her, over the whole call.
+//! The direct call runs once per video codec this machine has (VP8, and
+//! H.264 where GStreamer has x264 and libav), each against a baseline in
+//! the same codec.
 
 use crate::cluster::Cluster;
 use crate::report::Row;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use skein_media::Kind;
 use skein_media::capture::{Capture, CaptureConfig};
 use skein_media::playback::{Decoded, Playback, PlaybackConfig};
+use skein_media::{Kind, VideoCodec};
 use skein_node::control::ControlRequest;
 use std::time::Duration;
 
@@ -57,14 +60,14 @@ impl Spread {
     }
 }
 
-/// Bare GStreamer for `secs`: encode, then decode, in this process.
-async fn baseline(secs: u64) -> Result<(Spread, Spread)> {
+/// Bare GStreamer for `secs`, video in `codec`: encode, then decode, in this process.
+async fn baseline(secs: u64, codec: VideoCodec) -> Result<(Spread, Spread)> {
     let (encoded_tx, mut encoded) = tokio::sync::mpsc::channel(256);
     let (decoded_tx, mut decoded) = tokio::sync::mpsc::unbounded_channel();
-    let config = CaptureConfig { test_source: true, ..CaptureConfig::default() };
+    let config = CaptureConfig { test_source: true, codecs: vec![codec], ..CaptureConfig::default() };
     let capture = Capture::start(&config, encoded_tx, None, |e| eprintln!("skein-bench: capture failed: {e}"))?;
     let playback = Playback::start(
-        &PlaybackConfig { video: true, speaker: false, frames: None },
+        &PlaybackConfig { video: true, speaker: false, frames: None, codecs: vec![codec] },
         decoded_tx,
         None,
         || {},
@@ -77,8 +80,8 @@ async fn baseline(secs: u64) -> Result<(Spread, Spread)> {
             _ = tokio::time::sleep_until(until) => break,
             Some(e) = encoded.recv() => match e.kind {
                 Kind::Audio => playback.push_audio(e.capture_us, e.duration_us, &e.data),
-                Kind::Video => {
-                    playback.push_video(e.capture_us, e.duration_us, e.keyframe, &e.data);
+                Kind::Video(codec) => {
+                    playback.push_video(codec, e.capture_us, e.duration_us, e.keyframe, &e.data);
                 }
             },
             Some(d) = decoded.recv() => match d {
@@ -92,12 +95,16 @@ async fn baseline(secs: u64) -> Result<(Spread, Spread)> {
     Ok((Spread::of(audio), Spread::of(video)))
 }
 
-/// A call of `secs` from alice to bob, who answers: alice's final statistics.
-async fn call(relay_only: bool, secs: u64) -> Result<Value> {
+/// A call of `secs` from alice to bob, who answers, with video in `codec`
+/// (otherwise as the daemons choose): alice's final statistics.
+async fn call(relay_only: bool, secs: u64, codec: Option<VideoCodec>) -> Result<Value> {
     let cluster = Cluster::start(&[]).await?;
     cluster.user("alice").await?;
     cluster.user("bob").await?;
     let mut extra = vec!["--test-source"];
+    if let Some(codec) = codec {
+        extra.extend(["--video-codec", codec.name()]);
+    }
     if relay_only {
         extra.push("--relay-only");
     }
@@ -130,28 +137,43 @@ async fn call(relay_only: bool, secs: u64) -> Result<Value> {
     bail!("the call did not end after hanging up")
 }
 
-/// `call-latency` (`relay_only`: `call-relayed`): an audio row and a video row.
+/// `call-latency` (`relay_only`: `call-relayed`): an audio row, and a
+/// video row per codec (the relayed call in the codec calls choose).
 pub async fn call_latency(relay_only: bool, secs: u64) -> Result<Vec<Row>> {
-    let (base_audio, base_video) = baseline(secs.min(10)).await?;
-    let stats = call(relay_only, secs).await?;
+    let codecs = match relay_only {
+        true => vec![None],
+        false => skein_media::codecs::usable(&VideoCodec::ALL)?.into_iter().map(Some).collect(),
+    };
     let name = if relay_only { "call-relayed" } else { "call-latency" };
-    let path = stats["path"].as_str().unwrap_or("?").to_owned();
-    let measured = format!(
-        "{secs} s call, path {path}: {} pictures decoded, {} audio gaps over 100 ms, last second {} kbit/s video at {} fps, loss {}%.",
-        stats["frames_received"], stats["audio_gaps"], stats["video_kbps"], stats["fps"], stats["loss_pct"]
-    );
     let mut rows = Vec::new();
-    for (kind, base, target) in [("audio", base_audio, AUDIO_P99_MS), ("video", base_video, VIDEO_P99_MS)] {
-        let skein = Spread::from_stats(&stats["call_latency_ms"][kind]);
-        rows.push(Row {
-            scenario: format!("{name} ({kind}, glass to glass)"),
-            skein: skein.show(),
-            baseline: format!("{} (bare GStreamer, no network)", base.show()),
-            ratio: format!("+{:.1} ms at p99", skein.p99 - base.p99),
-            target: format!("p99 ≤ {target:.0} ms"),
-            met: Some(skein.n > 0 && skein.p99 <= target),
-            measured: measured.clone(),
-        });
+    for (i, codec) in codecs.into_iter().enumerate() {
+        let stats = call(relay_only, secs, codec).await?;
+        let used = stats["video_codec"].as_str().and_then(|c| c.parse().ok()).unwrap_or(VideoCodec::Vp8);
+        if codec.is_some_and(|c| c != used) {
+            bail!("the call was to use {codec:?} video but used {used}");
+        }
+        let (base_audio, base_video) = baseline(secs.min(10), used).await?;
+        let path = stats["path"].as_str().unwrap_or("?").to_owned();
+        let measured = format!(
+            "{secs} s call, path {path}, {used} video: {} pictures decoded, {} audio gaps over 100 ms, last second {} kbit/s video at {} fps, loss {}%.",
+            stats["frames_received"], stats["audio_gaps"], stats["video_kbps"], stats["fps"], stats["loss_pct"]
+        );
+        let video = ("video", format!("video {}", used.label()), base_video, VIDEO_P99_MS);
+        let audio = ("audio", "audio".to_owned(), base_audio, AUDIO_P99_MS);
+        // The audio is the same whatever the video: one row, from the first call.
+        let kinds = if i == 0 { vec![audio, video] } else { vec![video] };
+        for (kind, label, base, target) in kinds {
+            let skein = Spread::from_stats(&stats["call_latency_ms"][kind]);
+            rows.push(Row {
+                scenario: format!("{name} ({label}, glass to glass)"),
+                skein: skein.show(),
+                baseline: format!("{} (bare GStreamer, no network)", base.show()),
+                ratio: format!("+{:.1} ms at p99", skein.p99 - base.p99),
+                target: format!("p99 ≤ {target:.0} ms"),
+                met: Some(skein.n > 0 && skein.p99 <= target),
+                measured: measured.clone(),
+            });
+        }
     }
     Ok(rows)
 }

@@ -1,22 +1,26 @@
 //! The sending side: capture (microphone and camera, or GStreamer's test
-//! sources), then Opus and VP8 encoding, out through `appsink`s as
-//! [`Encoded`] frames, each with the time it was captured.
+//! sources), then Opus and VP8 or H.264 encoding, out through `appsink`s
+//! as [`Encoded`] frames, each with the time it was captured.
 //!
 //! ```text
 //! mic | audiotestsrc ! audioconvert ! audioresample ! 48 kHz mono ! volume (mute) ! opusenc (FEC) ! appsink
-//! cam | videotestsrc ! videoconvert ! videoscale ! I420 W×H ! tee ! valve (camera off) ! vp8enc (real time) ! appsink
+//! cam | videotestsrc ! videoconvert ! videoscale ! I420 W×H ! tee ! valve ! vp8enc (real time) ! appsink
+//!                                                               tee ! valve ! x264enc (zero latency) ! appsink
 //!                                                               tee ! small RGBA ! appsink (self-view)
 //! ```
 //!
-//! The bitrate and keyframes are the caller's to steer:
-//! [`Capture::set_video_kbps`], [`Capture::request_keyframe`].
+//! One valve is open at a time: the codec in use, unless the camera is
+//! off. The bitrate, keyframes and codec are the caller's to steer:
+//! [`Capture::set_video_kbps`], [`Capture::request_keyframe`],
+//! [`Capture::set_codec`].
 
 use crate::elements::{MediaError, init, make, pipeline_err};
 use crate::watch::BusWatch;
-use crate::{Frame, Kind, unix_us};
+use crate::{Frame, Kind, VideoCodec, unix_us};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use std::sync::Mutex;
 use tokio::sync::mpsc;
 
 /// What to capture, and how to encode it.
@@ -42,6 +46,9 @@ pub struct CaptureConfig {
     pub audio_kbps: u32,
     /// Also give a small RGBA self-view of the camera.
     pub self_view: bool,
+    /// The video encoders to run, the first in use at the start (VP8 when
+    /// empty); [`Capture::set_codec`] switches between them.
+    pub codecs: Vec<VideoCodec>,
 }
 
 impl Default for CaptureConfig {
@@ -57,6 +64,7 @@ impl Default for CaptureConfig {
             video_kbps: 600,
             audio_kbps: 32,
             self_view: false,
+            codecs: vec![VideoCodec::Vp8],
         }
     }
 }
@@ -72,8 +80,24 @@ pub struct Encoded {
     pub duration_us: u32,
     /// A keyframe (every audio frame is one).
     pub keyframe: bool,
-    /// The Opus or VP8 frame.
+    /// The Opus frame, VP8 frame or H.264 access unit.
     pub data: Vec<u8>,
+}
+
+/// One video encoder of a capture, behind its valve.
+#[derive(Debug)]
+struct Encoder {
+    codec: VideoCodec,
+    enc: gst::Element,
+    sink: gst::Element,
+    valve: gst::Element,
+}
+
+/// Which encoder is in use, and whether the camera is on.
+#[derive(Debug, Clone, Copy)]
+struct VideoState {
+    codec: VideoCodec,
+    camera: bool,
 }
 
 /// A running capture pipeline; stops when dropped.
@@ -81,7 +105,8 @@ pub struct Encoded {
 pub struct Capture {
     pipeline: gst::Pipeline,
     volume: gst::Element,
-    video: Option<(gst::Element, gst::Element, gst::Element)>,
+    encoders: Vec<Encoder>,
+    state: Mutex<VideoState>,
     _watch: BusWatch,
 }
 
@@ -98,28 +123,55 @@ impl Capture {
         init()?;
         let pipeline = gst::Pipeline::new();
         let volume = audio_branch(&pipeline, config, out.clone())?;
-        let video = if config.video { Some(video_branch(&pipeline, config, out, self_view)?) } else { None };
+        let encoders = if config.video { video_branch(&pipeline, config, out, self_view)? } else { Vec::new() };
+        let state = VideoState { codec: encoders.first().map_or(VideoCodec::Vp8, |e| e.codec), camera: true };
+        open_valves(&encoders, state);
         let watch = BusWatch::start(&pipeline, on_error)?;
         pipeline.set_state(gst::State::Playing).map_err(|_| {
             let why = watch.first_error().unwrap_or_else(|| "it would not start".into());
             MediaError::Pipeline(format!("capture: {why}"))
         })?;
-        Ok(Capture { pipeline, volume, video, _watch: watch })
+        Ok(Capture { pipeline, volume, encoders, state: Mutex::new(state), _watch: watch })
     }
 
     /// Sets the video bitrate, kbit/s.
     pub fn set_video_kbps(&self, kbps: u32) {
-        if let Some((enc, _, _)) = &self.video {
-            enc.set_property("target-bitrate", (kbps * 1000) as i32);
+        for e in &self.encoders {
+            match e.codec {
+                VideoCodec::Vp8 => e.enc.set_property("target-bitrate", (kbps * 1000) as i32),
+                VideoCodec::H264 => e.enc.set_property("bitrate", kbps.max(1)),
+            }
         }
     }
 
     /// Makes the next video frame a keyframe.
     pub fn request_keyframe(&self) {
-        if let Some((_, sink, _)) = &self.video {
+        let codec = self.state().codec;
+        if let Some(e) = self.encoders.iter().find(|e| e.codec == codec) {
             let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
-            sink.send_event(event);
+            e.sink.send_event(event);
         }
+    }
+
+    /// Encodes video in `codec` from the next (key)frame on; false when
+    /// this capture has no encoder for it.
+    pub fn set_codec(&self, codec: VideoCodec) -> bool {
+        if !self.encoders.iter().any(|e| e.codec == codec) {
+            return false;
+        }
+        let state = {
+            let mut s = lock(&self.state);
+            s.codec = codec;
+            *s
+        };
+        open_valves(&self.encoders, state);
+        self.request_keyframe();
+        true
+    }
+
+    /// The codec video is encoded in.
+    pub fn codec(&self) -> VideoCodec {
+        self.state().codec
     }
 
     /// Mutes (sends silence) or unmutes the microphone.
@@ -129,13 +181,32 @@ impl Capture {
 
     /// Turns the camera off (no video is sent) or on.
     pub fn set_camera(&self, on: bool) {
-        if let Some((_, _, valve)) = &self.video {
-            valve.set_property("drop", !on);
-            if on {
-                self.request_keyframe();
-            }
+        let state = {
+            let mut s = lock(&self.state);
+            s.camera = on;
+            *s
+        };
+        open_valves(&self.encoders, state);
+        if on {
+            self.request_keyframe();
         }
     }
+
+    fn state(&self) -> VideoState {
+        *lock(&self.state)
+    }
+}
+
+/// Opens the valve of the encoder in use when the camera is on, and
+/// closes every other: an idle encoder costs nothing.
+fn open_valves(encoders: &[Encoder], state: VideoState) {
+    for e in encoders {
+        e.valve.set_property("drop", !(state.camera && e.codec == state.codec));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Capture {
@@ -188,7 +259,7 @@ fn video_branch(
     config: &CaptureConfig,
     out: mpsc::Sender<Encoded>,
     self_view: Option<mpsc::Sender<Frame>>,
-) -> Result<(gst::Element, gst::Element, gst::Element), MediaError> {
+) -> Result<Vec<Encoder>, MediaError> {
     let src = match (&config.camera, config.test_source) {
         (_, true) => {
             let s = make("videotestsrc")?;
@@ -212,6 +283,29 @@ fn video_branch(
             .build(),
     )?;
     let tee = make("tee")?;
+    let chain = [&src, &convert, &scale, &rate, &caps, &tee];
+    pipeline.add_many(chain).map_err(pipeline_err)?;
+    gst::Element::link_many(chain).map_err(pipeline_err)?;
+    let codecs = if config.codecs.is_empty() { &[VideoCodec::Vp8][..] } else { &config.codecs };
+    let mut encoders = Vec::new();
+    for &codec in codecs {
+        encoders.push(encode_branch(pipeline, &tee, config, codec, out.clone())?);
+    }
+    if let Some(frames) = self_view.filter(|_| config.self_view) {
+        let branch = crate::frames::rgba_branch(pipeline, 320, 180, frames, |_| ())?;
+        tee.link(&branch).map_err(pipeline_err)?;
+    }
+    Ok(encoders)
+}
+
+/// `tee ! queue ! valve ! encoder ! appsink`, for one codec.
+fn encode_branch(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    config: &CaptureConfig,
+    codec: VideoCodec,
+    out: mpsc::Sender<Encoded>,
+) -> Result<Encoder, MediaError> {
     // An encoder that falls behind (a busy CPU) skips pictures rather than
     // letting them wait: the oldest waiting picture is dropped.
     let queue = make("queue")?;
@@ -220,37 +314,61 @@ fn video_branch(
     queue.set_property("max-size-bytes", 0u32);
     queue.set_property("max-size-time", 0u64);
     let valve = make("valve")?;
-    let enc = make("vp8enc")?;
-    enc.set_property("deadline", 1i64);
-    enc.set_property("cpu-used", 8i32);
-    enc.set_property_from_str("end-usage", "cbr");
-    enc.set_property("target-bitrate", (config.video_kbps * 1000) as i32);
-    enc.set_property("keyframe-max-dist", (config.fps * 2) as i32);
-    enc.set_property("lag-in-frames", 0i32);
-    // One thread: VP8's threads wait for each other by spinning, and two
-    // calls' encoders (or an encoder and anything else) on two cores then
-    // starve each other; one thread encodes 640×360 at 30 fps in about a
-    // tenth of a core.
-    enc.set_property("threads", 1i32);
-    let sink = encoded_sink(Kind::Video, out)?;
-    let chain = [&src, &convert, &scale, &rate, &caps, &tee];
-    let encode = [&queue, &valve, &enc, &sink];
-    pipeline.add_many(chain).map_err(pipeline_err)?;
-    pipeline.add_many(encode).map_err(pipeline_err)?;
-    gst::Element::link_many(chain).map_err(pipeline_err)?;
-    gst::Element::link_many(encode).map_err(pipeline_err)?;
-    tee.link(&queue).map_err(pipeline_err)?;
-    if let Some(frames) = self_view.filter(|_| config.self_view) {
-        let branch = crate::frames::rgba_branch(pipeline, 320, 180, frames, |_| ())?;
-        tee.link(&branch).map_err(pipeline_err)?;
+    let enc = match codec {
+        VideoCodec::Vp8 => {
+            let enc = make("vp8enc")?;
+            enc.set_property("deadline", 1i64);
+            enc.set_property("cpu-used", 8i32);
+            enc.set_property_from_str("end-usage", "cbr");
+            enc.set_property("target-bitrate", (config.video_kbps * 1000) as i32);
+            enc.set_property("keyframe-max-dist", (config.fps * 2) as i32);
+            enc.set_property("lag-in-frames", 0i32);
+            // One thread: VP8's threads wait for each other by spinning, and
+            // two calls' encoders (or an encoder and anything else) on two
+            // cores then starve each other; one thread encodes 640×360 at
+            // 30 fps in about a tenth of a core.
+            enc.set_property("threads", 1i32);
+            enc
+        }
+        VideoCodec::H264 => {
+            let enc = make("x264enc")?;
+            // No B-frames and no look-ahead: each picture leaves as soon as
+            // it is encoded.
+            enc.set_property_from_str("tune", "zerolatency");
+            enc.set_property_from_str("speed-preset", "ultrafast");
+            enc.set_property("bitrate", config.video_kbps);
+            enc.set_property("key-int-max", config.fps * 2);
+            enc.set_property("threads", 1u32);
+            enc
+        }
+    };
+    let sink = encoded_sink(Kind::Video(codec), out)?;
+    let mut branch = vec![queue, valve.clone(), enc.clone()];
+    if codec == VideoCodec::H264 {
+        // Annex B access units with the parameter sets before each
+        // keyframe, in the profile every decoder takes.
+        branch.push(caps_filter(
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .field("profile", "constrained-baseline")
+                .build(),
+        )?);
     }
-    Ok((enc, sink, valve))
+    branch.push(sink.clone());
+    pipeline.add_many(&branch).map_err(pipeline_err)?;
+    gst::Element::link_many(&branch).map_err(pipeline_err)?;
+    tee.link(&branch[0]).map_err(pipeline_err)?;
+    Ok(Encoder { codec, enc, sink, valve })
 }
 
 /// An `appsink` that stamps each encoded buffer with its capture time.
 fn encoded_sink(kind: Kind, out: mpsc::Sender<Encoded>) -> Result<gst::Element, MediaError> {
+    // Not async: the sink of an encoder behind a closed valve never
+    // prerolls, and must not hold the pipeline's move to PLAYING.
     let sink = gst_app::AppSink::builder()
         .sync(false)
+        .async_(false)
         .max_buffers(64)
         .callbacks(
             gst_app::AppSinkCallbacks::builder()

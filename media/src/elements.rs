@@ -38,6 +38,8 @@ pub fn package_of(element: &str) -> &'static str {
             "gstreamer1.0-plugins-good"
         }
         "x264enc" => "gstreamer1.0-plugins-ugly",
+        "h264parse" => "gstreamer1.0-plugins-bad",
+        "avdec_h264" => "gstreamer1.0-libav",
         "appsrc" | "appsink" | "opusenc" | "opusdec" | "audiotestsrc" | "videotestsrc" | "audioconvert"
         | "audioresample" | "videoconvert" | "videoscale" | "volume" => "gstreamer1.0-plugins-base",
         _ => "libgstreamer1.0-0 (core elements)",

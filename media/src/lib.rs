@@ -1,6 +1,6 @@
 //! Call media for Skein: GStreamer pipelines that capture and encode
 //! ([`capture`]) and decode and play ([`playback`]), the capture devices
-//! ([`devices`]), and the logic between them and the network, free of IO:
+//! ([`devices`]) and video codecs ([`codecs`]), and the logic between them and the network, free of IO:
 //! the receiver's jitter buffer ([`jitter`]) and measurements ([`stats`]),
 //! and the sender's bitrate control ([`rate`]).
 //!
@@ -8,6 +8,7 @@
 //! (`skein_node::calls`); nothing here touches the network.
 
 pub mod capture;
+pub mod codecs;
 pub mod devices;
 pub mod elements;
 mod frames;
@@ -17,6 +18,7 @@ pub mod rate;
 pub mod stats;
 mod watch;
 
+pub use codecs::VideoCodec;
 pub use elements::MediaError;
 
 /// Audio or video.
@@ -24,8 +26,8 @@ pub use elements::MediaError;
 pub enum Kind {
     /// Opus audio.
     Audio,
-    /// VP8 video.
-    Video,
+    /// Video in this codec.
+    Video(VideoCodec),
 }
 
 /// A decoded picture, as RGBA rows.
@@ -61,6 +63,7 @@ pub const NEEDED: &[&str] = &[
     "volume",
     "valve",
     "tee",
+    "funnel",
     "queue",
     "capsfilter",
     "fakesink",

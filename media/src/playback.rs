@@ -1,10 +1,12 @@
-//! The receiving side: Opus and VP8 frames pushed in through `appsrc`s,
-//! decoded, played (or, headless, only counted), and reported as
-//! [`Decoded`] with the time each was captured, for glass-to-glass latency.
+//! The receiving side: Opus, VP8 and H.264 frames pushed in through
+//! `appsrc`s, decoded, played (or, headless, only counted), and reported
+//! as [`Decoded`] with the time each was captured, for glass-to-glass
+//! latency.
 //!
 //! ```text
-//! appsrc (Opus) ! opusdec (PLC, FEC) ! audioconvert ! audioresample ! speaker | fakesink
-//! appsrc (VP8)  ! vp8dec ! appsink | RGBA frames for the call window
+//! appsrc (Opus)  ! opusdec (PLC, FEC) ! audioconvert ! audioresample ! speaker | fakesink
+//! appsrc (VP8)   ! vp8dec                 ! funnel ! appsink | RGBA frames for the call window
+//! appsrc (H.264) ! h264parse ! avdec_h264 ! funnel
 //! ```
 //!
 //! Buffers carry their capture time as their timestamp (less a fixed
@@ -16,7 +18,7 @@
 
 use crate::elements::{MediaError, init, make, pipeline_err};
 use crate::watch::BusWatch;
-use crate::{Frame, unix_us};
+use crate::{Frame, VideoCodec, unix_us};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -38,6 +40,8 @@ pub struct PlaybackConfig {
     pub speaker: bool,
     /// Give decoded pictures as RGBA frames of this size.
     pub frames: Option<(u32, u32)>,
+    /// The video decoders to run (VP8 when empty).
+    pub codecs: Vec<VideoCodec>,
 }
 
 /// A frame that came out of a decoder.
@@ -66,7 +70,7 @@ pub enum Decoded {
 pub struct Playback {
     pipeline: gst::Pipeline,
     audio: gst_app::AppSrc,
-    video: Option<gst_app::AppSrc>,
+    video: Vec<(VideoCodec, gst_app::AppSrc)>,
     epoch: Arc<OnceLock<u64>>,
     _watch: BusWatch,
 }
@@ -87,8 +91,8 @@ impl Playback {
         let epoch = Arc::new(OnceLock::new());
         let audio = audio_branch(&pipeline, config, decoded.clone(), epoch.clone())?;
         let video = match config.video {
-            true => Some(video_branch(&pipeline, config, decoded, frames, epoch.clone(), on_keyframe_needed)?),
-            false => None,
+            true => video_branch(&pipeline, config, decoded, frames, epoch.clone(), on_keyframe_needed)?,
+            false => Vec::new(),
         };
         let watch = BusWatch::start(&pipeline, on_error)?;
         pipeline.set_state(gst::State::Playing).map_err(|_| {
@@ -119,11 +123,27 @@ impl Playback {
         self.audio.send_event(gap);
     }
 
-    /// Decodes a VP8 frame. Returns false when the decoder is behind (more
-    /// than [`DECODER_BEHIND`] of pictures wait for it): the caller should
-    /// skip to the next keyframe rather than let the picture fall further back.
-    pub fn push_video(&self, capture_us: u64, duration_us: u32, keyframe: bool, data: &[u8]) -> bool {
-        let Some(src) = &self.video else { return true };
+    /// The video codecs this playback decodes.
+    pub fn codecs(&self) -> Vec<VideoCodec> {
+        self.video.iter().map(|(c, _)| *c).collect()
+    }
+
+    /// Decodes a video frame in `codec` (one it has no decoder for is
+    /// dropped). Returns false when the decoder is behind (more than
+    /// [`DECODER_BEHIND`] of pictures wait for it): the caller should skip
+    /// to the next keyframe rather than let the picture fall further back.
+    pub fn push_video(
+        &self,
+        codec: VideoCodec,
+        capture_us: u64,
+        duration_us: u32,
+        keyframe: bool,
+        data: &[u8],
+    ) -> bool {
+        let Some((_, src)) = self.video.iter().find(|(c, _)| *c == codec) else {
+            tracing::debug!(%codec, "no decoder for this video; dropped");
+            return true;
+        };
         let buffer = buffer(data, self.pts(capture_us), duration_us, !keyframe);
         if let Err(e) = src.push_buffer(buffer) {
             tracing::debug!(error = ?e, "the video decoder took no more");
@@ -215,23 +235,18 @@ fn video_branch(
     frames: Option<mpsc::Sender<Frame>>,
     epoch: Arc<OnceLock<u64>>,
     on_keyframe_needed: impl Fn() + Send + Sync + 'static,
-) -> Result<gst_app::AppSrc, MediaError> {
-    let src = app_src(gst::Caps::builder("video/x-vp8").build());
-    let dec = make("vp8dec")?;
-    // A frame it cannot decode is dropped, and a keyframe asked for.
-    dec.set_property("discard-corrupted-frames", true);
-    dec.set_property("automatic-request-sync-points", true);
-    let src_pad = src.static_pad("src").ok_or_else(|| MediaError::Pipeline("the video source has no pad".into()))?;
-    src_pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-        if let Some(gst::PadProbeData::Event(e)) = &info.data
-            && gstreamer_video::UpstreamForceKeyUnitEvent::parse(e).is_ok()
-        {
-            on_keyframe_needed();
-        }
-        gst::PadProbeReturn::Ok
-    });
-    pipeline.add_many([src.upcast_ref(), &dec]).map_err(pipeline_err)?;
-    src.link(&dec).map_err(pipeline_err)?;
+) -> Result<Vec<(VideoCodec, gst_app::AppSrc)>, MediaError> {
+    // Every decoder's pictures meet in one funnel, so a codec can change
+    // mid-call (a group call's new member decodes only VP8, say).
+    let funnel = make("funnel")?;
+    pipeline.add(&funnel).map_err(pipeline_err)?;
+    let on_keyframe_needed = Arc::new(on_keyframe_needed);
+    let codecs = if config.codecs.is_empty() { &[VideoCodec::Vp8][..] } else { &config.codecs };
+    let mut sources = Vec::new();
+    for &codec in codecs {
+        let needed = on_keyframe_needed.clone();
+        sources.push((codec, decode_branch(pipeline, codec, &funnel, move || needed())?));
+    }
     let report = move |pts: Option<gst::ClockTime>| {
         if let Some(capture_us) = capture_of(&epoch, pts) {
             let _ = decoded.send(Decoded::Video { capture_us, at_us: unix_us() });
@@ -240,7 +255,7 @@ fn video_branch(
     match (config.frames, frames) {
         (Some((w, h)), Some(frames)) => {
             let branch = crate::frames::rgba_branch(pipeline, w, h, frames, report)?;
-            dec.link(&branch).map_err(pipeline_err)?;
+            funnel.link(&branch).map_err(pipeline_err)?;
         }
         _ => {
             let sink = gst_app::AppSink::builder()
@@ -256,8 +271,49 @@ fn video_branch(
                 )
                 .build();
             pipeline.add(&sink).map_err(pipeline_err)?;
-            dec.link(&sink).map_err(pipeline_err)?;
+            funnel.link(&sink).map_err(pipeline_err)?;
         }
     }
+    Ok(sources)
+}
+
+/// `appsrc ! decoder ! funnel` for one codec. A frame the decoder cannot
+/// decode is dropped, and it asks for a keyframe (`on_keyframe_needed`).
+fn decode_branch(
+    pipeline: &gst::Pipeline,
+    codec: VideoCodec,
+    funnel: &gst::Element,
+    on_keyframe_needed: impl Fn() + Send + Sync + 'static,
+) -> Result<gst_app::AppSrc, MediaError> {
+    let (src, mut chain) = match codec {
+        VideoCodec::Vp8 => (app_src(gst::Caps::builder("video/x-vp8").build()), vec![make("vp8dec")?]),
+        VideoCodec::H264 => {
+            let caps = gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build();
+            let dec = make("avdec_h264")?;
+            // Frame threads would hold each picture back by a frame per thread.
+            dec.set_property("max-threads", 1i32);
+            dec.set_property("output-corrupt", false);
+            (app_src(caps), vec![make("h264parse")?, dec])
+        }
+    };
+    let dec = chain.last().cloned().ok_or_else(|| MediaError::Pipeline("no video decoder".into()))?;
+    dec.set_property("discard-corrupted-frames", true);
+    dec.set_property("automatic-request-sync-points", true);
+    let src_pad = src.static_pad("src").ok_or_else(|| MediaError::Pipeline("the video source has no pad".into()))?;
+    src_pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && gstreamer_video::UpstreamForceKeyUnitEvent::parse(e).is_ok()
+        {
+            on_keyframe_needed();
+        }
+        gst::PadProbeReturn::Ok
+    });
+    chain.insert(0, src.clone().upcast());
+    chain.push(funnel.clone());
+    pipeline.add_many(&chain[..chain.len() - 1]).map_err(pipeline_err)?;
+    gst::Element::link_many(&chain).map_err(pipeline_err)?;
     Ok(src)
 }

@@ -98,4 +98,12 @@ fn media_stream_frames() {
         jitter_us: 3,
     };
     golden(Feedback::Report(report), "00e807051e01320003");
+    golden(Feedback::Decodes(vec![VideoCodec::Vp8, VideoCodec::H264]), "02020001");
+    for (codec, index) in [(VideoCodec::Vp8, "00"), (VideoCodec::H264, "01")] {
+        golden(codec, index);
+        assert_eq!(codec.name().parse::<VideoCodec>(), Ok(codec));
+    }
+    assert_eq!("H.264".parse::<VideoCodec>(), Ok(VideoCodec::H264));
+    assert!("av1".parse::<VideoCodec>().unwrap_err().contains("vp8 or h264"));
+    assert_ne!(VideoCodec::Vp8.protocol(), VideoCodec::H264.protocol());
 }

@@ -1,5 +1,6 @@
 //! Calls, end to end on loopback: real daemons ring, answer and carry
-//! GStreamer's test sources as Opus and VP8 over their peer connection;
+//! GStreamer's test sources as Opus and H.264 (VP8 with a daemon that takes
+//! only VP8) over their peer connection;
 //! `skein call` prints the states and statistics; declines, busy lines,
 //! missed calls (also to a user who is offline, through the mailbox) and
 //! cancelled calls end as they should and leave their line in both users'
@@ -10,7 +11,7 @@
 use futures::AsyncWriteExt;
 use serde_json::Value;
 use skein_proto::call::{CallSignal, Invite, Media};
-use skein_proto::media::{AUDIO_PROTOCOL, MediaPacket, StreamHead, VIDEO_PROTOCOL};
+use skein_proto::media::{AUDIO_PROTOCOL, MediaPacket, StreamHead, VIDEO_PROTOCOL, VideoCodec};
 use skein_tests::{Proc, RawDevice, online, skein, users_with_profiles};
 use std::path::Path;
 use std::time::Duration;
@@ -27,6 +28,13 @@ fn need_gstreamer() {
     skein_media::elements::init().expect("GStreamer");
     if let Err(e) = skein_media::elements::check(skein_media::NEEDED) {
         panic!("calls need GStreamer's plugins: {e} (scripts/test installs them)");
+    }
+}
+
+/// H.264's encoder and decoder, or a failure naming the package to install.
+fn need_h264() {
+    if let Err(e) = skein_media::codecs::usable(&[VideoCodec::H264]) {
+        panic!("this test calls in H.264: {e} (scripts/test installs it)");
     }
 }
 
@@ -76,6 +84,7 @@ async fn call_event(d: &mut Proc, state: &str) -> Value {
 async fn a_ten_second_video_call_between_two_daemons_is_direct_continuous_and_measured() {
     skein_tests::init();
     need_gstreamer();
+    need_h264();
     let _turn = ONE_AT_A_TIME.lock().await;
     let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let mut alice_d = online(&alice, &[]).await;
@@ -123,12 +132,48 @@ async fn a_ten_second_video_call_between_two_daemons_is_direct_continuous_and_me
         assert!(sent >= 150.0, "pictures at a real frame rate were sent to {who} in 10 s: {from}");
         assert!(received >= 0.9 * sent, "{who} decoded {received} of {sent} pictures: {got}");
         assert_eq!(got["audio_gaps"], 0, "{who}'s audio was continuous: {got}");
+        // Both have H.264, so both send it.
+        assert_eq!((&got["video_codec"], &got["send_video_codec"]), (&"h264".into(), &"h264".into()), "{got}");
     }
 
     // Both histories keep the call's line.
     for (profile, with) in [(&alice, "bob"), (&bob, "alice")] {
         one_call_line(profile, with, "[call] video call, 0:1").await;
     }
+    for d in [&mut alice_d, &mut bob_d] {
+        d.kill().await;
+    }
+}
+
+/// A daemon that takes only VP8 is sent VP8 by one that has H.264 too,
+/// and both ends decode what they get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_a_vp8_only_daemon_is_vp8_both_ways() {
+    skein_tests::init();
+    need_gstreamer();
+    need_h264();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
+    let mut alice_d = online(&alice, &["--video-codec", "h264"]).await;
+    let mut bob_d = online(&bob, &["--auto-answer", "--test-source", "--video-codec", "vp8"]).await;
+
+    let (ok, out, err) = skein(&alice, &["call", "bob", "--test-source", "--seconds", "5"], None).await;
+    assert!(ok, "skein call failed: {err}\n{out}");
+    assert!(out.contains("video VP8 "), "the statistics name the codec: {out}");
+    let bob_end = call_event(&mut bob_d, "ended").await;
+    let alice_end = call_event(&mut alice_d, "ended").await;
+    for (who, got, from) in
+        [("alice", &alice_end["stats"], &bob_end["stats"]), ("bob", &bob_end["stats"], &alice_end["stats"])]
+    {
+        assert_eq!((&got["video_codec"], &got["send_video_codec"]), (&"vp8".into(), &"vp8".into()), "{who}: {got}");
+        let (received, sent) =
+            (got["frames_received"].as_f64().unwrap_or(0.0), from["frames_sent"].as_f64().unwrap_or(0.0));
+        assert!(sent >= 75.0 && received >= 0.9 * sent, "{who} decoded {received} of {sent} pictures: {got}");
+    }
+
+    // A codec asked for by name that does not exist is refused before the daemon starts.
+    let (ok, _, err) = skein(&alice, &["daemon", "--video-codec", "av1"], None).await;
+    assert!(!ok && err.contains("vp8 or h264"), "{err}");
     for d in [&mut alice_d, &mut bob_d] {
         d.kill().await;
     }

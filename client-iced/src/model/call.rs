@@ -160,12 +160,23 @@ fn participants(v: &Value) -> Vec<Participant> {
 /// One participant's figures as lines for people.
 fn stats_lines(s: &Value) -> Vec<String> {
     let num = |k: &str| s[k].as_f64().map_or("–".to_owned(), |x| format!("{x}"));
+    // "Video H.264 …", when the codec is known.
+    let codec = |k: &str| {
+        let codec = s[k].as_str().and_then(|c| c.parse::<skein_media::VideoCodec>().ok());
+        codec.map_or(String::new(), |c| format!(" {}", c.label()))
+    };
     vec![
         format!("Path {} · round trip {} ms", s["path"].as_str().unwrap_or("?"), num("rtt_ms")),
         format!("Loss {}% · jitter {} ms", num("loss_pct"), num("jitter_ms")),
         format!("Audio {} kbit/s · latency {} ms", num("audio_kbps"), num("audio_latency_ms")),
-        format!("Video {} kbit/s · {} fps · latency {} ms", num("video_kbps"), num("fps"), num("video_latency_ms")),
-        format!("Sending video at {} kbit/s", num("send_video_kbps")),
+        format!(
+            "Video{} {} kbit/s · {} fps · latency {} ms",
+            codec("video_codec"),
+            num("video_kbps"),
+            num("fps"),
+            num("video_latency_ms")
+        ),
+        format!("Sending{} video at {} kbit/s", codec("send_video_codec"), num("send_video_kbps")),
     ]
 }
 
@@ -197,11 +208,14 @@ mod tests {
         c.picture_from("carol".into(), frame());
         c.picture_from("carol".into(), frame());
         c.stats(&json!({"with": "alice", "seconds": 3, "path": "direct"}));
-        c.stats(&json!({"with": "carol", "seconds": 2, "path": "relayed"}));
+        c.stats(&json!({"with": "carol", "seconds": 2, "path": "relayed", "video_codec": "h264",
+            "send_video_codec": "vp8", "video_kbps": 480.5}));
         assert_eq!((c.remote.len(), c.remote_frames(), c.frames_from["carol"]), (2, 3, 2));
         assert_eq!(c.duration(), "0:03");
         let lines = c.stats_lines();
         assert_eq!((lines[0].as_str(), lines[6].as_str()), ("alice", "carol"), "{lines:?}");
+        assert!(lines[4].starts_with("Video – kbit/s"), "no codec said, none shown: {lines:?}");
+        assert!(lines[10].starts_with("Video H.264 480.5 kbit/s") && lines[11] == "Sending VP8 video at – kbit/s");
         // Alice leaves; carol stays.
         c.update(&json!({"state": "connected", "participants": [
             {"user": "alice", "state": "ended"}, {"user": "carol", "state": "connected"}]}));

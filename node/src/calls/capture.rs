@@ -6,10 +6,12 @@
 //! a feed that is behind rather than holding the others up. The encoder
 //! runs at the lowest bitrate any feed asked for, so the slowest path
 //! sets the pace; a feed that joins, or loses a picture, asks for a
-//! keyframe, which every feed then gets.
+//! keyframe, which every feed then gets. Likewise the codec is the best
+//! every feed's peer decodes: H.264 when all of them say they do, VP8
+//! until then.
 
 use skein_media::capture::{Capture, CaptureConfig, Encoded};
-use skein_media::{Frame, MediaError};
+use skein_media::{Frame, MediaError, VideoCodec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,12 +33,16 @@ pub struct CaptureParams {
     pub camera: Option<String>,
     /// Where the self-view goes.
     pub self_view: Option<mpsc::Sender<Frame>>,
+    /// The video codecs this node encodes and decodes, VP8 first.
+    pub codecs: Vec<VideoCodec>,
 }
 
 struct Feeds {
     next: u64,
     senders: BTreeMap<u64, mpsc::Sender<Encoded>>,
     kbps: BTreeMap<u64, u32>,
+    /// What each feed's peer decodes (VP8 only until it says).
+    decodes: BTreeMap<u64, Vec<VideoCodec>>,
 }
 
 /// A call's running capture; stops when the last handle is dropped.
@@ -44,6 +50,7 @@ pub struct SharedCapture {
     capture: Capture,
     feeds: Arc<Mutex<Feeds>>,
     video: bool,
+    codecs: Vec<VideoCodec>,
     muted: AtomicBool,
     camera: AtomicBool,
     /// The bitrate the encoder runs at now.
@@ -77,11 +84,17 @@ impl SharedCapture {
             camera: params.camera,
             video_kbps: START_KBPS,
             self_view: params.self_view.is_some(),
+            codecs: params.codecs.clone(),
             ..CaptureConfig::default()
         };
         let (tx, mut rx) = mpsc::channel::<Encoded>(FEED_QUEUE);
         let capture = Capture::start(&config, tx, params.self_view, on_error)?;
-        let feeds = Arc::new(Mutex::new(Feeds { next: 0, senders: BTreeMap::new(), kbps: BTreeMap::new() }));
+        let feeds = Arc::new(Mutex::new(Feeds {
+            next: 0,
+            senders: BTreeMap::new(),
+            kbps: BTreeMap::new(),
+            decodes: BTreeMap::new(),
+        }));
         let to = feeds.clone();
         let fan_out = tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
@@ -96,6 +109,7 @@ impl SharedCapture {
             capture,
             feeds,
             video: params.video,
+            codecs: if params.codecs.is_empty() { vec![VideoCodec::Vp8] } else { params.codecs },
             muted: AtomicBool::new(false),
             camera: AtomicBool::new(params.video),
             kbps: AtomicU64::new(u64::from(START_KBPS)),
@@ -113,6 +127,8 @@ impl SharedCapture {
             f.senders.insert(id, tx);
             id
         };
+        // Until the new peer says what it decodes, everyone gets VP8.
+        self.choose_codec();
         self.capture.request_keyframe();
         (Feed { id, capture: self.clone() }, rx)
     }
@@ -128,6 +144,35 @@ impl SharedCapture {
         if self.video {
             self.camera.store(on, Ordering::Relaxed);
             self.capture.set_camera(on);
+        }
+    }
+
+    /// The video codecs this capture encodes (and its node decodes).
+    pub fn codecs(&self) -> &[VideoCodec] {
+        &self.codecs
+    }
+
+    /// The codec video is sent in now.
+    pub fn codec(&self) -> VideoCodec {
+        self.capture.codec()
+    }
+
+    /// Whether this call sends video at all.
+    pub fn sends_video(&self) -> bool {
+        self.video
+    }
+
+    /// Switches to the best codec every feed's peer decodes.
+    fn choose_codec(&self) {
+        let best = {
+            let f = lock(&self.feeds);
+            let theirs: Vec<&[VideoCodec]> =
+                f.senders.keys().map(|id| f.decodes.get(id).map_or(&[VideoCodec::Vp8][..], |d| &d[..])).collect();
+            skein_media::codecs::choose(&self.codecs, &theirs)
+        };
+        if self.video && best != self.capture.codec() {
+            tracing::info!(codec = %best, "video codec");
+            self.capture.set_codec(best);
         }
     }
 
@@ -183,6 +228,12 @@ impl Feed {
         self.capture.set_kbps(self.id, Some(kbps));
     }
 
+    /// The video codecs this peer decodes.
+    pub fn set_decodes(&self, codecs: &[VideoCodec]) {
+        lock(&self.capture.feeds).decodes.insert(self.id, codecs.to_vec());
+        self.capture.choose_codec();
+    }
+
     /// Asks the encoder for a keyframe.
     pub fn request_keyframe(&self) {
         self.capture.capture.request_keyframe();
@@ -196,7 +247,78 @@ impl Feed {
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        lock(&self.capture.feeds).senders.remove(&self.id);
+        {
+            let mut f = lock(&self.capture.feeds);
+            f.senders.remove(&self.id);
+            f.decodes.remove(&self.id);
+        }
         self.capture.set_kbps(self.id, None);
+        self.capture.choose_codec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skein_media::Kind;
+    use std::time::Duration;
+
+    /// The next video frame's codec and whether it is a keyframe.
+    async fn next_video(rx: &mut mpsc::Receiver<Encoded>) -> (VideoCodec, bool) {
+        let next = async {
+            loop {
+                match rx.recv().await.expect("frames") {
+                    Encoded { kind: Kind::Video(codec), keyframe, .. } => return (codec, keyframe),
+                    _ => continue,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), next).await.expect("a video frame in time")
+    }
+
+    /// Waits for a keyframe in `codec` (frames in flight may be in the last one).
+    async fn keyframe_in(rx: &mut mpsc::Receiver<Encoded>, codec: VideoCodec) {
+        for _ in 0..150 {
+            if next_video(rx).await == (codec, true) {
+                return;
+            }
+        }
+        panic!("no {codec} keyframe in 150 pictures");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_codec_is_the_best_every_feed_decodes() {
+        if let Err(e) = skein_media::codecs::usable(&[VideoCodec::H264]) {
+            panic!("this test encodes H.264: {e} (scripts/test installs it)");
+        }
+        let params = CaptureParams {
+            video: true,
+            test_source: true,
+            microphone: None,
+            camera: None,
+            self_view: None,
+            codecs: vec![VideoCodec::Vp8, VideoCodec::H264],
+        };
+        let capture = Arc::new(SharedCapture::start(params, |e| panic!("capture failed: {e}")).expect("capture"));
+        let (alice, mut to_alice) = capture.subscribe();
+        let (bob, _to_bob) = capture.subscribe();
+        keyframe_in(&mut to_alice, VideoCodec::Vp8).await;
+
+        alice.set_decodes(&[VideoCodec::Vp8, VideoCodec::H264]);
+        assert_eq!(capture.codec(), VideoCodec::Vp8, "bob has not said he decodes H.264");
+        bob.set_decodes(&[VideoCodec::Vp8, VideoCodec::H264]);
+        assert_eq!(capture.codec(), VideoCodec::H264, "everyone decodes H.264");
+        keyframe_in(&mut to_alice, VideoCodec::H264).await;
+
+        // Someone new is sent VP8 until they say otherwise; then H.264 again.
+        let (carol, mut to_carol) = capture.subscribe();
+        assert_eq!(capture.codec(), VideoCodec::Vp8);
+        keyframe_in(&mut to_carol, VideoCodec::Vp8).await;
+        carol.set_decodes(&[VideoCodec::Vp8]);
+        drop(bob);
+        assert_eq!(capture.codec(), VideoCodec::Vp8, "carol takes only VP8");
+        drop(carol);
+        assert_eq!(capture.codec(), VideoCodec::H264, "the one left decodes H.264");
+        keyframe_in(&mut to_alice, VideoCodec::H264).await;
     }
 }

@@ -24,6 +24,7 @@ use crate::mesh::{Mesh, PeerSummary};
 use crate::tracker_client::TrackerClient;
 use libp2p::PeerId;
 use serde_json::{Value, json};
+use skein_media::VideoCodec;
 use skein_proto::bytes::{CallId, DeviceId};
 use skein_proto::call::{CallRecord, CallSignal, CancelReason, Invite, Media, Participant};
 use skein_proto::peer::PeerRequest;
@@ -705,21 +706,26 @@ impl Task {
             if c.media == Media::Video && !video {
                 tracing::info!("no camera found; sending audio only");
             }
-            let params = CaptureParams {
-                video,
-                test_source: config.test_source,
-                microphone: config.microphone.clone(),
-                camera: config.camera.clone(),
-                self_view: config.pictures.as_ref().map(|p| p.local.clone()),
-            };
             let failed = tx.clone();
             let on_error = move |e: String| {
                 let _ = failed.try_send(Input::MediaFailed { call, with: None, reason: format!("capture: {e}") });
             };
-            match skein_media::elements::init()
+            let wanted = if config.video_codecs.is_empty() { &VideoCodec::ALL[..] } else { &config.video_codecs };
+            let started = skein_media::elements::init()
                 .and_then(|_| skein_media::elements::check(skein_media::NEEDED))
-                .and_then(|_| SharedCapture::start(params, on_error))
-            {
+                .and_then(|_| skein_media::codecs::usable(wanted))
+                .and_then(|codecs| {
+                    let params = CaptureParams {
+                        video,
+                        test_source: config.test_source,
+                        microphone: config.microphone.clone(),
+                        camera: config.camera.clone(),
+                        self_view: config.pictures.as_ref().map(|p| p.local.clone()),
+                        codecs,
+                    };
+                    SharedCapture::start(params, on_error)
+                });
+            match started {
                 Ok(capture) => c.capture = Some(Arc::new(capture)),
                 Err(e) => {
                     let _ = tx.try_send(Input::MediaFailed { call, with: None, reason: e.to_string() });

@@ -9,13 +9,17 @@
 //!   reading the older one (QUIC's STOP_SENDING resets it), so a loss or a
 //!   slow path never holds the picture up past one group. A writer whose
 //!   queue overflows drops the rest of its group, halves the bitrate and
-//!   asks the encoder for a keyframe: video yields, audio goes on.
+//!   asks the encoder for a keyframe: video yields, audio goes on. A
+//!   group's stream protocol names its codec (VP8 or H.264); a change of
+//!   codec starts a new group at the new codec's first keyframe.
 //!
-//! The receiver puts audio through the jitter buffer ([`skein_media::jitter`])
-//! into the decoder, conceals what was lost, decodes video as it comes
-//! (asking for a keyframe when a group arrived incomplete or would not
-//! decode), measures everything ([`skein_media::stats`]) and reports once a
-//! second on the control stream, from which the sender sets its bitrate
+//! The receiver first says on the control stream which codecs it decodes
+//! (the call's capture picks the best every peer takes). It puts audio
+//! through the jitter buffer ([`skein_media::jitter`]) into the decoder,
+//! conceals what was lost, decodes video as it comes (asking for a keyframe
+//! when a group arrived incomplete or would not decode), measures
+//! everything ([`skein_media::stats`]) and reports once a second on the
+//! control stream, from which the sender sets its bitrate
 //! ([`skein_media::rate`]).
 
 use super::capture::Feed;
@@ -29,12 +33,10 @@ use skein_media::jitter::{JitterBuffer, Out, Packet};
 use skein_media::playback::{Decoded, Playback, PlaybackConfig};
 use skein_media::rate::RateControl;
 use skein_media::stats::{ReceiveStats, Snapshot};
-use skein_media::{Frame, Kind, MediaError, unix_us};
+use skein_media::{Frame, Kind, MediaError, VideoCodec, unix_us};
 use skein_proto::bytes::CallId;
 use skein_proto::call::Media;
-use skein_proto::media::{
-    AUDIO_PROTOCOL, CONTROL_PROTOCOL, Feedback, MAX_MEDIA_FRAME, MediaPacket, StreamHead, VIDEO_PROTOCOL,
-};
+use skein_proto::media::{AUDIO_PROTOCOL, CONTROL_PROTOCOL, Feedback, MAX_MEDIA_FRAME, MediaPacket, StreamHead};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,6 +87,9 @@ pub struct MediaConfig {
     pub camera: Option<String>,
     /// Play the other side's audio on the speaker.
     pub speaker: bool,
+    /// The video codecs to use (empty: every one this machine encodes and
+    /// decodes; H.264 where the other side does too, VP8 otherwise).
+    pub video_codecs: Vec<VideoCodec>,
     /// Pictures for the desktop app's call window.
     pub pictures: Option<Pictures>,
 }
@@ -109,8 +114,8 @@ pub struct SessionParams {
 pub enum StreamKind {
     /// The audio stream.
     Audio,
-    /// One group of pictures.
-    Video,
+    /// One group of pictures, in this codec.
+    Video(VideoCodec),
     /// Reports and keyframe requests.
     Control,
 }
@@ -133,17 +138,16 @@ impl std::fmt::Debug for IncomingStream {
     }
 }
 
-/// Accepts the three media protocols from verified peers for as long as
+/// Accepts the media protocols from verified peers for as long as
 /// the node runs; each stream's head is read (within [`HEAD_WITHIN`])
 /// before it is handed on.
 pub fn accept_all(mesh: &Mesh) -> mpsc::Receiver<IncomingStream> {
     let (tx, rx) = mpsc::channel(64);
     let mut streams = mesh.streams();
-    for (protocol, kind) in [
-        (AUDIO_PROTOCOL, StreamKind::Audio),
-        (VIDEO_PROTOCOL, StreamKind::Video),
-        (CONTROL_PROTOCOL, StreamKind::Control),
-    ] {
+    let video = VideoCodec::ALL.map(|c| (c.protocol(), StreamKind::Video(c)));
+    for (protocol, kind) in
+        [(AUDIO_PROTOCOL, StreamKind::Audio), (CONTROL_PROTOCOL, StreamKind::Control)].into_iter().chain(video)
+    {
         let mut incoming = match streams.accept(StreamProtocol::new(protocol)) {
             Ok(i) => i,
             Err(e) => {
@@ -184,6 +188,8 @@ struct Shared {
     keyframe_needed: AtomicBool,
     /// The newest group of pictures being read.
     newest_group: tokio::sync::watch::Sender<u32>,
+    /// The codec of the video coming in.
+    receiving: Mutex<Option<VideoCodec>>,
     sent_kbps: AtomicU32,
     frames_sent: AtomicU32,
     audio_sent: AtomicU32,
@@ -243,6 +249,7 @@ impl Session {
                 video,
                 speaker: config.speaker,
                 frames: config.pictures.as_ref().map(|_| (size.width, size.height)),
+                codecs: feed.capture().codecs().to_vec(),
             },
             decoded_tx,
             frames,
@@ -261,11 +268,16 @@ impl Session {
             last: Mutex::new(None),
             keyframe_needed: AtomicBool::new(false),
             newest_group: tokio::sync::watch::Sender::new(0),
+            receiving: Mutex::new(None),
             sent_kbps: AtomicU32::new(super::capture::START_KBPS),
             frames_sent: AtomicU32::new(0),
             audio_sent: AtomicU32::new(0),
             feedback: feedback_tx,
         });
+        if video {
+            // The sender's encoder waits for this word before it leaves VP8.
+            let _ = shared.feedback.try_send(Feedback::Decodes(shared.playback.codecs()));
+        }
         // The decoder's requests and the receiver's own go out the same way.
         tasks.spawn(send_media(shared.clone(), mesh.clone(), encoded, on_failure.clone()));
         tasks.spawn(send_feedback(shared.clone(), mesh.clone(), feedback));
@@ -294,7 +306,7 @@ impl Session {
         let shared = self.shared.clone();
         match s.kind {
             StreamKind::Audio => self.tasks.spawn(read_audio(shared, s.stream)),
-            StreamKind::Video => self.tasks.spawn(read_video(shared, s.head.group, s.stream)),
+            StreamKind::Video(codec) => self.tasks.spawn(read_video(shared, codec, s.head.group, s.stream)),
             StreamKind::Control => self.tasks.spawn(read_feedback(shared, s.stream)),
         };
     }
@@ -328,6 +340,8 @@ impl Session {
             "audio_sent": self.shared.audio_sent.load(Ordering::Relaxed),
             "muted": self.shared.feed.capture().muted(),
             "camera": self.shared.feed.capture().camera(),
+            "video_codec": lock(&self.shared.receiving).map(VideoCodec::name),
+            "send_video_codec": self.shared.feed.capture().sends_video().then(|| self.shared.feed.capture().codec().name()),
             "call_latency_ms": {"audio": audio, "video": video},
         })
     }
@@ -381,7 +395,7 @@ async fn send_media(
     let (audio_tx, audio_rx) = mpsc::channel::<MediaPacket>(256);
     let audio = tokio::spawn(write_audio(shared.clone(), mesh.clone(), audio_rx, on_failure));
     let (mut audio_seq, mut video_seq, mut group) = (0u32, 0u32, 0u32);
-    let mut writer: Option<(mpsc::Sender<MediaPacket>, tokio::task::JoinHandle<()>)> = None;
+    let mut writer: Option<(VideoCodec, mpsc::Sender<MediaPacket>, tokio::task::JoinHandle<()>)> = None;
     // After an overflow, frames wait for the next keyframe.
     let mut skipping = false;
     while let Some(e) = encoded.recv().await {
@@ -394,24 +408,25 @@ async fn send_media(
                     break;
                 }
             }
-            Kind::Video => {
+            Kind::Video(codec) => {
                 let seq = video_seq;
                 video_seq += 1;
                 if e.keyframe {
                     skipping = false;
                     // The last group is given up, with what it had not written.
-                    if let Some((_, task)) = writer.take() {
+                    if let Some((_, _, task)) = writer.take() {
                         task.abort();
                     }
                     let (tx, rx) = mpsc::channel(GROUP_QUEUE);
-                    let task = tokio::spawn(write_group(shared.clone(), mesh.clone(), group, rx));
+                    let task = tokio::spawn(write_group(shared.clone(), mesh.clone(), codec, group, rx));
                     group += 1;
-                    writer = Some((tx, task));
+                    writer = Some((codec, tx, task));
                 }
                 if skipping {
                     continue;
                 }
-                let Some((tx, _)) = &writer else { continue };
+                // After a change of codec, the new one's frames wait for its first keyframe.
+                let Some((_, tx, _)) = writer.as_ref().filter(|(c, _, _)| *c == codec) else { continue };
                 shared.frames_sent.fetch_add(1, Ordering::Relaxed);
                 if tx.try_send(packet(seq, e)).is_err() {
                     // The path cannot keep up: the rest of this group goes,
@@ -427,7 +442,7 @@ async fn send_media(
         }
     }
     audio.abort();
-    if let Some((_, task)) = writer {
+    if let Some((_, _, task)) = writer {
         task.abort();
     }
 }
@@ -460,8 +475,14 @@ async fn write_audio(
     }
 }
 
-async fn write_group(shared: Arc<Shared>, mesh: Mesh, group: u32, mut rx: mpsc::Receiver<MediaPacket>) {
-    let mut stream = match open(&mesh, &shared, VIDEO_PROTOCOL, group).await {
+async fn write_group(
+    shared: Arc<Shared>,
+    mesh: Mesh,
+    codec: VideoCodec,
+    group: u32,
+    mut rx: mpsc::Receiver<MediaPacket>,
+) {
+    let mut stream = match open(&mesh, &shared, codec.protocol(), group).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(group, error = %e, "cannot open a video stream");
@@ -533,8 +554,9 @@ async fn read_audio(shared: Arc<Shared>, mut stream: libp2p::Stream) {
 
 /// Reads one group of pictures into the decoder, until a newer group
 /// starts (then this one is dropped, which resets it at the sender).
-async fn read_video(shared: Arc<Shared>, group: u32, mut stream: libp2p::Stream) {
+async fn read_video(shared: Arc<Shared>, codec: VideoCodec, group: u32, mut stream: libp2p::Stream) {
     shared.newest_group.send_modify(|g| *g = (*g).max(group));
+    *lock(&shared.receiving) = Some(codec);
     let mut newer = shared.newest_group.subscribe();
     let mut whole = true;
     let mut first = true;
@@ -556,7 +578,8 @@ async fn read_video(shared: Arc<Shared>, group: u32, mut stream: libp2p::Stream)
             shared.keyframe_needed.store(true, Ordering::Relaxed);
             continue;
         }
-        if !shared.playback.push_video(p.capture_us, p.duration_us.min(MAX_VIDEO_FRAME_US), p.keyframe, &p.data) {
+        let duration_us = p.duration_us.min(MAX_VIDEO_FRAME_US);
+        if !shared.playback.push_video(codec, p.capture_us, duration_us, p.keyframe, &p.data) {
             // The decoder is behind (a busy CPU): the rest of this group
             // is skipped, and the next one asked for now.
             tracing::debug!(group, "the video decoder is behind; skipping to the next group");
@@ -566,7 +589,8 @@ async fn read_video(shared: Arc<Shared>, group: u32, mut stream: libp2p::Stream)
     }
 }
 
-/// Applies the peer's reports to our bitrate, and its keyframe requests.
+/// Applies the peer's reports to our bitrate, its keyframe requests, and
+/// the codecs it decodes to our choice of codec.
 async fn read_feedback(shared: Arc<Shared>, mut stream: libp2p::Stream) {
     let mut last_keyframe: Option<tokio::time::Instant> = None;
     while let Ok(f) = read_frame::<_, Feedback>(&mut stream, MAX_MEDIA_FRAME).await {
@@ -581,6 +605,7 @@ async fn read_feedback(shared: Arc<Shared>, mut stream: libp2p::Stream) {
                 shared.feed.request_keyframe();
             }
             Feedback::KeyframeRequest => {}
+            Feedback::Decodes(codecs) => shared.feed.set_decodes(&codecs),
         }
     }
 }

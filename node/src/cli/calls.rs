@@ -63,8 +63,12 @@ fn print_stats(s: &Value, json_out: bool, whose: bool) -> std::io::Result<()> {
     }
     let num = |k: &str| s[k].as_f64().map_or("-".to_owned(), |x| format!("{x}"));
     let with = if whose { format!("{}: ", s["with"].as_str().unwrap_or("?")) } else { String::new() };
+    let codec = match s["video_codec"].as_str().and_then(|c| c.parse::<skein_media::VideoCodec>().ok()) {
+        Some(c) => format!(" {}", c.label()),
+        None => String::new(),
+    };
     out(format_args!(
-        "{with}{}s {} rtt {} ms, loss {}%, audio {} kbit/s, video {} kbit/s, {} fps, {} frames, {} audio gaps, latency audio {} ms video {} ms",
+        "{with}{}s {} rtt {} ms, loss {}%, audio {} kbit/s, video{codec} {} kbit/s, {} fps, {} frames, {} audio gaps, latency audio {} ms video {} ms",
         s["seconds"],
         s["path"].as_str().unwrap_or("?"),
         num("rtt_ms"),
@@ -253,15 +257,30 @@ pub(super) async fn controls(profile: &Profile, muted: Option<bool>, camera: Opt
 }
 
 pub(super) fn devices(json_out: bool) -> anyhow::Result<()> {
+    use skein_media::VideoCodec;
     let found = skein_media::devices::list()?;
+    let codecs: Vec<(VideoCodec, Result<(), skein_media::MediaError>)> = VideoCodec::ALL
+        .into_iter()
+        .map(|c| (c, skein_media::codecs::can_encode(c).and_then(|_| skein_media::codecs::can_decode(c))))
+        .collect();
     if json_out {
-        let list: Vec<Value> = found.iter().map(|d| json!({"kind": d.kind, "name": d.name})).collect();
+        let mut list: Vec<Value> = found.iter().map(|d| json!({"kind": d.kind, "name": d.name})).collect();
+        list.extend(
+            codecs.iter().filter(|(_, ok)| ok.is_ok()).map(|(c, _)| json!({"kind": "video_codec", "name": c.name()})),
+        );
         println!("{}", Value::Array(list));
-    } else if found.is_empty() {
+        return Ok(());
+    }
+    if found.is_empty() {
         println!("no microphone or camera found (calls can still use --test-source)");
-    } else {
-        for d in found {
-            println!("{:<10} {}", d.kind, d.name);
+    }
+    for d in found {
+        println!("{:<10} {}", d.kind, d.name);
+    }
+    for (codec, usable) in codecs {
+        match usable {
+            Ok(()) => println!("{:<10} {}", "video", codec.label()),
+            Err(e) => println!("{:<10} {} cannot be used: {e}", "video", codec.label()),
         }
     }
     Ok(())

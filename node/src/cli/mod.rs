@@ -106,6 +106,12 @@ enum Command {
         /// audio is decoded and measured only).
         #[arg(long)]
         speaker: bool,
+        /// Call video codec: `vp8` for VP8 only; `h264` to insist on H.264
+        /// (the daemon does not start without its GStreamer elements), with
+        /// VP8 still for peers that lack it. By default H.264 where both
+        /// sides have it, otherwise VP8.
+        #[arg(long, value_name = "CODEC")]
+        video_codec: Option<skein_media::VideoCodec>,
     },
     /// Call a user, or a group of up to 4 (audio and video), and follow the
     /// call: prints `ringing`, `connected` with the path, then statistics
@@ -156,7 +162,7 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
-    /// List the microphones and cameras calls can use.
+    /// List the microphones, cameras and video codecs calls can use.
     Devices {
         /// One JSON document on standard output.
         #[arg(long)]
@@ -699,7 +705,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             microphone,
             camera,
             speaker,
+            video_codec,
         } => {
+            let video_codecs = match video_codec {
+                None => Vec::new(),
+                Some(codec) => {
+                    // Asked for by name, it must be there: the error names what is missing.
+                    skein_media::codecs::usable(&[codec])
+                        .with_context(|| format!("--video-codec {codec} cannot be used on this machine"))?;
+                    // VP8 is every node's common ground.
+                    let mut codecs = vec![skein_media::VideoCodec::Vp8];
+                    codecs.extend(Some(codec).filter(|c| *c != skein_media::VideoCodec::Vp8));
+                    codecs
+                }
+            };
             let forward = match forward_to {
                 None => None,
                 Some(url) => {
@@ -734,7 +753,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 auto_accept_max: auto_accept_max_mib.map(|m| m.saturating_mul(1 << 20)),
                 forward,
                 auto_answer,
-                media: crate::calls::MediaConfig { test_source, microphone, camera, speaker, pictures: None },
+                media: crate::calls::MediaConfig {
+                    test_source,
+                    microphone,
+                    camera,
+                    speaker,
+                    video_codecs,
+                    pictures: None,
+                },
                 ..Default::default()
             };
             if let Some(addr) = listen {

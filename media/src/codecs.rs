@@ -1,0 +1,69 @@
+//! Which video codecs this machine's GStreamer can encode and decode.
+//!
+//! VP8 is always there (a call needs it: [`crate::NEEDED`]); H.264 is
+//! used where x264 encodes it and libav decodes it, and names what is
+//! missing when it is asked for and not there.
+
+use crate::elements::{MediaError, check};
+pub use skein_proto::media::VideoCodec;
+
+/// The elements that encode `codec`.
+pub fn encoder_elements(codec: VideoCodec) -> &'static [&'static str] {
+    match codec {
+        VideoCodec::Vp8 => &["vp8enc"],
+        VideoCodec::H264 => &["x264enc"],
+    }
+}
+
+/// The elements that decode `codec`.
+pub fn decoder_elements(codec: VideoCodec) -> &'static [&'static str] {
+    match codec {
+        VideoCodec::Vp8 => &["vp8dec"],
+        VideoCodec::H264 => &["h264parse", "avdec_h264"],
+    }
+}
+
+/// Whether `codec` can be encoded here, or the element that is missing.
+pub fn can_encode(codec: VideoCodec) -> Result<(), MediaError> {
+    crate::elements::init()?;
+    check(encoder_elements(codec))
+}
+
+/// Whether `codec` can be decoded here, or the element that is missing.
+pub fn can_decode(codec: VideoCodec) -> Result<(), MediaError> {
+    crate::elements::init()?;
+    check(decoder_elements(codec))
+}
+
+/// Of `wanted`, the codecs this machine both encodes and decodes, in
+/// `wanted`'s order. A codec asked for on its own that is not there is an
+/// error naming what is missing; among several, it is left out.
+pub fn usable(wanted: &[VideoCodec]) -> Result<Vec<VideoCodec>, MediaError> {
+    let both = |c: VideoCodec| can_encode(c).and_then(|_| can_decode(c));
+    if let [only] = wanted {
+        both(*only)?;
+        return Ok(vec![*only]);
+    }
+    Ok(wanted.iter().copied().filter(|c| both(*c).is_ok()).collect())
+}
+
+/// The codec to send to receivers that decode `theirs`, of the codecs
+/// `ours` (best last, VP8 first): the best both have, or VP8.
+pub fn choose(ours: &[VideoCodec], theirs: &[&[VideoCodec]]) -> VideoCodec {
+    ours.iter().copied().filter(|c| theirs.iter().all(|t| t.contains(c))).max().unwrap_or(VideoCodec::Vp8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use VideoCodec::*;
+
+    #[test]
+    fn the_best_codec_everyone_decodes_wins() {
+        assert_eq!(choose(&[Vp8, H264], &[&[Vp8, H264]]), H264);
+        assert_eq!(choose(&[Vp8, H264], &[&[Vp8, H264], &[Vp8]]), Vp8, "one VP8-only receiver holds all to VP8");
+        assert_eq!(choose(&[Vp8], &[&[Vp8, H264]]), Vp8, "we cannot encode H.264");
+        assert_eq!(choose(&[H264], &[&[Vp8]]), Vp8, "nothing in common falls back to VP8");
+        assert_eq!(choose(&[Vp8, H264], &[]), H264, "no receiver yet");
+    }
+}
