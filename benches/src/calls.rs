@@ -168,7 +168,7 @@ pub async fn call_latency(relay_only: bool, secs: u64) -> Result<Vec<Row>> {
                 scenario: format!("{name} ({label}, glass to glass)"),
                 skein: skein.show(),
                 baseline: format!("{} (bare GStreamer, no network)", base.show()),
-                ratio: format!("+{:.1} ms at p99", skein.p99 - base.p99),
+                ratio: format!("{:+.1} ms at p99", skein.p99 - base.p99),
                 target: format!("p99 ≤ {target:.0} ms"),
                 met: Some(skein.n > 0 && skein.p99 <= target),
                 measured: measured.clone(),

@@ -375,7 +375,15 @@ fn encoded_sink(kind: Kind, out: mpsc::Sender<Encoded>) -> Result<gst::Element, 
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
-                    let capture_us = capture_time(sink.upcast_ref(), buffer.pts());
+                    // The buffer's time in the stream, as running time: an
+                    // encoder may shift its timestamps (x264enc starts its
+                    // segment 1,000 hours in, to leave room for decoding
+                    // times) and the segment undoes that.
+                    let pts = sample
+                        .segment()
+                        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                        .and_then(|s| s.to_running_time(buffer.pts()));
+                    let capture_us = capture_time(sink.upcast_ref(), pts);
                     let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                     let frame = Encoded {
                         kind,
@@ -394,11 +402,12 @@ fn encoded_sink(kind: Kind, out: mpsc::Sender<Encoded>) -> Result<gst::Element, 
     Ok(sink.upcast())
 }
 
-/// The wall-clock time a buffer with running time `pts` was captured:
-/// now, less how long ago (in the pipeline's running time) that was.
-fn capture_time(element: &gst::Element, pts: Option<gst::ClockTime>) -> u64 {
+/// The wall-clock time a buffer with running time `running_pts` was
+/// captured: now, less how long ago (in the pipeline's running time) that
+/// was.
+fn capture_time(element: &gst::Element, running_pts: Option<gst::ClockTime>) -> u64 {
     let now = unix_us();
-    match (element.current_running_time(), pts) {
+    match (element.current_running_time(), running_pts) {
         (Some(running), Some(pts)) => now.saturating_sub(running.saturating_sub(pts).useconds()),
         _ => now,
     }
