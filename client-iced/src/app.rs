@@ -81,6 +81,8 @@ pub enum Shortcut {
     Call { audio_only: bool },
     /// Ctrl+Shift+H: hang up (or decline).
     HangUp,
+    /// Ctrl+comma: open or close the call devices panel.
+    Devices,
 }
 
 /// The application's state.
@@ -331,6 +333,9 @@ impl App {
     fn shortcut(&mut self, k: Shortcut) -> Task<Message> {
         match (k, &mut self.screen) {
             (Shortcut::Conversation(n), Screen::Work(w)) => w.open_nth(n).map(Message::Work),
+            (Shortcut::Escape, Screen::Work(w)) if w.devices.is_some() => {
+                w.update(workspace::Message::Devices(false)).map(Message::Work)
+            }
             (Shortcut::Escape, Screen::Work(w)) => {
                 w.picker = false;
                 if w.query.is_empty() {
@@ -342,6 +347,10 @@ impl App {
             (Shortcut::Search, Screen::Work(_)) => iced::widget::operation::focus(workspace::SEARCH),
             (Shortcut::Call { audio_only }, Screen::Work(w)) if w.call.is_none() => {
                 w.update(workspace::Message::CallStart(audio_only)).map(Message::Work)
+            }
+            (Shortcut::Devices, Screen::Work(w)) => {
+                let open = w.devices.is_none();
+                w.update(workspace::Message::Devices(open)).map(Message::Work)
             }
             (Shortcut::HangUp, Screen::Work(w)) if w.call.is_some() => {
                 w.update(workspace::Message::CallHangUp).map(Message::Work)
@@ -432,6 +441,7 @@ fn shortcut(e: keyboard::Event) -> Option<Message> {
     let keyboard::Event::KeyPressed { key, modifiers, .. } = e else { return None };
     match key.as_ref() {
         keyboard::Key::Character("k") if modifiers.command() => Some(Message::Key(Shortcut::Search)),
+        keyboard::Key::Character(",") if modifiers.command() => Some(Message::Key(Shortcut::Devices)),
         keyboard::Key::Character(c) if modifiers.command() && modifiers.shift() => {
             match c.to_ascii_lowercase().as_str() {
                 "u" => Some(Message::Key(Shortcut::Call { audio_only: false })),

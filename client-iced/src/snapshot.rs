@@ -52,6 +52,8 @@ pub fn state(app: &App) -> Value {
                 "commands": w.plugins.commands.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
                 "completions": w.plugins.completing(w.composer.text().trim_end_matches('\n')).iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
                 "plugin_reply": w.plugin_reply.as_ref().map(|(p, t)| json!({"plugin": p, "text": t})),
+                "devices": w.devices.as_ref().map(|d| json!({"loaded": d.loaded, "microphone": d.microphone,
+                    "camera": d.camera, "microphones": d.microphones, "cameras": d.cameras, "test_source": d.test_source})),
                 "call": w.call.as_ref().map(|c| json!({"id": c.id, "with": c.with, "state": c.state, "path": c.path,
                     "incoming": c.incoming, "remote_frames": c.remote_frames(), "self_view": c.local.is_some(),
                     "muted": c.muted, "camera": c.camera, "group": c.group,

@@ -185,6 +185,16 @@ pub enum ControlRequest {
         /// Camera on (true) or off (false); unchanged when absent.
         camera: Option<bool>,
     },
+    /// The microphones and cameras calls can use, and the ones chosen.
+    CallDevices,
+    /// Use these devices from the next call on.
+    SetCallDevices {
+        /// The microphone, by name; "" for the system's default; unchanged
+        /// when absent.
+        microphone: Option<String>,
+        /// The camera, likewise.
+        camera: Option<String>,
+    },
 }
 
 /// A daemon's answer.

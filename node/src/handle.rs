@@ -213,6 +213,22 @@ impl NodeHandle {
         self.ask(ControlRequest::CallControls { muted, camera }).await
     }
 
+    /// The microphones and cameras calls can use, and the ones chosen.
+    pub async fn call_devices(&self) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::CallDevices).await
+    }
+
+    /// Uses these devices from the next call on ("" for the system's
+    /// default, `None` to leave one as it is); a name no device has is
+    /// refused.
+    pub async fn set_call_devices(
+        &self,
+        microphone: Option<String>,
+        camera: Option<String>,
+    ) -> Result<Value, NodeError> {
+        self.ask(ControlRequest::SetCallDevices { microphone, camera }).await
+    }
+
     /// One transfer, or the latest ones.
     pub async fn transfers(&self, id: Option<&str>) -> Result<Value, NodeError> {
         self.ask(ControlRequest::Transfers { id: id.map(str::to_owned) }).await

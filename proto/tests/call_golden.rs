@@ -104,6 +104,6 @@ fn media_stream_frames() {
         assert_eq!(codec.name().parse::<VideoCodec>(), Ok(codec));
     }
     assert_eq!("H.264".parse::<VideoCodec>(), Ok(VideoCodec::H264));
-    assert!("av1".parse::<VideoCodec>().unwrap_err().contains("vp8 or h264"));
+    assert!("av1".parse::<VideoCodec>().expect_err("no such codec").contains("vp8 or h264"));
     assert_ne!(VideoCodec::Vp8.protocol(), VideoCodec::H264.protocol());
 }

@@ -180,6 +180,42 @@ async fn a_call_with_a_vp8_only_daemon_is_vp8_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_takes_the_devices_for_its_next_calls_and_refuses_one_not_there() {
+    skein_tests::init();
+    need_gstreamer();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_t, _dir, [alice]) = users_with_profiles(["alice"], PW).await;
+    let mut alice_d = online(&alice, &[]).await;
+    // Without a daemon there is nobody to tell.
+    let (ok, out, err) = skein(&alice, &["devices", "--json"], None).await;
+    assert!(ok, "{err}");
+    let found: Value = serde_json::from_str(&out).expect("devices JSON");
+    let cameras: Vec<&str> = found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"] == "camera")
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+
+    let (ok, _, err) = skein(&alice, &["devices", "--camera", "No Such Camera"], None).await;
+    assert!(!ok && err.contains(r#"no camera named "No Such Camera""#), "{err}");
+    let (ok, out, err) = skein(&alice, &["devices", "--microphone", "default", "--json"], None).await;
+    assert!(ok, "{err}");
+    let chosen: Value = serde_json::from_str(&out).expect("choice JSON");
+    assert!(chosen["microphone"].is_null() && chosen["camera"].is_null(), "{chosen}");
+    assert_eq!(chosen["cameras"].as_array().map(Vec::len), Some(cameras.len()), "{chosen}");
+    // A camera that is there is taken (where this machine has one).
+    if let Some(camera) = cameras.first() {
+        let (ok, out, err) = skein(&alice, &["devices", "--camera", camera], None).await;
+        assert!(ok && out.contains(camera), "{out}{err}");
+    } else {
+        println!("no camera on this machine: choosing one that is there is not tried");
+    }
+    alice_d.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_busy_cancelled_and_unanswered_calls_end_so_and_leave_their_line() {
     skein_tests::init();
     need_gstreamer();

@@ -299,6 +299,18 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
     // A video call to bob's headless node, which answers: the call pane
     // shows bob's test pattern and alice's own in the corner.
     desk.xdotool(&["windowsize", "--sync", &window, "1100", "760"]).await;
+    // The call devices panel (Ctrl+comma) lists what the node found: on
+    // this screenless machine, the system's default alone, and says the
+    // test sources are on. Escape closes it.
+    desk.key("ctrl+comma").await;
+    let v = state(&snapshots, "the call devices panel", |v| v["devices"]["loaded"] == true).await;
+    assert_eq!(v["devices"]["microphone"], "System default", "{v:#}");
+    assert_eq!(v["devices"]["camera"], "System default", "{v:#}");
+    assert_eq!(v["devices"]["test_source"], true, "{v:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    desk.capture(&window, &shots.join("devices.png")).await;
+    desk.key("Escape").await;
+    state(&snapshots, "the call devices panel closed", |v| v["devices"].is_null()).await;
     let v = state(&snapshots, "the conversation list", |v| v["conversations"].as_array().is_some_and(|c| c.len() >= 2))
         .await;
     let at = v["conversations"].as_array().and_then(|c| c.iter().position(|r| r["id"] == "bob")).expect("bob's row");
@@ -399,6 +411,7 @@ async fn alice_signs_in_chats_with_bob_and_is_notified_in_a_real_window() {
         "plugin-command",
         "plugin-reply",
         "app-message",
+        "devices",
         "call",
         "incoming-call",
         "group-call",

@@ -82,6 +82,13 @@ enum Input {
         camera: Option<bool>,
         reply: Reply,
     },
+    /// The devices present, and (when set) the microphone and camera to
+    /// use from the next call on.
+    Devices {
+        found: Vec<skein_media::devices::Device>,
+        set: Option<(Option<String>, Option<String>)>,
+        reply: Reply,
+    },
     /// The media failed: a leg's (`with`), or the whole call's capture.
     MediaFailed {
         call: CallId,
@@ -209,6 +216,28 @@ impl Calls {
     /// Mutes the microphone or turns the camera off (or back on).
     pub async fn controls(&self, muted: Option<bool>, camera: Option<bool>) -> Result<Value, String> {
         self.ask(|reply| Input::Controls { muted, camera, reply }).await
+    }
+
+    /// The microphones and cameras present and the ones calls use, after
+    /// setting them when `set` has them ("" for the system's default,
+    /// `None` to leave one as it is): from the next call on. A name no
+    /// device has is refused, naming it.
+    pub async fn devices(&self, set: Option<(Option<String>, Option<String>)>) -> Result<Value, String> {
+        let found = tokio::task::spawn_blocking(skein_media::devices::list)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let set = set.map(|(m, c)| (m.map(|n| n.trim().to_owned()), c.map(|n| n.trim().to_owned())));
+        if let Some((m, c)) = &set {
+            for (kind, name) in [("microphone", m), ("camera", c)] {
+                if let Some(name) = name.as_ref().filter(|n| !n.is_empty())
+                    && !found.iter().any(|d| d.kind == kind && &d.name == name)
+                {
+                    return Err(skein_media::MediaError::NoDevice { kind, name: name.clone() }.to_string());
+                }
+            }
+        }
+        self.ask(|reply| Input::Devices { found, set, reply }).await
     }
 
     /// Waits until the task has stopped: once the node stops, after the
@@ -422,6 +451,27 @@ impl Task {
                     }
                 };
                 let _ = reply.send(answer);
+            }
+            Input::Devices { found, set, reply } => {
+                let media = &mut self.cx.media;
+                if let Some((microphone, camera)) = set {
+                    let chosen = |n: String| Some(n).filter(|n| !n.is_empty());
+                    if let Some(m) = microphone {
+                        media.microphone = chosen(m);
+                    }
+                    if let Some(c) = camera {
+                        media.camera = chosen(c);
+                    }
+                }
+                let names =
+                    |kind: &str| found.iter().filter(|d| d.kind == kind).map(|d| d.name.clone()).collect::<Vec<_>>();
+                let _ = reply.send(Ok(json!({
+                    "microphone": media.microphone,
+                    "camera": media.camera,
+                    "microphones": names("microphone"),
+                    "cameras": names("camera"),
+                    "test_source": media.test_source,
+                })));
             }
             Input::MediaFailed { call, with: Some(with), reason } => {
                 // The other side hanging up stops its streams a moment before

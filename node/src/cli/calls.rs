@@ -256,6 +256,25 @@ pub(super) async fn controls(profile: &Profile, muted: Option<bool>, camera: Opt
     Ok(())
 }
 
+/// Tells the daemon which microphone and camera its next calls use.
+pub(super) async fn use_devices(
+    profile: &Profile,
+    microphone: Option<String>,
+    camera: Option<String>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let named = |n: String| if n == "default" { String::new() } else { n };
+    let request = ControlRequest::SetCallDevices { microphone: microphone.map(named), camera: camera.map(named) };
+    let v = need_daemon(profile, request).await?;
+    if json_out {
+        println!("{v}");
+        return Ok(());
+    }
+    let name = |k: &str| v[k].as_str().map_or_else(|| "the system's default".to_owned(), |n| format!("{n:?}"));
+    println!("the next calls use microphone {}, camera {}", name("microphone"), name("camera"));
+    Ok(())
+}
+
 pub(super) fn devices(json_out: bool) -> anyhow::Result<()> {
     use skein_media::VideoCodec;
     let found = skein_media::devices::list()?;

@@ -162,11 +162,19 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
-    /// List the microphones, cameras and video codecs calls can use.
+    /// List the microphones, cameras and video codecs calls can use; with
+    /// --microphone or --camera, tell the running daemon which to use from
+    /// its next call on.
     Devices {
         /// One JSON document on standard output.
         #[arg(long)]
         json: bool,
+        /// The microphone for the daemon's next calls, by name (`default`: the system's).
+        #[arg(long, value_name = "NAME")]
+        microphone: Option<String>,
+        /// The camera for the daemon's next calls, by name (`default`: the system's).
+        #[arg(long, value_name = "NAME")]
+        camera: Option<String>,
     },
     /// Send a message; prints `direct`, `relayed` or `queued` once it is delivered or queued.
     ///
@@ -789,7 +797,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hangup => calls::hang_up(&profile).await,
         Command::Mic { state } => calls::controls(&profile, Some(state == "off"), None).await,
         Command::Camera { state } => calls::controls(&profile, None, Some(state == "on")).await,
-        Command::Devices { json } => calls::devices(json),
+        Command::Devices { json, microphone: None, camera: None } => calls::devices(json),
+        Command::Devices { json, microphone, camera } => calls::use_devices(&profile, microphone, camera, json).await,
         Command::Mute { conversation } => set_muted(&profile, &conversation, true).await,
         Command::Unmute { conversation } => set_muted(&profile, &conversation, false).await,
         Command::History { user, limit, json } => {

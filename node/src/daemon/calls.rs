@@ -1,6 +1,6 @@
 //! The daemon's answers about calls: place one (to a user, or to a group
-//! this user is in), answer, hang up, mute or turn the camera off, and the
-//! current call's state. Placing a call looks the callees' devices up and
+//! this user is in), answer, hang up, mute or turn the camera off, the
+//! devices calls use, and the current call's state. Placing a call looks the callees' devices up and
 //! dials them, so it is answered from its own task.
 
 use super::{Node, is_group_spec, recipient, sendable_group};
@@ -60,6 +60,16 @@ impl Node {
             ControlRequest::CallControls { muted, camera } => {
                 tokio::spawn(async move {
                     let _ = reply.send(answer(calls.controls(muted, camera).await, "not_found"));
+                });
+            }
+            ControlRequest::CallDevices => {
+                tokio::spawn(async move {
+                    let _ = reply.send(answer(calls.devices(None).await, "unavailable"));
+                });
+            }
+            ControlRequest::SetCallDevices { microphone, camera } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(answer(calls.devices(Some((microphone, camera))).await, "not_found"));
                 });
             }
             ControlRequest::CallStatus => {

@@ -819,7 +819,9 @@ impl Node {
             | ControlRequest::Answer { .. }
             | ControlRequest::HangUp
             | ControlRequest::CallStatus
-            | ControlRequest::CallControls { .. }) => {
+            | ControlRequest::CallControls { .. }
+            | ControlRequest::CallDevices
+            | ControlRequest::SetCallDevices { .. }) => {
                 self.answer_calls(req, call.reply);
                 return false;
             }

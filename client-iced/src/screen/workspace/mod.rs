@@ -5,6 +5,7 @@
 
 mod call;
 mod conversation;
+mod devices;
 mod sidebar;
 
 pub use sidebar::SEARCH;
@@ -171,6 +172,14 @@ pub enum Message {
     CallCamera,
     /// Show or hide the call's statistics.
     CallStats,
+    /// Open (true) or close the call devices panel.
+    Devices(bool),
+    /// The node's devices and the ones calls use.
+    DevicesLoaded(Result<Value, String>),
+    /// Use this microphone from the next call on.
+    PickMicrophone(String),
+    /// Use this camera from the next call on.
+    PickCamera(String),
     /// A picture for the call pane: another participant's (whose), or the
     /// self-view.
     Frame(Option<String>, skein_media::Frame),
@@ -286,6 +295,8 @@ pub struct Workspace {
     pub app_icons: std::collections::HashMap<String, iced::widget::image::Handle>,
     /// The call, while one is on.
     pub call: Option<crate::model::call::Call>,
+    /// The call devices panel, while it is open.
+    pub devices: Option<crate::model::devices::Devices>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -334,6 +345,7 @@ impl Workspace {
             plugin_reply: None,
             app_icons: Default::default(),
             call: None,
+            devices: None,
         }
     }
 
@@ -586,6 +598,19 @@ impl Workspace {
                     c.show_stats = !c.show_stats;
                 }
             }
+            Message::Devices(open) => {
+                self.devices = open.then(Default::default);
+                let Some(node) = self.node.clone().filter(|_| open) else { return Task::none() };
+                return Task::perform(async move { node.call_devices().await.map_err(err) }, Message::DevicesLoaded);
+            }
+            Message::DevicesLoaded(Ok(v)) => {
+                if self.devices.is_some() {
+                    self.devices = Some(crate::model::devices::Devices::from_node(&v));
+                }
+            }
+            Message::DevicesLoaded(Err(e)) => self.error = Some(e),
+            Message::PickMicrophone(name) => return self.pick_devices(Some(name), None),
+            Message::PickCamera(name) => return self.pick_devices(None, Some(name)),
             Message::Frame(from, f) => {
                 if let Some(c) = self.call.as_mut().filter(|c| c.state == "connected") {
                     let picture = crate::model::call::picture(f);
@@ -1177,6 +1202,20 @@ impl Workspace {
         Task::none()
     }
 
+    /// Shows a picked microphone or camera at once, and tells the node to
+    /// use it from the next call on (its answer refreshes the panel).
+    fn pick_devices(&mut self, microphone: Option<String>, camera: Option<String>) -> Task<Message> {
+        use crate::model::devices::node_name;
+        let (Some(node), Some(d)) = (self.node.clone(), self.devices.as_mut()) else { return Task::none() };
+        d.microphone = microphone.clone().unwrap_or_else(|| d.microphone.clone());
+        d.camera = camera.clone().unwrap_or_else(|| d.camera.clone());
+        let (microphone, camera) = (microphone.as_deref().map(node_name), camera.as_deref().map(node_name));
+        Task::perform(
+            async move { node.set_call_devices(microphone, camera).await.map_err(err) },
+            Message::DevicesLoaded,
+        )
+    }
+
     /// The window.
     pub fn view(&self) -> Element<'_, Message> {
         // The banner's slot is always there, so everything below keeps its
@@ -1199,9 +1238,10 @@ impl Workspace {
             .into(),
             None => iced::widget::space().height(0).into(),
         };
-        let main = match &self.call {
-            Some(c) => call::view(self, c),
-            None => conversation::view(self),
+        let main = match (&self.call, &self.devices) {
+            (Some(c), _) => call::view(self, c),
+            (None, Some(d)) => devices::view(d),
+            (None, None) => conversation::view(self),
         };
         iced::widget::column![banner, row![sidebar::view(self), main].height(Length::Fill)].into()
     }

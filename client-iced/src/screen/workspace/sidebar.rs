@@ -25,6 +25,10 @@ pub fn view(w: &Workspace) -> Element<'_, Message> {
             row![
                 style::dot(&w.status, 8.0),
                 pick_list(statuses, Some(w.status.clone()), Message::Status).text_size(12).padding([2, 6]),
+                button(text("Devices").size(11))
+                    .padding([2, 6])
+                    .style(button::text)
+                    .on_press(Message::Devices(w.devices.is_none())),
                 button(text("Sign out").size(11)).padding([2, 6]).style(button::text).on_press(Message::SignOut),
             ]
             .spacing(6)
