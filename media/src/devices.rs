@@ -54,6 +54,11 @@ pub fn has_speaker() -> bool {
     present("Audio/Sink")
 }
 
+/// Whether there is a microphone.
+pub fn has_microphone() -> bool {
+    present("Audio/Source")
+}
+
 /// Whether there is a camera.
 pub fn has_camera() -> bool {
     present("Video/Source")

@@ -180,12 +180,13 @@ async fn a_call_with_a_vp8_only_daemon_is_vp8_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_takes_the_devices_for_its_next_calls_and_refuses_one_not_there() {
+async fn the_daemon_takes_the_devices_for_its_next_calls_and_says_which_one_is_missing() {
     skein_tests::init();
     need_gstreamer();
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (_t, _dir, [alice]) = users_with_profiles(["alice"], PW).await;
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
     let mut alice_d = online(&alice, &[]).await;
+    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
     // Without a daemon there is nobody to tell.
     let (ok, out, err) = skein(&alice, &["devices", "--json"], None).await;
     assert!(ok, "{err}");
@@ -212,7 +213,17 @@ async fn the_daemon_takes_the_devices_for_its_next_calls_and_refuses_one_not_the
     } else {
         println!("no camera on this machine: choosing one that is there is not tried");
     }
-    alice_d.kill().await;
+    // A call from the system's default microphone, on a machine with none,
+    // says so, and what to do.
+    if found.as_array().into_iter().flatten().any(|d| d["kind"] == "microphone") {
+        println!("this machine has a microphone: a call without one is not tried");
+    } else {
+        let (ok, out, err) = skein(&alice, &["call", "bob", "--audio-only", "--seconds", "3"], None).await;
+        assert!(!ok && err.contains("no microphone found") && err.contains("--test-source"), "{out}\n{err}");
+    }
+    for d in [&mut alice_d, &mut bob_d] {
+        d.kill().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -757,8 +757,16 @@ impl Task {
                 tracing::info!("no camera found; sending audio only");
             }
             let failed = tx.clone();
+            let default_microphone = !config.test_source && config.microphone.is_none();
             let on_error = move |e: String| {
-                let _ = failed.try_send(Input::MediaFailed { call, with: None, reason: format!("capture: {e}") });
+                // The system's default microphone failing to open, with none
+                // plugged in, says so rather than in GStreamer's words.
+                let reason = if default_microphone && !skein_media::devices::has_microphone() {
+                    "no microphone found: plug one in (`skein devices` lists them), or call with --test-source".into()
+                } else {
+                    format!("capture: {e}")
+                };
+                let _ = failed.try_send(Input::MediaFailed { call, with: None, reason });
             };
             let wanted = if config.video_codecs.is_empty() { &VideoCodec::ALL[..] } else { &config.video_codecs };
             let started = skein_media::elements::init()

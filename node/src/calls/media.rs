@@ -640,9 +640,12 @@ async fn count_decoded(shared: Arc<Shared>, mut decoded: mpsc::UnboundedReceiver
 /// ceiling for the path (a relayed path gets less); and a keyframe
 /// request whenever video was lost.
 async fn report(shared: Arc<Shared>, mesh: Mesh, decoder_needs: Arc<AtomicBool>) {
-    let mut tick = tokio::time::interval(REPORT_EVERY);
-    let mut keyframes = tokio::time::interval(KEYFRAME_EVERY);
+    // The first window is a whole second too: an interval's first tick
+    // comes at once, and a window of a few milliseconds made the first
+    // figures (and the first report the sender sets its bitrate from) wild.
     let mut last = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval_at(last + REPORT_EVERY, REPORT_EVERY);
+    let mut keyframes = tokio::time::interval(KEYFRAME_EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => {
