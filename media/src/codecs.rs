@@ -48,9 +48,11 @@ pub fn usable(wanted: &[VideoCodec]) -> Result<Vec<VideoCodec>, MediaError> {
 }
 
 /// The codec to send to receivers that decode `theirs`, of the codecs
-/// `ours` (best last, VP8 first): the best both have, or VP8.
+/// `ours` (best last, VP8 first): the best both have, or VP8. A receiver
+/// that decodes none takes no video, and has no say.
 pub fn choose(ours: &[VideoCodec], theirs: &[&[VideoCodec]]) -> VideoCodec {
-    ours.iter().copied().filter(|c| theirs.iter().all(|t| t.contains(c))).max().unwrap_or(VideoCodec::Vp8)
+    let takers = theirs.iter().filter(|t| !t.is_empty());
+    ours.iter().copied().filter(|c| takers.clone().all(|t| t.contains(c))).max().unwrap_or(VideoCodec::Vp8)
 }
 
 #[cfg(test)]
@@ -65,5 +67,6 @@ mod tests {
         assert_eq!(choose(&[Vp8], &[&[Vp8, H264]]), Vp8, "we cannot encode H.264");
         assert_eq!(choose(&[H264], &[&[Vp8]]), Vp8, "nothing in common falls back to VP8");
         assert_eq!(choose(&[Vp8, H264], &[]), H264, "no receiver yet");
+        assert_eq!(choose(&[Vp8, H264], &[&[], &[Vp8, H264]]), H264, "an audio-only receiver has no say");
     }
 }

@@ -34,8 +34,11 @@ pub(crate) fn rgba_branch(
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build(),
     );
+    // Not async: pictures may never come (a peer without a camera), and a
+    // sink waiting for its first would hold the pipeline's audio.
     let sink = gst_app::AppSink::builder()
         .sync(false)
+        .async_(false)
         .max_buffers(2)
         .drop(true)
         .callbacks(

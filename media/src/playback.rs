@@ -258,8 +258,12 @@ fn video_branch(
             funnel.link(&branch).map_err(pipeline_err)?;
         }
         _ => {
+            // Not async: with no video coming (the peer has no camera, or
+            // answered audio only), a sink waiting to preroll would hold
+            // the whole pipeline, audio too, at its first frame.
             let sink = gst_app::AppSink::builder()
                 .sync(false)
+                .async_(false)
                 .callbacks(
                     gst_app::AppSinkCallbacks::builder()
                         .new_sample(move |sink| {

@@ -67,7 +67,8 @@ pub enum Feedback {
     Report(ReceiverReport),
     /// Video was lost or could not be decoded: send a keyframe.
     KeyframeRequest,
-    /// The video codecs the receiver decodes (VP8 always among them).
+    /// The video codecs the receiver decodes (VP8 always among them); none
+    /// when it takes no video (it answered audio only): send it none.
     Decodes(Vec<VideoCodec>),
 }
 

@@ -180,6 +180,41 @@ async fn a_call_with_a_vp8_only_daemon_is_vp8_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_call_answered_audio_only_sends_no_video_and_plays_the_audio_both_ways() {
+    skein_tests::init();
+    need_gstreamer();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
+    let mut alice_d = online(&alice, &[]).await;
+    let mut bob_d = online(&bob, &[]).await;
+    let calling = tokio::spawn({
+        let alice = alice.clone();
+        async move { skein(&alice, &["call", "bob", "--test-source", "--seconds", "4"], None).await }
+    });
+    bob_d.wait_next(T, "the ring", |l| l.contains(r#""state":"ringing""#)).await;
+    assert!(skein(&bob, &["answer", "--audio-only", "--test-source"], None).await.0);
+    let (ok, out, err) = calling.await.expect("join");
+    assert!(ok, "{out}\n{err}");
+    let alice_end = call_event(&mut alice_d, "ended").await;
+    let bob_end = call_event(&mut bob_d, "ended").await;
+    let (a, b) = (&alice_end["stats"], &bob_end["stats"]);
+    // Bob's word that he takes no video reaches alice as her call starts;
+    // the pictures of its first moment may leave before it.
+    assert!(a["send_video_codec"].is_null() && a["frames_sent"].as_u64().is_some_and(|n| n <= 15), "{a}");
+    assert!(b["frames_received"].as_u64().is_some_and(|n| n <= 15), "{b}");
+    assert!(a["frames_received"] == 0 && b["frames_sent"] == 0, "bob sends no video: {a}\n{b}");
+    // The audio went on, and each side decoded the other's: a playback
+    // waiting for pictures that never come would stop at the first frame.
+    for (who, st) in [("alice", a), ("bob", b)] {
+        let decoded = st["call_latency_ms"]["audio"]["samples"].as_u64().unwrap_or(0);
+        assert!(st["audio_sent"].as_u64().is_some_and(|n| n >= 150) && decoded >= 150, "{who}: {st}");
+    }
+    for d in [&mut alice_d, &mut bob_d] {
+        d.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_takes_the_devices_for_its_next_calls_and_says_which_one_is_missing() {
     skein_tests::init();
     need_gstreamer();

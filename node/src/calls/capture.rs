@@ -8,10 +8,11 @@
 //! sets the pace; a feed that joins, or loses a picture, asks for a
 //! keyframe, which every feed then gets. Likewise the codec is the best
 //! every feed's peer decodes: H.264 when all of them say they do, VP8
-//! until then.
+//! until then. A peer that decodes no video (it answered audio only) is
+//! sent none, and neither its path's bitrate nor its codecs count.
 
 use skein_media::capture::{Capture, CaptureConfig, Encoded};
-use skein_media::{Frame, MediaError, VideoCodec};
+use skein_media::{Frame, Kind, MediaError, VideoCodec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,7 +99,12 @@ impl SharedCapture {
         let to = feeds.clone();
         let fan_out = tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                for s in lock(&to).senders.values() {
+                let f = lock(&to);
+                for (id, s) in &f.senders {
+                    // A peer that takes no video (it answered audio only) is sent none.
+                    if matches!(e.kind, Kind::Video(_)) && f.decodes.get(id).is_some_and(Vec::is_empty) {
+                        continue;
+                    }
                     // A feed 256 frames behind misses this one: its picture
                     // may smear until the next keyframe (2 s at most).
                     let _ = s.try_send(e.clone());
@@ -155,11 +161,6 @@ impl SharedCapture {
     /// The codec video is sent in now.
     pub fn codec(&self) -> VideoCodec {
         self.capture.codec()
-    }
-
-    /// Whether this call sends video at all.
-    pub fn sends_video(&self) -> bool {
-        self.video
     }
 
     /// Switches to the best codec every feed's peer decodes.
@@ -223,15 +224,26 @@ impl std::fmt::Debug for Feed {
 
 impl Feed {
     /// The bitrate this peer's path can take, kbit/s; the encoder runs at
-    /// the least of every feed's.
+    /// the least of every feed's that takes video.
     pub fn set_video_kbps(&self, kbps: u32) {
-        self.capture.set_kbps(self.id, Some(kbps));
+        if self.takes_video() {
+            self.capture.set_kbps(self.id, Some(kbps));
+        }
     }
 
-    /// The video codecs this peer decodes.
+    /// The video codecs this peer decodes (none: it takes no video).
     pub fn set_decodes(&self, codecs: &[VideoCodec]) {
         lock(&self.capture.feeds).decodes.insert(self.id, codecs.to_vec());
+        if codecs.is_empty() {
+            self.capture.set_kbps(self.id, None);
+        }
         self.capture.choose_codec();
+    }
+
+    /// Whether this peer is sent video: the call has it, and the peer has
+    /// not said it takes none.
+    pub fn takes_video(&self) -> bool {
+        self.capture.video && lock(&self.capture.feeds).decodes.get(&self.id).is_none_or(|d| !d.is_empty())
     }
 
     /// Asks the encoder for a keyframe.
@@ -286,8 +298,8 @@ mod tests {
         panic!("no {codec} keyframe in 150 pictures");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_codec_is_the_best_every_feed_decodes() {
+    /// A capture of the test sources that encodes VP8 and H.264.
+    fn test_capture() -> Arc<SharedCapture> {
         if let Err(e) = skein_media::codecs::usable(&[VideoCodec::H264]) {
             panic!("this test encodes H.264: {e} (scripts/test installs it)");
         }
@@ -299,7 +311,12 @@ mod tests {
             self_view: None,
             codecs: vec![VideoCodec::Vp8, VideoCodec::H264],
         };
-        let capture = Arc::new(SharedCapture::start(params, |e| panic!("capture failed: {e}")).expect("capture"));
+        Arc::new(SharedCapture::start(params, |e| panic!("capture failed: {e}")).expect("capture"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_codec_is_the_best_every_feed_decodes() {
+        let capture = test_capture();
         let (alice, mut to_alice) = capture.subscribe();
         let (bob, _to_bob) = capture.subscribe();
         keyframe_in(&mut to_alice, VideoCodec::Vp8).await;
@@ -320,5 +337,34 @@ mod tests {
         drop(carol);
         assert_eq!(capture.codec(), VideoCodec::H264, "the one left decodes H.264");
         keyframe_in(&mut to_alice, VideoCodec::H264).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_takes_no_video_gets_audio_alone_and_has_no_say() {
+        let capture = test_capture();
+        let (alice, mut to_alice) = capture.subscribe();
+        let (dave, mut to_dave) = capture.subscribe();
+        alice.set_decodes(&[VideoCodec::Vp8, VideoCodec::H264]);
+        dave.set_video_kbps(100);
+        // Dave answered audio only.
+        dave.set_decodes(&[]);
+        assert!(alice.takes_video() && !dave.takes_video());
+        assert_eq!(capture.codec(), VideoCodec::H264, "dave does not hold alice to VP8");
+        dave.set_video_kbps(50);
+        alice.set_video_kbps(900);
+        assert_eq!(capture.kbps.load(Ordering::Relaxed), 900, "dave's path does not set alice's bitrate");
+        keyframe_in(&mut to_alice, VideoCodec::H264).await;
+
+        // What was queued for dave before he said so goes; then audio alone.
+        while to_dave.try_recv().is_ok() {}
+        let (mut audio, mut video) = (0, 0);
+        let listen = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(e)) = tokio::time::timeout_at(listen, to_dave.recv()).await {
+            match e.kind {
+                Kind::Audio => audio += 1,
+                Kind::Video(_) => video += 1,
+            }
+        }
+        assert!(audio >= 25 && video == 0, "dave got {audio} audio frames and {video} pictures in a second");
     }
 }

@@ -274,10 +274,10 @@ impl Session {
             audio_sent: AtomicU32::new(0),
             feedback: feedback_tx,
         });
-        if video {
-            // The sender's encoder waits for this word before it leaves VP8.
-            let _ = shared.feedback.try_send(Feedback::Decodes(shared.playback.codecs()));
-        }
+        // The sender's encoder waits for this word before it leaves VP8;
+        // without video (answered audio only), it says to send none.
+        let decodes = if video { shared.playback.codecs() } else { Vec::new() };
+        let _ = shared.feedback.try_send(Feedback::Decodes(decodes));
         // The decoder's requests and the receiver's own go out the same way.
         tasks.spawn(send_media(shared.clone(), mesh.clone(), encoded, on_failure.clone()));
         tasks.spawn(send_feedback(shared.clone(), mesh.clone(), feedback));
@@ -341,7 +341,7 @@ impl Session {
             "muted": self.shared.feed.capture().muted(),
             "camera": self.shared.feed.capture().camera(),
             "video_codec": lock(&self.shared.receiving).map(VideoCodec::name),
-            "send_video_codec": self.shared.feed.capture().sends_video().then(|| self.shared.feed.capture().codec().name()),
+            "send_video_codec": self.shared.feed.takes_video().then(|| self.shared.feed.capture().codec().name()),
             "call_latency_ms": {"audio": audio, "video": video},
         })
     }
