@@ -153,11 +153,11 @@ impl Capture {
         }
     }
 
-    /// Encodes video in `codec` from the next (key)frame on; false when
-    /// this capture has no encoder for it.
-    pub fn set_codec(&self, codec: VideoCodec) -> bool {
+    /// Encodes video in `codec` from the next (key)frame on (a codec this
+    /// capture has no encoder for is ignored).
+    pub fn set_codec(&self, codec: VideoCodec) {
         if !self.encoders.iter().any(|e| e.codec == codec) {
-            return false;
+            return;
         }
         let state = {
             let mut s = lock(&self.state);
@@ -166,7 +166,6 @@ impl Capture {
         };
         open_valves(&self.encoders, state);
         self.request_keyframe();
-        true
     }
 
     /// The codec video is encoded in.
@@ -286,9 +285,8 @@ fn video_branch(
     let chain = [&src, &convert, &scale, &rate, &caps, &tee];
     pipeline.add_many(chain).map_err(pipeline_err)?;
     gst::Element::link_many(chain).map_err(pipeline_err)?;
-    let codecs = if config.codecs.is_empty() { &[VideoCodec::Vp8][..] } else { &config.codecs };
     let mut encoders = Vec::new();
-    for &codec in codecs {
+    for &codec in crate::codecs::or_vp8(&config.codecs) {
         encoders.push(encode_branch(pipeline, &tee, config, codec, out.clone())?);
     }
     if let Some(frames) = self_view.filter(|_| config.self_view) {

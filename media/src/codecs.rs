@@ -7,44 +7,35 @@
 use crate::elements::{MediaError, check};
 pub use skein_proto::media::VideoCodec;
 
-/// The elements that encode `codec`.
-pub fn encoder_elements(codec: VideoCodec) -> &'static [&'static str] {
+/// The elements that encode and decode `codec`.
+fn elements(codec: VideoCodec) -> &'static [&'static str] {
     match codec {
-        VideoCodec::Vp8 => &["vp8enc"],
-        VideoCodec::H264 => &["x264enc"],
+        VideoCodec::Vp8 => &["vp8enc", "vp8dec"],
+        VideoCodec::H264 => &["x264enc", "h264parse", "avdec_h264"],
     }
 }
 
-/// The elements that decode `codec`.
-pub fn decoder_elements(codec: VideoCodec) -> &'static [&'static str] {
-    match codec {
-        VideoCodec::Vp8 => &["vp8dec"],
-        VideoCodec::H264 => &["h264parse", "avdec_h264"],
-    }
-}
-
-/// Whether `codec` can be encoded here, or the element that is missing.
-pub fn can_encode(codec: VideoCodec) -> Result<(), MediaError> {
+/// Whether `codec` can be encoded and decoded here, or the element that
+/// is missing.
+pub fn can_use(codec: VideoCodec) -> Result<(), MediaError> {
     crate::elements::init()?;
-    check(encoder_elements(codec))
-}
-
-/// Whether `codec` can be decoded here, or the element that is missing.
-pub fn can_decode(codec: VideoCodec) -> Result<(), MediaError> {
-    crate::elements::init()?;
-    check(decoder_elements(codec))
+    check(elements(codec))
 }
 
 /// Of `wanted`, the codecs this machine both encodes and decodes, in
 /// `wanted`'s order. A codec asked for on its own that is not there is an
 /// error naming what is missing; among several, it is left out.
 pub fn usable(wanted: &[VideoCodec]) -> Result<Vec<VideoCodec>, MediaError> {
-    let both = |c: VideoCodec| can_encode(c).and_then(|_| can_decode(c));
     if let [only] = wanted {
-        both(*only)?;
+        can_use(*only)?;
         return Ok(vec![*only]);
     }
-    Ok(wanted.iter().copied().filter(|c| both(*c).is_ok()).collect())
+    Ok(wanted.iter().copied().filter(|c| can_use(*c).is_ok()).collect())
+}
+
+/// The codecs a pipeline runs: `configured`, or VP8 when it names none.
+pub fn or_vp8(configured: &[VideoCodec]) -> &[VideoCodec] {
+    if configured.is_empty() { &[VideoCodec::Vp8] } else { configured }
 }
 
 /// The codec to send to receivers that decode `theirs`, of the codecs

@@ -241,7 +241,7 @@ fn video_branch(
     let funnel = make("funnel")?;
     pipeline.add(&funnel).map_err(pipeline_err)?;
     let on_keyframe_needed = Arc::new(on_keyframe_needed);
-    let codecs = if config.codecs.is_empty() { &[VideoCodec::Vp8][..] } else { &config.codecs };
+    let codecs = crate::codecs::or_vp8(&config.codecs);
     let mut sources = Vec::new();
     for &codec in codecs {
         let needed = on_keyframe_needed.clone();

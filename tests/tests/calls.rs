@@ -13,7 +13,7 @@ use serde_json::Value;
 use skein_proto::call::{CallSignal, Invite, Media};
 use skein_proto::media::{AUDIO_PROTOCOL, MediaPacket, StreamHead, VIDEO_PROTOCOL, VideoCodec};
 use skein_tests::{Proc, RawDevice, online, skein, users_with_profiles};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const PW: &str = "correct horse battery";
@@ -29,6 +29,25 @@ fn need_gstreamer() {
     if let Err(e) = skein_media::elements::check(skein_media::NEEDED) {
         panic!("calls need GStreamer's plugins: {e} (scripts/test installs them)");
     }
+}
+
+/// What two daemons' test holds until it ends: its turn, its tracker and
+/// its profiles' folder.
+struct Held {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    _tracker: skein_tests::TestTracker,
+    _dir: tempfile::TempDir,
+}
+
+/// Alice and bob on a tracker of their own, each with a daemon started with
+/// the extra arguments given, once it is this test's turn.
+async fn two_daemons(alice_args: &[&str], bob_args: &[&str]) -> (Held, [PathBuf; 2], [Proc; 2]) {
+    skein_tests::init();
+    need_gstreamer();
+    let turn = ONE_AT_A_TIME.lock().await;
+    let (t, dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
+    let daemons = [online(&alice, alice_args).await, online(&bob, bob_args).await];
+    (Held { _turn: turn, _tracker: t, _dir: dir }, [alice, bob], daemons)
 }
 
 /// H.264's encoder and decoder, or a failure naming the package to install.
@@ -82,13 +101,8 @@ async fn call_event(d: &mut Proc, state: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_second_video_call_between_two_daemons_is_direct_continuous_and_measured() {
-    skein_tests::init();
-    need_gstreamer();
     need_h264();
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
-    let mut alice_d = online(&alice, &[]).await;
-    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
+    let (_held, [alice, bob], [mut alice_d, mut bob_d]) = two_daemons(&[], &["--auto-answer", "--test-source"]).await;
 
     let (ok, out, err) = skein(&alice, &["call", "bob", "--test-source", "--seconds", "10", "--json"], None).await;
     assert!(ok, "skein call failed: {err}\n{out}");
@@ -149,13 +163,9 @@ async fn a_ten_second_video_call_between_two_daemons_is_direct_continuous_and_me
 /// and both ends decode what they get.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_with_a_vp8_only_daemon_is_vp8_both_ways() {
-    skein_tests::init();
-    need_gstreamer();
     need_h264();
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
-    let mut alice_d = online(&alice, &["--video-codec", "h264"]).await;
-    let mut bob_d = online(&bob, &["--auto-answer", "--test-source", "--video-codec", "vp8"]).await;
+    let (_held, [alice, _], [mut alice_d, mut bob_d]) =
+        two_daemons(&["--video-codec", "h264"], &["--auto-answer", "--test-source", "--video-codec", "vp8"]).await;
 
     let (ok, out, err) = skein(&alice, &["call", "bob", "--test-source", "--seconds", "5"], None).await;
     assert!(ok, "skein call failed: {err}\n{out}");
@@ -181,12 +191,7 @@ async fn a_call_with_a_vp8_only_daemon_is_vp8_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_call_answered_audio_only_sends_no_video_and_plays_the_audio_both_ways() {
-    skein_tests::init();
-    need_gstreamer();
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
-    let mut alice_d = online(&alice, &[]).await;
-    let mut bob_d = online(&bob, &[]).await;
+    let (_held, [alice, bob], [mut alice_d, mut bob_d]) = two_daemons(&[], &[]).await;
     let calling = tokio::spawn({
         let alice = alice.clone();
         async move { skein(&alice, &["call", "bob", "--test-source", "--seconds", "4"], None).await }
@@ -216,13 +221,8 @@ async fn a_video_call_answered_audio_only_sends_no_video_and_plays_the_audio_bot
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_takes_the_devices_for_its_next_calls_and_says_which_one_is_missing() {
-    skein_tests::init();
-    need_gstreamer();
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
-    let mut alice_d = online(&alice, &[]).await;
-    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
-    // Without a daemon there is nobody to tell.
+    let (_held, [alice, _], [mut alice_d, mut bob_d]) = two_daemons(&[], &["--auto-answer", "--test-source"]).await;
+    // The list is this machine's own, read without the daemon.
     let (ok, out, err) = skein(&alice, &["devices", "--json"], None).await;
     assert!(ok, "{err}");
     let found: Value = serde_json::from_str(&out).expect("devices JSON");
@@ -430,12 +430,7 @@ async fn a_group_call_links_every_participant_with_every_other_and_leaves_one_li
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_stopped_mid_call_hangs_up_before_it_goes() {
-    skein_tests::init();
-    need_gstreamer();
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let (_t, _dir, [alice, bob]) = users_with_profiles(["alice", "bob"], PW).await;
-    let mut alice_d = online(&alice, &[]).await;
-    let mut bob_d = online(&bob, &["--auto-answer", "--test-source"]).await;
+    let (_held, [alice, _], [mut alice_d, mut bob_d]) = two_daemons(&[], &["--auto-answer", "--test-source"]).await;
     let calling = tokio::spawn({
         let alice = alice.clone();
         async move { skein(&alice, &["call", "bob", "--test-source", "--audio-only", "--json"], None).await }

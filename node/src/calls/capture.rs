@@ -115,7 +115,7 @@ impl SharedCapture {
             capture,
             feeds,
             video: params.video,
-            codecs: if params.codecs.is_empty() { vec![VideoCodec::Vp8] } else { params.codecs },
+            codecs: skein_media::codecs::or_vp8(&params.codecs).to_vec(),
             muted: AtomicBool::new(false),
             camera: AtomicBool::new(params.video),
             kbps: AtomicU64::new(u64::from(START_KBPS)),

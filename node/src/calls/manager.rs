@@ -86,7 +86,8 @@ enum Input {
     /// use from the next call on.
     Devices {
         found: Vec<skein_media::devices::Device>,
-        set: Option<(Option<String>, Option<String>)>,
+        /// The microphone and the camera, each left as it is when absent.
+        set: Option<(Option<DeviceChoice>, Option<DeviceChoice>)>,
         reply: Reply,
     },
     /// The media failed: a leg's (`with`), or the whole call's capture.
@@ -112,6 +113,9 @@ impl std::fmt::Debug for Calls {
         f.debug_struct("Calls").finish_non_exhaustive()
     }
 }
+
+/// A device by name, or `None` for the system's default.
+type DeviceChoice = Option<String>;
 
 /// What the calls task needs from the node.
 #[derive(Debug)]
@@ -227,10 +231,11 @@ impl Calls {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let set = set.map(|(m, c)| (m.map(|n| n.trim().to_owned()), c.map(|n| n.trim().to_owned())));
+        let device = |n: Option<String>| n.map(|n| Some(n.trim().to_owned()).filter(|n| !n.is_empty()));
+        let set = set.map(|(m, c)| (device(m), device(c)));
         if let Some((m, c)) = &set {
             for (kind, name) in [("microphone", m), ("camera", c)] {
-                if let Some(name) = name.as_ref().filter(|n| !n.is_empty())
+                if let Some(Some(name)) = name
                     && !found.iter().any(|d| d.kind == kind && &d.name == name)
                 {
                     return Err(skein_media::MediaError::NoDevice { kind, name: name.clone() }.to_string());
@@ -455,12 +460,11 @@ impl Task {
             Input::Devices { found, set, reply } => {
                 let media = &mut self.cx.media;
                 if let Some((microphone, camera)) = set {
-                    let chosen = |n: String| Some(n).filter(|n| !n.is_empty());
                     if let Some(m) = microphone {
-                        media.microphone = chosen(m);
+                        media.microphone = m;
                     }
                     if let Some(c) = camera {
-                        media.camera = chosen(c);
+                        media.camera = c;
                     }
                 }
                 let names =

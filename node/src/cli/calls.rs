@@ -278,10 +278,8 @@ pub(super) async fn use_devices(
 pub(super) fn devices(json_out: bool) -> anyhow::Result<()> {
     use skein_media::VideoCodec;
     let found = skein_media::devices::list()?;
-    let codecs: Vec<(VideoCodec, Result<(), skein_media::MediaError>)> = VideoCodec::ALL
-        .into_iter()
-        .map(|c| (c, skein_media::codecs::can_encode(c).and_then(|_| skein_media::codecs::can_decode(c))))
-        .collect();
+    let codecs: Vec<(VideoCodec, Result<(), skein_media::MediaError>)> =
+        VideoCodec::ALL.into_iter().map(|c| (c, skein_media::codecs::can_use(c))).collect();
     if json_out {
         let mut list: Vec<Value> = found.iter().map(|d| json!({"kind": d.kind, "name": d.name})).collect();
         list.extend(

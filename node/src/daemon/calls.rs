@@ -1,7 +1,8 @@
 //! The daemon's answers about calls: place one (to a user, or to a group
 //! this user is in), answer, hang up, mute or turn the camera off, the
-//! devices calls use, and the current call's state. Placing a call looks the callees' devices up and
-//! dials them, so it is answered from its own task.
+//! devices calls use, and the current call's state. Placing a call looks
+//! the callees' devices up and dials them, so it is answered from its own
+//! task.
 
 use super::{Node, is_group_spec, recipient, sendable_group};
 use crate::control::{ControlReply, ControlRequest};

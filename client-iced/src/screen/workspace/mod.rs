@@ -1207,8 +1207,12 @@ impl Workspace {
     fn pick_devices(&mut self, microphone: Option<String>, camera: Option<String>) -> Task<Message> {
         use crate::model::devices::node_name;
         let (Some(node), Some(d)) = (self.node.clone(), self.devices.as_mut()) else { return Task::none() };
-        d.microphone = microphone.clone().unwrap_or_else(|| d.microphone.clone());
-        d.camera = camera.clone().unwrap_or_else(|| d.camera.clone());
+        if let Some(m) = &microphone {
+            d.microphone.clone_from(m);
+        }
+        if let Some(c) = &camera {
+            d.camera.clone_from(c);
+        }
         let (microphone, camera) = (microphone.as_deref().map(node_name), camera.as_deref().map(node_name));
         Task::perform(
             async move { node.set_call_devices(microphone, camera).await.map_err(err) },
